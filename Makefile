@@ -1,0 +1,52 @@
+# Vigil: `make demo` and `make test` work on a fresh machine. Both are idempotent.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PROTOS := $(shell find protos -name '*.proto' 2>/dev/null | sort)
+
+.PHONY: install gen test test-unit test-integration demo bench bench-runtime chaos browser dev-up dev-down clean
+
+install: $(VENV)/.installed gen
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	echo "$(CURDIR)/gen" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/vigil_gen.pth"
+	touch $@
+
+# gRPC code is generated from protos/ into gen/ (not committed); gen/ is on sys.path via a .pth file.
+gen: $(VENV)/.installed gen/.stamp
+
+gen/.stamp: $(PROTOS) $(VENV)/.installed
+	rm -rf gen && mkdir -p gen
+	if [ -n "$(PROTOS)" ]; then $(PY) -m grpc_tools.protoc -Iprotos --python_out=gen --grpc_python_out=gen --pyi_out=gen $(PROTOS); fi
+	touch $@
+
+# Headless Chromium for the browser tests (Debian's package; installed when we are root and it is missing).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) || \
+	  echo "chromium not installed: browser tests will skip"; }
+
+test: install browser
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test-unit: install
+	$(PY) -m pytest -q tests/unit
+
+demo: install
+	$(VENV)/bin/vigil demo $(DEMO_ARGS)
+
+dev-up: install
+	$(VENV)/bin/vigil dev up
+
+dev-down: install
+	$(VENV)/bin/vigil dev down
+
+bench-runtime: install
+	$(PY) -m bench.runtime
+
+clean:
+	rm -rf gen .pytest_cache

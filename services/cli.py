@@ -1,0 +1,41 @@
+"""The `vigil` command: one explicit table of command groups."""
+from __future__ import annotations
+
+import typer
+
+from services.commands import dev, tenant
+from services.commands import demo as demo_command
+
+app = typer.Typer(help="Vigil: clinical AI agents in production.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+
+#: name -> sub-application. Every command group is listed here and nowhere else.
+GROUPS: list[tuple[str, typer.Typer]] = [
+    ("dev", dev.app),
+    ("tenant", tenant.app),
+]
+
+for _name, _group in GROUPS:
+    app.add_typer(_group, name=_name)
+
+
+@app.command()
+def demo(keep: bool = typer.Option(False, "--keep", help="Leave the stack running at the end.")) -> None:
+    """Run the demo on the embedded stack and print a summary."""
+    demo_command.run(keep=keep)
+
+
+def main() -> None:
+    from services.core.config import ConfigError, Settings
+    from services.core.logging import configure
+
+    try:
+        configure(Settings.from_env().log_level)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2)
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Shared fixtures: a real broker, Redis and PostgreSQL for the whole session, and a fresh
+tenant id per test so tests never see each other's data.
+
+The stack is the one `vigil dev` runs (started here only where nothing answers, and stopped
+at the end only if this session started it). ``VIGIL_TEST_BACKEND=testcontainers`` runs the
+same tests against Apache Kafka, Redis and PostgreSQL containers where Docker exists.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from services.core import devstack
+from services.core.config import Settings
+from services.core.tenancy import Tenant
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+BACKEND = os.environ.get("VIGIL_TEST_BACKEND", "embedded")
+
+
+def _docker_available() -> str | None:
+    try:
+        import docker
+
+        docker.from_env().ping()
+        return None
+    except Exception as exc:  # any failure means: no engine here
+        return f"Docker engine not reachable ({type(exc).__name__})"
+
+
+def _containers_settings(request) -> Settings:
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.postgres import PostgresContainer
+    from testcontainers.redis import RedisContainer
+
+    kafka = KafkaContainer().start()
+    redis_c = RedisContainer().start()
+    pg = PostgresContainer("postgres:16").start()
+    request.addfinalizer(kafka.stop)
+    request.addfinalizer(redis_c.stop)
+    request.addfinalizer(pg.stop)
+    env = dict(os.environ)
+    env.update(VIGIL_KAFKA_BOOTSTRAP=kafka.get_bootstrap_server(),
+               VIGIL_REDIS_URL=f"redis://{redis_c.get_container_host_ip()}:{redis_c.get_exposed_port(6379)}/0",
+               VIGIL_POSTGRES_DSN=pg.get_connection_url().replace("postgresql+psycopg2", "postgresql"))
+    return Settings.from_env(env)
+
+
+@pytest.fixture(scope="session")
+def base_settings(tmp_path_factory) -> Settings:
+    env = dict(os.environ)
+    env.setdefault("VIGIL_STATE_DIR", str(REPO / ".vigil"))
+    env["VIGIL_TENANTS_FILE"] = str(tmp_path_factory.mktemp("registry") / "tenants.toml")
+    return Settings.from_env(env)
+
+
+@pytest.fixture(scope="session")
+def stack(request, base_settings) -> Settings:
+    """Settings pointing at a running broker, Redis and PostgreSQL."""
+    if BACKEND == "testcontainers":
+        reason = _docker_available()
+        if reason:
+            pytest.skip(f"VIGIL_TEST_BACKEND=testcontainers: {reason}")
+        return _containers_settings(request)
+    before = {row.component: row.state for row in devstack.status(base_settings)}
+    devstack.up(base_settings, only=["kafka", "redis", "postgres"])
+    started = [name for name, state in before.items() if state == "down"]
+
+    def stop_ours() -> None:
+        if started:
+            devstack.down(base_settings)
+
+    request.addfinalizer(stop_ours)
+    return base_settings
+
+
+@pytest.fixture
+def tenant_id() -> str:
+    return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def tenant(tenant_id) -> Tenant:
+    return Tenant(id=tenant_id, display_name=f"Test {tenant_id}", partitions=4, mode="active",
+                  hl7_facilities=(tenant_id.upper(),))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.exists():
+        pytest.skip(f"shared test data not found at {SHARED_DATA}")
+    return SHARED_DATA
