@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from services.commands import dev, tenant
+from services.commands import audit, dev, keys, security, tenant
 from services.commands import demo as demo_command
 
 app = typer.Typer(help="Vigil: clinical AI agents in production.", no_args_is_help=True,
@@ -13,7 +13,11 @@ app = typer.Typer(help="Vigil: clinical AI agents in production.", no_args_is_he
 GROUPS: list[tuple[str, typer.Typer]] = [
     ("dev", dev.app),
     ("tenant", tenant.app),
+    ("keys", keys.app),
+    ("audit", audit.app),
 ]
+
+security.register_onboarding()  # PostgreSQL role, Redis ACL user, data key for `vigil tenant add`
 
 for _name, _group in GROUPS:
     app.add_typer(_group, name=_name)

@@ -1,0 +1,237 @@
+"""PostgreSQL tenant isolation: per-tenant roles and pools, one transaction per unit of work.
+
+Roles
+  ``vigil_app`` is a NOLOGIN group role (no superuser, no BYPASSRLS) that holds the table
+  grants. Each tenant has a LOGIN role ``vigil_tenant_<tenant>``, a member of ``vigil_app``,
+  whose password is derived from the master secret (``services.core.secrets``). A tenant's
+  pool connects *as* that role, so ``RESET ROLE`` or ``SET ROLE`` inside a transaction can
+  never reach a more powerful role.
+
+Policy
+  ``enable_tenant_rls`` turns on and *forces* row-level security on a table with one policy
+  (USING and WITH CHECK)::
+
+      tenant = current_setting('app.tenant', true)
+      AND session_user = 'vigil_tenant_' || tenant
+
+  ``app.tenant`` is set with ``SET LOCAL`` by ``tenant_tx``; the ``session_user`` term is what
+  makes tampering useless: a query that runs ``SET app.tenant = 'other'`` still connects as
+  its own tenant's login role, which a non-superuser cannot change. The platform (admin) DSN
+  must be a superuser or BYPASSRLS role; it migrates schemas and runs cross-tenant checks
+  such as ``vigil audit verify``.
+
+Units of work
+  ``async with pools.tx(tenant) as conn:`` (or ``tenant_tx(tenant)`` after ``install``)
+  checks out a connection, opens a transaction, sets ``app.tenant`` and a statement timeout
+  with ``SET LOCAL``, commits on success and rolls back on any error. A transaction that an
+  error aborted but whose exception the caller swallowed is not silently "committed": the
+  commit comes back as ROLLBACK and ``TransactionAborted`` is raised. A connection whose
+  rollback fails is terminated instead of returned, and every release resets session state
+  (``RESET ALL``, ``RESET ROLE``), so nothing leaks to the next checkout.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import re
+from typing import AsyncIterator
+
+import asyncpg
+
+from services.core.config import Settings
+from services.core.errors import FatalError
+from services.core.secrets import SecretSettings
+from services.core.tenancy import check_tenant_id
+
+APP_ROLE = "vigil_app"
+TENANT_ROLE_PREFIX = "vigil_tenant_"
+POLICY_NAME = "vigil_tenant_isolation"
+#: Per-tenant pool bounds: a handful of connections per tenant per process keeps 20 tenants
+#: x 4 services under PostgreSQL's default max_connections=100 at min size 0..1.
+TENANT_POOL_MIN = 0
+TENANT_POOL_MAX = 4
+#: Default statement timeout inside a unit of work; a longer query is cancelled.
+STATEMENT_TIMEOUT_MS = 30_000
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_DML = ("SELECT", "INSERT", "UPDATE", "DELETE")
+
+
+class TransactionAborted(FatalError):
+    """An error inside the unit of work was caught and ignored; nothing was committed."""
+
+    code = "transaction_aborted"
+
+
+class TenantRoleMissing(FatalError):
+    """The tenant's PostgreSQL role does not exist: onboard it (`vigil tenant add`)."""
+
+    code = "tenant_role_missing"
+
+
+def tenant_role(tenant: str) -> str:
+    return TENANT_ROLE_PREFIX + check_tenant_id(tenant)
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _check_table(table: str) -> str:
+    if not _IDENTIFIER.match(table):
+        raise ValueError(f"table name {table!r} is not a plain lower-case identifier")
+    return table
+
+
+def _lock_id(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big", signed=True)
+
+
+def app_role_sql() -> str:
+    """DDL creating ``vigil_app`` if missing (serialized: roles are cluster-wide)."""
+    return f"""
+DO $vigil$
+BEGIN
+    PERFORM pg_advisory_xact_lock({_lock_id('vigil_roles')});
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
+        CREATE ROLE {APP_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+    END IF;
+END
+$vigil$;
+GRANT USAGE ON SCHEMA public TO {APP_ROLE};
+"""
+
+
+def tenant_rls_sql(table: str, privileges: tuple[str, ...] = _DML) -> str:
+    """DDL that enables and forces tenant RLS on ``table`` (a ``tenant text`` column) and
+    grants ``privileges`` to ``vigil_app``. Usable as an ``ensure_schema`` step; idempotent."""
+    table = _check_table(table)
+    bad = [p for p in privileges if p not in _DML]
+    if bad or not privileges:
+        raise ValueError(f"privileges must be a non-empty subset of {_DML}, got {privileges}")
+    expr = (f"tenant = current_setting('app.tenant', true) "
+            f"AND session_user = ('{TENANT_ROLE_PREFIX}' || tenant)::name")
+    return app_role_sql() + f"""
+ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
+ALTER TABLE {table} FORCE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS {POLICY_NAME} ON {table};
+CREATE POLICY {POLICY_NAME} ON {table} USING ({expr}) WITH CHECK ({expr});
+REVOKE ALL ON {table} FROM PUBLIC;
+GRANT {', '.join(privileges)} ON {table} TO {APP_ROLE};
+"""
+
+
+async def enable_tenant_rls(conn: asyncpg.Connection, table: str, privileges: tuple[str, ...] = _DML) -> None:
+    """Run ``tenant_rls_sql`` on an admin connection (the table owner or a superuser)."""
+    await conn.execute(tenant_rls_sql(table, privileges))
+
+
+async def provision_tenant_role(admin: asyncpg.Connection, tenant: str, secrets: SecretSettings) -> str:
+    """Create or update the tenant's login role (idempotent); returns the role name."""
+    role = tenant_role(tenant)
+    password = secrets.tenant_password("postgres", tenant)
+    async with admin.transaction():
+        await admin.execute(app_role_sql())
+        exists = await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+        verb = "ALTER" if exists else "CREATE"
+        await admin.execute(f"{verb} ROLE {quote_ident(role)} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB "
+                            f"NOCREATEROLE NOREPLICATION INHERIT CONNECTION LIMIT {TENANT_POOL_MAX * 16} "
+                            f"PASSWORD {quote_literal(password)}")
+        await admin.execute(f"GRANT {APP_ROLE} TO {quote_ident(role)}")
+    return role
+
+
+class TenantPools:
+    """One asyncpg pool per tenant, each connected as that tenant's role.
+
+    Create one per process (per event loop); ``close()`` on shutdown."""
+
+    def __init__(self, settings: Settings, secrets: SecretSettings | None = None, *,
+                 min_size: int = TENANT_POOL_MIN, max_size: int = TENANT_POOL_MAX,
+                 statement_timeout_ms: int = STATEMENT_TIMEOUT_MS):
+        self.settings = settings
+        self.secrets = secrets or SecretSettings.from_env()
+        self.min_size, self.max_size = min_size, max_size
+        self.statement_timeout_ms = statement_timeout_ms
+        self._pools: dict[str, asyncpg.Pool] = {}
+        self._lock = asyncio.Lock()
+
+    async def pool(self, tenant: str) -> asyncpg.Pool:
+        tenant = check_tenant_id(tenant)
+        existing = self._pools.get(tenant)
+        if existing is not None:
+            return existing
+        async with self._lock:
+            if tenant not in self._pools:
+                try:
+                    self._pools[tenant] = await asyncpg.create_pool(
+                        self.settings.postgres_dsn, user=tenant_role(tenant),
+                        password=self.secrets.tenant_password("postgres", tenant),
+                        min_size=self.min_size, max_size=self.max_size, reset=_reset_connection)
+                except asyncpg.InvalidAuthorizationSpecificationError:
+                    raise TenantRoleMissing(f"no PostgreSQL role for tenant {tenant}; run `vigil tenant add {tenant}`") \
+                        from None
+            return self._pools[tenant]
+
+    @contextlib.asynccontextmanager
+    async def tx(self, tenant: str, *, readonly: bool = False,
+                 statement_timeout_ms: int | None = None) -> AsyncIterator[asyncpg.Connection]:
+        """One unit of work for ``tenant``: its own checkout and its own transaction."""
+        pool = await self.pool(tenant)
+        timeout = self.statement_timeout_ms if statement_timeout_ms is None else statement_timeout_ms
+        async with pool.acquire() as conn:
+            await conn.execute("BEGIN READ ONLY" if readonly else "BEGIN")
+            try:
+                await conn.execute("SELECT set_config('app.tenant', $1, true), "
+                                   "set_config('statement_timeout', $2, true)", tenant, f"{int(timeout)}ms")
+                yield conn
+            except BaseException:
+                await _rollback_or_terminate(conn)
+                raise
+            try:
+                status = await conn.execute("COMMIT")
+            except BaseException:
+                await _rollback_or_terminate(conn)
+                raise
+            if status == "ROLLBACK":
+                raise TransactionAborted(f"tenant {tenant}: a statement failed inside the unit of work and its error "
+                                         "was caught; the transaction was rolled back, nothing was committed")
+
+    async def close(self) -> None:
+        pools, self._pools = list(self._pools.values()), {}
+        await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
+
+
+async def _rollback_or_terminate(conn: asyncpg.Connection) -> None:
+    if conn.is_closed():
+        return
+    try:
+        await asyncio.wait_for(conn.execute("ROLLBACK"), timeout=5)
+    except Exception:
+        conn.terminate()  # the pool replaces a terminated connection instead of reusing it
+
+
+async def _reset_connection(conn: asyncpg.Connection) -> None:
+    """Pool release: roll back anything open, then clear every session setting and role."""
+    await conn.reset()
+    await conn.execute("RESET ROLE")
+
+
+_installed: TenantPools | None = None
+
+
+def install(pools: TenantPools | None) -> None:
+    """Make ``pools`` the process default for ``tenant_tx`` (``None`` uninstalls)."""
+    global _installed
+    _installed = pools
+
+
+def tenant_tx(tenant: str, **kwargs) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]:
+    """``async with tenant_tx(tenant) as conn:`` on the installed ``TenantPools``."""
+    if _installed is None:
+        raise RuntimeError("tenantdb.install(TenantPools(settings)) must run at start-up before tenant_tx")
+    return _installed.tx(tenant, **kwargs)
