@@ -1,0 +1,1 @@
+"""Ingest: EHR triggers (FHIR Subscription notifications, HL7v2 over MLLP, backfill) into Kafka."""
