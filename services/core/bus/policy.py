@@ -1,0 +1,67 @@
+"""Retry, batching and consumer-group settings of a stage (frozen; defaults are production values).
+
+Backoff arithmetic (defaults):
+  quick, in process (tenacity): QUICK_ATTEMPTS = 3 tries, waits 0.1 s then 0.2 s
+      (exponential, base QUICK_WAIT_INITIAL_S, capped at QUICK_WAIT_MAX_S) -> at most ~0.3 s
+      of waiting per delivery, so one flaky call never stalls a partition for long;
+  retry topics: RETRY_BACKOFF_S = (5, 30, 300): retry.1 after 5 s, retry.2 after 30 s,
+      retry.3 after 5 min; each delivery again gets the quick tries, so a poison event is
+      tried 3 x (1 + 3) = 12 times over ~5 min 35 s before it goes to the dead-letter topic.
+Tests shrink these with ``RetryPolicy(retry_backoff_s=(0.2, 0.4), quick_wait_initial_s=0.01)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+QUICK_ATTEMPTS = 3
+QUICK_WAIT_INITIAL_S = 0.1
+QUICK_WAIT_MAX_S = 1.0
+RETRY_BACKOFF_S = (5.0, 30.0, 300.0)
+
+#: Processed-event ledger entries live 7 days (7 * 24 * 3600 s): longer than any replay window.
+LEDGER_TTL_S = 7 * 24 * 3600
+
+#: Records fetched per poll: bounds in-flight work (backpressure).
+MAX_BATCH = 500
+POLL_TIMEOUT_MS = 200
+#: Tansu joins groups quickly only with short timeouts; heartbeat < session / 3.
+SESSION_TIMEOUT_MS = 6_000
+HEARTBEAT_INTERVAL_MS = 500
+REBALANCE_TIMEOUT_MS = 6_000
+MAX_POLL_INTERVAL_MS = 60_000
+#: A handler may take this long before it counts as a (retryable) timeout.
+HANDLER_TIMEOUT_S = 30.0
+#: No completed poll loop for this long = not live (a stuck handler or a wedged consumer).
+LIVENESS_STALL_S = 3 * HANDLER_TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    quick_attempts: int = QUICK_ATTEMPTS
+    quick_wait_initial_s: float = QUICK_WAIT_INITIAL_S
+    quick_wait_max_s: float = QUICK_WAIT_MAX_S
+    retry_backoff_s: tuple[float, ...] = RETRY_BACKOFF_S
+
+    def __post_init__(self) -> None:
+        if self.quick_attempts < 1:
+            raise ValueError("quick_attempts must be >= 1")
+        if any(b < 0 for b in self.retry_backoff_s):
+            raise ValueError("retry backoffs must be >= 0")
+
+    @property
+    def levels(self) -> int:
+        """Number of retry topics."""
+        return len(self.retry_backoff_s)
+
+
+@dataclass(frozen=True)
+class ConsumerTuning:
+    max_batch: int = MAX_BATCH
+    poll_timeout_ms: int = POLL_TIMEOUT_MS
+    session_timeout_ms: int = SESSION_TIMEOUT_MS
+    heartbeat_interval_ms: int = HEARTBEAT_INTERVAL_MS
+    rebalance_timeout_ms: int = REBALANCE_TIMEOUT_MS
+    max_poll_interval_ms: int = MAX_POLL_INTERVAL_MS
+    handler_timeout_s: float = HANDLER_TIMEOUT_S
+    liveness_stall_s: float = LIVENESS_STALL_S
+    ledger_ttl_s: int = LEDGER_TTL_S

@@ -1,0 +1,398 @@
+"""The stage runtime: consume, handle, produce, then commit; retries, parking, dead letters.
+
+One poll returns a batch (at most ``tuning.max_batch`` records: bounded in-flight work).
+Records are grouped into lanes by partition number (input partition p and retry-topic
+partition p hold the same patients, and the range assignor gives them to the same member);
+lanes run concurrently, records within a lane strictly in order. After the batch: await
+every produce (acks=all), mark the ledger, commit. A crash anywhere before the commit
+redelivers the batch; the ledger and deterministic output ids make that harmless.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import tenacity
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
+
+from services.core import schemas
+from services.core.bus import metrics, store
+from services.core.bus.failures import (Trail, dlq_headers, fingerprint, retry_headers, short_message,
+                                        stack_text)
+from services.core.bus.ledger import Ledger
+from services.core.bus.policy import ConsumerTuning, RetryPolicy
+from services.core.bus.publisher import Publisher
+from services.core.bus.topics import dlq_topic, resolve, retry_topic
+from services.core.config import Settings
+from services.core.errors import RetryableError, ValidationError, classify
+from services.core.events import Event, decode, encode, header_value
+from services.core.logging import get_logger
+from services.core.tenancy import check_tenant_id, topic_name
+
+log = get_logger("vigil.bus")
+Handler = Callable[[Event, "Context"], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    input_stream: str
+    handler: Handler
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    tuning: ConsumerTuning = field(default_factory=ConsumerTuning)
+
+
+class Context:
+    """Passed to the handler: who we are, which attempt this is, and where outputs go."""
+
+    def __init__(self, runner: "StageRunner", event: Event, attempt: int):
+        self.tenant, self.stage, self.event, self.attempt = runner.tenant, runner.spec.name, event, attempt
+        self.outputs: list[tuple[str, Event]] = []
+        self._runner, self._index = runner, 0
+
+    def emit(self, stream: str, event: Event) -> None:
+        """Queue an output; it is produced (acks=all) before the input offset is committed.
+        The payload is validated now: a bad output is a fatal error of this event."""
+        topic = resolve(self.tenant, stream)
+        self._runner.publisher.check(event)
+        self.outputs.append((topic, event))
+
+    def child(self, type: str, data: dict, *, key: str | None = None) -> Event:
+        """A derived event with a deterministic id (parent id, stage, type, running index)."""
+        self._index += 1
+        return self.event.child(type, data, stage=self.stage, index=self._index, key=key)
+
+    async def claim(self, conn) -> bool:
+        """Inside your PostgreSQL transaction: True only the first time this event's side effect runs."""
+        return await store.claim(conn, self.tenant, self.stage, self.event.id)
+
+    @property
+    def log(self):
+        return log.bind(stage=self.stage, attempt=self.attempt, **self.event.log_fields())
+
+
+@dataclass
+class _Outcome:
+    ok: bool
+    ctx: Context | None = None
+    exc: BaseException | None = None
+    attempts: int = 0
+
+
+class StageRunner:
+    """``start()``, ``run(stop_event)`` until the event is set, ``stop()``; ``health()`` any time."""
+
+    def __init__(self, settings: Settings, tenant_id: str, spec: StageSpec, *, redis=None, pool=None):
+        from services.core import kv  # local: keeps the import graph of this module small
+
+        self.settings, self.tenant, self.spec = settings, check_tenant_id(tenant_id), spec
+        self.input_topic = topic_name(self.tenant, spec.input_stream)
+        self.retry_topics = [retry_topic(self.tenant, spec.name, n) for n in range(1, spec.retry.levels + 1)]
+        self.publisher = Publisher(settings, self.tenant)
+        self._redis = redis or kv.admin_client(settings)
+        self._pool, self._own_pool = pool, pool is None
+        self.ledger = Ledger(self._redis, self.tenant, spec.name, spec.tuning.ledger_ttl_s)
+        self._labels = {"tenant": self.tenant, "stage": spec.name}
+        self._paused: dict[TopicPartition, float] = {}
+        self._positions: dict[TopicPartition, int] = {}
+        self._fetch_lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._fetcher: AIOKafkaConsumer | None = None
+        self._last_progress = time.monotonic()
+        self._running = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        from services.core.db import create_pool, ensure_schema
+
+        if self._pool is None:
+            self._pool = await create_pool(self.settings, min_size=1, max_size=2)
+        await ensure_schema(self._pool, store.MODULE, store.STEPS)
+        await self.publisher.start()
+        t = self.spec.tuning
+        self._consumer = AIOKafkaConsumer(
+            self.input_topic, *self.retry_topics, group_id=f"vigil.{self.tenant}.{self.spec.name}",
+            enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=t.max_batch,
+            session_timeout_ms=t.session_timeout_ms, heartbeat_interval_ms=t.heartbeat_interval_ms,
+            rebalance_timeout_ms=t.rebalance_timeout_ms, max_poll_interval_ms=t.max_poll_interval_ms,
+            partition_assignment_strategy=(RangePartitionAssignor,), **self.settings.kafka.client_kwargs())
+        await self._consumer.start()
+        self._running, self._last_progress = True, time.monotonic()
+
+    async def stop(self) -> None:
+        """Leave the group and flush. Call after ``run`` returned: the last batch is committed."""
+        self._running = False
+        for client in (self._consumer, self._fetcher):
+            if client is not None:
+                await client.stop()
+        await self.publisher.stop()
+        if self._own_pool and self._pool is not None:
+            await self._pool.close()
+
+    def health(self) -> dict[str, Any]:
+        age = time.monotonic() - self._last_progress
+        return {"live": self._running and age < self.spec.tuning.liveness_stall_s, "stage": self.spec.name,
+                "tenant": self.tenant, "last_progress_age_s": round(age, 3)}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        assert self._consumer is not None, "start() first"
+        t = self.spec.tuning
+        while not stop.is_set():
+            self._resume_due()
+            batch = await self._consumer.getmany(timeout_ms=t.poll_timeout_ms, max_records=t.max_batch)
+            if batch:
+                await self._process(batch)
+            self._last_progress = time.monotonic()
+            metrics.LAST_PROGRESS.labels(**self._labels).set(time.time())
+            self._update_lag()
+
+    # -- one batch ---------------------------------------------------------------------------
+    async def _process(self, batch: dict[TopicPartition, list]) -> None:
+        pending: list[asyncio.Future] = []
+        done_ids: list[str] = []
+        commits: dict[TopicPartition, int] = {}
+        decoded: dict[tuple, tuple[Event | None, BaseException | None]] = {}
+        for tp, msgs in batch.items():
+            metrics.CONSUMED.labels(**self._labels).inc(len(msgs))
+            for m in msgs:
+                decoded[(tp, m.offset)] = self._decode(m)
+        events = [e for e, _ in decoded.values() if e is not None]
+        done, blocked = await self.ledger.lookup([e.id for e in events], list({e.key for e in events}))
+        lanes: dict[int, list] = defaultdict(list)
+        for tp in sorted(batch, key=lambda tp: (tp.topic == self.input_topic, tp.topic)):  # retries first
+            lanes[tp.partition].append(tp)
+        state = _BatchState(pending, done_ids, commits, decoded, done, blocked)
+        await asyncio.gather(*(self._lane(state, batch, tps) for tps in lanes.values()))
+        if pending:
+            await asyncio.gather(*pending)
+        await self.ledger.mark_done(done_ids)
+        if commits:
+            try:
+                await self._consumer.commit(commits)
+            except (CommitFailedError, IllegalStateError, RebalanceInProgressError) as exc:
+                # Partitions moved to another member mid-batch: it redelivers, the ledger dedupes.
+                log.warning("commit_failed", stage=self.spec.name, tenant=self.tenant, error=type(exc).__name__)
+
+    async def _lane(self, st: "_BatchState", batch, tps: list[TopicPartition]) -> None:
+        for tp in tps:
+            level = 0 if tp.topic == self.input_topic else int(tp.topic.rsplit(".", 1)[1])
+            for m in batch[tp]:
+                if level and not self._due(tp, m):
+                    break
+                await self._one(st, m, level)
+                st.commits[tp] = m.offset + 1
+                self._positions[tp] = m.offset + 1
+
+    def _due(self, tp: TopicPartition, m) -> bool:
+        due_ms = int(header_value(m.headers, "vigil-due") or 0)
+        if due_ms <= time.time() * 1000:
+            return True
+        self._consumer.seek(tp, m.offset)
+        self._consumer.pause(tp)
+        self._paused[tp] = due_ms / 1000
+        return False
+
+    def _resume_due(self) -> None:
+        now = time.time()
+        for tp, due in list(self._paused.items()):
+            if due <= now:
+                del self._paused[tp]
+                if tp in self._consumer.assignment():
+                    self._consumer.resume(tp)
+
+    async def _one(self, st: "_BatchState", m, level: int) -> None:
+        event, error = st.decoded[(TopicPartition(m.topic, m.partition), m.offset)]
+        trail = Trail.from_record(m, level)
+        if event is None:
+            await self._dead_letter(st.pending, m, None, trail, error, attempts=0)
+            return
+        if event.id in st.done:
+            metrics.DUPLICATES.labels(**self._labels).inc()
+            if level and st.blocked.get(event.key) == event.id:
+                await self._release(st, event.key)
+            return
+        if level == 0 and event.key in st.blocked:
+            await self.ledger.park(event.key, m.partition, m.offset)
+            metrics.PARKED.labels(**self._labels).inc()
+            return
+        outcome = await self._attempt(event, trail.attempts)
+        resolved = await self._settle(st.pending, st.done_ids, m, event, trail, outcome)
+        if not resolved and level == 0:
+            await self.ledger.block(event.key, event.id)
+            st.blocked[event.key] = event.id
+        elif resolved and level and st.blocked.get(event.key) == event.id:
+            await self._release(st, event.key)
+
+    async def _settle(self, pending, done_ids, m, event, trail, outcome: _Outcome) -> bool:
+        """Send outputs / retry / dead letter; True when the event is finished (not waiting in retry)."""
+        if outcome.ok:
+            for topic, out in outcome.ctx.outputs:
+                record = encode(out)
+                pending.append(await self.publisher.send_raw(topic, record.key, record.value, record.headers))
+            done_ids.append(event.id)
+            metrics.SUCCEEDED.labels(**self._labels).inc()
+            return True
+        err = classify(outcome.exc)
+        if err.retryable and trail.level < self.spec.retry.levels:
+            now_ms = int(time.time() * 1000)
+            trail.failed(type(outcome.exc).__name__, err.code, fingerprint(outcome.exc), now_ms, outcome.attempts)
+            delay = self.spec.retry.retry_backoff_s[trail.level]
+            delay = max(delay, getattr(err, "retry_after", None) or 0.0)
+            topic = self.retry_topics[trail.level]
+            headers = retry_headers(m.headers, trail, now_ms + int(delay * 1000))
+            pending.append(await self.publisher.send_raw(topic, m.key, m.value, headers))
+            metrics.RETRIED.labels(**self._labels).inc()
+            log.info("event_retry", stage=self.spec.name, level=trail.level + 1, error_code=err.code,
+                     **event.log_fields())
+            return False
+        await self._dead_letter(pending, m, event, trail, outcome.exc, attempts=outcome.attempts)
+        return True
+
+    async def _attempt(self, event: Event, before: int) -> _Outcome:
+        policy, t = self.spec.retry, self.spec.tuning
+        count = 0
+
+        def wait(rs: tenacity.RetryCallState) -> float:
+            after = getattr(classify(rs.outcome.exception()), "retry_after", None)
+            return after if after is not None else min(policy.quick_wait_max_s,
+                                                       policy.quick_wait_initial_s * 2 ** (rs.attempt_number - 1))
+
+        def stop(rs: tenacity.RetryCallState) -> bool:
+            after = getattr(classify(rs.outcome.exception()), "retry_after", None)
+            return rs.attempt_number >= policy.quick_attempts or (after or 0) > policy.quick_wait_max_s
+
+        retrying = tenacity.AsyncRetrying(stop=stop, wait=wait, reraise=True,
+                                          retry=tenacity.retry_if_exception(lambda e: classify(e).retryable))
+        ctx = None
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    count += 1
+                    ctx = Context(self, event, before + count)
+                    started = time.perf_counter()
+                    try:
+                        async with asyncio.timeout(t.handler_timeout_s):
+                            await self.spec.handler(event, ctx)
+                    finally:
+                        metrics.LATENCY.labels(**self._labels).observe(time.perf_counter() - started)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # classified by the caller; nothing is swallowed
+            return _Outcome(False, exc=exc, attempts=count)
+        return _Outcome(True, ctx=ctx, attempts=count)
+
+    async def _dead_letter(self, pending, m, event: Event | None, trail: Trail, exc: BaseException,
+                           attempts: int) -> None:
+        err = classify(exc)
+        now_ms = int(time.time() * 1000)
+        fp = fingerprint(exc)
+        trail.failed(type(exc).__name__, err.code, fp, now_ms, attempts)
+        message = short_message(exc)
+        headers = dlq_headers(m.headers, trail, self.spec.name, now_ms, type(exc).__name__, err.code, fp, message)
+        await store.record_dead_letter(self._pool, {
+            "id": trail.dead_letter_id(self.spec.name), "tenant": self.tenant, "stage": self.spec.name,
+            "event_id": event.id if event else header_value(m.headers, "ce_id"),
+            "event_type": event.type if event else header_value(m.headers, "ce_type"),
+            "original_topic": trail.origin_topic, "original_partition": trail.origin_partition,
+            "original_offset": trail.origin_offset, "error_class": type(exc).__name__, "error_code": err.code,
+            "fingerprint": fp, "message": message, "stack": stack_text(exc), "attempts": trail.attempts,
+            "history": trail.history, "first_failure": _ts(trail.first_failure_ms), "last_failure": _ts(now_ms)})
+        pending.append(await self.publisher.send_raw(dlq_topic(self.tenant), m.key, m.value or b"", headers))
+        metrics.DEAD_LETTERED.labels(**self._labels).inc()
+        log.warning("event_dead_lettered", stage=self.spec.name, tenant=self.tenant, error_code=err.code,
+                    error_class=type(exc).__name__, event_id=event.id if event else None,
+                    trace_id=event.trace_id if event else None)
+
+    # -- parking -----------------------------------------------------------------------------
+    async def _release(self, st: "_BatchState", key: str | None) -> None:
+        """The blocking event of ``key`` resolved: replay the key's parked events in order."""
+        for partition, offset in await self.ledger.parked(key):
+            m = await self._fetch(TopicPartition(self.input_topic, partition), offset)
+            event, error = self._decode(m)
+            trail = Trail.from_record(m, 0)
+            pending: list[asyncio.Future] = []
+            done_ids: list[str] = []
+            if event is None:
+                await self._dead_letter(pending, m, None, trail, error, attempts=0)
+                resolved = True
+            elif (await self.ledger.lookup([event.id], []))[0]:
+                resolved = True
+            else:
+                resolved = await self._settle(pending, done_ids, m, event, trail,
+                                              await self._attempt(event, 0))
+            await asyncio.gather(*pending)
+            await self.ledger.mark_done(done_ids)
+            if not resolved:
+                await self.ledger.block(key, event.id)
+                await self.ledger.unpark(key, partition, offset)
+                st.blocked[key] = event.id
+                return
+            await self.ledger.unpark(key, partition, offset)
+        await self.ledger.unblock(key)
+        st.blocked.pop(key, None)
+
+    async def _fetch(self, tp: TopicPartition, offset: int):
+        async with self._fetch_lock:
+            if self._fetcher is None:
+                self._fetcher = AIOKafkaConsumer(enable_auto_commit=False, **self.settings.kafka.client_kwargs())
+                await self._fetcher.start()
+            self._fetcher.assign([tp])
+            self._fetcher.seek(tp, offset)
+            async with asyncio.timeout(self.spec.tuning.handler_timeout_s):
+                while True:
+                    for m in (await self._fetcher.getmany(tp, timeout_ms=500, max_records=1)).get(tp, []):
+                        if m.offset == offset:
+                            return m
+                        raise RetryableError(f"parked offset {offset} no longer readable", code="parked_missing")
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _decode(self, m) -> tuple[Event | None, BaseException | None]:
+        try:
+            event = decode(m.key, m.value, m.headers)
+            if event.tenant != self.tenant:
+                raise ValidationError("event tenant does not match the topic's tenant", code="tenant_mismatch")
+            schemas.validate(event.type, event.data)
+            return event, None
+        except ValidationError as exc:
+            return None, exc
+
+    def _update_lag(self) -> None:
+        lag = 0
+        for tp in self._consumer.assignment():
+            if tp.topic != self.input_topic:
+                continue
+            high, position = self._consumer.highwater(tp), self._positions.get(tp)
+            if high is not None and position is not None:
+                lag += max(0, high - position)
+        metrics.LAG.labels(**self._labels).set(lag)
+
+
+@dataclass
+class _BatchState:
+    pending: list
+    done_ids: list
+    commits: dict
+    decoded: dict
+    done: set
+    blocked: dict
+
+
+def _ts(ms: int | None):
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp((ms or 0) / 1000, tz=timezone.utc)
+
+
+async def run_stage(settings: Settings, tenant_id: str, spec: StageSpec, stop_event: asyncio.Event) -> None:
+    """Run one stage for one tenant until ``stop_event`` is set; finishes the batch, commits, leaves."""
+    runner = StageRunner(settings, tenant_id, spec)
+    await runner.start()
+    try:
+        await runner.run(stop_event)
+    finally:
+        await runner.stop()

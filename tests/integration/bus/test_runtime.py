@@ -1,0 +1,147 @@
+"""The stage runtime on the real broker, Redis and PostgreSQL."""
+from __future__ import annotations
+
+import asyncio
+import collections
+
+import asyncpg
+from prometheus_client import REGISTRY
+
+from services.core.bus import FatalError, RetryableError, dlq_topic
+from services.core.bus.failures import DLQ_HEADERS
+from services.core.events import decode, encode, header_value
+from services.core.tenancy import topic_name
+
+from conftest import findings_for, publish, read_topic, resource_event, running, spec
+
+
+async def test_poison_event_dead_lettered_while_others_flow(stack, tenant_id, topics):
+    calls = collections.Counter()
+
+    async def handler(event, ctx):
+        calls[event.id] += 1
+        if event.key == "poison":
+            raise RetryableError("upstream keeps failing", code="http_503")
+        ctx.emit("findings", findings_for(event, ctx))
+
+    s = spec("poisoned", handler)
+    await topics(s)
+    poison = resource_event(tenant_id, "poison", 0)
+    healthy = [resource_event(tenant_id, f"p{i}", 0) for i in range(20)]
+    await publish(stack, tenant_id, [poison] + healthy)
+    async with running(stack, tenant_id, s):
+        outputs = await read_topic(stack, topic_name(tenant_id, "findings"), 20)
+        dead = await read_topic(stack, dlq_topic(tenant_id), 1, timeout=30)
+    assert sorted(decode(m.key, m.value, m.headers).causationid for m in outputs) == sorted(e.id for e in healthy)
+    assert len(dead) == 1
+    record = dead[0]
+    assert record.value == encode(poison).value  # payload byte for byte
+    assert header_value(record.headers, "ce_type") == "vigil.ehr.resource-changed"  # original type kept
+    for name in DLQ_HEADERS:
+        assert header_value(record.headers, name), name
+    assert header_value(record.headers, "dlq-original-topic") == topic_name(tenant_id, "ehr-events")
+    assert header_value(record.headers, "dlq-stage") == "poisoned"
+    assert header_value(record.headers, "dlq-error-class") == "RetryableError"
+    assert header_value(record.headers, "dlq-error-code") == "http_503"
+    expected_attempts = s.retry.quick_attempts * (1 + s.retry.levels)  # 2 x (1 + 2) = 6
+    assert header_value(record.headers, "dlq-attempts") == str(expected_attempts)
+    assert calls[poison.id] == expected_attempts
+    assert int(header_value(record.headers, "dlq-first-failure")) <= int(header_value(record.headers, "dlq-last-failure"))
+    conn = await asyncpg.connect(stack.postgres_dsn)
+    try:
+        row = await conn.fetchrow("SELECT * FROM vigil_dead_letters WHERE id = $1", header_value(record.headers, "dlq-id"))
+    finally:
+        await conn.close()
+    assert row["tenant"] == tenant_id and row["attempts"] == expected_attempts
+    assert "Traceback" in row["stack"] and "upstream keeps failing" in row["stack"]
+    assert len(__import__("json").loads(row["history"])) == 1 + s.retry.levels
+
+
+async def test_transient_failure_recovers_and_is_processed_once(stack, tenant_id, topics):
+    calls = collections.Counter()
+    succeeded = collections.Counter()
+
+    async def handler(event, ctx):
+        calls[event.id] += 1
+        if event.key == "flaky" and calls[event.id] <= 3:  # fails both quick tries and the first retry once
+            raise TimeoutError()
+        ctx.emit("findings", findings_for(event, ctx))
+        succeeded[event.id] += 1
+
+    s = spec("transient", handler)
+    await topics(s)
+    flaky = resource_event(tenant_id, "flaky", 0)
+    await publish(stack, tenant_id, [flaky, resource_event(tenant_id, "steady", 0)])
+    async with running(stack, tenant_id, s):
+        outputs = await read_topic(stack, topic_name(tenant_id, "findings"), 2, settle=1.5)
+    assert succeeded[flaky.id] == 1 and calls[flaky.id] == 4
+    out_ids = [decode(m.key, m.value, m.headers).id for m in outputs]
+    assert len(out_ids) == 2 and len(set(out_ids)) == 2
+    assert await read_topic(stack, dlq_topic(tenant_id), 0, timeout=0.5) == []
+
+
+async def test_later_event_never_overtakes_earlier_event_in_retry(stack, tenant_id, topics):
+    order = collections.defaultdict(list)
+    calls = collections.Counter()
+
+    async def handler(event, ctx):
+        calls[event.id] += 1
+        if event.key == "a" and event.data["versionId"] == "0" and calls[event.id] <= 4:
+            raise RetryableError("busy", code="http_429")  # 4 failures: quick x2, retry.1 x2 -> done in retry.2
+        order[event.key].append(int(event.data["versionId"]))
+        ctx.emit("findings", findings_for(event, ctx))
+
+    s = spec("ordered", handler)
+    await topics(s)
+    a_events = [resource_event(tenant_id, "a", n) for n in range(4)]
+    b_events = [resource_event(tenant_id, "b", n) for n in range(4)]
+    await publish(stack, tenant_id, a_events[:2] + b_events)
+    async with running(stack, tenant_id, s):
+        await asyncio.sleep(0.5)
+        await publish(stack, tenant_id, a_events[2:])  # arrive while a/0 is still waiting in retry
+        await read_topic(stack, topic_name(tenant_id, "findings"), 8)
+    assert order["a"] == [0, 1, 2, 3]
+    parked = REGISTRY.get_sample_value("vigil_stage_parked_total", {"tenant": tenant_id, "stage": "ordered"})
+    assert parked == 3  # a/1, a/2 and a/3 waited behind a/0
+    assert order["b"] == [0, 1, 2, 3]
+
+
+async def test_invalid_payload_goes_to_dlq_and_consumer_keeps_going(stack, tenant_id, topics):
+    seen = []
+
+    async def handler(event, ctx):
+        seen.append(event.id)
+        if event.data["id"] == "doc-bad-output-0":
+            ctx.emit("findings", ctx.child("vigil.extraction.findings", {"patient": "x"}))  # invalid output
+        if event.key == "fatal":
+            raise FatalError("contract broken", code="contract")
+
+    s = spec("validating", handler)
+    await topics(s)
+    good = resource_event(tenant_id, "good", 0)
+    bad = resource_event(tenant_id, "bad", 0)
+    record = encode(bad)
+    broken = record.value.replace(b'"action":"create"', b'"action":"explode"')
+    from aiokafka import AIOKafkaProducer
+    producer = AIOKafkaProducer(acks="all", **stack.kafka.client_kwargs())
+    await producer.start()
+    try:
+        topic = topic_name(tenant_id, "ehr-events")
+        await producer.send_and_wait(topic, broken, key=record.key, headers=record.headers)
+        await producer.send_and_wait(topic, b"not an event at all", key=b"garbage")
+    finally:
+        await producer.stop()
+    await publish(stack, tenant_id, [resource_event(tenant_id, "bad-output", 0), resource_event(tenant_id, "fatal", 0), good])
+    async with running(stack, tenant_id, s) as runner:
+        dead = await read_topic(stack, dlq_topic(tenant_id), 4)
+        for _ in range(50):
+            if good.id in seen:
+                break
+            await asyncio.sleep(0.1)
+        assert runner.health()["live"]
+    assert good.id in seen and bad.id not in seen
+    codes = sorted(header_value(m.headers, "dlq-error-code") for m in dead)
+    assert codes == ["contract", "envelope", "schema", "schema"]
+    schema_msgs = [header_value(m.headers, "dlq-message") for m in dead if header_value(m.headers, "dlq-error-code") == "schema"]
+    assert any("action: enum" in msg for msg in schema_msgs)
+    assert any(m.value == broken for m in dead) and any(m.value == b"not an event at all" for m in dead)
