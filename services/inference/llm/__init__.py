@@ -1,0 +1,1 @@
+"""The `llm` engine: any OpenAI-compatible endpoint, configured per tenant, behind guardrails."""

@@ -1,0 +1,87 @@
+"""Token and cost accounting per tenant in PostgreSQL, and the daily budget check.
+
+One row per model call (and per cache hit, at zero cost), so spend, hit rate and retries can
+be reported per tenant and day. Days are UTC.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import asyncpg
+
+from services.core.db import ensure_schema
+
+MODULE = "inference_llm_ledger"
+STEPS = [
+    """CREATE TABLE IF NOT EXISTS inference_llm_usage (
+        id bigserial PRIMARY KEY,
+        tenant text NOT NULL,
+        day date NOT NULL,
+        at timestamptz NOT NULL DEFAULT now(),
+        document_id text NOT NULL,
+        model text NOT NULL,
+        prompt_hash text NOT NULL,
+        prompt_tokens integer NOT NULL CHECK (prompt_tokens >= 0),
+        completion_tokens integer NOT NULL CHECK (completion_tokens >= 0),
+        cost_usd numeric(14, 6) NOT NULL CHECK (cost_usd >= 0),
+        outcome text NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS inference_llm_usage_tenant_day ON inference_llm_usage (tenant, day)",
+]
+OUTCOMES = ("ok", "repaired", "invalid", "cache_hit")
+
+
+@dataclass(frozen=True)
+class Usage:
+    tenant: str
+    document_id: str
+    model: str
+    prompt_hash: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    outcome: str
+
+
+def today() -> dt.date:
+    return dt.datetime.now(dt.timezone.utc).date()
+
+
+def seconds_until_next_day(now: dt.datetime | None = None) -> float:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    tomorrow = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
+    return max(1.0, (tomorrow - now).total_seconds())
+
+
+class Ledger:
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    async def ensure_schema(self) -> None:
+        await ensure_schema(self.pool, MODULE, STEPS)
+
+    async def record(self, usage: Usage) -> None:
+        if usage.outcome not in OUTCOMES:
+            raise ValueError(f"unknown ledger outcome {usage.outcome!r}")
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO inference_llm_usage (tenant, day, document_id, model, prompt_hash, prompt_tokens,"
+                " completion_tokens, cost_usd, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                usage.tenant, today(), usage.document_id, usage.model, usage.prompt_hash, usage.prompt_tokens,
+                usage.completion_tokens, usage.cost_usd, usage.outcome)
+
+    async def spent_today(self, tenant: str) -> float:
+        async with self.pool.acquire() as conn:
+            value = await conn.fetchval("SELECT coalesce(sum(cost_usd), 0) FROM inference_llm_usage "
+                                        "WHERE tenant = $1 AND day = $2", tenant, today())
+        return float(value)
+
+    async def rows(self, tenant: str, document_id: str | None = None) -> list[dict]:
+        query = "SELECT * FROM inference_llm_usage WHERE tenant = $1"
+        args: list = [tenant]
+        if document_id is not None:
+            query += " AND document_id = $2"
+            args.append(document_id)
+        async with self.pool.acquire() as conn:
+            return [dict(r) for r in await conn.fetch(query + " ORDER BY id", *args)]
