@@ -1,0 +1,1 @@
+"""Inference: engines that turn a clinical note into irAE findings with evidence spans."""

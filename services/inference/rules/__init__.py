@@ -1,0 +1,1 @@
+"""The offline, deterministic rules engine (medspaCy targets, ConText, sections)."""

@@ -1,0 +1,117 @@
+"""ConText modifiers: negation, uncertainty, hypotheticals, history, family, and terminators.
+
+Each entry is ``(phrase, category, direction, max_scope)``; phrases are matched on lower-cased
+tokens, ``re:`` entries as regular expressions. ``max_scope`` is in tokens (None: to the end of
+the sentence). Categories:
+
+- ``NEGATED_EXISTENCE``: "no", "denies", "negative for", "ruled out", "resolved", "normalized".
+- ``POSSIBLE_EXISTENCE``: "rule out", "r/o", "possible", "concern for", "vs", "cannot exclude".
+- ``HYPOTHETICAL``: "monitor for", "if ... develops", "discussed risks of", education about side effects.
+- ``HISTORICAL``: "history of", "prior", "in 2021", "s/p treatment for".
+- ``FAMILY``: "mother has", "family history of".
+- ``ONGOING``: "not yet resolved", "persistent", "now": a current assertion that shields a
+  mention from the longer "resolved"/"history" modifiers it overlaps or follows.
+- ``TERMINATE``: ends every other modifier's scope ("but", "reports", "presents with", ";").
+"""
+from __future__ import annotations
+
+F, B, BI, T = "FORWARD", "BACKWARD", "BIDIRECTIONAL", "TERMINATE"
+NEG, POSS, HYPO, HIST, FAM, ONGOING, TERM = (
+    "NEGATED_EXISTENCE", "POSSIBLE_EXISTENCE", "HYPOTHETICAL", "HISTORICAL", "FAMILY", "ONGOING", "TERMINATE")
+
+#: Lists such as "denies fever, chills, nausea, diarrhea or rash" run to about a dozen tokens.
+LIST_SCOPE = 14
+
+MODIFIER_RULES: list[tuple[str, str, str, int | None]] = [
+    # --- negation -----------------------------------------------------------------------
+    *[(p, NEG, F, LIST_SCOPE) for p in (
+        "no", "not", "denies", "denied", "deny", "denying", "without", "negative for", "neg for", "free of",
+        "absence of", "absent", "no evidence of", "no signs of", "no sign of", "no symptoms of", "no further",
+        "no more", "no longer", "no recurrence of", "no recurrent", "no new", "no active", "never had", "never developed",
+        "not consistent with", "inconsistent with", "ruled out", "rules out", "excluded", "resolution of",
+        "resolved", "resolving of", "clear of", "fails to reveal", "lack of", "did not have", "does not have",
+        "has not had", "hasn't had", "nor", "rather than", "instead of", "unlikely", "less likely", "not likely",
+        "doubt", "not felt to be", "not thought to be", "not c/w", "w/o", "(-)", "normalized",         "r/o'd", "improved to normal", "no clinical", "no objective", "no current", "none",
+    )],
+    *[(p, NEG, B, 6) for p in (
+        "resolved", "has resolved", "have resolved", "now resolved", "completely resolved", "fully resolved",
+        "since resolved", "subsequently resolved", "resolved completely", "was ruled out", "has been ruled out",
+        "ruled out", "is negative", "was negative", "were negative", "are negative", "negative", "neg", "(-)",
+        "unlikely", "is unlikely", "less likely", "not present", "absent", "none", ": none", ": no", ": negative",
+        "normalized", "have normalized", "has normalized", "now normal", "within normal limits", "wnl", "undetectable",
+        "not detected", "no longer present", "has cleared", "cleared", "healed", "back to baseline",
+        "returned to baseline", "recovered", "excluded", "not seen", "denied", "not supported",
+    )],
+    # --- uncertainty ----------------------------------------------------------------------
+    *[(p, POSS, F, 10) for p in (
+        "rule out", "r/o", "possible", "possibly", "question of", "questionable", "?", "suspect",
+        "suspected", "suspicion for", "suspicion of", "suspicious for", "concern for", "concerned about",
+        "concerning for", "worrisome for", "worried about", "may have", "might have", "may be", "might be",
+        "could be", "could represent", "may represent", "cannot exclude", "can't exclude", "cannot rule out",
+        "can't rule out", "not excluded", "evaluate for", "evaluation for", "eval for", "to evaluate for",
+        "work up for", "workup for", "work-up for", "assess for", "screen for", "screening for", "checked for",
+        "check for", "to exclude", "differential includes", "differential diagnosis", "ddx", "versus", "vs",
+        "vs.", "equivocal", "indeterminate", "uncertain", "unclear if", "unclear whether", "presumed vs",
+    )],
+    *[(p, POSS, B, 6) for p in (
+        "not ruled out", "not excluded", "cannot be excluded", "can not be excluded", "is possible", "possible",
+        "vs", "versus", "is suspected", "suspected", "?", "less certain", "to be ruled out", "not yet ruled out",
+    )],
+    # --- hypothetical / education / future -----------------------------------------------------
+    *[(p, HYPO, F, 16) for p in (
+        "monitor for", "monitoring for", "watch for", "watching for", "observe for", "surveil for", "if",
+        "in case of", "in the event of", "risk of", "risks of", "at risk for", "risk for",
+        "side effects", "side effect", "adverse effects", "potential", "potential for", "can cause", "may cause",
+        "could cause", "might cause", "educated", "education", "counseled", "counselled",
+        "instructed", "call if", "call for", "report any", "to report", "return for",
+        "return precautions", "precautions", "prevent",
+        "prevention of", "prophylaxis", "prophylaxis against", "to avoid", "unless",
+            )],
+    *[(p, HYPO, F, 16) for p in ("should he", "should she", "should the patient", "should there be",
+                                  "should symptoms", "should she develop", "should he develop")],
+    ("re:\\b(?:discussed|reviewed|went over|talked about)\\s+(?:the\\s+|possible\\s+|potential\\s+)*(?:risks?|side\\s+effects?|toxicit(?:y|ies)|warning\\s+signs|signs\\s+and\\s+symptoms|irAEs?|immune[- ]related\\s+adverse\\s+events)\\b", HYPO, F, 20),
+    *[(p, HYPO, B, 4) for p in ("precautions", "prophylaxis", "develops", "develop", "occurs", "occur",
+                                "were to occur", "arises")],
+    # --- history ---------------------------------------------------------------------------
+    *[(p, HIST, F, 12) for p in (
+        "history of", "hx of", "h/o", "past history of", "prior history of", "previous history of", "prior",
+        "previous", "previously", "past", "remote", "remote history of", "s/p treatment for", "status post treatment for",
+        "treated for", "was treated for", "had an episode of", "episode of", "known history of",
+        "pmh of", "pmh significant for", "in the past", "last year", "years ago",
+    )],
+    ("re:\\b(?:in|since|during|from)\\s+(?:(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\\.?\\s+)?(?:19|20)\\d\\d\\b", HIST, BI, 5),
+    ("re:\\b(?:19|20)\\d\\d\\b", HIST, BI, 3),
+    *[(p, HIST, B, 5) for p in ("in the past", "years ago", "months ago", "last year", "previously", "historically",
+                                "at that time", "in remission")],
+    # --- family --------------------------------------------------------------------------------
+    *[(p, FAM, BI, 8) for p in (
+        "family history", "family hx", "fh", "fhx", "mother", "father", "sister", "brother", "aunt", "uncle",
+        "grandmother", "grandfather", "cousin", "son", "daughter", "sibling", "siblings", "parent", "parents",
+        "maternal", "paternal", "mom", "dad", "niece", "nephew", "twin",     )],
+    # --- current, shields from resolved/history ---------------------------------------------------
+    *[(p, ONGOING, BI, 10) for p in (
+        "not yet resolved", "not resolved", "unresolved", "has not resolved", "hasn't resolved", "never resolved",
+        "not fully resolved", "incompletely resolved", "slowly resolving", "resolving", "persistent", "persists",
+        "ongoing", "continues", "continued", "continuing", "still", "remains", "current", "currently",
+        "active", "recurrent", "recurrence", "recurred", "flare", "new", "newly", "now", "today", "worsening",
+        "worse", "worsened", "improving", "improved", "without improvement", "no improvement", "not improved",
+        "no response", "not responding", "no relief", "without relief", "no change", "unchanged", "despite",
+        "not normalized", "not improving", "refractory", "steroid-refractory", "not negative",
+    )],
+    # --- terminators ------------------------------------------------------------------------------
+    *[(p, TERM, T, None) for p in (
+        "but", "however", "although", "though", "except", "apart from", "aside from", "other than", "yet",
+        "reports", "reported", "reporting", "endorses", "endorsed", "endorsing", "complains", "complaining",
+        "c/o", "presents", "presented", "presenting", "presents with", "admitted", "admitted with", "here for",
+        "here with", "seen for", "now with", "who", "whom", "with new", "developed", "has developed",
+        "now has", "notes", "noted", "states", "found to have", "positive for", "+", "significant for", "started",
+        "starting", "received", "receiving", "on", "currently on", "because", "since", "while", ";",
+        "attributed", "thought", "felt", "likely", "consistent", "secondary", "due", "given", "then",
+    )],
+]
+
+#: Each assertion category is cut short by any other (e.g. "denies nausea, now with diarrhea").
+ASSERTION_CATEGORIES = (NEG, POSS, HYPO, HIST, FAM, ONGOING)
+TERMINATING_TYPES: dict[str, list[str]] = {
+    cat: [other for other in ASSERTION_CATEGORIES if other != cat] for cat in ASSERTION_CATEGORIES
+}

@@ -1,0 +1,105 @@
+"""The medspaCy pipeline, built once per process from the rule tables.
+
+Components: medspaCy's tokenizer, a line-break boundary marker, spaCy's ``sentencizer`` (in
+place of PyRuSH), medspaCy's TargetMatcher, ConText and Sectionizer, all with this package's
+rules only (no default rule files, no QuickUMLS: nothing is read from or written to the network).
+
+``build_pipeline()`` is what ``bench.extraction`` runs as the bare baseline; ``get_pipeline()``
+caches it for the engine.
+"""
+from __future__ import annotations
+
+import functools
+import re
+import threading
+
+from spacy.language import Language
+from spacy.tokens import Doc
+
+from services.inference.rules.modifiers import MODIFIER_RULES, TERMINATING_TYPES
+from services.inference.rules.sections import section_rules
+from services.inference.rules.vocabulary import target_table
+
+#: Tokens ending in "." that do not end a sentence ("C. diff", "vs.", "Dr.").
+_ABBREVIATION = re.compile(r"^(?:[A-Za-z]|vs|dr|mr|mrs|ms|st|approx|e\.g|i\.e|etc|pt|no|fig|hx|sx|dx|tx|q|wk|wks|mo|yr|yrs|b\.i\.d|t\.i\.d)$",
+                           re.IGNORECASE)
+LINE_BOUNDARY = "vigil_line_boundaries"
+
+
+@Language.component(LINE_BOUNDARY)
+def mark_line_boundaries(doc: Doc) -> Doc:
+    """A new line starts a sentence unless it continues a wrapped one (starts lower-case
+    after a single line break); an abbreviation's period never ends one."""
+    for i in range(1, len(doc)):
+        token, prev = doc[i], doc[i - 1]
+        if token.is_space:
+            continue
+        gap = prev.whitespace_ if not prev.is_space else prev.text + prev.whitespace_
+        j = i - 1
+        while j >= 0 and doc[j].is_space:
+            j -= 1
+            if j >= 0:
+                gap = doc[j].whitespace_ + gap
+        if "\n" in gap:
+            wrapped = token.text[:1].islower() and gap.count("\n") == 1 and j >= 0 and doc[j].text not in (":", ".", "?", "!")
+            token.is_sent_start = not wrapped
+        elif j >= 0 and doc[j].text == "." and j >= 1 and _ABBREVIATION.match(doc[j - 1].text) \
+                and not doc[j - 1].whitespace_:
+            token.is_sent_start = False
+    return doc
+
+
+def _header_pattern(headers: list[str]) -> str:
+    alternatives = "|".join(re.escape(h).replace(r"\ ", r"\s+") for h in sorted(headers, key=lambda h: (-len(h), h)))
+    return rf"(?m)^[ \t]*(?:{alternatives})[ \t]*:"
+
+
+def build_pipeline() -> Language:
+    """A fresh pipeline with every rule loaded (about half a second)."""
+    import medspacy
+    from medspacy.context import ConTextRule
+    from medspacy.section_detection import SectionRule
+    from medspacy.target_matcher import TargetRule
+
+    nlp = medspacy.load(medspacy_enable=["medspacy_tokenizer", "medspacy_target_matcher", "medspacy_context"],
+                        load_rules=False)
+    nlp.add_pipe(LINE_BOUNDARY, before="medspacy_target_matcher")
+    nlp.add_pipe("sentencizer", before="medspacy_target_matcher")
+    nlp.get_pipe("medspacy_target_matcher").add(
+        [TargetRule(literal=f"{label}/{strength}", category=label, pattern=pattern, attributes=None,
+                    metadata={"strength": strength})
+         for label, strength, pattern in target_table()])
+    nlp.remove_pipe("medspacy_context")
+    context = nlp.add_pipe("medspacy_context", config={"rules": None, "span_attrs": None,
+                                                       "terminating_types": TERMINATING_TYPES})
+    context.add([_context_rule(ConTextRule, phrase, category, direction, scope)
+                 for phrase, category, direction, scope in MODIFIER_RULES])
+    grouped: dict[str, list[str]] = {}
+    for category, header in section_rules():
+        grouped.setdefault(category, []).append(header)
+    sectionizer = nlp.add_pipe("medspacy_sectionizer", config={"rules": None, "span_attrs": None})
+    sectionizer.add([SectionRule(literal=category, category=category, pattern=_header_pattern(headers))
+                     for category, headers in grouped.items()])
+    return nlp
+
+
+def _context_rule(cls, phrase: str, category: str, direction: str, scope: int | None):
+    if phrase.startswith("re:"):
+        return cls(literal=phrase[3:], category=category, direction=direction, pattern=phrase[3:], max_scope=scope)
+    return cls(literal=phrase, category=category, direction=direction, max_scope=scope)
+
+
+_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1)
+def get_pipeline() -> Language:
+    """The process-wide pipeline (built on first use)."""
+    return build_pipeline()
+
+
+def parse(text: str) -> Doc:
+    """Run the shared pipeline; serialised because spaCy matchers are not thread-safe."""
+    nlp = get_pipeline()
+    with _LOCK:
+        return nlp(text)
