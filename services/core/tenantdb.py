@@ -167,14 +167,11 @@ class TenantPools:
             return existing
         async with self._lock:
             if tenant not in self._pools:
-                try:
+                with _role_missing(tenant):
                     self._pools[tenant] = await asyncpg.create_pool(
                         self.settings.postgres_dsn, user=tenant_role(tenant),
                         password=self.secrets.tenant_password("postgres", tenant),
                         min_size=self.min_size, max_size=self.max_size, reset=_reset_connection)
-                except asyncpg.InvalidAuthorizationSpecificationError:
-                    raise TenantRoleMissing(f"no PostgreSQL role for tenant {tenant}; run `vigil tenant add {tenant}`") \
-                        from None
             return self._pools[tenant]
 
     @contextlib.asynccontextmanager
@@ -183,7 +180,9 @@ class TenantPools:
         """One unit of work for ``tenant``: its own checkout and its own transaction."""
         pool = await self.pool(tenant)
         timeout = self.statement_timeout_ms if statement_timeout_ms is None else statement_timeout_ms
-        async with pool.acquire() as conn:
+        with _role_missing(tenant):
+            conn = await pool.acquire()
+        try:
             await conn.execute("BEGIN READ ONLY" if readonly else "BEGIN")
             try:
                 await conn.execute("SELECT set_config('app.tenant', $1, true), "
@@ -200,10 +199,20 @@ class TenantPools:
             if status == "ROLLBACK":
                 raise TransactionAborted(f"tenant {tenant}: a statement failed inside the unit of work and its error "
                                          "was caught; the transaction was rolled back, nothing was committed")
+        finally:
+            await pool.release(conn)
 
     async def close(self) -> None:
         pools, self._pools = list(self._pools.values()), {}
         await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
+
+
+@contextlib.contextmanager
+def _role_missing(tenant: str):
+    try:
+        yield
+    except asyncpg.InvalidAuthorizationSpecificationError:
+        raise TenantRoleMissing(f"no PostgreSQL role for tenant {tenant}; run `vigil tenant add {tenant}`") from None
 
 
 async def _rollback_or_terminate(conn: asyncpg.Connection) -> None:
