@@ -36,7 +36,7 @@ EGRESS = {
     "inference": {"postgres", "redis", "llm"},
     "control": {"kafka", "postgres", "redis"},
 }
-SECRET_NAME = re.compile(r"(PASSWORD|DSN|TOKEN|SECRET|PRIVATE|_KEY$)")
+SECRET_NAME = re.compile(r"(PASSWORD|DSN|SECRET|TOKEN|_KEY)$")
 
 
 def deployments(docs):
@@ -261,7 +261,9 @@ def test_secrets_only_by_reference(overlay, rendered):
     for name, deploy in deployments(docs).items():
         for c in containers(deploy):
             for var in c.get("env", []):
-                if SECRET_NAME.search(var["name"]):
+                if var["name"].endswith("_FILE"):
+                    assert var["value"].startswith("/var/run/secrets/vigil/"), (name, var["name"])
+                elif SECRET_NAME.search(var["name"]):
                     assert "value" not in var and "secretKeyRef" in var["valueFrom"], (name, var["name"])
 
 
@@ -345,3 +347,21 @@ def test_dev_runs_single_replicas_and_a_single_broker(rendered):
     assert one(docs, "KafkaNodePool", "dual-role")["spec"]["replicas"] == 1
     assert all(t["spec"]["replicas"] == 1 for t in of_kind(docs, "KafkaTopic"))
     assert all(d["spec"].get("replicas", 1) == 1 for d in of_kind(docs, "Deployment"))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_grpc_callers_sign_and_servers_verify(overlay, rendered):
+    deploys = deployments(rendered[overlay])
+    assert one(rendered[overlay], "ConfigMap", "vigil-config")["data"]["VIGIL_GRPC_TOKEN_ALG"] == "EdDSA"
+    callers = {n for n, d in deploys.items()
+               if {"vigil.io/tools-client", "vigil.io/inference-client"} & set(d["spec"]["template"]["metadata"]["labels"])}
+    assert callers == {"extraction", "triage", "scheduling"}
+    for name, deploy in deploys.items():
+        env = {v["name"]: v.get("value") for v in deploy["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+        mounts = {m["mountPath"] for m in deploy["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+        signs = "VIGIL_GRPC_TOKEN_PRIVATE_KEY_FILE" in env
+        assert signs == (name in callers | {"control"}), name
+        assert ("VIGIL_GRPC_TOKEN_PUBLIC_KEY_FILE" in env) == (name in GRPC), name
+        for var in ("VIGIL_GRPC_TOKEN_PRIVATE_KEY_FILE", "VIGIL_GRPC_TOKEN_PUBLIC_KEY_FILE"):
+            if var in env:
+                assert env[var].rsplit("/", 1)[0] in mounts, (name, var)
