@@ -1,0 +1,116 @@
+"""The platform admin API (not part of FHIR): tenant EHRs, SMART client registration, faults.
+
+Every call needs ``Authorization: Bearer <VIGIL_EHR_ADMIN_SECRET>``.
+
+- ``POST /admin/tenants``  body ``{"id": "<tenant>"}``  -> 201 created / 200 existed
+- ``GET  /admin/tenants``
+- ``PUT  /admin/tenants/<tenant>/clients/<client_id>``  body ``{"jwks": {...}, "scopes": ["system/*.rs"]}``
+- ``GET | PUT | DELETE /admin/tenants/<tenant>/faults``  body (PUT) ``{"latency_ms", "error_rate",
+  "error_status", "retry_after_s", "outage_s", "drop_writes"}``
+"""
+from __future__ import annotations
+
+import hmac
+import re
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from services.core.tenancy import TenantError, check_tenant_id
+from services.ehr import auth, faults
+from services.ehr.http import base_url, read_json, services
+from services.ehr.outcome import FhirError, bad_request, not_found
+from services.ehr.registry import Client
+
+CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def _authorize(request: Request) -> None:
+    expected = services(request).settings.admin_secret
+    given = request.headers.get("authorization", "")
+    token = given[7:].strip() if given.lower().startswith("bearer ") else ""
+    if not token or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise FhirError(401, "The admin API needs the platform admin secret as a bearer token", "login",
+                        headers={"WWW-Authenticate": 'Bearer realm="vigil-ehr-admin"'})
+
+
+async def _tenant(request: Request) -> str:
+    tenant = request.path_params["tenant"]
+    if await services(request).registry.tenant(tenant) is None:
+        raise not_found(f"There is no EHR for tenant '{tenant[:40]}'")
+    return tenant
+
+
+async def create_tenant(request: Request) -> Response:
+    _authorize(request)
+    body = await read_json(request)
+    try:
+        tenant = check_tenant_id(body.get("id") if isinstance(body, dict) else None)
+    except TenantError as exc:
+        raise bad_request(str(exc)) from None
+    created = await services(request).registry.create_tenant(tenant)
+    return JSONResponse({"id": tenant, "fhir_base": base_url(request, tenant), "created": created},
+                        201 if created else 200)
+
+
+async def list_tenants(request: Request) -> Response:
+    _authorize(request)
+    return JSONResponse({"tenants": await services(request).registry.list_tenants()})
+
+
+async def put_client(request: Request) -> Response:
+    _authorize(request)
+    tenant = await _tenant(request)
+    client_id = request.path_params["client_id"]
+    if not CLIENT_ID.match(client_id):
+        raise bad_request("client_id must be 1-128 of A-Z a-z 0-9 . _ : -")
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise bad_request("body must be a JSON object with jwks and scopes")
+    try:
+        jwks = auth.check_jwks(body.get("jwks"))
+        scopes = body.get("scopes")
+        if not isinstance(scopes, list) or not scopes or not all(isinstance(s, str) for s in scopes):
+            raise ValueError("scopes must be a non-empty list of strings")
+        for scope in scopes:
+            auth.parse_scope(scope)
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
+    await services(request).registry.put_client(Client(tenant, client_id, jwks, tuple(scopes)))
+    base = base_url(request, tenant)
+    return JSONResponse({"tenant": tenant, "client_id": client_id, "scopes": scopes,
+                         "token_endpoint": f"{base}/auth/token", "fhir_base": base})
+
+
+async def get_faults(request: Request) -> Response:
+    _authorize(request)
+    state = await services(request).registry.tenant(await _tenant(request))
+    return JSONResponse(state.faults.as_dict())
+
+
+async def put_faults(request: Request) -> Response:
+    _authorize(request)
+    tenant = await _tenant(request)
+    try:
+        settings = faults.from_request(await read_json(request))
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
+    await services(request).registry.set_faults(tenant, settings)
+    return JSONResponse(settings.as_dict())
+
+
+async def clear_faults(request: Request) -> Response:
+    _authorize(request)
+    tenant = await _tenant(request)
+    await services(request).registry.set_faults(tenant, faults.Faults())
+    return JSONResponse(faults.Faults().as_dict())
+
+
+ROUTES = [
+    ("/admin/tenants", ["POST"], create_tenant),
+    ("/admin/tenants", ["GET"], list_tenants),
+    ("/admin/tenants/{tenant}/clients/{client_id}", ["PUT"], put_client),
+    ("/admin/tenants/{tenant}/faults", ["GET"], get_faults),
+    ("/admin/tenants/{tenant}/faults", ["PUT"], put_faults),
+    ("/admin/tenants/{tenant}/faults", ["DELETE"], clear_faults),
+]

@@ -1,0 +1,72 @@
+"""Wiring: the FastAPI application, its database pool, error mapping and routes."""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+import asyncpg
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+
+from services.core.db import create_pool, ensure_schema
+from services.core.logging import get_logger
+from services.ehr import routes, storage
+from services.ehr.auth import TokenService
+from services.ehr.config import EhrSettings
+from services.ehr.http import Services
+from services.ehr.outcome import FhirError, error_response
+from services.ehr.registry import Registry
+
+log = get_logger("ehr.app")
+POOL_MAX = 20
+
+
+async def open_services(settings: EhrSettings) -> Services:
+    pool = await create_pool(settings.core, min_size=2, max_size=POOL_MAX, init=storage.init_connection)
+    await ensure_schema(pool, "ehr", storage.STEPS)
+    registry = Registry(pool)
+    return Services(settings, storage.Store(pool), registry, TokenService(registry, settings.admin_secret))
+
+
+def create_app(settings: EhrSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.ehr = await open_services(settings)
+        log.info("ehr.started")
+        try:
+            yield
+        finally:
+            await app.state.ehr.store.pool.close()
+
+    app = FastAPI(title="Vigil EHR sandbox", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    for path, methods, handler in routes.ROUTES:
+        app.add_route(path, handler, methods=methods)
+
+    @app.exception_handler(FhirError)
+    async def fhir_error(request: Request, exc: FhirError):
+        if exc.status >= 500:
+            log.warning("ehr.request.failed", status=exc.status, code=exc.code, path_kind=request.scope.get("route") and
+                        request.scope["route"].path)
+        return error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
+        text = {404: "No such FHIR endpoint", 405: "This interaction is not supported on this URL"}.get(
+            exc.status_code, "HTTP error")
+        return error_response(FhirError(exc.status_code, text, code))
+
+    @app.exception_handler(asyncpg.DeadlockDetectedError)
+    async def deadlock(request: Request, exc: Exception):
+        return error_response(FhirError(409, "The write conflicted with a concurrent write; retry it", "conflict"))
+
+    @app.exception_handler(asyncpg.DataError)
+    async def data_error(request: Request, exc: Exception):
+        return error_response(FhirError(400, f"A value could not be processed: {type(exc).__name__}", "invalid"))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        log.error("ehr.request.crashed", error=type(exc).__name__)
+        return error_response(FhirError(500, f"Internal error ({type(exc).__name__})", "exception"))
+
+    return app

@@ -1,0 +1,62 @@
+"""The CapabilityStatement and SMART configuration, generated from what the server implements."""
+from __future__ import annotations
+
+from services.ehr import search
+from services.ehr.auth import SIGNING_ALGS
+from services.ehr.validation import resource_types
+
+_KIND = {"id": "token", "lastupdated": "date", "code": "token", "concept": "token", "identifier": "token",
+         "reference": "reference", "date": "date"}
+INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"]
+
+
+def statement(base: str) -> dict:
+    resources = []
+    for rtype in sorted(resource_types()):
+        entry = {
+            "type": rtype,
+            "interaction": [{"code": code} for code in INTERACTIONS],
+            "versioning": "versioned-update", "readHistory": True, "updateCreate": True,
+            "conditionalCreate": True, "conditionalUpdate": True, "conditionalRead": "not-supported",
+            "conditionalDelete": "not-supported", "referencePolicy": ["literal", "enforced"],
+            "searchParam": [{"name": name, "type": _KIND[p.kind]} for name, p in sorted(search.params_for(rtype).items())],
+        }
+        if rtype == "Appointment":
+            entry["operation"] = [{"name": "find", "definition": f"{base}/OperationDefinition/appointment-find"},
+                                  {"name": "book", "definition": f"{base}/OperationDefinition/appointment-book"}]
+        resources.append(entry)
+    return {
+        "resourceType": "CapabilityStatement", "status": "active", "date": "2024-01-01", "kind": "instance",
+        "fhirVersion": "4.3.0", "format": ["json"], "patchFormat": [],
+        "software": {"name": "Vigil EHR sandbox", "version": "0.1.0"},
+        "implementation": {"description": "Vigil EHR sandbox", "url": base},
+        "rest": [{
+            "mode": "server",
+            "documentation": "Search: unknown parameters and modifiers are rejected (400); paging with _count and "
+                             "_offset; _sort=_lastUpdated|-_lastUpdated; _summary=count. Conditional references "
+                             "with identifier-only criteria that match nothing create a placeholder target. "
+                             "Not supported: XML, PATCH, _include/_revinclude, chained parameters, conditional "
+                             "delete, system-level search and history.",
+            "security": {
+                "cors": False,
+                "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                         "code": "SMART-on-FHIR"}]}],
+                "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                               "extension": [{"url": "token", "valueUri": f"{base}/auth/token"}]}],
+            },
+            "resource": resources,
+            "interaction": [{"code": "transaction"}, {"code": "batch"}],
+        }],
+    }
+
+
+def smart_configuration(base: str) -> dict:
+    return {
+        "issuer": base,
+        "token_endpoint": f"{base}/auth/token",
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": list(SIGNING_ALGS),
+        "grant_types_supported": ["client_credentials"],
+        "scopes_supported": ["system/*.cruds", "system/*.rs", "system/*.read", "system/*.write", "system/*.*"],
+        "capabilities": ["client-confidential-asymmetric", "permission-v1", "permission-v2"],
+    }

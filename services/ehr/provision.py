@@ -1,0 +1,53 @@
+"""Provisioning through the admin API: create a tenant EHR and register a SMART client with a
+fresh key. Used by `vigil ehr seed` and the test fixtures."""
+from __future__ import annotations
+
+import httpx
+
+from services.core.errors import from_http_status
+from services.core.fhir import SmartCredentials, new_client_key
+
+ALL_SCOPES = ("system/*.cruds",)
+
+
+class AdminClient:
+    def __init__(self, ehr_url: str, admin_secret: str, *, timeout: float = 30.0):
+        self.ehr_url = ehr_url.rstrip("/")
+        self._http = httpx.AsyncClient(timeout=timeout, headers={"Authorization": f"Bearer {admin_secret}"})
+
+    async def __aenter__(self) -> "AdminClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, body: dict | None = None) -> dict:
+        response = await self._http.request(method, f"{self.ehr_url}{path}", json=body)
+        if response.status_code >= 400:
+            raise from_http_status(response.status_code, f"admin {method} {path}: HTTP {response.status_code}",
+                                   response.headers.get("retry-after"))
+        return response.json()
+
+    async def create_tenant(self, tenant: str) -> dict:
+        return await self._call("POST", "/admin/tenants", {"id": tenant})
+
+    async def register_client(self, tenant: str, client_id: str, jwks: dict, scopes: list[str]) -> dict:
+        return await self._call("PUT", f"/admin/tenants/{tenant}/clients/{client_id}",
+                                {"jwks": jwks, "scopes": scopes})
+
+    async def set_faults(self, tenant: str, **faults) -> dict:
+        return await self._call("PUT", f"/admin/tenants/{tenant}/faults", faults)
+
+    async def get_faults(self, tenant: str) -> dict:
+        return await self._call("GET", f"/admin/tenants/{tenant}/faults")
+
+    async def clear_faults(self, tenant: str) -> dict:
+        return await self._call("DELETE", f"/admin/tenants/{tenant}/faults")
+
+    async def new_client(self, tenant: str, client_id: str, scopes: list[str] | tuple[str, ...] = ALL_SCOPES,
+                         *, alg: str = "RS384", request_scope: str | None = None) -> SmartCredentials:
+        """Register ``client_id`` with a fresh key pair; returns credentials for services.core.fhir."""
+        pem, jwk = new_client_key(alg)
+        await self.register_client(tenant, client_id, {"keys": [jwk]}, list(scopes))
+        return SmartCredentials(client_id=client_id, private_key_pem=pem, alg=alg, kid=jwk["kid"],
+                                scope=request_scope or " ".join(scopes))
