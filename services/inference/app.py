@@ -1,0 +1,113 @@
+"""The inference gRPC service: wiring and start-up.
+
+    vigil serve inference            # or: python -m services.inference.app
+
+Listens on VIGIL_GRPC_INFERENCE_ADDR (default 127.0.0.1:50061). Every call needs a service
+credential (``services.core.tokens``); the tenant of the call is the credential's.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from dataclasses import dataclass
+from typing import Mapping
+
+from services.core import kv
+from services.core.config import Settings
+from services.core.db import create_pool
+from services.core.grpc import GrpcSettings, RunningServer, start_server
+from services.core.logging import configure, get_logger
+from services.core.secrets import SecretSettings
+from services.core.tenantdir import TenantDirectory
+from services.inference.extract import Extract
+from services.inference.llm.client import RetryPolicy
+from services.inference.llm.engine import LlmEngine
+from services.inference.llm.ledger import Ledger
+from services.inference.routing import Router, RulesAdapter
+from vigil.v1 import inference_pb2, inference_pb2_grpc
+
+log = get_logger("vigil.inference")
+SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["Inference"].full_name
+
+
+class InferenceServicer(inference_pb2_grpc.InferenceServicer):
+    """One operation module per RPC; this table is the service's only routing."""
+
+    def __init__(self, extract: Extract):
+        self.Extract = extract
+
+
+class TenantRedis:
+    """One Redis client (own pool, tenant ACL user) per tenant, created on first use."""
+
+    def __init__(self, settings: Settings, secrets: SecretSettings, shared=None):
+        self.settings = settings
+        self.secrets = secrets
+        self.shared = shared
+        self._clients: dict[str, object] = {}
+
+    def __call__(self, tenant: str):
+        if self.shared is not None:
+            return self.shared
+        client = self._clients.get(tenant)
+        if client is None:
+            client = self._clients[tenant] = kv.tenant_client(self.settings, tenant, self.secrets)
+        return client
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+
+
+@dataclass
+class InferenceApp:
+    server: RunningServer
+    pool: object
+    redis: TenantRedis
+    llm: LlmEngine
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        await self.llm.close()
+        await self.redis.close()
+        await self.pool.close()
+
+
+async def start(settings: Settings, grpc_settings: GrpcSettings, *, address: str | None = None,
+                env: Mapping[str, str] | None = None, policy: RetryPolicy = RetryPolicy(),
+                shared_redis=None) -> InferenceApp:
+    """Start the service. ``shared_redis`` replaces per-tenant ACL clients (development only)."""
+    pool = await create_pool(settings)
+    ledger = Ledger(pool)
+    await ledger.ensure_schema()
+    redis = TenantRedis(settings, SecretSettings.from_env(env), shared_redis)
+    llm = LlmEngine(ledger, redis, policy=policy, env=env)
+    rules = RulesAdapter()
+    router = Router(rules, llm, rules.has_candidates)
+    servicer = InferenceServicer(Extract(TenantDirectory(settings.tenants_file), router))
+    server = await start_server([(inference_pb2_grpc.add_InferenceServicer_to_server, servicer, SERVICE_NAME)],
+                                grpc_settings, address or grpc_settings.address("inference"))
+    return InferenceApp(server, pool, redis, llm)
+
+
+async def serve(env: Mapping[str, str] | None = None) -> None:
+    source = os.environ if env is None else env
+    settings = Settings.from_env(source)
+    configure(settings.log_level)
+    app = await start(settings, GrpcSettings.from_env(source), env=source)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("inference.started", port=app.port)
+    await stop.wait()
+    await app.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve())

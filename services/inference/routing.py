@@ -1,0 +1,85 @@
+"""Which engine answers a tenant's note: rules | llm | hybrid, with the over-budget policy.
+
+- ``rules``: the offline rules engine.
+- ``llm``: the tenant's model. Over the daily budget: ``llm_over_budget = "rules"`` answers with
+  the rules engine (the response says engine=rules), ``"defer"`` raises the BudgetExhausted
+  (RetryableError with retry_after = time to the next UTC day).
+- ``hybrid``: rules first; only a note with a candidate mention (any term of any category,
+  before negation or attribution is considered) goes to the model. Over budget it follows
+  the same policy as ``llm``.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Callable, Protocol
+
+from services.core.errors import ValidationError
+from services.core.tenancy import Tenant
+from services.inference.llm.config import ENGINE_NAMES, tenant_engine
+from services.inference.result import BudgetExhausted, EngineOutput
+from services.inference.rules.engine import RulesEngine
+
+
+class Engine(Protocol):
+    async def extract(self, tenant: Tenant, document_id: str, text: str) -> EngineOutput: ...
+
+
+class RulesAdapter:
+    """The rules engine (synchronous, CPU-bound) run off the event loop, answering EngineOutput."""
+
+    def __init__(self, engine: RulesEngine | None = None):
+        self.engine = engine or RulesEngine()
+
+    def has_candidates(self, text: str) -> bool:
+        return self.engine.candidate_mentions(text)
+
+    async def extract(self, tenant: Tenant, document_id: str, text: str) -> EngineOutput:
+        findings = await asyncio.to_thread(self.engine.extract, text)
+        return EngineOutput(findings, "rules", self.engine.version)
+
+
+class Router:
+    def __init__(self, rules: Engine, llm: Engine, has_candidates: Callable[[str], bool]):
+        self.rules = rules
+        self.llm = llm
+        self.has_candidates = has_candidates
+        #: The one table of engines this service answers with.
+        self.routes: dict[str, Callable] = {"rules": self._rules, "llm": self._llm, "hybrid": self._hybrid}
+        assert tuple(self.routes) == ENGINE_NAMES
+
+    def engine_for(self, tenant: Tenant, override: str) -> str:
+        if override and override not in self.routes:
+            raise ValidationError(f"engine must be one of {', '.join(self.routes)}", code="bad_engine")
+        return override or tenant_engine(tenant)
+
+    async def run(self, engine: str, tenant: Tenant, document_id: str, text: str) -> EngineOutput:
+        return await self.routes[engine](tenant, document_id, text)
+
+    async def _rules(self, tenant: Tenant, document_id: str, text: str) -> EngineOutput:
+        return await self.rules.extract(tenant, document_id, text)
+
+    async def _llm(self, tenant: Tenant, document_id: str, text: str) -> EngineOutput:
+        try:
+            return await self.llm.extract(tenant, document_id, text)
+        except BudgetExhausted:
+            if self.llm.config(tenant).over_budget != "rules":
+                raise
+        fallback = await self.rules.extract(tenant, document_id, text)
+        return _with_note(fallback, "budget_fallback")
+
+    async def _hybrid(self, tenant: Tenant, document_id: str, text: str) -> EngineOutput:
+        first = await self.rules.extract(tenant, document_id, text)
+        if not self.has_candidates(text):
+            return EngineOutput(first.findings, "hybrid", f"rules {first.engine_version}", "",
+                                first.review_required, first.dropped, (*first.notes, "no_candidates"))
+        answer = await self._llm(tenant, document_id, text)
+        if "budget_fallback" in answer.notes:
+            return EngineOutput(answer.findings, "hybrid", f"rules {first.engine_version}", "",
+                                answer.review_required, answer.dropped, answer.notes)
+        return EngineOutput(answer.findings, "hybrid", f"rules {first.engine_version}; llm {answer.engine_version}",
+                            answer.prompt_hash, answer.review_required, answer.dropped, answer.notes)
+
+
+def _with_note(output: EngineOutput, note: str) -> EngineOutput:
+    return EngineOutput(output.findings, output.engine, output.engine_version, output.prompt_hash,
+                        output.review_required, output.dropped, (*output.notes, note))

@@ -1,0 +1,149 @@
+"""The inference service over loopback gRPC: real server, real PostgreSQL and Redis (tenant ACL
+users), the rules engine, and the scripted OpenAI-compatible server for the llm and hybrid routes."""
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from services.core import errors, kv
+from services.core.grpc import connect, error_from_rpc
+from services.core.tenancy import Registry, Tenant
+from services.core.tokens import TokenSource
+from services.inference import app as inference_app
+from services.inference.llm.client import RetryPolicy
+from services.inference.llm.ledger import Ledger
+from tests.fixtures.fake_llm import findings_reply
+from vigil.v1 import inference_pb2, inference_pb2_grpc
+
+pytest_plugins = ["tests.fixtures.fake_llm"]
+
+KEY_ENV = "VIGIL_TEST_LLM_KEY"
+NOTE = ("Oncology clinic. Cycle 8 of pembrolizumab.\n"
+        "Assessment: grade 2 immune-mediated colitis, improving on prednisone.\n"
+        "Plan: continue steroid taper, hold pembrolizumab.\n")
+QUIET_NOTE = "Routine follow-up. Tolerating treatment. Vitals stable. Return in three weeks.\n"
+COLITIS = {"category": "colitis", "quote": "grade 2 immune-mediated colitis", "attribution": "immunotherapy",
+           "grade": 2, "grade_evidence": "grade 2", "confidence": 0.9}
+
+
+def llm_settings(base_url: str, **extra) -> dict:
+    return {"llm_base_url": base_url, "llm_model": "fake-model", "llm_api_key_env": KEY_ENV,
+            "llm_price_input_per_mtok": 1.0, "llm_price_output_per_mtok": 2.0, **extra}
+
+
+@pytest.fixture
+async def service(stack, tmp_path, tenant_id, fake_llm, grpc_settings):
+    ids = {"rules": tenant_id, "llm": tenant_id + "l", "hybrid": tenant_id + "h", "defer": tenant_id + "d",
+           "fallback": tenant_id + "f"}
+    tenants = [
+        Tenant(id=ids["rules"], settings={}),
+        Tenant(id=ids["llm"], settings={"engine": "llm", **llm_settings(fake_llm.base_url)}),
+        Tenant(id=ids["hybrid"], settings={"engine": "hybrid", **llm_settings(fake_llm.base_url)}),
+        Tenant(id=ids["defer"], settings={"engine": "llm", **llm_settings(
+            fake_llm.base_url, llm_daily_budget_usd=0.0005, llm_over_budget="defer")}),
+        Tenant(id=ids["fallback"], settings={"engine": "llm", **llm_settings(
+            fake_llm.base_url, llm_daily_budget_usd=0.0005, llm_over_budget="rules")}),
+    ]
+    registry = Registry(tmp_path / "tenants.toml", tenants)
+    registry.save()
+    for t in tenants:
+        await kv.provision_tenant_user(stack, t.id)
+    settings = stack.with_overrides(tenants_file=registry.path)
+    running = await inference_app.start(settings, grpc_settings, address="127.0.0.1:0", env={KEY_ENV: "sk-1"},
+                                        policy=RetryPolicy(backoff_base=0.05, backoff_max=0.2))
+    yield running, ids
+    await running.stop()
+    for t in tenants:
+        await kv.remove_tenant_user(stack, t.id)
+
+
+async def extract(running, grpc_settings, as_tenant, **fields):
+    tokens = TokenSource(grpc_settings.tokens, sub="extraction")
+    request = inference_pb2.ExtractRequest(**{"document_id": "doc-1", "version": "1", "text": NOTE, **fields})
+    async with connect(grpc_settings, "inference", tokens, as_tenant, target=f"127.0.0.1:{running.port}") as channel:
+        return await inference_pb2_grpc.InferenceStub(channel).Extract(request, timeout=30)
+
+
+async def test_rules_is_the_default_engine(service, grpc_settings, fake_llm):
+    running, ids = service
+    reply = await extract(running, grpc_settings, ids["rules"])
+    assert reply.engine == "rules" and reply.engine_version.startswith("rules-") and reply.prompt_hash == ""
+    assert [(f.category, f.grade) for f in reply.findings] == [("colitis", 2)]
+    for f in reply.findings:
+        assert NOTE[f.start:f.end] == f.quote
+    assert (reply.document_id, reply.version) == ("doc-1", "1") and not fake_llm.requests
+
+
+async def test_llm_tenant_is_routed_to_its_endpoint(service, grpc_settings, fake_llm):
+    running, ids = service
+    fake_llm.script(findings_reply([COLITIS]))
+    reply = await extract(running, grpc_settings, ids["llm"])
+    assert reply.engine == "llm" and reply.engine_version == "fake-model" and len(reply.prompt_hash) == 64
+    [f] = reply.findings
+    assert NOTE[f.start:f.end] == f.quote and f.grade == 2 and not reply.review_required
+    # same note again: served from the tenant's Redis cache, no second HTTP request
+    await extract(running, grpc_settings, ids["llm"])
+    assert len(fake_llm.requests) == 1
+
+
+async def test_fabricated_quote_flags_review(service, grpc_settings, fake_llm):
+    running, ids = service
+    fake_llm.script(findings_reply([COLITIS, {**COLITIS, "category": "hepatitis", "quote": "AST 300"}]))
+    reply = await extract(running, grpc_settings, ids["llm"], document_id="doc-fab")
+    assert [f.category for f in reply.findings] == ["colitis"]
+    assert reply.review_required and reply.dropped_findings == 1
+
+
+async def test_engine_override_and_bad_override(service, grpc_settings, fake_llm):
+    running, ids = service
+    reply = await extract(running, grpc_settings, ids["llm"], engine="rules")
+    assert reply.engine == "rules" and not fake_llm.requests
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await extract(running, grpc_settings, ids["rules"], engine="gpt")
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_hybrid_sends_only_notes_with_candidates(service, grpc_settings, fake_llm):
+    running, ids = service
+    quiet = await extract(running, grpc_settings, ids["hybrid"], text=QUIET_NOTE)
+    assert quiet.engine == "hybrid" and not quiet.findings and not fake_llm.requests
+    fake_llm.script(findings_reply([COLITIS]))
+    busy = await extract(running, grpc_settings, ids["hybrid"])
+    assert busy.engine == "hybrid" and "llm fake-model" in busy.engine_version and len(fake_llm.requests) == 1
+    assert [f.category for f in busy.findings] == ["colitis"]
+
+
+async def test_budget_exhausted_defer_and_fallback(service, grpc_settings, fake_llm, stack):
+    running, ids = service
+    fake_llm.script(findings_reply([COLITIS], prompt_tokens=1000), findings_reply([COLITIS], prompt_tokens=1000))
+    for tenant in (ids["defer"], ids["fallback"]):
+        first = await extract(running, grpc_settings, tenant)       # spends $0.00104 > $0.0005
+        assert first.engine == "llm"
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await extract(running, grpc_settings, ids["defer"], document_id="doc-2", text=NOTE + "\n")
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    deferred = error_from_rpc(info.value)
+    assert isinstance(deferred, errors.RetryableError) and 0 < deferred.retry_after <= 86400
+    fallback = await extract(running, grpc_settings, ids["fallback"], document_id="doc-2", text=NOTE + "\n")
+    assert fallback.engine == "rules" and [f.category for f in fallback.findings] == ["colitis"]
+    assert len(fake_llm.requests) == 2
+    rows = await Ledger(running.pool).rows(ids["defer"])
+    assert [(r["document_id"], r["prompt_tokens"], r["outcome"]) for r in rows] == [("doc-1", 1000, "ok")]
+
+
+@pytest.mark.parametrize("fields, code", [({"version": ""}, grpc.StatusCode.INVALID_ARGUMENT),
+                                          ({"document_id": ""}, grpc.StatusCode.INVALID_ARGUMENT)])
+async def test_bad_requests_are_invalid_argument(service, grpc_settings, fields, code):
+    running, ids = service
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await extract(running, grpc_settings, ids["rules"], **fields)
+    assert info.value.code() == code
+
+
+async def test_forged_and_unknown_tenants_are_denied(service, grpc_settings):
+    running, ids = service
+    with pytest.raises(grpc.aio.AioRpcError) as forged:
+        await extract(running, grpc_settings, ids["rules"], tenant=ids["llm"])
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await extract(running, grpc_settings, "nobody-registered")
+    assert forged.value.code() == unknown.value.code() == grpc.StatusCode.PERMISSION_DENIED
