@@ -5,6 +5,8 @@ import typer
 
 from services.commands import audit, dev, keys, security, tenant
 from services.commands import demo as demo_command
+from services.core import devstack
+from services.ehr import cli as ehr_cli
 
 app = typer.Typer(help="Vigil: clinical AI agents in production.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -15,8 +17,10 @@ GROUPS: list[tuple[str, typer.Typer]] = [
     ("tenant", tenant.app),
     ("keys", keys.app),
     ("audit", audit.app),
+    ("ehr", ehr_cli.app),
 ]
 
+devstack.register(ehr_cli.DEVSTACK_COMPONENT)  # `vigil dev up` starts the EHR sandbox
 security.register_onboarding()  # PostgreSQL role, Redis ACL user, data key for `vigil tenant add`
 
 for _name, _group in GROUPS:
