@@ -3,7 +3,10 @@
     from services.core import schemas
     schemas.validate("vigil.ehr.resource-changed", data)   # raises ValidationError
 
-Schemas are JSON Schema draft 2020-12, loaded and compiled once per process. Error
+Schemas are JSON Schema draft 2020-12, loaded and compiled once per process. The hot path
+checks with a ``fastjsonschema``-compiled function (~10 us per event, the schemas use only
+keywords it implements); only a payload it rejects goes through ``jsonschema``, the reference
+validator, which produces the error. Error
 messages name the event type, the JSON path and the failed keyword, never the offending
 value (payloads may hold PHI). To add an event type: write ``schemas/<type>.json``, add
 one line to ``SCHEMAS`` and a row to the event table in the docs.
@@ -16,6 +19,7 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
+import fastjsonschema
 from jsonschema import Draft202012Validator, FormatChecker
 
 from services.core.errors import ValidationError
@@ -58,10 +62,29 @@ def validator(event_type: str) -> Draft202012Validator:
     return Draft202012Validator(schema, format_checker=_FORMATS)
 
 
+def _is_date_time(value: object) -> bool:
+    try:
+        return _date_time(value)
+    except ValueError:
+        return False
+
+
+@lru_cache(maxsize=None)
+def _fast(event_type: str):
+    schema = dict(validator(event_type).schema)
+    schema.pop("$schema", None)
+    return fastjsonschema.compile(schema, formats={"date-time": _is_date_time})
+
+
 def validate(event_type: str, data: object) -> None:
     """Raise ``ValidationError`` (code ``schema``) unless ``data`` matches the type's schema."""
+    try:
+        _fast(event_type)(data)
+        return
+    except fastjsonschema.JsonSchemaException:
+        pass
     error = next(iter(validator(event_type).iter_errors(data)), None)
-    if error is None:
+    if error is None:  # the fast check is stricter somewhere: the reference validator decides
         return
     path = "/".join(str(p) for p in error.absolute_path) or "(root)"
     detail = error.validator

@@ -98,6 +98,7 @@ class StageRunner:
         self._pool, self._own_pool = pool, pool is None
         self.ledger = Ledger(self._redis, self.tenant, spec.name, spec.tuning.ledger_ttl_s)
         self._labels = {"tenant": self.tenant, "stage": spec.name}
+        self._latency = metrics.LATENCY.labels(**self._labels)
         self._paused: dict[TopicPartition, float] = {}
         self._positions: dict[TopicPartition, int] = {}
         self._fetch_lock = asyncio.Lock()
@@ -254,37 +255,51 @@ class StageRunner:
         return True
 
     async def _attempt(self, event: Event, before: int) -> _Outcome:
-        policy, t = self.spec.retry, self.spec.tuning
-        count = 0
+        policy = self.spec.retry
 
-        def wait(rs: tenacity.RetryCallState) -> float:
+        def wait(rs: tenacity.RetryCallState) -> float:  # attempt_number counts from the 2nd call
             after = getattr(classify(rs.outcome.exception()), "retry_after", None)
             return after if after is not None else min(policy.quick_wait_max_s,
-                                                       policy.quick_wait_initial_s * 2 ** (rs.attempt_number - 1))
+                                                       policy.quick_wait_initial_s * 2 ** rs.attempt_number)
 
         def stop(rs: tenacity.RetryCallState) -> bool:
             after = getattr(classify(rs.outcome.exception()), "retry_after", None)
-            return rs.attempt_number >= policy.quick_attempts or (after or 0) > policy.quick_wait_max_s
+            return 1 + rs.attempt_number >= policy.quick_attempts or (after or 0) > policy.quick_wait_max_s
 
+        ctx = Context(self, event, before + 1)
+        try:  # fast path: one call, no retry machinery unless it fails
+            await self._call(event, ctx)
+            return _Outcome(True, ctx=ctx, attempts=1)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not classify(exc).retryable or policy.quick_attempts == 1 or \
+                    (getattr(classify(exc), "retry_after", None) or 0) > policy.quick_wait_max_s:
+                return _Outcome(False, exc=exc, attempts=1)
+            first_wait = getattr(classify(exc), "retry_after", None) or policy.quick_wait_initial_s
+        await asyncio.sleep(min(first_wait, policy.quick_wait_max_s))
+        count = 1
         retrying = tenacity.AsyncRetrying(stop=stop, wait=wait, reraise=True,
                                           retry=tenacity.retry_if_exception(lambda e: classify(e).retryable))
-        ctx = None
         try:
             async for attempt in retrying:
                 with attempt:
                     count += 1
                     ctx = Context(self, event, before + count)
-                    started = time.perf_counter()
-                    try:
-                        async with asyncio.timeout(t.handler_timeout_s):
-                            await self.spec.handler(event, ctx)
-                    finally:
-                        metrics.LATENCY.labels(**self._labels).observe(time.perf_counter() - started)
+                    await self._call(event, ctx)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # classified by the caller; nothing is swallowed
             return _Outcome(False, exc=exc, attempts=count)
         return _Outcome(True, ctx=ctx, attempts=count)
+
+    async def _call(self, event: Event, ctx: Context) -> None:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.spec.tuning.handler_timeout_s):
+                await self.spec.handler(event, ctx)
+        finally:
+            self._latency.observe(time.perf_counter() - started)
 
     async def _dead_letter(self, pending, m, event: Event | None, trail: Trail, exc: BaseException,
                            attempts: int) -> None:

@@ -1,0 +1,128 @@
+"""Benchmark: the stage runtime vs a raw aiokafka consume-produce loop, same broker, same run.
+
+Both read N CloudEvents from their own input topic and write one event per input to their own
+output topic with acks=all, committing offsets after each batch's produces are acknowledged.
+The raw loop copies bytes; the runtime stage decodes, validates the input, runs a handler that
+derives a child event (deterministic id), validates and encodes it, checks and marks the Redis
+ledger, and commits. Timing starts at the first record received (group join excluded) and ends
+when the last batch is committed.
+
+    python -m bench.runtime [N]
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+from services.core.bus import ConsumerTuning, Publisher, RetryPolicy, StageRunner, StageSpec
+from services.core.bus.topics import ensure_stage_topics
+from services.core.config import Settings
+from services.core.events import Event
+from services.core.logging import configure
+from services.core.tenancy import Tenant, topic_name
+
+DEFAULT_EVENTS = 20_000
+BATCH = 500
+
+
+def _event(tenant: str, i: int) -> Event:
+    return Event.new("vigil.ehr.resource-changed", source="/bench", tenant=tenant, key=f"patient-{i % 200}",
+                     data={"resourceType": "DocumentReference", "id": f"doc-{i}", "versionId": "1",
+                           "patient": f"patient-{i % 200}", "action": "create", "origin": "backfill",
+                           "lastUpdated": "2024-05-01T10:00:00Z"})
+
+
+async def _fill(settings: Settings, tenant: str, stream: str, n: int) -> None:
+    async with Publisher(settings, tenant) as pub:
+        for start in range(0, n, 2000):
+            await pub.publish_many(stream, [_event(tenant, i) for i in range(start, min(n, start + 2000))])
+
+
+async def raw_loop(settings: Settings, src: str, dst: str, n: int) -> float:
+    consumer = AIOKafkaConsumer(src, group_id=f"raw-{uuid.uuid4().hex[:6]}", enable_auto_commit=False,
+                                auto_offset_reset="earliest", max_poll_records=BATCH, session_timeout_ms=6000,
+                                heartbeat_interval_ms=500, rebalance_timeout_ms=6000,
+                                partition_assignment_strategy=(RangePartitionAssignor,),
+                                **settings.kafka.client_kwargs())
+    producer = AIOKafkaProducer(acks="all", linger_ms=2, **settings.kafka.client_kwargs())
+    await consumer.start()
+    await producer.start()
+    done, started = 0, None
+    try:
+        while done < n:
+            batch = await consumer.getmany(timeout_ms=200, max_records=BATCH)
+            if not batch:
+                continue
+            started = started or time.perf_counter()
+            futures, offsets = [], {}
+            for tp, msgs in batch.items():
+                for m in msgs:
+                    futures.append(await producer.send(dst, m.value, key=m.key, headers=list(m.headers)))
+                offsets[tp] = msgs[-1].offset + 1
+                done += len(msgs)
+            await asyncio.gather(*futures)
+            await consumer.commit(offsets)
+        return time.perf_counter() - started
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+async def runtime_stage(settings: Settings, tenant: str, n: int) -> float:
+    seen = {"count": 0, "first": None}
+
+    async def forward(event: Event, ctx) -> None:
+        seen["first"] = seen["first"] or time.perf_counter()
+        seen["count"] += 1
+        ctx.emit("findings", ctx.child("vigil.extraction.findings", {
+            "document": {"id": event.data["id"], "versionId": event.data["versionId"]}, "patient": event.key,
+            "engine": "rules", "engineVersion": "bench", "promptHash": None, "noteTime": None,
+            "reviewRequired": False, "findings": []}))
+
+    spec = StageSpec(name="bench", input_stream="ehr-events", handler=forward, retry=RetryPolicy(),
+                     tuning=ConsumerTuning(max_batch=BATCH, poll_timeout_ms=200))
+    runner = StageRunner(settings, tenant, spec)
+    await runner.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        while seen["count"] < n:
+            await asyncio.sleep(0.005)
+        mark = runner.health()["last_progress_age_s"]
+        while runner.health()["last_progress_age_s"] >= mark:  # the batch holding the last event committed
+            await asyncio.sleep(0.001)
+            mark = min(mark, runner.health()["last_progress_age_s"] + 0.0005)
+        return time.perf_counter() - seen["first"]
+    finally:
+        stop.set()
+        await task
+        await runner.stop()
+
+
+async def main(n: int) -> float:
+    configure("warning")
+    settings = Settings.from_env()
+    raw_tenant, rt_tenant = (f"bench{uuid.uuid4().hex[:8]}" for _ in range(2))
+    for t in (raw_tenant, rt_tenant):
+        await ensure_stage_topics(settings, Tenant(id=t, partitions=4), [])
+    await ensure_stage_topics(settings, Tenant(id=rt_tenant, partitions=4),
+                              [StageSpec(name="bench", input_stream="ehr-events", handler=None)])
+    await _fill(settings, raw_tenant, "ehr-events", n)
+    await _fill(settings, rt_tenant, "ehr-events", n)
+    raw_s = await raw_loop(settings, topic_name(raw_tenant, "ehr-events"), topic_name(raw_tenant, "findings"), n)
+    rt_s = await runtime_stage(settings, rt_tenant, n)
+    raw_rate, rt_rate = n / raw_s, n / rt_s
+    print(f"events: {n}")
+    print(f"raw aiokafka consume-produce loop: {raw_rate:,.0f} events/s ({raw_s:.2f} s)")
+    print(f"stage runtime (validate, ledger, derive, produce, commit): {rt_rate:,.0f} events/s ({rt_s:.2f} s)")
+    print(f"ratio runtime/raw: {rt_rate / raw_rate:.2f} (goal >= 0.80)")
+    return rt_rate / raw_rate
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_EVENTS))
