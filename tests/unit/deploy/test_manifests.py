@@ -142,7 +142,10 @@ def test_probes_match_the_protocol(overlay, rendered):
         assert c["command"] == ["python", "-m", f"services.{name}.app"]
         live, ready = c["livenessProbe"], c["readinessProbe"]
         if name in GRPC:
-            assert live["grpc"]["port"] == 50051 and ready["grpc"]["port"] == 50051, name
+            # Kubelet's grpc probe speaks plaintext: health has its own port, the API (50051) is mTLS.
+            assert live["grpc"]["port"] == 50052 and ready["grpc"]["port"] == 50052, name
+            env = {v["name"]: v.get("value") for v in c["env"]}
+            assert env[f"VIGIL_GRPC_{name.upper()}_ADDR"] == "0.0.0.0:50051", name
         else:
             metrics = [p for p in c["ports"] if p["name"] == "metrics"]
             assert metrics and metrics[0]["containerPort"] == 9000, name
