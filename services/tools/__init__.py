@@ -1,0 +1,1 @@
+"""The tools service: tenant-scoped FHIR reads for agents over gRPC."""

@@ -1,0 +1,55 @@
+"""One FHIR client (own connection pool, own SMART credentials) per tenant."""
+from __future__ import annotations
+
+import asyncio
+import re
+
+from services.core.errors import FatalError, PermissionDeniedError, UnauthenticatedError, ValidationError
+from services.core.fhir import FhirClient
+from services.core.tenancy import Tenant
+from services.tools.config import FhirAccess
+
+#: FHIR id / versionId syntax (R4: [A-Za-z0-9\-\.]{1,64}).
+FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
+def check_id(name: str, value: str) -> str:
+    if not FHIR_ID.match(value or ""):
+        raise ValidationError(f"{name} must be a FHIR id (1-64 of A-Z a-z 0-9 - .)", code=f"bad_{name}")
+    return value
+
+
+class TenantFhir:
+    def __init__(self, ehr_url: str, environment: str):
+        self.ehr_url = ehr_url
+        self.environment = environment
+        self._clients: dict[str, tuple[FhirAccess, FhirClient]] = {}
+        self._lock = asyncio.Lock()
+
+    async def client(self, tenant: Tenant) -> FhirClient:
+        access = FhirAccess.from_tenant(tenant, self.ehr_url, self.environment)
+        async with self._lock:
+            held = self._clients.get(tenant.id)
+            if held is not None and held[0] == access:
+                return held[1]
+            client = FhirClient(access.base_url, credentials=access.credentials)
+            try:
+                await client.start()
+            except BaseException:
+                await client.close()
+                raise
+            self._clients[tenant.id] = (access, client)
+        if held is not None:            # the tenant's EHR settings changed: retire the old pool
+            await held[1].close()
+        return client
+
+    async def close(self) -> None:
+        clients, self._clients = [c for _, c in self._clients.values()], {}
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+
+
+def ehr_refused(exc: Exception) -> Exception:
+    """The EHR refusing *our* credentials is our fault, not the caller's: never UNAUTHENTICATED to them."""
+    if isinstance(exc, (UnauthenticatedError, PermissionDeniedError)):
+        return FatalError("the EHR refused the tools service's credentials", code="ehr_auth")
+    return exc

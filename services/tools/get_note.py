@@ -1,0 +1,72 @@
+"""GetNote: one exact version of a DocumentReference (vread), its text decoded, minimum fields."""
+from __future__ import annotations
+
+import base64
+import binascii
+
+from services.core.errors import ConflictError, VigilError
+from services.core.grpc import current_caller
+from services.core.logging import get_logger
+from services.core.tenantdir import TenantDirectory
+from services.tools.clients import TenantFhir, check_id, ehr_refused
+from vigil.v1 import tools_pb2
+
+log = get_logger("vigil.tools.get_note")
+
+
+def _charset(content_type: str) -> str:
+    for part in content_type.split(";")[1:]:
+        key, _, value = part.strip().partition("=")
+        if key.lower() == "charset" and value:
+            return value.strip('"')
+    return "utf-8"
+
+
+async def note_text(client, resource: dict) -> str:
+    """The text of the first text/plain attachment (inline data, or a Binary it points to)."""
+    for content in resource.get("content") or ():
+        attachment = content.get("attachment") or {}
+        content_type = (attachment.get("contentType") or "").lower()
+        if not content_type.startswith("text/plain"):
+            continue
+        data = attachment.get("data")
+        if data is None and (attachment.get("url") or "").startswith("Binary/"):
+            binary = await client.read("Binary", attachment["url"].split("/", 1)[1])
+            data = binary.get("data")
+        if data is None:
+            continue
+        try:
+            return base64.b64decode(data, validate=True).decode(_charset(content_type))
+        except (binascii.Error, ValueError, LookupError):
+            raise ConflictError("the note attachment cannot be decoded", code="undecodable_attachment") from None
+    raise ConflictError("the DocumentReference has no text/plain attachment", code="no_text_attachment")
+
+
+def _reference_id(reference: str | None, rtype: str) -> str:
+    prefix = f"{rtype}/"
+    return reference[len(prefix):] if reference and reference.startswith(prefix) else ""
+
+
+class GetNote:
+    def __init__(self, tenants: TenantDirectory, fhir: TenantFhir):
+        self.tenants = tenants
+        self.fhir = fhir
+
+    async def __call__(self, request: tools_pb2.GetNoteRequest, context) -> tools_pb2.Note:
+        tenant = self.tenants.get(current_caller().tenant)
+        document_id = check_id("document_id", request.document_id)
+        version = check_id("version", request.version)
+        client = await self.fhir.client(tenant)
+        try:
+            resource = await client.vread("DocumentReference", document_id, version)
+            text = await note_text(client, resource)
+        except VigilError as exc:
+            raise ehr_refused(exc) from None
+        coding = ((resource.get("type") or {}).get("coding") or [{}])[0]
+        log.info("tools.note_read", tenant=tenant.id, document_id=document_id, version=version, chars=len(text))
+        return tools_pb2.Note(
+            document_id=document_id, version=str((resource.get("meta") or {}).get("versionId") or version),
+            text=text, note_time=resource.get("date") or "",
+            patient_id=_reference_id((resource.get("subject") or {}).get("reference"), "Patient"),
+            note_type=coding.get("code") or (resource.get("type") or {}).get("text") or "",
+            note_type_display=coding.get("display") or (resource.get("type") or {}).get("text") or "")

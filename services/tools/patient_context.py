@@ -1,0 +1,107 @@
+"""GetPatientContext: active immune checkpoint inhibitor orders and the oncologists on the care team.
+
+Minimum necessary: drug names, order ids and dates, and Practitioner references; no names,
+no other medications, no other care team members.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+
+from services.core.errors import VigilError
+from services.core.grpc import current_caller
+from services.core.logging import get_logger
+from services.core.tenantdir import TenantDirectory
+from services.tools.clients import TenantFhir, check_id, ehr_refused
+from vigil.v1 import tools_pb2
+
+log = get_logger("vigil.tools.patient_context")
+
+#: Immune checkpoint inhibitors: generic name -> names and brands that identify it in text.
+ICI_NAMES: dict[str, tuple[str, ...]] = {
+    "pembrolizumab": ("pembrolizumab", "keytruda"),
+    "nivolumab": ("nivolumab", "opdivo", "opdualag"),
+    "ipilimumab": ("ipilimumab", "yervoy"),
+    "atezolizumab": ("atezolizumab", "tecentriq"),
+    "durvalumab": ("durvalumab", "imfinzi"),
+    "avelumab": ("avelumab", "bavencio"),
+    "cemiplimab": ("cemiplimab", "libtayo"),
+    "dostarlimab": ("dostarlimab", "jemperli"),
+    "tremelimumab": ("tremelimumab", "imjudo"),
+    "relatlimab": ("relatlimab",),
+}
+#: RxNorm ingredient codes of the same drugs, for orders coded without readable text.
+ICI_RXNORM: dict[str, str] = {
+    "1547545": "pembrolizumab", "1597876": "nivolumab", "1094833": "ipilimumab", "1792776": "atezolizumab",
+    "1919503": "durvalumab", "1875534": "avelumab", "2058826": "cemiplimab",
+}
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+_NAME_PATTERN = re.compile(r"\b(" + "|".join(n for names in ICI_NAMES.values() for n in names) + r")\b", re.IGNORECASE)
+_BY_NAME = {n: generic for generic, names in ICI_NAMES.items() for n in names}
+#: Care team roles that mean "oncologist" (SNOMED CT) ...
+ONCOLOGIST_CODES = frozenset({"309295000", "310512001", "309294001", "3842006"})
+#: ... or, for roles without those codes, wording that does.
+_ONCOLOGY_WORDING = re.compile(r"oncolog", re.IGNORECASE)
+
+
+def ici_drug(concept: dict | None) -> str:
+    """The generic ICI name a CodeableConcept names, or ''."""
+    if not concept:
+        return ""
+    for coding in concept.get("coding") or ():
+        if coding.get("system") == RXNORM and coding.get("code") in ICI_RXNORM:
+            return ICI_RXNORM[coding["code"]]
+    texts = [concept.get("text") or ""] + [c.get("display") or "" for c in concept.get("coding") or ()]
+    for text in texts:
+        match = _NAME_PATTERN.search(text)
+        if match:
+            return _BY_NAME[match.group(1).lower()]
+    return ""
+
+
+def is_oncologist_role(roles: list[dict]) -> bool:
+    for role in roles or ():
+        for coding in role.get("coding") or ():
+            if coding.get("code") in ONCOLOGIST_CODES or _ONCOLOGY_WORDING.search(coding.get("display") or ""):
+                return True
+        if _ONCOLOGY_WORDING.search(role.get("text") or ""):
+            return True
+    return False
+
+
+class GetPatientContext:
+    def __init__(self, tenants: TenantDirectory, fhir: TenantFhir):
+        self.tenants = tenants
+        self.fhir = fhir
+
+    async def __call__(self, request: tools_pb2.GetPatientContextRequest, context) -> tools_pb2.PatientContext:
+        tenant = self.tenants.get(current_caller().tenant)
+        patient_id = check_id("patient_id", request.patient_id)
+        client = await self.fhir.client(tenant)
+        subject = f"Patient/{patient_id}"
+        try:
+            await client.read("Patient", patient_id)      # NOT_FOUND for a patient this tenant does not have
+            orders, teams = await asyncio.gather(
+                client.search("MedicationRequest", {"patient": subject, "status": "active"}),
+                client.search("CareTeam", {"patient": subject, "status": "active"}))
+            therapies = [await self._therapy(client, order) for order in orders]
+        except VigilError as exc:
+            raise ehr_refused(exc) from None
+        therapies = sorted((t for t in therapies if t.drug), key=lambda t: (t.authored_on, t.medication_request_id))
+        oncologists = sorted({p["member"]["reference"] for team in teams for p in team.get("participant") or ()
+                              if (p.get("member") or {}).get("reference", "").startswith("Practitioner/")
+                              and is_oncologist_role(p.get("role") or [])})
+        log.info("tools.patient_context", tenant=tenant.id, therapies=len(therapies), oncologists=len(oncologists))
+        return tools_pb2.PatientContext(patient_id=patient_id, active_immunotherapy=therapies,
+                                        oncologist_refs=oncologists)
+
+    @staticmethod
+    async def _therapy(client, order: dict) -> tools_pb2.Immunotherapy:
+        if order.get("status") != "active":
+            return tools_pb2.Immunotherapy()
+        drug = ici_drug(order.get("medicationCodeableConcept"))
+        reference = (order.get("medicationReference") or {}).get("reference") or ""
+        if not drug and reference.startswith("Medication/"):
+            drug = ici_drug((await client.read("Medication", reference.split("/", 1)[1])).get("code"))
+        return tools_pb2.Immunotherapy(medication_request_id=order.get("id") or "", drug=drug,
+                                       authored_on=order.get("authoredOn") or "")

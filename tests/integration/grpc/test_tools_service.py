@@ -1,0 +1,140 @@
+"""The tools service over loopback gRPC against the EHR sandbox: each tenant read with its own
+SMART client; exact note versions; minimum patient context; cross-tenant reads impossible."""
+from __future__ import annotations
+
+import base64
+
+import grpc
+import pytest
+
+from services.core.grpc import connect
+from services.core.tenancy import Registry, Tenant
+from services.core.tokens import TokenSource
+from services.tools import app as tools_app
+from vigil.v1 import tools_pb2, tools_pb2_grpc
+
+pytest_plugins = ["tests.fixtures.ehr"]
+
+TEXT_V1 = "Oncology note, draft. Patient on pembrolizumab.\n"
+TEXT_V2 = "Oncology note, signed. Grade 2 immune-mediated colitis — started prednisone 1 mg/kg.\n"
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode()
+
+
+def doc_ref(patient_id: str, text: str) -> dict:
+    return {"resourceType": "DocumentReference", "status": "current", "date": "2026-03-02T10:15:00Z",
+            "type": {"coding": [{"system": "http://loinc.org", "code": "11506-3", "display": "Progress note"}]},
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "content": [{"attachment": {"contentType": "text/plain; charset=utf-8", "data": b64(text)}}]}
+
+
+def med_request(patient_id: str, status: str, **medication) -> dict:
+    return {"resourceType": "MedicationRequest", "status": status, "intent": "order",
+            "subject": {"reference": f"Patient/{patient_id}"}, "authoredOn": "2026-01-05", **medication}
+
+
+async def seed(client) -> dict:
+    patient = (await client.create({"resourceType": "Patient", "name": [{"family": "Testpatient"}]})).id
+    oncologist = (await client.create({"resourceType": "Practitioner", "name": [{"family": "Onco"}]})).id
+    nurse = (await client.create({"resourceType": "Practitioner", "name": [{"family": "Nurse"}]})).id
+    created = await client.create(doc_ref(patient, TEXT_V1))
+    document = created.id
+    updated = await client.update({**doc_ref(patient, TEXT_V2), "id": document})
+    pembro = (await client.create(med_request(patient, "active", medicationCodeableConcept={
+        "text": "Pembrolizumab (Keytruda) 200 mg IV q3w"}))).id
+    await client.create(med_request(patient, "active", medicationCodeableConcept={"text": "Ondansetron 8 mg"}))
+    await client.create(med_request(patient, "stopped", medicationCodeableConcept={"text": "Nivolumab 240 mg"}))
+    ipi_med = (await client.create({"resourceType": "Medication", "code": {"coding": [
+        {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1094833"}]}})).id
+    ipi = (await client.create(med_request(patient, "active",
+                                           medicationReference={"reference": f"Medication/{ipi_med}"}))).id
+    await client.create({"resourceType": "CareTeam", "status": "active", "subject": {"reference": f"Patient/{patient}"},
+                         "participant": [
+                             {"role": [{"coding": [{"system": "http://snomed.info/sct", "code": "309295000",
+                                                    "display": "Oncologist"}]}],
+                              "member": {"reference": f"Practitioner/{oncologist}"}},
+                             {"role": [{"text": "Infusion nurse"}], "member": {"reference": f"Practitioner/{nurse}"}}]})
+    return {"patient": patient, "document": document, "v1": str(created.version), "v2": str(updated.version),
+            "oncologist": oncologist, "pembro": pembro, "ipi": ipi}
+
+
+@pytest.fixture
+async def tools(stack, tmp_path, ehr_tenant, ehr_server, grpc_settings):
+    """Two tenants on the sandbox, each with its own read-only SMART client for the tools service."""
+    other = ehr_tenant.tenant + "b"
+    await ehr_tenant.admin.create_tenant(other)
+    tenants = []
+    for tenant_id in (ehr_tenant.tenant, other):
+        creds = await ehr_tenant.admin.new_client(tenant_id, "vigil-tools", ["system/*.rs"])
+        key_file = tmp_path / f"{tenant_id}.pem"
+        key_file.write_text(creds.private_key_pem)
+        tenants.append(Tenant(id=tenant_id, ehr_base_url=ehr_server.base(tenant_id), settings={
+            "fhir_client_id": "vigil-tools", "fhir_private_key_file": str(key_file), "fhir_key_id": creds.kid}))
+    registry = Registry(tmp_path / "tenants.toml", tenants)
+    registry.save()
+    running = await tools_app.start(stack.with_overrides(tenants_file=registry.path), grpc_settings,
+                                    address="127.0.0.1:0")
+    data = await seed(ehr_tenant.client)
+    yield running, ehr_tenant.tenant, other, data
+    await running.stop()
+
+
+async def call(running, grpc_settings, tenant, method, request):
+    tokens = TokenSource(grpc_settings.tokens, sub="extraction")
+    async with connect(grpc_settings, "tools", tokens, tenant, target=f"127.0.0.1:{running.port}") as channel:
+        return await getattr(tools_pb2_grpc.ToolsStub(channel), method)(request, timeout=30)
+
+
+async def test_get_note_reads_the_exact_version(tools, grpc_settings):
+    running, tenant, _, data = tools
+    v1 = await call(running, grpc_settings, tenant, "GetNote",
+                    tools_pb2.GetNoteRequest(document_id=data["document"], version=data["v1"]))
+    v2 = await call(running, grpc_settings, tenant, "GetNote",
+                    tools_pb2.GetNoteRequest(document_id=data["document"], version=data["v2"]))
+    assert (v1.text, v1.version) == (TEXT_V1, data["v1"])
+    assert (v2.text, v2.version) == (TEXT_V2, data["v2"])
+    assert v2.patient_id == data["patient"] and v2.note_type == "11506-3" and v2.note_type_display == "Progress note"
+    assert v2.note_time == "2026-03-02T10:15:00Z"
+
+
+async def test_patient_context_has_active_ici_and_oncologists_only(tools, grpc_settings):
+    running, tenant, _, data = tools
+    ctx = await call(running, grpc_settings, tenant, "GetPatientContext",
+                     tools_pb2.GetPatientContextRequest(patient_id=data["patient"]))
+    assert sorted((t.drug, t.medication_request_id) for t in ctx.active_immunotherapy) == sorted(
+        [("pembrolizumab", data["pembro"]), ("ipilimumab", data["ipi"])])
+    assert list(ctx.oncologist_refs) == [f"Practitioner/{data['oncologist']}"]
+
+
+async def test_unknown_note_version_and_patient_are_not_found(tools, grpc_settings):
+    running, tenant, _, data = tools
+    for method, request in (("GetNote", tools_pb2.GetNoteRequest(document_id=data["document"], version="99")),
+                            ("GetNote", tools_pb2.GetNoteRequest(document_id="nope", version="1")),
+                            ("GetPatientContext", tools_pb2.GetPatientContextRequest(patient_id="nope"))):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call(running, grpc_settings, tenant, method, request)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_bad_ids_are_invalid_argument(tools, grpc_settings):
+    running, tenant, _, data = tools
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call(running, grpc_settings, tenant, "GetNote",
+                   tools_pb2.GetNoteRequest(document_id="../Patient/x", version="1"))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_other_tenant_cannot_read_this_tenants_data(tools, grpc_settings):
+    running, tenant, other, data = tools
+    # With its own credential the other tenant reads its own EHR, where these ids do not exist.
+    with pytest.raises(grpc.aio.AioRpcError) as by_id:
+        await call(running, grpc_settings, other, "GetNote",
+                   tools_pb2.GetNoteRequest(document_id=data["document"], version=data["v2"]))
+    assert by_id.value.code() == grpc.StatusCode.NOT_FOUND
+    # Naming the victim tenant in the body is refused outright.
+    with pytest.raises(grpc.aio.AioRpcError) as forged:
+        await call(running, grpc_settings, other, "GetPatientContext",
+                   tools_pb2.GetPatientContextRequest(patient_id=data["patient"], tenant=tenant))
+    assert forged.value.code() == grpc.StatusCode.PERMISSION_DENIED
