@@ -60,6 +60,9 @@ async def read(request: Request) -> Response:
     ctx.require(rtype, "r")
     async with ctx.store.transaction(ctx.tenant.id) as tx:
         stored = await tx.read(rtype, rid)
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match and interactions.parse_etag(if_none_match) == stored.version:
+        return Response(status_code=304, headers={"ETag": stored.etag})
     return resource_response(request, ctx, stored)
 
 
@@ -82,7 +85,9 @@ async def create(request: Request) -> Response:
     resource = validate(await read_json(request), rtype)
     resource.pop("id", None)
     async with ctx.store.transaction(ctx.tenant.id, drop_writes=ctx.tenant.faults.drop_writes) as tx:
-        status, stored = await interactions.create(tx, rtype, resource, request.headers.get("if-none-exist"))
+        # If-None-Exist, or (as some clients send it) the criteria as the POST's query string.
+        criteria = request.headers.get("if-none-exist") or request.url.query or None
+        status, stored = await interactions.create(tx, rtype, resource, criteria)
     return resource_response(request, ctx, stored, status, location=True)
 
 

@@ -190,10 +190,17 @@ def _date_bounds(raw: str) -> tuple[str, datetime, datetime]:
 
 def _date_sql(q: Query, column: str, raw: str) -> str:
     prefix, low, high = _date_bounds(raw)
-    lo, hi = q.arg(low), q.arg(high)
-    return {"eq": f"({column} >= {lo} AND {column} < {hi})", "ne": f"NOT ({column} >= {lo} AND {column} < {hi})",
-            "gt": f"{column} >= {hi}", "sa": f"{column} >= {hi}", "ge": f"{column} >= {lo}",
-            "lt": f"{column} < {lo}", "eb": f"{column} < {lo}", "le": f"{column} < {hi}"}[prefix]
+    if prefix in ("eq", "ne"):
+        lo, hi = q.arg(low), q.arg(high)
+        inside = f"({column} >= {lo} AND {column} < {hi})"
+        return inside if prefix == "eq" else f"NOT {inside}"
+    if prefix in ("gt", "sa"):
+        return f"{column} >= {q.arg(high)}"
+    if prefix == "ge":
+        return f"{column} >= {q.arg(low)}"
+    if prefix == "le":
+        return f"{column} < {q.arg(high)}"
+    return f"{column} < {q.arg(low)}"  # lt, eb
 
 
 def _clause(q: Query, name: str, param: Param, raw: str) -> str:
