@@ -7,8 +7,6 @@ so no PHI reaches an ACK, a log line or an exception message.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 # HL7 table 0357
 SEGMENT_SEQUENCE = "100"
 REQUIRED_FIELD_MISSING = "101"
@@ -37,18 +35,16 @@ ERROR_NAMES = {
 }
 
 
-@dataclass(frozen=True)
 class Hl7Error(Exception):
-    """One problem with one message; ``location`` is like ``PID-3`` or ``OBX``."""
+    """One problem with one message; ``location`` is like ``PID-3`` or ``OBX``.
 
-    code: str
-    text: str
-    ack_code: str = "AE"
-    location: str = ""
+    (A plain exception class, not a frozen dataclass: context managers set ``__traceback__``.)"""
 
-    def __post_init__(self) -> None:
-        if self.ack_code not in ("AE", "AR"):
-            raise ValueError(f"ack_code must be AE or AR, not {self.ack_code!r}")
+    def __init__(self, code: str, text: str, ack_code: str = "AE", location: str = ""):
+        if ack_code not in ("AE", "AR"):
+            raise ValueError(f"ack_code must be AE or AR, not {ack_code!r}")
+        super().__init__(code, text)
+        self.code, self.text, self.ack_code, self.location = code, text, ack_code, location
 
     def __str__(self) -> str:
         where = f"{self.location}: " if self.location else ""

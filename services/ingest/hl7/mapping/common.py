@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import uuid
+from urllib.parse import quote
 from dataclasses import dataclass, field
 
 from services.ingest.hl7.datatypes import to_date, urn_part
@@ -37,7 +38,7 @@ class MappedResource:
     @property
     def search(self) -> str:
         """The conditional search that finds this resource: ``identifier=system|value``."""
-        return f"identifier={self.system}|{self.value}"
+        return "identifier=" + quote(f"{self.system}|{self.value}", safe=":/|")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""FHIR Subscription (R4 Backport IG) notification receiver."""

@@ -1,0 +1,102 @@
+"""The notification endpoint: ``POST /notify/<tenant>`` (one explicit route table).
+
+200 only after every event of the notification was published and acknowledged by the
+broker (or was a duplicate). 400/401/404/413/415 with an OperationOutcome for requests
+that are not valid notifications for this tenant (nothing published); 503 with
+Retry-After when the EHR, the broker or the database is briefly unavailable (the EHR
+retries); 422 when the EHR refuses a read the notification points at.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from services.core.errors import FatalError, RetryableError, classify
+from services.core.logging import get_logger
+from services.core.secrets import SecretSettings
+from services.core.tenancy import Registry, TenantError, check_tenant_id
+from services.ingest.receiver import auth
+from services.ingest.receiver.handler import NotificationHandler
+from services.ingest.receiver.notification import BadNotification, parse_notification
+from services.ingest.receiver.outcome import accepted, outcome
+
+log = get_logger("ingest.receiver")
+MAX_BODY_BYTES = 5 * 1024 * 1024  # a full-resource bundle of a long note fits many times over
+RETRY_AFTER_S = "5"
+CONTENT_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
+
+
+@dataclass
+class ReceiverContext:
+    registry: Registry
+    secrets: SecretSettings
+    handler: NotificationHandler
+
+
+async def _body(request: Request) -> bytes | None:
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(ctx: ReceiverContext) -> FastAPI:
+    app = FastAPI(title="Vigil ingest: FHIR notification receiver", docs_url=None, redoc_url=None, openapi_url=None)
+
+    async def notify(tenant: str, request: Request) -> JSONResponse:
+        try:
+            tenant_cfg = ctx.registry.get(check_tenant_id(tenant))
+        except TenantError:
+            return outcome(404, "not-found", "unknown tenant")
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media not in CONTENT_TYPES:
+            return outcome(415, "not-supported", "Content-Type must be application/fhir+json")
+        body = await _body(request)
+        if body is None:
+            return outcome(413, "too-costly", f"body larger than {MAX_BODY_BYTES} bytes")
+        try:
+            auth.check(ctx.secrets, tenant_cfg, request.headers.get("authorization"),
+                       request.headers.get(auth.SIGNATURE_HEADER), body)
+        except auth.AuthError as exc:
+            log.info("notify.unauthenticated", tenant=tenant_cfg.id)
+            return outcome(401, "login", str(exc), headers={"WWW-Authenticate": "Bearer"})
+        try:
+            note = parse_notification(json.loads(body))
+        except (ValueError, RecursionError) as exc:
+            path = exc.path if isinstance(exc, BadNotification) else "body"
+            reason = str(exc) if isinstance(exc, BadNotification) else "not valid JSON"
+            log.info("notify.bad_request", tenant=tenant_cfg.id, path=path[:80])
+            return outcome(400, "invalid", reason)
+        try:
+            result = await ctx.handler.handle(tenant_cfg.id, note)
+        except Exception as exc:
+            err = classify(exc)
+            log.warning("notify.failed", tenant=tenant_cfg.id, error_code=err.code, retryable=err.retryable)
+            if isinstance(err, RetryableError) or err.retryable:
+                return outcome(503, "transient", f"temporarily unavailable ({err.code}); retry",
+                               headers={"Retry-After": RETRY_AFTER_S})
+            if isinstance(err, FatalError) and err.code.startswith("http_"):
+                return outcome(422, "processing", f"the EHR refused a read this notification needs ({err.code})")
+            return outcome(500, "exception", f"internal error ({err.code})")
+        return accepted(result.as_dict())
+
+    async def healthz(_request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    #: The route table: path, handler, methods.
+    ROUTES = [
+        ("/notify/{tenant}", notify, ["POST"]),
+        ("/healthz", healthz, ["GET"]),
+    ]
+    for path, endpoint, methods in ROUTES:
+        app.add_api_route(path, endpoint, methods=methods)
+    return app

@@ -1,0 +1,83 @@
+"""Heartbeat watchdog: a subscription that went quiet is asked for its ``$status``.
+
+Every ``CHECK_INTERVAL_S`` each known subscription whose last heartbeat or notification is
+older than ``heartbeat period x MISSED_BEATS`` is checked: an ``error``/``off`` status is
+repaired by asking the EHR to handshake again (status -> requested), and events the EHR
+counted but we never received (``events-since-subscription-start`` beyond our last
+number) are recovered like any gap.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+from services.core.errors import classify
+from services.core.logging import get_logger
+from services.ingest.receiver.handler import NotificationHandler
+from services.ingest.receiver.notification import BadNotification, parse_notification
+from services.ingest.store import subscriptions as substore
+
+log = get_logger("ingest.watchdog")
+CHECK_INTERVAL_S = 30.0
+DEFAULT_HEARTBEAT_S = 60.0
+MISSED_BEATS = 2  # silent for 2 heartbeat periods (120 s by default) -> ask $status
+REPAIRABLE = ("error", "off")
+
+
+class Watchdog:
+    def __init__(self, registry, pools, handler: NotificationHandler, ehr_for, *,
+                 heartbeat_s: float = DEFAULT_HEARTBEAT_S, interval_s: float = CHECK_INTERVAL_S):
+        self.registry, self.pools, self.handler, self.ehr_for = registry, pools, handler, ehr_for
+        self.heartbeat_s, self.interval_s = heartbeat_s, interval_s
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ingest-watchdog")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            for tenant in self.registry:
+                try:
+                    await self.check_tenant(tenant.id)
+                except Exception as exc:  # one tenant's trouble must not stop the others' checks
+                    log.warning("watchdog.tenant_failed", tenant=tenant.id, error_code=classify(exc).code)
+
+    async def check_tenant(self, tenant: str, *, now: datetime | None = None) -> list[dict]:
+        now = now or datetime.now(timezone.utc)
+        async with self.pools.tx(tenant, readonly=True) as conn:
+            states = await substore.all_states(conn, tenant)
+        reports = []
+        limit = timedelta(seconds=self.heartbeat_s * MISSED_BEATS)
+        for state in states:
+            if state.last_seen is not None and now - state.last_seen < limit:
+                continue
+            reports.append(await self.check(tenant, state.subscription))
+        return reports
+
+    async def check(self, tenant: str, subscription: str) -> dict:
+        """``$status`` one subscription; repair it and recover missed events. Returns a report."""
+        ehr = await self.ehr_for(tenant)
+        try:
+            status = parse_notification(await ehr.status(subscription))
+        except BadNotification as exc:
+            log.warning("watchdog.bad_status", tenant=tenant, subscription=subscription, path=exc.path[:60])
+            return {"subscription": subscription, "status": "unknown", "reactivated": False, "recovered": 0}
+        report = {"subscription": subscription, "status": status.status, "reactivated": False, "recovered": 0}
+        if status.events_since_start is not None:
+            result = await self.handler.handle(tenant, replace(status, type="query-status", events=()))
+            report["recovered"] = result.recovered
+        if status.status in REPAIRABLE:
+            await ehr.reactivate(subscription)
+            report["reactivated"] = True
+            log.info("watchdog.reactivated", tenant=tenant, subscription=subscription, was=status.status)
+            async with self.pools.tx(tenant) as conn:
+                await substore.set_status(conn, tenant, subscription, "requested")
+        return report

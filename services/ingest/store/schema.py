@@ -1,0 +1,96 @@
+"""Ingest tables (numbered steps for ``services.core.db.ensure_schema``; add steps, never edit).
+
+ingest_hl7_messages     accepted HL7 messages: dedupe key (facility, control id, event) and the
+                        raw message encrypted with the tenant's key (purpose "hl7-raw") for replay
+ingest_hl7_rejects      refused HL7 messages, encrypted, with the error code (for repair + replay)
+ingest_seen_versions    (resource type, id, versionId) already published, whatever the origin
+ingest_subscription_events  (subscription, eventNumber) already handled
+ingest_subscriptions    per subscription: highest contiguous event number, lastUpdated checkpoint,
+                        last heartbeat / notification time, last known status
+ingest_backfill         per backfill job: since, cursor (lastUpdated, id), counts, done
+"""
+from __future__ import annotations
+
+import asyncpg
+
+from services.core.db import ensure_schema
+from services.core.tenantdb import tenant_rls_sql
+
+MODULE = "ingest"
+
+STEPS = [
+    """
+CREATE TABLE IF NOT EXISTS ingest_hl7_messages (
+    tenant text NOT NULL,
+    facility text NOT NULL,
+    control_id text NOT NULL,
+    event text NOT NULL,
+    body_sha256 text NOT NULL,
+    raw bytea NOT NULL,
+    resources jsonb NOT NULL DEFAULT '[]'::jsonb,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, facility, control_id, event)
+);
+CREATE TABLE IF NOT EXISTS ingest_hl7_rejects (
+    tenant text NOT NULL,
+    id bigserial,
+    control_id text NOT NULL,
+    ack_code text NOT NULL,
+    error_code text NOT NULL,
+    raw bytea NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, id)
+);
+CREATE TABLE IF NOT EXISTS ingest_seen_versions (
+    tenant text NOT NULL,
+    resource_type text NOT NULL,
+    resource_id text NOT NULL,
+    version_id text NOT NULL,
+    origin text NOT NULL,
+    seen_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, resource_type, resource_id, version_id)
+);
+CREATE TABLE IF NOT EXISTS ingest_subscription_events (
+    tenant text NOT NULL,
+    subscription text NOT NULL,
+    event_number bigint NOT NULL,
+    seen_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, subscription, event_number)
+);
+CREATE TABLE IF NOT EXISTS ingest_subscriptions (
+    tenant text NOT NULL,
+    subscription text NOT NULL,
+    topic text NOT NULL DEFAULT '',
+    last_event_number bigint NOT NULL DEFAULT 0,
+    checkpoint timestamptz,
+    last_heartbeat timestamptz,
+    last_notification timestamptz,
+    status text NOT NULL DEFAULT 'unknown',
+    PRIMARY KEY (tenant, subscription)
+);
+CREATE TABLE IF NOT EXISTS ingest_backfill (
+    tenant text NOT NULL,
+    job text NOT NULL,
+    since timestamptz NOT NULL,
+    cursor_updated timestamptz,
+    cursor_id text,
+    seen bigint NOT NULL DEFAULT 0,
+    published bigint NOT NULL DEFAULT 0,
+    done boolean NOT NULL DEFAULT false,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, job)
+);
+""",
+    tenant_rls_sql("ingest_hl7_messages", ("SELECT", "INSERT", "UPDATE")),
+    tenant_rls_sql("ingest_hl7_rejects", ("SELECT", "INSERT")),
+    tenant_rls_sql("ingest_seen_versions", ("SELECT", "INSERT")),
+    tenant_rls_sql("ingest_subscription_events", ("SELECT", "INSERT")),
+    tenant_rls_sql("ingest_subscriptions", ("SELECT", "INSERT", "UPDATE")),
+    tenant_rls_sql("ingest_backfill", ("SELECT", "INSERT", "UPDATE")),
+    "GRANT USAGE ON SEQUENCE ingest_hl7_rejects_id_seq TO vigil_app;",
+]
+
+
+async def migrate(admin_pool: asyncpg.Pool) -> int:
+    """Apply pending steps with the platform (admin) connection; returns how many ran."""
+    return await ensure_schema(admin_pool, MODULE, STEPS)
