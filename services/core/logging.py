@@ -1,7 +1,8 @@
 """Structured JSON logs (structlog) that carry tenant, event id and trace id and never PHI.
 
-Fields whose names suggest clinical content are dropped by a processor, so a careless
-``log.info("...", text=note)`` cannot leak a note into the logs.
+Fields whose names suggest clinical content are dropped by a processor, at the top level and
+inside nested dicts and lists, so a careless ``log.info("...", text=note)`` or
+``log.info("...", finding={"quote": q})`` cannot leak a note into the logs.
 """
 from __future__ import annotations
 
@@ -19,10 +20,28 @@ PHI_FIELDS = frozenset({"text", "note", "note_text", "quote", "name", "patient_n
 NOISY_LIBRARIES = ("aiokafka", "kafka", "faust", "mode", "httpx", "httpcore", "asyncio", "uvicorn.access")
 
 
+#: How deep redaction looks into nested dicts and lists; deeper values are replaced whole.
+REDACT_MAX_DEPTH = 6
+
+
+def _redact(value, depth: int = 0):
+    if isinstance(value, dict):
+        if depth >= REDACT_MAX_DEPTH:
+            return "[redacted: too deep]"
+        return {k: "[redacted]" if str(k).lower() in PHI_FIELDS else _redact(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        if depth >= REDACT_MAX_DEPTH:
+            return "[redacted: too deep]"
+        return [_redact(v, depth + 1) for v in value]
+    return value
+
+
 def _drop_phi(_logger, _method, event_dict: dict) -> dict:
     for key in list(event_dict):
         if key in PHI_FIELDS:
             event_dict[key] = "[redacted]"
+        elif isinstance(event_dict[key], (dict, list, tuple)):
+            event_dict[key] = _redact(event_dict[key], 1)
     return event_dict
 
 
