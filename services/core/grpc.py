@@ -18,6 +18,8 @@ Settings (``GrpcSettings.from_env``):
   VIGIL_GRPC_TLS_KEY_FILE       its private key (PEM)
   VIGIL_GRPC_TLS_CA_FILE        CA bundle used to verify peers (clients verify servers; mtls servers verify clients)
   VIGIL_GRPC_TLS_SERVER_NAME    optional name to verify the server certificate against
+  VIGIL_GRPC_HEALTH_PORT        optional: also serve grpc.health.v1 (only) in plaintext on this port, for
+                                kubelet gRPC probes, which cannot present a client certificate
   plus the token settings of ``services.core.tokens``.
 """
 from __future__ import annotations
@@ -108,6 +110,7 @@ class GrpcSettings:
     private_key: bytes | None = field(default=None, repr=False)
     ca_bundle: bytes | None = field(default=None, repr=False)
     server_name: str | None = None
+    health_port: int | None = None
     tokens: TokenSettings = field(default_factory=TokenSettings.for_tests, repr=False)
 
     def address(self, service: str) -> str:
@@ -146,11 +149,15 @@ class GrpcSettings:
             except OSError as exc:
                 raise ConfigError(f"{name}={path!r}: cannot read ({exc.strerror})") from None
 
+        raw_health = source.get("VIGIL_GRPC_HEALTH_PORT") or ""
+        if raw_health and (not raw_health.isdigit() or not 0 < int(raw_health) < 65536):
+            raise ConfigError(f"VIGIL_GRPC_HEALTH_PORT={raw_health!r}: expected a port number")
         cert = read("VIGIL_GRPC_TLS_CERT_FILE", tls == "mtls")
         key = read("VIGIL_GRPC_TLS_KEY_FILE", tls == "mtls" or cert is not None)
         ca = read("VIGIL_GRPC_TLS_CA_FILE", tls == "mtls")
         return cls(environment=environment, addresses=addresses, tls=tls, cert_chain=cert, private_key=key,
                    ca_bundle=ca, server_name=source.get("VIGIL_GRPC_TLS_SERVER_NAME") or None,
+                   health_port=int(raw_health) if raw_health else None,
                    tokens=TokenSettings.from_env(source))
 
     def server_credentials(self) -> grpc.ServerCredentials | None:
@@ -273,10 +280,14 @@ class RunningServer:
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer
+    health_server: grpc.aio.Server | None = None
+    health_port: int | None = None
 
     async def stop(self, grace: float | None = 1.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.health_server is not None:
+            await self.health_server.stop(grace)
 
 
 #: (add_XServicer_to_server, servicer instance, full service name from the pb2 DESCRIPTOR)
@@ -284,8 +295,11 @@ ServiceBinding = tuple[Callable, object, str]
 
 
 async def start_server(bindings: Sequence[ServiceBinding], settings: GrpcSettings, address: str,
-                       allowed_roles: Sequence[str] = ROLES) -> RunningServer:
-    """Start serving ``bindings`` on ``address`` (port 0 picks a free port) with health and reflection."""
+                       allowed_roles: Sequence[str] = ROLES, health_address: str | None = None) -> RunningServer:
+    """Start serving ``bindings`` on ``address`` (port 0 picks a free port) with health and reflection.
+
+    ``health_address`` (default: the host of ``address`` with VIGIL_GRPC_HEALTH_PORT, when set)
+    additionally serves only grpc.health.v1, in plaintext, from the same health servicer."""
     server = grpc.aio.server(interceptors=[AuthInterceptor(settings.tokens, allowed_roles)])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -303,8 +317,16 @@ async def start_server(bindings: Sequence[ServiceBinding], settings: GrpcSetting
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     for name in names:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("grpc.serving", port=port, services=names, tls=settings.tls)
-    return RunningServer(server, port, health_servicer)
+    if health_address is None and settings.health_port is not None:
+        health_address = f"{address.rpartition(':')[0]}:{settings.health_port}"
+    health_server = health_port = None
+    if health_address is not None:
+        health_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
+        health_port = health_server.add_insecure_port(health_address)
+        await health_server.start()
+    log.info("grpc.serving", port=port, health_port=health_port, services=names, tls=settings.tls)
+    return RunningServer(server, port, health_servicer, health_server, health_port)
 
 
 # ---------------------------------------------------------------- client

@@ -196,3 +196,60 @@ async def test_mtls_refuses_a_client_without_certificate(tmp_path, tenant_id):
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         await running.stop(None)
+
+
+async def test_plaintext_health_port_beside_an_mtls_server(tmp_path):
+    """Kubelet probes reach health in plaintext; the services stay behind mTLS."""
+    cert, key = make_self_signed(tmp_path)
+    settings = GrpcSettings.from_env({"VIGIL_GRPC_TOKEN_KEY": TEST_KEY.decode(), "VIGIL_GRPC_TLS": "mtls",
+                                      "VIGIL_GRPC_TLS_CERT_FILE": str(cert), "VIGIL_GRPC_TLS_KEY_FILE": str(key),
+                                      "VIGIL_GRPC_TLS_CA_FILE": str(cert)})
+    running = await start_server(bindings(), settings, "127.0.0.1:0", health_address="127.0.0.1:0")
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.health_port}") as channel:
+            answer = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="vigil.v1.Inference"), timeout=3)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await inference_pb2_grpc.InferenceStub(channel).Extract(inference_pb2.ExtractRequest(), timeout=3)
+        assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        await running.stop(None)
+    # after stop, the health port reports nothing any more
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.health_port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError):
+            await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+
+
+async def test_eddsa_tokens_servers_hold_only_the_public_key(tmp_path, tenant_id):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    private = Ed25519PrivateKey.generate()
+    private_file, public_file = tmp_path / "signing.pem", tmp_path / "verify.pem"
+    private_file.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()))
+    public_file.write_bytes(private.public_key().public_bytes(serialization.Encoding.PEM,
+                                                              serialization.PublicFormat.SubjectPublicKeyInfo))
+    server_settings = GrpcSettings.from_env({"VIGIL_GRPC_TOKEN_ALG": "EdDSA",
+                                             "VIGIL_GRPC_TOKEN_PUBLIC_KEY_FILE": str(public_file)})
+    client_settings = GrpcSettings.from_env({"VIGIL_GRPC_TOKEN_ALG": "EdDSA",
+                                             "VIGIL_GRPC_TOKEN_PRIVATE_KEY_FILE": str(private_file)})
+    with pytest.raises(Exception):
+        issue(server_settings.tokens, sub="control", tenant=tenant_id)      # a verifier cannot mint
+    running = await start_server(bindings(), server_settings, "127.0.0.1:0")
+    try:
+        tokens = TokenSource(client_settings.tokens, sub="extraction")
+        async with connect(client_settings, "inference", tokens, tenant_id,
+                           target=f"127.0.0.1:{running.port}") as channel:
+            reply = await inference_pb2_grpc.InferenceStub(channel).Extract(inference_pb2.ExtractRequest())
+        assert reply.engine == tenant_id
+        # An HS256 token (even with a "key" equal to the public PEM) is refused: no algorithm confusion.
+        import jwt
+        forged = jwt.encode({"sub": "x", "tenant": tenant_id, "role": "service", "iss": "vigil", "aud": "vigil-grpc",
+                             "exp": int(time.time()) + 60}, b"k" * 48, algorithm="HS256")
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call_with_metadata(running, (("authorization", f"Bearer {forged}"),))
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        await running.stop(None)

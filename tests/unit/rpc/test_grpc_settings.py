@@ -1,0 +1,91 @@
+"""gRPC and token settings fail fast; the error-to-status map is one table; tokens verify strictly."""
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+
+from services.core import errors
+from services.core.config import ConfigError
+from services.core.grpc import GrpcSettings, check_request_tenant, status_of
+from services.core.tokens import DEV_HMAC_KEY, TokenSettings, TokenSource, issue, verify
+from vigil.v1 import inference_pb2
+
+KEY = "s" * 40
+
+
+def test_dev_key_is_used_in_dev_and_refused_in_prod():
+    assert TokenSettings.from_env({}).is_dev_key
+    with pytest.raises(ConfigError, match="VIGIL_ENV=prod"):
+        TokenSettings.from_env({"VIGIL_ENV": "prod", "VIGIL_GRPC_TLS": "mtls"})
+    with pytest.raises(ConfigError, match="development key"):
+        TokenSettings.from_env({"VIGIL_ENV": "prod", "VIGIL_GRPC_TOKEN_KEY": DEV_HMAC_KEY.decode()})
+
+
+def test_key_sources_and_checks(tmp_path):
+    secret = tmp_path / "key"
+    secret.write_text(KEY + "\n")
+    assert TokenSettings.from_env({"VIGIL_GRPC_TOKEN_KEY_FILE": str(secret)}).signing_key == KEY.encode()
+    for env, message in (({"VIGIL_GRPC_TOKEN_KEY": "short"}, "at least 32"),
+                         ({"VIGIL_GRPC_TOKEN_KEY_FILE": str(tmp_path / "none")}, "cannot read"),
+                         ({"VIGIL_GRPC_TOKEN_ALG": "RS256"}, "VIGIL_GRPC_TOKEN_ALG"),
+                         ({"VIGIL_GRPC_TOKEN_ALG": "EdDSA"}, "PUBLIC_KEY_FILE"),
+                         ({"VIGIL_GRPC_TOKEN_TTL": "5"}, "VIGIL_GRPC_TOKEN_TTL")):
+        with pytest.raises(ConfigError, match=message):
+            TokenSettings.from_env(env)
+
+
+def test_grpc_settings():
+    settings = GrpcSettings.from_env({"VIGIL_GRPC_TOOLS_ADDR": "tools.svc:7000", "VIGIL_GRPC_HEALTH_PORT": "50052"})
+    assert settings.address("tools") == "tools.svc:7000" and settings.address("inference") == "127.0.0.1:50061"
+    assert settings.health_port == 50052 and settings.server_credentials() is None
+    for env, message in (({"VIGIL_ENV": "prod", "VIGIL_GRPC_TOKEN_KEY": KEY}, "refused when VIGIL_ENV=prod"),
+                         ({"VIGIL_GRPC_TLS": "mtls"}, "VIGIL_GRPC_TLS_CERT_FILE is required"),
+                         ({"VIGIL_GRPC_TLS": "yes"}, "VIGIL_GRPC_TLS"),
+                         ({"VIGIL_GRPC_TOOLS_ADDR": "tools"}, "HOST:PORT"),
+                         ({"VIGIL_GRPC_HEALTH_PORT": "x"}, "VIGIL_GRPC_HEALTH_PORT")):
+        with pytest.raises(ConfigError, match=message):
+            GrpcSettings.from_env(env)
+    with pytest.raises(ConfigError, match="VIGIL_GRPC_CONTROL2_ADDR"):
+        settings.address("control2")
+
+
+def test_status_map():
+    cases = [(errors.UnauthenticatedError(), grpc.StatusCode.UNAUTHENTICATED),
+             (errors.PermissionDeniedError(), grpc.StatusCode.PERMISSION_DENIED),
+             (errors.NotFoundError(), grpc.StatusCode.NOT_FOUND),
+             (errors.ConflictError(), grpc.StatusCode.FAILED_PRECONDITION),
+             (errors.ValidationError(), grpc.StatusCode.INVALID_ARGUMENT),
+             (errors.RetryableError(), grpc.StatusCode.UNAVAILABLE),
+             (errors.RetryableError(code="timeout"), grpc.StatusCode.DEADLINE_EXCEEDED),
+             (errors.RetryableError(code="http_429"), grpc.StatusCode.RESOURCE_EXHAUSTED),
+             (errors.FatalError(), grpc.StatusCode.INTERNAL),
+             (KeyError("x"), grpc.StatusCode.INTERNAL),
+             (TimeoutError(), grpc.StatusCode.DEADLINE_EXCEEDED)]
+    for exc, status in cases:
+        assert status_of(exc) == status, exc
+
+
+def test_tokens_round_trip_and_strictness():
+    settings = TokenSettings.for_tests(KEY.encode())
+    token = issue(settings, sub="extraction", tenant="tenant-a")
+    claims = verify(settings, token)
+    assert (claims.sub, claims.tenant, claims.role) == ("extraction", "tenant-a", "service")
+    with pytest.raises(ValueError):
+        issue(settings, sub="x", tenant="tenant-a", role="root")
+    with pytest.raises(errors.UnauthenticatedError, match="expired"):
+        verify(settings, issue(settings, sub="x", tenant="tenant-a", ttl_seconds=10, now=time.time() - 600))
+    with pytest.raises(errors.UnauthenticatedError, match="signature"):
+        verify(TokenSettings.for_tests(b"t" * 40), token)
+    source = TokenSource(settings, "extraction")
+    assert source.token("tenant-a") == source.token("tenant-a") != source.token("tenant-b")
+
+
+def test_request_tenant_check():
+    claims = verify(TokenSettings.for_tests(KEY.encode()),
+                    issue(TokenSettings.for_tests(KEY.encode()), sub="x", tenant="tenant-a"))
+    check_request_tenant(inference_pb2.ExtractRequest(), claims)
+    check_request_tenant(inference_pb2.ExtractRequest(tenant="tenant-a"), claims)
+    with pytest.raises(errors.PermissionDeniedError):
+        check_request_tenant(inference_pb2.ExtractRequest(tenant="tenant-b"), claims)
