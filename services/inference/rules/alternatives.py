@@ -102,7 +102,8 @@ ALTERNATIVE_CAUSES: dict[str, dict[str, str]] = {
         "acute": (rf"{_STEROIDS}[- ](?:induced|related|associated)\s+(?:hyperglycemia|diabetes)|steroid\s+hyperglycemia|stress\s+hyperglycemia"
                   rf"|(?:hyperglycemia|diabetes)\s+(?:due\s+to|from|secondary\s+to|2/2|on)\s+{_STEROIDS}|pancreatectomy|whipple"),
         "chronic": (r"type\s*(?:2|ii|two)\s+diabetes(?:\s+mellitus)?|t2dm|t2d|dm\s*(?:type\s*)?(?:2|ii)|niddm|non-?insulin[- ]dependent\s+diabetes"
-                    r"|(?:longstanding|long-standing|known|pre-?existing|chronic)\s+diabetes(?:\s+mellitus)?|metformin|glipizide|sitagliptin|prediabetes|pre-diabetes"),
+                    r"|(?:longstanding|long-standing|known|pre-?existing|chronic|lifelong)\s+(?:type\s*(?:1|i|one)\s+)?diabetes(?:\s+mellitus)?"
+                    r"|(?:type\s*(?:1|i|one)\s+diabetes|t1dm)\s+since\s+(?:childhood|age|\d{4})|juvenile(?:[- ]onset)?\s+diabetes|childhood[- ]onset\s+diabetes|metformin|glipizide|sitagliptin|prediabetes|pre-diabetes"),
         "local": rf"{_STEROIDS}|pancreatitis|(?-i:TPN)",
     },
 }

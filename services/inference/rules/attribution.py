@@ -10,7 +10,10 @@ historical without a cue that it is still current) and attributed:
   immunotherapy anywhere outside a family-history statement, or states an attribution phrase),
   the term is a strong one (a CTCAE term or synonym, not a lab value or imaging finding), and no
   alternative cause for the category is asserted in the note (or, for a bare drug or
-  circumstance such as irinotecan or IV contrast, in the mention's own sentence).
+  circumstance such as irinotecan or IV contrast, in the mention's own sentence), and the note
+  does not itself leave the cause open (an alternative cause named as uncertain:
+  "rule out C. difficile", or an immune-qualified mention listed in a differential:
+  "ICI colitis versus infectious colitis").
 
 An asserted alternative cause in the mention's own sentence beats a sentence-level attribution
 phrase (the note is then at best ambiguous); only a mention whose own wording is immune-qualified
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 
 from spacy.tokens import Doc, Span
 
-from services.inference.rules.modifiers import FAM, HIST, HYPO, NEG, ONGOING, POSS
+from services.inference.rules.modifiers import DIFFERENTIAL_PHRASES, FAM, HIST, HYPO, NEG, ONGOING, POSS
 from services.inference.rules.sections import SECTION_POLICY
 from services.inference.rules.vocabulary import is_qualified
 
@@ -75,6 +78,8 @@ class NoteContext:
     local_alternatives: dict[int, frozenset[str]]
     #: sentence start tokens whose sentence holds an asserted attribution phrase.
     attributed_sentences: frozenset[int]
+    #: categories whose cause the note itself leaves open ("ICI colitis versus infectious colitis").
+    in_doubt: frozenset[str] = frozenset()
 
 
 def note_context(doc: Doc) -> NoteContext:
@@ -82,6 +87,7 @@ def note_context(doc: Doc) -> NoteContext:
     alternatives: set[str] = set()
     local: dict[int, set[str]] = {}
     attributed: set[int] = set()
+    doubt: set[str] = set()
     for ent in doc.ents:
         label = ent.label_
         state = assertion(ent)
@@ -96,14 +102,18 @@ def note_context(doc: Doc) -> NoteContext:
         elif label.startswith(ALT_PREFIX):
             category = label[len(ALT_PREFIX):]
             kind = _strength(ent)
+            if state.uncertain and not state.negated:
+                doubt.add(category)
             counts = state.affirmed if kind == "chronic" else state.current
             if not counts:
                 continue
             local.setdefault(sentence, set()).add(category)
             if kind in ("acute", "chronic"):
                 alternatives.add(category)
+        elif label != ICI and is_qualified(ent.text) and _in_differential(doc, ent):
+            doubt.add(label)
     return NoteContext(ici, frozenset(alternatives), {k: frozenset(v) for k, v in local.items()},
-                       frozenset(attributed))
+                       frozenset(attributed), frozenset(doubt))
 
 
 @dataclass(frozen=True)
@@ -126,9 +136,16 @@ def judge(ent: Span, context: NoteContext, state: Assertion | None = None) -> Ve
         return Verdict(False, False)
     if sentence in context.attributed_sentences:
         return Verdict(True, True)
-    if _strength(ent) != "strong" or not context.ici_context or category in context.alternatives:
+    if (_strength(ent) != "strong" or not context.ici_context or category in context.alternatives
+            or category in context.in_doubt):
         return Verdict(False, False)
     return Verdict(True, False)
+
+
+def _in_differential(doc: Doc, ent: Span) -> bool:
+    """The mention is one option of a differential ("ICI dermatitis vs drug eruption")."""
+    return any(m.category == POSS and doc[m.modifier_span[0]:m.modifier_span[1]].text.lower() in DIFFERENTIAL_PHRASES
+               for m in ent._.modifiers)
 
 
 def _strength(ent: Span) -> str:

@@ -68,7 +68,7 @@ class RulesEngine:
         context = note_context(doc)
         mentions = [ent for ent in doc.ents if ent.label_ in CATEGORIES]
         states = {ent.start: assertion(ent) for ent in mentions}
-        mention_grades = _assign_grades(doc, mentions)
+        mention_grades = _assign_grades(doc, [e for e in mentions if not states[e.start].negated])
         candidates: dict[str, list[_Candidate]] = {}
         for ent in mentions:
             state = _heading_state(doc, ent, states[ent.start])
@@ -115,14 +115,22 @@ def _next_sentence(doc: Doc, sentence: Span) -> Span | None:
 
 
 def _assign_grades(doc: Doc, mentions: list[Span]) -> dict[int, int]:
-    """Each grade statement goes to the nearest category mention in its sentence."""
+    """Each grade statement goes to the nearest category mention in its sentence; a sentence
+    with mentions but no grade borrows the grade of the next sentence when that one has no
+    mention of its own ("... immune-related pneumonitis. G2.")."""
     by_sentence: dict[int, list[Span]] = {}
     for ent in mentions:
         by_sentence.setdefault(ent.sent.start, []).append(ent)
     assigned: dict[int, tuple[int, int]] = {}  # mention start token -> (distance, grade)
     for sent_start, ents in by_sentence.items():
         sentence = ents[0].sent
-        for found in grades.find_grades(sentence.text, offset=sentence.start_char):
+        stated = grades.find_grades(sentence.text, offset=sentence.start_char)
+        if not stated:
+            following = _next_sentence(doc, sentence)
+            if following is not None and not any(e.label_ in CATEGORIES for e in following.ents):
+                stated = [grades.GradeMention(g.grade, sentence.end_char, sentence.end_char)
+                          for g in grades.find_grades(following.text, offset=following.start_char)][:1]
+        for found in stated:
             def distance(e: Span) -> int:
                 if found.end <= e.start_char:
                     return e.start_char - found.end

@@ -25,22 +25,29 @@ LIST_SCOPE = 14
 MODIFIER_RULES: list[tuple[str, str, str, int | None]] = [
     # --- negation -----------------------------------------------------------------------
     *[(p, NEG, F, LIST_SCOPE) for p in (
-        "no", "not", "denies", "denied", "deny", "denying", "without", "negative for", "neg for", "free of",
-        "absence of", "absent", "no evidence of", "no signs of", "no sign of", "no symptoms of", "no further",
+        "no", "not", "denies", "deny", "denying", "without", "negative for", "neg for", "free of",
+        "absence of", "no evidence of", "no signs of", "no sign of", "no symptoms of", "no further",
         "no more", "no longer", "no recurrence of", "no recurrent", "no new", "no active", "never had", "never developed",
-        "not consistent with", "inconsistent with", "ruled out", "rules out", "excluded", "resolution of",
-        "resolved", "resolving of", "clear of", "fails to reveal", "lack of", "did not have", "does not have",
-        "has not had", "hasn't had", "nor", "rather than", "instead of", "unlikely", "less likely", "not likely",
-        "doubt", "not felt to be", "not thought to be", "not c/w", "w/o", "(-)", "normalized",         "r/o'd", "improved to normal", "no clinical", "no objective", "no current", "none",
+        "not consistent with", "inconsistent with", "rules out", "resolution of",
+        "resolving of", "clear of", "fails to reveal", "lack of", "did not have", "does not have",
+        "has not had", "hasn't had", "nor", "rather than", "instead of", "not likely",
+        "doubt", "not felt to be", "not thought to be", "not c/w", "w/o",
+        "r/o'd", "improved to normal", "no clinical", "no objective", "no current",
     )],
+    ("re:\\b(?:is|was|were|are|came\\s+back|returned)\\s+negative\\b(?!\\s+for)", NEG, B, 8),
+    *[(p, NEG, BI, 10) for p in ("ruled out", "excluded", "normalized", "absent", "none", "(-)", "unlikely",
+                                 "less likely", "denied")],
+    ("resolved", NEG, BI, 14),
+    *[(p, NEG, B, 14) for p in ("has resolved", "have resolved", "now resolved", "completely resolved",
+                                "fully resolved", "since resolved", "subsequently resolved", "resolved completely",
+                                "has since resolved", "that resolved", "which resolved", "which has resolved")],
+    *[(p, NEG, B, 8) for p in ("felt less likely", "considered less likely", "thought less likely",
+                               "not favored", "thought unlikely", "felt unlikely", "considered unlikely", "felt to be unlikely")],
     *[(p, NEG, B, 6) for p in (
-        "resolved", "has resolved", "have resolved", "now resolved", "completely resolved", "fully resolved",
-        "since resolved", "subsequently resolved", "resolved completely", "was ruled out", "has been ruled out",
-        "ruled out", "is negative", "was negative", "were negative", "are negative", "negative", "neg", "(-)",
-        "unlikely", "is unlikely", "less likely", "not present", "absent", "none", ": none", ": no", ": negative",
-        "normalized", "have normalized", "has normalized", "now normal", "within normal limits", "wnl", "undetectable",
+        "was ruled out", "has been ruled out", "negative", "neg", "is unlikely", "not present",
+        "have normalized", "has normalized", "now normal", "within normal limits", "wnl", "undetectable",
         "not detected", "no longer present", "has cleared", "cleared", "healed", "back to baseline",
-        "returned to baseline", "recovered", "excluded", "not seen", "denied", "not supported",
+        "returned to baseline", "recovered", "not seen", "not supported",
     )],
     # --- uncertainty ----------------------------------------------------------------------
     *[(p, POSS, F, 10) for p in (
@@ -70,17 +77,17 @@ MODIFIER_RULES: list[tuple[str, str, str, int | None]] = [
     *[(p, HYPO, F, 16) for p in ("should he", "should she", "should the patient", "should there be",
                                   "should symptoms", "should she develop", "should he develop")],
     ("re:\\b(?:discussed|reviewed|went over|talked about)\\s+(?:the\\s+|possible\\s+|potential\\s+)*(?:risks?|side\\s+effects?|toxicit(?:y|ies)|warning\\s+signs|signs\\s+and\\s+symptoms|irAEs?|immune[- ]related\\s+adverse\\s+events)\\b", HYPO, F, 20),
-    *[(p, HYPO, B, 4) for p in ("precautions", "prophylaxis", "develops", "develop", "occurs", "occur",
-                                "were to occur", "arises")],
+    *[(p, HYPO, B, 4) for p in ("precautions", "prophylaxis", "were to occur", "risk", "risks")],
+    *[(p, HYPO, F, 10) for p in ("monitor", "monitoring", "surveillance", "to monitor", "continue to monitor")],
     # --- history ---------------------------------------------------------------------------
     *[(p, HIST, F, 12) for p in (
         "history of", "hx of", "h/o", "past history of", "prior history of", "previous history of", "prior",
         "previous", "previously", "past", "remote", "remote history of", "s/p treatment for", "status post treatment for",
         "treated for", "was treated for", "had an episode of", "episode of", "known history of",
-        "pmh of", "pmh significant for", "in the past", "last year", "years ago",
+        "pmh of", "pmh significant for", "in the past", "last year", "years ago", "completed", "finished",
+        "after treatment for", "following treatment for", "recovered from",
     )],
-    ("re:\\b(?:in|since|during|from)\\s+(?:(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\\.?\\s+)?(?:19|20)\\d\\d\\b", HIST, BI, 5),
-    ("re:\\b(?:19|20)\\d\\d\\b", HIST, BI, 3),
+    ("re:\\b(?:in|during)\\s+(?:(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\\.?\\s+)?(?:19|20)\\d\\d\\b", HIST, BI, 5),
     *[(p, HIST, B, 5) for p in ("in the past", "years ago", "months ago", "last year", "previously", "historically",
                                 "at that time", "in remission")],
     # --- family --------------------------------------------------------------------------------
@@ -109,6 +116,9 @@ MODIFIER_RULES: list[tuple[str, str, str, int | None]] = [
         "attributed", "thought", "felt", "likely", "consistent", "secondary", "due", "given", "then",
     )],
 ]
+
+#: Uncertainty phrases that list competing explanations (a differential diagnosis).
+DIFFERENTIAL_PHRASES = ("vs", "vs.", "versus", "differential includes", "differential diagnosis", "ddx", "presumed vs")
 
 #: Each assertion category is cut short by any other (e.g. "denies nausea, now with diarrhea").
 ASSERTION_CATEGORIES = (NEG, POSS, HYPO, HIST, FAM, ONGOING)

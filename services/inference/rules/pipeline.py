@@ -20,8 +20,9 @@ from services.inference.rules.modifiers import MODIFIER_RULES, TERMINATING_TYPES
 from services.inference.rules.sections import section_rules
 from services.inference.rules.vocabulary import target_table
 
-#: Tokens ending in "." that do not end a sentence ("C. diff", "vs.", "Dr.").
-_ABBREVIATION = re.compile(r"^(?:[A-Za-z]|vs|dr|mr|mrs|ms|st|approx|e\.g|i\.e|etc|pt|no|fig|hx|sx|dx|tx|q|wk|wks|mo|yr|yrs|b\.i\.d|t\.i\.d)$",
+#: Tokens before a "." that does not end a sentence ("vs.", "Dr."); a single letter counts
+#: too when the next word is lower-case ("C. diff").
+_ABBREVIATION = re.compile(r"^(?:vs|dr|mr|mrs|ms|st|approx|e\.g|i\.e|etc|pt|no|fig|hx|sx|dx|tx|q|wk|wks|mo|yr|yrs|b\.i\.d|t\.i\.d)$",
                            re.IGNORECASE)
 LINE_BOUNDARY = "vigil_line_boundaries"
 
@@ -43,9 +44,13 @@ def mark_line_boundaries(doc: Doc) -> Doc:
         if "\n" in gap:
             wrapped = token.text[:1].islower() and gap.count("\n") == 1 and j >= 0 and doc[j].text not in (":", ".", "?", "!")
             token.is_sent_start = not wrapped
-        elif j >= 0 and doc[j].text == "." and j >= 1 and _ABBREVIATION.match(doc[j - 1].text) \
-                and not doc[j - 1].whitespace_:
+        elif j >= 1 and doc[j].text == "." and not doc[j - 1].whitespace_ and (
+                _ABBREVIATION.match(doc[j - 1].text)
+                or (len(doc[j - 1].text) == 1 and doc[j - 1].is_alpha and token.text[:1].islower())):
             token.is_sent_start = False
+        elif j >= 0 and len(doc[j].text) > 1 and doc[j].text.endswith(".") and token.text[:1].isupper() \
+                and not _ABBREVIATION.match(doc[j].text[:-1]) and doc[j].text[:-1].lower() != "c":
+            token.is_sent_start = True  # the tokenizer kept the period on its word ("B.")
     return doc
 
 

@@ -63,7 +63,7 @@ _PREFIX_RE = re.compile(rf"^{MENTION_PREFIX}\b", re.IGNORECASE)
 
 def _qualified(body: str) -> str:
     """A term optionally preceded by an immune qualifier and one more word."""
-    return rf"\b(?:{MENTION_PREFIX}[\s-]+(?:(?!(?:and|or|with|without|for|but|no|not|held|was|is|on|in|to|x)\b)[a-z]+[\s-]+)?)?(?:{body})\b"
+    return rf"\b(?:{MENTION_PREFIX}[\s-]+(?:(?!(?:and|or|with|without|for|but|no|not|held|was|is|on|in|to|x)\b)[a-z]+[\s-]+)?)?(?:{body})\b(?!-like)"
 
 
 def is_qualified(mention: str) -> bool:
@@ -107,10 +107,10 @@ CATEGORY_TERMS: dict[str, dict[str, str]] = {
     },
     "hypophysitis": {
         "strong": r"hypophysitis|hypopituitarism|panhypopituitarism|pituitary\s+insufficiency|pituitary\s+inflammation",
-        "weak": r"central\s+hypothyroidism|acth\s+deficiency|low\s+acth",
+        "weak": r"central\s+hypothyroidism|acth\s+deficiency|low\s+acth|(?:secondary|central)\s+adrenal\s+insufficiency",
     },
     "adrenal_insufficiency": {
-        "strong": r"(?:primary\s+|secondary\s+)?adrenal\s+(?:insufficiency|crisis|failure)|adrenalitis|hypoadrenalism|addison'?s(?:\s+disease)?",
+        "strong": r"(?:primary\s+)?adrenal\s+(?:insufficiency|crisis|failure)|adrenalitis|hypoadrenalism|addison'?s(?:\s+disease)?",
         "weak": r"low\s+(?:am\s+|morning\s+)?cortisol|cortisol\s+(?:is\s+|was\s+)?low",
     },
     "myocarditis": {

@@ -1,0 +1,76 @@
+"""`vigil eval`: score an engine on a gold set and enforce the quality gates."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Score an extraction engine on a gold set (JSON Lines).", no_args_is_help=True,
+                  invoke_without_command=True, pretty_exceptions_enable=False)
+
+EXIT_GATE_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+@app.callback()
+def eval_command(
+    gold: Path = typer.Option(..., "--gold", help="Gold set: one JSON object per line {id, text, labels}."),
+    engine: str = typer.Option("rules", "--engine", help="rules | llm | hybrid"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    resamples: int = typer.Option(1000, "--resamples", min=100, help="Bootstrap resamples over notes."),
+) -> None:
+    """Score ENGINE on GOLD: precision/recall/F1 with bootstrap 95% intervals, grade accuracy,
+    evidence exactness. Exit 1 when a gate fails, 2 on a bad gold file or engine."""
+    from services.core.config import ConfigError
+    from services.inference import engines
+    from services.inference.evaluation import Gates, GoldFileError, evaluate, load_gold
+
+    try:
+        notes = load_gold(gold)
+        gates = Gates.from_env()
+        scorer = engines.build(engine)
+    except (GoldFileError, ConfigError, engines.UnknownEngine) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    report = evaluate(notes, scorer.extract, gates=gates, resamples=resamples)
+    report["engine"] = {"name": engine, "version": scorer.version}
+    report["gold"] = str(gold)
+    if as_json:
+        typer.echo(json.dumps(report, sort_keys=True))
+    else:
+        _print_table(report)
+    if not report["gates"]["passed"]:
+        raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _ci(entry: dict, key: str) -> str:
+    lo, hi = entry["ci95"][key]
+    return f"{entry[key]:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _print_table(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"{report['engine']['name']} ({report['engine']['version']}) on {report['n_notes']} notes")
+    for column in ("category", "support", "tp", "fp", "fn", "precision [95% CI]", "recall [95% CI]", "F1 [95% CI]"):
+        table.add_column(column, justify="left" if column == "category" else "right")
+    for category, entry in report["per_category"].items():
+        table.add_row(category, str(entry["support"]), str(entry["tp"]), str(entry["fp"]), str(entry["fn"]),
+                      _ci(entry, "precision"), _ci(entry, "recall"), _ci(entry, "f1"))
+    micro = report["micro"]
+    table.add_row("micro", str(report["tp"] + report["fn"]), str(report["tp"]), str(report["fp"]), str(report["fn"]),
+                  _ci(micro, "precision"), _ci(micro, "recall"), _ci(micro, "f1"), style="bold")
+    console.print(table)
+    gates = report["gates"]
+    console.print(f"grade accuracy: {_fmt(report['grade_accuracy'])} (n={report['grade_n']})   "
+                  f"evidence exact: {_fmt(report['evidence_exact_rate'])} (n={report['evidence_n']})")
+    verdict = "[green]PASSED[/green]" if gates["passed"] else "[red]FAILED[/red]"
+    console.print(f"gates (on the 95% lower bound): F1 {gates['f1_lower']:.3f} >= {gates['min_f1']:.2f}, "
+                  f"precision {gates['precision_lower']:.3f} >= {gates['min_precision']:.2f}: {verdict}")
