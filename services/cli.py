@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import typer
 
-from services.commands import audit, dev, keys, security, tenant
+from services.commands import audit, dev, keys, security, serve, tenant
 from services.commands import demo as demo_command
 from services.core import devstack
 from services.ehr import cli as ehr_cli
+from services.inference import cli as inference_cli
 
 app = typer.Typer(help="Vigil: clinical AI agents in production.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -18,6 +19,8 @@ GROUPS: list[tuple[str, typer.Typer]] = [
     ("keys", keys.app),
     ("audit", audit.app),
     ("ehr", ehr_cli.app),
+    ("eval", inference_cli.app),
+    ("serve", serve.app),
 ]
 
 devstack.register(ehr_cli.DEVSTACK_COMPONENT)  # `vigil dev up` starts the EHR sandbox
