@@ -128,6 +128,7 @@ class FhirClient:
                                        limits=httpx.Limits(max_connections=max_connections),
                                        headers={"Accept": FHIR_JSON})
         self._token: str | None = None
+        self.granted_scope: str | None = None  # known after the first token request
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()
         self._token_url = credentials.token_url if credentials else None
