@@ -17,6 +17,9 @@ import redis.asyncio as aioredis
 from services.core import kv
 
 
+_MARK_DONE = "for i, k in ipairs(KEYS) do redis.call('SET', k, '1', 'EX', ARGV[1]) end return #KEYS"
+
+
 def _hash(key: str | None) -> str:
     return hashlib.sha256((key or "").encode()).hexdigest()[:24]
 
@@ -33,22 +36,18 @@ class Ledger:
         if not event_ids and not keys:
             return set(), {}
         pipe = self.redis.pipeline(transaction=False)
-        for event_id in event_ids:
-            pipe.exists(self._k("done", event_id))
-        for key in keys:
-            pipe.get(self._k("blocked", _hash(key)))
-        replies = await pipe.execute()
-        done = {i for i, r in zip(event_ids, replies[:len(event_ids)]) if r}
-        blocked = {k: r.decode() for k, r in zip(keys, replies[len(event_ids):]) if r}
+        pipe.mget([self._k("done", i) for i in event_ids] or ["-"])
+        pipe.mget([self._k("blocked", _hash(k)) for k in keys] or ["-"])
+        done_replies, blocked_replies = await pipe.execute()
+        done = {i for i, r in zip(event_ids, done_replies) if r}
+        blocked = {k: r.decode() for k, r in zip(keys, blocked_replies) if r}
         return done, blocked
 
     async def mark_done(self, event_ids: list[str]) -> None:
         if not event_ids:
             return
-        pipe = self.redis.pipeline(transaction=False)
-        for event_id in event_ids:
-            pipe.set(self._k("done", event_id), b"1", ex=self.ttl_s)
-        await pipe.execute()
+        # One round trip and one command for the whole batch: SET key 1 EX ttl for each key.
+        await self.redis.eval(_MARK_DONE, len(event_ids), *(self._k("done", i) for i in event_ids), self.ttl_s)
 
     async def block(self, key: str | None, event_id: str) -> None:
         await self.redis.set(self._k("blocked", _hash(key)), event_id.encode())
