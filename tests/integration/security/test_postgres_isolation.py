@@ -162,3 +162,30 @@ async def test_copy_to_applies_the_policy(pools, two_tenants, adversary, tmp_pat
         await conn.copy_from_table(T, output=str(out))
     text = out.read_text()
     adversary.check("pg: COPY table TO STDOUT includes other tenant", "b-copy-secret" not in text, f"{len(text)} bytes")
+
+
+async def test_enable_tenant_rls_and_installed_tenant_tx(pools, two_tenants, admin_pool, adversary):
+    """Another module's table: created by its owner, protected with ``enable_tenant_rls``, used
+    through the process-wide ``tenant_tx``."""
+    from services.core import tenantdb
+
+    a, b = two_tenants
+    async with admin_pool.acquire() as conn:
+        await conn.execute("CREATE TABLE IF NOT EXISTS vigil_security_rls_helper "
+                           "(tenant text NOT NULL, ref text NOT NULL)")
+        await tenantdb.enable_tenant_rls(conn, "vigil_security_rls_helper", ("SELECT", "INSERT"))
+    with pytest.raises(RuntimeError, match="install"):
+        tenantdb.tenant_tx(a)
+    tenantdb.install(pools)
+    try:
+        async with tenantdb.tenant_tx(b) as conn:
+            await conn.execute("INSERT INTO vigil_security_rls_helper VALUES ($1, 'b-ref')", b)
+        async with tenantdb.tenant_tx(a) as conn:
+            await conn.execute("INSERT INTO vigil_security_rls_helper VALUES ($1, 'a-ref')", a)
+            refs = [r["ref"] for r in await conn.fetch("SELECT ref FROM vigil_security_rls_helper")]
+        adversary.check("pg: table protected by enable_tenant_rls shows other tenant", refs == ["a-ref"], str(refs))
+        with adversary.attempt("pg: DELETE where only SELECT, INSERT were granted", asyncpg.InsufficientPrivilegeError):
+            async with tenantdb.tenant_tx(a) as conn:
+                await conn.execute("DELETE FROM vigil_security_rls_helper WHERE tenant = $1", a)
+    finally:
+        tenantdb.install(None)
