@@ -19,6 +19,7 @@ from services.core.db import create_pool
 from services.core.grpc import GrpcSettings, RunningServer, start_server
 from services.core.logging import configure, get_logger
 from services.core.secrets import SecretSettings
+from services.core.tenantdb import TenantPools
 from services.core.tenantdir import TenantDirectory
 from services.inference.extract import Extract
 from services.inference.llm.client import RetryPolicy
@@ -66,6 +67,7 @@ class InferenceApp:
     pool: object
     redis: TenantRedis
     llm: LlmEngine
+    tenant_pools: TenantPools
 
     @property
     def port(self) -> int:
@@ -75,6 +77,7 @@ class InferenceApp:
         await self.server.stop()
         await self.llm.close()
         await self.redis.close()
+        await self.tenant_pools.close()
         await self.pool.close()
 
 
@@ -82,17 +85,19 @@ async def start(settings: Settings, grpc_settings: GrpcSettings, *, address: str
                 env: Mapping[str, str] | None = None, policy: RetryPolicy = RetryPolicy(),
                 shared_redis=None) -> InferenceApp:
     """Start the service. ``shared_redis`` replaces per-tenant ACL clients (development only)."""
+    secrets = SecretSettings.from_env(env)
     pool = await create_pool(settings)
-    ledger = Ledger(pool)
+    tenant_pools = TenantPools(settings, secrets)
+    ledger = Ledger(pool, tenant_pools)
     await ledger.ensure_schema()
-    redis = TenantRedis(settings, SecretSettings.from_env(env), shared_redis)
+    redis = TenantRedis(settings, secrets, shared_redis)
     llm = LlmEngine(ledger, redis, policy=policy, env=env)
     rules = RulesAdapter()
     router = Router(rules, llm, rules.has_candidates)
     servicer = InferenceServicer(Extract(TenantDirectory(settings.tenants_file), router))
     server = await start_server([(inference_pb2_grpc.add_InferenceServicer_to_server, servicer, SERVICE_NAME)],
                                 grpc_settings, address or grpc_settings.address("inference"))
-    return InferenceApp(server, pool, redis, llm)
+    return InferenceApp(server, pool, redis, llm, tenant_pools)
 
 
 async def serve(env: Mapping[str, str] | None = None) -> None:

@@ -1,7 +1,9 @@
 """Token and cost accounting per tenant in PostgreSQL, and the daily budget check.
 
 One row per model call (and per cache hit, at zero cost), so spend, hit rate and retries can
-be reported per tenant and day. Days are UTC.
+be reported per tenant and day. Days are UTC. The table has forced row-level security
+(``services.core.tenantdb``): rows are written and read only through the tenant's own pool and
+role, one transaction per unit of work, so one tenant can neither see nor spend another's budget.
 """
 from __future__ import annotations
 
@@ -10,9 +12,11 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from services.core.db import ensure_schema
+from services.core.db import _lock_key, ensure_schema
+from services.core.tenantdb import APP_ROLE, TenantPools, enable_tenant_rls
 
 MODULE = "inference_llm_ledger"
+TABLE = "inference_llm_usage"
 STEPS = [
     """CREATE TABLE IF NOT EXISTS inference_llm_usage (
         id bigserial PRIMARY KEY,
@@ -55,16 +59,26 @@ def seconds_until_next_day(now: dt.datetime | None = None) -> float:
 
 
 class Ledger:
-    def __init__(self, pool: asyncpg.Pool):
-        self.pool = pool
+    """``admin`` (the platform pool) owns the schema; ``tenants`` holds one pool per tenant role."""
+
+    def __init__(self, admin: asyncpg.Pool, tenants: TenantPools):
+        self.admin = admin
+        self.tenants = tenants
 
     async def ensure_schema(self) -> None:
-        await ensure_schema(self.pool, MODULE, STEPS)
+        await ensure_schema(self.admin, MODULE, STEPS)
+        # The policy is (re)applied at every start rather than frozen into a numbered step, so it
+        # follows services.core.tenantdb when that changes. Idempotent; serialized by a lock.
+        async with self.admin.acquire() as conn:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(f"{MODULE}:rls"))
+                await enable_tenant_rls(conn, TABLE, ("SELECT", "INSERT"))
+                await conn.execute(f"GRANT USAGE ON SEQUENCE {TABLE}_id_seq TO {APP_ROLE}")
 
     async def record(self, usage: Usage) -> None:
         if usage.outcome not in OUTCOMES:
             raise ValueError(f"unknown ledger outcome {usage.outcome!r}")
-        async with self.pool.acquire() as conn:
+        async with self.tenants.tx(usage.tenant) as conn:
             await conn.execute(
                 "INSERT INTO inference_llm_usage (tenant, day, document_id, model, prompt_hash, prompt_tokens,"
                 " completion_tokens, cost_usd, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -72,7 +86,7 @@ class Ledger:
                 usage.completion_tokens, usage.cost_usd, usage.outcome)
 
     async def spent_today(self, tenant: str) -> float:
-        async with self.pool.acquire() as conn:
+        async with self.tenants.tx(tenant, readonly=True) as conn:
             value = await conn.fetchval("SELECT coalesce(sum(cost_usd), 0) FROM inference_llm_usage "
                                         "WHERE tenant = $1 AND day = $2", tenant, today())
         return float(value)
@@ -83,5 +97,5 @@ class Ledger:
         if document_id is not None:
             query += " AND document_id = $2"
             args.append(document_id)
-        async with self.pool.acquire() as conn:
+        async with self.tenants.tx(tenant, readonly=True) as conn:
             return [dict(r) for r in await conn.fetch(query + " ORDER BY id", *args)]

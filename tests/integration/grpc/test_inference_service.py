@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from services.core import errors, kv
+from services.core import errors
 from services.core.grpc import connect, error_from_rpc
 from services.core.tenancy import Registry, Tenant
 from services.core.tokens import TokenSource
@@ -15,7 +15,7 @@ from services.inference.llm.ledger import Ledger
 from tests.fixtures.fake_llm import findings_reply
 from vigil.v1 import inference_pb2, inference_pb2_grpc
 
-pytest_plugins = ["tests.fixtures.fake_llm"]
+pytest_plugins = ["tests.fixtures.fake_llm", "tests.fixtures.security"]
 
 KEY_ENV = "VIGIL_TEST_LLM_KEY"
 NOTE = ("Oncology clinic. Cycle 8 of pembrolizumab.\n"
@@ -32,9 +32,9 @@ def llm_settings(base_url: str, **extra) -> dict:
 
 
 @pytest.fixture
-async def service(stack, tmp_path, tenant_id, fake_llm, grpc_settings):
-    ids = {"rules": tenant_id, "llm": tenant_id + "l", "hybrid": tenant_id + "h", "defer": tenant_id + "d",
-           "fallback": tenant_id + "f"}
+async def service(stack, tmp_path, provision, fake_llm, grpc_settings, secrets):
+    """Five tenants (PostgreSQL role + Redis ACL user each), one per routing case."""
+    ids = {name: await provision() for name in ("rules", "llm", "hybrid", "defer", "fallback")}
     tenants = [
         Tenant(id=ids["rules"], settings={}),
         Tenant(id=ids["llm"], settings={"engine": "llm", **llm_settings(fake_llm.base_url)}),
@@ -46,15 +46,12 @@ async def service(stack, tmp_path, tenant_id, fake_llm, grpc_settings):
     ]
     registry = Registry(tmp_path / "tenants.toml", tenants)
     registry.save()
-    for t in tenants:
-        await kv.provision_tenant_user(stack, t.id)
     settings = stack.with_overrides(tenants_file=registry.path)
-    running = await inference_app.start(settings, grpc_settings, address="127.0.0.1:0", env={KEY_ENV: "sk-1"},
+    running = await inference_app.start(settings, grpc_settings, address="127.0.0.1:0",
+                                        env={KEY_ENV: "sk-1", "VIGIL_ENV": "test"},
                                         policy=RetryPolicy(backoff_base=0.05, backoff_max=0.2))
     yield running, ids
     await running.stop()
-    for t in tenants:
-        await kv.remove_tenant_user(stack, t.id)
 
 
 async def extract(running, grpc_settings, as_tenant, **fields):
@@ -127,7 +124,7 @@ async def test_budget_exhausted_defer_and_fallback(service, grpc_settings, fake_
     fallback = await extract(running, grpc_settings, ids["fallback"], document_id="doc-2", text=NOTE + "\n")
     assert fallback.engine == "rules" and [f.category for f in fallback.findings] == ["colitis"]
     assert len(fake_llm.requests) == 2
-    rows = await Ledger(running.pool).rows(ids["defer"])
+    rows = await Ledger(running.pool, running.tenant_pools).rows(ids["defer"])
     assert [(r["document_id"], r["prompt_tokens"], r["outcome"]) for r in rows] == [("doc-1", 1000, "ok")]
 
 
@@ -140,10 +137,10 @@ async def test_bad_requests_are_invalid_argument(service, grpc_settings, fields,
     assert info.value.code() == code
 
 
-async def test_forged_and_unknown_tenants_are_denied(service, grpc_settings):
+async def test_forged_and_unknown_tenants_are_denied(service, grpc_settings, adversary):
     running, ids = service
-    with pytest.raises(grpc.aio.AioRpcError) as forged:
+    with adversary.attempt("inference Extract: request body names another tenant", grpc.aio.AioRpcError) as forged:
         await extract(running, grpc_settings, ids["rules"], tenant=ids["llm"])
-    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+    with adversary.attempt("inference Extract: credential for an unregistered tenant", grpc.aio.AioRpcError) as unknown:
         await extract(running, grpc_settings, "nobody-registered")
-    assert forged.value.code() == unknown.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert forged.error.code() == unknown.error.code() == grpc.StatusCode.PERMISSION_DENIED

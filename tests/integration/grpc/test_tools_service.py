@@ -13,7 +13,7 @@ from services.core.tokens import TokenSource
 from services.tools import app as tools_app
 from vigil.v1 import tools_pb2, tools_pb2_grpc
 
-pytest_plugins = ["tests.fixtures.ehr"]
+pytest_plugins = ["tests.fixtures.ehr", "tests.fixtures.security"]
 
 TEXT_V1 = "Oncology note, draft. Patient on pembrolizumab.\n"
 TEXT_V2 = "Oncology note, signed. Grade 2 immune-mediated colitis — started prednisone 1 mg/kg.\n"
@@ -126,15 +126,21 @@ async def test_bad_ids_are_invalid_argument(tools, grpc_settings):
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_other_tenant_cannot_read_this_tenants_data(tools, grpc_settings):
+async def test_other_tenant_cannot_read_this_tenants_data(tools, grpc_settings, adversary):
     running, tenant, other, data = tools
     # With its own credential the other tenant reads its own EHR, where these ids do not exist.
-    with pytest.raises(grpc.aio.AioRpcError) as by_id:
+    with adversary.attempt("tools GetNote: another tenant's document id", grpc.aio.AioRpcError) as by_id:
         await call(running, grpc_settings, other, "GetNote",
                    tools_pb2.GetNoteRequest(document_id=data["document"], version=data["v2"]))
-    assert by_id.value.code() == grpc.StatusCode.NOT_FOUND
-    # Naming the victim tenant in the body is refused outright.
-    with pytest.raises(grpc.aio.AioRpcError) as forged:
+    assert by_id.error.code() == grpc.StatusCode.NOT_FOUND
+    with adversary.attempt("tools GetPatientContext: another tenant's patient id", grpc.aio.AioRpcError) as by_patient:
         await call(running, grpc_settings, other, "GetPatientContext",
-                   tools_pb2.GetPatientContextRequest(patient_id=data["patient"], tenant=tenant))
-    assert forged.value.code() == grpc.StatusCode.PERMISSION_DENIED
+                   tools_pb2.GetPatientContextRequest(patient_id=data["patient"]))
+    assert by_patient.error.code() == grpc.StatusCode.NOT_FOUND
+    # Naming the victim tenant in the body is refused outright.
+    for method, request in (
+            ("GetPatientContext", tools_pb2.GetPatientContextRequest(patient_id=data["patient"], tenant=tenant)),
+            ("GetNote", tools_pb2.GetNoteRequest(document_id=data["document"], version=data["v2"], tenant=tenant))):
+        with adversary.attempt(f"tools {method}: request body names another tenant", grpc.aio.AioRpcError) as forged:
+            await call(running, grpc_settings, other, method, request)
+        assert forged.error.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -6,12 +6,13 @@ import pytest
 
 from services.core import kv
 from services.core.db import create_pool
+from services.core.tenantdb import TenantPools
 from services.core.tenancy import Tenant
 from services.inference.llm.client import RetryPolicy
 from services.inference.llm.engine import LlmEngine
 from services.inference.llm.ledger import Ledger
 
-pytest_plugins = ["tests.fixtures.fake_llm"]
+pytest_plugins = ["tests.fixtures.fake_llm", "tests.fixtures.security"]
 
 #: Fast retries for tests: same logic as production, shorter waits (0.05 s, 0.1 s, 0.2 s).
 FAST_RETRIES = RetryPolicy(max_attempts=4, backoff_base=0.05, backoff_max=0.2, max_retry_after=5.0)
@@ -19,19 +20,35 @@ API_KEY_ENV = "VIGIL_TEST_LLM_KEY"
 
 
 @pytest.fixture
-async def ledger(stack):
+async def ledger(stack, secrets):
     pool = await create_pool(stack, min_size=1, max_size=4)
-    ledger = Ledger(pool)
+    tenant_pools = TenantPools(stack, secrets)
+    ledger = Ledger(pool, tenant_pools)
     await ledger.ensure_schema()
     yield ledger
+    await tenant_pools.close()
     await pool.close()
 
 
 @pytest.fixture
-async def redis(stack):
-    client = kv.admin_client(stack)
-    yield client
-    await client.aclose()
+async def tenant_id(provision) -> str:
+    """A fresh tenant with its PostgreSQL role and Redis ACL user (removed after the test)."""
+    return await provision()
+
+
+@pytest.fixture
+async def redis(stack, secrets):
+    """One Redis client per tenant, authenticated as the tenant's ACL user."""
+    clients: dict = {}
+
+    def for_tenant(tenant: str):
+        if tenant not in clients:
+            clients[tenant] = kv.tenant_client(stack, tenant, secrets)
+        return clients[tenant]
+
+    yield for_tenant
+    for client in clients.values():
+        await client.aclose()
 
 
 def llm_tenant(tenant_id: str, base_url: str, **settings) -> Tenant:
@@ -50,6 +67,6 @@ def make_tenant(tenant_id, fake_llm):
 
 @pytest.fixture
 async def engine(ledger, redis):
-    engine = LlmEngine(ledger, lambda tenant: redis, policy=FAST_RETRIES, env={API_KEY_ENV: "sk-test-key"})
+    engine = LlmEngine(ledger, redis, policy=FAST_RETRIES, env={API_KEY_ENV: "sk-test-key"})
     yield engine
     await engine.close()

@@ -139,12 +139,35 @@ async def test_cache_hit_makes_no_http_request(engine, make_tenant, fake_llm, le
     assert float((await ledger.rows(tenant_id, "doc-13"))[1]["cost_usd"]) == 0
 
 
-async def test_cache_is_per_tenant(engine, ledger, redis, fake_llm, tenant_id):
+async def test_cache_and_budget_are_per_tenant(engine, ledger, fake_llm, tenant_id, provision, adversary):
+    from services.inference.llm.cache import cache_key
     from tests.integration.inference.conftest import llm_tenant
+    other_id = await provision()
     fake_llm.script(findings_reply([COLITIS]), findings_reply([]))
     await engine.extract(llm_tenant(tenant_id, fake_llm.base_url), "doc-14", NOTE)
-    other = await engine.extract(llm_tenant(tenant_id + "x", fake_llm.base_url), "doc-14", NOTE)
-    assert other.findings == [] and len(fake_llm.requests) == 2
+    other = await engine.extract(llm_tenant(other_id, fake_llm.base_url, llm_daily_budget_usd=1.0), "doc-14", NOTE)
+    adversary.check("llm cache: same note and model from another tenant", other.findings == [] and
+                    len(fake_llm.requests) == 2, f"{len(fake_llm.requests)} endpoint calls")
+    # Another tenant's Redis user cannot read this tenant's cached output (NOPERM from Redis itself).
+    import redis.exceptions
+    key = cache_key(tenant_id, "fake-model", prompt.prompt_hash(), prompt.input_hash(
+        prompt.messages(NOTE)[-1]["content"]))
+    with adversary.attempt("llm cache: read another tenant's cache key", redis.exceptions.NoPermissionError):
+        await engine.redis_for(other_id).get(key)
+    # Rows written for this tenant are invisible through the other tenant's role (forced RLS),
+    # and the other tenant cannot write spend into this tenant's ledger.
+    adversary.check("llm ledger: read another tenant's rows", await ledger.rows(other_id, "doc-14") != [] and
+                    all(r["tenant"] == other_id for r in await ledger.rows(other_id)), "rows filtered by RLS")
+    async with ledger.tenants.tx(other_id, readonly=True) as conn:
+        seen = await conn.fetchval("SELECT count(*) FROM inference_llm_usage WHERE tenant = $1", tenant_id)
+    adversary.check("llm ledger: select another tenant's spend", seen == 0, f"{seen} rows visible")
+    import asyncpg
+    with adversary.attempt("llm ledger: insert spend as another tenant", asyncpg.InsufficientPrivilegeError):
+        async with ledger.tenants.tx(other_id) as conn:
+            await conn.execute("INSERT INTO inference_llm_usage (tenant, day, document_id, model, prompt_hash,"
+                               " prompt_tokens, completion_tokens, cost_usd, outcome) VALUES ($1, current_date,"
+                               " 'x', 'm', 'h', 0, 0, 1000, 'ok')", tenant_id)
+    assert await ledger.spent_today(tenant_id) < 1
 
 
 async def test_long_note_is_chunked_and_offsets_map_back(engine, make_tenant, fake_llm):
