@@ -16,13 +16,15 @@ from services.ehr.config import EhrSettings
 from services.ehr.http import Services
 from services.ehr.outcome import FhirError, error_response
 from services.ehr.registry import Registry
+from services.ehr.subscriptions import runtime as subscriptions
 
 log = get_logger("ehr.app")
 POOL_MAX = 20
 
 
 async def open_services(settings: EhrSettings) -> Services:
-    pool = await create_pool(settings.core, min_size=2, max_size=POOL_MAX, init=storage.init_connection)
+    pool = await create_pool(settings.core, min_size=2, max_size=POOL_MAX, init=storage.init_connection,
+                             reset=storage.keep_session)
     await ensure_schema(pool, "ehr", storage.STEPS)
     registry = Registry(pool)
     return Services(settings, storage.Store(pool), registry, TokenService(registry, settings.admin_secret))
@@ -32,15 +34,18 @@ def create_app(settings: EhrSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.ehr = await open_services(settings)
+        worker = await subscriptions.start(app.state.ehr)
         log.info("ehr.started")
         try:
             yield
         finally:
+            await subscriptions.stop(worker)
             await app.state.ehr.store.pool.close()
 
     app = FastAPI(title="Vigil EHR sandbox", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     for path, methods, handler in routes.ROUTES:
         app.add_route(path, handler, methods=methods)
+    app.add_middleware(subscriptions.RequestRootMiddleware)
 
     @app.exception_handler(FhirError)
     async def fhir_error(request: Request, exc: FhirError):

@@ -11,6 +11,7 @@ from services.ehr import admin, auth, capability, interactions, scheduling, sear
 from services.ehr.config import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from services.ehr.http import FORM_TYPE, base_url, context, read_body, read_json, resource_response
 from services.ehr.outcome import bad_request, fhir_response, not_found
+from services.ehr.subscriptions import operations as subscription_ops
 from services.ehr.validation import check_id, check_type, validate
 
 
@@ -197,6 +198,7 @@ ROUTES: list[tuple[str, list[str], object]] = [
     (f"{F}/auth/token", ["POST"], token),
     (F, ["POST"], bundle),
     (F + "/", ["POST"], bundle),
+    *subscription_ops.ROUTES,
     (f"{F}/Appointment/$find", ["GET", "POST"], scheduling.find),
     (f"{F}/Appointment/$book", ["POST"], scheduling.book),
     (f"{F}/{{rtype}}/_search", ["POST"], search_type),
