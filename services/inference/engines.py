@@ -28,9 +28,20 @@ def _rules() -> EvalEngine:
     return RulesEngine()
 
 
-#: name -> factory. Add an engine here and nowhere else.
+def _routed(route: str) -> Callable[[], EvalEngine]:
+    def factory() -> EvalEngine:
+        from services.inference.scoring import RoutedScorer
+
+        return RoutedScorer(route)
+    return factory
+
+
+#: name -> factory. Add an engine here and nowhere else. ``llm`` and ``hybrid`` evaluate with the
+#: LLM settings of the registry tenant named by VIGIL_EVAL_TENANT (see services/inference/scoring.py).
 ENGINES: dict[str, Callable[[], EvalEngine]] = {
     "rules": _rules,
+    "llm": _routed("llm"),
+    "hybrid": _routed("hybrid"),
 }
 
 #: Engines the service knows about that may not be scorable offline yet.
