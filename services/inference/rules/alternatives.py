@@ -21,7 +21,7 @@ _STEROIDS = (r"(?:high[- ]dose\s+)?(?:steroids?|corticosteroids?|glucocorticoids
 _ANTIBIOTICS = (r"(?:antibiotics?|amoxicillin|augmentin|ampicillin|penicillin|cephalexin|keflex|ceftriaxone|cefepime"
                 r"|bactrim|tmp-?smx|trimethoprim[- ]sulfamethoxazole|sulfa|vancomycin|piperacillin|zosyn|levofloxacin"
                 r"|ciprofloxacin|doxycycline|clindamycin|azithromycin|nafcillin|allopurinol|phenytoin|lamotrigine)")
-_CAUSE = r"(?:due\s+to|from|secondary\s+to|2/2|caused\s+by|after\s+starting|reaction\s+to|allergy\s+to|allergic\s+to|induced\s+by)"
+_CAUSE = r"(?:due\s+to|from|secondary\s+to|2/2|caused\s+by|attributed\s+to|attributable\s+to|related\s+to|likely\s+from|after\s+starting|reaction\s+to|allergy\s+to|allergic\s+to|induced\s+by)"
 _NEPHROTOXINS = (r"(?:cisplatin|carboplatin|nsaids?|ibuprofen|naproxen|ketorolac|vancomycin|aminoglycosides?|gentamicin"
                  r"|tenofovir|zoledronic\s+acid|methotrexate|pemetrexed|iv\s+contrast|contrast)")
 
@@ -94,7 +94,7 @@ ALTERNATIVE_CAUSES: dict[str, dict[str, str]] = {
                   r"|contrast(?:[- ]induced|[- ]associated)?\s+(?:nephropathy|aki|nephrotoxicity|acute\s+kidney\s+injury)|(?-i:CIN)"
                   r"|acute\s+tubular\s+necrosis|(?-i:ATN)|obstructive\s+uropathy|hydronephrosis|urinary\s+retention|post-?renal(?:\s+aki)?"
                   r"|rhabdomyolysis|hepatorenal(?:\s+syndrome)?|cardiorenal(?:\s+syndrome)?|tumor\s+lysis(?:\s+syndrome)?"
-                  rf"|{_NEPHROTOXINS}[- ](?:induced|related|associated)\s+(?:aki|nephrotoxicity|kidney\s+injury|renal\s+injury|atn)"),
+                  rf"|{_NEPHROTOXINS}(?:[- ](?:induced|related|associated))?\s+(?:aki|nephrotoxicity|nephropathy|kidney\s+injury|renal\s+injury|atn)"),
         "chronic": r"ckd(?:\s+stage\s+\w+)?|chronic\s+kidney\s+disease|diabetic\s+nephropathy",
         "local": rf"{_CAUSE}\s+(?:the\s+)?{_NEPHROTOXINS}|poor\s+(?:po|oral)\s+intake|hypotension|sepsis|septic\s+shock|diuresis|over-?diuresis|vomiting",
     },

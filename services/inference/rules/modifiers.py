@@ -51,18 +51,17 @@ MODIFIER_RULES: list[tuple[str, str, str, int | None]] = [
     )],
     # --- uncertainty ----------------------------------------------------------------------
     *[(p, POSS, F, 10) for p in (
-        "rule out", "r/o", "possible", "possibly", "question of", "questionable", "?", "suspect",
-        "suspected", "suspicion for", "suspicion of", "suspicious for", "concern for", "concerned about",
+        "rule out", "r/o", "possibly", "question of", "questionable", "suspect",
+        "suspicion for", "suspicion of", "suspicious for", "concern for", "concerned about",
         "concerning for", "worrisome for", "worried about", "may have", "might have", "may be", "might be",
         "could be", "could represent", "may represent", "cannot exclude", "can't exclude", "cannot rule out",
-        "can't rule out", "not excluded", "evaluate for", "evaluation for", "eval for", "to evaluate for",
+        "can't rule out", "evaluate for", "evaluation for", "eval for", "to evaluate for",
         "work up for", "workup for", "work-up for", "assess for", "screen for", "screening for", "checked for",
-        "check for", "to exclude", "differential includes", "differential diagnosis", "ddx", "versus", "vs",
-        "vs.", "equivocal", "indeterminate", "uncertain", "unclear if", "unclear whether", "presumed vs",
+        "check for", "to exclude", "differential includes", "differential diagnosis", "ddx",         "vs.", "equivocal", "indeterminate", "uncertain", "unclear if", "unclear whether", "presumed vs",
     )],
+    *[(p, POSS, BI, 8) for p in ("possible", "vs", "versus", "?", "suspected", "not excluded")],
     *[(p, POSS, B, 6) for p in (
-        "not ruled out", "not excluded", "cannot be excluded", "can not be excluded", "is possible", "possible",
-        "vs", "versus", "is suspected", "suspected", "?", "less certain", "to be ruled out", "not yet ruled out",
+        "not ruled out", "cannot be excluded", "can not be excluded", "is possible",         "is suspected", "less certain", "to be ruled out", "not yet ruled out",
     )],
     # --- hypothetical / education / future -----------------------------------------------------
     *[(p, HYPO, F, 16) for p in (
@@ -71,8 +70,8 @@ MODIFIER_RULES: list[tuple[str, str, str, int | None]] = [
         "side effects", "side effect", "adverse effects", "potential", "potential for", "can cause", "may cause",
         "could cause", "might cause", "educated", "education", "counseled", "counselled",
         "instructed", "call if", "call for", "report any", "to report", "return for",
-        "return precautions", "precautions", "prevent",
-        "prevention of", "prophylaxis", "prophylaxis against", "to avoid", "unless",
+        "return precautions", "prevent",
+        "prevention of", "prophylaxis against", "to avoid", "unless",
             )],
     *[(p, HYPO, F, 16) for p in ("should he", "should she", "should the patient", "should there be",
                                   "should symptoms", "should she develop", "should he develop")],
@@ -82,9 +81,9 @@ MODIFIER_RULES: list[tuple[str, str, str, int | None]] = [
     # --- history ---------------------------------------------------------------------------
     *[(p, HIST, F, 12) for p in (
         "history of", "hx of", "h/o", "past history of", "prior history of", "previous history of", "prior",
-        "previous", "previously", "past", "remote", "remote history of", "s/p treatment for", "status post treatment for",
+        "previous", "past", "remote", "remote history of", "s/p treatment for", "status post treatment for",
         "treated for", "was treated for", "had an episode of", "episode of", "known history of",
-        "pmh of", "pmh significant for", "in the past", "last year", "years ago", "completed", "finished",
+        "pmh of", "pmh significant for", "completed", "finished",
         "after treatment for", "following treatment for", "recovered from",
     )],
     ("re:\\b(?:in|during)\\s+(?:(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\\.?\\s+)?(?:19|20)\\d\\d\\b", HIST, BI, 5),

@@ -62,8 +62,8 @@ _PREFIX_RE = re.compile(rf"^{MENTION_PREFIX}\b", re.IGNORECASE)
 
 
 def _qualified(body: str) -> str:
-    """A term optionally preceded by an immune qualifier and one more word."""
-    return rf"\b(?:{MENTION_PREFIX}[\s-]+(?:(?!(?:and|or|with|without|for|but|no|not|held|was|is|on|in|to|x)\b)[a-z]+[\s-]+)?)?(?:{body})\b(?!-like)"
+    """A term optionally preceded, on the same line, by an immune qualifier and one more word."""
+    return rf"\b(?:{MENTION_PREFIX}(?:[ \t]*-[ \t]*|[ \t]+)(?:(?!(?:and|or|with|without|for|but|no|not|held|was|is|on|in|to|x)\b)[a-z]+(?:[ \t]*-[ \t]*|[ \t]+))?)?(?:{body})\b(?!-like)"
 
 
 def is_qualified(mention: str) -> bool:
