@@ -1,0 +1,1 @@
+"""The extraction stage: note events -> irAE findings (tools + inference over gRPC)."""

@@ -1,0 +1,89 @@
+"""Handle one ``vigil.ehr.resource-changed`` event: a created or updated DocumentReference
+becomes exactly one ``vigil.extraction.findings`` event (possibly with no findings).
+
+The note version named by the event is read through ``tools.GetNote`` (exact version) and sent
+to ``inference.Extract``; both calls carry the stage's own credential for the event's tenant.
+Every other resource type, and deletions, are skipped (committed and counted). The note text
+never leaves this function except to inference; the event carries its sha256, not the text.
+"""
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from prometheus_client import Counter
+
+from services.core.agentclients import AgentClients
+from services.core.bus import Context
+from services.core.errors import FatalError
+from services.core.events import Event
+from vigil.v1 import inference_pb2, tools_pb2
+
+STAGE = "extraction"
+FINDINGS_TYPE = "vigil.extraction.findings"
+NOTE_TYPES = ("DocumentReference",)
+NOTE_ACTIONS = ("create", "update")
+
+SKIPPED = Counter("vigil_extraction_skipped_total", "Input events with nothing to extract", ("tenant", "reason"))
+NOTES = Counter("vigil_extraction_notes_total", "Notes extracted", ("tenant", "engine"))
+FINDINGS = Counter("vigil_extraction_findings_total", "Findings emitted", ("tenant", "category"))
+REVIEW = Counter("vigil_extraction_review_required_total", "Notes flagged for human review", ("tenant",))
+
+
+def _date_time(value: str) -> str | None:
+    """The note time if it is a full date-time (the schema's format), else None."""
+    if not value or "T" not in value:
+        return None
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value
+
+
+def findings_data(event: Event, note, result) -> dict:
+    patient = note.patient_id or event.data.get("patient") or event.key
+    if not patient:
+        raise FatalError("the note names no patient", code="note_without_patient")
+    return {
+        "document": {"id": note.document_id, "versionId": note.version or event.data["versionId"]},
+        "patient": patient,
+        "engine": result.engine,
+        "engineVersion": result.engine_version,
+        "promptHash": result.prompt_hash or None,
+        "noteTime": _date_time(note.note_time),
+        "reviewRequired": bool(result.review_required),
+        "noteSha256": hashlib.sha256(note.text.encode("utf-8")).hexdigest(),
+        "findings": [{"category": f.category, "grade": f.grade if f.HasField("grade") else None,
+                      "start": f.start, "end": f.end, "quote": f.quote,
+                      "attribution": f.attribution if f.attribution in ("immunotherapy", "unspecified")
+                      else "unspecified",
+                      "confidence": min(1.0, max(0.0, f.confidence))} for f in result.findings],
+    }
+
+
+class Extraction:
+    def __init__(self, clients: AgentClients):
+        self.clients = clients
+
+    async def __call__(self, event: Event, ctx: Context) -> None:
+        data = event.data
+        if data["resourceType"] not in NOTE_TYPES:
+            SKIPPED.labels(ctx.tenant, "resource_type").inc()
+            return
+        if data["action"] not in NOTE_ACTIONS:
+            SKIPPED.labels(ctx.tenant, "action").inc()
+            return
+        note = await self.clients.call("tools", ctx.tenant, "GetNote", tools_pb2.GetNoteRequest(
+            document_id=data["id"], version=str(data["versionId"])))
+        result = await self.clients.call("inference", ctx.tenant, "Extract", inference_pb2.ExtractRequest(
+            document_id=note.document_id, version=note.version, text=note.text))
+        out = findings_data(event, note, result)
+        ctx.emit("findings", ctx.child(FINDINGS_TYPE, out, key=out["patient"]))
+        NOTES.labels(ctx.tenant, result.engine).inc()
+        for f in out["findings"]:
+            FINDINGS.labels(ctx.tenant, f["category"]).inc()
+        if out["reviewRequired"]:
+            REVIEW.labels(ctx.tenant).inc()
+        ctx.log.info("extraction.note_done", findings=len(out["findings"]), engine=result.engine,
+                     review=out["reviewRequired"])

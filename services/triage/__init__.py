@@ -1,0 +1,1 @@
+"""The triage stage: findings -> decisions (urgent / routine Task, follow-up request, nothing)."""

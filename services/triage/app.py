@@ -1,0 +1,59 @@
+"""The triage stage: wiring and start-up.
+
+    python -m services.triage.app
+
+Two stage specs per tenant (``services.core.bus.service``): ``triage`` consumes ``findings``
+and emits decisions on ``actions`` and follow-up requests on ``scheduling``; ``triage-feedback``
+consumes ``feedback`` and closes episodes whose Task the clinician completed or rejected.
+Reads and writes PostgreSQL as each tenant's own role (``TenantPools``); calls tools
+(VIGIL_GRPC_TOOLS_ADDR) with its own service credential.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+from services.core import decisions, modes
+from services.core.agentclients import AgentClients
+from services.core.bus import StageSpec
+from services.core.bus.service import serve_stage
+from services.core.config import Settings
+from services.core.crypto import Keyring
+from services.core.db import create_pool, ensure_schema
+from services.core.grpc import GrpcSettings
+from services.core.modes import ModeStore
+from services.core.secrets import SecretSettings
+from services.core.tenantdb import TenantPools
+from services.core.tenantdir import TenantDirectory
+from services.triage import episodes
+from services.triage.handler import AGENT, Feedback, Triage
+
+
+async def migrate(settings: Settings) -> None:
+    """Create the tables triage uses (admin DSN; idempotent, safe with concurrent start-ups)."""
+    pool = await create_pool(settings, min_size=1, max_size=1)
+    try:
+        await modes.ensure_schema(pool)
+        await decisions.ensure_schema(pool)
+        await ensure_schema(pool, episodes.SCHEMA_MODULE, episodes.SCHEMA_STEPS)
+    finally:
+        await pool.close()
+
+
+def specs(pools: TenantPools, clients: AgentClients, settings: Settings, **kw) -> list[StageSpec]:
+    """The stage's specs (``kw``: retry / tuning overrides, for tests)."""
+    keyring = Keyring(pools, pools.secrets)
+    triage = Triage(pools, keyring, ModeStore(pools, settings.tenants_file), TenantDirectory(settings.tenants_file),
+                    clients)
+    return [StageSpec(name=AGENT, input_stream="findings", handler=triage, **kw),
+            StageSpec(name=f"{AGENT}-feedback", input_stream="feedback", handler=Feedback(pools), **kw)]
+
+
+async def build(settings: Settings, env: Mapping[str, str]):
+    await migrate(settings)
+    pools = TenantPools(settings, SecretSettings.from_env(env))
+    clients = AgentClients(GrpcSettings.from_env(env), sub=AGENT)
+    return specs(pools, clients, settings), [clients, pools]
+
+
+if __name__ == "__main__":
+    serve_stage(AGENT, build)

@@ -1,0 +1,153 @@
+"""Triage handlers: ``findings`` -> decisions on ``actions`` (+ follow-up requests on
+``scheduling``), and ``feedback`` -> closed episodes.
+
+Per findings event: the tenant's mode and kill switch for agent ``triage`` (cached <= 1 s), the
+policy plans (``policy.plan``), the owner (the patient's oncologist from the CareTeam via
+``tools.GetPatientContext``, else the tenant's ``default_owner``), then one PostgreSQL
+transaction that joins episodes and records every decision in the ledger. Decision ids are
+deterministic (findings event id + index), so a redelivered event re-emits the recorded
+decisions instead of deciding again.
+
+- ``silent``: decisions are recorded and emitted with mode=silent, write=false.
+- ``pilot``: write=true only when the owner is on the pilot list.
+- kill switch on: decisions are recorded with ``suppressed='kill-switch'`` and nothing is
+  emitted (no episode is opened or updated); the input is committed.
+Follow-up requests are emitted only for decisions that may be written (a silent or pilot-excluded
+decision records ``withinDays`` in the ledger instead).
+"""
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+from services.core import decisions as ledger
+from services.core.agentclients import AgentClients
+from services.core.bus import Context
+from services.core.crypto import Keyring
+from services.core.events import Event, deterministic_id
+from services.core.modes import ModeStore
+from services.core.tenantdb import TenantPools
+from services.core.tenantdir import TenantDirectory
+from services.triage import episodes
+from services.triage.policy import Plan, TriageSettings, effective, plan, wants_followup
+from vigil.v1 import tools_pb2
+
+AGENT = "triage"
+DECISION_TYPE = "vigil.triage.decision"
+FOLLOWUP_TYPE = "vigil.triage.followup-request"
+#: Task statuses after which the episode's Task is no longer open in the inbox.
+CLOSING_STATUSES = ("completed", "rejected", "cancelled", "failed", "entered-in-error")
+
+DECISIONS = Counter("vigil_triage_decisions_total", "Decisions made", ("tenant", "kind", "mode", "action"))
+SUPPRESSED = Counter("vigil_triage_suppressed_total", "Decisions recorded but not emitted", ("tenant", "reason"))
+EMPTY = Counter("vigil_triage_empty_total", "Findings events with nothing to decide", ("tenant",))
+CLOSED = Counter("vigil_triage_episodes_closed_total", "Episodes closed by clinician feedback", ("tenant", "status"))
+
+
+class Triage:
+    def __init__(self, pools: TenantPools, keyring: Keyring, modes: ModeStore, tenants: TenantDirectory,
+                 clients: AgentClients):
+        self.pools, self.keyring, self.modes, self.tenants, self.clients = pools, keyring, modes, tenants, clients
+
+    async def owner(self, tenant: str, patient: str, settings: TriageSettings) -> str | None:
+        context = await self.clients.call("tools", tenant, "GetPatientContext",
+                                          tools_pb2.GetPatientContextRequest(patient_id=patient))
+        refs = list(context.oncologist_refs)
+        return refs[0] if refs else settings.default_owner
+
+    async def __call__(self, event: Event, ctx: Context) -> None:
+        settings = TriageSettings.from_tenant(self.tenants.get(ctx.tenant))
+        plans = plan(event.data, settings)
+        if not plans:
+            EMPTY.labels(ctx.tenant).inc()
+            return
+        state = await self.modes.state(ctx.tenant, AGENT)
+        patient = event.data["patient"]
+        owner = await self.owner(ctx.tenant, patient, settings)
+        write = state.writes_for(owner)
+        suppressed = "kill-switch" if state.killed else None
+        emitted: list[tuple[dict, int | None]] = []
+        async with self.pools.tx(ctx.tenant) as conn:
+            for index, p in enumerate(plans):
+                decision_id = deterministic_id(event.id, AGENT, index)
+                existing = await ledger.fetch(conn, decision_id)
+                if existing is not None:  # redelivery: re-emit exactly what was decided
+                    if existing["suppressed"] is None:
+                        emitted.append((await self._restore(ctx.tenant, conn, existing),
+                                        existing["output"].get("withinDays") if existing["write"] else None))
+                    continue
+                out, within = await self._decide(conn, ctx.tenant, event, p, decision_id, owner, state.mode,
+                                                 write, settings, suppressed)
+                if suppressed is None:
+                    emitted.append((out, within if write else None))
+        if suppressed:
+            SUPPRESSED.labels(ctx.tenant, suppressed).inc(len(plans))
+            ctx.log.info("triage.suppressed", reason=suppressed, decisions=len(plans))
+            return
+        for out, within in emitted:
+            ctx.emit("actions", ctx.child(DECISION_TYPE, out))
+            if within is not None:
+                ctx.emit("scheduling", ctx.child(FOLLOWUP_TYPE, {
+                    "decisionId": out["decisionId"], "patient": out["patient"], "category": out["category"],
+                    "grade": out["grade"], "withinDays": within, "owner": out["owner"]}))
+
+    async def _decide(self, conn, tenant: str, event: Event, p: Plan, decision_id: str, owner, mode: str,
+                      write: bool, settings: TriageSettings, suppressed: str | None) -> tuple[dict, int | None]:
+        data = event.data
+        action = previous = None
+        key = deterministic_id("no-episode", tenant, decision_id)
+        if p.kind != "none" and suppressed is None:
+            joined = await episodes.join(conn, tenant, data["patient"], p.category, p.grade, decision_id,
+                                         settings.episode_idle_days)
+            key, action, previous = joined.key, joined.action, joined.previous_grade
+        grade, kind = effective(p, previous)
+        within = settings.followup_within_days if wants_followup(grade, kind, action, previous) else None
+        decision_write = write and kind != "none"
+        out = {"decisionId": decision_id, "patient": data["patient"], "category": p.category, "grade": grade,
+               "kind": kind, "owner": owner, "document": dict(data["document"]), "finding": dict(p.finding),
+               "engineVersion": data["engineVersion"], "mode": mode, "episodeKey": key,
+               "write": decision_write, "reviewRequired": bool(data.get("reviewRequired")),
+               "withinDays": within}
+        if action:
+            out["episodeAction"] = action
+        if p.confidence is not None:
+            out["confidence"] = p.confidence
+        await ledger.insert(conn, tenant, ledger.Decision(
+            id=decision_id, agent=AGENT, patient=data["patient"], category=p.category, kind=kind, mode=mode,
+            write=decision_write, output=out, grade=grade, document_id=data["document"]["id"],
+            document_version=data["document"]["versionId"], findings_event_id=event.id,
+            note_sha256=data.get("noteSha256"), engine=data["engine"], engine_version=data["engineVersion"],
+            prompt_hash=data.get("promptHash"), episode_key=key, episode_action=action, suppressed=suppressed,
+            confidence=p.confidence), self.keyring)
+        DECISIONS.labels(tenant, kind, mode, action or "none").inc()
+        return out, within
+
+    async def _restore(self, tenant: str, conn, row: dict) -> dict:
+        out = dict(row["output"])
+        finding = dict(out.get("finding") or {})
+        finding["quote"] = ""
+        if row["quote"] is not None:
+            finding["quote"] = (await self.keyring.decrypt(tenant, bytes(row["quote"]),
+                                                           ledger.QUOTE_PURPOSE)).decode("utf-8")
+        out["finding"] = finding
+        return out
+
+
+class Feedback:
+    """A clinician completed or rejected a Vigil Task: close the episodes behind it."""
+
+    def __init__(self, pools: TenantPools):
+        self.pools = pools
+
+    async def __call__(self, event: Event, ctx: Context) -> None:
+        status = event.data["status"]
+        if status not in CLOSING_STATUSES:
+            return
+        task_id = event.data["task"]["id"]
+        async with self.pools.tx(ctx.tenant) as conn:
+            keys = [r["episode_key"] for r in await conn.fetch(
+                "SELECT DISTINCT episode_key FROM vigil_decisions WHERE task_id = $1 AND episode_key IS NOT NULL",
+                task_id)]
+            closed = [k for k in keys if await episodes.close(conn, k, f"task-{status}")]
+        if closed:
+            CLOSED.labels(ctx.tenant, status).inc(len(closed))
+        ctx.log.info("triage.feedback", status=status, episodes_closed=len(closed), known_task=bool(keys))
