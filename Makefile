@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find protos -name '*.proto' 2>/dev/null | sort)
 
-.PHONY: install gen test test-unit test-integration demo bench bench-runtime bench-extraction chaos browser dev-up dev-down clean
+.PHONY: install gen test test-unit test-integration demo bench bench-runtime bench-isolation bench-extraction chaos browser dev-up dev-down clean
 
 install: $(VENV)/.installed gen
 
@@ -47,6 +47,9 @@ dev-down: install
 
 bench-runtime: install
 	$(PY) -m bench.runtime
+
+bench-isolation: install
+	$(PY) -m bench.isolation
 
 bench-extraction: install
 	$(PY) -m bench.extraction

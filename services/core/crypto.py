@@ -86,11 +86,15 @@ def _aad(tenant: str, purpose: str, header: bytes) -> bytes:
     return f"vigil/phi/v1|{tenant}|{purpose}|".encode() + header
 
 
-def seal(dek: bytes, key_id: int, tenant: str, purpose: str, plaintext: bytes) -> bytes:
+def _cipher(dek: bytes | AESGCM) -> AESGCM:
+    return dek if isinstance(dek, AESGCM) else AESGCM(dek)
+
+
+def seal(dek: bytes | AESGCM, key_id: int, tenant: str, purpose: str, plaintext: bytes) -> bytes:
     """Encrypt with a known data key (the pure half of ``Keyring.encrypt``)."""
     header = _HEADER.pack(MAGIC, VERSION, key_id)
     nonce = os.urandom(NONCE_SIZE)
-    return header + nonce + AESGCM(dek).encrypt(nonce, plaintext, _aad(tenant, purpose, header))
+    return header + nonce + _cipher(dek).encrypt(nonce, plaintext, _aad(tenant, purpose, header))
 
 
 def key_id_of(blob: bytes) -> int:
@@ -103,12 +107,12 @@ def key_id_of(blob: bytes) -> int:
     return key_id
 
 
-def open_sealed(dek: bytes, tenant: str, purpose: str, blob: bytes) -> bytes:
+def open_sealed(dek: bytes | AESGCM, tenant: str, purpose: str, blob: bytes) -> bytes:
     blob = bytes(blob)
     key_id_of(blob)
     header, nonce, body = blob[:HEADER_SIZE], blob[HEADER_SIZE:HEADER_SIZE + NONCE_SIZE], blob[HEADER_SIZE + NONCE_SIZE:]
     try:
-        return AESGCM(dek).decrypt(nonce, body, _aad(tenant, purpose, header))
+        return _cipher(dek).decrypt(nonce, body, _aad(tenant, purpose, header))
     except InvalidTag:
         raise DecryptionError("ciphertext does not authenticate for this tenant and purpose") from None
 
@@ -149,7 +153,7 @@ class Keyring:
     def __init__(self, pools: TenantPools, secrets: SecretSettings | None = None):
         self.pools = pools
         self.wrapper = KeyWrapper.from_secrets(secrets or pools.secrets)
-        self._deks: dict[tuple[str, int], bytes] = {}
+        self._deks: dict[tuple[str, int], AESGCM] = {}
         self._active: dict[str, tuple[int, float]] = {}
 
     async def active_key_id(self, tenant: str) -> int:
@@ -180,12 +184,12 @@ class Keyring:
             "RETURNING key_id, wrapped_key, kek_id", tenant, next_id, self.wrapper.wrap(tenant, next_id, dek),
             self.wrapper.kek_id)
 
-    def _remember(self, tenant: str, row) -> bytes:
-        dek = self.wrapper.unwrap(tenant, row["key_id"], bytes(row["wrapped_key"]), row["kek_id"])
+    def _remember(self, tenant: str, row) -> AESGCM:
+        dek = AESGCM(self.wrapper.unwrap(tenant, row["key_id"], bytes(row["wrapped_key"]), row["kek_id"]))
         self._deks[(tenant, row["key_id"])] = dek
         return dek
 
-    async def _dek(self, tenant: str, key_id: int) -> bytes:
+    async def _dek(self, tenant: str, key_id: int) -> AESGCM:
         dek = self._deks.get((tenant, key_id))
         if dek is not None:
             return dek

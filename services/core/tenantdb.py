@@ -26,8 +26,10 @@ Units of work
   with ``SET LOCAL``, commits on success and rolls back on any error. A transaction that an
   error aborted but whose exception the caller swallowed is not silently "committed": the
   commit comes back as ROLLBACK and ``TransactionAborted`` is raised. A connection whose
-  rollback fails is terminated instead of returned, and every release resets session state
-  (``RESET ALL``, ``RESET ROLE``), so nothing leaks to the next checkout.
+  rollback fails is terminated instead of returned; every release resets session state
+  (asyncpg's reset: ROLLBACK if needed, ``RESET ALL``, ``CLOSE ALL``, ``UNLISTEN *``, advisory
+  unlocks), and every unit starts with ``RESET ROLE`` (``role`` is not covered by RESET ALL),
+  so nothing from one unit of work reaches the next.
 """
 from __future__ import annotations
 
@@ -171,7 +173,7 @@ class TenantPools:
                     self._pools[tenant] = await asyncpg.create_pool(
                         self.settings.postgres_dsn, user=tenant_role(tenant),
                         password=self.secrets.tenant_password("postgres", tenant),
-                        min_size=self.min_size, max_size=self.max_size, reset=_reset_connection)
+                        min_size=self.min_size, max_size=self.max_size)
             return self._pools[tenant]
 
     @contextlib.asynccontextmanager
@@ -183,10 +185,12 @@ class TenantPools:
         with _role_missing(tenant):
             conn = await pool.acquire()
         try:
-            await conn.execute("BEGIN READ ONLY" if readonly else "BEGIN")
+            # one round trip: the transaction, the session's own role (undoing any SET ROLE a
+            # previous unit committed), the tenant and the timeout (tenant ids are [a-z0-9-] only)
+            await conn.execute(f"{'BEGIN READ ONLY' if readonly else 'BEGIN'}; RESET ROLE; "
+                               f"SELECT set_config('app.tenant', {quote_literal(tenant)}, true), "
+                               f"set_config('statement_timeout', '{int(timeout)}ms', true)")
             try:
-                await conn.execute("SELECT set_config('app.tenant', $1, true), "
-                                   "set_config('statement_timeout', $2, true)", tenant, f"{int(timeout)}ms")
                 yield conn
             except BaseException:
                 await _rollback_or_terminate(conn)
@@ -222,12 +226,6 @@ async def _rollback_or_terminate(conn: asyncpg.Connection) -> None:
         await asyncio.wait_for(conn.execute("ROLLBACK"), timeout=5)
     except Exception:
         conn.terminate()  # the pool replaces a terminated connection instead of reusing it
-
-
-async def _reset_connection(conn: asyncpg.Connection) -> None:
-    """Pool release: roll back anything open, then clear every session setting and role."""
-    await conn.reset()
-    await conn.execute("RESET ROLE")
 
 
 _installed: TenantPools | None = None

@@ -83,9 +83,11 @@ async def _session_state(pools, tenant: str) -> dict:
     async with pool.acquire() as conn:  # a raw checkout: what the next unit of work starts from
         row = await conn.fetchrow(
             "SELECT pg_backend_pid() AS pid, coalesce(current_setting('app.tenant', true), '') AS app_tenant, "
-            "current_user = session_user AS own_role, current_setting('statement_timeout') AS timeout, "
-            "now() = statement_timestamp() AS fresh_tx")
-        return {**dict(row), "in_tx": conn.is_in_transaction()}
+            "current_setting('statement_timeout') AS timeout, now() = statement_timestamp() AS fresh_tx")
+        state = {**dict(row), "in_tx": conn.is_in_transaction()}
+    async with pools.tx(tenant) as conn:  # and the next unit of work runs as the tenant's own role
+        state["own_role"] = await conn.fetchval("SELECT current_user = session_user")
+    return state
 
 
 async def test_aborted_transaction_never_leaks_to_the_next_checkout(one_connection_pools, provision):
@@ -106,6 +108,10 @@ async def test_aborted_transaction_never_leaks_to_the_next_checkout(one_connecti
     after = await _session_state(pools, tenant)
     assert after["pid"] == clean["pid"]  # the very same backend was reused ...
     assert after == clean                # ... and carries nothing from the failed unit of work
+
+    async with pools.tx(tenant) as conn:  # committed session-level changes are undone too
+        await conn.execute("SET ROLE vigil_app; SET app.tenant = 'tpoisoned'; SET statement_timeout = '1ms'")
+    assert await _session_state(pools, tenant) == clean
 
     with pytest.raises(asyncpg.DivisionByZeroError):
         async with pools.tx(tenant) as conn:
