@@ -8,6 +8,7 @@ from services.commands import demo as demo_command
 from services.core import devstack
 from services.ehr import cli as ehr_cli
 from services.inference import cli as inference_cli
+from services.ingest import cli as ingest_cli
 
 app = typer.Typer(help="Vigil: clinical AI agents in production.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -21,6 +22,8 @@ GROUPS: list[tuple[str, typer.Typer]] = [
     ("ehr", ehr_cli.app),
     ("eval", inference_cli.app),
     ("serve", serve.app),
+    ("subscribe", ingest_cli.subscribe_app),
+    ("backfill", ingest_cli.backfill_app),
 ]
 
 devstack.register(ehr_cli.DEVSTACK_COMPONENT)  # `vigil dev up` starts the EHR sandbox

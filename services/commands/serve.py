@@ -17,6 +17,7 @@ app = typer.Typer(help="Run a gRPC service (inference, tools).", no_args_is_help
 SERVICES: dict[str, str] = {
     "inference": "services.inference.app",
     "tools": "services.tools.app",
+    "ingest": "services.ingest.app",
 }
 
 

@@ -32,7 +32,14 @@ class TenantEhr:
                                                "content": "id-only"})
 
     async def status(self, subscription: str) -> dict:
-        return await self.client._json("GET", f"Subscription/{subscription}/$status")
+        """``$status`` as a notification-shaped Bundle (history, SubscriptionStatus first).
+
+        The IG answers with a searchset of SubscriptionStatus; the first match is this one."""
+        bundle = await self.client._json("GET", f"Subscription/{subscription}/$status")
+        if bundle.get("type") == "searchset":
+            entries = [e for e in bundle.get("entry", []) if isinstance(e, dict) and e.get("resource")]
+            return {"resourceType": "Bundle", "type": "history", "entry": entries[:1]}
+        return bundle
 
     async def page_after(self, rtype: str, since: str | None, after: tuple[str, str] | None,
                          count: int = PAGE_SIZE, extra: dict | None = None) -> list[dict]:

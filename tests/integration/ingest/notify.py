@@ -1,7 +1,7 @@
 """Notification Bundles built per the R4 Subscriptions Backport IG, for the receiver tests."""
 from __future__ import annotations
 
-TOPIC_NOTES = "http://vigil.example/fhir/SubscriptionTopic/clinical-note"
+TOPIC_NOTES = "http://vigil.example/fhir/SubscriptionTopic/note-created"
 TOPIC_TASKS = "http://vigil.example/fhir/SubscriptionTopic/task-updated"
 
 

@@ -1,0 +1,57 @@
+"""The ingest service: MLLP listener + notification receiver + heartbeat watchdog.
+
+    python -m services.ingest.app        (or `vigil serve ingest`)
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import uvicorn
+
+from services.core.config import Settings
+from services.core.logging import configure, get_logger
+from services.ingest.config import IngestSettings
+from services.ingest.mllp.server import MllpServer
+from services.ingest.receiver.app import ReceiverContext, create_app
+from services.ingest.receiver.watchdog import Watchdog
+from services.ingest.runtime import runtime
+
+log = get_logger("ingest")
+
+
+async def serve(settings: Settings | None = None, ingest: IngestSettings | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    settings = settings or Settings.from_env()
+    ingest = ingest or IngestSettings.from_env()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    async with runtime(settings) as rt:
+        mllp = MllpServer(rt.pipeline, ingest.mllp_host, ingest.mllp_port, ingest.ssl_context())
+        await mllp.start()
+        app = create_app(ReceiverContext(rt.registry, rt.secrets, rt.handler))
+        tls = {"ssl_certfile": str(ingest.tls_cert), "ssl_keyfile": str(ingest.tls_key)} if ingest.tls_cert else {}
+        http = uvicorn.Server(uvicorn.Config(app, host=ingest.http_host, port=ingest.http_port, log_level="warning",
+                                             access_log=False, lifespan="off", **tls))
+        http_task = asyncio.create_task(http.serve())
+        watchdog = Watchdog(rt.registry, rt.pools, rt.handler, rt.directory)
+        if ingest.watchdog:
+            watchdog.start()
+        log.info("ingest.started", mllp_port=mllp.port, http_port=ingest.http_port)
+        try:
+            await stop.wait()
+        finally:
+            await watchdog.stop()
+            http.should_exit = True
+            await http_task
+            await mllp.stop()
+
+
+if __name__ == "__main__":
+    configure(Settings.from_env().log_level)
+    asyncio.run(serve())

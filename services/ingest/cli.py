@@ -1,0 +1,112 @@
+"""`vigil subscribe --tenant T` and `vigil backfill --tenant T --since DATE`."""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from services.core.config import ConfigError, Settings
+from services.core.errors import VigilError
+from services.core.tenancy import Registry, TenantError
+
+console = Console()
+err = Console(stderr=True)
+
+subscribe_app = typer.Typer(help="Create or repair the tenant's Subscriptions in its EHR.")
+backfill_app = typer.Typer(help="Publish the tenant's DocumentReferences changed since a date.")
+
+
+def _fail(message: str, code: int = 1):
+    err.print(f"[red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _tenant(settings: Settings, tenant: str):
+    try:
+        return Registry.load(settings.tenants_file).get(tenant)
+    except TenantError as exc:
+        _fail(str(exc), 2)
+
+
+def parse_since(raw: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        _fail(f"--since {raw!r}: expected a date (2024-01-31) or date-time (2024-01-31T08:00:00Z)", 2)
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+@subscribe_app.callback(invoke_without_command=True)
+def subscribe(tenant: str = typer.Option(..., "--tenant", help="Tenant id.")) -> None:
+    """Create the tenant's Subscriptions (one per topic), or repair errored / drifted ones."""
+    from services.core.secrets import SecretSettings
+    from services.ingest.config import IngestSettings
+    from services.ingest.directory import EhrDirectory
+    from services.ingest.receiver.auth import channel_header
+    from services.ingest.subscribe import ensure_subscriptions
+
+    try:
+        settings, ingest = Settings.from_env(), IngestSettings.from_env()
+        secrets = SecretSettings.from_env()
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+    cfg = _tenant(settings, tenant)
+
+    async def go():
+        directory = EhrDirectory(settings, Registry(settings.tenants_file, [cfg]))
+        try:
+            ehr = await directory(cfg.id)
+            return await ensure_subscriptions(ehr.client, f"{ingest.public_url}/notify/{cfg.id}",
+                                              channel_header(secrets, cfg.id))
+        finally:
+            await directory.close()
+    try:
+        rows = asyncio.run(go())
+    except (VigilError, OSError) as exc:
+        _fail(f"EHR of tenant {cfg.id}: {exc}")
+    table = Table(title=f"subscriptions of {cfg.id}")
+    for column in ("topic", "subscription", "action", "status"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["topic"], row["id"], row["action"], str(row["status"]))
+    console.print(table)
+
+
+@backfill_app.callback(invoke_without_command=True)
+def backfill(tenant: str = typer.Option(..., "--tenant", help="Tenant id."),
+             since: str = typer.Option(..., "--since", help="Date or date-time (UTC if no offset)."),
+             page_size: int = typer.Option(100, "--page-size", min=1, max=1000)) -> None:
+    """Page DocumentReferences by _lastUpdated, publish each version once; resumes from its checkpoint."""
+    from services.ingest import backfill as job
+    from services.ingest.runtime import runtime
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+    cfg = _tenant(settings, tenant)
+    start = parse_since(since)
+
+    async def go():
+        async with runtime(settings, Registry(settings.tenants_file, [cfg])) as rt:
+            ehr = await rt.directory(cfg.id)
+            total = await job.count(ehr, start)
+            columns = [TextColumn("[bold]backfill[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("published {task.fields[published]}"), TimeElapsedColumn()]
+            with Progress(*columns, console=console) as progress:
+                task = progress.add_task(cfg.id, total=total, published=0)
+
+                def on_page(seen: int, published: int) -> None:
+                    progress.update(task, advance=seen, published=progress.tasks[task].fields["published"] + published)
+                return await job.run(cfg.id, start, ehr, rt.pools, rt.publishers, page_size=page_size,
+                                     on_page=on_page)
+    try:
+        report = asyncio.run(go())
+    except (VigilError, OSError) as exc:
+        _fail(f"backfill of {cfg.id} stopped ({exc}); run the same command again to resume")
+    console.print(f"{report.job}: {report.seen} seen, {report.published} published, "
+                  f"{report.skipped} already published{' (resumed)' if report.resumed else ''}")
