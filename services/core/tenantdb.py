@@ -110,7 +110,10 @@ GRANT USAGE ON SCHEMA public TO {APP_ROLE};
 
 def tenant_rls_sql(table: str, privileges: tuple[str, ...] = _DML) -> str:
     """DDL that enables and forces tenant RLS on ``table`` (a ``tenant text`` column) and
-    grants ``privileges`` to ``vigil_app``. Usable as an ``ensure_schema`` step; idempotent."""
+    grants ``privileges`` to ``vigil_app``. Usable as an ``ensure_schema`` step; idempotent.
+
+    The text returned is part of other modules' migration checksums: never edit it; a changed
+    policy is a new function whose DDL those modules add as a new step."""
     table = _check_table(table)
     bad = [p for p in privileges if p not in _DML]
     if bad or not privileges:
