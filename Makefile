@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find protos -name '*.proto' 2>/dev/null | sort)
 
-.PHONY: install gen test test-unit test-integration demo bench bench-runtime bench-isolation bench-extraction chaos browser dev-up dev-down clean
+.PHONY: install gen test test-unit test-integration demo bench bench-runtime bench-isolation bench-extraction bench-ehr chaos browser dev-up dev-down clean
 
 install: $(VENV)/.installed gen
 
@@ -53,6 +53,9 @@ bench-isolation: install
 
 bench-extraction: install
 	$(PY) -m bench.extraction
+
+bench-ehr: install
+	$(PY) -m bench.ehr
 
 clean:
 	rm -rf gen .pytest_cache

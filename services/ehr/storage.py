@@ -81,6 +81,12 @@ STEPS = [
 ]
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """Pool ``reset``: skip asyncpg's per-release reset query (one round trip per request).
+    Connections here carry no session state: locks are transaction-scoped, no LISTEN, no SET,
+    and every transaction is committed or rolled back before release."""
+
+
 async def init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=lambda v: json.dumps(v, separators=(",", ":")),
                               decoder=json.loads, schema="pg_catalog")
@@ -121,9 +127,19 @@ class Tx:
         self.conn = conn
         self.tenant = tenant
         self.changes: list[hooks.Change] = []
+        self.txn: asyncpg.transaction.Transaction | None = None
+
+    async def begin(self) -> None:
+        """Open the database transaction at the first lock or write: a request that only reads
+        runs its single statement without BEGIN/COMMIT round trips (under READ COMMITTED each
+        statement sees the latest commits either way)."""
+        if self.txn is None:
+            self.txn = self.conn.transaction()
+            await self.txn.start()
 
     async def lock(self, *parts: str) -> None:
         """Serialize writers on a key until this transaction ends (race-safe conditional ops)."""
+        await self.begin()
         await self.conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key(self.tenant, *parts))
 
     async def current(self, rtype: str, rid: str) -> Stored | None:
@@ -151,6 +167,7 @@ class Tx:
         return Stored(rtype, rid, version, row["last_updated"], False, row["content"], row["method"])
 
     async def _write(self, rtype: str, rid: str, version: int, resource: dict | None, method: str) -> Stored:
+        await self.begin()
         when, stamp = now_iso()
         deleted = resource is None
         if deleted:
@@ -233,19 +250,19 @@ class Store:
         """A transaction for one tenant. With ``drop_writes`` everything runs (ids, versions and
         responses are real) and is then rolled back: the dropped-write fault."""
         async with self.pool.acquire() as conn:
-            txn = conn.transaction()
-            await txn.start()
             tx = Tx(conn, tenant)
             try:
                 yield tx
             except BaseException:
-                await txn.rollback()
+                if tx.txn is not None:
+                    await tx.txn.rollback()
                 raise
-            if drop_writes and tx.changes:
-                await txn.rollback()
-                log.warning("ehr.fault.dropped_write", tenant=tenant, writes=len(tx.changes))
-                return
-            await txn.commit()
+            if tx.txn is not None:
+                if drop_writes and tx.changes:
+                    await tx.txn.rollback()
+                    log.warning("ehr.fault.dropped_write", tenant=tenant, writes=len(tx.changes))
+                    return
+                await tx.txn.commit()
         for change in tx.changes:
             for hook in hooks.POST_COMMIT:
                 try:
