@@ -1,0 +1,175 @@
+"""The triage stage on the real broker, PostgreSQL (tenant roles, RLS), EHR sandbox (CareTeam
+routing through tools over loopback gRPC)."""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import asyncpg
+
+from services.core.crypto import Keyring
+from services.core.decisions import DecisionLedger
+from services.core.events import Event
+from services.core.modes import ModeStore
+from services.triage import app as triage_app
+
+from conftest import FAST_RETRY, FAST_TUNING
+from notes import finding, findings, patient_with_oncologist
+
+
+def triage_specs(agents):
+    return triage_app.specs(agents.pools, agents.clients, agents.settings, retry=FAST_RETRY, tuning=FAST_TUNING)
+
+
+def ledger(agents) -> DecisionLedger:
+    return DecisionLedger(agents.pools, Keyring(agents.pools, agents.pools.secrets))
+
+
+async def test_grade3_urgent_grade2_routine_with_followup(agents, stack):
+    agents.registry(followup_within_days=5)
+    p1, onc1 = await patient_with_oncologist(agents.ehr.client)
+    p2, onc2 = await patient_with_oncologist(agents.ehr.client)
+    quote = "grade 3 immune-mediated colitis"
+    await agents.publish("findings", [
+        findings(agents.tenant, p1, "doc-a", "1", [finding("colitis", 3, quote, start=40)]),
+        findings(agents.tenant, p2, "doc-b", "1", [finding("hepatitis", 2, "G2 transaminitis", start=5),
+                                                   finding("hepatitis", 1, "mild ALT rise", start=90)])])
+    async with agents.host(triage_specs(agents)):
+        actions = await agents.read("actions", 2, settle=1.5)
+        followups = await agents.read("scheduling", 1, settle=0.5)
+    by_patient = {e.data["patient"]: e.data for e in actions}
+    assert len(actions) == 2
+    urgent, routine = by_patient[p1], by_patient[p2]
+    assert urgent["kind"] == "urgent-task" and urgent["grade"] == 3 and urgent["owner"] == onc1
+    assert urgent["finding"] == {"start": 40, "end": 40 + len(quote), "quote": quote, "grade": 3, "category": "colitis"}
+    assert urgent["mode"] == "active" and urgent["write"] is True and urgent["episodeAction"] == "open"
+    assert urgent["withinDays"] is None
+    assert routine["kind"] == "routine-task" and routine["grade"] == 2 and routine["owner"] == onc2
+    assert routine["finding"]["quote"] == "G2 transaminitis"  # highest grade of the category is the evidence
+    assert [f.data for f in followups] == [{"decisionId": routine["decisionId"], "patient": p2,
+                                            "category": "hepatitis", "grade": 2, "withinDays": 5, "owner": onc2}]
+    # the ledger: inputs, engine, output; the quote only encrypted at rest
+    row = await ledger(agents).get(agents.tenant, urgent["decisionId"])
+    assert row["document_id"] == "doc-a" and row["engine_version"] == "rules-test-1"
+    assert row["note_sha256"] == "0" * 64 and row["kind"] == "urgent-task" and row["quote"] == quote
+    conn = await asyncpg.connect(stack.postgres_dsn)
+    try:
+        raw = await conn.fetchrow("SELECT quote, output::text AS output FROM vigil_decisions WHERE tenant = $1 "
+                                  "AND id = $2", agents.tenant, urgent["decisionId"])
+    finally:
+        await conn.close()
+    assert quote.encode() not in bytes(raw["quote"]) and quote not in raw["output"]
+
+
+async def test_second_note_updates_the_open_episode_until_the_task_closes(agents):
+    patient, onc = await patient_with_oncologist(agents.ehr.client)
+    first = findings(agents.tenant, patient, "doc-1", "1", [finding("colitis", 2, "grade 2 colitis")], n=1)
+    second = findings(agents.tenant, patient, "doc-2", "1", [finding("colitis", 3, "now grade 3 colitis")], n=2)
+    third = findings(agents.tenant, patient, "doc-3", "1", [finding("colitis", 1, "mild colitis again")], n=3)
+    async with agents.host(triage_specs(agents)):
+        await agents.publish("findings", [first])
+        [d1] = [e.data for e in await agents.read("actions", 1)]
+        await agents.publish("findings", [second])
+        d2 = [e.data for e in await agents.read("actions", 2)][1]
+        assert d1["episodeAction"] == "open" and d2["episodeAction"] == "update"
+        assert d2["episodeKey"] == d1["episodeKey"] and d2["decisionId"] != d1["decisionId"]
+        assert d2["kind"] == "urgent-task" and d2["grade"] == 3  # escalated by the new evidence
+        # writeback records the Task it wrote; the clinician completes it; the episode closes
+        await ledger(agents).record_writes(agents.tenant, d1["decisionId"], ["Task/task-9/_history/1"])
+        await agents.publish("feedback", [Event.new(
+            "vigil.ehr.task-updated", source="/test", tenant=agents.tenant, key=patient, id=str(uuid.uuid4()),
+            data={"task": {"id": "task-9", "versionId": "2"}, "patient": patient, "status": "completed",
+                  "statusReason": None, "note": None, "lastUpdated": "2026-03-03T09:00:00Z"})])
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            async with agents.pools.tx(agents.tenant, readonly=True) as conn:
+                status = await conn.fetchval("SELECT status FROM vigil_triage_episodes WHERE episode_key = $1",
+                                             d1["episodeKey"])
+            if status == "closed":
+                break
+            await asyncio.sleep(0.2)
+        assert status == "closed"
+        await agents.publish("findings", [third])
+        d3 = [e.data for e in await agents.read("actions", 3)][2]
+    assert d3["episodeAction"] == "open" and d3["episodeKey"] != d1["episodeKey"]
+    assert d3["kind"] == "routine-task" and d3["grade"] == 1
+
+
+async def test_silent_and_pilot_modes(agents):
+    patient, onc = await patient_with_oncologist(agents.ehr.client)
+    other, onc_other = await patient_with_oncologist(agents.ehr.client)
+    agents.registry(mode="silent")
+    async with agents.host(triage_specs(agents)):
+        await agents.publish("findings", [findings(agents.tenant, patient, "d1", "1", [finding("pneumonitis", 2)])])
+        [silent] = [e.data for e in await agents.read("actions", 1)]
+        assert silent["mode"] == "silent" and silent["write"] is False
+        assert await agents.read("scheduling", 0, timeout=1.0) == []  # nothing is booked for a silent decision
+        row = await ledger(agents).get(agents.tenant, silent["decisionId"])
+        assert row["mode"] == "silent" and row["write"] is False and row["output"]["withinDays"] == 7
+        store = ModeStore(agents.pools, agents.settings.tenants_file)
+        await store.set_mode(agents.tenant, "pilot", actor="test", pilot_practitioners=[onc])
+        await asyncio.sleep(1.2)  # the stage's mode cache (<= 1 s)
+        await agents.publish("findings", [
+            findings(agents.tenant, patient, "d2", "1", [finding("thyroiditis", 1)]),
+            findings(agents.tenant, other, "d3", "1", [finding("thyroiditis", 1)])])
+        later = {e.data["patient"]: e.data for e in (await agents.read("actions", 3))[1:]}
+    assert later[patient]["mode"] == "pilot" and later[patient]["write"] is True
+    assert later[other]["mode"] == "pilot" and later[other]["write"] is False and later[other]["owner"] == onc_other
+
+
+async def test_kill_switch_stops_decisions_within_seconds_without_restart(agents):
+    patient, _ = await patient_with_oncologist(agents.ehr.client)
+    store = ModeStore(agents.pools, agents.settings.tenants_file)
+    async with agents.host(triage_specs(agents)):
+        await agents.publish("findings", [findings(agents.tenant, patient, "k0", "1", [finding("colitis", 3)], n=0)])
+        assert len(await agents.read("actions", 1)) == 1
+        await store.kill(agents.tenant, "triage", actor="oncall", reason="drill")
+        killed_at = time.monotonic()
+        await asyncio.sleep(1.1)
+        await agents.publish("findings", [findings(agents.tenant, patient, "k1", "1", [finding("colitis", 3)], n=1)])
+        assert len(await agents.read("actions", 2, timeout=5.0)) == 1  # nothing new while killed
+        async with agents.pools.tx(agents.tenant, readonly=True) as conn:
+            suppressed = await conn.fetch("SELECT suppressed FROM vigil_decisions WHERE document_id = 'k1'")
+        assert [r["suppressed"] for r in suppressed] == ["kill-switch"]  # decided and recorded, not emitted
+        await store.kill(agents.tenant, on=False, actor="oncall")  # tenant-wide off does not lift the agent switch
+        await store.kill(agents.tenant, "triage", on=False, actor="oncall")
+        await asyncio.sleep(1.1)
+        await agents.publish("findings", [findings(agents.tenant, patient, "k2", "1", [finding("colitis", 3)], n=2)])
+        after = await agents.read("actions", 2, timeout=15)
+    assert len(after) == 2 and after[1].data["document"]["id"] == "k2"
+    assert time.monotonic() - killed_at < 60
+
+
+async def test_redelivered_findings_reemit_the_recorded_decision(agents):
+    """Decision ids are deterministic: handling the same event twice decides once (one episode)."""
+    patient, onc = await patient_with_oncologist(agents.ehr.client)
+    handler = triage_specs(agents)[0].handler
+    event = findings(agents.tenant, patient, "r1", "1", [finding("nephritis", 2, "grade 2 nephritis")])
+
+    class Ctx:
+        tenant, stage = agents.tenant, "triage"
+
+        def __init__(self):
+            self.out, self._i = [], 0
+
+        def emit(self, stream, ev):
+            self.out.append((stream, ev))
+
+        def child(self, type, data, key=None):
+            self._i += 1
+            return event.child(type, data, stage="triage", index=self._i, key=key)
+
+        @property
+        def log(self):
+            from services.core.logging import get_logger
+            return get_logger("test")
+
+    first, second = Ctx(), Ctx()
+    await handler(event, first)
+    await handler(event, second)
+    assert [(s, e.id, e.data) for s, e in first.out] == [(s, e.id, e.data) for s, e in second.out]
+    assert [s for s, _ in first.out] == ["actions", "scheduling"]
+    async with agents.pools.tx(agents.tenant, readonly=True) as conn:
+        n = await conn.fetchval("SELECT count(*) FROM vigil_triage_episodes WHERE patient = $1", patient)
+    assert n == 1
