@@ -11,6 +11,7 @@ from services.ehr import admin, auth, capability, interactions, scheduling, sear
 from services.ehr.config import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from services.ehr.http import FORM_TYPE, base_url, context, read_body, read_json, resource_response
 from services.ehr.outcome import bad_request, fhir_response, not_found
+from services.ehr.inbox import pages as inbox_pages
 from services.ehr.subscriptions import operations as subscription_ops
 from services.ehr.validation import check_id, check_type, validate
 
@@ -193,6 +194,7 @@ F = "/fhir/{tenant}"
 ROUTES: list[tuple[str, list[str], object]] = [
     ("/healthz", ["GET"], healthz),
     *admin.ROUTES,
+    *inbox_pages.ROUTES,
     (f"{F}/metadata", ["GET"], metadata),
     (f"{F}/.well-known/smart-configuration", ["GET"], smart_configuration),
     (f"{F}/auth/token", ["POST"], token),
