@@ -17,6 +17,10 @@ from services.core import devstack
 from services.core.config import Settings
 from services.core.tenancy import Tenant
 
+#: Fixture plugins shared across areas. pytest only accepts ``pytest_plugins`` in the top-level
+#: conftest (a sub-folder conftest that declares it fails collection of the whole suite).
+pytest_plugins = ["tests.fixtures.ehr"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 BACKEND = os.environ.get("VIGIL_TEST_BACKEND", "embedded")
