@@ -31,8 +31,12 @@ from services.core.tenancy import TenantError, check_tenant_id
 ALGORITHMS = ("HS256", "EdDSA")
 ISSUER = "vigil"
 AUDIENCE = "vigil-grpc"
-#: Roles a credential may carry. "service": a Vigil stage or service; "operator": control actions.
-ROLES = ("service", "operator")
+#: Roles a credential may carry. "service": a Vigil stage or service; "operator": control actions
+#: on the credential's own tenant; "platform-admin": control actions on every tenant (its tenant
+#: claim is ``PLATFORM_TENANT`` by convention and names no tenant's data).
+ROLES = ("service", "operator", "platform-admin")
+ADMIN_ROLE = "platform-admin"
+PLATFORM_TENANT = "platform"
 DEFAULT_TTL_SECONDS = 300
 #: Clock skew tolerated between caller and server when checking exp/iat.
 CLOCK_SKEW_SECONDS = 30

@@ -75,8 +75,13 @@ class Trail:
         return deterministic_id("dlq", stage, self.origin_topic, self.origin_partition, self.origin_offset)
 
 
+#: Headers a retry or dead-letter record keeps from its input: the envelope, and the replay
+#: lineage added by the control service (so a replayed event that fails again stays traceable).
+KEPT_HEADER_PREFIXES = ("ce_", "vigil-replay-")
+
+
 def _ce_headers(headers) -> list[tuple[str, bytes]]:
-    return [(k, v) for k, v in (headers or ()) if k.startswith("ce_") or k == "content-type"]
+    return [(k, v) for k, v in (headers or ()) if k.startswith(KEPT_HEADER_PREFIXES) or k == "content-type"]
 
 
 def retry_headers(original, trail: Trail, due_ms: int) -> list[tuple[str, bytes]]:
