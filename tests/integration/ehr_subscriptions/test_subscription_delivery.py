@@ -131,8 +131,12 @@ async def test_receiver_outage_is_caught_up_in_order(ehr_tenant, subscriber):
                                         "participant": [{"actor": {"reference": f"Patient/{pid}"}, "status": "accepted"}]})
     await subscriber.wait_for(lambda: subscriber.refused >= 4, what="failed attempts")
     # after repeated failures the server reports the subscription in error, events still queued
-    status = await ehr_tenant.client._json("GET", f"Subscription/{sub['id']}/$status")
-    params = {p["name"]: p for p in status["entry"][0]["resource"]["parameter"]}
+    for _ in range(100):
+        status = await ehr_tenant.client._json("GET", f"Subscription/{sub['id']}/$status")
+        params = {p["name"]: p for p in status["entry"][0]["resource"]["parameter"]}
+        if params["status"]["valueCode"] == "error":
+            break
+        await asyncio.sleep(0.05)
     assert status["type"] == "searchset"
     assert params["status"]["valueCode"] == "error"
     assert params["events-since-subscription-start"]["valueString"] == str(n)
