@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import typer
 
-from services.commands import audit, dev, keys, security, serve, tenant
+from services.commands import audit, dev, keys, modes, security, serve, tenant
 from services.commands import demo as demo_command
 from services.core import devstack
 from services.ehr import cli as ehr_cli
 from services.inference import cli as inference_cli
 from services.ingest import cli as ingest_cli
+from services.triage import cli as triage_cli
 
 app = typer.Typer(help="Vigil: clinical AI agents in production.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -22,6 +23,9 @@ GROUPS: list[tuple[str, typer.Typer]] = [
     ("ehr", ehr_cli.app),
     ("eval", inference_cli.app),
     ("serve", serve.app),
+    ("mode", modes.mode_app),
+    ("kill", modes.kill_app),
+    ("decisions", triage_cli.app),
     ("subscribe", ingest_cli.subscribe_app),
     ("backfill", ingest_cli.backfill_app),
 ]

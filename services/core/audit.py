@@ -135,6 +135,16 @@ def _check_details(details: dict[str, Any] | None) -> str:
     return text
 
 
+def cli_actor() -> str:
+    """The actor name of a command-line action: ``cli:<os user>``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no passwd entry (some containers)
+        return "cli:unknown"
+
+
 def _chain(tenant: str) -> str:
     return tenant if tenant == PLATFORM else check_tenant_id(tenant)
 
