@@ -1,0 +1,68 @@
+"""What the writeback and feedback handlers share in one process: per-tenant EHR clients
+(own SMART credentials and connection pool each), tenant database pools, the mode store,
+the decision ledger and the label store. ``start()`` migrates the tables it writes."""
+from __future__ import annotations
+
+import asyncio
+
+from services.core import decisions, labels, modes
+from services.core.config import Settings
+from services.core.crypto import Keyring
+from services.core.db import create_pool
+from services.core.fhir import FhirClient
+from services.core.secrets import SecretSettings
+from services.core.tenantdir import TenantDirectory
+from services.core.tenantdb import TenantPools
+from services.writeback.config import EhrAccess
+
+
+class Deps:
+    def __init__(self, settings: Settings, secrets: SecretSettings | None = None, *,
+                 pools: TenantPools | None = None, clients: dict[str, FhirClient] | None = None):
+        self.settings = settings
+        self.secrets = secrets or SecretSettings.from_env()
+        self._own_pools = pools is None
+        self.pools = pools or TenantPools(settings, self.secrets)
+        self.keyring = Keyring(self.pools, self.secrets)
+        self.modes = modes.ModeStore(self.pools, settings.tenants_file)
+        self.ledger = decisions.DecisionLedger(self.pools, self.keyring)
+        self.labels = labels.LabelStore(self.pools)
+        self.directory = TenantDirectory(settings.tenants_file)
+        self._fixed = dict(clients or {})            # tests: a started client per tenant
+        self._clients: dict[str, tuple[EhrAccess, FhirClient]] = {}
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        admin = await create_pool(self.settings, min_size=1, max_size=1)
+        try:
+            await modes.ensure_schema(admin)
+            await decisions.ensure_schema(admin)
+            await labels.ensure_schema(admin)
+        finally:
+            await admin.close()
+
+    async def client(self, tenant: str) -> FhirClient:
+        """The tenant's EHR client (CapabilityStatement read when it is first made)."""
+        if tenant in self._fixed:
+            return self._fixed[tenant]
+        access = EhrAccess.from_tenant(self.directory.get(tenant), self.settings.ehr_url, self.settings.environment)
+        async with self._lock:
+            held = self._clients.get(tenant)
+            if held is not None and held[0] == access:
+                return held[1]
+            client = FhirClient(access.base_url, credentials=access.credentials)
+            try:
+                await client.start()
+            except BaseException:
+                await client.close()
+                raise
+            self._clients[tenant] = (access, client)
+        if held is not None:  # the tenant's EHR settings changed: retire the old pool
+            await held[1].close()
+        return client
+
+    async def close(self) -> None:
+        clients, self._clients = [c for _, c in self._clients.values()], {}
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+        if self._own_pools:
+            await self.pools.close()

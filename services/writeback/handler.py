@@ -1,0 +1,128 @@
+"""The writeback stage handler: one ``vigil.triage.decision`` -> at most one EHR transaction.
+
+Order of checks for a decision of a writable kind (urgent-task, routine-task, review-task):
+
+1. The decision is in the ledger (recorded by triage; recorded here from the event otherwise,
+   so silent decisions are always on record).
+2. Mode: the decision's own ``write`` flag and ``mode`` (what triage decided) AND the current
+   state of the ``writeback`` agent (``ModeStore``): silent -> nothing is written; pilot -> only
+   when the owner is in the pilot list. Such a decision is finished (committed), not retried.
+3. Kill switch (tenant-wide or ``writeback``), checked before any EHR call and again right
+   before the transaction (fresh read): the handler raises ``KillSwitchOn``, a RetryableError.
+   Choice: the decision is *kept*, not dropped - it goes through the retry topics (5 s, 30 s,
+   5 min) and then to the DLQ, from which ``vigil dlq replay --stage writeback`` writes it once
+   the switch is off (writes are idempotent, so a replay never duplicates). Writes stop within
+   ``modes.CACHE_TTL_S`` (1 s) of the switch.
+4. ``Writer.write``: idempotent, read-back verified (see ``writer``).
+5. The read-back refs go to the ledger (``record_writes``), and one
+   ``vigil.writeback.task-written`` event (note time -> written time, for time-to-alert) is
+   emitted on ``actions`` - only when this delivery wrote something.
+
+Other event types on ``actions`` (scheduling messages, our own task-written) are ignored.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from services.core.decisions import Decision
+from services.core.errors import NotFoundError, RetryableError
+from services.core.logging import get_logger
+from services.writeback import resources as R
+from services.writeback.deps import Deps
+from services.writeback.writer import Writer
+
+STAGE = "writeback"
+AGENT = "writeback"
+DECISION_TYPE = "vigil.triage.decision"
+TASK_WRITTEN = "vigil.writeback.task-written"
+
+log = get_logger("vigil.writeback")
+
+
+class KillSwitchOn(RetryableError):
+    code = "kill_switch"
+
+
+def _decision_row(data: dict, suppressed: str | None) -> Decision:
+    doc = data.get("document") or {}
+    return Decision(id=data["decisionId"], agent="triage", patient=data["patient"], category=data["category"],
+                    kind=data["kind"], mode=data["mode"], write=bool(data.get("write", data["mode"] != "silent")),
+                    output=data, grade=data.get("grade"), document_id=doc.get("id"),
+                    document_version=doc.get("versionId"), engine_version=data.get("engineVersion"),
+                    episode_key=data.get("episodeKey"), episode_action=data.get("episodeAction"),
+                    suppressed=suppressed, confidence=data.get("confidence"))
+
+
+class Writeback:
+    def __init__(self, deps: Deps):
+        self.deps = deps
+
+    async def __call__(self, event, ctx) -> None:
+        if event.type != DECISION_TYPE:
+            return
+        d, tenant = event.data, ctx.tenant
+        if d["kind"] not in R.WRITABLE_KINDS:
+            return
+        state = await self.deps.modes.state(tenant, AGENT)
+        why_not = self._suppressed(d, state)
+        await self.deps.ledger.record_decision(tenant, _decision_row(d, why_not))
+        if why_not:
+            ctx.log.info("writeback.suppressed", reason=why_not, decision=d["decisionId"])
+            return
+        if state.killed:
+            raise KillSwitchOn("writes are stopped by the kill switch")
+
+        async def guard() -> None:
+            if (await self.deps.modes.state(tenant, AGENT, fresh=True)).killed:
+                raise KillSwitchOn("writes are stopped by the kill switch")
+
+        client = await self.deps.client(tenant)
+        outcome = await Writer(client).write(d, guard)
+        try:
+            await self.deps.ledger.record_writes(tenant, d["decisionId"], outcome.refs)
+        except NotFoundError:  # recorded above; only a concurrent purge gets here
+            raise RetryableError("the decision vanished from the ledger", code="ledger_missing") from None
+        ctx.log.info("writeback.written", action=outcome.action, decision=d["decisionId"], refs=len(outcome.refs))
+        if outcome.action != "none":
+            ctx.emit("actions", ctx.child(TASK_WRITTEN, await self._written_fact(client, d, outcome)))
+
+    @staticmethod
+    def _suppressed(d: dict, state) -> str | None:
+        if d["mode"] == "silent" or d.get("write") is False:
+            return "mode-silent" if d["mode"] == "silent" else "not-written-by-triage"
+        if state.mode == "silent":
+            return "mode-silent"
+        if "pilot" in (d["mode"], state.mode) and (not d.get("owner") or d["owner"] not in state.pilot_practitioners):
+            return "pilot-owner-not-listed"
+        return None
+
+    @staticmethod
+    async def _written_fact(client, d: dict, outcome) -> dict:
+        note_time = None
+        doc = d["document"]
+        try:
+            note = await (client.vread("DocumentReference", doc["id"], doc["versionId"]) if doc.get("versionId")
+                          else client.read("DocumentReference", doc["id"]))
+            note_time = note.get("date") or (note.get("meta") or {}).get("lastUpdated")
+        except NotFoundError:
+            pass
+        task = outcome.task
+        return {"decisionId": d["decisionId"], "patient": d["patient"], "kind": d["kind"],
+                "category": d["category"], "grade": d.get("grade"), "action": outcome.action,
+                "task": {"id": task["id"], "versionId": str(task["meta"]["versionId"])},
+                "owner": d.get("owner"), "noteTime": _rfc3339(note_time),
+                "writtenTime": _rfc3339(task["meta"].get("lastUpdated")) or
+                datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                "refs": outcome.refs}
+
+
+def _rfc3339(value: str | None) -> str | None:
+    """FHIR dateTime -> RFC 3339 date-time (a date-only note time becomes midnight UTC)."""
+    if not value:
+        return None
+    if len(value) == 10:
+        return value + "T00:00:00Z"
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).isoformat()
+    except ValueError:
+        return None

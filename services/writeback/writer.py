@@ -1,0 +1,142 @@
+"""Write one decision into the EHR exactly once, and prove it by reading it back.
+
+    outcome = await Writer(client).write(decision, guard)      # guard(): raises when writes must stop
+
+1. Already applied? ``Task?identifier=<DECISION_SYSTEM>|<decision id>``: a Task carrying the
+   decision id means the transaction committed (it is atomic), so nothing is written again; the
+   Task, its evidence and Provenance are read back and reported (``outcome.action == "none"``).
+2. Otherwise the open Task of the episode (``Task?identifier=<EPISODE_SYSTEM>|<episode key>``,
+   open status) is updated (``resources.update_bundle``, If-Match its version), or a new Task is
+   created (``resources.create_bundle``, conditional creates on the decision id).
+3. ``guard()`` runs right before the transaction (the kill switch).
+4. After a timeout or a 5xx the write may have happened: step 1 is repeated before the error
+   goes back to the stage runtime (which retries).
+5. Every location in the transaction response is read back (vread of that exact version) and
+   its key fields checked; anything missing (the sandbox's dropped-write mode, a lossy proxy)
+   raises ``RetryableError(code="write_not_verified")`` - never a reported success. After the
+   stage's retries the decision is dead-lettered.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+from services.core.errors import ConflictError, NotFoundError, RetryableError, VigilError
+from services.core.fhir import FhirClient
+from services.writeback import resources as R
+
+Guard = Callable[[], Awaitable[None]]
+#: HTTP statuses of a failed If-Match (someone changed the Task between our read and write).
+PRECONDITION_STATUSES = (409, 412)
+
+
+class NotVerified(RetryableError):
+    code = "write_not_verified"
+
+
+@dataclass
+class WriteOutcome:
+    action: str                       # created | updated | none (already applied earlier)
+    task: dict
+    refs: list[str] = field(default_factory=list)   # Type/id/_history/version, read back
+
+    @property
+    def task_ref(self) -> str:
+        return f"Task/{self.task['id']}/_history/{self.task['meta']['versionId']}"
+
+
+def _ai_labelled(resource: dict) -> bool:
+    return any(s.get("system") == R.AIAST["system"] and s.get("code") == "AIAST"
+               for s in (resource.get("meta") or {}).get("security", []))
+
+
+class Writer:
+    def __init__(self, client: FhirClient):
+        self.client = client
+
+    async def applied(self, decision: dict) -> dict | None:
+        found = await self.client.search("Task", {"identifier": f"{R.DECISION_SYSTEM}|{decision['decisionId']}"})
+        return found[0] if found else None
+
+    async def open_episode_task(self, decision: dict) -> dict | None:
+        found = await self.client.search("Task", {"identifier": f"{R.EPISODE_SYSTEM}|{decision['episodeKey']}",
+                                                  "patient": f"Patient/{decision['patient']}"})
+        open_ = [t for t in found if t.get("status") in R.OPEN_STATUSES]
+        open_.sort(key=lambda t: (t.get("meta") or {}).get("lastUpdated", ""), reverse=True)
+        return open_[0] if open_ else None
+
+    async def write(self, decision: dict, guard: Guard) -> WriteOutcome:
+        done = await self.applied(decision)
+        if done is not None:
+            return await self.read_back_existing(decision, done)
+        current = await self.open_episode_task(decision)
+        bundle = R.update_bundle(decision, current) if current else R.create_bundle(decision)
+        await guard()
+        try:
+            response = await self.client.transaction(bundle)
+        except VigilError as exc:
+            if getattr(exc, "status", None) in PRECONDITION_STATUSES or isinstance(exc, ConflictError):
+                raise RetryableError("the episode Task changed while writing; re-read and retry",
+                                     code="task_changed") from None
+            if exc.retryable:  # a timeout or 5xx: the transaction may have committed anyway
+                done = await self.applied(decision)
+                if done is not None:
+                    return await self.read_back_existing(decision, done)
+            raise
+        locations = [(e.get("response") or {}).get("location") for e in response.get("entry", [])]
+        if len(locations) != len(bundle["entry"]) or not all(locations):
+            raise NotVerified("the transaction response does not name every written resource")
+        refs = await self.verify(decision, bundle, locations)
+        task_ref = next(r for r in refs if r.startswith("Task/"))
+        task = await self.client.vread("Task", task_ref.split("/")[1], task_ref.split("/")[3])
+        return WriteOutcome("updated" if current else "created", task, refs)
+
+    async def _vread(self, ref: str) -> dict:
+        parts = ref.split("/")
+        if len(parts) != 4 or parts[2] != "_history":
+            raise NotVerified("a response location is not Type/id/_history/version")
+        try:
+            return await self.client.vread(parts[0], parts[1], parts[3])
+        except NotFoundError:
+            raise NotVerified("a written resource does not read back") from None
+
+    async def verify(self, decision: dict, bundle: dict, locations: list[str]) -> list[str]:
+        """vread every written version and check its key fields; the refs in bundle order."""
+        refs = []
+        for entry, location in zip(bundle["entry"], locations):
+            ref = location.split("://")[-1]
+            ref = "/".join(ref.split("/")[-4:])
+            got = await self._vread(ref)
+            sent = entry["resource"]
+            if got.get("resourceType") != sent["resourceType"]:
+                raise NotVerified("a written resource reads back as another type")
+            rtype = sent["resourceType"]
+            if rtype in ("Task", "Observation", "DetectedIssue") and not R.has_identifier(
+                    got, R.DECISION_SYSTEM, decision["decisionId"]):
+                raise NotVerified(f"the {rtype} read back does not carry the decision id")
+            if rtype in ("Task", "Observation", "DetectedIssue", "Provenance") and not _ai_labelled(got):
+                raise NotVerified(f"the {rtype} read back has no AIAST label")
+            if rtype == "Task" and (got.get("for") or {}).get("reference") != f"Patient/{decision['patient']}":
+                raise NotVerified("the Task read back is for another patient")
+            if rtype == "Provenance" and not any(t.get("reference", "").startswith("Task/")
+                                                 for t in got.get("target", [])):
+                raise NotVerified("the Provenance read back does not target the Task")
+            refs.append(ref)
+        return refs
+
+    async def read_back_existing(self, decision: dict, task: dict) -> WriteOutcome:
+        """The decision was written before: report the Task, evidence, Provenance and Device as they are."""
+        rtype = "DetectedIssue" if decision["kind"] == "urgent-task" else "Observation"
+        ident = f"{R.DECISION_SYSTEM}|{decision['decisionId']}"
+        evidence = await self.client.search(rtype, {"identifier": ident})
+        if not evidence:
+            raise NotVerified(f"the Task of the decision exists but its {rtype} does not read back")
+        ev = evidence[0]
+        refs = [f"Task/{task['id']}/_history/{task['meta']['versionId']}",
+                f"{rtype}/{ev['id']}/_history/{ev['meta']['versionId']}"]
+        for prov in await self.client.search("Provenance", {"target": f"{rtype}/{ev['id']}"}):
+            refs.append(f"Provenance/{prov['id']}/_history/{prov['meta']['versionId']}")
+        devices = await self.client.search("Device", {
+            "identifier": f"{R.DEVICE_SYSTEM}|{R.device_key(decision['engineVersion'])}"})
+        refs += [f"Device/{d['id']}/_history/{d['meta']['versionId']}" for d in devices[:1]]
+        return WriteOutcome("none", task, refs)

@@ -1,0 +1,278 @@
+"""writeback against the real broker, PostgreSQL, Redis and the EHR sandbox."""
+from __future__ import annotations
+
+import asyncio
+
+from services.core.bus import dlq_topic
+from services.core.tenancy import topic_name
+from services.writeback import resources as R
+from tests.fixtures.writeback import new_patient
+
+AI = ("http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "AIAST")
+
+
+def ai(resource: dict) -> bool:
+    return any((s["system"], s["code"]) == AI for s in resource["meta"].get("security", []))
+
+
+async def patient(wb) -> str:
+    pid = new_patient()
+    await wb.ehr.client.update({"resourceType": "Patient", "id": pid, "name": [{"family": "Test", "given": ["Pat"]}]})
+    return pid
+
+
+async def written(wb, decision_id: str) -> dict | None:
+    row = await _recorded(wb, decision_id)
+    return row if row and row["written_refs"] else None
+
+
+async def counts(wb, pid: str) -> dict:
+    return {"Task": await wb.count("Task", patient=pid), "Observation": await wb.count("Observation", patient=pid),
+            "DetectedIssue": await wb.count("DetectedIssue", patient=pid),
+            "Provenance": await wb.count("Provenance"), "AuditEvent": await wb.count("AuditEvent"),
+            "Device": await wb.count("Device")}
+
+
+async def test_decision_becomes_one_task_with_provenance_and_audit(wb_tenant):
+    wb = wb_tenant
+    pid = await patient(wb)
+    doc = await wb.note(pid)
+    ev = wb.decision(pid, doc)
+    async with wb.host():
+        await wb.publish("actions", [ev])
+        row = await wb.wait(lambda: written(wb, ev.data["decisionId"]))
+    refs = row["written_refs"]
+    assert sorted(r.split("/")[0] for r in refs) == ["AuditEvent", "Device", "Observation", "Provenance", "Task"]
+    tasks = await wb.ehr.client.search("Task", {"patient": pid})
+    assert len(tasks) == 1
+    task = tasks[0]
+    assert (task["status"], task["intent"], task["priority"]) == ("requested", "proposal", "routine")
+    assert task["owner"] == {"reference": "Practitioner/onc-1"} and task["for"] == {"reference": f"Patient/{pid}"}
+    assert ai(task) and R.has_identifier(task, R.DECISION_SYSTEM, ev.data["decisionId"])
+    assert task["restriction"]["period"]["end"] > task["restriction"]["period"]["start"]
+    note_ref = f"DocumentReference/{doc['id']}/_history/{doc['meta']['versionId']}"
+    assert R.task_inputs(task, "source-note") == [{"reference": note_ref}]
+    assert R.task_inputs(task, "evidence-quote") == ["6-7 watery stools per day"]
+    start = R.task_inputs(task, "evidence-start")[0]
+    assert start == ev.data["finding"]["start"] and R.task_inputs(task, "evidence-end") == [start + 25]
+    obs = await wb.ehr.client.read("Observation", task["focus"]["reference"].split("/")[1])
+    assert obs["status"] == "preliminary" and ai(obs) and obs["derivedFrom"] == [{"reference": note_ref}]
+    assert {c["code"]["text"]: next(v for k, v in c.items() if k.startswith("value")) for c in obs["component"]} == {
+        "evidence-quote": "6-7 watery stools per day", "evidence-start": start, "evidence-end": start + 25,
+        "grade": 2}
+    provs = await wb.ehr.client.search("Provenance", {"target": f"Task/{task['id']}"})
+    assert len(provs) == 1 and ai(provs[0])
+    prov = provs[0]
+    assert prov["target"][0]["reference"] == f"Task/{task['id']}/_history/1"
+    assert prov["entity"] == [{"role": "derivation", "what": {"reference": note_ref}}]
+    device = await wb.ehr.client.read("Device", prov["agent"][0]["who"]["reference"].split("/")[1])
+    assert device["type"]["coding"][0]["code"] == "artificial-intelligence"
+    assert device["version"] == [{"value": "rules-2026.11"}]
+    audits = await wb.ehr.client.search("AuditEvent", {})
+    assert len(audits) == 1 and {e["what"]["reference"] for e in audits[0]["entity"]} >= {
+        f"Task/{task['id']}", f"Observation/{obs['id']}"}
+    assert (await wb.deps.ledger.get(wb.tenant, ev.data["decisionId"]))["task_id"] == task["id"]
+
+
+async def test_urgent_decision_writes_a_detected_issue(wb_tenant):
+    wb = wb_tenant
+    pid = await patient(wb)
+    doc = await wb.note(pid)
+    ev = wb.decision(pid, doc, kind="urgent-task", grade=3)
+    async with wb.host():
+        await wb.publish("actions", [ev])
+        await wb.wait(lambda: written(wb, ev.data["decisionId"]))
+    (task,) = await wb.ehr.client.search("Task", {"patient": pid})
+    assert task["priority"] == "urgent" and task["focus"]["reference"].startswith("DetectedIssue/")
+    issue = await wb.ehr.client.read("DetectedIssue", task["focus"]["reference"].split("/")[1])
+    assert issue["severity"] == "high" and issue["detail"] == "6-7 watery stools per day" and ai(issue)
+    assert await wb.count("Observation", patient=pid) == 0
+
+
+async def test_duplicate_and_replayed_decisions_change_nothing(wb_tenant):
+    wb = wb_tenant
+    pid = await patient(wb)
+    doc = await wb.note(pid)
+    ev = wb.decision(pid, doc)
+    async with wb.host():
+        await wb.publish("actions", [ev, ev])
+        await wb.wait(lambda: written(wb, ev.data["decisionId"]))
+        await asyncio.sleep(1.0)
+        before = await counts(wb, pid)
+        (task_before,) = await wb.ehr.client.search("Task", {"patient": pid})
+    # replay: the Redis ledger of processed events is gone (e.g. a DLQ replay or a new cluster)
+    from services.core import kv
+
+    redis = kv.admin_client(wb.stack)
+    async for name in redis.scan_iter(match=f"vigil:{wb.tenant}:*", count=10_000):
+        await redis.delete(name)
+    await redis.aclose()
+    async with wb.host():
+        await wb.publish("actions", [ev])
+        await asyncio.sleep(3.0)
+    assert await counts(wb, pid) == before
+    assert before["Task"] == 1 and before["Observation"] == 1 and before["Provenance"] == 1
+    (task_after,) = await wb.ehr.client.search("Task", {"patient": pid})
+    assert task_after["meta"]["versionId"] == task_before["meta"]["versionId"]
+
+
+async def test_second_decision_of_the_episode_updates_the_task(wb_tenant):
+    wb = wb_tenant
+    pid = await patient(wb)
+    doc1 = await wb.note(pid)
+    text2 = "Follow-up call: diarrhea worse, now 8 stools per day with cramping; colitis grade 3."
+    doc2 = await wb.note(pid, text2)
+    first = wb.decision(pid, doc1)
+    second = wb.decision(pid, doc2, kind="urgent-task", grade=3, quote="8 stools per day", text=text2, n=1,
+                         action="update")
+    async with wb.host():
+        await wb.publish("actions", [first])
+        await wb.wait(lambda: written(wb, first.data["decisionId"]))
+        await wb.publish("actions", [second])
+        await wb.wait(lambda: written(wb, second.data["decisionId"]))
+    (task,) = await wb.ehr.client.search("Task", {"patient": pid})
+    assert task["meta"]["versionId"] == "2" and task["priority"] == "urgent"
+    assert R.task_inputs(task, "grade") == [3]
+    assert R.task_inputs(task, "evidence-quote") == ["8 stools per day", "6-7 watery stools per day"]
+    assert R.task_inputs(task, "source-note")[0]["reference"].startswith(f"DocumentReference/{doc2['id']}/")
+    assert R.has_identifier(task, R.DECISION_SYSTEM, first.data["decisionId"])
+    assert R.has_identifier(task, R.DECISION_SYSTEM, second.data["decisionId"])
+    provs = await wb.ehr.client.search("Provenance", {"target": f"Task/{task['id']}"})
+    assert sorted(p["target"][0]["reference"] for p in provs) == [f"Task/{task['id']}/_history/1",
+                                                                  f"Task/{task['id']}/_history/2"]
+    assert await wb.count("AuditEvent") == 2
+    row = await wb.deps.ledger.get(wb.tenant, second.data["decisionId"])
+    assert f"Task/{task['id']}/_history/2" in row["written_refs"]
+
+
+async def test_silent_mode_records_but_writes_nothing(wb_tenant):
+    wb = wb_tenant
+    pid = await patient(wb)
+    doc = await wb.note(pid)
+    ev = wb.decision(pid, doc, mode="silent", write=False)
+    live = wb.decision(pid, doc, n=1)
+    await wb.deps.modes.set_mode(wb.tenant, "silent", actor="test")
+    async with wb.host():
+        await wb.publish("actions", [ev, live])
+        row = await wb.wait(lambda: _recorded(wb, live.data["decisionId"]))
+        await asyncio.sleep(1.0)
+    assert row["written_refs"] == [] and row["suppressed"] == "mode-silent"
+    assert (await wb.deps.ledger.get(wb.tenant, ev.data["decisionId"]))["mode"] == "silent"
+    assert await wb.count("Task", patient=pid) == 0 and await wb.count("Provenance") == 0
+
+
+async def test_pilot_writes_only_for_listed_owners(wb_tenant):
+    wb = wb_tenant
+    pid = await patient(wb)
+    doc = await wb.note(pid)
+    listed = wb.decision(pid, doc, mode="pilot", owner="Practitioner/pilot-1", episode="e1")
+    other = wb.decision(pid, doc, mode="pilot", owner="Practitioner/other", episode="e2", n=1)
+    await wb.deps.modes.set_mode(wb.tenant, "pilot", actor="test", force=True, reason="test",
+                                 pilot_practitioners=["Practitioner/pilot-1"])
+    async with wb.host():
+        await wb.publish("actions", [other, listed])
+        await wb.wait(lambda: written(wb, listed.data["decisionId"]))
+    assert (await wb.deps.ledger.get(wb.tenant, other.data["decisionId"]))["written_refs"] == []
+    (task,) = await wb.ehr.client.search("Task", {"patient": pid})
+    assert task["owner"]["reference"] == "Practitioner/pilot-1"
+
+
+async def _recorded(wb, decision_id):
+    from services.core.errors import NotFoundError
+
+    try:
+        return await wb.deps.ledger.get(wb.tenant, decision_id)
+    except NotFoundError:
+        return None
+
+
+async def test_kill_switch_stops_writes_within_seconds_and_replay_writes_once(wb_tenant):
+    wb = wb_tenant
+    pid = await patient(wb)
+    doc = await wb.note(pid)
+    first = wb.decision(pid, doc, episode="k1")
+    blocked = wb.decision(pid, doc, episode="k2", n=1)
+    async with wb.host():
+        await wb.publish("actions", [first])
+        await wb.wait(lambda: written(wb, first.data["decisionId"]))
+        await wb.deps.modes.kill(wb.tenant, "writeback", actor="test", reason="test")
+        await asyncio.sleep(1.2)  # > modes.CACHE_TTL_S: every process sees the switch
+        await wb.publish("actions", [blocked])
+        dead = await _dlq(wb, 1)
+    assert dead and await wb.count("Task", patient=pid) == 1
+    assert (await wb.deps.ledger.get(wb.tenant, blocked.data["decisionId"]))["written_refs"] == []
+    await wb.deps.modes.kill(wb.tenant, "writeback", on=False, actor="test")
+    from services.core import kv
+
+    redis = kv.admin_client(wb.stack)
+    async for name in redis.scan_iter(match=f"vigil:{wb.tenant}:*", count=10_000):
+        await redis.delete(name)
+    await redis.aclose()
+    await asyncio.sleep(1.2)
+    async with wb.host():  # what `vigil dlq replay` does: the same event again
+        await wb.publish("actions", [blocked])
+        await wb.wait(lambda: written(wb, blocked.data["decisionId"]))
+    assert await wb.count("Task", patient=pid) == 2
+
+
+async def _dlq(wb, want: int, timeout: float = 20.0) -> list:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
+                                **wb.stack.kafka.client_kwargs())
+    await consumer.start()
+    tps = [TopicPartition(dlq_topic(wb.tenant), p) for p in range(4)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    got: list = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    try:
+        while len(got) < want and loop.time() < deadline:
+            for msgs in (await consumer.getmany(timeout_ms=200)).values():
+                got.extend(msgs)
+    finally:
+        await consumer.stop()
+    return got
+
+
+async def test_dropped_writes_are_never_reported_written(wb_tenant):
+    wb = wb_tenant
+    pid = await patient(wb)
+    doc = await wb.note(pid)
+    ev = wb.decision(pid, doc)
+    await wb.ehr.admin.set_faults(wb.tenant, drop_writes=True)
+    try:
+        async with wb.host():
+            await wb.publish("actions", [ev])
+            dead = await _dlq(wb, 1)
+            await asyncio.sleep(0.5)
+    finally:
+        await wb.ehr.admin.clear_faults(wb.tenant)
+    assert len(dead) == 1
+    headers = {k: v.decode() for k, v in dead[0].headers}
+    assert "write_not_verified" in " ".join(headers.values())
+    assert await wb.count("Task", patient=pid) == 0
+    row = await wb.deps.ledger.get(wb.tenant, ev.data["decisionId"])
+    assert row["written_refs"] == [] and row["written_at"] is None
+    written_events = [m for m in await _read(wb, "actions") if dict(m.headers).get("ce_type") ==
+                      b"vigil.writeback.task-written"]
+    assert written_events == []
+
+
+async def _read(wb, stream: str) -> list:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **wb.stack.kafka.client_kwargs())
+    await consumer.start()
+    tps = [TopicPartition(topic_name(wb.tenant, stream), p) for p in range(4)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    got: list = []
+    try:
+        for _ in range(5):
+            for msgs in (await consumer.getmany(timeout_ms=300)).values():
+                got.extend(msgs)
+    finally:
+        await consumer.stop()
+    return got
