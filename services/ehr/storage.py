@@ -179,17 +179,18 @@ class Tx:
             meta["versionId"] = str(version)
             meta["lastUpdated"] = stamp
             content["meta"] = meta
+        # One statement (one round trip) writes the history row and the current row.
+        history = ("WITH h AS (INSERT INTO ehr_history (tenant, type, id, version, last_updated, deleted, method, "
+                   "content) VALUES ($1,$2,$3,$4,$5,$6,$8,$7)) ")
         if version == 1:
             await self.conn.execute(
-                "INSERT INTO ehr_resources (tenant, type, id, version, last_updated, deleted, content) "
-                "VALUES ($1,$2,$3,$4,$5,$6,$7)", self.tenant, rtype, rid, version, when, deleted, content)
+                history + "INSERT INTO ehr_resources (tenant, type, id, version, last_updated, deleted, content) "
+                "VALUES ($1,$2,$3,$4,$5,$6,$7)", self.tenant, rtype, rid, version, when, deleted, content, method)
         else:
             await self.conn.execute(
-                "UPDATE ehr_resources SET version=$4, last_updated=$5, deleted=$6, content=$7 "
-                "WHERE tenant=$1 AND type=$2 AND id=$3", self.tenant, rtype, rid, version, when, deleted, content)
-        await self.conn.execute(
-            "INSERT INTO ehr_history (tenant, type, id, version, last_updated, deleted, method, content) "
-            "VALUES ($1,$2,$3,$4,$5,$6,$7,$8)", self.tenant, rtype, rid, version, when, deleted, method, content)
+                history + "UPDATE ehr_resources SET version=$4, last_updated=$5, deleted=$6, content=$7 "
+                "WHERE tenant=$1 AND type=$2 AND id=$3", self.tenant, rtype, rid, version, when, deleted, content,
+                method)
         action = {"POST": "create", "PUT": "update" if version > 1 else "create", "DELETE": "delete"}[method]
         change = hooks.Change(self.tenant, rtype, rid, version, action, None if deleted else content)
         for hook in hooks.IN_TRANSACTION:
