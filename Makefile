@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find protos -name '*.proto' 2>/dev/null | sort)
 
-.PHONY: install gen test test-unit test-integration demo bench bench-runtime bench-isolation bench-extraction bench-ehr chaos browser dev-up dev-down clean
+.PHONY: install gen test test-unit test-integration demo bench bench-runtime bench-isolation bench-extraction bench-ehr bench-ingest chaos browser dev-up dev-down clean
 
 install: $(VENV)/.installed gen
 
@@ -56,6 +56,9 @@ bench-extraction: install
 
 bench-ehr: install
 	$(PY) -m bench.ehr
+
+bench-ingest: install
+	$(PY) -m bench.ingest
 
 clean:
 	rm -rf gen .pytest_cache

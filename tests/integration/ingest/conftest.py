@@ -97,6 +97,9 @@ async def ingest(stack, ingest_admin, secrets, ehr_tenant, tmp_path):
     try:
         yield Ingest(tenant, registry, pools, keyring, publishers, directory, pipeline, handler, ehr_tenant, stack)
     finally:
+        # Stop the EHR delivering to endpoints that are gone with this test.
+        for sub in await ehr_tenant.client.search("Subscription", {"_count": "100"}):
+            await ehr_tenant.client.delete("Subscription", sub["id"])
         await publishers.stop()
         await directory.close()
         await pools.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
+from dataclasses import replace
 
 import pytest
 import uvicorn
@@ -61,23 +62,50 @@ async def wait_for(predicate, timeout: float = 30.0, step: float = 0.3):
         await asyncio.sleep(step)
 
 
-async def test_new_note_arrives_once_and_outage_is_caught_up(ingest, receiver, secrets):
+async def subscribe(ingest, receiver, secrets, content: str) -> str:
     t, client = ingest.tenant.id, ingest.ehr.client
+    topic = replace(TOPICS[0], content=content)
     rows = await ensure_subscriptions(client, f"http://127.0.0.1:{receiver.port}/notify/{t}",
-                                      channel_header(secrets, t), TOPICS[:1])
+                                      channel_header(secrets, t), [topic])
     sub = rows[0]["id"]
 
     async def active():
         return (await client.read("Subscription", sub)).get("status") == "active"
     assert await wait_for(active), "the EHR's handshake to the receiver did not succeed"
+    return sub
+
+
+async def published(ingest, n):
+    events = await ingest.events(want=n, timeout=1, settle=0)
+    return events if len(events) >= n else None
+
+
+@pytest.mark.parametrize("content", ["empty", "full-resource"])
+async def test_new_note_arrives_once_in_each_content_level(ingest, receiver, secrets, content):
+    """``empty`` is completed with the sandbox's real ``$events`` and a vread; id-only is below."""
+    client = ingest.ehr.client
+    sub = await subscribe(ingest, receiver, secrets, content)
+    patient = (await client.create({"resourceType": "Patient"})).resource["id"]
+    doc = (await client.create(note(patient, "a note"))).resource
+    updated = (await client.update({**doc, "docStatus": "final"})).resource
+    events = await wait_for(lambda: published(ingest, 2))
+    assert events is not None
+    await asyncio.sleep(1.0)
+    events = await ingest.events(want=3, timeout=1, settle=0)
+    assert [(e.data["id"], e.data["versionId"], e.data["action"], e.data["eventNumber"]) for e in
+            sorted(events, key=lambda e: e.data["eventNumber"])] == [(doc["id"], "1", "create", 1),
+                                                                     (updated["id"], "2", "update", 2)]
+    assert all(e.data["subscription"] == sub and e.key == patient for e in events)
+
+
+async def test_new_note_arrives_once_and_outage_is_caught_up(ingest, receiver, secrets):
+    t, client = ingest.tenant.id, ingest.ehr.client
+    sub = await subscribe(ingest, receiver, secrets, "id-only")
 
     patient = (await client.create({"resourceType": "Patient"})).resource["id"]
     first = (await client.create(note(patient, "first"))).resource
 
-    async def published(n):
-        events = await ingest.events(want=n, timeout=1, settle=0)
-        return events if len(events) >= n else None
-    events = await wait_for(lambda: published(1))
+    events = await wait_for(lambda: published(ingest, 1))
     assert events and len(events) == 1
     assert events[0].data["id"] == first["id"] and events[0].data["origin"] == "subscription"
     assert events[0].data["eventNumber"] == 1 and events[0].data["subscription"] == sub
@@ -87,7 +115,7 @@ async def test_new_note_arrives_once_and_outage_is_caught_up(ingest, receiver, s
     during = [(await client.create(note(patient, f"during {i}"))).resource for i in range(3)]
     await asyncio.sleep(1.0)
     await receiver.start()
-    events = await wait_for(lambda: published(4), timeout=60)
+    events = await wait_for(lambda: published(ingest, 4), timeout=60)
     assert events is not None, "the outage was not caught up"
     await asyncio.sleep(1.5)  # any redelivery would land now
     events = await ingest.events(want=5, timeout=1, settle=0)

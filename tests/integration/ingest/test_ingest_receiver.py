@@ -1,8 +1,7 @@
-"""The notification receiver over HTTP (ASGI), with the real broker, PostgreSQL and EHR sandbox.
-
-The sandbox does not serve Subscription ``$events`` yet, so the ``empty`` content test
-answers ``$events`` from a recorder of the events it announced (``RecordedEvents``); the
-gap test uses the real fallback (search by ``_lastUpdated`` in the sandbox).
+"""The notification receiver over HTTP (ASGI) with Bundles built per the IG (subscription
+ids unknown to the EHR), the real broker, PostgreSQL and the EHR sandbox for reads. The gap
+test exercises the fallback: ``$events`` of an unknown subscription fails, so the gap is
+recovered by a search by ``_lastUpdated``. The EHR's own deliveries are in test_ingest_e2e.
 """
 from __future__ import annotations
 
@@ -13,10 +12,8 @@ import uuid
 import httpx
 import pytest
 
-from services.ingest.ehr import TenantEhr
 from services.ingest.receiver import auth
 from services.ingest.receiver.app import ReceiverContext, create_app
-from services.ingest.receiver.handler import NotificationHandler
 from tests.integration.ingest.notify import TOPIC_TASKS, notification
 
 
@@ -105,37 +102,6 @@ async def test_update_is_published_as_new_version(ingest, http):
     assert r.status_code == 200
     events = await ingest.events(want=2, timeout=5)
     assert sorted((e.data["versionId"], e.data["action"]) for e in events) == [("1", "create"), ("2", "update")]
-
-
-class RecordedEvents(TenantEhr):
-    """The sandbox for reads; ``$events`` answered from what the test announced (not served yet)."""
-
-    def __init__(self, client, announced: dict[int, dict]):
-        super().__init__(client)
-        self.announced = announced
-
-    async def events(self, subscription: str, low: int, high: int) -> dict:
-        chosen = [(n, r) for n, r in sorted(self.announced.items()) if low <= n <= high]
-        bundle = notification(subscription, "query-event", since=max(self.announced), events=chosen,
-                              content="id-only")
-        return bundle
-
-
-async def test_empty_notification_is_completed_by_events_and_vread(ingest):
-    t, client = ingest.tenant.id, ingest.ehr.client
-    doc = (await client.create(note(await make_patient(client)))).resource
-    announced = {1: doc}
-
-    async def ehr_for(_tenant):
-        return RecordedEvents(client, announced)
-    handler = NotificationHandler(ingest.pools, ingest.publishers, ehr_for)
-    app = create_app(ReceiverContext(ingest.registry, auth_secrets(), handler))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ingest") as http:
-        r = await post(http, t, notification("sub-e", "event-notification", since=1, events=[(1, doc)],
-                                             content="empty"))
-    assert r.status_code == 200, r.text
-    [event] = await ingest.events(want=1, timeout=5)
-    assert event.data["id"] == doc["id"] and event.data["eventNumber"] == 1
 
 
 async def test_gap_is_recovered_by_search_when_events_is_unavailable(ingest, http):
