@@ -38,7 +38,7 @@ from grpc_reflection.v1alpha import reflection
 from services.core import errors
 from services.core.config import ConfigError
 from services.core.logging import get_logger
-from services.core.tokens import ADMIN_ROLE, ROLES, Claims, TokenSettings, TokenSource, verify
+from services.core.tokens import ADMIN_ROLE, CLOCK_SKEW_SECONDS, ROLES, Claims, TokenSettings, TokenSource, verify
 
 log = get_logger("vigil.grpc")
 
@@ -242,6 +242,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self.tokens = tokens
         self.allowed_roles = tuple(allowed_roles)
         self.on_denied = on_denied
+        self._verified: dict[str, Claims] = {}
 
     async def _denied(self, method: str, metadata, request, exc: errors.VigilError) -> None:
         """Report a PERMISSION_DENIED of a verified caller (for audit); the hook's errors are logged."""
@@ -260,7 +261,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         token = _bearer(metadata)
         if token is None:
             raise errors.UnauthenticatedError("missing bearer credential", code="token_missing")
-        claims = verify(self.tokens, token)
+        claims = self._verified.get(token)
+        if claims is None or claims.exp + CLOCK_SKEW_SECONDS <= time.time():
+            claims = verify(self.tokens, token)       # raises for an expired or forged token
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.clear()
+            self._verified[token] = claims
         if claims.role not in self.allowed_roles:
             raise errors.PermissionDeniedError("role not allowed on this service", code="role_denied")
         return claims

@@ -89,3 +89,26 @@ def test_request_tenant_check():
     check_request_tenant(inference_pb2.ExtractRequest(tenant="tenant-a"), claims)
     with pytest.raises(errors.PermissionDeniedError):
         check_request_tenant(inference_pb2.ExtractRequest(tenant="tenant-b"), claims)
+
+
+
+def test_verified_credentials_are_cached_but_still_expire(monkeypatch):
+    from services.core import grpc as vigil_grpc
+
+    settings = TokenSettings.for_tests(KEY.encode(), ttl_seconds=60)
+    interceptor = vigil_grpc.AuthInterceptor(settings)
+    metadata = (("authorization", "Bearer " + issue(settings, sub="x", tenant="tenant-a")),)
+    first = interceptor._authenticate(metadata)
+    calls = []
+
+    def verify_again(*args):
+        calls.append(args)
+        raise errors.UnauthenticatedError("credential expired", code="token_expired")
+
+    monkeypatch.setattr(vigil_grpc, "verify", verify_again)
+    assert interceptor._authenticate(metadata) is first and calls == []        # served from the cache
+    later = time.time() + 60 + 31                                              # past exp + clock skew
+    monkeypatch.setattr(vigil_grpc.time, "time", lambda: later)
+    with pytest.raises(errors.UnauthenticatedError, match="expired"):
+        interceptor._authenticate(metadata)
+    assert len(calls) == 1                                                     # verified afresh, refused
