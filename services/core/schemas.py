@@ -34,6 +34,7 @@ SCHEMAS: dict[str, str] = {
     "vigil.triage.decision": "vigil.triage.decision.json",
     "vigil.scheduling.message": "vigil.scheduling.message.json",
     "vigil.triage.followup-request": "vigil.triage.followup-request.json",
+    "vigil.writeback.task-written": "vigil.writeback.task-written.json",
 }
 
 _FORMATS = FormatChecker(formats=())

@@ -155,12 +155,17 @@ def _reference_path(param: Param, path: str, value: str) -> str:
         parts = value.rstrip("/").split("/")
         if len(parts) < 2:
             raise bad_request(f"Reference search value '{value[:80]}' is malformed")
-        return f"{base} ? (@ == {_jp_string(parts[-2] + '/' + parts[-1])})"
+        return _same_resource(base, parts[-2] + '/' + parts[-1])
     if not re.match(r"^[A-Za-z0-9\-.]{1,64}$", value):
         raise bad_request(f"Reference search value '{value[:80]}' is not an id or Type/id")
     if param.target:
-        return f"{base} ? (@ == {_jp_string(param.target + '/' + value)})"
-    return f'{base} ? (@ like_regex {_jp_string("^[A-Za-z]+/" + re.escape(value) + "$")})'
+        return _same_resource(base, param.target + '/' + value)
+    return f'{base} ? (@ like_regex {_jp_string("^[A-Za-z]+/" + re.escape(value) + "(/_history/[0-9]+)?$")})'
+
+
+def _same_resource(base: str, ref: str) -> str:
+    """``Type/id`` matches a reference to that resource, versioned (``Type/id/_history/n``) or not."""
+    return f"{base} ? (@ == {_jp_string(ref)} || @ starts with {_jp_string(ref + '/_history/')})"
 
 
 def _date_bounds(raw: str) -> tuple[str, datetime, datetime]:

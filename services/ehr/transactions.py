@@ -2,7 +2,8 @@
 
 A transaction runs in one database transaction: every entry succeeds or nothing is kept.
 Entries run in the order the specification gives (DELETE, POST, PUT, GET); ``urn:uuid:``
-fullUrls are replaced by the ids the server assigns, ``ifNoneExist`` / ``ifMatch`` apply per
+fullUrls are replaced by the ids the server assigns (``urn:uuid:X/_history/N`` by
+``Type/id/_history/N``, a versioned reference to an entry), ``ifNoneExist`` / ``ifMatch`` apply per
 entry, and conditional references (``Practitioner?identifier=sys|val``) are resolved.
 A batch runs each entry on its own and reports each entry's outcome.
 """
@@ -99,8 +100,11 @@ def _response(status: int, stored: Stored | None, with_resource: bool) -> dict:
 
 async def _rewrite(tx: Tx, entry: Entry, ids: dict[str, str]) -> None:
     for holder, ref in _walk_references(entry.resource):
+        base, versioned, version = ref.partition("/_history/")
         if ref in ids:
             holder["reference"] = ids[ref]
+        elif versioned and base in ids and version.isdigit():  # a versioned reference to an entry
+            holder["reference"] = f"{ids[base]}/_history/{version}"
         elif ref.startswith("urn:uuid:") or ref.startswith("urn:oid:"):
             raise bad_request(f"Bundle.entry[{entry.index}]: reference {ref[:80]} is not a fullUrl in this Bundle")
         elif "?" in ref and not ref.startswith("#") and "/" not in ref.partition("?")[0]:
