@@ -21,6 +21,7 @@ import uuid
 
 import asyncpg
 import httpx
+import psutil
 
 from services.core.config import Settings
 from services.core.fhir import FhirClient
@@ -98,8 +99,14 @@ async def bench_http(settings: Settings, n: int, concurrency: int) -> tuple[floa
                 await client.read("Observation", ids[i])
 
             await create(0)  # warm up: token, connections
+            server = psutil.Process(proc.pid)
+            cpu0 = sum(server.cpu_times()[:2])
             creates = await _run(n, concurrency, create)
+            cpu1 = sum(server.cpu_times()[:2])
             reads = await _run(n, concurrency, read)
+            cpu2 = sum(server.cpu_times()[:2])
+        print(f"  server CPU per request: create {1000 * (cpu1 - cpu0) / n:.2f} ms, read {1000 * (cpu2 - cpu1) / n:.2f} ms"
+              f"  (host load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
         return creates, reads
     finally:
         proc.terminate()
