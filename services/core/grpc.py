@@ -52,6 +52,10 @@ DEFAULT_ROLES = tuple(r for r in ROLES if r != ADMIN_ROLE)
 #: Verified credentials remembered by exact token until they expire (a JWT verification costs
 #: ~0.1-0.2 ms of CPU; callers reuse a token for minutes). Cleared wholesale when full.
 VERIFIED_CACHE_SIZE = 4096
+#: Largest message either side accepts: a long note (a few hundred kB of UTF-8) fits many times over.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+MESSAGE_OPTIONS = (("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES))
 RETRY_AFTER_METADATA = "retry-after"
 ERROR_CODE_METADATA = "vigil-error-code"
 
@@ -360,7 +364,8 @@ async def start_server(bindings: Sequence[ServiceBinding], settings: GrpcSetting
 
     ``health_address`` (default: the host of ``address`` with VIGIL_GRPC_HEALTH_PORT, when set)
     additionally serves only grpc.health.v1, in plaintext, from the same health servicer."""
-    server = grpc.aio.server(interceptors=[AuthInterceptor(settings.tokens, allowed_roles, on_denied)])
+    server = grpc.aio.server(interceptors=[AuthInterceptor(settings.tokens, allowed_roles, on_denied)],
+                             options=MESSAGE_OPTIONS)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = []
@@ -412,6 +417,38 @@ def connect(settings: GrpcSettings, service: str, tokens: TokenSource, tenant: s
     interceptors = [_BearerInterceptor(tokens, tenant)]
     credentials = settings.channel_credentials()
     if credentials is None:
-        return grpc.aio.insecure_channel(address, interceptors=interceptors)
-    options = [("grpc.ssl_target_name_override", settings.server_name)] if settings.server_name else []
+        return grpc.aio.insecure_channel(address, options=MESSAGE_OPTIONS, interceptors=interceptors)
+    options = [*MESSAGE_OPTIONS]
+    if settings.server_name:
+        options.append(("grpc.ssl_target_name_override", settings.server_name))
     return grpc.aio.secure_channel(address, credentials, options=options, interceptors=interceptors)
+
+
+class Channels:
+    """The channels of one calling service: one per (service, tenant), opened on first use.
+
+        channels = Channels(GrpcSettings.from_env(), sub="extraction")
+        stub = inference_pb2_grpc.InferenceStub(channels.get("inference", tenant))
+        reply = await stub.Extract(inference_pb2.ExtractRequest(...), timeout=30)
+        ...
+        await channels.close()
+    """
+
+    def __init__(self, settings: GrpcSettings, sub: str, role: str = "service",
+                 targets: Mapping[str, str] | None = None):
+        self.settings = settings
+        self.tokens = TokenSource(settings.tokens, sub=sub, role=role)
+        self.targets = dict(targets or {})
+        self._channels: dict[tuple[str, str], grpc.aio.Channel] = {}
+
+    def get(self, service: str, tenant: str) -> grpc.aio.Channel:
+        channel = self._channels.get((service, tenant))
+        if channel is None:
+            channel = connect(self.settings, service, self.tokens, tenant, target=self.targets.get(service))
+            self._channels[(service, tenant)] = channel
+        return channel
+
+    async def close(self) -> None:
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            await channel.close()

@@ -17,9 +17,9 @@ from vigil.v1 import inference_pb2
 
 log = get_logger("vigil.inference.extract")
 
-#: Longest note accepted (characters). Longer is a broken upstream, not a note; it is refused
-#: with INVALID_ARGUMENT rather than truncated.
-MAX_NOTE_CHARS = 2_000_000
+#: Longest note accepted (characters; at most 4 MB of UTF-8, within the gRPC message limit).
+#: Longer is a broken upstream, not a note; it is refused with INVALID_ARGUMENT, never truncated.
+MAX_NOTE_CHARS = 1_000_000
 MAX_ID_CHARS = 128
 
 

@@ -129,7 +129,8 @@ async def test_budget_exhausted_defer_and_fallback(service, grpc_settings, fake_
 
 
 @pytest.mark.parametrize("fields, code", [({"version": ""}, grpc.StatusCode.INVALID_ARGUMENT),
-                                          ({"document_id": ""}, grpc.StatusCode.INVALID_ARGUMENT)])
+                                          ({"document_id": ""}, grpc.StatusCode.INVALID_ARGUMENT),
+                                          ({"text": "x" * 1_000_001}, grpc.StatusCode.INVALID_ARGUMENT)])
 async def test_bad_requests_are_invalid_argument(service, grpc_settings, fields, code):
     running, ids = service
     with pytest.raises(grpc.aio.AioRpcError) as info:

@@ -253,3 +253,28 @@ async def test_eddsa_tokens_servers_hold_only_the_public_key(tmp_path, tenant_id
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
     finally:
         await running.stop(None)
+
+
+async def test_channels_open_one_channel_per_service_and_tenant(server, grpc_settings, tenant_id):
+    from services.core.grpc import Channels
+
+    channels = Channels(grpc_settings, sub="triage", targets={"inference": f"127.0.0.1:{server.port}"})
+    try:
+        first = channels.get("inference", tenant_id)
+        assert channels.get("inference", tenant_id) is first
+        other = channels.get("inference", tenant_id + "b")
+        assert other is not first
+        replies = [await inference_pb2_grpc.InferenceStub(ch).Extract(inference_pb2.ExtractRequest(document_id="d"))
+                   for ch in (first, other)]
+        assert [(r.engine, r.engine_version) for r in replies] == [(tenant_id, "triage"), (tenant_id + "b", "triage")]
+    finally:
+        await channels.close()
+
+
+async def test_large_messages_pass(server, grpc_settings, token_source, tenant_id):
+    text = "x" * (6 * 1024 * 1024)          # above gRPC's 4 MB default
+    async with connect(grpc_settings, "inference", token_source, tenant_id,
+                       target=f"127.0.0.1:{server.port}") as channel:
+        reply = await inference_pb2_grpc.InferenceStub(channel).Extract(
+            inference_pb2.ExtractRequest(document_id="d", text=text))
+    assert reply.engine == tenant_id
