@@ -19,7 +19,15 @@ from services.core.tenancy import Tenant
 
 #: Fixture plugins shared across areas. pytest only accepts ``pytest_plugins`` in the top-level
 #: conftest (a sub-folder conftest that declares it fails collection of the whole suite).
-pytest_plugins = ["tests.fixtures.ehr"]
+#: Every fixture plugin of the suite is listed here, and only here.
+pytest_plugins = [
+    "tests.fixtures.ehr",
+    "tests.fixtures.subscriptions",
+    "tests.fixtures.security",
+    "tests.fixtures.fake_llm",
+    "tests.fixtures.control",
+    "tests.fixtures.writeback",
+]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

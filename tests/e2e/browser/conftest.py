@@ -1,6 +1,5 @@
 import pytest
 
-pytest_plugins = ["tests.fixtures.ehr", "tests.fixtures.subscriptions"]
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,6 @@ from services.inference.llm.client import RetryPolicy
 from services.inference.llm.engine import LlmEngine
 from services.inference.llm.ledger import Ledger
 
-pytest_plugins = ["tests.fixtures.fake_llm", "tests.fixtures.security"]
 
 #: Fast retries for tests: same logic as production, shorter waits (0.05 s, 0.1 s, 0.2 s).
 FAST_RETRIES = RetryPolicy(max_attempts=4, backoff_base=0.05, backoff_max=0.2, max_retry_after=5.0)

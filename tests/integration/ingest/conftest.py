@@ -19,7 +19,6 @@ from services.ingest.publishing import Publishers
 from services.ingest.receiver.handler import NotificationHandler
 from services.ingest.store import schema
 
-pytest_plugins = ["tests.fixtures.ehr", "tests.fixtures.security"]
 
 #: MSH-4 facilities of the public samples, all routed to the test tenant.
 SAMPLE_FACILITIES = ("GHHSFacility", "XYZHOSPITAL", "SFAC", "NIST Lab Facility", "IA Public Health Lab")
