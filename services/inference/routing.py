@@ -45,7 +45,8 @@ class Router:
         self.has_candidates = has_candidates
         #: The one table of engines this service answers with.
         self.routes: dict[str, Callable] = {"rules": self._rules, "llm": self._llm, "hybrid": self._hybrid}
-        assert tuple(self.routes) == ENGINE_NAMES
+        if tuple(self.routes) != ENGINE_NAMES:
+            raise RuntimeError("the routing table and ENGINE_NAMES disagree")
 
     def engine_for(self, tenant: Tenant, override: str) -> str:
         if override and override not in self.routes:
