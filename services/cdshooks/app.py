@@ -1,0 +1,259 @@
+"""The CDS Hooks 2.0 service (FastAPI).
+
+    python -m services.cdshooks.app           # VIGIL_CDS_PORT (8085)
+
+Routes (one table, ``ROUTES``); the tenant comes from the route and must be in the registry,
+and every hook / feedback call must carry a JWT of *that* tenant's CDS client (``auth``):
+
+- ``GET  /{tenant}/cds-services``: discovery (no PHI; no token needed)
+- ``POST /{tenant}/cds-services/irae-patient-view``: ``patient-view`` -> cards for the
+  patient's open AI findings (``cards``)
+- ``POST /{tenant}/cds-services/irae-patient-view/feedback``: accepted / overridden (with an
+  override reason and comment) -> the label store (``services.core.labels``, source
+  ``cds-hooks``) and the decision ledger (``record_feedback``)
+- ``GET  /healthz``
+
+Errors are JSON ``{"error": code, "message": ...}``: 400 malformed request, 401 token refused,
+404 unknown tenant / service / card. Messages never echo request content.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from datetime import datetime, timezone
+from typing import Mapping
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from services.cdshooks import auth, cards
+from services.cdshooks.config import CdsClient, CdsSettings
+from services.core import kv
+from services.core.config import ConfigError, Settings
+from services.core.crypto import Keyring
+from services.core.decisions import DecisionLedger
+from services.core.errors import PermissionDeniedError, VigilError
+from services.core.labels import Label, LabelStore
+from services.core.logging import configure, get_logger
+from services.core.secrets import SecretSettings
+from services.core.tenancy import TenantError, check_tenant_id
+from services.core.tenantdb import TenantPools
+from services.core.tenantdir import TenantDirectory
+
+log = get_logger("vigil.cdshooks")
+OUTCOMES = ("accepted", "overridden")
+MAX_FEEDBACK_ITEMS = 50
+
+
+class BadRequest(VigilError):
+    code = "bad_request"
+
+
+class NotFound(VigilError):
+    code = "not_found"
+
+
+class State:
+    def __init__(self, settings: Settings, cds: CdsSettings, secrets: SecretSettings | None = None,
+                 pools: TenantPools | None = None):
+        self.settings, self.cds = settings, cds
+        self.secrets = secrets or SecretSettings.from_env()
+        self._own_pools = pools is None
+        self.pools = pools or TenantPools(settings, self.secrets)
+        self.keyring = Keyring(self.pools, self.secrets)
+        self.ledger = DecisionLedger(self.pools, self.keyring)
+        self.labels = LabelStore(self.pools)
+        self.directory = TenantDirectory(settings.tenants_file)
+        self._redis: dict[str, object] = {}
+
+    def redis(self, tenant: str):
+        if tenant not in self._redis:
+            self._redis[tenant] = kv.tenant_client(self.settings, tenant, self.secrets)
+        return self._redis[tenant]
+
+    def tenant(self, raw: str):
+        try:
+            return self.directory.get(check_tenant_id(raw))
+        except (TenantError, PermissionDeniedError):
+            raise NotFound("unknown tenant") from None
+
+    async def close(self) -> None:
+        for client in self._redis.values():
+            await client.aclose()
+        if self._own_pools:
+            await self.pools.close()
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status)
+
+
+def _audience(state: State, request: Request, tenant: str, service_id: str) -> list[str]:
+    """The service endpoint (as discovery names it); a feedback call may also name its own URL."""
+    base = state.cds.public_url or str(request.base_url).rstrip("/")
+    endpoint = f"{base}/{tenant}/cds-services/{service_id}"
+    return [endpoint, f"{endpoint}/feedback"] if request.url.path.endswith("/feedback") else [endpoint]
+
+
+async def _authorize(state: State, request: Request, tenant: str, service_id: str) -> dict:
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else None
+    try:
+        client = CdsClient.of(state.tenant(tenant))
+    except ConfigError:
+        client = None
+    return await auth.verify(token, client, _audience(state, request, tenant, service_id), state.redis(tenant), tenant)
+
+
+async def _json(request: Request) -> dict:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise BadRequest("the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+# --- handlers ---------------------------------------------------------------------------------
+
+async def discovery(request: Request, tenant: str):
+    request.app.state.vigil.tenant(tenant)
+    return {"services": [cards.SERVICE]}
+
+
+async def hook(request: Request, tenant: str, service_id: str):
+    state: State = request.app.state.vigil
+    if service_id != cards.SERVICE_ID:
+        raise NotFound("no such CDS service")
+    state.tenant(tenant)
+    await _authorize(state, request, tenant, service_id)
+    body = await _json(request)
+    if body.get("hook") != "patient-view":
+        raise BadRequest("this service answers the patient-view hook")
+    context = body.get("context")
+    patient = context.get("patientId") if isinstance(context, dict) else None
+    if not isinstance(patient, str) or not patient or len(patient) > 64:
+        raise BadRequest("context.patientId is required")
+    user = context.get("userId") if isinstance(context.get("userId"), str) else None
+    out = []
+    for finding in await cards.open_findings(state.pools, state.keyring, tenant, patient):
+        c = cards.card(tenant, finding, state.cds.inbox_url)
+        await cards.remember(state.redis(tenant), tenant, c, finding, patient, user)
+        out.append(c)
+    log.info("cds.patient_view", tenant=tenant, cards=len(out))
+    return {"cards": out}
+
+
+def _parse_feedback(body: dict) -> list[dict]:
+    items = body.get("feedback")
+    if not isinstance(items, list) or not items or len(items) > MAX_FEEDBACK_ITEMS:
+        raise BadRequest(f"feedback must be a list of 1-{MAX_FEEDBACK_ITEMS} items")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("card"), str) or item.get("outcome") not in OUTCOMES:
+            raise BadRequest(f"feedback[{i}] needs card and outcome (accepted | overridden)")
+        reason = item.get("overrideReason") or {}
+        if not isinstance(reason, dict):
+            raise BadRequest(f"feedback[{i}].overrideReason must be an object")
+        code = (reason.get("reason") or {}).get("code") if isinstance(reason.get("reason"), dict) else None
+        comment = reason.get("userComment") if isinstance(reason.get("userComment"), str) else None
+        try:
+            when = datetime.fromisoformat(str(item.get("outcomeTimestamp")).replace("Z", "+00:00"))
+            when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        except ValueError:
+            raise BadRequest(f"feedback[{i}].outcomeTimestamp must be an ISO 8601 instant") from None
+        out.append({"card": item["card"], "outcome": item["outcome"], "reason": code, "comment": comment,
+                    "time": when})
+    return out
+
+
+async def feedback(request: Request, tenant: str, service_id: str):
+    state: State = request.app.state.vigil
+    if service_id != cards.SERVICE_ID:
+        raise NotFound("no such CDS service")
+    state.tenant(tenant)
+    await _authorize(state, request, tenant, service_id)
+    items = _parse_feedback(await _json(request))
+    redis = state.redis(tenant)
+    known = []
+    for item in items:
+        issued = await cards.recall(redis, tenant, item["card"])
+        if issued is None:
+            raise NotFound("unknown card")
+        known.append((item, issued))
+    stored = 0
+    for item, issued in known:
+        stamp = item["time"].isoformat()
+        for decision_id in issued["decisions"]:
+            stored += await state.labels.add(tenant, Label(
+                id=f"cds:{item['card']}:{stamp}:{decision_id}", source="cds-hooks", action=item["outcome"],
+                reason=item["reason"], comment=item["comment"], clinician=issued.get("user"),
+                patient=issued["patient"], decision_id=decision_id, task_id=issued["task"],
+                category=issued.get("category"), grade=issued.get("grade"),
+                model_version=issued.get("engine_version"), time=item["time"]))
+            await state.ledger.record_feedback(tenant, decision_id, item["outcome"], item["reason"], item["time"])
+    log.info("cds.feedback", tenant=tenant, items=len(items), labels=stored)
+    return {}
+
+
+async def healthz(request: Request):
+    return {"status": "ok"}
+
+
+#: The one route table: (method, path, handler).
+ROUTES = [
+    ("GET", "/healthz", healthz),
+    ("GET", "/{tenant}/cds-services", discovery),
+    ("POST", "/{tenant}/cds-services/{service_id}", hook),
+    ("POST", "/{tenant}/cds-services/{service_id}/feedback", feedback),
+]
+
+
+def create_app(settings: Settings, cds: CdsSettings, *, secrets: SecretSettings | None = None,
+               pools: TenantPools | None = None) -> FastAPI:
+    state = State(settings, cds, secrets, pools)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        try:
+            yield
+        finally:
+            await state.close()
+
+    app = FastAPI(title="Vigil CDS Hooks", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.vigil = state
+    for method, path, handler in ROUTES:
+        app.add_api_route(path, handler, methods=[method])
+
+    @app.exception_handler(VigilError)
+    async def _vigil_error(_request: Request, exc: VigilError):
+        if isinstance(exc, auth.Unauthorized):
+            log.info("cds.unauthorized", reason=exc.code)
+            return _error(401, "unauthorized", "the request's token was refused")
+        if isinstance(exc, NotFound):
+            return _error(404, "not_found", str(exc))
+        if isinstance(exc, BadRequest):
+            return _error(400, "bad_request", str(exc))
+        log.warning("cds.error", error_code=exc.code, error_class=type(exc).__name__)
+        return _error(503 if exc.retryable else 500, exc.code, "the request could not be served")
+
+    return app
+
+
+def main(env: Mapping[str, str] | None = None) -> None:
+    import uvicorn
+
+    source = os.environ if env is None else env
+    try:
+        settings = Settings.from_env(source)
+        cds = CdsSettings.from_env(source, settings.ehr_url)
+    except ConfigError as exc:
+        print(f"error: {exc}", flush=True)
+        raise SystemExit(2)
+    configure(settings.log_level)
+    uvicorn.run(create_app(settings, cds), host="0.0.0.0", port=cds.port, access_log=False)
+
+
+if __name__ == "__main__":
+    main()

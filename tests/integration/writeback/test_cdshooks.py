@@ -1,0 +1,129 @@
+"""CDS Hooks 2.0: discovery, patient-view cards for open AI findings, feedback into the label
+store, and JWT verification of the CDS client (real PostgreSQL, Redis, EHR sandbox)."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import httpx
+import jwt
+import pytest
+
+from services.cdshooks.app import create_app
+from services.cdshooks.config import CdsSettings
+from services.core.fhir import new_client_key
+from tests.integration.writeback.test_writeback import patient, written
+
+BASE = "http://cds.test"
+ISS = "https://ehr.example.org"
+
+
+@pytest.fixture
+async def cds(wb_tenant, tmp_path):
+    pem, jwk = new_client_key("ES384")
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    wb_tenant.registry(cds_client_iss=ISS, cds_jwks_file=str(tmp_path / "jwks.json"))
+    app = create_app(wb_tenant.settings, CdsSettings(0, None, "http://ehr.test"), secrets=wb_tenant.deps.secrets,
+                     pools=wb_tenant.pools)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE)
+    client.key, client.kid = pem, jwk["kid"]
+    yield client
+    await client.aclose()
+    await app.state.vigil.close()
+
+
+def token(cds, tenant: str, *, path: str = "irae-patient-view", key: str | None = None, iss: str = ISS,
+          exp_in: int = 60, jti: str | None = None, alg: str = "ES384", kid: str | None = None) -> str:
+    now = int(time.time())
+    claims = {"iss": iss, "aud": f"{BASE}/{tenant}/cds-services/{path}", "iat": now, "exp": now + exp_in,
+              "jti": jti or uuid.uuid4().hex}
+    return jwt.encode(claims, key or cds.key, algorithm=alg, headers={"kid": kid or cds.kid})
+
+
+def hook_body(pid: str) -> dict:
+    return {"hook": "patient-view", "hookInstance": str(uuid.uuid4()),
+            "context": {"userId": "Practitioner/onc-1", "patientId": pid}}
+
+
+async def test_discovery_cards_and_feedback(wb_tenant, cds):
+    wb = wb_tenant
+    pid = await patient(wb)
+    doc = await wb.note(pid)
+    ev = wb.decision(pid, doc, kind="urgent-task", grade=3)
+    async with wb.host():
+        await wb.publish("actions", [ev])
+        await wb.wait(lambda: written(wb, ev.data["decisionId"]))
+    found = (await cds.get(f"/{wb.tenant}/cds-services")).json()
+    assert [s["id"] for s in found["services"]] == ["irae-patient-view"]
+    assert found["services"][0]["hook"] == "patient-view"
+
+    r = await cds.post(f"/{wb.tenant}/cds-services/irae-patient-view", json=hook_body(pid),
+                       headers={"Authorization": f"Bearer {token(cds, wb.tenant)}"})
+    assert r.status_code == 200, r.text
+    (card,) = r.json()["cards"]
+    (task,) = await wb.ehr.client.search("Task", {"patient": pid})
+    assert card["indicator"] == "critical" and card["summary"].startswith("[AI]")
+    assert card["source"]["label"] == "Vigil (AI-generated)"
+    assert card["extension"]["vigil-security-label"]["code"] == "AIAST"
+    assert card["links"][0]["url"] == f"http://ehr.test/inbox/{wb.tenant}/tasks/{task['id']}"
+    assert "6-7 watery stools per day" in card["detail"]
+    other = await cds.post(f"/{wb.tenant}/cds-services/irae-patient-view", json=hook_body("nobody"),
+                           headers={"Authorization": f"Bearer {token(cds, wb.tenant)}"})
+    assert other.json() == {"cards": []}
+
+    fb = {"feedback": [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-22T10:00:00Z",
+                        "overrideReason": {"reason": {"code": "already-managed"}, "userComment": "seen by GI"}}]}
+    url = f"/{wb.tenant}/cds-services/irae-patient-view/feedback"
+    r = await cds.post(url, json=fb, headers={"Authorization": f"Bearer {token(cds, wb.tenant, path='irae-patient-view/feedback')}"})
+    assert r.status_code == 200, r.text
+    (label,) = await wb.deps.labels.for_decision(wb.tenant, ev.data["decisionId"])
+    assert (label["source"], label["action"], label["reason"], label["comment"], label["clinician"]) == (
+        "cds-hooks", "overridden", "already-managed", "seen by GI", "Practitioner/onc-1")
+    assert (label["category"], label["grade"], label["task_id"]) == ("colitis", 3, task["id"])
+    row = await wb.deps.ledger.get(wb.tenant, ev.data["decisionId"])
+    assert row["clinician_action"] == "overridden"
+    # the finding is no longer open: no card
+    r = await cds.post(f"/{wb.tenant}/cds-services/irae-patient-view", json=hook_body(pid),
+                       headers={"Authorization": f"Bearer {token(cds, wb.tenant)}"})
+    assert r.json() == {"cards": []}
+    # feedback for a card never issued
+    bad = {"feedback": [{**fb["feedback"][0], "card": str(uuid.uuid4())}]}
+    r = await cds.post(url, json=bad, headers={"Authorization": f"Bearer {token(cds, wb.tenant, path='irae-patient-view/feedback')}"})
+    assert r.status_code == 404
+
+
+async def test_jwt_rejections(wb_tenant, cds):
+    t = wb_tenant.tenant
+    url = f"/{t}/cds-services/irae-patient-view"
+    body = hook_body("p1")
+    other_pem, _ = new_client_key("ES384")
+    rsa_pem, _ = new_client_key("RS384")
+    replay = token(cds, t, jti="same-jti")
+    cases = {
+        "no token": None,
+        "not a jwt": "abc.def",
+        "wrong audience": token(cds, t, path="other-service"),
+        "wrong issuer": token(cds, t, iss="https://evil.example"),
+        "expired": token(cds, t, exp_in=-120),
+        "foreign key": token(cds, t, key=other_pem),
+        "unknown kid": token(cds, t, kid="nope"),
+        "alg mismatch": token(cds, t, key=rsa_pem, alg="RS384"),
+        "hs256": jwt.encode({"iss": ISS, "aud": f"{BASE}{url}", "iat": int(time.time()),
+                             "exp": int(time.time()) + 60, "jti": "x"}, "secret-secret-secret-secret-32by",
+                            algorithm="HS256"),
+    }
+    for name, tok in cases.items():
+        headers = {"Authorization": f"Bearer {tok}"} if tok else {}
+        r = await cds.post(url, json=body, headers=headers)
+        assert r.status_code == 401, name
+        assert r.json()["error"] == "unauthorized"
+    assert (await cds.post(url, json=body, headers={"Authorization": f"Bearer {replay}"})).status_code == 200
+    assert (await cds.post(url, json=body, headers={"Authorization": f"Bearer {replay}"})).status_code == 401
+    # a valid token of this tenant does not open another tenant's route
+    r = await cds.post(f"/tzz{uuid.uuid4().hex[:8]}/cds-services/irae-patient-view", json=body,
+                       headers={"Authorization": f"Bearer {token(cds, t)}"})
+    assert r.status_code == 404
+    r = await cds.post(url, content=b"{not json", headers={"Authorization": f"Bearer {token(cds, t)}",
+                                                          "Content-Type": "application/json"})
+    assert r.status_code == 400
