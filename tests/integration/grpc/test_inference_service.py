@@ -15,7 +15,6 @@ from services.inference.llm.ledger import Ledger
 from tests.fixtures.fake_llm import findings_reply
 from vigil.v1 import inference_pb2, inference_pb2_grpc
 
-pytest_plugins = ["tests.fixtures.fake_llm", "tests.fixtures.security"]
 
 KEY_ENV = "VIGIL_TEST_LLM_KEY"
 NOTE = ("Oncology clinic. Cycle 8 of pembrolizumab.\n"

@@ -13,7 +13,6 @@ from services.core.tokens import TokenSource
 from services.tools import app as tools_app
 from vigil.v1 import tools_pb2, tools_pb2_grpc
 
-pytest_plugins = ["tests.fixtures.ehr", "tests.fixtures.security"]
 
 TEXT_V1 = "Oncology note, draft. Patient on pembrolizumab.\n"
 TEXT_V2 = "Oncology note, signed. Grade 2 immune-mediated colitis — started prednisone 1 mg/kg.\n"
