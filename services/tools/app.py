@@ -1,4 +1,6 @@
-"""The tools gRPC service: wiring and start-up.
+"""The tools gRPC service: wiring and start-up (notes and patient context for extraction; slots,
+holds, bookings, cancellations, messages and staff tasks for scheduling, the side effects through
+the action ledger ``services.tools.action_ledger``).
 
     vigil serve tools            # or: python -m services.tools.app
 
@@ -15,12 +17,27 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from services.core.config import Settings
+from services.core.db import create_pool, ensure_schema
 from services.core.grpc import GrpcSettings, RunningServer, start_server
 from services.core.logging import configure, get_logger
+from services.core.secrets import SecretSettings
+from services.core.tenantdb import TenantPools
 from services.core.tenantdir import TenantDirectory
+from services.tools import action_ledger
+from services.tools.action_ledger import ActionLedger
+from services.tools.appointments import ListAppointments
+from services.tools.book import Book
+from services.tools.cancel import Cancel
 from services.tools.clients import TenantFhir
+from services.tools.find_slots import FindSlots
+from services.tools.get_action import GetAction
 from services.tools.get_note import GetNote
+from services.tools.hold_slot import HoldSlot, ReleaseSlot
+from services.tools.holds import SlotHolds
+from services.tools.messages import GetMessage, SendMessage
 from services.tools.patient_context import GetPatientContext
+from services.tools.scheduling_base import SchedulingDeps
+from services.tools.staff_task import CreateStaffTask
 from vigil.v1 import tools_pb2, tools_pb2_grpc
 
 log = get_logger("vigil.tools")
@@ -30,15 +47,27 @@ SERVICE_NAME = tools_pb2.DESCRIPTOR.services_by_name["Tools"].full_name
 class ToolsServicer(tools_pb2_grpc.ToolsServicer):
     """One operation module per RPC; this is the service's only routing table."""
 
-    def __init__(self, tenants: TenantDirectory, fhir: TenantFhir):
+    def __init__(self, tenants: TenantDirectory, fhir: TenantFhir, scheduling: SchedulingDeps):
         self.GetNote = GetNote(tenants, fhir)
         self.GetPatientContext = GetPatientContext(tenants, fhir)
+        self.FindSlots = FindSlots(scheduling)
+        self.HoldSlot = HoldSlot(scheduling)
+        self.ReleaseSlot = ReleaseSlot(scheduling)
+        self.Book = Book(scheduling)
+        self.Cancel = Cancel(scheduling)
+        self.ListAppointments = ListAppointments(scheduling)
+        self.SendMessage = SendMessage(scheduling)
+        self.GetMessage = GetMessage(scheduling)
+        self.CreateStaffTask = CreateStaffTask(scheduling)
+        self.GetAction = GetAction(scheduling)
 
 
 @dataclass
 class ToolsApp:
     server: RunningServer
     fhir: TenantFhir
+    pools: TenantPools
+    holds: SlotHolds
 
     @property
     def port(self) -> int:
@@ -47,14 +76,30 @@ class ToolsApp:
     async def stop(self) -> None:
         await self.server.stop()
         await self.fhir.close()
+        await self.holds.close()
+        await self.pools.close()
 
 
-async def start(settings: Settings, grpc_settings: GrpcSettings, *, address: str | None = None) -> ToolsApp:
+async def migrate(settings: Settings) -> None:
+    """The action ledger's table (admin DSN; idempotent, safe with concurrent start-ups)."""
+    pool = await create_pool(settings, min_size=1, max_size=1)
+    try:
+        await ensure_schema(pool, action_ledger.SCHEMA_MODULE, action_ledger.SCHEMA_STEPS)
+    finally:
+        await pool.close()
+
+
+async def start(settings: Settings, grpc_settings: GrpcSettings, *, address: str | None = None,
+                secrets: SecretSettings | None = None) -> ToolsApp:
+    await migrate(settings)
+    secrets = secrets or SecretSettings.from_env()
+    tenants = TenantDirectory(settings.tenants_file)
     fhir = TenantFhir(settings.ehr_url, settings.environment)
-    servicer = ToolsServicer(TenantDirectory(settings.tenants_file), fhir)
+    pools, holds = TenantPools(settings, secrets), SlotHolds(settings, secrets)
+    servicer = ToolsServicer(tenants, fhir, SchedulingDeps(tenants, fhir, ActionLedger(pools), holds))
     server = await start_server([(tools_pb2_grpc.add_ToolsServicer_to_server, servicer, SERVICE_NAME)],
                                 grpc_settings, address or grpc_settings.address("tools"))
-    return ToolsApp(server, fhir)
+    return ToolsApp(server, fhir, pools, holds)
 
 
 async def serve(env: Mapping[str, str] | None = None) -> None:

@@ -1,0 +1,99 @@
+"""The scheduling stage: wiring and start-up.
+
+    python -m services.scheduling.app
+
+Two stage specs per tenant (``services.core.bus.service``): ``scheduling`` consumes follow-up
+requests on ``scheduling``; ``scheduling-messages`` consumes ``ehr-events`` and takes patients'
+Communications. Both emit ``vigil.scheduling.message`` on ``actions``. Conversation state lives in
+Redis (tenant ACL client, encrypted with the tenant's key); tools are called over gRPC
+(VIGIL_GRPC_TOOLS_ADDR) with the stage's own credential. Tenants choose the engine with
+``settings.scheduling_engine`` (dialogue | llm; llm endpoint: ``services.core.llmclient``,
+prefix ``scheduling_llm``).
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+from services.core import crypto
+from services.core.agentclients import AgentClients
+from services.core.bus import StageSpec
+from services.core.bus.service import serve_stage
+from services.core.config import Settings
+from services.core.crypto import Keyring
+from services.core.db import create_pool, ensure_schema
+from services.core.grpc import GrpcSettings
+from services.core.llmclient import LlmEndpoint
+from services.core.secrets import SecretSettings
+from services.core.tenantdb import TenantPools
+from services.core.tenantdir import TenantDirectory
+from services.scheduling.agent import SchedulingAgent
+from services.scheduling.handler import AGENT, FollowupRequests, PatientMessages
+from services.scheduling.llm_engine import LlmEngine
+from services.scheduling.state import ConversationStore
+
+LLM_PREFIX = "scheduling_llm"
+
+
+class LlmEngines:
+    """One LlmEngine (own OpenAI client) per tenant endpoint; rebuilt when the settings change."""
+
+    def __init__(self, env: Mapping[str, str] | None = None):
+        self.env = env
+        self._engines: dict[str, tuple[LlmEndpoint, LlmEngine]] = {}
+
+    def __call__(self, tenant) -> LlmEngine:
+        endpoint = LlmEndpoint.from_tenant(tenant, LLM_PREFIX, self.env)
+        held = self._engines.get(tenant.id)
+        if held is None or held[0] != endpoint:
+            held = (endpoint, LlmEngine(endpoint.client(), endpoint.model))
+            self._engines[tenant.id] = held
+        return held[1]
+
+    async def close(self) -> None:
+        engines, self._engines = list(self._engines.values()), {}
+        for _, engine in engines:
+            await engine.client.close()
+
+
+class Resources:
+    def __init__(self, *closables):
+        self.closables = closables
+
+    async def close(self) -> None:
+        for c in self.closables:
+            await c.close()
+
+
+async def migrate(settings: Settings) -> None:
+    pool = await create_pool(settings, min_size=1, max_size=1)
+    try:
+        await ensure_schema(pool, crypto.SCHEMA_MODULE, crypto.SCHEMA_STEPS)
+    finally:
+        await pool.close()
+
+
+def build_agent(settings: Settings, pools: TenantPools, clients: AgentClients, *, llm: LlmEngines | None = None,
+                clock=None) -> tuple[SchedulingAgent, ConversationStore]:
+    store = ConversationStore(settings, Keyring(pools, pools.secrets), pools.secrets)
+    agent = SchedulingAgent(clients, store, TenantDirectory(settings.tenants_file), llm_engines=llm or LlmEngines(),
+                            clock=clock)
+    return agent, store
+
+
+def specs(agent: SchedulingAgent, **kw) -> list[StageSpec]:
+    return [StageSpec(name=AGENT, input_stream="scheduling", handler=FollowupRequests(agent), **kw),
+            StageSpec(name=f"{AGENT}-messages", input_stream="ehr-events", handler=PatientMessages(agent), **kw)]
+
+
+async def build(settings: Settings, env: Mapping[str, str]):
+    await migrate(settings)
+    secrets = SecretSettings.from_env(env)
+    pools = TenantPools(settings, secrets)
+    clients = AgentClients(GrpcSettings.from_env(env), sub=AGENT)
+    llm = LlmEngines(env)
+    agent, store = build_agent(settings, pools, clients, llm=llm)
+    return specs(agent), [Resources(store, llm, clients, pools)]
+
+
+if __name__ == "__main__":
+    serve_stage(AGENT, build)

@@ -1,0 +1,40 @@
+"""The stage handlers: follow-up requests (``scheduling`` stream) open conversations; patient
+Communications (``ehr-events``) are the next turn. Each message sent becomes a
+``vigil.scheduling.message`` event on ``actions`` (a reference to the Communication, never text)."""
+from __future__ import annotations
+
+from services.core.events import Event
+from services.scheduling.agent import SchedulingAgent, TurnResult
+
+AGENT = "scheduling"
+FOLLOWUP_TYPE = "vigil.triage.followup-request"
+CHANGED_TYPE = "vigil.ehr.resource-changed"
+MESSAGE_TYPE = "vigil.scheduling.message"
+
+
+def _emit(ctx, result: TurnResult) -> None:
+    for communication in result.sent:
+        ctx.emit("actions", ctx.child(MESSAGE_TYPE, {
+            "conversationId": result.conversation_id, "patient": result.patient,
+            "text": {"reference": f"Communication/{communication}"}}, key=result.patient))
+
+
+class FollowupRequests:
+    def __init__(self, agent: SchedulingAgent):
+        self.agent = agent
+
+    async def __call__(self, event: Event, ctx) -> None:
+        if event.type != FOLLOWUP_TYPE:
+            return
+        _emit(ctx, await self.agent.start(ctx.tenant, event.data, message_key=event.id))
+
+
+class PatientMessages:
+    def __init__(self, agent: SchedulingAgent):
+        self.agent = agent
+
+    async def __call__(self, event: Event, ctx) -> None:
+        data = event.data
+        if event.type != CHANGED_TYPE or data.get("resourceType") != "Communication" or data.get("action") == "delete":
+            return
+        _emit(ctx, await self.agent.on_message(ctx.tenant, data["id"], str(data.get("versionId") or "")))
