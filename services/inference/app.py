@@ -15,7 +15,8 @@ from typing import Mapping
 
 from services.core import kv
 from services.core.config import Settings
-from services.core.db import create_pool
+from services.core import crypto
+from services.core.db import create_pool, ensure_schema
 from services.core.grpc import GrpcSettings, RunningServer, start_server
 from services.core.logging import configure, get_logger
 from services.core.secrets import SecretSettings
@@ -90,8 +91,9 @@ async def start(settings: Settings, grpc_settings: GrpcSettings, *, address: str
     tenant_pools = TenantPools(settings, secrets)
     ledger = Ledger(pool, tenant_pools)
     await ledger.ensure_schema()
+    await ensure_schema(pool, crypto.SCHEMA_MODULE, crypto.SCHEMA_STEPS)
     redis = TenantRedis(settings, secrets, shared_redis)
-    llm = LlmEngine(ledger, redis, policy=policy, env=env)
+    llm = LlmEngine(ledger, redis, crypto.Keyring(tenant_pools, secrets), policy=policy, env=env)
     rules = RulesAdapter()
     router = Router(rules, llm, rules.has_candidates)
     servicer = InferenceServicer(Extract(TenantDirectory(settings.tenants_file), router))

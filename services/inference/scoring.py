@@ -13,7 +13,8 @@ import os
 from typing import Mapping
 
 from services.core.config import ConfigError, Settings
-from services.core.db import create_pool
+from services.core import crypto
+from services.core.db import create_pool, ensure_schema
 from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry, TenantError
 from services.core.tenantdb import TenantPools
@@ -54,8 +55,9 @@ class RoutedScorer:
         pools = TenantPools(self.settings, secrets)
         ledger = Ledger(pool, pools)
         await ledger.ensure_schema()
+        await ensure_schema(pool, crypto.SCHEMA_MODULE, crypto.SCHEMA_STEPS)
         redis = TenantRedis(self.settings, secrets)
-        llm = LlmEngine(ledger, redis, env=self.env)
+        llm = LlmEngine(ledger, redis, crypto.Keyring(pools, secrets), env=self.env)
         self._closers = [llm.close, redis.close, pools.close, pool.close]
         return Router(self.rules, llm, self.rules.has_candidates)
 

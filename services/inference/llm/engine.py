@@ -8,6 +8,7 @@ from typing import Callable, Mapping
 
 from jsonschema import Draft202012Validator
 
+from services.core.crypto import Keyring
 from services.core.logging import get_logger
 from services.core.tenancy import Tenant
 from services.inference import metrics
@@ -45,10 +46,11 @@ class _Answer:
 class LlmEngine:
     name = "llm"
 
-    def __init__(self, ledger: Ledger, redis_for: Callable[[str], object], *, policy: RetryPolicy = RetryPolicy(),
-                 env: Mapping[str, str] | None = None):
+    def __init__(self, ledger: Ledger, redis_for: Callable[[str], object], keyring: Keyring, *,
+                 policy: RetryPolicy = RetryPolicy(), env: Mapping[str, str] | None = None):
         self.ledger = ledger
         self.redis_for = redis_for
+        self.keyring = keyring
         self.policy = policy
         self.env = os.environ if env is None else env
         self._clients: dict[tuple, ChatClient] = {}
@@ -79,7 +81,7 @@ class LlmEngine:
         config = self.config(tenant)
         await self.check_budget(config)
         prompt_hash = prompt.prompt_hash()
-        cache = ResponseCache(self.redis_for(tenant.id))
+        cache = ResponseCache(self.redis_for(tenant.id), self.keyring)
         pieces = evidence.chunk(text)
         found, dropped, review = [], 0, False
         for number, piece in enumerate(pieces, start=1):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.core import kv
-from services.core.db import create_pool
+from services.core import crypto, kv
+from services.core.db import create_pool, ensure_schema
 from services.core.tenantdb import TenantPools
 from services.core.tenancy import Tenant
 from services.inference.llm.client import RetryPolicy
@@ -24,6 +24,7 @@ async def ledger(stack, secrets):
     tenant_pools = TenantPools(stack, secrets)
     ledger = Ledger(pool, tenant_pools)
     await ledger.ensure_schema()
+    await ensure_schema(pool, crypto.SCHEMA_MODULE, crypto.SCHEMA_STEPS)
     yield ledger
     await tenant_pools.close()
     await pool.close()
@@ -65,7 +66,8 @@ def make_tenant(tenant_id, fake_llm):
 
 
 @pytest.fixture
-async def engine(ledger, redis):
-    engine = LlmEngine(ledger, redis, policy=FAST_RETRIES, env={API_KEY_ENV: "sk-test-key"})
+async def engine(ledger, redis, secrets):
+    engine = LlmEngine(ledger, redis, crypto.Keyring(ledger.tenants, secrets), policy=FAST_RETRIES,
+                       env={API_KEY_ENV: "sk-test-key"})
     yield engine
     await engine.close()

@@ -137,6 +137,11 @@ async def test_cache_hit_makes_no_http_request(engine, make_tenant, fake_llm, le
     assert second.findings == first.findings and len(fake_llm.requests) == 1
     assert [r["outcome"] for r in await ledger.rows(tenant_id, "doc-13")] == ["ok", "cache_hit"]
     assert float((await ledger.rows(tenant_id, "doc-13"))[1]["cost_usd"]) == 0
+    # The cached value is sealed with the tenant's data key: no quote in Redis in clear text.
+    from services.inference.llm.cache import cache_key
+    stored = await engine.redis_for(tenant_id).get(cache_key(tenant_id, "fake-model", prompt.prompt_hash(),
+                                                             prompt.input_hash(prompt.messages(NOTE)[-1]["content"])))
+    assert stored.startswith(b"VGE") and COLITIS["quote"].encode() not in stored
 
 
 async def test_cache_and_budget_are_per_tenant(engine, ledger, fake_llm, tenant_id, provision, adversary):
