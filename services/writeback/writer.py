@@ -81,7 +81,9 @@ class Writer:
             if exc.retryable:  # a timeout or 5xx: the transaction may have committed anyway
                 done = await self.applied(decision)
                 if done is not None:
-                    return await self.read_back_existing(decision, done)
+                    found = await self.read_back_existing(decision, done)
+                    found.action = "updated" if current else "created"
+                    return found
             raise
         locations = [(e.get("response") or {}).get("location") for e in response.get("entry", [])]
         if len(locations) != len(bundle["entry"]) or not all(locations):

@@ -276,3 +276,43 @@ async def _read(wb, stream: str) -> list:
     finally:
         await consumer.stop()
     return got
+
+
+async def test_lost_response_is_found_by_identifier_not_written_twice(wb_tenant):
+    """The EHR commits the transaction but the response never arrives (a timeout): the writer
+    searches by the decision identifier before retrying and reports what it finds."""
+    import httpx
+
+    from services.core.fhir import FhirClient
+    from services.writeback.writer import Writer
+
+    class LoseFirstTransactionResponse(httpx.AsyncBaseTransport):
+        def __init__(self):
+            self.inner, self.lost = httpx.AsyncHTTPTransport(), 0
+
+        async def handle_async_request(self, request):
+            response = await self.inner.handle_async_request(request)
+            if request.method == "POST" and request.url.path.rstrip("/").endswith(wb_tenant.tenant) and not self.lost:
+                await response.aread()
+                self.lost += 1
+                raise httpx.ReadTimeout("response lost", request=request)
+            return response
+
+        async def aclose(self):
+            await self.inner.aclose()
+
+    wb = wb_tenant
+    pid = await patient(wb)
+    doc = await wb.note(pid)
+    ev = wb.decision(pid, doc)
+    transport = LoseFirstTransactionResponse()
+    creds = await wb.ehr.admin.new_client(wb.tenant, "vigil-writeback-lossy", ["system/*.cruds"])
+    async with FhirClient(wb.ehr.base_url, credentials=creds, transport=transport) as client:
+        async def allow():
+            return None
+        outcome = await Writer(client).write(ev.data, allow)
+        assert transport.lost == 1 and outcome.action == "created"
+        again = await Writer(client).write(ev.data, allow)
+    assert again.action == "none" and again.task["id"] == outcome.task["id"]
+    assert await wb.count("Task", patient=pid) == 1 and await wb.count("Provenance") == 1
+    assert sorted(r.split("/")[0] for r in outcome.refs) == ["Device", "Observation", "Provenance", "Task"]
