@@ -38,9 +38,10 @@ for _name, _group in GROUPS:
 
 
 @app.command()
-def demo(keep: bool = typer.Option(False, "--keep", help="Leave the stack running at the end.")) -> None:
-    """Run the demo on the embedded stack and print a summary."""
-    demo_command.run(keep=keep)
+def demo(keep: bool = typer.Option(False, "--keep", help="Stay up until Ctrl-C (inbox and console usable)."),
+         notes: int = typer.Option(12, "--notes", min=1, max=500, help="Notes per tenant.")) -> None:
+    """Run the whole pipeline on the embedded stack for two tenants and print a summary."""
+    demo_command.run(keep=keep, notes=notes)
 
 
 def main() -> None:

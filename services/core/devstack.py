@@ -297,8 +297,11 @@ def _wait_ready(component: Component, host: str, port: int, workdir: Path) -> No
                         f"log {workdir / 'log'}:\n{tail}")
 
 
-def down(settings: Settings, log: Callable[[str], None] = lambda m: None) -> None:
+def down(settings: Settings, log: Callable[[str], None] = lambda m: None, only: list[str] | None = None) -> None:
+    """Stop what ``up`` started (``only``: just these components, e.g. those one run started)."""
     for component in reversed(COMPONENTS):
+        if only is not None and component.name not in only:
+            continue
         workdir = settings.state_dir / component.name
         if _read_pid(workdir) is None:
             continue

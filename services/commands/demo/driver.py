@@ -1,0 +1,172 @@
+"""The pipeline driver: demo patients and notes written into the EHR through FHIR (so they flow
+subscription -> ingest -> extraction -> triage -> writeback like a real EHR's), a watcher on the
+tenants' ``findings`` topics, the drain check against the decision ledger, and clinician
+decisions made through the inbox pages.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.commands.demo.notes import ClinicDay, DemoPatient
+from services.core.config import Settings
+from services.core.events import decode
+from services.core.fhir import FhirClient
+from services.core.tenancy import topic_name
+from services.ehr import seed as ehr_seed
+from services.ehr.inbox import session as inbox_session
+
+RUN_SYSTEM = "https://vigil.health/fhir/sid/demo-run"
+
+
+def parse_time(raw: str) -> datetime:
+    return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+
+
+@dataclass
+class SentNote:
+    tenant: str
+    id: str
+    patient: str
+    expect: str | None
+    created: datetime  # the EHR's meta.lastUpdated of version 1
+
+
+@dataclass
+class TenantRun:
+    tenant: str
+    client: FhirClient
+    practitioners: dict[str, str]
+    patients: dict[str, str] = field(default_factory=dict)  # demo key -> Patient id
+    notes: list[SentNote] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+
+def _patient_entries(run_id: str, patient: DemoPatient, oncologist_id: str) -> list[dict]:
+    url = f"urn:uuid:{uuid.uuid4()}"
+    mrn = f"DEMO-{run_id}-{patient.key}"
+    return [
+        {"fullUrl": url, "request": {"method": "POST", "url": "Patient"},
+         "resource": {"resourceType": "Patient", "active": True,
+                      "identifier": [{"system": ehr_seed.MRN, "value": mrn}, {"system": RUN_SYSTEM, "value": run_id}],
+                      "name": [{"family": patient.family, "given": [patient.given]}]}},
+        {"request": {"method": "POST", "url": "MedicationRequest"},
+         "resource": {"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+                      "category": [{"text": "immunotherapy"}],
+                      "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                                "code": ehr_seed.ICIS[patient.drug],
+                                                                "display": patient.drug}], "text": patient.drug},
+                      "subject": {"reference": url}, "requester": {"reference": f"Practitioner/{oncologist_id}"}}},
+        {"request": {"method": "POST", "url": "CareTeam"},
+         "resource": {"resourceType": "CareTeam", "status": "active", "name": "Oncology care team",
+                      "subject": {"reference": url},
+                      "participant": [{"role": [{"coding": [{"system": ehr_seed.ROLE_SYSTEM, "code": "oncologist",
+                                                             "display": "Treating oncologist"}]}],
+                                       "member": {"reference": f"Practitioner/{oncologist_id}"}}]}},
+    ]
+
+
+async def create_patients(run: TenantRun, run_id: str, day: ClinicDay) -> None:
+    entries, keys = [], []
+    for patient in day.patients:
+        entries += _patient_entries(run_id, patient, run.practitioners[patient.oncologist])
+        keys.append(patient.key)
+    response = await run.client.transaction({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    locations = [e["response"]["location"] for e in response["entry"]]
+    patient_ids = [loc.split("/")[1] for loc in locations if loc.startswith("Patient/")]
+    run.patients = dict(zip(keys, patient_ids))
+
+
+async def send_note(run: TenantRun, run_id: str, index: int, patient_key: str, text: str,
+                    expect: str | None, author: str) -> SentNote:
+    when = datetime.now(timezone.utc).replace(microsecond=0)
+    resource = ehr_seed.note_resource(f"Patient/{run.patients[patient_key]}", f"Practitioner/{author}", text, when,
+                                      f"demo-{run_id}-{index:04d}")
+    result = await run.client.create(resource)
+    stored = result.resource or await run.client.read("DocumentReference", result.id)
+    note = SentNote(run.tenant, stored["id"], run.patients[patient_key], expect,
+                    parse_time(stored["meta"]["lastUpdated"]))
+    run.notes.append(note)
+    return note
+
+
+async def send_message(run: TenantRun, patient_key: str, text: str, recipient: str) -> str:
+    patient = f"Patient/{run.patients[patient_key]}"
+    result = await run.client.create({
+        "resourceType": "Communication", "status": "completed", "subject": {"reference": patient},
+        "sender": {"reference": patient}, "recipient": [{"reference": f"Practitioner/{recipient}"}],
+        "sent": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "category": [{"text": "patient-message"}], "payload": [{"contentString": text}]})
+    run.messages.append(result.id)
+    return result.id
+
+
+class FindingsWatcher:
+    """Reads the tenants' ``findings`` topics from their end at start: document id -> findings."""
+
+    def __init__(self, settings: Settings, tenants: list[str]):
+        self.settings, self.tenants = settings, tenants
+        self.seen: dict[str, dict[str, int]] = {t: {} for t in tenants}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(enable_auto_commit=False, **self.settings.kafka.client_kwargs())
+        await consumer.start()
+        await consumer.topics()  # refreshes the metadata
+        parts = [TopicPartition(topic_name(t, "findings"), p) for t in self.tenants
+                 for p in sorted(consumer.partitions_for_topic(topic_name(t, "findings")) or ())]
+        consumer.assign(parts)
+        await consumer.seek_to_end(*parts)
+        for tp in parts:  # resolve the end offsets now, before any note is sent
+            await consumer.position(tp)
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=300)
+            for tp, messages in batch.items():
+                tenant = tp.topic.split(".")[1]
+                for m in messages:
+                    try:
+                        data = decode(m.key, m.value, m.headers).data
+                    except Exception:  # not ours to judge here: the stage validated it
+                        continue
+                    self.seen[tenant][data["document"]["id"]] = len(data.get("findings") or [])
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._consumer:
+            await self._consumer.stop()
+
+
+_CSRF = re.compile(r'name="csrf"\s+value="([^"]+)"')
+_VERSION = re.compile(r'name="version"\s+value="(\d+)"')
+
+
+async def clinician_decides(ehr_url: str, admin_secret: str, tenant: str, practitioner: str, task_id: str,
+                            decision: str, reason: str | None = None) -> int:
+    """Sign in to the tenant's inbox as ``practitioner`` and accept or override one Task."""
+    async with httpx.AsyncClient(base_url=ehr_url, timeout=30, follow_redirects=True) as http:
+        token = inbox_session.login_token(admin_secret, tenant)
+        page = await http.get(f"/inbox/{tenant}/login", params={"token": token})
+        csrf = _CSRF.search(page.text).group(1)
+        await http.post(f"/inbox/{tenant}/practitioner", data={"csrf": csrf, "practitioner": practitioner})
+        page = await http.get(f"/inbox/{tenant}/tasks/{task_id}")
+        version = _VERSION.search(page.text)
+        if version is None:
+            raise RuntimeError(f"inbox task page of {tenant} Task/{task_id}: HTTP {page.status_code}, no form")
+        form = {"csrf": _CSRF.search(page.text).group(1), "version": version.group(1), "comment": ""}
+        if reason:
+            form["reason"] = reason
+        response = await http.post(f"/inbox/{tenant}/tasks/{task_id}/{decision}", data=form)
+        return response.status_code

@@ -1,0 +1,121 @@
+"""Bring the whole pipeline up for a plan (stack, tenants, services, subscriptions) and take
+down exactly what was brought up. Shared by `vigil demo`, the chaos suite and the benchmark.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Callable
+
+from services.commands.demo import tenants as tenant_setup
+from services.commands.demo.plan import SERVICES, DemoPlan, ServiceDef, available
+from services.commands.demo.supervisor import Supervisor, SupervisorError
+from services.core import devstack
+from services.core.fhir import FhirClient, SmartCredentials
+
+Log = Callable[[str], None]
+OPTIONAL_HEALTH_TIMEOUT_S = 30.0
+
+
+class PipelineError(RuntimeError):
+    pass
+
+
+@dataclass
+class Pipeline:
+    plan: DemoPlan
+    tenants: tuple[tenant_setup.DemoTenant, ...]
+    log: Log = lambda m: None
+    supervisor: Supervisor | None = None
+    started_stack: list[str] = field(default_factory=list)
+    driver_credentials: dict[str, SmartCredentials] = field(default_factory=dict)
+    practitioners: dict[str, dict[str, str]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    # -- up -------------------------------------------------------------------------------
+    def up_stack(self) -> None:
+        from services.ehr import cli as ehr_cli
+
+        devstack.register(ehr_cli.DEVSTACK_COMPONENT)
+        busy = self.plan.busy_ports()
+        if busy:
+            raise PipelineError(f"ports {busy} are in use (another demo running? `vigil dev status`); stop it first")
+        before = {s.component: s.state for s in devstack.status(self.plan.settings)}
+        devstack.up(self.plan.settings, log=self.log)
+        self.started_stack = [name for name, state in before.items() if state == "down"]
+
+    def setup_tenants(self, tenant_settings: dict[str, dict] | None = None) -> None:
+        """EHR tenants and SMART clients, registry, onboarding, seed data, modes."""
+        async def clients() -> dict[str, dict]:
+            out = {}
+            for t in self.tenants:
+                out[t.id], self.driver_credentials[t.id] = await tenant_setup.register_clients(self.plan, t)
+                out[t.id].update((tenant_settings or {}).get(t.id, {}))
+            return out
+
+        registry = tenant_setup.write_registry(self.plan, asyncio.run(clients()))
+        for t in self.tenants:
+            steps = tenant_setup.onboard(self.plan, registry.get(t.id))
+            self.log(f"{t.id}: onboarded ({', '.join(f'{name}: {result}' for name, result in steps)})")
+
+        async def seed() -> None:
+            for t in self.tenants:
+                async with self.client(t.id) as client:
+                    summary = await tenant_setup.seed(client)
+                    self.practitioners[t.id] = await tenant_setup.practitioner_ids(client)
+                state = await tenant_setup.set_modes(self.plan, t, self.practitioners[t.id])
+                self.log(f"{t.id}: seeded ({len(summary['oncology']['patients'])} patients, "
+                         f"{summary['oncology']['slots']} slots, synthea loaded={summary['synthea'].get('loaded')}); "
+                         f"mode {state.mode}, pilot list {len(state.pilot_practitioners)}")
+        asyncio.run(seed())
+
+    def client(self, tenant: str) -> FhirClient:
+        return FhirClient(f"{self.plan.settings.ehr_url}/fhir/{tenant}", credentials=self.driver_credentials[tenant])
+
+    def services(self) -> list[ServiceDef]:
+        return [s for s in SERVICES if available(s)]
+
+    def start_services(self) -> None:
+        self.supervisor = Supervisor(self.plan)
+        self.skipped = [s.name for s in SERVICES if not available(s)]
+        for service in self.services():
+            self.supervisor.start(service)
+        self.supervisor.wait_healthy([s.name for s in self.services() if s.required])
+        for service in [s for s in self.services() if not s.required]:
+            try:
+                self.supervisor.wait_healthy([service.name], timeout=OPTIONAL_HEALTH_TIMEOUT_S)
+            except SupervisorError as exc:
+                self.supervisor.stop(service.name)
+                self.failed.append(service.name)
+                self.log(f"{service.name} did not start; running without it: {str(exc).splitlines()[0]}")
+
+    async def subscribe(self) -> None:
+        for t in self.tenants:
+            async with self.client(t.id) as client:
+                rows = await tenant_setup.subscribe(self.plan, client, t.id)
+            self.log(f"{t.id}: {len(rows)} Subscriptions active")
+
+    def up(self, tenant_settings: dict[str, dict] | None = None) -> None:
+        self.up_stack()
+        self.setup_tenants(tenant_settings)
+        self.start_services()
+        asyncio.run(self.subscribe())
+
+    # -- down -----------------------------------------------------------------------------
+    def down(self) -> None:
+        """Stop every service started here, remove the Subscriptions, stop the stack parts started here."""
+        if self.supervisor is not None:
+            self.supervisor.stop_all()
+
+        async def unsubscribe() -> None:
+            for t in self.tenants:
+                if t.id in self.driver_credentials:
+                    async with self.client(t.id) as client:
+                        await tenant_setup.unsubscribe(self.plan, client)
+        try:
+            asyncio.run(unsubscribe())
+        except Exception as exc:  # the EHR may be down already; the services are stopped regardless
+            self.log(f"could not remove Subscriptions: {type(exc).__name__}")
+        if self.started_stack:
+            devstack.down(self.plan.settings, log=self.log, only=self.started_stack)

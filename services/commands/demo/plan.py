@@ -1,0 +1,132 @@
+"""Where the demo puts things: its state folder, its tenant registry, its ports, and the
+environment every service process it starts receives.
+
+The demo never touches the user's ``tenants.toml``: its registry, SMART keys and service logs
+live under ``<state dir>/<name>/`` (``.vigil/demo`` by default). The platform secrets are the
+development defaults of ``services.core.secrets`` / ``services.core.tokens`` (usable only with
+VIGIL_ENV dev or test), so a fresh machine needs no configuration.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.core.config import Settings
+
+#: Ports are ``base + offset``; the demo, the chaos run and the benchmark use different bases so
+#: a kept demo and a benchmark can run side by side.
+DEMO_PORT_BASE = 18100
+PORT_OFFSETS = {"ingest-http": 0, "ingest-mllp": 1, "inference": 2, "tools": 3, "control": 4, "console": 5,
+                "extraction": 10, "triage": 11, "writeback": 12, "scheduling": 13, "monitor": 14}
+
+
+@dataclass(frozen=True)
+class ServiceDef:
+    name: str       # also the package: services.<name>.app
+    kind: str       # grpc | stage | http
+    port_key: str   # which port (PORT_OFFSETS) its health answers on
+    required: bool = True  # the notes -> Tasks path needs it; others are reported when they fail
+
+
+#: Every service the pipeline runs, in start order (dependencies first).
+SERVICES: list[ServiceDef] = [
+    ServiceDef("inference", "grpc", "inference"),
+    ServiceDef("tools", "grpc", "tools"),
+    ServiceDef("ingest", "http", "ingest-http"),
+    ServiceDef("extraction", "stage", "extraction"),
+    ServiceDef("triage", "stage", "triage"),
+    ServiceDef("writeback", "stage", "writeback"),
+    ServiceDef("scheduling", "stage", "scheduling", required=False),
+    ServiceDef("monitor", "stage", "monitor", required=False),
+    ServiceDef("control", "grpc", "control", required=False),
+]
+
+
+def available(service: ServiceDef) -> bool:
+    """A service whose ``services.<name>.app`` module exists in this checkout."""
+    try:
+        return importlib.util.find_spec(f"services.{service.name}.app") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def console_available() -> bool:
+    try:
+        return importlib.util.find_spec("services.control.console.app") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    name: str
+    settings: Settings               # tenants_file points into the plan's folder
+    port_base: int
+    extra_env: dict = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, name: str = "demo", port_base: int = DEMO_PORT_BASE, settings: Settings | None = None,
+               extra_env: dict | None = None) -> "DemoPlan":
+        base = settings or Settings.from_env()
+        folder = base.state_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return cls(name, base.with_overrides(tenants_file=folder / "tenants.toml"), port_base, dict(extra_env or {}))
+
+    @property
+    def folder(self) -> Path:
+        return self.settings.state_dir / self.name
+
+    @property
+    def keys_dir(self) -> Path:
+        path = self.folder / "keys"
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return path
+
+    @property
+    def logs_dir(self) -> Path:
+        path = self.folder / "logs"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def port(self, key: str) -> int:
+        return self.port_base + PORT_OFFSETS[key]
+
+    @property
+    def ingest_url(self) -> str:
+        return f"http://127.0.0.1:{self.port('ingest-http')}"
+
+    @property
+    def console_url(self) -> str:
+        return f"http://127.0.0.1:{self.port('console')}"
+
+    def service_env(self, service: ServiceDef) -> dict[str, str]:
+        """The environment of one service process."""
+        s = self.settings
+        env = {**os.environ, **self.extra_env,
+               "VIGIL_STATE_DIR": str(s.state_dir), "VIGIL_TENANTS_FILE": str(s.tenants_file),
+               "VIGIL_KAFKA_BOOTSTRAP": s.kafka.bootstrap, "VIGIL_REDIS_URL": s.redis_url,
+               "VIGIL_POSTGRES_DSN": s.postgres_dsn, "VIGIL_EHR_URL": s.ehr_url,
+               "VIGIL_GRPC_INFERENCE_ADDR": f"127.0.0.1:{self.port('inference')}",
+               "VIGIL_GRPC_TOOLS_ADDR": f"127.0.0.1:{self.port('tools')}",
+               "VIGIL_GRPC_CONTROL_ADDR": f"127.0.0.1:{self.port('control')}",
+               "VIGIL_INGEST_HTTP_HOST": "127.0.0.1", "VIGIL_INGEST_HTTP_PORT": str(self.port("ingest-http")),
+               "VIGIL_INGEST_MLLP_HOST": "127.0.0.1", "VIGIL_INGEST_MLLP_PORT": str(self.port("ingest-mllp")),
+               "VIGIL_CONTROL_CONSOLE_ADDR": (f"127.0.0.1:{self.port('console')}" if console_available()
+                                              else "off"),
+               "PYTHONUNBUFFERED": "1"}
+        if service.kind == "stage":
+            env["VIGIL_METRICS_PORT"] = str(self.port(service.port_key))
+        return env
+
+    def busy_ports(self) -> list[int]:
+        """Ports of this plan already taken by something (checked before starting anything)."""
+        taken = []
+        for key in PORT_OFFSETS:
+            with socket.socket() as sock:
+                sock.settimeout(0.3)
+                if sock.connect_ex(("127.0.0.1", self.port(key))) == 0:
+                    taken.append(self.port(key))
+        return taken
