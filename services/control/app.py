@@ -1,0 +1,143 @@
+"""The control service: wiring and start-up.
+
+    vigil serve control            # or: python -m services.control.app
+
+Serves gRPC (``vigil.v1.Control`` + health + reflection) on VIGIL_GRPC_CONTROL_ADDR (default
+127.0.0.1:50063; 0.0.0.0:50051 in the manifests), runs the dead-letter indexer for every
+tenant of the registry, and serves the web console on VIGIL_CONTROL_CONSOLE_ADDR (default
+0.0.0.0:8090; ``off`` disables it). Admits operator and platform-admin credentials only.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
+
+import asyncpg
+
+from services.control import store
+from services.control.authz import CONTROL_ROLES, Authz
+from services.control.indexer import DlqIndexer
+from services.control.replay import Replayer
+from services.control.servicer import ControlServicer
+from services.core import audit, crypto, modes
+from services.core.bus import store as bus_store
+from services.core.bus.publisher import make_producer
+from services.core.config import ConfigError, Settings
+from services.core.crypto import Keyring
+from services.core.db import create_pool, ensure_schema
+from services.core.grpc import GrpcSettings, RunningServer, start_server
+from services.core.logging import configure, get_logger
+from services.core.secrets import SecretSettings
+from services.core.tenancy import Registry
+from services.core.tenantdb import TenantPools
+from vigil.v1 import control_pb2, control_pb2_grpc
+
+log = get_logger("vigil.control")
+SERVICE_NAME = control_pb2.DESCRIPTOR.services_by_name["Control"].full_name
+DEFAULT_CONSOLE_ADDR = "0.0.0.0:8090"
+
+
+async def migrate(admin: asyncpg.Pool) -> None:
+    """Every table the control service reads or writes (idempotent)."""
+    for module, steps in ((crypto.SCHEMA_MODULE, crypto.SCHEMA_STEPS), (audit.SCHEMA_MODULE, audit.SCHEMA_STEPS),
+                          (bus_store.MODULE, bus_store.STEPS), (store.MODULE, store.STEPS)):
+        await ensure_schema(admin, module, steps)
+    await modes.ensure_schema(admin)
+
+
+def registry_tenants(settings: Settings) -> Callable[[], list[str]]:
+    def tenants() -> list[str]:
+        path = settings.tenants_file
+        return [t.id for t in Registry.load(path)] if path.exists() else []
+    return tenants
+
+
+@dataclass
+class ControlApp:
+    server: RunningServer
+    indexer: DlqIndexer
+    servicer: ControlServicer
+    pools: TenantPools
+    admin: asyncpg.Pool
+    producer: object
+    _stop: asyncio.Event
+    _task: asyncio.Task | None
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+        await self.server.stop()
+        await self.indexer.stop()
+        await self.producer.stop()
+        await self.pools.close()
+        await self.admin.close()
+
+
+async def start(settings: Settings, grpc_settings: GrpcSettings, *, address: str | None = None,
+                secrets: SecretSettings | None = None, tenants: Callable[[], Iterable[str]] | None = None,
+                background_index: bool = True) -> ControlApp:
+    secrets = secrets or SecretSettings.from_env()
+    admin = await create_pool(settings, min_size=1, max_size=4)
+    await migrate(admin)
+    pools = TenantPools(settings, secrets)
+    keyring = Keyring(pools, secrets)
+    indexer = DlqIndexer(settings, pools, admin, keyring, tenants or registry_tenants(settings))
+    await indexer.start()
+    producer = make_producer(settings)
+    await producer.start()
+    authz = Authz(pools, admin)
+    servicer = ControlServicer(pools, admin, keyring, indexer, Replayer(pools, keyring, producer),
+                               modes.ModeStore(pools, settings.tenants_file), authz)
+    server = await start_server([(control_pb2_grpc.add_ControlServicer_to_server, servicer, SERVICE_NAME)],
+                                grpc_settings, address or grpc_settings.address("control"),
+                                allowed_roles=CONTROL_ROLES, on_denied=authz.on_grpc_denied)
+    stop = asyncio.Event()
+    task = asyncio.create_task(indexer.run(stop)) if background_index else None
+    return ControlApp(server, indexer, servicer, pools, admin, producer, stop, task)
+
+
+def console_address(source: Mapping[str, str]) -> tuple[str, int] | None:
+    raw = source.get("VIGIL_CONTROL_CONSOLE_ADDR") or DEFAULT_CONSOLE_ADDR
+    if raw == "off":
+        return None
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"VIGIL_CONTROL_CONSOLE_ADDR={raw!r}: expected HOST:PORT or off")
+    return host, int(port)
+
+
+async def serve(env: Mapping[str, str] | None = None) -> None:
+    source = os.environ if env is None else env
+    settings = Settings.from_env(source)
+    configure(settings.log_level)
+    grpc_settings = GrpcSettings.from_env(source)
+    console_at = console_address(source)
+    app = await start(settings, grpc_settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    console = None
+    if console_at is not None:
+        from services.control.console.app import ConsoleSettings, serve_console
+
+        target = f"127.0.0.1:{app.port}"
+        console = await serve_console(ConsoleSettings.from_env(source, control_target=target), grpc_settings,
+                                      *console_at)
+    log.info("control.started", port=app.port, console=console_at)
+    await stop.wait()
+    if console is not None:
+        await console.stop()
+    await app.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve())

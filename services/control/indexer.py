@@ -1,0 +1,178 @@
+"""The dead-letter indexer: reads each tenant's ``vigil.<tenant>.dlq`` into ``vigil_dlq_entries``.
+
+No consumer group: the indexer assigns the partitions of each tenant's dlq topic itself and
+keeps its positions in ``vigil_dlq_index_offsets`` (platform table), advanced only after the
+rows are committed. Rows are keyed by dlq id (``ON CONFLICT DO NOTHING``), so re-reading a
+record after a crash changes nothing. The runtime writes its ``vigil_dead_letters`` row
+(stack, attempt history) before it produces the dead letter, so the row is there to join.
+
+``await indexer.sync()`` catches up once (every known tenant, or the given ones) and is what
+the servicer calls before answering, so a listing is never behind the topic; ``run(stop)``
+syncs every ``SYNC_INTERVAL_S`` and refreshes the DLQ gauges.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Callable, Iterable
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.control import metrics, store
+from services.core.bus.topics import dlq_topic
+from services.core.config import Settings
+from services.core.crypto import Keyring
+from services.core.events import header_value
+from services.core.logging import get_logger
+from services.core.tenantdb import TenantPools, TenantRoleMissing
+
+log = get_logger("vigil.control.indexer")
+
+SYNC_INTERVAL_S = 1.0
+FETCH_TIMEOUT_MS = 200
+MAX_RECORDS = 500
+PURPOSE = "dlq"
+
+
+def _text(headers, name: str) -> str:
+    return header_value(headers, name) or ""
+
+
+def _int(headers, name: str) -> int:
+    raw = header_value(headers, name)
+    return int(raw) if raw and raw.lstrip("-").isdigit() else 0
+
+
+class DlqIndexer:
+    def __init__(self, settings: Settings, pools: TenantPools, admin: asyncpg.Pool, keyring: Keyring,
+                 tenants: Callable[[], Iterable[str]]):
+        self.settings, self.pools, self.admin, self.keyring, self.tenants = settings, pools, admin, keyring, tenants
+        self._consumer: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
+                                          **self.settings.kafka.client_kwargs())
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.sync()
+                metrics.publish_stats(await self._all_stats(), time.time())
+            except Exception as exc:  # keep indexing other rounds; the error is reported, not hidden
+                log.error("dlq_index.sync_failed", error_type=type(exc).__name__, error=str(exc)[:200])
+            try:
+                await asyncio.wait_for(stop.wait(), SYNC_INTERVAL_S)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _all_stats(self):
+        async with self.admin.acquire() as conn:
+            return await store.stats(conn, None, 86400)
+
+    async def sync(self, tenants: Iterable[str] | None = None) -> int:
+        """Index every record up to the current end of the tenants' dlq topics; returns rows added."""
+        assert self._consumer is not None, "start() first"
+        added = 0
+        async with self._lock:
+            for tenant in list(tenants if tenants is not None else self.tenants()):
+                try:
+                    added += await self._sync_tenant(tenant)
+                except TenantRoleMissing:
+                    log.warning("dlq_index.tenant_not_onboarded", tenant=tenant)
+        return added
+
+    async def _sync_tenant(self, tenant: str) -> int:
+        topic = dlq_topic(tenant)
+        partitions = self._consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await self._consumer._client.force_metadata_update()  # noqa: SLF001  (aiokafka has no public refresh)
+            partitions = self._consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            return 0
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        ends = await self._consumer.end_offsets(tps)
+        async with self.admin.acquire() as conn:
+            stored = {r["partition"]: r["next_offset"] for r in await conn.fetch(
+                "SELECT partition, next_offset FROM vigil_dlq_index_offsets WHERE topic = $1", topic)}
+        todo = [tp for tp in tps if stored.get(tp.partition, 0) < ends[tp]]
+        if not todo:
+            return 0
+        self._consumer.assign(todo)
+        for tp in todo:
+            self._consumer.seek(tp, stored.get(tp.partition, 0))
+        added = 0
+        remaining = set(todo)
+        while remaining:
+            batch = await self._consumer.getmany(*remaining, timeout_ms=FETCH_TIMEOUT_MS, max_records=MAX_RECORDS)
+            for tp, records in batch.items():
+                if records:
+                    added += await self._index(tenant, records)
+                    async with self.admin.acquire() as conn:
+                        await conn.execute(
+                            "INSERT INTO vigil_dlq_index_offsets (topic, partition, next_offset) VALUES ($1, $2, $3) "
+                            "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+                            topic, tp.partition, records[-1].offset + 1)
+            for tp in list(remaining):
+                # done at the end offset listed at the start, or the fetch's high watermark if later
+                # (the broker's listed end can trail what a fetch already returns)
+                if await self._consumer.position(tp) >= max(ends[tp], self._consumer.highwater(tp) or 0):
+                    remaining.discard(tp)
+        return added
+
+    async def _index(self, tenant: str, records) -> int:
+        ids = [_text(r.headers, "dlq-id") for r in records]
+        async with self.admin.acquire() as conn:
+            details = {r["id"]: r for r in await conn.fetch(
+                "SELECT id, stack, history FROM vigil_dead_letters WHERE tenant = $1 AND id = ANY($2::text[])",
+                tenant, [i for i in ids if i])}
+        rows = []
+        for record, dlq_id in zip(records, ids):
+            if not dlq_id:
+                log.warning("dlq_index.record_without_id", tenant=tenant, partition=record.partition,
+                            offset=record.offset)
+                continue
+            rows.append(await self._row(tenant, record, dlq_id, details.get(dlq_id)))
+        added = 0
+        async with self.pools.tx(tenant) as conn:
+            for row in rows:
+                got = await conn.fetchval(
+                    "INSERT INTO vigil_dlq_entries (tenant, id, stage, event_id, event_type, original_topic, "
+                    "original_partition, original_offset, error_class, error_code, fingerprint, message, attempts, "
+                    "first_failure, last_failure, key_hash, key_enc, payload_enc, stack_enc, history, headers, "
+                    "dlq_partition, dlq_offset, replayed_from_job) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,"
+                    "$13,$14,$15,$16,$17,$18,$19,$20::jsonb,$21::jsonb,$22,$23,$24) "
+                    "ON CONFLICT (tenant, id) DO NOTHING RETURNING 1", *row)
+                if got:
+                    added += 1
+                    metrics.INDEXED.labels(tenant=tenant, stage=row[2]).inc()
+                    fresh = await conn.fetchval(
+                        "INSERT INTO vigil_dlq_fingerprints (tenant, stage, fingerprint) VALUES ($1, $2, $3) "
+                        "ON CONFLICT DO NOTHING RETURNING 1", tenant, row[2], row[10])
+                    if fresh:
+                        metrics.NEW_FINGERPRINTS.labels(tenant=tenant, stage=row[2]).inc()
+        return added
+
+    async def _row(self, tenant: str, record, dlq_id: str, detail) -> tuple:
+        h = record.headers or ()
+        headers = [[k, v.decode("utf-8", "replace")] for k, v in h]
+        stack = (detail["stack"] if detail else "") or ""
+        history = detail["history"] if detail else json.dumps([])
+        return (tenant, dlq_id, _text(h, "dlq-stage"), header_value(h, "ce_id"), header_value(h, "ce_type"),
+                _text(h, "dlq-original-topic"), _int(h, "dlq-original-partition"), _int(h, "dlq-original-offset"),
+                _text(h, "dlq-error-class"), _text(h, "dlq-error-code"), _text(h, "dlq-stack-fingerprint"),
+                _text(h, "dlq-message"), _int(h, "dlq-attempts"), store.from_ms(_int(h, "dlq-first-failure")),
+                store.from_ms(_int(h, "dlq-last-failure")), store.key_hash(tenant, record.key),
+                await self.keyring.encrypt(tenant, record.key, PURPOSE) if record.key is not None else None,
+                await self.keyring.encrypt(tenant, record.value or b"", PURPOSE),
+                await self.keyring.encrypt(tenant, stack.encode(), PURPOSE),
+                history if isinstance(history, str) else json.dumps(history), json.dumps(headers),
+                record.partition, record.offset, header_value(h, "vigil-replay-job"))
