@@ -170,3 +170,34 @@ async def clinician_decides(ehr_url: str, admin_secret: str, tenant: str, practi
             form["reason"] = reason
         response = await http.post(f"/inbox/{tenant}/tasks/{task_id}/{decision}", data=form)
         return response.status_code
+
+
+#: What a patient answers to the scheduling agent's last message (first matching marker wins).
+PATIENT_ANSWERS = (("Reply with the number", "1"), ("Please reply yes or no", "yes"))
+
+
+def _text(communication: dict) -> str:
+    return " ".join(p.get("contentString", "") for p in communication.get("payload") or [])
+
+
+async def patients_reply(run: TenantRun) -> int:
+    """Each run patient answers the agent's newest message once (picks the first offered time,
+    then confirms). Returns how many answers were sent."""
+    sent = 0
+    for patient in run.patients.values():
+        ref = f"Patient/{patient}"
+        thread = await run.client.search("Communication", {"patient": ref, "_count": "100"})
+        thread.sort(key=lambda c: (c.get("sent") or "", c["meta"]["lastUpdated"]))
+        if not thread or (thread[-1].get("sender") or {}).get("reference") == ref:
+            continue  # nothing from the agent yet, or the patient spoke last
+        for marker, answer in PATIENT_ANSWERS:
+            if marker in _text(thread[-1]):
+                await run.client.create({
+                    "resourceType": "Communication", "status": "completed", "subject": {"reference": ref},
+                    "sender": {"reference": ref}, "recipient": [thread[-1].get("sender") or {}],
+                    "inResponseTo": [{"reference": f"Communication/{thread[-1]['id']}"}],
+                    "sent": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                    "category": [{"text": "patient-message"}], "payload": [{"contentString": answer}]})
+                sent += 1
+                break
+    return sent

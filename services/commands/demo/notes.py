@@ -90,7 +90,7 @@ def clinic_day(n_notes: int, seed: int, oncologists: tuple[str, ...] = ("onc-1",
     rng = random.Random(seed)
     n_patients = max(1, n_notes - (1 if n_notes >= 3 else 0))
     patients = [DemoPatient(f"p{i:02d}", rng.choice(FAMILY), rng.choice(GIVEN), rng.choice(DRUGS),
-                            oncologists[i % len(oncologists)]) for i in range(n_patients)]
+                            oncologists[(i // 2) % len(oncologists)]) for i in range(n_patients)]
     notes: list[PlannedNote] = []
     for i, patient in enumerate(patients):
         if i % 3 == 2:

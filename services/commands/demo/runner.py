@@ -32,6 +32,9 @@ console = Console()
 NOTE_INTERVAL_S = 0.3
 DRAIN_TIMEOUT_S = 180.0
 WARM_UP_TIMEOUT_S = 60.0
+#: Patients answer the scheduling agent 4 times, 3 s apart (offer -> pick -> confirm needs 2 answers).
+PATIENT_ROUNDS = 4
+PATIENT_ROUND_S = 3.0
 FEEDBACK_TIMEOUT_S = 45.0
 POLL_S = 0.5
 
@@ -125,6 +128,16 @@ async def clinician_round(pipe: Pipeline, runs: dict[str, driver.TenantRun], led
     return acted
 
 
+async def patient_conversations(runs: dict[str, driver.TenantRun], rounds: int = PATIENT_ROUNDS) -> int:
+    """Patients answer the scheduling agent's offers (pick a time, confirm) for a few rounds."""
+    answers = 0
+    for _ in range(rounds):
+        for run in runs.values():
+            answers += await driver.patients_reply(run)
+        await asyncio.sleep(PATIENT_ROUND_S)
+    return answers
+
+
 async def wait_feedback(runs, ledger, since, expected: int, timeout: float = FEEDBACK_TIMEOUT_S) -> int:
     deadline = time.monotonic() + timeout
     while True:
@@ -150,6 +163,7 @@ async def run_day(pipe: Pipeline, n_notes: int) -> tuple[list[summaries.TenantSu
             await warm_up(pipe, run_id, watcher, progress)
             runs = await stream_day(pipe, n_notes, run_id, progress)
             info["drained"] = await drain(runs, watcher, ledger, since, progress)
+        info["patient_answers"] = await patient_conversations(runs)
         acted = await clinician_round(pipe, runs, ledger, since)
         info["clinician_actions"] = len(acted)
         info["feedback_recorded"] = await wait_feedback(runs, ledger, since, len(acted))
