@@ -1,0 +1,189 @@
+"""Reads and writes of the monitor's tables, one tenant unit of work each (``TenantPools``)."""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import asyncpg
+
+from services.core.tenantdb import TenantPools
+from services.monitor.facts import TaskAction, TaskWritten
+
+LLM_USAGE_TABLE = "inference_llm_usage"  # the inference service's ledger (read only, same RLS rules)
+
+
+@dataclass(frozen=True)
+class WindowRow:
+    window_s: int
+    start: datetime
+    metric: str
+    category: str
+    version: str
+    value: float
+
+
+@dataclass(frozen=True)
+class Alert:
+    id: str
+    kind: str           # psi | gold-f1-drop | override-rate
+    dimension: str      # category, note_length, note_type, gold, or the category/version of an override rate
+    value: float
+    threshold: float
+    period_end: datetime | None = None
+    details: dict = field(default_factory=dict)
+
+
+class MonitorStore:
+    def __init__(self, pools: TenantPools):
+        self.pools = pools
+
+    # -- stream output -------------------------------------------------------------------------
+    async def upsert_windows(self, tenant: str, rows: list[WindowRow]) -> None:
+        async with self.pools.tx(tenant) as conn:
+            await conn.executemany(
+                "INSERT INTO monitor_windows (tenant, window_s, window_start, metric, category, version, value) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, window_s, window_start, metric, category, "
+                "version) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+                [(tenant, r.window_s, r.start, r.metric, r.category, r.version, r.value) for r in rows])
+
+    async def task_written(self, tenant: str, t: TaskWritten, version: str) -> None:
+        async with self.pools.tx(tenant) as conn:
+            await conn.execute(
+                "INSERT INTO monitor_tasks (tenant, task_id, decision_id, category, version, kind, note_time, "
+                "written_time, tta_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant, task_id) "
+                "DO UPDATE SET written_time = EXCLUDED.written_time, note_time = EXCLUDED.note_time, "
+                "tta_seconds = EXCLUDED.tta_seconds, kind = EXCLUDED.kind, decision_id = EXCLUDED.decision_id, "
+                "category = EXCLUDED.category, version = EXCLUDED.version WHERE monitor_tasks.written_time IS NULL",
+                tenant, t.task_id, t.decision_id, t.category, version, t.kind, t.note_time, t.written_time,
+                t.tta_seconds)
+
+    async def task_action(self, tenant: str, a: TaskAction, category: str, version: str, reason: str) -> None:
+        async with self.pools.tx(tenant) as conn:
+            await conn.execute(
+                "INSERT INTO monitor_tasks (tenant, task_id, category, version, action, reason, action_time) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, task_id) DO UPDATE SET "
+                "action = EXCLUDED.action, reason = EXCLUDED.reason, action_time = EXCLUDED.action_time "
+                "WHERE monitor_tasks.action IS NULL", tenant, a.task_id, category, version, a.action, reason, a.time)
+
+    async def mark_ignored(self, tenant: str, now: datetime, after_s: int) -> list[tuple[str, str]]:
+        """Tasks still without an action ``after_s`` after they were written; returns (category, version)."""
+        async with self.pools.tx(tenant) as conn:
+            rows = await conn.fetch(
+                "UPDATE monitor_tasks SET ignored_at = $2 WHERE tenant = $1 AND action IS NULL AND ignored_at IS NULL "
+                "AND written_time IS NOT NULL AND written_time < $2::timestamptz - make_interval(secs => $3::float8) "
+                "RETURNING category, version", tenant, now, float(after_s))
+        return [(r["category"], r["version"]) for r in rows]
+
+    # -- alerts and scores ---------------------------------------------------------------------
+    async def add_alert(self, tenant: str, alert: Alert) -> bool:
+        async with self.pools.tx(tenant) as conn:
+            status = await conn.execute(
+                "INSERT INTO monitor_alerts (tenant, id, kind, dimension, value, threshold, period_end, details) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb) ON CONFLICT DO NOTHING", tenant, alert.id, alert.kind,
+                alert.dimension, alert.value, alert.threshold, alert.period_end, json.dumps(alert.details))
+        return status.endswith(" 1")
+
+    async def alerts(self, tenant: str, kind: str | None = None) -> list[dict]:
+        async with self.pools.tx(tenant, readonly=True) as conn:
+            rows = await conn.fetch("SELECT * FROM monitor_alerts WHERE tenant = $1 AND ($2::text IS NULL OR kind = $2) "
+                                    "ORDER BY time", tenant, kind)
+        return [_plain(r) for r in rows]
+
+    async def add_gold_score(self, tenant: str, report: dict, gold: str) -> dict:
+        micro, gates = report["micro"], report["gates"]
+        row = {"id": str(uuid.uuid4()), "engine": report["engine"]["name"], "engine_version": report["engine"]["version"],
+               "gold": gold, "n_notes": report["n_notes"], "f1": micro["f1"], "precision": micro["precision"],
+               "recall": micro["recall"], "f1_lower": gates["f1_lower"], "precision_lower": gates["precision_lower"],
+               "gates_passed": bool(gates["passed"])}
+        async with self.pools.tx(tenant) as conn:
+            await conn.execute(
+                "INSERT INTO monitor_gold_scores (tenant, id, engine, engine_version, gold, n_notes, f1, precision, "
+                "recall, f1_lower, precision_lower, gates_passed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+                "$12)", tenant, *row.values())
+        return row
+
+    async def gold_scores(self, tenant: str) -> list[dict]:
+        async with self.pools.tx(tenant, readonly=True) as conn:
+            rows = await conn.fetch("SELECT * FROM monitor_gold_scores WHERE tenant = $1 ORDER BY time", tenant)
+        return [_plain(r) for r in rows]
+
+    async def add_gate_decision(self, conn: asyncpg.Connection, tenant: str, from_mode: str, to_mode: str,
+                                passed: bool, checks: list[dict], actor: str) -> str:
+        decision_id = str(uuid.uuid4())
+        await conn.execute("INSERT INTO monitor_gate_decisions (tenant, id, from_mode, to_mode, passed, checks, actor) "
+                           "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)", tenant, decision_id, from_mode, to_mode,
+                           passed, json.dumps(checks), actor)
+        return decision_id
+
+    async def latest_gate(self, tenant: str, to_mode: str) -> dict | None:
+        async with self.pools.tx(tenant, readonly=True) as conn:
+            row = await conn.fetchrow("SELECT * FROM monitor_gate_decisions WHERE tenant = $1 AND to_mode = $2 "
+                                      "ORDER BY time DESC LIMIT 1", tenant, to_mode)
+        return _plain(row) if row else None
+
+    # -- queries for drift, gates and reports --------------------------------------------------
+    async def latest_window_start(self, tenant: str) -> datetime | None:
+        async with self.pools.tx(tenant, readonly=True) as conn:
+            return await conn.fetchval("SELECT max(window_start) FROM monitor_windows WHERE tenant = $1", tenant)
+
+    async def sums(self, tenant: str, metrics: list[str], start: datetime, end: datetime,
+                   *, by: str = "category") -> dict[tuple[str, str], float]:
+        """{(metric, category or version): sum of window values} for windows starting in [start, end)."""
+        column = {"category": "category", "version": "version"}[by]
+        async with self.pools.tx(tenant, readonly=True) as conn:
+            rows = await conn.fetch(
+                f"SELECT metric, {column} AS k, sum(value) AS v FROM monitor_windows WHERE tenant = $1 AND "
+                "metric = ANY($2::text[]) AND window_start >= $3 AND window_start < $4 GROUP BY metric, k",
+                tenant, metrics, start, end)
+        return {(r["metric"], r["k"]): float(r["v"]) for r in rows}
+
+    async def prefixed_sums(self, tenant: str, prefix: str, start: datetime, end: datetime) -> dict[str, float]:
+        async with self.pools.tx(tenant, readonly=True) as conn:
+            rows = await conn.fetch(
+                "SELECT metric, sum(value) AS v FROM monitor_windows WHERE tenant = $1 AND starts_with(metric, $2) "
+                "AND window_start >= $3 AND window_start < $4 GROUP BY metric", tenant, prefix, start, end)
+        return {r["metric"][len(prefix):]: float(r["v"]) for r in rows}
+
+    async def daily(self, tenant: str, metrics: list[str]) -> list[dict]:
+        async with self.pools.tx(tenant, readonly=True) as conn:
+            rows = await conn.fetch(
+                "SELECT date_trunc('day', window_start) AS day, metric, category, sum(value) AS v FROM monitor_windows "
+                "WHERE tenant = $1 AND metric = ANY($2::text[]) GROUP BY 1, 2, 3 ORDER BY 1", tenant, metrics)
+        return [_plain(r) for r in rows]
+
+    async def tasks(self, tenant: str, since: datetime | None = None) -> list[dict]:
+        async with self.pools.tx(tenant, readonly=True) as conn:
+            rows = await conn.fetch("SELECT * FROM monitor_tasks WHERE tenant = $1 AND ($2::timestamptz IS NULL OR "
+                                    "coalesce(written_time, action_time) >= $2) ORDER BY written_time NULLS LAST",
+                                    tenant, since)
+        return [_plain(r) for r in rows]
+
+    async def llm_daily(self, tenant: str) -> list[dict]:
+        """Tokens and cost per UTC day and model from the inference ledger ([] when it does not exist)."""
+        try:
+            async with self.pools.tx(tenant, readonly=True) as conn:
+                rows = await conn.fetch(
+                    f"SELECT day, model, sum(prompt_tokens)::bigint AS prompt_tokens, "
+                    f"sum(completion_tokens)::bigint AS completion_tokens, sum(cost_usd)::float8 AS cost_usd "
+                    f"FROM {LLM_USAGE_TABLE} WHERE tenant = $1 GROUP BY day, model ORDER BY day", tenant)
+        except (asyncpg.UndefinedTableError, asyncpg.InsufficientPrivilegeError):
+            return []
+        return [_plain(r) for r in rows]
+
+
+def _plain(row) -> dict:
+    out = dict(row)
+    for key, value in out.items():
+        if key in ("checks", "details") and isinstance(value, str):
+            out[key] = json.loads(value)
+    return out
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def days_ago(when: datetime, days: float) -> datetime:
+    return when - timedelta(days=days)
