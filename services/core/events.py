@@ -17,12 +17,20 @@ stage, type, index), so a redelivered input produces outputs with the same ids a
 downstream idempotency ledger drops the repeats. ``decode`` raises
 ``services.core.errors.ValidationError`` for anything that is not a well-formed event;
 payload validation against ``schemas/`` lives in ``services.core.schemas``.
+
+Hot path: ``encode`` and ``decode`` map the attributes to ``ce_*`` headers directly when
+the envelope is one this module writes (the known attributes, non-empty strings, RFC 3339
+time); they produce exactly what the ``cloudevents`` binding produces (the unit tests compare
+both). Anything else - unknown extensions, odd time formats, empty or missing attributes,
+undecodable bytes - goes through the ``cloudevents`` library, so malformed input gets the
+library's validation and the same error.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -38,12 +46,31 @@ from services.core.errors import ValidationError
 CONTENT_TYPE = "application/json"
 EXTENSIONS = ("tenant", "traceparent", "correlationid", "causationid")
 _FORMAT = JSONFormat()
+#: One encoder for every payload (``json.dumps`` with options builds a new encoder per call).
+_DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+#: Header name -> attribute, for the headers ``encode`` writes; any other ``ce_*`` header
+#: sends a record through the library path.
+_KNOWN_HEADERS = {"ce_id": "id", "ce_type": "type", "ce_source": "source", "ce_specversion": "specversion",
+                  "ce_time": "time", "content-type": "datacontenttype", "ce_tenant": "tenant",
+                  "ce_subject": "subject", "ce_traceparent": "traceparent", "ce_correlationid": "correlationid",
+                  "ce_causationid": "causationid"}
+#: Times the fast path parses (``datetime.fromisoformat`` and dateutil's ``isoparse`` agree on these).
+_RFC3339_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
 _ID_NAMESPACE = uuid.UUID("6f1c2f4e-52a4-4c61-9a43-3b1f0e0c7a11")
+_NAMESPACE_BYTES = _ID_NAMESPACE.bytes
 
 
 def deterministic_id(*parts: Any) -> str:
-    """A stable UUID (v5) from the given parts; same parts, same id, in every process."""
-    return str(uuid.uuid5(_ID_NAMESPACE, "\x1f".join(str(p) for p in parts)))
+    """A stable UUID (v5) from the given parts; same parts, same id, in every process.
+
+    Equal to ``str(uuid.uuid5(_ID_NAMESPACE, "\\x1f".join(map(str, parts))))`` (RFC 4122 s4.3:
+    SHA-1 of namespace + name, first 16 bytes, version 5 and variant bits set), without building
+    a ``UUID`` object; the unit tests compare both."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + "\x1f".join(str(p) for p in parts).encode("utf-8")).digest())
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    x = digest[:16].hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def new_traceparent() -> str:
@@ -118,6 +145,15 @@ def encode(event: Event) -> Record:
     """Event -> Kafka binary-mode record. The data is compact JSON (UTF-8)."""
     if not isinstance(event.data, dict):
         raise ValidationError(f"{event.type}: data must be a JSON object", code="envelope")
+    headers = _fast_headers(event)
+    if headers is None:
+        headers = _library_headers(event)
+    value = _DUMPS(event.data).encode("utf-8")
+    key = event.key.encode("utf-8") if event.key is not None else None
+    return Record(key=key, value=value, headers=headers)
+
+
+def _attributes(event: Event) -> dict[str, Any]:
     attributes: dict[str, Any] = {"id": event.id, "type": event.type, "source": event.source,
                                   "specversion": "1.0", "time": event.time, "datacontenttype": CONTENT_TYPE,
                                   "tenant": event.tenant}
@@ -125,14 +161,37 @@ def encode(event: Event) -> Record:
         value = getattr(event, name)
         if value is not None:
             attributes[name] = value
+    return attributes
+
+
+def _fast_headers(event: Event) -> list[tuple[str, bytes]] | None:
+    """The headers ``cloudevents`` would write, for an envelope it would accept; else None."""
+    if not (type(event.id) is str and event.id and type(event.type) is str and event.type
+            and type(event.source) is str and event.source and type(event.tenant) is str
+            and isinstance(event.time, datetime) and event.time.tzinfo is not None
+            and (event.subject is None or (type(event.subject) is str and event.subject))):
+        return None
+    when = event.time.isoformat()
+    if when.endswith("+00:00"):
+        when = when[:-6] + "Z"
+    headers = [("ce_id", event.id.encode()), ("ce_type", event.type.encode()), ("ce_source", event.source.encode()),
+               ("ce_specversion", b"1.0"), ("ce_time", when.encode()), ("content-type", CONTENT_TYPE.encode()),
+               ("ce_tenant", event.tenant.encode())]
+    for name in ("subject", "traceparent", "correlationid", "causationid"):
+        value = getattr(event, name)
+        if value is not None:
+            if type(value) is not str:
+                return None
+            headers.append(("ce_" + name, value.encode()))
+    return headers
+
+
+def _library_headers(event: Event) -> list[tuple[str, bytes]]:
     try:
-        ce = CloudEvent(attributes, None)
+        ce = CloudEvent(_attributes(event), None)
     except BaseCloudEventException as exc:
         raise ValidationError(f"invalid CloudEvents envelope: {_short(exc)}", code="envelope") from None
-    message = ce_kafka.to_binary(ce, _FORMAT, key_mapper=lambda _e: None)
-    value = json.dumps(event.data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    key = event.key.encode("utf-8") if event.key is not None else None
-    return Record(key=key, value=value, headers=list(message.headers.items()))
+    return list(ce_kafka.to_binary(ce, _FORMAT, key_mapper=lambda _e: None).headers.items())
 
 
 def decode(key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes]]) -> Event:
@@ -140,25 +199,58 @@ def decode(key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, 
     header_map = {name: raw for name, raw in (headers or ()) if name.startswith("ce_") or name == "content-type"}
     if "ce_id" not in header_map or "ce_type" not in header_map:
         raise ValidationError("not a CloudEvents binary-mode record (ce_id/ce_type headers missing)", code="envelope")
-    try:
-        message = ce_kafka.KafkaMessage(headers=header_map, key=None, value=b"")
-        ce = ce_kafka.from_binary(message, _FORMAT)
-    except (BaseCloudEventException, ValueError, UnicodeDecodeError) as exc:
-        raise ValidationError(f"invalid CloudEvents envelope: {_short(exc)}", code="envelope") from None
+    attrs = _fast_attributes(header_map)
+    if attrs is None:
+        attrs = _library_attributes(header_map)
     try:
         data = json.loads(value or b"")
     except (ValueError, UnicodeDecodeError):
-        raise ValidationError(f"{ce.get_type()}: payload is not JSON", code="payload_json") from None
+        raise ValidationError(f"{attrs['type']}: payload is not JSON", code="payload_json") from None
     if not isinstance(data, dict):
-        raise ValidationError(f"{ce.get_type()}: payload must be a JSON object", code="payload_json")
-    tenant = ce.get_extension("tenant")
+        raise ValidationError(f"{attrs['type']}: payload must be a JSON object", code="payload_json")
+    tenant = attrs.get("tenant")
     if not tenant:
-        raise ValidationError(f"{ce.get_type()}: tenant extension missing", code="envelope")
-    return Event(id=ce.get_id(), type=ce.get_type(), source=ce.get_source(), tenant=tenant,
+        raise ValidationError(f"{attrs['type']}: tenant extension missing", code="envelope")
+    return Event(id=attrs["id"], type=attrs["type"], source=attrs["source"], tenant=tenant,
                  key=key.decode("utf-8", "replace") if key is not None else None, data=data,
-                 time=ce.get_time() or _now(), subject=ce.get_subject(),
-                 correlationid=ce.get_extension("correlationid"), causationid=ce.get_extension("causationid"),
-                 traceparent=ce.get_extension("traceparent"))
+                 time=attrs.get("time") or _now(), subject=attrs.get("subject"),
+                 correlationid=attrs.get("correlationid"), causationid=attrs.get("causationid"),
+                 traceparent=attrs.get("traceparent"))
+
+
+def _fast_attributes(header_map: dict[str, bytes]) -> dict[str, Any] | None:
+    """Attributes of an envelope as ``encode`` writes it; None for anything else (library path)."""
+    attrs: dict[str, Any] = {}
+    try:
+        for name, raw in header_map.items():
+            attrs[_KNOWN_HEADERS[name]] = raw.decode("utf-8")
+    except (KeyError, AttributeError, UnicodeDecodeError):
+        return None
+    if attrs.get("specversion") != "1.0" or not attrs.get("source") or not attrs["id"] or not attrs["type"] \
+            or attrs.get("subject") == "" or attrs.get("datacontenttype") == "":
+        return None
+    when = attrs.get("time")
+    if when is not None:
+        if not _RFC3339_TIME.fullmatch(when):
+            return None
+        try:
+            attrs["time"] = datetime.fromisoformat(when)
+        except ValueError:
+            return None
+    return attrs
+
+
+def _library_attributes(header_map: dict[str, bytes]) -> dict[str, Any]:
+    try:
+        message = ce_kafka.KafkaMessage(headers=header_map, key=None, value=b"")
+        ce = ce_kafka.from_binary(message, _FORMAT)
+    except (BaseCloudEventException, ValueError, UnicodeDecodeError, AttributeError) as exc:
+        # AttributeError: a header without a value (None), which Kafka allows.
+        raise ValidationError(f"invalid CloudEvents envelope: {_short(exc)}", code="envelope") from None
+    return {"id": ce.get_id(), "type": ce.get_type(), "source": ce.get_source(), "time": ce.get_time(),
+            "subject": ce.get_subject(), "tenant": ce.get_extension("tenant"),
+            "correlationid": ce.get_extension("correlationid"), "causationid": ce.get_extension("causationid"),
+            "traceparent": ce.get_extension("traceparent")}
 
 
 def header_value(headers: Iterable[tuple[str, bytes]], name: str) -> str | None:
