@@ -9,6 +9,7 @@ from services.core import devstack
 from services.ehr import cli as ehr_cli
 from services.inference import cli as inference_cli
 from services.ingest import cli as ingest_cli
+from services.scheduling import cli as scheduling_cli
 from services.triage import cli as triage_cli
 
 app = typer.Typer(help="Vigil: clinical AI agents in production.", no_args_is_help=True,
@@ -28,6 +29,7 @@ GROUPS: list[tuple[str, typer.Typer]] = [
     ("decisions", triage_cli.app),
     ("subscribe", ingest_cli.subscribe_app),
     ("backfill", ingest_cli.backfill_app),
+    ("conversations", scheduling_cli.app),
 ]
 
 devstack.register(ehr_cli.DEVSTACK_COMPONENT)  # `vigil dev up` starts the EHR sandbox
