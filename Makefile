@@ -45,6 +45,15 @@ dev-up: install
 dev-down: install
 	$(VENV)/bin/vigil dev down
 
+# End-to-end latency (note created in the EHR -> Task readable) at fixed rates; artifacts/bench/e2e.json + plot.
+bench: install
+	$(PY) -m bench.e2e $(BENCH_ARGS)
+
+# Faults under load (SIGKILLed stages, EHR outage, Redis restart, LLM 429/500, poison events), then DLQ replay.
+# Not part of `make test`.
+chaos: install
+	$(PY) -m bench.chaos $(CHAOS_ARGS)
+
 bench-runtime: install
 	$(PY) -m bench.runtime
 

@@ -32,6 +32,7 @@ class Pipeline:
     practitioners: dict[str, dict[str, str]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    optional: bool = True  # also start the services the notes -> Tasks path does not need
 
     # -- up -------------------------------------------------------------------------------
     def up_stack(self) -> None:
@@ -54,7 +55,7 @@ class Pipeline:
                 out[t.id].update((tenant_settings or {}).get(t.id, {}))
             return out
 
-        registry = tenant_setup.write_registry(self.plan, asyncio.run(clients()))
+        registry = tenant_setup.write_registry(self.plan, self.tenants, asyncio.run(clients()))
         for t in self.tenants:
             steps = tenant_setup.onboard(self.plan, registry.get(t.id))
             self.log(f"{t.id}: onboarded ({', '.join(f'{name}: {result}' for name, result in steps)})")
@@ -74,11 +75,11 @@ class Pipeline:
         return FhirClient(f"{self.plan.settings.ehr_url}/fhir/{tenant}", credentials=self.driver_credentials[tenant])
 
     def services(self) -> list[ServiceDef]:
-        return [s for s in SERVICES if available(s)]
+        return [s for s in SERVICES if available(s) and (self.optional or s.required)]
 
     def start_services(self) -> None:
         self.supervisor = Supervisor(self.plan)
-        self.skipped = [s.name for s in SERVICES if not available(s)]
+        self.skipped = [s.name for s in SERVICES if not available(s) and (self.optional or s.required)]
         for service in self.services():
             self.supervisor.start(service)
         self.supervisor.wait_healthy([s.name for s in self.services() if s.required])

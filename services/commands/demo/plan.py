@@ -14,7 +14,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.core.config import Settings
+from services.core.config import ConfigError, Settings
 
 #: Ports are ``base + offset``; the demo, the chaos run and the benchmark use different bases so
 #: a kept demo and a benchmark can run side by side.
@@ -68,9 +68,15 @@ class DemoPlan:
     extra_env: dict = field(default_factory=dict)
 
     @classmethod
-    def create(cls, name: str = "demo", port_base: int = DEMO_PORT_BASE, settings: Settings | None = None,
+    def create(cls, name: str = "demo", port_base: int | None = None, settings: Settings | None = None,
                extra_env: dict | None = None) -> "DemoPlan":
         base = settings or Settings.from_env()
+        raw = os.environ.get("VIGIL_DEMO_PORT_BASE", "") if port_base is None else str(port_base)
+        port_base = DEMO_PORT_BASE
+        if raw:
+            if not raw.isdigit() or not 1024 <= int(raw) <= 65000:
+                raise ConfigError(f"VIGIL_DEMO_PORT_BASE={raw!r}: expected a port between 1024 and 65000")
+            port_base = int(raw)
         folder = base.state_dir / name
         folder.mkdir(parents=True, exist_ok=True)
         return cls(name, base.with_overrides(tenants_file=folder / "tenants.toml"), port_base, dict(extra_env or {}))

@@ -149,7 +149,8 @@ async def wait_feedback(runs, ledger, since, expected: int, timeout: float = FEE
         await asyncio.sleep(POLL_S)
 
 
-async def run_day(pipe: Pipeline, n_notes: int) -> tuple[list[summaries.TenantSummary], dict]:
+async def run_day(pipe: Pipeline, n_notes: int, *, conversations: bool = True
+                  ) -> tuple[list[summaries.TenantSummary], dict]:
     run_id = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
     since = datetime.now(timezone.utc) - timedelta(seconds=5)
     pools, ledger = await _ledger(pipe.plan.settings)
@@ -163,7 +164,7 @@ async def run_day(pipe: Pipeline, n_notes: int) -> tuple[list[summaries.TenantSu
             await warm_up(pipe, run_id, watcher, progress)
             runs = await stream_day(pipe, n_notes, run_id, progress)
             info["drained"] = await drain(runs, watcher, ledger, since, progress)
-        info["patient_answers"] = await patient_conversations(runs)
+        info["patient_answers"] = await patient_conversations(runs) if conversations else 0
         acted = await clinician_round(pipe, runs, ledger, since)
         info["clinician_actions"] = len(acted)
         info["feedback_recorded"] = await wait_feedback(runs, ledger, since, len(acted))

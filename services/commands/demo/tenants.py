@@ -76,9 +76,10 @@ async def register_clients(plan: DemoPlan, tenant: DemoTenant) -> tuple[dict, Sm
     return settings, driver
 
 
-def write_registry(plan: DemoPlan, tenants: dict[str, dict], partitions: int = 2) -> Registry:
+def write_registry(plan: DemoPlan, demo_tenants, tenants: dict[str, dict], partitions: int = 4) -> Registry:
+    """The plan's registry (4 partitions: the broker's default, so existing topics match)."""
     registry = Registry(plan.settings.tenants_file)
-    for t in DEMO_TENANTS:
+    for t in demo_tenants:
         if t.id in tenants:
             registry.put(Tenant(id=t.id, display_name=t.display_name, partitions=partitions, mode=t.mode,
                                 hl7_facilities=(t.id.upper(),), settings=tenants[t.id]))

@@ -1,0 +1,218 @@
+"""Benchmark: end-to-end latency, note created in the EHR -> Task readable in the EHR, on the
+rules engine, at fixed note rates; and the raw baseline measured in the same run.
+
+The whole pipeline runs as in `vigil demo` (every service its own process; the note reaches
+ingest through the EHR's Subscription). Each note is a finding note for its own patient, so
+each note yields exactly one new Task. A poller searches the EHR for new Tasks every
+``POLL_S`` and records when each first became readable; latency = that moment minus the note's
+``meta.lastUpdated``. A rate is *sustained* when every note's Task appeared within
+``DRAIN_GRACE_S`` after the last note and latency did not climb through the step (p50 of the
+last third <= ``CLIMB_FACTOR`` x p50 of the first third).
+
+Baseline (same run, same rates, same EHR): the note create followed directly by a Task create
+and a Task read, i.e. the EHR write + read path alone, with no pipeline in between.
+
+    python -m bench.e2e [--rates 2,5,10] [--seconds 15]
+Writes artifacts/bench/e2e.json and artifacts/bench/e2e.png.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from services.commands.demo import driver
+from services.commands.demo.notes import FINDING_NOTES, ClinicDay, DemoPatient
+from services.commands.demo.pipeline import Pipeline
+from services.commands.demo.plan import DemoPlan
+from services.commands.demo.summary import percentile
+from services.commands.demo.tenants import DemoTenant
+from services.core.fhir import FhirClient
+from services.core.logging import configure
+
+BENCH_PORT_BASE = 18300
+TENANT = DemoTenant("bench-e2e", "Benchmark Oncology", "active", {"engine": "rules"})
+POLL_S = 0.1
+DRAIN_GRACE_S = 30.0
+CLIMB_FACTOR = 2.0
+WARM_UP_NOTES = 3
+OUT_DIR = Path("artifacts/bench")
+INPUT_SYSTEM = "http://vigil.example/fhir/CodeSystem/task-input"
+
+
+def _stats(values: list[float]) -> dict:
+    return {"n": len(values), **{f"p{q}": percentile(values, q) for q in (50, 95, 99)},
+            "max": max(values) if values else None}
+
+
+def _source_note(task: dict) -> str | None:
+    for item in task.get("input") or []:
+        codes = [c.get("code") for c in (item.get("type") or {}).get("coding") or []]
+        if "source-note" in codes and item.get("valueReference"):
+            return item["valueReference"]["reference"].split("/")[1]
+    return None
+
+
+class TaskPoller:
+    """Every POLL_S: Tasks changed since the start; note id -> first moment its Task was readable."""
+
+    def __init__(self, client: FhirClient, since: str):
+        self.client, self.since, self.seen = client, since, {}
+        self._task: asyncio.Task | None = None
+
+    async def _run(self) -> None:
+        while True:
+            for task in await self.client.search("Task", {"_lastUpdated": f"ge{self.since}", "_count": "500"}):
+                note = _source_note(task)
+                if note and note not in self.seen:
+                    self.seen[note] = datetime.now(timezone.utc)
+            await asyncio.sleep(POLL_S)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def _patients(run: driver.TenantRun, tag: str, n: int) -> list[str]:
+    day = ClinicDay([DemoPatient(f"b{i:04d}", "Bench", "Pat", "nivolumab", "onc-1") for i in range(n)], [], [])
+    await driver.create_patients(run, tag, day)
+    return list(run.patients)
+
+
+async def pipeline_step(pipe: Pipeline, rate: float, seconds: float, tag: str) -> dict:
+    """Notes at ``rate``/s for ``seconds``; latency to the Task being readable."""
+    n = max(1, int(rate * seconds))
+    async with pipe.client(TENANT.id) as client:
+        run = driver.TenantRun(TENANT.id, client, pipe.practitioners[TENANT.id])
+        keys = await _patients(run, tag, n)
+        poller = TaskPoller(client, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        poller.start()
+        started = time.monotonic()
+        sends = []
+        for i, key in enumerate(keys):
+            await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))
+            text = FINDING_NOTES[i % len(FINDING_NOTES)][1].format(drug="nivolumab")
+            sends.append(asyncio.create_task(driver.send_note(run, tag, i, key, text, "finding",
+                                                              run.practitioners["onc-1"])))
+        notes = await asyncio.gather(*sends)
+        send_s = time.monotonic() - started
+        deadline = time.monotonic() + DRAIN_GRACE_S
+        while len([x for x in notes if x.id in poller.seen]) < len(notes) and time.monotonic() < deadline:
+            await asyncio.sleep(POLL_S)
+        await poller.stop()
+    latencies = [(poller.seen[x.id] - x.created).total_seconds() for x in notes if x.id in poller.seen]
+    third = max(1, len(latencies) // 3)
+    first, last = percentile(latencies[:third], 50), percentile(latencies[-third:], 50)
+    complete = len(latencies) == len(notes)
+    return {"rate": rate, "notes": len(notes), "tasks_seen": len(latencies), "send_seconds": round(send_s, 2),
+            "achieved_rate": round(len(notes) / send_s, 2), "latency_s": _stats(latencies),
+            "first_third_p50": first, "last_third_p50": last,
+            "sustained": complete and last is not None and last <= CLIMB_FACTOR * max(first, 0.5)}
+
+
+async def baseline_step(pipe: Pipeline, rate: float, seconds: float, tag: str) -> dict:
+    """The EHR write + read path alone: note create, then Task create and read, at ``rate``/s."""
+    n = max(1, int(rate * seconds))
+    async with pipe.client(TENANT.id) as client:
+        run = driver.TenantRun(TENANT.id, client, pipe.practitioners[TENANT.id])
+        keys = await _patients(run, tag, n)
+
+        async def one(i: int, key: str) -> float:
+            note = await driver.send_note(run, tag, i, key, "Baseline note without findings.", None,
+                                          run.practitioners["onc-1"])
+            task = await client.create({
+                "resourceType": "Task", "status": "requested", "intent": "order",
+                "for": {"reference": f"Patient/{note.patient}"},
+                "input": [{"type": {"coding": [{"system": INPUT_SYSTEM, "code": "source-note"}]},
+                           "valueReference": {"reference": f"DocumentReference/{note.id}/_history/1"}}]})
+            await client.read("Task", task.id)
+            return (datetime.now(timezone.utc) - note.created).total_seconds()
+
+        started = time.monotonic()
+        jobs = []
+        for i, key in enumerate(keys):
+            await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))
+            jobs.append(asyncio.create_task(one(i, key)))
+        latencies = list(await asyncio.gather(*jobs))
+    return {"rate": rate, "notes": n, "latency_s": _stats(latencies)}
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, rows, style in (("pipeline", results["pipeline"], "-o"), ("EHR write+read baseline",
+                                                                         results["baseline"], "--s")):
+        rates = [r["rate"] for r in rows]
+        for q in ("p50", "p95", "p99"):
+            ax.plot(rates, [r["latency_s"][q] for r in rows], style, label=f"{name} {q}")
+    ax.set_xlabel("notes per second")
+    ax.set_ylabel("note created -> Task readable (s)")
+    ax.set_yscale("log")
+    ax.set_title("Vigil end-to-end latency (rules engine)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def table(results: dict) -> str:
+    lines = ["rate/s  achieved  notes  tasks   p50 s   p95 s   p99 s  sustained   base p50  base p95  ratio p50"]
+    for p, b in zip(results["pipeline"], results["baseline"]):
+        lp, lb = p["latency_s"], b["latency_s"]
+        ratio = lp["p50"] / lb["p50"] if lp["p50"] and lb["p50"] else None
+        fmt = lambda v: f"{v:7.3f}" if v is not None else "      -"  # noqa: E731
+        lines.append(f"{p['rate']:6g}  {p['achieved_rate']:8.2f}  {p['notes']:5d}  {p['tasks_seen']:5d} "
+                     f"{fmt(lp['p50'])} {fmt(lp['p95'])} {fmt(lp['p99'])}  {str(p['sustained']):9s} "
+                     f"{fmt(lb['p50'])}   {fmt(lb['p95'])}   {ratio and f'{ratio:8.1f}x' or '-'}")
+    lines.append(f"maximum sustained rate: {results['max_sustained_rate']} notes/s")
+    return "\n".join(lines)
+
+
+async def measure(pipe: Pipeline, rates: list[float], seconds: float) -> dict:
+    tag = datetime.now(timezone.utc).strftime("%H%M%S")
+    await pipeline_step(pipe, 1.0, WARM_UP_NOTES, f"{tag}-warm")
+    results: dict = {"pipeline": [], "baseline": []}
+    for rate in rates:
+        results["baseline"].append(await baseline_step(pipe, rate, seconds, f"{tag}-base-{rate:g}"))
+        step = await pipeline_step(pipe, rate, seconds, f"{tag}-e2e-{rate:g}")
+        results["pipeline"].append(step)
+        print(f"rate {rate:g}/s: p50 {step['latency_s']['p50']} s, p95 {step['latency_s']['p95']} s, "
+              f"{step['tasks_seen']}/{step['notes']} Tasks, sustained {step['sustained']}", flush=True)
+    sustained = [r["rate"] for r in results["pipeline"] if r["sustained"]]
+    results["max_sustained_rate"] = max(sustained) if sustained else None
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="2,5,10", help="notes per second, comma-separated")
+    parser.add_argument("--seconds", type=float, default=15.0, help="duration of each rate step")
+    args = parser.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
+    configure("warning")
+    plan = DemoPlan.create("bench", port_base=BENCH_PORT_BASE)
+    pipe = Pipeline(plan, (TENANT,), log=print, optional=False)
+    try:
+        pipe.up()
+        results = asyncio.run(measure(pipe, rates, args.seconds))
+    finally:
+        pipe.down()
+    results.update({"engine": "rules", "step_seconds": args.seconds, "services": [s.name for s in pipe.services()],
+                    "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    (OUT_DIR / "e2e.json").write_text(json.dumps(results, indent=2, default=str))
+    plot(results, OUT_DIR / "e2e.png")
+    print(table(results))
+    print(f"wrote {OUT_DIR / 'e2e.json'} and {OUT_DIR / 'e2e.png'}")
+
+
+if __name__ == "__main__":
+    main()

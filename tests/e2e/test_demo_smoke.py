@@ -1,0 +1,86 @@
+"""Smoke test of the demo: every service as its own process, two fresh tenants, a few notes
+through the EHR, and a summary whose numbers are checked against the EHR itself."""
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import uuid
+
+import pytest
+
+from services.commands.demo import runner
+from services.commands.demo.pipeline import Pipeline
+from services.commands.demo.plan import PORT_OFFSETS, DemoPlan
+from services.commands.demo.tenants import DemoTenant
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _free_base() -> int:
+    for _ in range(50):
+        base = random.randrange(20000, 40000, 100)
+        plan_ports = [base + off for off in PORT_OFFSETS.values()]
+        if all(socket.socket().connect_ex(("127.0.0.1", p)) != 0 for p in plan_ports):
+            return base
+    raise RuntimeError("no free port range")
+
+
+@pytest.fixture
+def pipeline(stack, tmp_path):
+    suffix = uuid.uuid4().hex[:6]
+    settings = stack.with_overrides(state_dir=tmp_path, ehr_url=f"http://127.0.0.1:{_free_port()}")
+    plan = DemoPlan.create("demo", port_base=_free_base(), settings=settings)
+    tenants = (DemoTenant(f"nv-{suffix}", "North Valley (test)", "active", {"engine": "rules"}),
+               DemoTenant(f"ls-{suffix}", "Lakeshore (test)", "pilot", {"engine": "rules"},
+                          pilot_oncologists=("onc-1", "onc-2", "onc-3")))
+    pipe = Pipeline(plan, tenants, optional=False)  # the notes -> Tasks path only
+    try:
+        pipe.up()
+        yield pipe
+    finally:
+        pipe.down()
+
+
+@pytest.mark.timeout(240)
+def test_demo_day_writes_tasks_in_both_tenants(pipeline):
+    rows, info = asyncio.run(runner.run_day(pipeline, 4, conversations=False))
+    assert info["drained"], "pipeline did not drain"
+    assert [r.tenant for r in rows] == [t.id for t in pipeline.tenants]
+
+    async def tasks_in_ehr(tenant: str, patients: list[str]) -> list[dict]:
+        async with pipeline.client(tenant) as client:
+            found = []
+            for patient in patients:
+                found += await client.search("Task", {"patient": f"Patient/{patient}"})
+            return found
+
+    for row in rows:
+        assert row.notes == 4 and row.notes_processed == 4
+        assert row.findings >= 2 and row.decisions >= 2
+        assert row.written == row.decisions  # everyone on the pilot list: all written
+        assert row.tasks >= 1 and len(row.alert_seconds) == row.written
+        assert all(0 < s < 120 for s in row.alert_seconds)
+        assert row.dead_letters == 0
+    # the summary's Task counts are what the EHRs hold for the run's patients
+    for row in rows:
+        tenant = row.tenant
+        run_patients = asyncio.run(_run_patients(pipeline, tenant))
+        tasks = asyncio.run(tasks_in_ehr(tenant, run_patients))
+        assert len(tasks) == row.tasks
+        assert all(t["meta"].get("security") for t in tasks)
+    assert pipeline.supervisor is not None and not [d for d in pipeline.supervisor.dead()
+                                                    if d not in pipeline.failed]
+
+
+async def _run_patients(pipe: Pipeline, tenant: str) -> list[str]:
+    from services.commands.demo.driver import RUN_SYSTEM
+
+    async with pipe.client(tenant) as client:  # the run's patients carry the run identifier
+        patients = await client.search("Patient", {"_count": "500"})
+    return [p["id"] for p in patients if any(i.get("system") == RUN_SYSTEM and not i["value"].endswith("-warm")
+                                             for i in p.get("identifier", []))]
