@@ -5,6 +5,7 @@ import typer
 
 from services.commands import audit, dev, keys, modes, security, serve, tenant
 from services.commands import demo as demo_command
+from services.control import cli as control_cli
 from services.core import devstack
 from services.ehr import cli as ehr_cli
 from services.inference import cli as inference_cli
@@ -29,6 +30,8 @@ GROUPS: list[tuple[str, typer.Typer]] = [
     ("decisions", triage_cli.app),
     ("subscribe", ingest_cli.subscribe_app),
     ("backfill", ingest_cli.backfill_app),
+    ("dlq", control_cli.dlq_app),
+    ("token", control_cli.token_app),
     ("conversations", scheduling_cli.app),
 ]
 

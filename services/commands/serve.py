@@ -18,6 +18,7 @@ SERVICES: dict[str, str] = {
     "inference": "services.inference.app",
     "tools": "services.tools.app",
     "ingest": "services.ingest.app",
+    "control": "services.control.app",
 }
 
 

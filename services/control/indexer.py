@@ -92,9 +92,11 @@ class DlqIndexer:
 
     async def _sync_tenant(self, tenant: str) -> int:
         topic = dlq_topic(tenant)
+        client = self._consumer._client  # noqa: SLF001  (aiokafka has no public way to track a topic's metadata)
+        await client.add_topic(topic)
         partitions = self._consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await self._consumer._client.force_metadata_update()  # noqa: SLF001  (aiokafka has no public refresh)
+        if partitions is None:  # tracked before it existed: refresh
+            await client.force_metadata_update()
             partitions = self._consumer.partitions_for_topic(topic) or set()
         if not partitions:
             return 0
