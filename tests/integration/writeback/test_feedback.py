@@ -19,7 +19,7 @@ async def test_override_and_accept_become_labels_once(wb_tenant):
     pid = await patient(wb)
     doc = await wb.note(pid)
     ev = wb.decision(pid, doc)
-    async with wb.host():
+    async with wb.host(stages=("writeback", "feedback")):
         await wb.publish("actions", [ev])
         await wb.wait(lambda: written(wb, ev.data["decisionId"]))
         (task,) = await wb.ehr.client.search("Task", {"patient": pid})
@@ -50,7 +50,7 @@ async def test_non_vigil_task_is_ignored(wb_tenant):
     pid = await patient(wb)
     other = (await wb.ehr.client.create({"resourceType": "Task", "status": "completed", "intent": "order",
                                          "for": {"reference": f"Patient/{pid}"}})).resource
-    async with wb.host() as host:
+    async with wb.host(stages=("feedback",)) as host:
         await wb.publish("feedback", [task_updated(wb.tenant, other)])
         await wb.wait(lambda: _consumed(host))
     assert await wb.deps.labels.for_task(wb.tenant, other["id"]) == []

@@ -100,14 +100,8 @@ async def test_duplicate_and_replayed_decisions_change_nothing(wb_tenant):
         await asyncio.sleep(1.0)
         before = await counts(wb, pid)
         (task_before,) = await wb.ehr.client.search("Task", {"patient": pid})
-    # replay: the Redis ledger of processed events is gone (e.g. a DLQ replay or a new cluster)
-    from services.core import kv
-
-    redis = kv.admin_client(wb.stack)
-    async for name in redis.scan_iter(match=f"vigil:{wb.tenant}:*", count=10_000):
-        await redis.delete(name)
-    await redis.aclose()
-    async with wb.host():
+        # replay: the Redis ledger of processed events is gone (e.g. a DLQ replay or a new cluster)
+        await forget_processed(wb)
         await wb.publish("actions", [ev])
         await asyncio.sleep(3.0)
     assert await counts(wb, pid) == before
@@ -199,20 +193,24 @@ async def test_kill_switch_stops_writes_within_seconds_and_replay_writes_once(wb
         await asyncio.sleep(1.2)  # > modes.CACHE_TTL_S: every process sees the switch
         await wb.publish("actions", [blocked])
         dead = await _dlq(wb, 1)
-    assert dead and await wb.count("Task", patient=pid) == 1
-    assert (await wb.deps.ledger.get(wb.tenant, blocked.data["decisionId"]))["written_refs"] == []
-    await wb.deps.modes.kill(wb.tenant, "writeback", on=False, actor="test")
+        assert dead and await wb.count("Task", patient=pid) == 1
+        assert (await wb.deps.ledger.get(wb.tenant, blocked.data["decisionId"]))["written_refs"] == []
+        await wb.deps.modes.kill(wb.tenant, "writeback", on=False, actor="test")
+        await forget_processed(wb)
+        await asyncio.sleep(1.2)
+        await wb.publish("actions", [blocked])  # what `vigil dlq replay` does: the same event again
+        await wb.wait(lambda: written(wb, blocked.data["decisionId"]))
+    assert await wb.count("Task", patient=pid) == 2
+
+
+async def forget_processed(wb) -> None:
+    """Drop the stage's processed-event ledger (Redis), as a replay from the DLQ or another cluster sees it."""
     from services.core import kv
 
     redis = kv.admin_client(wb.stack)
     async for name in redis.scan_iter(match=f"vigil:{wb.tenant}:*", count=10_000):
         await redis.delete(name)
     await redis.aclose()
-    await asyncio.sleep(1.2)
-    async with wb.host():  # what `vigil dlq replay` does: the same event again
-        await wb.publish("actions", [blocked])
-        await wb.wait(lambda: written(wb, blocked.data["decisionId"]))
-    assert await wb.count("Task", patient=pid) == 2
 
 
 async def _dlq(wb, want: int, timeout: float = 20.0) -> list:
