@@ -9,6 +9,7 @@ never leaves this function except to inference; the event carries its sha256, no
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime
 
 from prometheus_client import Counter
@@ -23,6 +24,8 @@ STAGE = "extraction"
 FINDINGS_TYPE = "vigil.extraction.findings"
 NOTE_TYPES = ("DocumentReference",)
 NOTE_ACTIONS = ("create", "update")
+#: A note-type code (LOINC or a local code) as the findings schema accepts it; anything else is left out.
+_NOTE_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,39}$")
 
 SKIPPED = Counter("vigil_extraction_skipped_total", "Input events with nothing to extract", ("tenant", "reason"))
 NOTES = Counter("vigil_extraction_notes_total", "Notes extracted", ("tenant", "engine"))
@@ -54,6 +57,8 @@ def findings_data(event: Event, note, result) -> dict:
         "noteTime": _date_time(note.note_time),
         "reviewRequired": bool(result.review_required),
         "noteSha256": hashlib.sha256(note.text.encode("utf-8")).hexdigest(),
+        "noteLength": len(note.text),  # for the monitor's note-length drift (characters; not the text)
+        **({"noteType": note.note_type} if _NOTE_TYPE.match(note.note_type or "") else {}),
         "findings": [{"category": f.category, "grade": f.grade if f.HasField("grade") else None,
                       "start": f.start, "end": f.end, "quote": f.quote,
                       "attribution": f.attribution if f.attribution in ("immunotherapy", "unspecified")
