@@ -10,6 +10,7 @@ from services.core import devstack
 from services.ehr import cli as ehr_cli
 from services.inference import cli as inference_cli
 from services.ingest import cli as ingest_cli
+from services.monitor import cli as monitor_cli
 from services.scheduling import cli as scheduling_cli
 from services.triage import cli as triage_cli
 
@@ -30,6 +31,9 @@ GROUPS: list[tuple[str, typer.Typer]] = [
     ("decisions", triage_cli.app),
     ("subscribe", ingest_cli.subscribe_app),
     ("backfill", ingest_cli.backfill_app),
+    ("gate", monitor_cli.gate_app),
+    ("report", monitor_cli.report_app),
+    ("monitor", monitor_cli.monitor_app),
     ("dlq", control_cli.dlq_app),
     ("token", control_cli.token_app),
     ("conversations", scheduling_cli.app),
@@ -58,6 +62,7 @@ def main() -> None:
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(2)
+    monitor_cli.register_gate_check()  # `vigil mode set` consults the promotion gates
     app()
 
 

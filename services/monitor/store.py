@@ -146,11 +146,17 @@ class MonitorStore:
                 "AND window_start >= $3 AND window_start < $4 GROUP BY metric", tenant, prefix, start, end)
         return {r["metric"][len(prefix):]: float(r["v"]) for r in rows}
 
-    async def daily(self, tenant: str, metrics: list[str]) -> list[dict]:
+    async def daily_all(self, tenant: str) -> list[dict]:
+        """Every metric summed per UTC day: [{day, metric, category, v}]."""
         async with self.pools.tx(tenant, readonly=True) as conn:
             rows = await conn.fetch(
-                "SELECT date_trunc('day', window_start) AS day, metric, category, sum(value) AS v FROM monitor_windows "
-                "WHERE tenant = $1 AND metric = ANY($2::text[]) GROUP BY 1, 2, 3 ORDER BY 1", tenant, metrics)
+                "SELECT (window_start AT TIME ZONE 'UTC')::date AS day, metric, category, sum(value) AS v "
+                "FROM monitor_windows WHERE tenant = $1 GROUP BY 1, 2, 3 ORDER BY 1", tenant)
+        return [_plain(r) for r in rows]
+
+    async def gate_decisions(self, tenant: str) -> list[dict]:
+        async with self.pools.tx(tenant, readonly=True) as conn:
+            rows = await conn.fetch("SELECT * FROM monitor_gate_decisions WHERE tenant = $1 ORDER BY time", tenant)
         return [_plain(r) for r in rows]
 
     async def tasks(self, tenant: str, since: datetime | None = None) -> list[dict]:
