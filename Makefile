@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find protos -name '*.proto' 2>/dev/null | sort)
 
-.PHONY: install gen test test-unit test-integration demo bench bench-runtime bench-isolation bench-extraction bench-ehr bench-ingest bench-grpc chaos browser dev-up dev-down clean
+.PHONY: install gen test test-unit test-integration demo bench bench-runtime bench-isolation bench-extraction bench-ehr bench-ingest bench-grpc bench-writeback chaos browser dev-up dev-down clean
 
 install: $(VENV)/.installed gen
 
@@ -71,6 +71,9 @@ bench-ingest: install
 
 bench-grpc: install
 	$(PY) -m bench.grpc_auth
+
+bench-writeback: install
+	$(PY) -m bench.writeback
 
 clean:
 	rm -rf gen .pytest_cache

@@ -8,16 +8,18 @@
 2. Otherwise the open Task of the episode (``Task?identifier=<EPISODE_SYSTEM>|<episode key>``,
    open status) is updated (``resources.update_bundle``, If-Match its version), or a new Task is
    created (``resources.create_bundle``, conditional creates on the decision id).
+   (The searches of steps 1 and 2 run concurrently.)
 3. ``guard()`` runs right before the transaction (the kill switch).
 4. After a timeout or a 5xx the write may have happened: step 1 is repeated before the error
    goes back to the stage runtime (which retries).
-5. Every location in the transaction response is read back (vread of that exact version) and
-   its key fields checked; anything missing (the sandbox's dropped-write mode, a lossy proxy)
+5. Every location in the transaction response is read back (vread of that exact version, all
+   at once) and its key fields checked; anything missing (the sandbox's dropped-write mode, a lossy proxy)
    raises ``RetryableError(code="write_not_verified")`` - never a reported success. After the
    stage's retries the decision is dead-lettered.
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
@@ -66,10 +68,9 @@ class Writer:
         return open_[0] if open_ else None
 
     async def write(self, decision: dict, guard: Guard) -> WriteOutcome:
-        done = await self.applied(decision)
+        done, current = await asyncio.gather(self.applied(decision), self.open_episode_task(decision))
         if done is not None:
             return await self.read_back_existing(decision, done)
-        current = await self.open_episode_task(decision)
         bundle = R.update_bundle(decision, current) if current else R.create_bundle(decision)
         await guard()
         try:
@@ -88,10 +89,9 @@ class Writer:
         locations = [(e.get("response") or {}).get("location") for e in response.get("entry", [])]
         if len(locations) != len(bundle["entry"]) or not all(locations):
             raise NotVerified("the transaction response does not name every written resource")
-        refs = await self.verify(decision, bundle, locations)
-        task_ref = next(r for r in refs if r.startswith("Task/"))
-        task = await self.client.vread("Task", task_ref.split("/")[1], task_ref.split("/")[3])
-        return WriteOutcome("updated" if current else "created", task, refs)
+        read = await self.verify(decision, bundle, locations)
+        task = next(resource for ref, resource in read.items() if ref.startswith("Task/"))
+        return WriteOutcome("updated" if current else "created", task, list(read))
 
     async def _vread(self, ref: str) -> dict:
         parts = ref.split("/")
@@ -102,13 +102,11 @@ class Writer:
         except NotFoundError:
             raise NotVerified("a written resource does not read back") from None
 
-    async def verify(self, decision: dict, bundle: dict, locations: list[str]) -> list[str]:
-        """vread every written version and check its key fields; the refs in bundle order."""
-        refs = []
-        for entry, location in zip(bundle["entry"], locations):
-            ref = location.split("://")[-1]
-            ref = "/".join(ref.split("/")[-4:])
-            got = await self._vread(ref)
+    async def verify(self, decision: dict, bundle: dict, locations: list[str]) -> dict[str, dict]:
+        """vread every written version (concurrently) and check its key fields; ref -> resource, in bundle order."""
+        refs = ["/".join(location.split("://")[-1].split("/")[-4:]) for location in locations]
+        read = await asyncio.gather(*(self._vread(ref) for ref in refs))
+        for entry, ref, got in zip(bundle["entry"], refs, read):
             sent = entry["resource"]
             if got.get("resourceType") != sent["resourceType"]:
                 raise NotVerified("a written resource reads back as another type")
@@ -123,8 +121,7 @@ class Writer:
             if rtype == "Provenance" and not any(t.get("reference", "").startswith("Task/")
                                                  for t in got.get("target", [])):
                 raise NotVerified("the Provenance read back does not target the Task")
-            refs.append(ref)
-        return refs
+        return dict(zip(refs, read))
 
     async def read_back_existing(self, decision: dict, task: dict) -> WriteOutcome:
         """The decision was written before: report the Task, evidence, Provenance and Device as they are."""
