@@ -8,6 +8,7 @@
     fhir_key_alg = "RS384"                           # RS384 (default) | ES384
     fhir_key_id = "..."                              # optional kid of the registered JWK
     fhir_scope = "system/*.rs"                       # scopes requested (default system/*.rs)
+                                                     # scheduling writes need e.g. system/*.cruds
     fhir_token_url = ""                              # optional; discovered from .well-known otherwise
 
 Without ``fhir_client_id`` the tenant's EHR is called without authentication, which is refused
