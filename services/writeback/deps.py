@@ -13,7 +13,18 @@ from services.core.fhir import FhirClient
 from services.core.secrets import SecretSettings
 from services.core.tenantdir import TenantDirectory
 from services.core.tenantdb import TenantPools
+from services.core.logging import get_logger
 from services.writeback.config import EhrAccess
+
+log = get_logger("vigil.writeback")
+
+
+def supports_transaction(capabilities: dict | None) -> bool:
+    """Does the CapabilityStatement declare the system-level ``transaction`` interaction?"""
+    for rest in (capabilities or {}).get("rest", []):
+        if any(i.get("code") == "transaction" for i in rest.get("interaction", [])):
+            return True
+    return False
 
 
 class Deps:
@@ -40,6 +51,26 @@ class Deps:
             await labels.ensure_schema(admin)
         finally:
             await admin.close()
+        await self.warm()
+
+    async def warm(self) -> None:
+        """Start every registered tenant's EHR client now (SMART discovery, CapabilityStatement), so a
+        misconfigured tenant shows in the log at start-up; a failure here is retried on first use."""
+        from services.core.tenancy import Registry
+
+        try:
+            tenants = [t.id for t in Registry.load(self.settings.tenants_file)]
+        except Exception as exc:  # a missing or broken registry: the stage host reports it
+            log.warning("writeback.registry_unreadable", error_type=type(exc).__name__)
+            return
+        for tenant in tenants:
+            try:
+                client = await self.client(tenant)
+            except Exception as exc:
+                log.warning("writeback.ehr_unreachable", tenant=tenant, error_type=type(exc).__name__)
+                continue
+            if not supports_transaction(client.capabilities):
+                log.warning("writeback.no_transaction_support", tenant=tenant)
 
     async def client(self, tenant: str) -> FhirClient:
         """The tenant's EHR client (CapabilityStatement read when it is first made)."""

@@ -106,8 +106,9 @@ def _category(decision: dict) -> str:
 
 
 def _grade(decision: dict) -> int | None:
-    g = decision["finding"].get("grade")
-    return g if g is not None else decision.get("grade")
+    """The decision's (triage-normalized) CTCAE grade, else the finding's own."""
+    g = decision.get("grade")
+    return g if g is not None else decision["finding"].get("grade")
 
 
 def span_inputs(decision: dict) -> list[dict]:
@@ -150,8 +151,8 @@ def device(engine_version: str) -> dict:
 def evidence_resource(decision: dict, patient_ref: str, now: datetime) -> dict:
     """Observation (routine / review) or DetectedIssue (urgent) holding the evidence."""
     f = decision["finding"]
-    grade = f.get("grade") if f.get("grade") is not None else decision.get("grade")
-    category = f.get("category") or decision["category"]
+    grade = _grade(decision)
+    category = _category(decision)
     ident = [{"system": DECISION_SYSTEM, "value": decision["decisionId"]}]
     concept = {"coding": [{"system": CATEGORY_SYSTEM, "code": category}], "text": category}
     if decision["kind"] == "urgent-task":
