@@ -3,7 +3,10 @@
 One poll returns a batch (at most ``tuning.max_batch`` records: bounded in-flight work).
 Records are grouped into lanes by partition number (input partition p and retry-topic
 partition p hold the same patients, and the range assignor gives them to the same member);
-lanes run concurrently, records within a lane strictly in order. After the batch: await
+lanes run concurrently, records within a lane strictly in order. Outputs, retry and
+dead-letter records are queued during the lanes and handed to the producer together after
+them (one produce request per broker instead of a trickle; a lane that replays parked events
+sends what is queued first, so a key's outputs keep their order). After the batch: await
 every produce (acks=all), mark the ledger, commit. A crash anywhere before the commit
 redelivers the batch; the ledger and deterministic output ids make that harmless.
 """
@@ -58,7 +61,7 @@ class Context:
     def emit(self, stream: str, event: Event) -> None:
         """Queue an output; it is produced (acks=all) before the input offset is committed.
         The payload is validated now: a bad output is a fatal error of this event."""
-        topic = resolve(self.tenant, stream)
+        topic = self._runner.resolve(stream)
         self._runner.publisher.check(event)
         self.outputs.append((topic, event))
 
@@ -99,6 +102,9 @@ class StageRunner:
         self.ledger = Ledger(self._redis, self.tenant, spec.name, spec.tuning.ledger_ttl_s)
         self._labels = {"tenant": self.tenant, "stage": spec.name}
         self._latency = metrics.LATENCY.labels(**self._labels)
+        self._consumed, self._succeeded = (metrics.CONSUMED.labels(**self._labels),
+                                           metrics.SUCCEEDED.labels(**self._labels))
+        self._topics: dict[str, str] = {}
         self._paused: dict[TopicPartition, float] = {}
         self._positions: dict[TopicPartition, int] = {}
         self._fetch_lock = asyncio.Lock()
@@ -135,6 +141,13 @@ class StageRunner:
         if self._own_pool and self._pool is not None:
             await self._pool.close()
 
+    def resolve(self, stream: str) -> str:
+        """The tenant's topic of a stream (checked once per stream name)."""
+        topic = self._topics.get(stream)
+        if topic is None:
+            topic = self._topics[stream] = resolve(self.tenant, stream)
+        return topic
+
     def health(self) -> dict[str, Any]:
         age = time.monotonic() - self._last_progress
         return {"live": self._running and age < self.spec.tuning.liveness_stall_s, "stage": self.spec.name,
@@ -154,23 +167,28 @@ class StageRunner:
 
     # -- one batch ---------------------------------------------------------------------------
     async def _process(self, batch: dict[TopicPartition, list]) -> None:
-        pending: list[asyncio.Future] = []
         done_ids: list[str] = []
         commits: dict[TopicPartition, int] = {}
         decoded: dict[tuple, tuple[Event | None, BaseException | None]] = {}
+        consumed = 0
         for tp, msgs in batch.items():
-            metrics.CONSUMED.labels(**self._labels).inc(len(msgs))
+            consumed += len(msgs)
             for m in msgs:
-                decoded[(tp, m.offset)] = self._decode(m)
+                decoded[(m.topic, m.partition, m.offset)] = self._decode(m)
+        self._consumed.inc(consumed)
         events = [e for e, _ in decoded.values() if e is not None]
         done, blocked = await self.ledger.lookup([e.id for e in events], list({e.key for e in events}))
         lanes: dict[int, list] = defaultdict(list)
         for tp in sorted(batch, key=lambda tp: (tp.topic == self.input_topic, tp.topic)):  # retries first
             lanes[tp.partition].append(tp)
-        state = _BatchState(pending, done_ids, commits, decoded, done, blocked)
-        await asyncio.gather(*(self._lane(state, batch, tps) for tps in lanes.values()))
-        if pending:
-            await asyncio.gather(*pending)
+        state = _BatchState([], done_ids, commits, decoded, done, blocked)
+        if len(lanes) == 1:
+            await self._lane(state, batch, next(iter(lanes.values())))
+        else:
+            await asyncio.gather(*(self._lane(state, batch, tps) for tps in lanes.values()))
+        await self._flush(state.outbox)
+        if state.succeeded:
+            self._succeeded.inc(state.succeeded)
         await self.ledger.mark_done(done_ids)
         if commits:
             try:
@@ -178,6 +196,14 @@ class StageRunner:
             except (CommitFailedError, IllegalStateError, RebalanceInProgressError) as exc:
                 # Partitions moved to another member mid-batch: it redelivers, the ledger dedupes.
                 log.warning("commit_failed", stage=self.spec.name, tenant=self.tenant, error=type(exc).__name__)
+
+    async def _flush(self, outbox: list[tuple]) -> None:
+        """Hand every queued record to the producer, in order, and wait for all acks (acks=all)."""
+        if not outbox:
+            return
+        records, outbox[:] = list(outbox), []  # taken at once: lanes may queue more meanwhile
+        send = self.publisher.send_raw
+        await asyncio.gather(*[await send(topic, key, value, headers) for topic, key, value, headers in records])
 
     async def _lane(self, st: "_BatchState", batch, tps: list[TopicPartition]) -> None:
         for tp in tps:
@@ -207,10 +233,10 @@ class StageRunner:
                     self._consumer.resume(tp)
 
     async def _one(self, st: "_BatchState", m, level: int) -> None:
-        event, error = st.decoded[(TopicPartition(m.topic, m.partition), m.offset)]
-        trail = Trail.from_record(m, level)
+        event, error = st.decoded[(m.topic, m.partition, m.offset)]
+        trail = Trail.from_record(m, level) if level else None  # built for level 0 only on failure
         if event is None:
-            await self._dead_letter(st.pending, m, None, trail, error, attempts=0)
+            await self._dead_letter(st.outbox, m, None, Trail.from_record(m, level), error, attempts=0)
             return
         if event.id in st.done:
             metrics.DUPLICATES.labels(**self._labels).inc()
@@ -221,23 +247,29 @@ class StageRunner:
             await self.ledger.park(event.key, m.partition, m.offset)
             metrics.PARKED.labels(**self._labels).inc()
             return
-        outcome = await self._attempt(event, trail.attempts)
-        resolved = await self._settle(st.pending, st.done_ids, m, event, trail, outcome)
+        outcome = await self._attempt(event, trail.attempts if trail else 0)
+        if outcome.ok:
+            st.succeeded += 1
+        resolved = await self._settle(st.outbox, st.done_ids, m, event, trail, outcome, count=False)
         if not resolved and level == 0:
             await self.ledger.block(event.key, event.id)
             st.blocked[event.key] = event.id
         elif resolved and level and st.blocked.get(event.key) == event.id:
             await self._release(st, event.key)
 
-    async def _settle(self, pending, done_ids, m, event, trail, outcome: _Outcome) -> bool:
-        """Send outputs / retry / dead letter; True when the event is finished (not waiting in retry)."""
+    async def _settle(self, outbox, done_ids, m, event, trail: Trail | None, outcome: _Outcome, *,
+                      count: bool = True) -> bool:
+        """Queue outputs / retry / dead letter; True when the event is finished (not waiting in retry).
+        ``count``: add the success to the metric now (the batch path counts once per batch)."""
         if outcome.ok:
             for topic, out in outcome.ctx.outputs:
                 record = encode(out)
-                pending.append(await self.publisher.send_raw(topic, record.key, record.value, record.headers))
+                outbox.append((topic, record.key, record.value, record.headers))
             done_ids.append(event.id)
-            metrics.SUCCEEDED.labels(**self._labels).inc()
+            if count:
+                self._succeeded.inc()
             return True
+        trail = trail or Trail.from_record(m, 0)
         err = classify(outcome.exc)
         if err.retryable and trail.level < self.spec.retry.levels:
             now_ms = int(time.time() * 1000)
@@ -246,12 +278,12 @@ class StageRunner:
             delay = max(delay, getattr(err, "retry_after", None) or 0.0)
             topic = self.retry_topics[trail.level]
             headers = retry_headers(m.headers, trail, now_ms + int(delay * 1000))
-            pending.append(await self.publisher.send_raw(topic, m.key, m.value, headers))
+            outbox.append((topic, m.key, m.value, headers))
             metrics.RETRIED.labels(**self._labels).inc()
             log.info("event_retry", stage=self.spec.name, level=trail.level + 1, error_code=err.code,
                      **event.log_fields())
             return False
-        await self._dead_letter(pending, m, event, trail, outcome.exc, attempts=outcome.attempts)
+        await self._dead_letter(outbox, m, event, trail, outcome.exc, attempts=outcome.attempts)
         return True
 
     async def _attempt(self, event: Event, before: int) -> _Outcome:
@@ -301,7 +333,7 @@ class StageRunner:
         finally:
             self._latency.observe(time.perf_counter() - started)
 
-    async def _dead_letter(self, pending, m, event: Event | None, trail: Trail, exc: BaseException,
+    async def _dead_letter(self, outbox, m, event: Event | None, trail: Trail, exc: BaseException,
                            attempts: int) -> None:
         err = classify(exc)
         now_ms = int(time.time() * 1000)
@@ -317,7 +349,7 @@ class StageRunner:
             "original_offset": trail.origin_offset, "error_class": type(exc).__name__, "error_code": err.code,
             "fingerprint": fp, "message": message, "stack": stack_text(exc), "attempts": trail.attempts,
             "history": trail.history, "first_failure": _ts(trail.first_failure_ms), "last_failure": _ts(now_ms)})
-        pending.append(await self.publisher.send_raw(dlq_topic(self.tenant), m.key, m.value or b"", headers))
+        outbox.append((dlq_topic(self.tenant), m.key, m.value or b"", headers))
         metrics.DEAD_LETTERED.labels(**self._labels).inc()
         log.warning("event_dead_lettered", stage=self.spec.name, tenant=self.tenant, error_code=err.code,
                     error_class=type(exc).__name__, event_id=event.id if event else None,
@@ -326,21 +358,22 @@ class StageRunner:
     # -- parking -----------------------------------------------------------------------------
     async def _release(self, st: "_BatchState", key: str | None) -> None:
         """The blocking event of ``key`` resolved: replay the key's parked events in order."""
+        await self._flush(st.outbox)  # the blocking event's outputs go out before its successors'
         for partition, offset in await self.ledger.parked(key):
             m = await self._fetch(TopicPartition(self.input_topic, partition), offset)
             event, error = self._decode(m)
             trail = Trail.from_record(m, 0)
-            pending: list[asyncio.Future] = []
+            outbox: list[tuple] = []
             done_ids: list[str] = []
             if event is None:
-                await self._dead_letter(pending, m, None, trail, error, attempts=0)
+                await self._dead_letter(outbox, m, None, trail, error, attempts=0)
                 resolved = True
             elif (await self.ledger.lookup([event.id], []))[0]:
                 resolved = True
             else:
-                resolved = await self._settle(pending, done_ids, m, event, trail,
+                resolved = await self._settle(outbox, done_ids, m, event, trail,
                                               await self._attempt(event, 0))
-            await asyncio.gather(*pending)
+            await self._flush(outbox)
             await self.ledger.mark_done(done_ids)
             if not resolved:
                 await self.ledger.block(key, event.id)
@@ -389,12 +422,13 @@ class StageRunner:
 
 @dataclass
 class _BatchState:
-    pending: list
+    outbox: list  # (topic, key, value, headers) records to produce before the commit
     done_ids: list
     commits: dict
     decoded: dict
     done: set
     blocked: dict
+    succeeded: int = 0
 
 
 def _ts(ms: int | None):
