@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find protos -name '*.proto' 2>/dev/null | sort)
 
-.PHONY: install gen test test-unit test-integration demo bench bench-runtime bench-isolation bench-extraction bench-ehr bench-ingest bench-grpc bench-writeback chaos browser dev-up dev-down clean
+.PHONY: install gen test test-unit test-integration demo bench bench-runtime bench-isolation bench-extraction bench-ehr bench-ingest bench-grpc bench-writeback bench-scheduling chaos browser dev-up dev-down clean
 
 install: $(VENV)/.installed gen
 
@@ -74,6 +74,10 @@ bench-grpc: install
 
 bench-writeback: install
 	$(PY) -m bench.writeback
+
+# A verified booking (tools gRPC + action ledger + read-back) vs a raw $book on the same sandbox.
+bench-scheduling: install
+	$(PY) -m bench.scheduling
 
 clean:
 	rm -rf gen .pytest_cache
