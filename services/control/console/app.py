@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import os
+import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping
 
@@ -33,6 +34,8 @@ from vigil.v1 import control_pb2 as pb
 
 log = get_logger("vigil.control.console")
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+TEMPLATES.env.filters["when"] = lambda ms: datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime(
+    "%Y-%m-%d %H:%M:%S UTC") if ms else "-"
 FILTER_FIELDS = ("stage", "error_class", "fingerprint", "event_type", "patient_key", "status")
 PAGE_SIZE = 50
 #: Finished replay jobs kept for their progress page.
@@ -222,7 +225,8 @@ def create_app(settings: ConsoleSettings, grpc_settings: GrpcSettings) -> FastAP
     #: The console's only routing table.
     ROUTES = [
         ("GET", "/login", login_form), ("POST", "/login", login), ("GET", "/logout", logout), ("GET", "/", home),
-        ("GET", "/healthz", healthz), ("GET", "/t/{tenant}/dlq", dlq_list), ("GET", "/t/{tenant}/dlq/{dlq_id}", dlq_detail),
+        ("GET", "/healthz", healthz), ("GET", "/t/{tenant}/dlq", dlq_list),
+        ("GET", "/t/{tenant}/dlq/{dlq_id}", dlq_detail),
         ("POST", "/t/{tenant}/replay", replay), ("GET", "/t/{tenant}/replays/{job_id}", replay_page),
         ("GET", "/t/{tenant}/replays/{job_id}.json", replay_json),
     ]
