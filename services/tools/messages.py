@@ -1,5 +1,5 @@
 """SendMessage (a Communication to the patient, through the action ledger, created conditionally on
-its idempotency key) and GetMessage (a patient's Communication: text and whether the patient sent it).
+its idempotency key and read back; a write the EHR does not hold is retryable) and GetMessage (a patient's Communication: text and whether the patient sent it).
 
 The ledger records the message's sha256 and length, never its text."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timezone
 
-from services.core.errors import NotFoundError, ValidationError, VigilError
+from services.core.errors import NotFoundError, RetryableError, ValidationError, VigilError
 from services.core.logging import get_logger
 from services.tools.clients import check_id, ehr_refused
 from services.tools.scheduling_base import (ACTION_SYSTEM, CONVERSATION_SYSTEM, SchedulingDeps, action_result,
@@ -50,6 +50,7 @@ class SendMessage:
         async def perform(resumed: bool) -> dict:
             try:
                 written = await client.create(communication, if_none_exist=f"identifier={ACTION_SYSTEM}|{key}")
+                await read_back(client, "Communication", written.id)
             except VigilError as exc:
                 raise ehr_refused(exc) from None
             return {"idempotency_key": key, "kind": "message", "status": "verified", "patient_id": patient_id,
@@ -61,6 +62,16 @@ class SendMessage:
         response, replayed = await self.deps.ledger.run(tenant.id, key, "message", ledger_request, perform)
         log.info("tools.message_sent", tenant=tenant.id, replayed=replayed)
         return action_result(response, replayed)
+
+
+async def read_back(client, rtype: str, rid: str | None) -> None:
+    """A write the EHR acknowledged but does not hold is retried (the ledger row stays pending)."""
+    try:
+        if not rid:
+            raise NotFoundError("no id", code="no_id")
+        await client.read(rtype, rid)
+    except NotFoundError:
+        raise RetryableError(f"the {rtype} was acknowledged but cannot be read back", code="not_read_back") from None
 
 
 def message_text(resource: dict) -> str:

@@ -1,5 +1,6 @@
 """CreateStaffTask: a Task for the clinic staff with the conversation attached (Task.input
-references to its Communications), through the action ledger. The description is a fixed
+references to its Communications), through the action ledger, read back (an escalation the EHR
+does not hold is retried, never recorded as done). The description is a fixed
 sentence per reason code: no message text goes into the Task."""
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import datetime, timezone
 from services.core.errors import ValidationError, VigilError
 from services.core.logging import get_logger
 from services.tools.clients import check_id, ehr_refused
+from services.tools.messages import read_back
 from services.tools.scheduling_base import (ACTION_SYSTEM, CONVERSATION_SYSTEM, SchedulingDeps, action_result,
                                             fhir_instant)
 from vigil.v1 import tools_pb2
@@ -63,6 +65,7 @@ class CreateStaffTask:
         async def perform(resumed: bool) -> dict:
             try:
                 written = await client.create(task, if_none_exist=f"identifier={ACTION_SYSTEM}|{key}")
+                await read_back(client, "Task", written.id)
             except VigilError as exc:
                 raise ehr_refused(exc) from None
             return {"idempotency_key": key, "kind": "staff-task", "status": "verified", "patient_id": patient_id,

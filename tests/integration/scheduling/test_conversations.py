@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import re
 
+import pytest
+
 from services.scheduling import render
 from tests.integration.scheduling.conftest import slot_time
 
@@ -320,21 +322,31 @@ async def test_three_failed_attempts_go_to_staff(sched):
 
 
 async def test_dropped_writes_are_never_confirmed(sched):
+    """The EHR acknowledges writes and drops them: the booking is not read back, so it is never
+    confirmed; the escalation and the reply cannot be stored either, so the turn fails as retryable
+    and, once the EHR holds writes again, the re-run escalates and explains - still no booking."""
+    from services.core.errors import RetryableError
+    from services.scheduling.toolbox import Toolbox
+
     patient = await sched.patient()
     await sched.open(patient)
     await sched.say(patient, "2")
     communication, version = await sched.write_message(patient, "yes")   # the patient's message exists
+    before = len(await sched.messages_to(patient))
     await sched.ehr.admin.set_faults(sched.tenant, drop_writes=True)       # the turn's writes are dropped
     try:
-        result = await sched.agent.on_message(sched.tenant, communication, version)
+        with pytest.raises(RetryableError):
+            await sched.agent.on_message(sched.tenant, communication, version)
     finally:
         await sched.ehr.admin.clear_faults(sched.tenant)
+    assert await sched.appointments(patient) == [] and len(await sched.messages_to(patient)) == before
+    assert await sched.slot_status(sched.grid[slot_time(4, 10)]) == "free"
+    result = await sched.agent.on_message(sched.tenant, communication, version)     # the stage's retry
     assert not CLAIM.search(text(result))
     assert "could not complete the booking" in text(result)
-    assert len(result.tasks) == 1                                   # escalated (the write may be dropped too)
+    (task,) = await sched.tasks(patient)
+    assert task["businessStatus"]["text"] == "booking-unverified" and task["priority"] == "urgent"
     assert await sched.appointments(patient) == []
-    assert await sched.slot_status(sched.grid[slot_time(4, 10)]) == "free"
-    from services.scheduling.toolbox import Toolbox
     record = await Toolbox(sched.agents[-1][2], sched.tenant).action(f"{result.conversation_id}:"
                                                                      f"{communication}.{version}:book")
     assert record.status == "unverified" and record.reason == "not_read_back"
