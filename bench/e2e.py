@@ -12,7 +12,7 @@ last third <= ``CLIMB_FACTOR`` x p50 of the first third).
 Baseline (same run, same rates, same EHR): the note create followed directly by a Task create
 and a Task read, i.e. the EHR write + read path alone, with no pipeline in between.
 
-    python -m bench.e2e [--rates 2,5,10] [--seconds 15]
+    python -m bench.e2e [--rates 2,3,5,10] [--seconds 12]
 Writes artifacts/bench/e2e.json and artifacts/bench/e2e.png.
 """
 from __future__ import annotations
@@ -193,8 +193,8 @@ async def measure(pipe: Pipeline, rates: list[float], seconds: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", default="2,5,10", help="notes per second, comma-separated")
-    parser.add_argument("--seconds", type=float, default=15.0, help="duration of each rate step")
+    parser.add_argument("--rates", default="2,3,5,10", help="notes per second, comma-separated")
+    parser.add_argument("--seconds", type=float, default=12.0, help="duration of each rate step")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     configure("warning")

@@ -67,7 +67,8 @@ class Pipeline:
                     self.practitioners[t.id] = await tenant_setup.practitioner_ids(client)
                 state = await tenant_setup.set_modes(self.plan, t, self.practitioners[t.id])
                 self.log(f"{t.id}: seeded ({len(summary['oncology']['patients'])} patients, "
-                         f"{summary['oncology']['slots']} slots, synthea loaded={summary['synthea'].get('loaded')}); "
+                         f"{summary['oncology']['slots']} slots, Synthea sample: "
+                         f"{summary['synthea'].get('reason') or ('loaded' if summary['synthea']['loaded'] else 'already there')}); "
                          f"mode {state.mode}, pilot list {len(state.pilot_practitioners)}")
         asyncio.run(seed())
 

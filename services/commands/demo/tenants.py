@@ -96,10 +96,10 @@ def onboard(plan: DemoPlan, tenant: Tenant) -> list[tuple[str, str]]:
 
 
 def synthea_bundle() -> Path | None:
-    """The Synthea sample: VIGIL_SYNTHEA_BUNDLE, else the shared data folder beside the checkout."""
+    """The Synthea sample: VIGIL_SYNTHEA_BUNDLE, else ``shared/data`` beside the checkout (where
+    `vigil ehr seed` looks); None when neither exists (the demo then seeds the oncology panel only)."""
     configured = os.environ.get("VIGIL_SYNTHEA_BUNDLE")
-    for candidate in ([Path(configured)] if configured else []) + [ehr_seed.SYNTHEA_BUNDLE,
-                                                                   Path("/work/shared/data/synthea/sample_complete_patient.json")]:
+    for candidate in ([Path(configured)] if configured else []) + [ehr_seed.SYNTHEA_BUNDLE]:
         if candidate.is_file():
             return candidate
     return None
