@@ -139,5 +139,9 @@ async def serve(env: Mapping[str, str] | None = None) -> None:
     await app.stop()
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the manifests run this module; `vigil serve control` starts metrics itself
+    if os.environ.get("VIGIL_METRICS_PORT"):
+        from prometheus_client import start_http_server
+
+        start_http_server(int(os.environ["VIGIL_METRICS_PORT"]))
     asyncio.run(serve())

@@ -2,11 +2,14 @@
 dry run, replay exactly once, loop guard, resume after an interruption, purge, stats."""
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
 from services.control import metrics
+from services.core import kv
+from services.core.bus.ledger import Ledger
 from services.core.errors import NotFoundError, RetryableError, ValidationError
 from services.core.events import header_value
 from services.core.tenancy import topic_name
@@ -110,6 +113,9 @@ async def test_dry_run_then_replay_exactly_once_with_lineage(stack, control, pro
         assert dry.dry_run and dry.done and dry.total == 3 and dry.to_send == 3 and dry.sent == 0
         assert [(t.topic, t.count) for t in dry.targets] == [(topic_name(tenant, "ehr-events"), 3)]
         assert {s.event_id for s in dry.sample} == probe_ids and {s.action for s in dry.sample} == {"send"}
+        # dead-lettered events were never marked done in the stage's ledger: a replay will be processed
+        ledger = Ledger(kv.admin_client(stack), tenant, "probe", 60)
+        assert (await ledger.lookup(sorted(probe_ids), []))[0] == set()
         input_before = len(await count_records(stack, topic_name(tenant, "ehr-events")))
         assert input_before == 6  # dry run sent nothing
 
@@ -125,6 +131,8 @@ async def test_dry_run_then_replay_exactly_once_with_lineage(stack, control, pro
             await wait_for(all_processed, what="replayed events processed")
             again = await _replay(cc, pb.ReplayRequest(filter=pb.DeadLetterFilter(stage="probe")))
             assert again[-1].total == 0 and again[-1].sent == 0  # nothing waiting any more
+        assert (await ledger.lookup(sorted(probe_ids), []))[0] == probe_ids  # done now, after the replay
+        await ledger.redis.aclose()
         # exactly once each (the stage also sees the "other" half for the first time: not replays)
         assert sorted(i for i in stage.processed if i in probe_ids) == sorted(probe_ids)
 
@@ -204,6 +212,16 @@ async def test_purge_under_retention_rules_and_stats(stack, control, provision, 
         assert by_stage["probe"].oldest_age_s >= 0 and len(by_stage["probe"].new_fingerprints) == 1
         assert metrics.INDEXED.labels(tenant=tenant, stage="probe")._value.get() == 3
         assert metrics.NEW_FINGERPRINTS.labels(tenant=tenant, stage="other")._value.get() == 1
+        stop = asyncio.Event()  # the background loop refreshes the depth and age gauges
+        loop_task = asyncio.create_task(control.app.indexer.run(stop))
+        try:
+            async def gauges() -> bool:
+                return metrics.DEPTH.labels(tenant=tenant, stage="probe")._value.get() == 3 and \
+                    metrics.OLDEST_AGE.labels(tenant=tenant, stage="probe")._value.get() > 0
+            await wait_for(gauges, what="DLQ gauges")
+        finally:
+            stop.set()
+            await loop_task
 
         with pytest.raises(ValidationError):
             await cc.call("Purge", pb.PurgeRequest())  # no retention rule
