@@ -4,22 +4,27 @@ Both read N CloudEvents from their own input topic and write one event per input
 output topic with acks=all, committing offsets after each batch's produces are acknowledged.
 The raw loop copies bytes; the runtime stage decodes, validates the input, runs a handler that
 derives a child event (deterministic id), validates and encodes it, checks and marks the Redis
-ledger, and commits. Timing starts at the first record received (group join excluded) and ends
-when the last batch is committed.
+ledger, and commits. Both producers are built the same way (``publisher.make_producer``:
+acks=all, same linger and batch size) and both consumers poll the same batch size. Timing
+starts when the first batch is received (group join excluded) and ends when the batch
+holding the last event is committed. The host's load average is printed with the result:
+the box is shared, compare ratios from runs of similar load.
 
     python -m bench.runtime [N]
 """
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 import uuid
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from services.core.bus import ConsumerTuning, Publisher, RetryPolicy, StageRunner, StageSpec
+from services.core.bus.publisher import make_producer
 from services.core.bus.topics import ensure_stage_topics
 from services.core.config import Settings
 from services.core.events import Event
@@ -49,7 +54,7 @@ async def raw_loop(settings: Settings, src: str, dst: str, n: int) -> float:
                                 heartbeat_interval_ms=500, rebalance_timeout_ms=6000,
                                 partition_assignment_strategy=(RangePartitionAssignor,),
                                 **settings.kafka.client_kwargs())
-    producer = AIOKafkaProducer(acks="all", linger_ms=2, **settings.kafka.client_kwargs())
+    producer = make_producer(settings)
     await consumer.start()
     await producer.start()
     done, started = 0, None
@@ -73,12 +78,28 @@ async def raw_loop(settings: Settings, src: str, dst: str, n: int) -> float:
         await consumer.stop()
 
 
+class _TimedRunner(StageRunner):
+    """Records when the first batch arrives and when the batch with the n-th event is committed."""
+
+    def __init__(self, *a, n: int, **kw):
+        super().__init__(*a, **kw)
+        self.n, self.records, self.first, self.last = n, 0, None, None
+        self.finished = asyncio.Event()
+
+    async def _process(self, batch) -> None:
+        self.first = self.first or time.perf_counter()
+        await super()._process(batch)
+        self.records += sum(len(msgs) for msgs in batch.values())
+        if self.records >= self.n and self.last is None:
+            self.last = time.perf_counter()
+            self.finished.set()
+
+
 async def runtime_stage(settings: Settings, tenant: str, n: int) -> float:
-    seen = {"count": 0, "first": None}
+    handled = {"count": 0}
 
     async def forward(event: Event, ctx) -> None:
-        seen["first"] = seen["first"] or time.perf_counter()
-        seen["count"] += 1
+        handled["count"] += 1
         ctx.emit("findings", ctx.child("vigil.extraction.findings", {
             "document": {"id": event.data["id"], "versionId": event.data["versionId"]}, "patient": event.key,
             "engine": "rules", "engineVersion": "bench", "promptHash": None, "noteTime": None,
@@ -86,18 +107,15 @@ async def runtime_stage(settings: Settings, tenant: str, n: int) -> float:
 
     spec = StageSpec(name="bench", input_stream="ehr-events", handler=forward, retry=RetryPolicy(),
                      tuning=ConsumerTuning(max_batch=BATCH, poll_timeout_ms=200))
-    runner = StageRunner(settings, tenant, spec)
+    runner = _TimedRunner(settings, tenant, spec, n=n)
     await runner.start()
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:
-        while seen["count"] < n:
-            await asyncio.sleep(0.005)
-        mark = runner.health()["last_progress_age_s"]
-        while runner.health()["last_progress_age_s"] >= mark:  # the batch holding the last event committed
-            await asyncio.sleep(0.001)
-            mark = min(mark, runner.health()["last_progress_age_s"] + 0.0005)
-        return time.perf_counter() - seen["first"]
+        await runner.finished.wait()
+        if handled["count"] < n:
+            raise RuntimeError(f"only {handled['count']} of {n} events reached the handler")
+        return runner.last - runner.first
     finally:
         stop.set()
         await task
@@ -121,6 +139,8 @@ async def main(n: int) -> float:
     print(f"raw aiokafka consume-produce loop: {raw_rate:,.0f} events/s ({raw_s:.2f} s)")
     print(f"stage runtime (validate, ledger, derive, produce, commit): {rt_rate:,.0f} events/s ({rt_s:.2f} s)")
     print(f"ratio runtime/raw: {rt_rate / raw_rate:.2f} (goal >= 0.80)")
+    print("load average (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg()) +
+          f" on {os.cpu_count()} CPUs")
     return rt_rate / raw_rate
 
 

@@ -120,6 +120,7 @@ class StageRunner:
         if self._pool is None:
             self._pool = await create_pool(self.settings, min_size=1, max_size=2)
         await ensure_schema(self._pool, store.MODULE, store.STEPS)
+        schemas.compile_all()  # once per process; keeps the compile out of the first batch
         await self.publisher.start()
         t = self.spec.tuning
         self._consumer = AIOKafkaConsumer(
