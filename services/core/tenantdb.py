@@ -245,3 +245,76 @@ def tenant_tx(tenant: str, **kwargs) -> contextlib.AbstractAsyncContextManager[a
     if _installed is None:
         raise RuntimeError("tenantdb.install(TenantPools(settings)) must run at start-up before tenant_tx")
     return _installed.tx(tenant, **kwargs)
+
+
+# --- one service role, tenant from the transaction's setting --------------------------------
+#
+# A service whose single pool serves every tenant (the EHR sandbox) cannot connect as a
+# per-tenant role. It connects as its own LOGIN role (no superuser, no BYPASSRLS) and sets
+# ``app.tenant`` on every checkout; the policy below then limits each statement to that
+# tenant's rows, so a query that forgets its tenant filter sees (and can write) nothing else.
+# Work that legitimately spans tenants runs on a separate platform pool (superuser or
+# BYPASSRLS), never on the service role's pool.
+
+SETTING_POLICY_NAME = "vigil_tenant_setting"
+
+
+def service_role_sql(role: str) -> str:
+    """DDL creating the LOGIN role ``role`` if missing (no superuser, no BYPASSRLS), with
+    USAGE on the public schema. Its password is set at start-up (``set_service_password``)."""
+    role = _check_table(role)
+    return f"""
+DO $vigil$
+BEGIN
+    PERFORM pg_advisory_xact_lock({_lock_id('vigil_roles')});
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
+        CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION;
+    END IF;
+END
+$vigil$;
+GRANT USAGE ON SCHEMA public TO {role};
+"""
+
+
+def setting_rls_sql(table: str, grantee: str, *, column: str = "tenant",
+                    privileges: tuple[str, ...] = _DML) -> str:
+    """DDL that enables and forces RLS on ``table`` with the policy
+    ``<column> = current_setting('app.tenant', true)`` and grants ``privileges`` to ``grantee``.
+    An unset ``app.tenant`` matches no row. Idempotent; usable as an ``ensure_schema`` step."""
+    table, grantee, column = _check_table(table), _check_table(grantee), _check_table(column)
+    bad = [p for p in privileges if p not in _DML]
+    if bad or not privileges:
+        raise ValueError(f"privileges must be a non-empty subset of {_DML}, got {privileges}")
+    expr = f"{column} = current_setting('app.tenant', true)"
+    return f"""
+ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
+ALTER TABLE {table} FORCE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS {SETTING_POLICY_NAME} ON {table};
+CREATE POLICY {SETTING_POLICY_NAME} ON {table} USING ({expr}) WITH CHECK ({expr});
+REVOKE ALL ON {table} FROM PUBLIC;
+GRANT {', '.join(privileges)} ON {table} TO {grantee};
+"""
+
+
+def service_password(secrets: SecretSettings, role: str) -> str:
+    """The password of a service role, derived from the master secret."""
+    import base64
+
+    raw = secrets.derive(f"vigil/postgres-service-password/v1/{_check_table(role)}")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+async def set_service_password(admin: asyncpg.Connection, role: str, secrets: SecretSettings) -> str:
+    """(Re)set the service role's password on an admin connection, serialized with other
+    start-ups (concurrent ALTER ROLE on one role fails). Returns the password."""
+    password = service_password(secrets, role)
+    async with admin.transaction():
+        await admin.execute("SELECT pg_advisory_xact_lock($1)", _lock_id("vigil_roles"))
+        await admin.execute(f"ALTER ROLE {quote_ident(_check_table(role))} PASSWORD {quote_literal(password)}")
+    return password
+
+
+async def set_tenant(conn: asyncpg.Connection, tenant: str) -> None:
+    """Session-level ``app.tenant`` for a connection just checked out of a service-role pool.
+    Every checkout sets it again, so a value never outlives the unit of work that set it."""
+    await conn.execute("SELECT set_config('app.tenant', $1, false)", tenant)

@@ -10,6 +10,8 @@ from starlette.requests import Request
 
 from services.core.db import create_pool, ensure_schema
 from services.core.logging import get_logger
+from services.core.secrets import SecretSettings
+from services.core.tenantdb import set_service_password
 from services.ehr import routes, storage
 from services.ehr.auth import TokenService
 from services.ehr.config import EhrSettings
@@ -20,14 +22,27 @@ from services.ehr.subscriptions import runtime as subscriptions
 
 log = get_logger("ehr.app")
 POOL_MAX = 20
+#: The platform (admin) pool: schema steps, tenant creation/listing, the delivery lease.
+PLATFORM_POOL_MAX = 4
 
 
 async def open_services(settings: EhrSettings) -> Services:
-    pool = await create_pool(settings.core, min_size=2, max_size=POOL_MAX, init=storage.init_connection,
-                             reset=storage.keep_session)
-    await ensure_schema(pool, "ehr", storage.STEPS)
-    registry = Registry(pool)
-    return Services(settings, storage.Store(pool), registry, TokenService(registry, settings.admin_secret))
+    """The platform pool connects with the configured DSN (a superuser or BYPASSRLS role); the
+    request pool connects as ``vigil_ehr``, subject to the tenant policies."""
+    platform = await create_pool(settings.core, min_size=1, max_size=PLATFORM_POOL_MAX,
+                                 init=storage.init_connection)
+    try:
+        await ensure_schema(platform, "ehr", storage.STEPS)
+        async with platform.acquire() as conn:
+            password = await set_service_password(conn, storage.EHR_ROLE, SecretSettings.from_env())
+        pool = await create_pool(settings.core, min_size=2, max_size=POOL_MAX, init=storage.init_connection,
+                                 reset=storage.keep_session, user=storage.EHR_ROLE, password=password)
+    except BaseException:
+        await platform.close()
+        raise
+    store = storage.Store(pool, platform)
+    registry = Registry(store)
+    return Services(settings, store, registry, TokenService(registry, settings.admin_secret))
 
 
 def create_app(settings: EhrSettings) -> FastAPI:
@@ -41,6 +56,7 @@ def create_app(settings: EhrSettings) -> FastAPI:
         finally:
             await subscriptions.stop(worker)
             await app.state.ehr.store.pool.close()
+            await app.state.ehr.store.platform.close()
 
     app = FastAPI(title="Vigil EHR sandbox", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     for path, methods, handler in routes.ROUTES:

@@ -3,6 +3,13 @@
 ``ehr_resources`` holds the current version of every resource (deleted ones flagged),
 ``ehr_history`` every version ever written. Each row carries its tenant, and every query
 here filters on the tenant it was opened for, which comes from the route.
+
+Row-level security backs the filters: the request pool connects as the ``vigil_ehr`` role
+(no superuser, no BYPASSRLS), every checkout sets ``app.tenant`` (``Store.connection``), and
+each tenant table has a forced policy ``tenant = current_setting('app.tenant')``, so a query
+that forgets its tenant filter still sees only its own tenant's rows. Work that spans tenants
+(schema steps, tenant creation and listing, the subscription delivery lease) uses
+``Store.platform``, the admin pool, explicitly.
 """
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ from typing import AsyncIterator
 import asyncpg
 
 from services.core.logging import get_logger
+from services.core.tenantdb import service_role_sql, set_tenant, setting_rls_sql
 from services.ehr import hooks
 from services.ehr.outcome import gone, not_found, precondition_failed
 
@@ -78,13 +86,20 @@ STEPS = [
             ELSE v::timestamptz END
     $$;
     """,
+    # forced row-level security on every tenant table; the request pool's role is EHR_ROLE
+    service_role_sql("vigil_ehr")
+    + setting_rls_sql("ehr_tenants", "vigil_ehr", column="id", privileges=("SELECT", "UPDATE"))
+    + "".join(setting_rls_sql(t, "vigil_ehr") for t in ("ehr_clients", "ehr_jti", "ehr_resources", "ehr_history")),
 ]
+#: The role the request pool connects as (created by STEPS; password set at start-up).
+EHR_ROLE = "vigil_ehr"
 
 
 async def keep_session(conn: asyncpg.Connection) -> None:
     """Pool ``reset``: skip asyncpg's per-release reset query (one round trip per request).
-    Connections here carry no session state: locks are transaction-scoped, no LISTEN, no SET,
-    and every transaction is committed or rolled back before release."""
+    Connections here carry no session state but ``app.tenant``, which every checkout sets again
+    (``Store.connection``): locks are transaction-scoped, no LISTEN, and every transaction is
+    committed or rolled back before release."""
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
@@ -243,14 +258,26 @@ class Tx:
 
 
 class Store:
-    def __init__(self, pool: asyncpg.Pool):
+    """``pool``: connections as ``vigil_ehr``, only ever used through ``connection(tenant)`` /
+    ``transaction(tenant)``. ``platform``: the admin pool for the few cross-tenant paths
+    (defaults to ``pool`` for callers that run without RLS, e.g. a superuser pool in tools)."""
+
+    def __init__(self, pool: asyncpg.Pool, platform: asyncpg.Pool | None = None):
         self.pool = pool
+        self.platform = platform or pool
+
+    @asynccontextmanager
+    async def connection(self, tenant: str) -> AsyncIterator[asyncpg.Connection]:
+        """A checkout for one tenant: ``app.tenant`` is set before the caller's first statement."""
+        async with self.pool.acquire() as conn:
+            await set_tenant(conn, tenant)
+            yield conn
 
     @asynccontextmanager
     async def transaction(self, tenant: str, *, drop_writes: bool = False) -> AsyncIterator[Tx]:
         """A transaction for one tenant. With ``drop_writes`` everything runs (ids, versions and
         responses are real) and is then rolled back: the dropped-write fault."""
-        async with self.pool.acquire() as conn:
+        async with self.connection(tenant) as conn:
             tx = Tx(conn, tenant)
             try:
                 yield tx

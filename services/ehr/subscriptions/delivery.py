@@ -82,7 +82,7 @@ class DeliveryWorker:
         while True:
             self._wake.clear()
             try:
-                due = await substore.lease_due(self.store.pool, LEASE_S, LEASE_BATCH)
+                due = await substore.lease_due(self.store.platform, LEASE_S, LEASE_BATCH)
             except Exception as exc:  # the database may be briefly unavailable; try again next round
                 log.warning("subscriptions.lease_failed", error=type(exc).__name__)
                 due = []
@@ -108,11 +108,11 @@ class DeliveryWorker:
                 elif st.status == "active":
                     await self._heartbeat(st)
                 else:
-                    await substore.release(self.store.pool, st)
+                    await substore.release(self.store.platform, st)
             except Exception as exc:  # keep the worker alive; the lease is released or expires
                 log.error("subscriptions.serve_failed", tenant=st.tenant, subscription=st.id,
                           error=type(exc).__name__)
-                await substore.failed(self.store.pool, st, backoff_s(st.failures + 1), type(exc).__name__)
+                await substore.failed(self.store.platform, st, backoff_s(st.failures + 1), type(exc).__name__)
 
     async def _post(self, st: SubState, bundle: dict) -> str | None:
         """POST a notification; None on a 2xx, else a short reason (no payload, no PHI)."""
@@ -130,11 +130,11 @@ class DeliveryWorker:
     async def _handshake(self, st: SubState) -> None:
         error = await self._post(st, bundles.notification(st, "handshake", status="requested"))
         if error is None:
-            await substore.delivered(self.store.pool, st, None)
+            await substore.delivered(self.store.platform, st, None)
             await self.set_status(st, "active", ("requested",))
             log.info("subscriptions.active", tenant=st.tenant, subscription=st.id)
             return
-        failures = await substore.failed(self.store.pool, st, backoff_s(st.failures + 1), error)
+        failures = await substore.failed(self.store.platform, st, backoff_s(st.failures + 1), error)
         log.warning("subscriptions.handshake_failed", tenant=st.tenant, subscription=st.id, error=error,
                     failures=failures)
         if failures >= HANDSHAKE_ATTEMPTS:
@@ -142,15 +142,15 @@ class DeliveryWorker:
 
     async def _deliver(self, st: SubState) -> None:
         full = st.spec.content == "full-resource"
-        async with self.store.pool.acquire() as conn:
+        async with self.store.connection(st.tenant) as conn:
             queued = await substore.events(conn, st.tenant, st.id, st.delivered_through + 1,
                                            st.events_since_start, st.spec.max_count, with_content=full)
         if not queued:  # nothing retained in the range (cannot happen unless rows were removed)
-            await substore.delivered(self.store.pool, st, st.events_since_start)
+            await substore.delivered(self.store.platform, st, st.events_since_start)
             return
         error = await self._post(st, bundles.notification(st, "event-notification", queued))
         if error is None:
-            await substore.delivered(self.store.pool, st, queued[-1].number)
+            await substore.delivered(self.store.platform, st, queued[-1].number)
             if st.status == "error":
                 await self.set_status(st, "active", ("error",))
             return
@@ -159,12 +159,12 @@ class DeliveryWorker:
     async def _heartbeat(self, st: SubState) -> None:
         error = await self._post(st, bundles.notification(st, "heartbeat"))
         if error is None:
-            await substore.delivered(self.store.pool, st, None)
+            await substore.delivered(self.store.platform, st, None)
         else:
             await self._failed(st, error)
 
     async def _failed(self, st: SubState, error: str) -> None:
-        failures = await substore.failed(self.store.pool, st, backoff_s(st.failures + 1), error)
+        failures = await substore.failed(self.store.platform, st, backoff_s(st.failures + 1), error)
         log.warning("subscriptions.delivery_failed", tenant=st.tenant, subscription=st.id, error=error,
                     failures=failures, queued=st.events_since_start - st.delivered_through)
         if failures >= FAILURES_BEFORE_ERROR and st.status == "active":

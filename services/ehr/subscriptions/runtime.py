@@ -10,7 +10,7 @@ from services.ehr.subscriptions.delivery import DeliveryWorker
 
 async def start(services) -> DeliveryWorker:
     """Called from the app's lifespan with its ``Services``; returns the started worker."""
-    await ensure_schema(services.store.pool, "ehr_subscriptions", substore.STEPS)
+    await ensure_schema(services.store.platform, "ehr_subscriptions", substore.STEPS)
     events.configure(services.settings.public_url)
     hooks.register_in_transaction(events.on_write)
     hooks.register_post_commit(events.after_commit)

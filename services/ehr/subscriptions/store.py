@@ -16,6 +16,7 @@ from datetime import datetime
 
 import asyncpg
 
+from services.core.tenantdb import setting_rls_sql
 from services.ehr.subscriptions.spec import SubscriptionSpec
 
 STEPS = [
@@ -51,6 +52,9 @@ STEPS = [
         PRIMARY KEY (tenant, subscription, number)
     );
     """,
+    # forced row-level security (the request pool's role is services.ehr.storage.EHR_ROLE);
+    # the delivery lease spans tenants and runs on the platform pool
+    setting_rls_sql("ehr_sub_state", "vigil_ehr") + setting_rls_sql("ehr_sub_events", "vigil_ehr"),
 ]
 
 _COLUMNS = ("tenant, id, topic, status, spec, fhir_base, events_since_start, delivered_through, failures, "
