@@ -19,7 +19,8 @@ def local(iso_text: str, turn: Turn) -> datetime:
 
 
 async def search(conversation: Conversation, turn: Turn, when: dates.When | None) -> list[dict]:
-    """Free slots matching ``when`` (default: the request's window), earliest first."""
+    """Free slots matching ``when`` (default: the request's window), earliest first; the request
+    owner's schedule first, any practitioner's when the owner has nothing free."""
     start, end = turn.now, turn.window_end(conversation)
     kw: dict = {}
     if when is not None:
@@ -27,9 +28,11 @@ async def search(conversation: Conversation, turn: Turn, when: dates.When | None
         kw = {"weekdays": sorted(when.weekdays), "part_of_day": when.part}
     if end <= start:
         return []
-    found = await turn.tools.find_slots(start=iso(start), end=iso(end), time_zone=str(turn.tz.key),
-                                        practitioner_id=turn.practitioner, service_type=turn.service_type,
-                                        holder=conversation.id, limit=SEARCH_LIMIT, **kw)
+    query = dict(start=iso(start), end=iso(end), time_zone=str(turn.tz.key), service_type=turn.service_type,
+                 holder=conversation.id, limit=SEARCH_LIMIT, **kw)
+    found = await turn.tools.find_slots(practitioner_id=turn.practitioner, **query)
+    if not found and turn.practitioner:          # the owner has no free time: any practitioner
+        found = await turn.tools.find_slots(**query)
     out = [{"slot_id": s.slot_id, "start": s.start, "end": s.end} for s in found]
     if when is not None:
         out = [s for s in out if dates.matches(when, local(s["start"], turn))]
