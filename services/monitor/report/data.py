@@ -124,7 +124,21 @@ async def collect(store: MonitorStore, ms: MonitorSettings, tenant: str) -> Repo
         "cost_per_1000_notes": cost / notes * 1000 if notes else None,
         "reasons": _reasons(tasks),
     }
+    data.summary["alert_groups"] = alert_groups(data.alerts)
     return data
+
+
+def alert_groups(alerts: list[dict]) -> list[dict]:
+    """One line per (kind, dimension): how often, first and last period (stream time), worst value."""
+    groups: dict[tuple[str, str], dict] = {}
+    for a in alerts:
+        when = (a.get("period_end") or a["time"]).date()
+        g = groups.setdefault((a["kind"], a["dimension"]), {"kind": a["kind"], "dimension": a["dimension"], "count": 0,
+                                                            "first": when, "last": when, "max": a["value"],
+                                                            "threshold": a["threshold"]})
+        g["count"] += 1
+        g["first"], g["last"], g["max"] = min(g["first"], when), max(g["last"], when), max(g["max"], a["value"])
+    return sorted(groups.values(), key=lambda g: (g["kind"], g["dimension"]))
 
 
 def _reasons(tasks: list[dict]) -> dict[str, int]:
