@@ -9,10 +9,9 @@ import uuid
 
 import httpx
 import jwt
-import pytest
 
 from services.core.errors import NotFoundError, PermissionDeniedError, UnauthenticatedError
-from services.core.fhir import FhirClient
+from tests.fixtures.adversarial import other_ehr  # noqa: F401  (fixture)
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -45,22 +44,6 @@ def _refused(response: httpx.Response) -> None:
         raise UnauthenticatedError(f"token endpoint: HTTP 401 ({response.json().get('error')})")
     assert response.status_code != 200, "a token was issued"
     raise PermissionDeniedError(f"token endpoint: HTTP {response.status_code}")
-
-
-@pytest.fixture
-async def other_ehr(ehr_server):
-    """A second tenant EHR with its own client (the victim)."""
-    tenant = "t" + uuid.uuid4().hex[:12]
-    admin = ehr_server.admin()
-    await admin.create_tenant(tenant)
-    creds = await admin.new_client(tenant, "vigil-test", ["system/*.cruds"])
-    client = FhirClient(ehr_server.base(tenant), credentials=creds)
-    await client.start()
-    try:
-        yield tenant, client, creds
-    finally:
-        await client.close()
-        await admin.__aexit__(None, None, None)
 
 
 async def test_tokens_of_one_tenant_open_nothing_in_another(ehr_tenant, other_ehr, adversary):
