@@ -40,6 +40,7 @@ from services.tools import app as tools_app
 from services.triage import app as triage_app, episodes
 from services.writeback import app as writeback_app
 from services.writeback import resources as R
+from tests.fixtures.phi import note_snippets, scan_for_phi
 from tests.fixtures.writeback import FAST_RETRY, FAST_TUNING
 from tests.integration.writeback.test_writeback import _read as read_stream
 
@@ -50,6 +51,7 @@ FIRST = ("Oncology clinic. Cycle 4 of nivolumab for metastatic melanoma.\n"
 SECOND = ("Oncology clinic follow-up. Cycle 4 of nivolumab.\n"
           "Assessment: grade 3 immune-mediated colitis with 8 stools per day.\n"
           "Plan: hold nivolumab, start methylprednisolone 1 mg/kg IV, admit.\n")
+PATIENT_FAMILY = "Quillfeatherson"
 AI = ("http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "AIAST")
 
 
@@ -138,7 +140,7 @@ async def pipeline(wb_tenant, wb_secrets, tmp_path):
 
 
 async def patient_with_oncologist(client) -> tuple[str, str]:
-    patient = (await client.create({"resourceType": "Patient", "name": [{"family": "Example", "given": ["Pat"]}]})).id
+    patient = (await client.create({"resourceType": "Patient", "name": [{"family": PATIENT_FAMILY, "given": ["Pat"]}]})).id
     onc = (await client.create({"resourceType": "Practitioner", "name": [{"family": "Onco", "given": ["Olive"]}]})).id
     await client.create({"resourceType": "CareTeam", "status": "active", "subject": {"reference": f"Patient/{patient}"},
                          "participant": [{"role": [{"coding": [{"system": "http://snomed.info/sct",
@@ -165,7 +167,7 @@ def ai(resource: dict) -> bool:
     return any((s["system"], s["code"]) == AI for s in resource["meta"].get("security", []))
 
 
-async def test_note_becomes_one_task_updates_and_override_becomes_a_label(pipeline, wb_tenant):
+async def test_note_becomes_one_task_updates_and_override_becomes_a_label(pipeline, wb_tenant, capfd):
     wb, client = wb_tenant, pipeline.client
     patient, onc = await patient_with_oncologist(client)
     await ensure_stage_topics(wb.stack, Tenant(id=wb.tenant), pipeline.specs)
@@ -246,6 +248,13 @@ async def test_note_becomes_one_task_updates_and_override_becomes_a_label(pipeli
             ("overridden", "other-cause", f"Practitioner/{onc}")}
         assert len(labels) == 2  # one per decision of the episode
         assert time_to_label < 15, time_to_label
+        # no PHI in anything the services logged: note text, quotes, the patient's name, the comment
+        logged = capfd.readouterr()
+        markers = [(m, "note") for m in note_snippets(FIRST) + note_snippets(SECOND)] + [
+            (quote, "quote"), (newest, "quote"), (PATIENT_FAMILY, "name"), ("infectious diarrhea", "comment")]
+        assert "writeback.written" in logged.out + logged.err, "the services' logs were captured"
+        hits = scan_for_phi(logged.out + logged.err, markers)
+        assert not hits, [(h.kind, h.line) for h in hits]
         print(f"\ntime note->Task {time_to_task:.2f} s; override->label {time_to_label:.2f} s")
     finally:
         stop.set()
