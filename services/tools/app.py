@@ -73,8 +73,8 @@ class ToolsApp:
     def port(self) -> int:
         return self.server.port
 
-    async def stop(self) -> None:
-        await self.server.stop()
+    async def stop(self, grace: float | None = 1.0) -> None:
+        await self.server.stop(grace)
         await self.fhir.close()
         await self.holds.close()
         await self.pools.close()

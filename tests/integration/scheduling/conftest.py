@@ -47,7 +47,7 @@ async def provisioned(stack, tenant_id, secrets):
     await pools.close()
     redis = kv.admin_client(stack)
     try:
-        async for name in redis.scan_iter(match=f"vigil:{tenant_id}:*", count=1000):
+        async for name in redis.scan_iter(match=f"vigil:{tenant_id}:*", count=100_000):
             await redis.delete(name)
     finally:
         await redis.aclose()
@@ -172,4 +172,4 @@ async def sched(stack, tenant_id, ehr_tenant, provisioned, secrets, tmp_path):
     finally:
         for agent, *_ in list(handle.agents):
             await handle.close_agent(agent)
-        await handle.tools.stop()
+        await handle.tools.stop(grace=0)                 # no calls in flight at teardown
