@@ -241,18 +241,28 @@ def create_app(settings: Settings, cds: CdsSettings, *, secrets: SecretSettings 
     return app
 
 
-def main(env: Mapping[str, str] | None = None) -> None:
+async def serve(env: Mapping[str, str] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (``vigil serve cdshooks``); ConfigError on bad settings."""
     import uvicorn
 
     source = os.environ if env is None else env
+    settings = Settings.from_env(source)
+    cds = CdsSettings.from_env(source, settings.ehr_url)
+    configure(settings.log_level)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, cds), host="0.0.0.0", port=cds.port,
+                                           access_log=False, log_level="warning"))
+    log.info("cdshooks.started", port=cds.port)
+    await server.serve()
+
+
+def main() -> None:
+    import asyncio
+
     try:
-        settings = Settings.from_env(source)
-        cds = CdsSettings.from_env(source, settings.ehr_url)
+        asyncio.run(serve())
     except ConfigError as exc:
         print(f"error: {exc}", flush=True)
         raise SystemExit(2)
-    configure(settings.log_level)
-    uvicorn.run(create_app(settings, cds), host="0.0.0.0", port=cds.port, access_log=False)
 
 
 if __name__ == "__main__":

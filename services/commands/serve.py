@@ -19,6 +19,7 @@ SERVICES: dict[str, str] = {
     "tools": "services.tools.app",
     "ingest": "services.ingest.app",
     "control": "services.control.app",
+    "cdshooks": "services.cdshooks.app",
 }
 
 
