@@ -7,6 +7,7 @@ import signal
 import time
 from datetime import datetime, timedelta, timezone
 
+import asyncpg
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -22,6 +23,7 @@ from services.core import devstack
 from services.core.config import ConfigError
 from services.core.crypto import Keyring
 from services.core.db import create_pool
+from services.core.errors import RetryableError, VigilError
 from services.core.decisions import DecisionLedger
 from services.core.secrets import SecretSettings
 from services.core.tenantdb import TenantPools
@@ -90,6 +92,15 @@ async def stream_day(pipe: Pipeline, n_notes: int, run_id: str, progress: Progre
     return {t: run for t, (run, _) in runs.items()}
 
 
+async def _polled(coro):
+    """One poll of the ledger; a transient failure (a busy shared PostgreSQL: no free connection
+    slot) is a missed poll, not the end of the demo."""
+    try:
+        return await coro
+    except (asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError, OSError, RetryableError):
+        return None
+
+
 async def drain(runs: dict[str, driver.TenantRun], watcher: driver.FindingsWatcher, ledger: DecisionLedger,
                 since: datetime, progress: Progress, timeout: float = DRAIN_TIMEOUT_S) -> bool:
     """Until every note has its findings event and every writable decision is written."""
@@ -99,10 +110,9 @@ async def drain(runs: dict[str, driver.TenantRun], watcher: driver.FindingsWatch
         done = True
         for t, run in runs.items():
             processed = sum(1 for n in run.notes if n.id in watcher.seen[t])
-            rows = await summaries.ledger_rows(ledger, run, since)
-            pending = summaries.pending_writes(rows)
             progress.update(bars[t], completed=processed)
-            done &= processed == len(run.notes) and not pending
+            rows = await _polled(summaries.ledger_rows(ledger, run, since))
+            done &= rows is not None and processed == len(run.notes) and not summaries.pending_writes(rows)
         if done:
             return True
         if time.monotonic() > deadline:
@@ -143,7 +153,8 @@ async def wait_feedback(runs, ledger, since, expected: int, timeout: float = FEE
     while True:
         seen = 0
         for run in runs.values():
-            seen += sum(1 for r in await summaries.ledger_rows(ledger, run, since) if r.get("clinician_action"))
+            rows = await _polled(summaries.ledger_rows(ledger, run, since)) or []
+            seen += sum(1 for r in rows if r.get("clinician_action"))
         if seen >= expected or time.monotonic() > deadline:
             return seen
         await asyncio.sleep(POLL_S)
@@ -269,6 +280,10 @@ def run(keep: bool = False, notes: int = 12) -> list[summaries.TenantSummary]:
         return rows
     except (PipelineError, SupervisorError, devstack.DevStackError) as exc:
         console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1)
+    except (VigilError, asyncpg.PostgresError, OSError) as exc:
+        console.print(f"[red]error:[/] the demo stopped: {type(exc).__name__}: {str(exc)[:300]} "
+                      f"(service logs in {plan.logs_dir})")
         raise typer.Exit(1)
     finally:
         console.print("[dim]stopping what the demo started[/]")
