@@ -17,7 +17,7 @@ class DialogueEngine:
 
     async def open(self, conversation: Conversation, turn: Turn) -> list:
         found = await slots.search(conversation, turn, None)
-        return self._offer(conversation, turn, found, OPEN_INTRO, None) if found else \
+        return self._offer(conversation, turn, found, OPEN_INTRO) if found else \
             [Escalate("no-availability", text=render.HANDOFF)]
 
     async def reply(self, conversation: Conversation, text: str, turn: Turn) -> list:
@@ -89,7 +89,7 @@ class DialogueEngine:
             return [Escalate("failed-attempts", text=render.HANDOFF)]
         return [Say(render.NOT_UNDERSTOOD)]
 
-    def _offer(self, conversation: Conversation, turn: Turn, found: list[dict], intro: str, when) -> list:
+    def _offer(self, conversation: Conversation, turn: Turn, found: list[dict], intro: str) -> list:
         conversation.offers = found[:OFFERED]
         conversation.stage = "offering"
         return [Say(render.offers(conversation.offers, turn.tz, intro))]
@@ -104,7 +104,7 @@ class DialogueEngine:
             return await self._select(conversation, turn, found[0])
         if found:
             conversation.failed = 0
-            return self._offer(conversation, turn, found, PATIENT_INTRO, when)
+            return self._offer(conversation, turn, found, PATIENT_INTRO)
         failed = self._failed(conversation)
         if isinstance(failed[0], Escalate):
             return failed
@@ -112,7 +112,7 @@ class DialogueEngine:
         what = when.describe() if when is not None else "in the next days"
         if nearby:
             return [Say(f"Sorry, I have no free time {what}.")] + \
-                self._offer(conversation, turn, nearby, "These times are available:", None)
+                self._offer(conversation, turn, nearby, "These times are available:")
         return [Say(f"Sorry, I have no free time {what}. Which other day would suit you?")]
 
     async def _select(self, conversation: Conversation, turn: Turn, slot: dict) -> list:

@@ -1,5 +1,6 @@
 """SendMessage (a Communication to the patient, through the action ledger, created conditionally on
-its idempotency key and read back; a write the EHR does not hold is retryable) and GetMessage (a patient's Communication: text and whether the patient sent it).
+its idempotency key and read back; a write the EHR does not hold is retryable) and GetMessage
+(a patient's Communication: text and whether the patient sent it).
 
 The ledger records the message's sha256 and length, never its text."""
 from __future__ import annotations
