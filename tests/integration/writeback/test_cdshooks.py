@@ -127,3 +127,27 @@ async def test_jwt_rejections(wb_tenant, cds):
     r = await cds.post(url, content=b"{not json", headers={"Authorization": f"Bearer {token(cds, t)}",
                                                           "Content-Type": "application/json"})
     assert r.status_code == 400
+
+
+async def test_a_tenants_token_does_not_open_another_tenants_hooks(wb_tenant, cds, tmp_path):
+    from services.core.tenancy import Registry, Tenant
+
+    t = wb_tenant.tenant
+    other = "t" + uuid.uuid4().hex[:12]
+    pem_b, jwk_b = new_client_key("ES384")
+    (tmp_path / "jwks-b.json").write_text(json.dumps({"keys": [jwk_b]}))
+    registry = Registry.load(wb_tenant.path)
+    Registry(wb_tenant.path, [registry.get(t), Tenant(id=other, settings={
+        "cds_client_iss": "https://ehr-b.example.org", "cds_jwks_file": str(tmp_path / "jwks-b.json")})]).save()
+    body = hook_body("p1")
+    # tenant A's token, re-addressed to tenant B's endpoint: B's keys and issuer refuse it
+    forged_aud = token(cds, other)
+    r = await cds.post(f"/{other}/cds-services/irae-patient-view", json=body,
+                       headers={"Authorization": f"Bearer {forged_aud}"})
+    assert r.status_code == 401
+    # tenant B's own token on tenant A's route: wrong audience, issuer and key
+    b_token = jwt.encode({"iss": "https://ehr-b.example.org", "aud": f"{BASE}/{other}/cds-services/irae-patient-view",
+                          "iat": int(time.time()), "exp": int(time.time()) + 60, "jti": uuid.uuid4().hex},
+                         pem_b, algorithm="ES384", headers={"kid": jwk_b["kid"]})
+    r = await cds.post(f"/{t}/cds-services/irae-patient-view", json=body, headers={"Authorization": f"Bearer {b_token}"})
+    assert r.status_code == 401
