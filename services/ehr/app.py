@@ -23,7 +23,7 @@ from services.ehr.subscriptions import runtime as subscriptions
 log = get_logger("ehr.app")
 POOL_MAX = 20
 #: The platform (admin) pool: schema steps, tenant creation/listing, the delivery lease.
-PLATFORM_POOL_MAX = 4
+PLATFORM_POOL_MAX = 2
 
 
 async def open_services(settings: EhrSettings) -> Services:
