@@ -48,7 +48,8 @@ async def _fill(settings: Settings, tenant: str, stream: str, n: int) -> None:
             await pub.publish_many(stream, [_event(tenant, i) for i in range(start, min(n, start + 2000))])
 
 
-async def raw_loop(settings: Settings, src: str, dst: str, n: int) -> float:
+async def raw_loop(settings: Settings, src: str, dst: str, n: int) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) from the first batch to the last commit."""
     consumer = AIOKafkaConsumer(src, group_id=f"raw-{uuid.uuid4().hex[:6]}", enable_auto_commit=False,
                                 auto_offset_reset="earliest", max_poll_records=BATCH, session_timeout_ms=6000,
                                 heartbeat_interval_ms=500, rebalance_timeout_ms=6000,
@@ -57,13 +58,14 @@ async def raw_loop(settings: Settings, src: str, dst: str, n: int) -> float:
     producer = make_producer(settings)
     await consumer.start()
     await producer.start()
-    done, started = 0, None
+    done, started, cpu = 0, None, 0.0
     try:
         while done < n:
             batch = await consumer.getmany(timeout_ms=200, max_records=BATCH)
             if not batch:
                 continue
-            started = started or time.perf_counter()
+            if started is None:
+                started, cpu = time.perf_counter(), time.process_time()
             futures, offsets = [], {}
             for tp, msgs in batch.items():
                 for m in msgs:
@@ -72,7 +74,7 @@ async def raw_loop(settings: Settings, src: str, dst: str, n: int) -> float:
                 done += len(msgs)
             await asyncio.gather(*futures)
             await consumer.commit(offsets)
-        return time.perf_counter() - started
+        return time.perf_counter() - started, time.process_time() - cpu
     finally:
         await producer.stop()
         await consumer.stop()
@@ -84,18 +86,21 @@ class _TimedRunner(StageRunner):
     def __init__(self, *a, n: int, **kw):
         super().__init__(*a, **kw)
         self.n, self.records, self.first, self.last = n, 0, None, None
+        self.cpu_first = self.cpu_last = 0.0
         self.finished = asyncio.Event()
 
     async def _process(self, batch) -> None:
-        self.first = self.first or time.perf_counter()
+        if self.first is None:
+            self.first, self.cpu_first = time.perf_counter(), time.process_time()
         await super()._process(batch)
         self.records += sum(len(msgs) for msgs in batch.values())
         if self.records >= self.n and self.last is None:
-            self.last = time.perf_counter()
+            self.last, self.cpu_last = time.perf_counter(), time.process_time()
             self.finished.set()
 
 
-async def runtime_stage(settings: Settings, tenant: str, n: int) -> float:
+async def runtime_stage(settings: Settings, tenant: str, n: int) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) from the first batch to the commit of the last."""
     handled = {"count": 0}
 
     async def forward(event: Event, ctx) -> None:
@@ -115,7 +120,7 @@ async def runtime_stage(settings: Settings, tenant: str, n: int) -> float:
         await runner.finished.wait()
         if handled["count"] < n:
             raise RuntimeError(f"only {handled['count']} of {n} events reached the handler")
-        return runner.last - runner.first
+        return runner.last - runner.first, runner.cpu_last - runner.cpu_first
     finally:
         stop.set()
         await task
@@ -132,13 +137,14 @@ async def main(n: int) -> float:
                               [StageSpec(name="bench", input_stream="ehr-events", handler=None)])
     await _fill(settings, raw_tenant, "ehr-events", n)
     await _fill(settings, rt_tenant, "ehr-events", n)
-    raw_s = await raw_loop(settings, topic_name(raw_tenant, "ehr-events"), topic_name(raw_tenant, "findings"), n)
-    rt_s = await runtime_stage(settings, rt_tenant, n)
+    raw_s, raw_cpu = await raw_loop(settings, topic_name(raw_tenant, "ehr-events"), topic_name(raw_tenant, "findings"), n)
+    rt_s, rt_cpu = await runtime_stage(settings, rt_tenant, n)
     raw_rate, rt_rate = n / raw_s, n / rt_s
     print(f"events: {n}")
     print(f"raw aiokafka consume-produce loop: {raw_rate:,.0f} events/s ({raw_s:.2f} s)")
     print(f"stage runtime (validate, ledger, derive, produce, commit): {rt_rate:,.0f} events/s ({rt_s:.2f} s)")
     print(f"ratio runtime/raw: {rt_rate / raw_rate:.2f} (goal >= 0.80)")
+    print(f"CPU per event (this process): raw {raw_cpu / n * 1e6:.0f} us, runtime {rt_cpu / n * 1e6:.0f} us")
     print("load average (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg()) +
           f" on {os.cpu_count()} CPUs")
     return rt_rate / raw_rate
