@@ -104,7 +104,8 @@ def build_app(settings: Settings, ms: MonitorSettings, tenants: list[Tenant], pa
         window, expires=expires).relative_to(event_time)
     actions = app.Table("actions", default=float, partitions=partitions).hopping(
         timedelta(days=ms.override_window_days), timedelta(days=1), expires=expires).relative_to(event_time)
-    tta = app.Table("tta", default=list, partitions=partitions).tumbling(window, expires=expires).relative_to(event_time)
+    tta = app.Table("tta", default=list, partitions=partitions).tumbling(
+        window, expires=expires).relative_to(event_time)
     joins = app.Table("joins", default=None, partitions=partitions)
     pools = TenantPools(settings, SecretSettings.from_env(env))
     store = MonitorStore(pools)

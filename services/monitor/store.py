@@ -87,21 +87,22 @@ class MonitorStore:
 
     async def alerts(self, tenant: str, kind: str | None = None) -> list[dict]:
         async with self.pools.tx(tenant, readonly=True) as conn:
-            rows = await conn.fetch("SELECT * FROM monitor_alerts WHERE tenant = $1 AND ($2::text IS NULL OR kind = $2) "
-                                    "ORDER BY time", tenant, kind)
+            rows = await conn.fetch("SELECT * FROM monitor_alerts WHERE tenant = $1 AND "
+                                    "($2::text IS NULL OR kind = $2) ORDER BY time", tenant, kind)
         return [_plain(r) for r in rows]
 
     async def add_gold_score(self, tenant: str, report: dict, gold: str) -> dict:
         micro, gates = report["micro"], report["gates"]
-        row = {"id": str(uuid.uuid4()), "engine": report["engine"]["name"], "engine_version": report["engine"]["version"],
-               "gold": gold, "n_notes": report["n_notes"], "f1": micro["f1"], "precision": micro["precision"],
-               "recall": micro["recall"], "f1_lower": gates["f1_lower"], "precision_lower": gates["precision_lower"],
+        row = {"id": str(uuid.uuid4()), "engine": report["engine"]["name"],
+               "engine_version": report["engine"]["version"], "gold": gold, "n_notes": report["n_notes"],
+               "f1": micro["f1"], "precision": micro["precision"], "recall": micro["recall"],
+               "f1_lower": gates["f1_lower"], "precision_lower": gates["precision_lower"],
                "gates_passed": bool(gates["passed"])}
         async with self.pools.tx(tenant) as conn:
             await conn.execute(
                 "INSERT INTO monitor_gold_scores (tenant, id, engine, engine_version, gold, n_notes, f1, precision, "
-                "recall, f1_lower, precision_lower, gates_passed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-                "$12)", tenant, *row.values())
+                "recall, f1_lower, precision_lower, gates_passed) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)", tenant, *row.values())
         return row
 
     async def gold_scores(self, tenant: str) -> list[dict]:

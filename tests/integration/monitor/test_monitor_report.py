@@ -14,13 +14,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from services.core.db import create_pool
-from services.core.tenantdb import TenantPools
 from services.inference.llm.ledger import Ledger
 from services.monitor import drift
 from services.monitor.config import MonitorSettings
 from services.monitor.report.render import IMAGES
-from tests.integration.monitor.conftest import REPO, T0, task_events
-from tests.integration.monitor.test_monitor_stream import BASE_MIX, DRIFT_ENV, SHIFTED_MIX, notes
+from tests.integration.monitor.conftest import BASE_MIX, DRIFT_ENV, REPO, SHIFTED_MIX, T0, notes, task_events
 
 pytestmark = pytest.mark.integration
 CHROMIUM = "/usr/bin/chromium"

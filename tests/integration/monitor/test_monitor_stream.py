@@ -5,29 +5,10 @@ from datetime import timedelta
 
 import pytest
 
-from tests.integration.monitor.conftest import T0, VERSION, findings_event, task_events
+from tests.integration.monitor.conftest import (BASE_MIX, DRIFT_ENV, SHIFTED_MIX, T0, VERSION, findings_event,
+                                                 notes, task_events)
 
 pytestmark = pytest.mark.integration
-
-BASE_MIX = [("colitis", 2)] * 5 + [("hepatitis", 3)] * 3 + [("rash", 1)] * 2
-SHIFTED_MIX = [("colitis", 2)] * 1 + [("hepatitis", 3)] * 2 + [("rash", 1)] * 7
-
-
-def notes(tenant, start, days, per_day, mix, *, length=1200, note_type="11506-3"):
-    """``per_day`` notes a day; the i-th note of the run carries ``mix[i % len(mix)]`` (or nothing)."""
-    out, i = [], 0
-    for day in range(days):
-        for n in range(per_day):
-            when = start + timedelta(days=day, minutes=7 * n)
-            entry = mix[i % len(mix)]
-            out.append(findings_event(tenant, when, [entry] if entry else [], length=length, note_type=note_type))
-            i += 1
-    return out
-
-
-DRIFT_ENV = dict(VIGIL_MONITOR_BASELINE_DAYS=7, VIGIL_MONITOR_CURRENT_DAYS=3, VIGIL_MONITOR_DRIFT_MIN_COUNT=20,
-                 VIGIL_MONITOR_DRIFT_INTERVAL_S=1, VIGIL_MONITOR_OVERRIDE_MIN_ACTIONS=5)
-
 
 async def test_windows_tasks_time_to_alert_and_override_alert(mon):
     t = mon.tenant
