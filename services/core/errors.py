@@ -88,6 +88,22 @@ def from_http_status(status: int, message: str = "", retry_after: str | None = N
     return FatalError(message or f"HTTP {status}", code=f"http_{status}")
 
 
+#: PostgreSQL SQLSTATE classes and codes that describe the server's state, not the request:
+#: connection exceptions (08), insufficient resources such as too many connections (53),
+#: operator intervention / shutdown (57P01-57P03), serialization failure and deadlock (40001, 40P01).
+RETRYABLE_SQLSTATE_CLASSES = ("08", "53")
+RETRYABLE_SQLSTATES = ("57P01", "57P02", "57P03", "40001", "40P01")
+
+
+def _classify_postgres(exc: BaseException) -> VigilError | None:
+    sqlstate = getattr(exc, "sqlstate", None)
+    if not isinstance(sqlstate, str) or type(exc).__module__.split(".")[0] != "asyncpg":
+        return None
+    if sqlstate[:2] in RETRYABLE_SQLSTATE_CLASSES or sqlstate in RETRYABLE_SQLSTATES:
+        return RetryableError(type(exc).__name__, code=f"pg_{sqlstate}")
+    return FatalError(type(exc).__name__, code=f"pg_{sqlstate}")
+
+
 def classify(exc: BaseException) -> VigilError:
     """Map any exception to our hierarchy; unknown exceptions are fatal (a bug will not fix itself)."""
     if isinstance(exc, VigilError):
@@ -105,6 +121,9 @@ def classify(exc: BaseException) -> VigilError:
             return RetryableError(type(exc).__name__, code="http_transport")
     except ImportError:  # pragma: no cover - httpx is a dependency
         pass
+    retryable_db = _classify_postgres(exc)
+    if retryable_db is not None:
+        return retryable_db
     try:
         from aiokafka.errors import KafkaError
 

@@ -244,7 +244,9 @@ class StageRunner:
             if level and st.blocked.get(event.key) == event.id:
                 await self._release(st, event.key)
             return
-        if level == 0 and event.key in st.blocked:
+        # A key blocked by this very event is a crash between "block" and the retry record's ack:
+        # the redelivered blocker runs (parking it behind itself would stall the patient forever).
+        if level == 0 and event.key in st.blocked and st.blocked[event.key] != event.id:
             await self.ledger.park(event.key, m.partition, m.offset)
             metrics.PARKED.labels(**self._labels).inc()
             return
@@ -255,7 +257,7 @@ class StageRunner:
         if not resolved and level == 0:
             await self.ledger.block(event.key, event.id)
             st.blocked[event.key] = event.id
-        elif resolved and level and st.blocked.get(event.key) == event.id:
+        elif resolved and st.blocked.get(event.key) == event.id:
             await self._release(st, event.key)
 
     async def _settle(self, outbox, done_ids, m, event, trail: Trail | None, outcome: _Outcome, *,

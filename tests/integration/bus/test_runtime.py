@@ -145,3 +145,29 @@ async def test_invalid_payload_goes_to_dlq_and_consumer_keeps_going(stack, tenan
     schema_msgs = [header_value(m.headers, "dlq-message") for m in dead if header_value(m.headers, "dlq-error-code") == "schema"]
     assert any("action: enum" in msg for msg in schema_msgs)
     assert any(m.value == broken for m in dead) and any(m.value == b"not an event at all" for m in dead)
+
+
+async def test_redelivered_blocker_after_a_crash_does_not_stall_its_patient(stack, tenant_id, topics):
+    """A stage died after blocking patient "c" for event c/0 but before c/0's retry record was
+    acknowledged: c/0 comes back on the input topic with the key still blocked by itself."""
+    from services.core.bus.ledger import Ledger
+    from services.core import kv
+
+    seen = []
+
+    async def handler(event, ctx):
+        seen.append(int(event.data["versionId"]))
+        ctx.emit("findings", findings_for(event, ctx))
+
+    s = spec("crashwindow", handler)
+    await topics(s)
+    events = [resource_event(tenant_id, "c", n) for n in range(3)]
+    redis = kv.admin_client(stack)
+    try:
+        await Ledger(redis, tenant_id, s.name, ttl_s=60).block("c", events[0].id)
+    finally:
+        await redis.aclose()
+    await publish(stack, tenant_id, events)
+    async with running(stack, tenant_id, s):
+        await read_topic(stack, topic_name(tenant_id, "findings"), 3, timeout=20)
+    assert seen == [0, 1, 2]
