@@ -12,7 +12,8 @@ Consumer group = the app id (``vigil-platform.monitor``); session timeout 6 s, h
 rebalance timeout 10 s, so a worker joins the embedded broker's group in seconds.
 
 HTTP (faust web) on ``VIGIL_METRICS_PORT`` (9000): ``/metrics`` (Prometheus), ``/healthz``
-(200 while the processor's flush loop runs, 503 once it stalled for ``STALL_S``), ``/readyz``
+(200 while the processor's flush loop runs and, when records wait on a consumed partition, events
+were processed within ``STALL_S``; else 503), ``/readyz``
 (200 when the broker, Redis and PostgreSQL answer).
 
 Timers: window flush (``flush_s``), LLM cost gauges (``LLM_POLL_S``), PSI drift check
@@ -27,6 +28,7 @@ from datetime import timedelta
 from typing import Mapping
 
 import faust
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from services.core import probes
@@ -155,7 +157,13 @@ def build_app(settings: Settings, ms: MonitorSettings, tenants: list[Tenant], pa
 
     @app.page("/healthz")
     async def healthz(web, request):
-        body = proc.health(STALL_S)
+        def highwater(topic: str, partition: int) -> int | None:
+            try:
+                return app.consumer.highwater(TP(topic, partition))
+            except Exception:  # not assigned (rebalance) or not fetched yet: no lag known
+                return None
+
+        body = proc.health(STALL_S, highwater)
         return web.json(body, status=200 if body["live"] else 503)
 
     @app.page("/readyz")

@@ -63,6 +63,8 @@ class Processor:
         self.dirty: dict[str, dict[tuple, float]] = defaultdict(dict)
         self.watermark: dict[str, datetime] = {}
         self.last_event = self.last_flush = time.monotonic()
+        #: (topic, partition) -> next offset to process, for the lag the liveness probe looks at
+        self.positions: dict[tuple[str, int], int] = {}
         self.handlers = {facts.FINDINGS: self.findings, facts.DECISION: self.decision,
                          facts.TASK_WRITTEN: self.task_written, facts.TASK_UPDATED: self.task_updated}
 
@@ -70,6 +72,7 @@ class Processor:
     async def handle(self, fevent) -> None:
         self.last_event = time.monotonic()
         message = fevent.message
+        self.positions[(message.topic, message.partition)] = message.offset + 1
         try:
             tenant = tenant_of_topic(message.topic)
         except TenantError:
@@ -228,7 +231,16 @@ class Processor:
             for category, version in await self.store.mark_ignored(tenant, now, self.ms.ignored_after_s):
                 metrics.TASKS.labels(tenant, category, version, "ignored").inc()
 
-    def health(self, stall_s: float) -> dict:
+    def health(self, stall_s: float, highwater=None) -> dict:
+        """Live while the flush loop runs and, when records wait on a partition we consume, events
+        were processed within ``stall_s`` (``highwater(topic, partition)`` -> int or None)."""
         now = time.monotonic()
-        return {"live": now - self.last_flush < stall_s, "since_flush_s": round(now - self.last_flush, 3),
+        lag = 0
+        if highwater is not None:
+            for (topic, partition), position in self.positions.items():
+                hw = highwater(topic, partition)
+                lag += max(0, (hw or 0) - position)
+        flushing = now - self.last_flush < stall_s
+        stalled = lag > 0 and now - self.last_event >= stall_s
+        return {"live": flushing and not stalled, "lag": lag, "since_flush_s": round(now - self.last_flush, 3),
                 "since_event_s": round(now - self.last_event, 3), "tenants": sorted(self.watermark)}

@@ -1,6 +1,7 @@
 """The monitor's faust worker against the real broker and PostgreSQL: windows, joins, alerts."""
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -29,6 +30,9 @@ async def test_windows_tasks_time_to_alert_and_override_alert(mon):
         await mon.wait(lambda: mon.window_sum("notes"), timeout=60)
         await mon.wait(lambda: _ready(mon, len(findings) + 1), timeout=60)
         tasks = await mon.wait(lambda: _tasks_done(mon), timeout=30)
+        status, health = await mon.get("/healthz")
+        assert status == 200 and json.loads(health)["live"] and json.loads(health)["lag"] == 0
+        assert (await mon.get("/readyz"))[0] == 200
         status, body = await mon.get("/metrics")
         assert status == 200
     # tumbling windows: 1 h windows summed back to the published counts
