@@ -136,7 +136,8 @@ async def load(pipe: Pipeline, chaos: Chaos, rate: float, seconds: float, tag: s
         await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
         for t, run in runs.items():
             key = f"c{i:04d}"
-            text = FINDING_NOTES[i % len(FINDING_NOTES)][1].format(drug="pembrolizumab")
+            # a unique line per note: the inference cache answers repeated texts without the model
+            text = FINDING_NOTES[i % len(FINDING_NOTES)][1].format(drug="pembrolizumab") + f" Visit {tag}-{i}."
             note = await create_with_retry(lambda: driver.send_note(run, tag, i, key, text, "finding",
                                                                     run.practitioners["onc-1"]))
             notes[t].append(note)
@@ -148,17 +149,21 @@ async def load(pipe: Pipeline, chaos: Chaos, rate: float, seconds: float, tag: s
     return notes, poison
 
 
-async def dlq_items(pipe: Pipeline, tenant: str, patient_key: str, since: datetime, status: str = "dead") -> list:
+def control_client(pipe: Pipeline, tenant: str):
     from services.control.client import ControlClient
     from services.core.grpc import GrpcSettings
+
+    token = issue(TokenSettings.from_env(), sub="chaos", tenant=tenant, role="operator", ttl_seconds=600)
+    return ControlClient(GrpcSettings.from_env(pipe.plan.service_env(CONTROL)), token)
+
+
+async def dlq_items(control, tenant: str, patient_key: str, since: datetime, status: str = "dead") -> list:
+    """Dead letters of one record key (the control service matches the key through its hash)."""
     from vigil.v1 import control_pb2 as pb
 
-    grpc_settings = GrpcSettings.from_env(pipe.plan.service_env(CONTROL))
-    token = issue(TokenSettings.from_env(), sub="chaos", tenant=tenant, role="operator", ttl_seconds=600)
-    async with ControlClient(grpc_settings, token) as client:
-        reply = await client.call("ListDeadLetters", pb.ListDeadLettersRequest(
-            filter=pb.DeadLetterFilter(tenant=tenant, patient_key=patient_key, status=status,
-                                       since_ms=int(since.timestamp() * 1000)), page_size=100, tenant=tenant))
+    reply = await control.call("ListDeadLetters", pb.ListDeadLettersRequest(
+        filter=pb.DeadLetterFilter(tenant=tenant, patient_key=patient_key, status=status,
+                                   since_ms=int(since.timestamp() * 1000)), page_size=100, tenant=tenant))
     return list(reply.items)
 
 
@@ -174,7 +179,7 @@ async def account(pipe: Pipeline, notes: dict, poison: dict, since: datetime) ->
             decisions: dict[str, int] = {}
             for row in await ledger.since(tenant, since):
                 decisions[row["document_id"]] = decisions.get(row["document_id"], 0) + 1
-            async with pipe.client(tenant) as client:
+            async with pipe.client(tenant) as client, control_client(pipe, tenant) as control:
                 for note in sent:
                     tasks = await client.search("Task", {"patient": f"Patient/{note.patient}"})
                     counts["duplicate_decisions"] += decisions.get(note.id, 0) > 1
@@ -182,13 +187,13 @@ async def account(pipe: Pipeline, notes: dict, poison: dict, since: datetime) ->
                         counts["written_once"] += 1
                     elif len(tasks) > 1:
                         counts["duplicate_tasks"] += 1
-                    elif [d for d in await dlq_items(pipe, tenant, note.patient, since) if d.error_code]:
+                    elif [d for d in await dlq_items(control, tenant, note.patient, since) if d.error_code]:
                         counts["in_dlq"] += 1
                     else:
                         counts["missing"] += 1
-            for key in poison[tenant]:
-                counts["poison_in_dlq"] += bool([d for d in await dlq_items(pipe, tenant, key, since, "any")
-                                                 if d.error_code])
+                for key in poison[tenant]:
+                    counts["poison_in_dlq"] += bool([d for d in await dlq_items(control, tenant, key, since, "any")
+                                                     if d.error_code])
             out[tenant] = counts
     finally:
         await pools.close()

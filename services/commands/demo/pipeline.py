@@ -4,6 +4,7 @@ down exactly what was brought up. Shared by `vigil demo`, the chaos suite and th
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -33,6 +34,7 @@ class Pipeline:
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     optional: bool = True  # also start the services the notes -> Tasks path does not need
+    _watching: threading.Event = field(default_factory=threading.Event)
 
     # -- up -------------------------------------------------------------------------------
     def up_stack(self) -> None:
@@ -89,6 +91,7 @@ class Pipeline:
                 self.supervisor.wait_healthy([service.name], timeout=OPTIONAL_HEALTH_TIMEOUT_S)
             except SupervisorError as exc:
                 self.supervisor.stop(service.name)
+                self.supervisor.unwatched.add(service.name)
                 self.failed.append(service.name)
                 self.log(f"{service.name} did not start; running without it: {str(exc).splitlines()[0]}")
 
@@ -102,11 +105,14 @@ class Pipeline:
         self.up_stack()
         self.setup_tenants(tenant_settings)
         self.start_services()
+        self._watching.clear()
+        self.supervisor.watch(self._watching, self.log)
         asyncio.run(self.subscribe())
 
     # -- down -----------------------------------------------------------------------------
     def down(self) -> None:
         """Stop every service started here, remove the Subscriptions, stop the stack parts started here."""
+        self._watching.set()
         if self.supervisor is not None:
             self.supervisor.stop_all()
 

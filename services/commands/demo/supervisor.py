@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -18,6 +19,11 @@ import httpx
 from services.commands.demo.plan import DemoPlan, ServiceDef
 
 HEALTH_TIMEOUT_S = 90.0
+#: Liveness, as the kubelet does it in deploy/k8s: every 5 s; 3 failures in a row (15 s) restart.
+LIVENESS_PERIOD_S = 5.0
+LIVENESS_FAILURES = 3
+#: Like initialDelaySeconds: a process younger than this is not judged (start-up takes 5-20 s here).
+LIVENESS_GRACE_S = 60.0
 STOP_TIMEOUT_S = 10.0
 POLL_S = 0.25
 
@@ -51,12 +57,15 @@ class Running:
     proc: subprocess.Popen
     log_path: str
     restarts: int = 0
+    started_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
 class Supervisor:
     plan: DemoPlan
     running: dict[str, Running] = field(default_factory=dict)
+    unwatched: set[str] = field(default_factory=set)      # not restarted by ``watch`` (failed optional ones)
+    liveness_restarts: list[str] = field(default_factory=list)
 
     def start(self, service: ServiceDef) -> Running:
         log_path = self.plan.logs_dir / f"{service.name}.log"
@@ -131,6 +140,34 @@ class Supervisor:
     def stop_all(self) -> None:
         for name in reversed(list(self.running)):
             self.stop(name)
+
+    def live(self, name: str) -> bool:
+        """Liveness: a stage's /healthz (false when a runner died or stopped making progress);
+        other services: serving at all."""
+        entry = self.running[name]
+        if entry.proc.poll() is not None:
+            return False
+        if entry.service.kind == "stage":
+            return http_ok(f"http://127.0.0.1:{self.plan.port(entry.service.port_key)}/healthz", timeout=3.0)
+        return True
+
+    def watch(self, stop: threading.Event, log=lambda m: None) -> threading.Thread:
+        """Restart a service whose liveness failed LIVENESS_FAILURES times in a row (in a thread)."""
+        def loop() -> None:
+            failures: dict[str, int] = {}
+            while not stop.wait(LIVENESS_PERIOD_S):
+                for name in list(self.running):
+                    if name in self.unwatched or time.monotonic() - self.running[name].started_at < LIVENESS_GRACE_S:
+                        continue
+                    failures[name] = 0 if self.live(name) else failures.get(name, 0) + 1
+                    if failures[name] >= LIVENESS_FAILURES:
+                        log(f"{name}: liveness failed {LIVENESS_FAILURES} times; restarting it")
+                        self.restart(name)
+                        self.liveness_restarts.append(name)
+                        failures[name] = 0
+        thread = threading.Thread(target=loop, name="liveness", daemon=True)
+        thread.start()
+        return thread
 
     def dead(self) -> list[str]:
         return [name for name, entry in self.running.items() if entry.proc.poll() is not None]
