@@ -6,10 +6,9 @@ client id the EHR is called without authentication (a sandbox with auth off).
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 from services.core.config import Settings
-from services.core.errors import FatalError
+from services.core.ehraccess import EhrAccess
 from services.core.fhir import FhirClient, FhirClients, SmartCredentials
 from services.core.tenancy import Registry
 from services.ingest.ehr import TenantEhr
@@ -18,16 +17,9 @@ from services.ingest.hl7.mapping.common import Mapping
 DEFAULT_SCOPE = "system/*.cruds"
 
 
-def credentials_for(tenant) -> SmartCredentials | None:
-    client_id = tenant.setting("ehr_client_id")
-    if not client_id:
-        return None
-    key_file = tenant.setting("ehr_private_key_file")
-    if not key_file or not Path(key_file).is_file():
-        raise FatalError(f"tenant {tenant.id}: ehr_private_key_file is missing or not a file", code="config")
-    return SmartCredentials(client_id=client_id, private_key_pem=Path(key_file).read_text(),
-                            alg=tenant.setting("ehr_key_alg", "RS384"), kid=tenant.setting("ehr_key_id"),
-                            scope=tenant.setting("ehr_scope", DEFAULT_SCOPE))
+def credentials_for(tenant, settings: Settings) -> SmartCredentials | None:
+    return EhrAccess.from_tenant(tenant, settings.ehr_url, settings.environment, prefix="ehr",
+                                 default_scope=DEFAULT_SCOPE).credentials
 
 
 class EhrDirectory:
@@ -42,7 +34,7 @@ class EhrDirectory:
         if tenant in self._fixed:
             return TenantEhr(self._fixed[tenant])
         cfg = self.registry.get(tenant)
-        client = await self._clients.get(tenant, cfg.fhir_base(self.settings.ehr_url), credentials_for(cfg))
+        client = await self._clients.get(tenant, cfg.fhir_base(self.settings.ehr_url), credentials_for(cfg, self.settings))
         return TenantEhr(client)
 
     async def write(self, tenant: str, mapping: Mapping) -> list[tuple[dict, str]]:

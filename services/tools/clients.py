@@ -7,7 +7,8 @@ import re
 from services.core.errors import FatalError, PermissionDeniedError, UnauthenticatedError, ValidationError
 from services.core.fhir import FhirClient
 from services.core.tenancy import Tenant
-from services.tools.config import FhirAccess
+from services.core.ehraccess import EhrAccess
+from services.tools.config import access_for
 
 #: FHIR id / versionId syntax (R4: [A-Za-z0-9\-\.]{1,64}).
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -23,11 +24,11 @@ class TenantFhir:
     def __init__(self, ehr_url: str, environment: str):
         self.ehr_url = ehr_url
         self.environment = environment
-        self._clients: dict[str, tuple[FhirAccess, FhirClient]] = {}
+        self._clients: dict[str, tuple[EhrAccess, FhirClient]] = {}
         self._lock = asyncio.Lock()
 
     async def client(self, tenant: Tenant) -> FhirClient:
-        access = FhirAccess.from_tenant(tenant, self.ehr_url, self.environment)
+        access = access_for(tenant, self.ehr_url, self.environment)
         async with self._lock:
             held = self._clients.get(tenant.id)
             if held is not None and held[0] == access:

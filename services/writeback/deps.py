@@ -14,7 +14,8 @@ from services.core.secrets import SecretSettings
 from services.core.tenantdir import TenantDirectory
 from services.core.tenantdb import TenantPools
 from services.core.logging import get_logger
-from services.writeback.config import EhrAccess
+from services.core.ehraccess import EhrAccess
+from services.writeback.config import access_for
 
 log = get_logger("vigil.writeback")
 
@@ -76,7 +77,7 @@ class Deps:
         """The tenant's EHR client (CapabilityStatement read when it is first made)."""
         if tenant in self._fixed:
             return self._fixed[tenant]
-        access = EhrAccess.from_tenant(self.directory.get(tenant), self.settings.ehr_url, self.settings.environment)
+        access = access_for(self.directory.get(tenant), self.settings.ehr_url, self.settings.environment)
         async with self._lock:
             held = self._clients.get(tenant)
             if held is not None and held[0] == access:

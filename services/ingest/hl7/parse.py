@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import hl7
 from hl7.exceptions import ParseException
 
-from services.ingest.hl7.errors import DATA_TYPE_ERROR, REQUIRED_FIELD_MISSING, SEGMENT_SEQUENCE, Hl7Error, reject
+from services.ingest.hl7.errors import DATA_TYPE_ERROR, REQUIRED_FIELD_MISSING, SEGMENT_SEQUENCE, reject
 
 BOM = "\ufeff"
 MAX_MESSAGE_CHARS = 1_000_000  # 1 MB of text: far above any note, small enough to refuse abuse

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.core.errors import VigilError, classify
+from services.core.errors import classify
 from services.core.logging import get_logger
 from services.core.tenancy import Registry, Tenant
 from services.ingest import events as ev
