@@ -3,10 +3,16 @@ from __future__ import annotations
 
 from services.ehr import search
 from services.ehr.auth import SIGNING_ALGS
+from services.ehr.subscriptions.topics import TOPICS
 from services.ehr.validation import resource_types
 
 _KIND = {"id": "token", "lastupdated": "date", "code": "token", "concept": "token", "identifier": "token",
          "reference": "reference", "date": "date"}
+#: Subscriptions R5 Backport IG: the topics this server fires and its two Subscription operations.
+BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport"
+TOPIC_CANONICAL_EXT = f"{BACKPORT}/StructureDefinition/capabilitystatement-subscriptiontopic-canonical"
+SUBSCRIPTION_STATUS_OP = f"{BACKPORT}/OperationDefinition/backport-subscription-status"
+SUBSCRIPTION_EVENTS_OP = f"{BACKPORT}/OperationDefinition/backport-subscription-events"
 INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"]
 
 
@@ -24,6 +30,10 @@ def statement(base: str) -> dict:
         if rtype == "Appointment":
             entry["operation"] = [{"name": "find", "definition": f"{base}/OperationDefinition/appointment-find"},
                                   {"name": "book", "definition": f"{base}/OperationDefinition/appointment-book"}]
+        if rtype == "Subscription":
+            entry["operation"] = [{"name": "status", "definition": SUBSCRIPTION_STATUS_OP},
+                                  {"name": "events", "definition": SUBSCRIPTION_EVENTS_OP}]
+            entry["extension"] = [{"url": TOPIC_CANONICAL_EXT, "valueCanonical": url} for url in sorted(TOPICS)]
         resources.append(entry)
     return {
         "resourceType": "CapabilityStatement", "status": "active", "date": "2024-01-01", "kind": "instance",
