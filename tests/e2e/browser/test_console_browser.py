@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.core.errors import FatalError, RetryableError
-from tests.fixtures.control import StageHarness, console, control, dead_letter, probe_event, wait_for  # noqa: F401
-from tests.fixtures.security import admin_pool, provision, secrets  # noqa: F401  (fixtures)
+from tests.fixtures.control import StageHarness, dead_letter, probe_event, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -27,7 +26,7 @@ def _fail(event):
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists() and not shutil.which("chromium"),
                     reason="Debian's chromium is not installed (make browser installs it)")
-async def test_console_filter_open_dry_run_replay(stack, control, console, provision):  # noqa: F811
+async def test_console_filter_open_dry_run_replay(stack, control, console, provision):
     from playwright.async_api import async_playwright
 
     tenant = await provision()

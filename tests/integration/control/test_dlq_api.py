@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -193,7 +194,10 @@ async def test_replay_resumes_from_its_checkpoint(stack, control, provision):
                 return await conn.fetchval("SELECT status FROM vigil_dlq_replay_jobs WHERE tenant = $1 AND id = $2",
                                            tenant, job_id) == "interrupted"
         await wait_for(interrupted, what="the job marked interrupted")
-        resumed = await _replay(cc, pb.ReplayRequest(resume_job_id=job_id, rate_per_second=200))
+        started = time.monotonic()
+        resumed = await _replay(cc, pb.ReplayRequest(resume_job_id=job_id))
+        # the job keeps its rate (20/s): the 5 remaining sends are spread over >= 4 / 20 s
+        assert time.monotonic() - started >= 0.2
         assert resumed[-1].done and resumed[-1].sent == 8 and resumed[-1].checkpoint == 8
         assert resumed[0].checkpoint > 3  # started after the entries already sent
         with pytest.raises(NotFoundError):
