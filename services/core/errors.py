@@ -110,6 +110,8 @@ def classify(exc: BaseException) -> VigilError:
         return exc
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return RetryableError("timed out", code="timeout")
+    if isinstance(exc, PermissionError):  # an OSError, but a refusal (e.g. a topic outside the tenant), not a fault
+        return PermissionDeniedError(str(exc), code="permission_denied")
     if isinstance(exc, (ConnectionError, OSError)):
         return RetryableError(type(exc).__name__, code="connection")
     try:

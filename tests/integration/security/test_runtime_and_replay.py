@@ -7,7 +7,7 @@ import uuid
 
 from services.core.bus import Publisher, RetryPolicy, StageRunner, StageSpec
 from services.core.bus.runtime import Context
-from services.core.errors import ValidationError
+from services.core.errors import PermissionDeniedError, ValidationError, classify
 from services.core.events import Event, header_value
 from services.core.tenancy import Tenant, topic_name, topic_prefix
 from services.core.topics import ensure_tenant_topics
@@ -40,8 +40,10 @@ async def test_stage_runtime_stays_inside_its_tenant(stack, tenant_id, adversary
         for name, stream in [("runtime: handler emits to another tenant's stream", f"vigil.{other}.findings"),
                              ("runtime: handler emits to another tenant's DLQ", f"vigil.{other}.dlq"),
                              ("runtime: handler emits to a look-alike prefix", f"vigil.{tenant_id}x.findings")]:
-            with adversary.attempt(name, PermissionError):
+            with adversary.attempt(name, PermissionError) as at:
                 ctx.emit(stream, own)
+            # the stage runtime dead-letters it as a refusal; retrying cannot help
+            assert isinstance(classify(at.error), PermissionDeniedError) and not classify(at.error).retryable
         foreign = Event.new("vigil.ehr.resource-changed", source="/t", tenant=other, key="p1", data=own.data)
         with adversary.attempt("runtime: handler emits an event stamped with another tenant", ValidationError):
             ctx.emit("ehr-events", foreign)
@@ -80,5 +82,5 @@ async def test_planted_dead_letter_is_not_replayed_into_another_tenant(stack, co
     after = len(await count_records(stack, topic_name(b, "ehr-events")))
     sent = max((s.sent for s in steps), default=0)
     adversary.check("dlq replay: dead letter planted in A's DLQ naming B's topic as its origin",
-                    after == before and sent == 0,
+                    after == before and sent == 0 and (error is None or isinstance(error, PermissionDeniedError)),
                     f"B's topic {before}->{after} records, sent={sent}, error={type(error).__name__ if error else None}")
