@@ -261,7 +261,8 @@ SETTING_POLICY_NAME = "vigil_tenant_setting"
 
 def service_role_sql(role: str) -> str:
     """DDL creating the LOGIN role ``role`` if missing (no superuser, no BYPASSRLS), with
-    USAGE on the public schema. Its password is set at start-up (``set_service_password``)."""
+    USAGE on the public schema. Its password is set at start-up (``set_service_password``).
+    Part of other modules' migration checksums: never edit the text it returns."""
     role = _check_table(role)
     return f"""
 DO $vigil$
@@ -280,7 +281,8 @@ def setting_rls_sql(table: str, grantee: str, *, column: str = "tenant",
                     privileges: tuple[str, ...] = _DML) -> str:
     """DDL that enables and forces RLS on ``table`` with the policy
     ``<column> = current_setting('app.tenant', true)`` and grants ``privileges`` to ``grantee``.
-    An unset ``app.tenant`` matches no row. Idempotent; usable as an ``ensure_schema`` step."""
+    An unset ``app.tenant`` matches no row. Idempotent; usable as an ``ensure_schema`` step.
+    Part of other modules' migration checksums: never edit the text it returns."""
     table, grantee, column = _check_table(table), _check_table(grantee), _check_table(column)
     bad = [p for p in privileges if p not in _DML]
     if bad or not privileges:
