@@ -1,0 +1,371 @@
+"""The manifests against the code they run: every command starts a module that exists, every
+setting passed is one the code reads and parses, each stage's consumer groups (read from the
+stage's own StageSpecs) are what KEDA scales on and what the Kafka ACLs admit, the monitor's
+changelog topics exist, and each tenant's credentials reach exactly the service that uses them."""
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+import tomllib
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from services.cdshooks.config import CdsSettings
+from services.commands.serve import SERVICES as SERVE_MODULES
+from services.core.config import Settings
+from services.core.tenancy import Registry
+from services.ingest.config import IngestSettings
+from services.monitor.config import MonitorSettings
+from services.tools.config import DEFAULT_SCOPE as TOOLS_READ_ONLY_SCOPE
+
+from k8s_docs import OVERLAYS, ROOT, of_kind, one, tenants_of
+
+SERVICES_DIR = ROOT / "services"
+#: Stages built on services.core.bus (StageSpec); the monitor is a faust worker.
+BUS_STAGES = ("extraction", "triage", "scheduling", "writeback")
+#: Settings the manifests pass that no code reads, each with its reason. The test below fails
+#: as soon as the code starts reading one of them, so this list cannot go stale.
+NOT_READ = {
+    "VIGIL_SERVICE": "names the process for operators (kubectl exec ... env); informational",
+    "VIGIL_KAFKA_TENANT_CREDENTIALS_DIR": "per-tenant Kafka identities: planned, not read by the "
+                                          "Kafka clients yet (docs/operations.md, Kafka identities)",
+}
+#: Registry settings prefix -> the one service whose SMART client it configures (core/ehraccess).
+SMART_CLIENTS = {"fhir": "tools", "writeback": "writeback", "ehr": "ingest"}
+
+
+def deployments(docs):
+    return {d["metadata"]["name"]: d for d in of_kind(docs, "Deployment")}
+
+
+def container(deploy) -> dict:
+    return deploy["spec"]["template"]["spec"]["containers"][0]
+
+
+def env_of(docs, deploy) -> dict[str, str]:
+    """The container's plain environment: vigil-config, then its own values (secrets left out)."""
+    env = dict(one(docs, "ConfigMap", "vigil-config")["data"])
+    env.update({v["name"]: v["value"] for v in container(deploy).get("env", []) if "value" in v})
+    return env
+
+
+def ports(deploy) -> dict[str, int]:
+    return {p["name"]: p["containerPort"] for p in container(deploy).get("ports", [])}
+
+
+@cache
+def source_of(package: str) -> str:
+    return "\n".join(p.read_text(encoding="utf-8") for p in sorted((SERVICES_DIR / package).rglob("*.py")))
+
+
+@cache
+def all_service_source() -> str:
+    return "\n".join(p.read_text(encoding="utf-8") for p in sorted(SERVICES_DIR.rglob("*.py")))
+
+
+def cli_groups() -> set[str]:
+    text = (SERVICES_DIR / "cli.py").read_text(encoding="utf-8")
+    table = text[text.index("GROUPS"):]
+    table = table[table.index("= ["):table.index("\n]")]
+    return set(re.findall(r'\(\s*"([a-z-]+)"\s*,', table))
+
+
+def entry_module(command: list[str]) -> str | None:
+    """The module a container command runs (``python -m M`` or ``vigil serve S``), else None."""
+    if command[:2] == ["python", "-m"]:
+        return command[2]
+    if command[:2] == ["vigil", "serve"]:
+        assert command[2] in SERVE_MODULES, f"`vigil serve {command[2]}` does not exist"
+        return SERVE_MODULES[command[2]]
+    return None
+
+
+def module_file(module: str) -> Path:
+    return ROOT / (module.replace(".", "/") + ".py")
+
+
+# ---- commands ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_command_runs_code_that_exists(overlay, rendered):
+    for name, deploy in deployments(rendered[overlay]).items():
+        for c in deploy["spec"]["template"]["spec"]["containers"] + deploy["spec"]["template"]["spec"].get(
+                "initContainers", []):
+            command = c["command"]
+            module = entry_module(command)
+            if module is None:
+                assert command[0] == "vigil" and command[1] in cli_groups(), (name, command)
+                group_cli = SERVICES_DIR / command[1] / "cli.py"
+                assert f"def {command[2]}(" in group_cli.read_text(encoding="utf-8"), (name, command)
+                continue
+            path = module_file(module)
+            assert path.is_file(), f"{name}: {module} does not exist in the repository ({path.relative_to(ROOT)})"
+            text = path.read_text(encoding="utf-8")
+            if command[0] == "python":
+                assert 'if __name__ == "__main__":' in text, f"{name}: {module} has no __main__ entry point"
+            else:
+                assert "async def serve(" in text, f"{name}: {module} has no serve() for `vigil serve`"
+            assert module == f"services.{name}.app", (name, module)
+
+
+def test_entrypoint_check_refuses_a_missing_module():
+    assert not module_file("services.nosuchservice.app").exists()
+    assert module_file(entry_module(["python", "-m", "services.triage.app"])).is_file()
+    with pytest.raises(AssertionError, match="does not exist"):
+        entry_module(["vigil", "serve", "nosuchservice"])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_scraped_pods_serve_metrics(overlay, rendered):
+    """A pod annotated for Prometheus runs an entrypoint that serves VIGIL_METRICS_PORT: `vigil
+    serve` starts it; `python -m` modules must do it themselves (stage host, faust web, control)."""
+    docs = rendered[overlay]
+    assert one(docs, "ConfigMap", "vigil-config")["data"]["VIGIL_METRICS_PORT"] == "9000"
+    for name, deploy in deployments(docs).items():
+        annotations = deploy["spec"]["template"]["metadata"].get("annotations", {})
+        if annotations.get("prometheus.io/scrape") != "true":
+            continue
+        assert annotations["prometheus.io/port"] == "9000" and ports(deploy).get("metrics") == 9000, name
+        command = container(deploy)["command"]
+        if command[:2] == ["python", "-m"]:
+            text = module_file(command[2]).read_text(encoding="utf-8")
+            assert "VIGIL_METRICS_PORT" in text or "serve_stage(" in text, f"{name}: {command[2]} serves no metrics"
+        else:
+            assert command[:2] == ["vigil", "serve"], (name, command)
+
+
+# ---- settings ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_setting_passed_is_read_by_the_code(overlay, rendered):
+    docs = rendered[overlay]
+    names = set(one(docs, "ConfigMap", "vigil-config")["data"])
+    for deploy in deployments(docs).values():
+        names |= {v["name"] for v in container(deploy).get("env", [])}
+    source = all_service_source()
+    for name in sorted(names):
+        read = f'"{name}"' in source or f"{name}=" in source or f"`{name}`" in source \
+            or (name.startswith("VIGIL_GRPC_") and name.endswith("_ADDR") and 'f"VIGIL_GRPC_{' in source)
+        if name in NOT_READ:
+            assert not read, f"{name} is read by the code now: drop it from NOT_READ"
+        else:
+            assert read, f"{name} is passed by the manifests but read by no service"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_ingest_listens_where_its_ports_point(overlay, rendered):
+    docs = rendered[overlay]
+    deploy = deployments(docs)["ingest"]
+    ingest = IngestSettings.from_env(env_of(docs, deploy))
+    assert ingest.http_host == "0.0.0.0" and ingest.mllp_host == "0.0.0.0"
+    assert ingest.http_port == ports(deploy)["notify"] and ingest.mllp_port == ports(deploy)["mllp"]
+    service = {p["name"]: p for p in one(docs, "Service", "ingest")["spec"]["ports"]}
+    assert service["notify"]["port"] == ingest.http_port and service["mllp"]["port"] == ingest.mllp_port
+    assert ingest.public_url.startswith("https://" if overlay == "prod" else "http://")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_cdshooks_listens_where_its_port_points(overlay, rendered):
+    docs = rendered[overlay]
+    deploy = deployments(docs)["cdshooks"]
+    env = env_of(docs, deploy)
+    cds = CdsSettings.from_env(env, Settings.from_env({**env, "VIGIL_KAFKA_SASL_PASSWORD": "x"}).ehr_url)
+    assert cds.port == ports(deploy)["http"] == 8085
+    assert {p["port"] for p in one(docs, "Service", "cdshooks")["spec"]["ports"]} == {8085, 9000}
+    assert cds.public_url and cds.public_url.startswith("https://" if overlay == "prod" else "http://")
+    policy = one(docs, "NetworkPolicy", "ingress-cdshooks")["spec"]
+    assert policy["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "cdshooks"}
+    assert [p["port"] for rule in policy["ingress"] for p in rule["ports"]] == [8085]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_control_console_port_matches(overlay, rendered):
+    deploy = deployments(rendered[overlay])["control"]
+    addr = env_of(rendered[overlay], deploy)["VIGIL_CONTROL_CONSOLE_ADDR"]
+    host, _, port = addr.rpartition(":")
+    assert host == "0.0.0.0" and int(port) == ports(deploy)["console"]
+    policy = one(rendered[overlay], "NetworkPolicy", "ingress-control-console")["spec"]
+    assert int(port) in {p["port"] for rule in policy["ingress"] for p in rule["ports"]}
+
+
+def test_services_holding_tenant_credentials_get_the_master_key(rendered):
+    """VIGIL_ENV=prod refuses to start without the master secret wherever SecretSettings is
+    read (tenant PostgreSQL roles, Redis users, data keys); services without it do not get it."""
+    for name, deploy in deployments(rendered["prod"]).items():
+        env = {v["name"]: v for v in container(deploy).get("env", [])}
+        if "SecretSettings" in source_of(name):
+            assert "VIGIL_MASTER_KEY" in env, f"{name} reads SecretSettings: VIGIL_ENV=prod needs VIGIL_MASTER_KEY"
+            ref = env["VIGIL_MASTER_KEY"]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": "vigil-master-key", "key": "master-key"}, name
+        else:
+            assert "VIGIL_MASTER_KEY" not in env, name
+
+
+# ---- consumer groups, scaling, Kafka ACLs ------------------------------------------------------
+
+@cache
+def stage_specs(stage: str) -> tuple[tuple[str, str], ...]:
+    """(spec name, input stream) of every StageSpec(...) call in services/<stage>/app.py, with the
+    name evaluated in the module's namespace (constants such as AGENT, f-strings)."""
+    module = importlib.import_module(f"services.{stage}.app")
+    tree = ast.parse(module_file(module.__name__).read_text(encoding="utf-8"))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "StageSpec":
+            kw = {k.arg: k.value for k in node.keywords}
+            name = eval(compile(ast.Expression(kw["name"]), "<spec>", "eval"), vars(module))  # noqa: S307
+            out.append((name, ast.literal_eval(kw["input_stream"])))
+    assert out, f"no StageSpec in services/{stage}/app.py"
+    return tuple(out)
+
+
+def monitor_groups(docs) -> tuple[str, tuple[str, ...]]:
+    """The monitor's consumer group (= faust app id) and the tenant streams it consumes."""
+    monitor = importlib.import_module("services.monitor.app")
+    settings = MonitorSettings.from_env(env_of(docs, deployments(docs)["monitor"]))
+    return settings.app_id, monitor.STREAMS
+
+
+def expected_lag(docs, stage: str) -> set[tuple[str, str, str]]:
+    """(consumer group, topic, TriggerAuthentication) the stage's ScaledObject must watch."""
+    tenants = tenants_of(docs)
+    if stage == "monitor":
+        group, streams = monitor_groups(docs)
+        return {(group, f"vigil.{t}.{s}", "kafka-platform") for t in tenants for s in streams}
+    return {(f"vigil.{t}.{name}", f"vigil.{t}.{stream}", f"kafka-{t}")
+            for t in tenants for name, stream in stage_specs(stage)}
+
+
+def test_stage_specs_are_read_from_the_code():
+    assert ("triage-feedback", "feedback") in stage_specs("triage")
+    assert ("feedback", "feedback") in stage_specs("writeback")
+    assert all(stream for _, stream in stage_specs("scheduling"))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_stage_scales_on_the_lag_of_each_of_its_groups(overlay, rendered):
+    docs = rendered[overlay]
+    auths = {a["metadata"]["name"]: a for a in of_kind(docs, "TriggerAuthentication")}
+    partitions = {t["spec"]["topicName"]: t["spec"]["partitions"] for t in of_kind(docs, "KafkaTopic")}
+    assert not of_kind(docs, "HorizontalPodAutoscaler")
+    for stage in (*BUS_STAGES, "monitor"):
+        so = one(docs, "ScaledObject", stage)
+        assert so["spec"]["scaleTargetRef"]["name"] == stage
+        assert "replicas" not in deployments(docs)[stage]["spec"], "KEDA owns a stage's replicas"
+        triggers = so["spec"]["triggers"]
+        assert len({t["name"] for t in triggers}) == len(triggers), stage
+        watched = {(t["metadata"]["consumerGroup"], t["metadata"]["topic"], t["authenticationRef"]["name"])
+                   for t in triggers if t["type"] == "kafka"}
+        assert watched == expected_lag(docs, stage), stage
+        for trig in triggers:
+            # Partitions bound consumer parallelism: more replicas than partitions would sit idle.
+            assert so["spec"]["maxReplicaCount"] <= partitions[trig["metadata"]["topic"]], stage
+            refs = auths[trig["authenticationRef"]["name"]]["spec"]["secretTargetRef"]
+            owner = "vigil-platform" if stage == "monitor" else f"vigil-{trig['metadata']['topic'].split('.')[1]}"
+            assert {r["name"] for r in refs if r["parameter"] == "password"} == {owner}, (stage, trig["name"])
+    # A trigger watching the wrong group is caught.
+    assert expected_lag(docs, "writeback") != expected_lag(docs, "triage")
+
+
+def _allows(acls: list[dict], kind: str, name: str, operation: str) -> bool:
+    for acl in acls:
+        res = acl["resource"]
+        hit = res["name"] == name if res["patternType"] == "literal" else name.startswith(res["name"])
+        if res["type"] == kind and hit and operation in acl["operations"]:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kafka_users_admit_every_group_the_code_uses(overlay, rendered):
+    docs = rendered[overlay]
+    for tenant in tenants_of(docs):
+        acls = one(docs, "KafkaUser", f"vigil-{tenant}")["spec"]["authorization"]["acls"]
+        for stage in BUS_STAGES:
+            for name, stream in stage_specs(stage):
+                assert _allows(acls, "group", f"vigil.{tenant}.{name}", "Read"), (tenant, name)
+                assert _allows(acls, "topic", f"vigil.{tenant}.{stream}", "Read"), (tenant, stream)
+                assert _allows(acls, "topic", f"vigil.{tenant}.{name}.retry.1", "Create"), (tenant, name)
+    platform = one(docs, "KafkaUser", "vigil-platform")["spec"]["authorization"]["acls"]
+    group, streams = monitor_groups(docs)
+    assert _allows(platform, "group", group, "Read") and _allows(platform, "group", group, "Describe")
+    for tenant in tenants_of(docs):
+        for stream in streams:
+            assert _allows(platform, "topic", f"vigil.{tenant}.{stream}", "Read"), (tenant, stream)
+    monitor = importlib.import_module("services.monitor.app")
+    for topic in monitor.changelog_topics(group):
+        for op in ("Read", "Write", "Describe"):
+            assert _allows(platform, "topic", topic, op), (topic, op)
+    assert not _allows(platform, "group", f"vigil.{tenants_of(docs)[0]}.triage", "Read")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_topic_partitions_follow_the_registry(overlay, rendered):
+    """Stages create retry topics, and the monitor its changelogs, with the registry's partition
+    count; each must equal the partitions of the tenant streams the manifests create."""
+    docs = rendered[overlay]
+    registry = tomllib.loads(one(docs, "ConfigMap", "vigil-tenants")["data"]["tenants.toml"])["tenants"]
+    topics = {t["spec"]["topicName"]: t["spec"] for t in of_kind(docs, "KafkaTopic")}
+    for tenant, spec in registry.items():
+        for name, topic in topics.items():
+            if name.startswith(f"vigil.{tenant}."):
+                assert topic["partitions"] == spec["partitions"], (overlay, name)
+    counts = {spec["partitions"] for spec in registry.values()}
+    assert len(counts) == 1, "one monitor needs one partition count across its tenants"
+    group, _ = monitor_groups(docs)
+    for name in importlib.import_module("services.monitor.app").changelog_topics(group):
+        assert topics[name]["partitions"] == next(iter(counts)), (overlay, name)
+        assert topics[name]["config"]["cleanup.policy"] == "compact", name
+
+
+# ---- tenant credentials ------------------------------------------------------------------------
+
+def mounted_files(deploy) -> dict[str, tuple[str, str]]:
+    """Absolute file path -> (Secret name, key) for every projected/secret file the pod mounts."""
+    pod = deploy["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    out = {}
+    for mount in container(deploy).get("volumeMounts", []):
+        volume = volumes[mount["name"]]
+        sources = [s["secret"] for s in volume.get("projected", {}).get("sources", []) if "secret" in s]
+        if "secret" in volume:
+            sources.append({"name": volume["secret"]["secretName"], "items": volume["secret"].get("items", [])})
+        for source in sources:
+            for item in source.get("items", []):
+                out[f"{mount['mountPath']}/{item['path']}"] = (source["name"], item["key"])
+    return out
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_tenant_credential_reaches_only_its_service(overlay, rendered, tmp_path):
+    docs = rendered[overlay]
+    path = tmp_path / "tenants.toml"
+    path.write_text(one(docs, "ConfigMap", "vigil-tenants")["data"]["tenants.toml"], encoding="utf-8")
+    registry = Registry.load(path)
+    deploys = deployments(docs)
+    files = {name: mounted_files(d) for name, d in deploys.items()}
+    for tenant in registry:
+        wanted = {f"{prefix}_private_key_file": service for prefix, service in SMART_CLIENTS.items()}
+        wanted["cds_jwks_file"] = "cdshooks"
+        for setting, service in wanted.items():
+            client = tenant.setting(setting.replace("_private_key_file", "_client_id").replace(
+                "_jwks_file", "_client_iss"))
+            file = tenant.setting(setting)
+            if overlay == "prod":
+                # VIGIL_ENV=prod refuses an unauthenticated EHR call: every service has its client.
+                assert client and file, (tenant.id, setting)
+            if not file:
+                continue
+            assert file in files[service], (overlay, tenant.id, setting, service)
+            secret = files[service][file]
+            holders = {n for n, f in files.items() if secret in f.values()}
+            assert holders == {service}, (tenant.id, secret, holders)
+        if overlay == "prod":
+            assert tenant.setting("fhir_scope") and tenant.setting("fhir_scope") != TOOLS_READ_ONLY_SCOPE, \
+                "tools books and cancels appointments and writes Communications and Tasks: it needs write scopes"
+            assert tenant.ehr_base_url.startswith("https://")
+        else:
+            assert tenant.ehr_base_url == "", "dev tenants use the in-cluster sandbox (VIGIL_EHR_URL)"
