@@ -73,13 +73,29 @@ class KafkaSettings:
     sasl_username: str | None = None
     sasl_password: str | None = field(default=None, repr=False)
     ssl_cafile: str | None = None
+    #: ``<dir>/<tenant>/password`` holds tenant T's SCRAM password (user ``vigil-<T>``); a tenant's
+    #: clients log in as that user, so the broker's prefixed ACLs fence each tenant.
+    tenant_credentials_dir: Path | None = None
 
-    def client_kwargs(self) -> dict:
-        """Keyword arguments shared by every aiokafka client."""
+    def sasl_identity(self, tenant: str | None = None) -> tuple[str | None, str | None]:
+        """(username, password): the tenant's own identity when one is mounted, else the process's."""
+        if tenant is None or self.tenant_credentials_dir is None:
+            return self.sasl_username, self.sasl_password
+        path = self.tenant_credentials_dir / tenant / "password"
+        try:
+            password = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"VIGIL_KAFKA_TENANT_CREDENTIALS_DIR: no readable password for tenant {tenant!r} "
+                              f"at {path} ({exc.strerror or type(exc).__name__})") from None
+        return f"vigil-{tenant}", password
+
+    def client_kwargs(self, tenant: str | None = None) -> dict:
+        """Keyword arguments shared by every aiokafka client; ``tenant`` picks that tenant's identity."""
         kwargs: dict = {"bootstrap_servers": self.bootstrap, "security_protocol": self.security_protocol}
         if self.security_protocol.startswith("SASL"):
-            kwargs.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
-                          sasl_plain_password=self.sasl_password)
+            username, password = self.sasl_identity(tenant)
+            kwargs.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=username,
+                          sasl_plain_password=password)
         if self.security_protocol in ("SSL", "SASL_SSL"):
             import ssl
 
@@ -140,9 +156,11 @@ class Settings:
                             lambda n, v: _parse_choice(n, v, KAFKA_SASL_MECHANISMS))
             username = get("VIGIL_KAFKA_SASL_USERNAME", None)
             password = get("VIGIL_KAFKA_SASL_PASSWORD", None)
+        credentials_dir = source.get("VIGIL_KAFKA_TENANT_CREDENTIALS_DIR") or None
         kafka = KafkaSettings(bootstrap=bootstrap, host=host, port=port, security_protocol=protocol,
                               sasl_mechanism=mechanism, sasl_username=username, sasl_password=password,
-                              ssl_cafile=source.get("VIGIL_KAFKA_SSL_CAFILE") or None)
+                              ssl_cafile=source.get("VIGIL_KAFKA_SSL_CAFILE") or None,
+                              tenant_credentials_dir=Path(credentials_dir) if credentials_dir else None)
         state_dir = Path(get("VIGIL_STATE_DIR", ".vigil")).expanduser().resolve()
         return cls(
             environment=get("VIGIL_ENV", "dev", lambda n, v: _parse_choice(n, v, ENVIRONMENTS)),

@@ -87,6 +87,18 @@ async def prepare(settings: Settings, ms: MonitorSettings, tenants: list[Tenant]
     return count
 
 
+def broker_credentials(settings: Settings):
+    """faust's credentials for the platform identity (VIGIL_KAFKA_SASL_* / TLS), or None on PLAINTEXT."""
+    kafka = settings.kafka
+    kwargs = kafka.client_kwargs()
+    if kafka.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=kwargs["sasl_plain_username"], password=kwargs["sasl_plain_password"],
+                                     mechanism=kafka.sasl_mechanism, ssl_context=kwargs.get("ssl_context"))
+    if kafka.security_protocol == "SSL":
+        return faust.SSLCredentials(kwargs["ssl_context"])
+    return None
+
+
 def build_app(settings: Settings, ms: MonitorSettings, tenants: list[Tenant], partitions: int, *,
               port: int = DEFAULT_METRICS_PORT, env: Mapping[str, str] | None = None) -> tuple[faust.App, Processor]:
     datadir = settings.state_dir / "monitor" / ms.app_id  # faust wants it; memory store keeps nothing there
@@ -97,7 +109,7 @@ def build_app(settings: Settings, ms: MonitorSettings, tenants: list[Tenant], pa
         broker_heartbeat_interval=HEARTBEAT_S, broker_rebalance_timeout=REBALANCE_TIMEOUT_S,
         consumer_auto_offset_reset="earliest", producer_acks=-1, stream_wait_empty=False,
         web_enabled=True, web_port=port, web_bind="0.0.0.0", web_in_thread=False,
-        datadir=str(datadir))
+        datadir=str(datadir), broker_credentials=broker_credentials(settings))
     topic = app.topic(*[topic_name(t.id, s) for t in tenants for s in STREAMS], key_serializer="raw",
                       value_serializer="raw")
     window = timedelta(seconds=ms.window_s)

@@ -37,3 +37,29 @@ def test_sasl_requires_credentials():
     kwargs = s.kafka.client_kwargs()
     assert kwargs["sasl_mechanism"] == "SCRAM-SHA-512" and kwargs["sasl_plain_username"] == "u"
     assert "s3cret-pw" not in repr(s.kafka)
+
+
+def test_each_tenant_logs_in_to_kafka_as_its_own_user(tmp_path):
+    (tmp_path / "northvalley").mkdir()
+    (tmp_path / "northvalley" / "password").write_text("nv-scram-secret\n")
+    s = Settings.from_env({"VIGIL_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "VIGIL_KAFKA_SASL_USERNAME": "vigil-runtime",
+                           "VIGIL_KAFKA_SASL_PASSWORD": "runtime-pw", "VIGIL_KAFKA_TENANT_CREDENTIALS_DIR": str(tmp_path)})
+    tenant = s.kafka.client_kwargs("northvalley")
+    assert (tenant["sasl_plain_username"], tenant["sasl_plain_password"]) == ("vigil-northvalley", "nv-scram-secret")
+    process = s.kafka.client_kwargs()
+    assert (process["sasl_plain_username"], process["sasl_plain_password"]) == ("vigil-runtime", "runtime-pw")
+    with pytest.raises(ConfigError, match="lakeshore"):
+        s.kafka.client_kwargs("lakeshore")  # no mounted password: a clear error, never the process identity
+
+
+def test_monitor_passes_platform_credentials_to_faust():
+    import faust
+
+    from services.monitor.app import broker_credentials
+
+    plain = Settings.from_env({})
+    assert broker_credentials(plain) is None
+    sasl = Settings.from_env({"VIGIL_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "VIGIL_KAFKA_SASL_USERNAME": "vigil-platform",
+                              "VIGIL_KAFKA_SASL_PASSWORD": "platform-pw"})
+    creds = broker_credentials(sasl)
+    assert isinstance(creds, faust.SASLCredentials) and creds.username == "vigil-platform"

@@ -32,7 +32,7 @@ REQUEST_TIMEOUT_MS = 30_000
 
 def make_producer(settings: Settings) -> AIOKafkaProducer:
     return AIOKafkaProducer(acks="all", enable_idempotence=False, linger_ms=LINGER_MS, max_batch_size=BATCH_SIZE,
-                            request_timeout_ms=REQUEST_TIMEOUT_MS, **settings.kafka.client_kwargs())
+                            request_timeout_ms=REQUEST_TIMEOUT_MS, **settings.kafka.client_kwargs(tenant_id))
 
 
 class Publisher:

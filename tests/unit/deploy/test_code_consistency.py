@@ -30,8 +30,6 @@ BUS_STAGES = ("extraction", "triage", "scheduling", "writeback")
 #: as soon as the code starts reading one of them, so this list cannot go stale.
 NOT_READ = {
     "VIGIL_SERVICE": "names the process for operators (kubectl exec ... env); informational",
-    "VIGIL_KAFKA_TENANT_CREDENTIALS_DIR": "per-tenant Kafka identities: planned, not read by the "
-                                          "Kafka clients yet (docs/operations.md, Kafka identities)",
 }
 #: Registry settings prefix -> the one service whose SMART client it configures (core/ehraccess).
 SMART_CLIENTS = {"fhir": "tools", "writeback": "writeback", "ehr": "ingest"}
