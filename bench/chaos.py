@@ -94,13 +94,14 @@ class Chaos:
         self.note(f"LLM endpoint healthy again ({self.llm.errors[429]} x 429, {self.llm.errors[500]} x 500 sent)")
 
     async def timeline(self, seconds: float) -> None:
-        """Each fault at its own moment (fractions of the load), concurrently; the LLM faults come
-        after the EHR outage so that notes reach the model while it fails."""
+        """Each fault at its own moment (fractions of the load), concurrently; the LLM endpoint
+        fails every other request for the whole load (when notes reach the model depends on the
+        backlog the other faults leave)."""
         self.started = time.monotonic()
         at = lambda frac: frac * seconds  # noqa: E731
         plan = [(at(0.08), lambda: self.kill_restart("extraction")), (at(0.12), self.outage),
                 (at(0.25), lambda: self.kill_restart("triage")), (at(0.35), self.restart_redis),
-                (at(0.55), lambda: self.llm_faults(at(0.25))), (at(0.6), lambda: self.kill_restart("writeback")),
+                (at(0.02), lambda: self.llm_faults(at(0.98))), (at(0.6), lambda: self.kill_restart("writeback")),
                 (at(0.75), lambda: self.kill_restart("extraction")), (at(0.85), lambda: self.kill_restart("ingest"))]
 
         async def later(when: float, action) -> None:
