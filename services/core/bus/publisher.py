@@ -30,7 +30,8 @@ BATCH_SIZE = 512 * 1024
 REQUEST_TIMEOUT_MS = 30_000
 
 
-def make_producer(settings: Settings) -> AIOKafkaProducer:
+def make_producer(settings: Settings, tenant_id: str | None = None) -> AIOKafkaProducer:
+    """acks=all producer; with ``tenant_id`` it logs in as that tenant's own Kafka user."""
     return AIOKafkaProducer(acks="all", enable_idempotence=False, linger_ms=LINGER_MS, max_batch_size=BATCH_SIZE,
                             request_timeout_ms=REQUEST_TIMEOUT_MS, **settings.kafka.client_kwargs(tenant_id))
 
@@ -44,7 +45,7 @@ class Publisher:
 
     async def start(self) -> None:
         if self._producer is None:
-            self._producer = make_producer(self._settings)
+            self._producer = make_producer(self._settings, self.tenant)
         if self._owned:
             await self._producer.start()
 
