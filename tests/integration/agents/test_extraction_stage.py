@@ -7,8 +7,8 @@ from prometheus_client import REGISTRY
 
 from services.extraction import app as extraction_app
 
-from conftest import FAST_RETRY, FAST_TUNING
-from notes import COLITIS_G3, changed, doc_ref, patient_with_oncologist
+from tests.integration.agents.conftest import FAST_RETRY, FAST_TUNING
+from tests.integration.agents.notes import COLITIS_G3, changed, doc_ref, patient_with_oncologist
 
 
 async def test_note_event_becomes_one_findings_event_with_exact_offsets(agents):

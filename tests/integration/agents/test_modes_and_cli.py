@@ -14,8 +14,8 @@ from services.core import audit, modes
 from services.core.modes import ModeStore, PromotionRefused
 from services.triage import app as triage_app
 
-from conftest import FAST_RETRY, FAST_TUNING, TEST_KEY
-from notes import COLITIS_G2, doc_ref, finding, findings, patient_with_oncologist
+from tests.integration.agents.conftest import FAST_RETRY, FAST_TUNING, TEST_KEY
+from tests.integration.agents.notes import COLITIS_G2, doc_ref, finding, findings, patient_with_oncologist
 
 
 async def test_mode_precedence_cache_and_audit(agents):

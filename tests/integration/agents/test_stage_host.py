@@ -16,8 +16,8 @@ from services.core.bus import ConsumerTuning, StageSpec
 from services.core.bus.service import StageHost
 from services.core.tenancy import Registry, Tenant
 
-from conftest import FAST_RETRY, read_topic
-from notes import changed
+from tests.integration.agents.conftest import FAST_RETRY, read_topic
+from tests.integration.agents.notes import changed
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 

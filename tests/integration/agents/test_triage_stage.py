@@ -14,8 +14,8 @@ from services.core.events import Event
 from services.core.modes import ModeStore
 from services.triage import app as triage_app
 
-from conftest import FAST_RETRY, FAST_TUNING
-from notes import finding, findings, patient_with_oncologist
+from tests.integration.agents.conftest import FAST_RETRY, FAST_TUNING
+from tests.integration.agents.notes import finding, findings, patient_with_oncologist
 
 
 def triage_specs(agents):

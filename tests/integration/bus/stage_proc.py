@@ -10,13 +10,13 @@ import signal
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository root
 
 from services.core.bus import StageSpec, run_stage  # noqa: E402
 from services.core.config import Settings  # noqa: E402
 from services.core.db import create_pool  # noqa: E402
 
-from conftest import FAST_RETRY, FAST_TUNING, findings_for  # noqa: E402
+from tests.integration.bus.conftest import FAST_RETRY, FAST_TUNING, findings_for  # noqa: E402
 
 HANDLER_DELAY_S = 0.003
 

@@ -13,7 +13,7 @@ from services.core.bus import dlq_topic
 from services.core.events import decode
 from services.core.tenancy import topic_name
 
-from conftest import FAST_RETRY, findings_for, publish, read_topic, resource_event, running, spec
+from tests.integration.bus.conftest import FAST_RETRY, findings_for, publish, read_topic, resource_event, running, spec
 
 PROC = Path(__file__).resolve().parent / "stage_proc.py"
 REPO = Path(__file__).resolve().parents[3]

@@ -12,7 +12,7 @@ from services.core.bus.failures import DLQ_HEADERS
 from services.core.events import decode, encode, header_value
 from services.core.tenancy import topic_name
 
-from conftest import findings_for, publish, read_topic, resource_event, running, spec
+from tests.integration.bus.conftest import findings_for, publish, read_topic, resource_event, running, spec
 
 
 async def test_poison_event_dead_lettered_while_others_flow(stack, tenant_id, topics):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from k8s_docs import K8S, OVERLAYS, load_renderer
+from tests.unit.deploy.k8s_docs import K8S, OVERLAYS, load_renderer
 
 render_module = load_renderer()
 

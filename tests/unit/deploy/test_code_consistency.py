@@ -21,7 +21,7 @@ from services.ingest.config import IngestSettings
 from services.monitor.config import MonitorSettings
 from services.tools.config import DEFAULT_SCOPE as TOOLS_READ_ONLY_SCOPE
 
-from k8s_docs import OVERLAYS, ROOT, of_kind, one, tenants_of
+from tests.unit.deploy.k8s_docs import OVERLAYS, ROOT, of_kind, one, tenants_of
 
 SERVICES_DIR = ROOT / "services"
 #: Stages built on services.core.bus (StageSpec); the monitor is a faust worker.

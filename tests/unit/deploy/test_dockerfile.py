@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from k8s_docs import ROOT
+from tests.unit.deploy.k8s_docs import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
 

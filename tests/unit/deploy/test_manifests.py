@@ -16,7 +16,7 @@ import yaml
 from services.core.config import Settings
 from services.core.tenancy import STREAMS
 
-from k8s_docs import K8S, OVERLAYS, ROOT, of_kind, one, tenants_of
+from tests.unit.deploy.k8s_docs import K8S, OVERLAYS, ROOT, of_kind, one, tenants_of
 
 K8S_VERSION = "1.32.0"
 #: Kafka consumers scaled by KEDA (their consumer groups and triggers: test_code_consistency.py).
