@@ -233,18 +233,19 @@ def print_urls(pipe: Pipeline) -> None:
 
 
 def _wait_for_interrupt() -> None:
+    """Until Ctrl-C or SIGTERM (handlers set explicitly: a shell's background job starts with
+    SIGINT ignored, and Python then raises no KeyboardInterrupt)."""
     stop = {"now": False}
 
     def handler(*_):
         stop["now"] = True
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while not stop["now"]:
             time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def run(keep: bool = False, notes: int = 12) -> list[summaries.TenantSummary]:
