@@ -160,11 +160,34 @@ class StageRunner:
         while not stop.is_set():
             self._resume_due()
             batch = await self._consumer.getmany(timeout_ms=t.poll_timeout_ms, max_records=t.max_batch)
-            if batch:
-                await self._process(batch)
+            if batch and not await self._process_or_rewind(batch):
+                continue
             self._last_progress = time.monotonic()
             metrics.LAST_PROGRESS.labels(**self._labels).set(time.time())
             self._update_lag()
+
+    async def _process_or_rewind(self, batch: dict[TopicPartition, list]) -> bool:
+        """Process a batch; when our own infrastructure fails mid-batch (Redis restarting, PostgreSQL
+        out of connections, the broker briefly away) nothing was committed, so rewind to the batch's
+        first offsets and try again after a pause instead of letting the runner die. Handler errors
+        never get here: they are retried, parked or dead-lettered per event."""
+        try:
+            await self._process(batch)
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            err = classify(exc)
+            if not err.retryable:
+                raise
+            log.warning("batch_rewound", stage=self.spec.name, tenant=self.tenant, error_code=err.code,
+                        error_class=type(exc).__name__)
+            assigned = self._consumer.assignment()
+            for tp, msgs in batch.items():
+                if msgs and tp in assigned:
+                    self._consumer.seek(tp, msgs[0].offset)
+            await asyncio.sleep(self.spec.retry.quick_wait_max_s)
+            return False
 
     # -- one batch ---------------------------------------------------------------------------
     async def _process(self, batch: dict[TopicPartition, list]) -> None:

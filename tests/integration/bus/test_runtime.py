@@ -171,3 +171,33 @@ async def test_redelivered_blocker_after_a_crash_does_not_stall_its_patient(stac
     async with running(stack, tenant_id, s):
         await read_topic(stack, topic_name(tenant_id, "findings"), 3, timeout=20)
     assert seen == [0, 1, 2]
+
+
+async def test_infrastructure_failure_mid_batch_rewinds_instead_of_killing_the_runner(stack, tenant_id, topics):
+    """Redis going away under the idempotency ledger (a restart) is not the event's fault: the batch
+    is rewound and processed once Redis answers again; the runner stays alive and nothing is lost."""
+    seen = []
+
+    async def handler(event, ctx):
+        seen.append(event.id)
+        ctx.emit("findings", findings_for(event, ctx))
+
+    s = spec("rewind", handler)
+    await topics(s)
+    events = [resource_event(tenant_id, f"p{n}", n) for n in range(6)]
+    async with running(stack, tenant_id, s) as runner:
+        real_lookup, failures = runner.ledger.lookup, []
+
+        async def flaky_lookup(ids, keys):
+            if len(failures) < 2:
+                failures.append(1)
+                raise ConnectionError("redis restarting")
+            return await real_lookup(ids, keys)
+
+        runner.ledger.lookup = flaky_lookup
+        await publish(stack, tenant_id, events)
+        outputs = await read_topic(stack, topic_name(tenant_id, "findings"), 6, timeout=20)
+        assert runner.health()["live"]
+    assert len(failures) == 2
+    assert sorted(set(seen)) == sorted(e.id for e in events) and len(outputs) == 6
+    assert await read_topic(stack, dlq_topic(tenant_id), 0, timeout=0.5) == []
