@@ -7,7 +7,7 @@
     fhir_private_key_file = "/run/secrets/<id>-fhir.pem"   # its private key (PEM), RS384 or ES384
     fhir_key_alg = "RS384"                           # RS384 (default) | ES384
     fhir_key_id = "..."                              # optional kid of the registered JWK
-    fhir_scope = "system/*.rs"                       # scopes requested (default system/*.rs)
+    fhir_scope = "..."                               # scopes requested (default DEFAULT_SCOPE below)
                                                      # scheduling writes need e.g. system/*.cruds
     fhir_token_url = ""                              # optional; discovered from .well-known otherwise
 
@@ -19,7 +19,9 @@ from __future__ import annotations
 from services.core.ehraccess import EhrAccess
 from services.core.tenancy import Tenant
 
-DEFAULT_SCOPE = "system/*.rs"
+#: Reads for agents, plus exactly the writes the scheduling tools make: $book (Appointment create,
+#: Slot update), cancel (Appointment/Slot update), messages (Communication) and staff Tasks.
+DEFAULT_SCOPE = ("system/*.rs system/Appointment.cu system/Slot.u system/Communication.c system/Task.c")
 PREFIX = "fhir"
 
 

@@ -22,6 +22,7 @@ from services.core.tenancy import Registry, Tenant
 from services.core.tenantdb import TenantPools, provision_tenant_role, quote_ident, tenant_role
 from services.scheduling.app import LlmEngines, build_agent
 from services.tools import app as tools_app
+from services.tools.config import DEFAULT_SCOPE as TOOLS_SCOPE  # the tools client's default scopes
 
 TEST_KEY = "k" * 48
 NOW = datetime(2030, 3, 4, 8, 0, tzinfo=timezone.utc)          # a Monday
@@ -69,6 +70,7 @@ def z(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+
 class Scheduling:
     def __init__(self, stack, tenant_id, ehr, pools, path, creds, key_file, grpc_settings):
         self.stack, self.tenant, self.ehr, self.pools, self.path = stack, tenant_id, ehr, pools, path
@@ -80,7 +82,7 @@ class Scheduling:
         Registry(self.path, [Tenant(id=self.tenant, mode="active", partitions=4, ehr_base_url=self.ehr.base_url,
                                     settings={"fhir_client_id": "vigil-tools",
                                               "fhir_private_key_file": str(self._key_file),
-                                              "fhir_key_id": self._creds.kid, "fhir_scope": "system/*.cruds",
+                                              "fhir_key_id": self._creds.kid,
                                               "time_zone": "UTC", **settings})]).save()
 
     def new_agent(self, llm_env: dict | None = None):
@@ -156,7 +158,7 @@ class Scheduling:
 @pytest.fixture
 async def sched(stack, tenant_id, ehr_tenant, provisioned, secrets, tmp_path):
     grpc_settings = GrpcSettings.from_env({"VIGIL_GRPC_TOKEN_KEY": TEST_KEY})
-    creds = await ehr_tenant.admin.new_client(tenant_id, "vigil-tools", ["system/*.cruds"])
+    creds = await ehr_tenant.admin.new_client(tenant_id, "vigil-tools", TOOLS_SCOPE.split())
     key_file = tmp_path / "tools.pem"
     key_file.write_text(creds.private_key_pem)
     handle = Scheduling(stack, tenant_id, ehr_tenant, provisioned, tmp_path / "tenants.toml", creds, key_file,
