@@ -6,7 +6,8 @@ import contextlib
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from tests.fixtures.kafka import read_topic  # noqa: F401 (re-exported for the tests here)
 
 from services.core.bus import ConsumerTuning, Publisher, RetryPolicy, StageRunner, StageSpec, ensure_stage_topics
 from services.core.events import Event
@@ -42,30 +43,6 @@ async def publish(settings, tenant_id: str, events: list[Event], stream: str = "
         await pub.publish_many(stream, events)
 
 
-async def read_topic(settings, topic: str, want: int, timeout: float = 30.0, partitions: int = 4,
-                     settle: float = 0.0) -> list:
-    """Every record of ``topic`` (no consumer group): waits for ``want`` records, then ``settle`` s more."""
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
-                                **settings.kafka.client_kwargs())
-    await consumer.start()
-    tps = [TopicPartition(topic, p) for p in range(partitions)]
-    consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
-    got: list = []
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        settle_until = None
-        while loop.time() < deadline:
-            for msgs in (await consumer.getmany(timeout_ms=200)).values():
-                got.extend(msgs)
-            if len(got) >= want:
-                settle_until = settle_until or loop.time() + settle
-                if loop.time() >= settle_until:
-                    break
-    finally:
-        await consumer.stop()
-    return got
 
 
 @contextlib.asynccontextmanager

@@ -1,14 +1,13 @@
 """Ingest fixtures: one tenant with its EHR (sandbox), PostgreSQL role, topics and ingest wiring."""
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from tests.fixtures import kafka
 
 from services.core import crypto
-from services.core.db import create_pool, ensure_schema
 from services.core.events import decode
 from services.core.tenancy import Registry, Tenant
 from services.core.tenantdb import TenantPools, provision_tenant_role, quote_ident, tenant_role
@@ -47,28 +46,8 @@ class Ingest:
 
 async def read_topic(settings, topic: str, want: int, timeout: float = 10.0, settle: float = 1.0,
                      partitions: int = 4) -> list:
-    """Every record of ``topic``: waits for ``want`` records (or the timeout), then ``settle`` s more."""
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
-                                **settings.kafka.client_kwargs())
-    await consumer.start()
-    tps = [TopicPartition(topic, p) for p in range(partitions)]
-    consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
-    got: list = []
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        settle_until = None
-        while loop.time() < deadline:
-            for msgs in (await consumer.getmany(timeout_ms=200)).values():
-                got.extend(msgs)
-            if len(got) >= want:
-                settle_until = settle_until or loop.time() + settle
-                if loop.time() >= settle_until:
-                    break
-    finally:
-        await consumer.stop()
-    return got
+    """Ingest's reads wait a second past ``want`` so that a duplicate would be seen."""
+    return await kafka.read_topic(settings, topic, want, timeout=timeout, partitions=partitions, settle=settle)
 
 
 @pytest.fixture
