@@ -293,22 +293,34 @@ def attachment_text(attachment: dict) -> str:
 
 
 class FhirClients:
-    """One client (and so one connection pool) per tenant."""
+    """One client (one connection pool) per tenant. A tenant whose base URL or credentials changed
+    gets a new client and its old pool is retired; tenants never wait on each other's start-up."""
 
     def __init__(self) -> None:
-        self._clients: dict[str, FhirClient] = {}
+        self._clients: dict[str, tuple[tuple, FhirClient]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def get(self, tenant: str, base_url: str, credentials: SmartCredentials | None = None,
                   **kwargs) -> FhirClient:
-        client = self._clients.get(tenant)
-        if client is None:
+        ident = (base_url, credentials)
+        lock = self._locks.setdefault(tenant, asyncio.Lock())
+        async with lock:
+            held = self._clients.get(tenant)
+            if held is not None and held[0] == ident:
+                return held[1]
             client = FhirClient(base_url, credentials=credentials, **kwargs)
-            await client.start()
-            self._clients[tenant] = client
+            try:
+                await client.start()
+            except BaseException:
+                await client.close()
+                raise
+            self._clients[tenant] = (ident, client)
+        if held is not None:
+            await held[1].close()
         return client
 
     async def close(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
+        clients, self._clients = [c for _, c in self._clients.values()], {}
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
 
 

@@ -1,13 +1,11 @@
 """One FHIR client (own connection pool, own SMART credentials) per tenant."""
 from __future__ import annotations
 
-import asyncio
 import re
 
 from services.core.errors import FatalError, PermissionDeniedError, UnauthenticatedError, ValidationError
-from services.core.fhir import FhirClient
+from services.core.fhir import FhirClient, FhirClients
 from services.core.tenancy import Tenant
-from services.core.ehraccess import EhrAccess
 from services.tools.config import access_for
 
 #: FHIR id / versionId syntax (R4: [A-Za-z0-9\-\.]{1,64}).
@@ -24,29 +22,14 @@ class TenantFhir:
     def __init__(self, ehr_url: str, environment: str):
         self.ehr_url = ehr_url
         self.environment = environment
-        self._clients: dict[str, tuple[EhrAccess, FhirClient]] = {}
-        self._lock = asyncio.Lock()
+        self._clients = FhirClients()
 
     async def client(self, tenant: Tenant) -> FhirClient:
         access = access_for(tenant, self.ehr_url, self.environment)
-        async with self._lock:
-            held = self._clients.get(tenant.id)
-            if held is not None and held[0] == access:
-                return held[1]
-            client = FhirClient(access.base_url, credentials=access.credentials)
-            try:
-                await client.start()
-            except BaseException:
-                await client.close()
-                raise
-            self._clients[tenant.id] = (access, client)
-        if held is not None:            # the tenant's EHR settings changed: retire the old pool
-            await held[1].close()
-        return client
+        return await self._clients.get(tenant.id, access.base_url, access.credentials)
 
     async def close(self) -> None:
-        clients, self._clients = [c for _, c in self._clients.values()], {}
-        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+        await self._clients.close()
 
 
 def ehr_refused(exc: Exception) -> Exception:

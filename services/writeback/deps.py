@@ -3,18 +3,16 @@
 the decision ledger and the label store. ``start()`` migrates the tables it writes."""
 from __future__ import annotations
 
-import asyncio
 
 from services.core import decisions, labels, modes
 from services.core.config import Settings
 from services.core.crypto import Keyring
 from services.core.db import create_pool
-from services.core.fhir import FhirClient
+from services.core.fhir import FhirClient, FhirClients
 from services.core.secrets import SecretSettings
 from services.core.tenantdir import TenantDirectory
 from services.core.tenantdb import TenantPools
 from services.core.logging import get_logger
-from services.core.ehraccess import EhrAccess
 from services.writeback.config import access_for
 
 log = get_logger("vigil.writeback")
@@ -41,8 +39,7 @@ class Deps:
         self.labels = labels.LabelStore(self.pools)
         self.directory = TenantDirectory(settings.tenants_file)
         self._fixed = dict(clients or {})            # tests: a started client per tenant
-        self._clients: dict[str, tuple[EhrAccess, FhirClient]] = {}
-        self._lock = asyncio.Lock()
+        self._clients = FhirClients()
 
     async def start(self) -> None:
         admin = await create_pool(self.settings, min_size=1, max_size=1)
@@ -78,23 +75,9 @@ class Deps:
         if tenant in self._fixed:
             return self._fixed[tenant]
         access = access_for(self.directory.get(tenant), self.settings.ehr_url, self.settings.environment)
-        async with self._lock:
-            held = self._clients.get(tenant)
-            if held is not None and held[0] == access:
-                return held[1]
-            client = FhirClient(access.base_url, credentials=access.credentials)
-            try:
-                await client.start()
-            except BaseException:
-                await client.close()
-                raise
-            self._clients[tenant] = (access, client)
-        if held is not None:  # the tenant's EHR settings changed: retire the old pool
-            await held[1].close()
-        return client
+        return await self._clients.get(tenant, access.base_url, access.credentials)
 
     async def close(self) -> None:
-        clients, self._clients = [c for _, c in self._clients.values()], {}
-        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+        await self._clients.close()
         if self._own_pools:
             await self.pools.close()
