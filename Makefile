@@ -31,7 +31,7 @@ browser:
 	  echo "chromium not installed: browser tests will skip"; }
 
 test: install browser
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider --durations=20 $(PYTEST_ARGS)
 
 test-unit: install
 	$(PY) -m pytest -q tests/unit
