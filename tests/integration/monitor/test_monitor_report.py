@@ -59,6 +59,7 @@ async def test_report_renders_with_real_plots_and_a_browser_screenshot(mon, tmp_
     async with mon.worker(**DRIFT_ENV):
         await mon.wait(lambda: _notes(mon, len(findings)), timeout=60)
         await mon.wait(lambda: _acted(mon, 32), timeout=30)
+        await mon.wait(lambda: _written(mon, 36), timeout=30)  # the 4 ignored Tasks have no action to wait for
         await mon.wait(lambda: _psi_alert(mon), timeout=30)
     out = tmp_path / "report"
     env = mon.env(**{k: str(v) for k, v in DRIFT_ENV.items()})
@@ -113,6 +114,10 @@ async def _notes(mon, n):
 
 async def _acted(mon, n):
     return sum(1 for r in await mon.store.tasks(mon.tenant) if r["action"]) == n
+
+
+async def _written(mon, n):
+    return sum(1 for r in await mon.store.tasks(mon.tenant) if r["written_time"]) == n
 
 
 async def _psi_alert(mon):

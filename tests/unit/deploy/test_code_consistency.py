@@ -19,7 +19,7 @@ from services.core.config import Settings
 from services.core.tenancy import Registry
 from services.ingest.config import IngestSettings
 from services.monitor.config import MonitorSettings
-from services.tools.config import DEFAULT_SCOPE as TOOLS_READ_ONLY_SCOPE
+from services.tools.config import DEFAULT_SCOPE as TOOLS_DEFAULT_SCOPE
 
 from tests.unit.deploy.k8s_docs import OVERLAYS, ROOT, of_kind, one, tenants_of
 
@@ -362,8 +362,10 @@ def test_each_tenant_credential_reaches_only_its_service(overlay, rendered, tmp_
             holders = {n for n, f in files.items() if secret in f.values()}
             assert holders == {service}, (tenant.id, secret, holders)
         if overlay == "prod":
-            assert tenant.setting("fhir_scope") and tenant.setting("fhir_scope") != TOOLS_READ_ONLY_SCOPE, \
-                "tools books and cancels appointments and writes Communications and Tasks: it needs write scopes"
+            effective = (tenant.setting("fhir_scope") or TOOLS_DEFAULT_SCOPE).split()
+            for needed in ("system/Appointment.cu", "system/Slot.u", "system/Communication.c", "system/Task.c"):
+                assert needed in effective, \
+                    f"tools books and cancels appointments and writes Communications and Tasks: needs {needed}"
             assert tenant.ehr_base_url.startswith("https://")
         else:
             assert tenant.ehr_base_url == "", "dev tenants use the in-cluster sandbox (VIGIL_EHR_URL)"
