@@ -16,7 +16,7 @@ from services.ingest.receiver.app import ReceiverContext, create_app
 from services.core.secrets import SecretSettings
 from tests.integration.ingest.notify import notification
 
-FUZZ = settings(max_examples=30, deadline=None,
+FUZZ = settings(max_examples=20, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 SECRETS = SecretSettings.from_env({"VIGIL_ENV": "test"})
 json_values = st.recursive(st.none() | st.booleans() | st.integers(-5, 2 ** 64) | st.text(max_size=20),
