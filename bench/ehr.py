@@ -11,6 +11,7 @@ SELECTs, C connections in flight. Prints both rates and the ratio HTTP / raw.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -76,7 +77,9 @@ async def _wait_up(url: str, proc: subprocess.Popen) -> None:
     raise RuntimeError("the EHR server did not start")
 
 
-async def bench_http(settings: Settings, n: int, concurrency: int) -> tuple[float, float]:
+@contextlib.asynccontextmanager
+async def sandbox_client(client_id: str, scopes: list[str], concurrency: int):
+    """An EHR sandbox in its own process with a fresh tenant; yields (started FhirClient, process)."""
     port = _free_port()
     secret = "bench-" + uuid.uuid4().hex
     env = {**os.environ, "VIGIL_EHR_ADMIN_SECRET": secret, "VIGIL_LOG_LEVEL": "warning"}
@@ -88,29 +91,34 @@ async def bench_http(settings: Settings, n: int, concurrency: int) -> tuple[floa
         tenant = "bench" + uuid.uuid4().hex[:8]
         async with AdminClient(url, secret) as admin:
             await admin.create_tenant(tenant)
-            creds = await admin.new_client(tenant, "bench", ["system/Observation.crs"])
+            creds = await admin.new_client(tenant, client_id, scopes)
         async with FhirClient(f"{url}/fhir/{tenant}", credentials=creds, max_connections=concurrency) as client:
-            ids: list[str] = [""] * n
-
-            async def create(i: int) -> None:
-                ids[i] = (await client.create(observation(i), prefer="minimal")).id
-
-            async def read(i: int) -> None:
-                await client.read("Observation", ids[i])
-
-            await create(0)  # warm up: token, connections
-            server = psutil.Process(proc.pid)
-            cpu0 = sum(server.cpu_times()[:2])
-            creates = await _run(n, concurrency, create)
-            cpu1 = sum(server.cpu_times()[:2])
-            reads = await _run(n, concurrency, read)
-            cpu2 = sum(server.cpu_times()[:2])
-        print(f"  server CPU per request: create {1000 * (cpu1 - cpu0) / n:.2f} ms, read {1000 * (cpu2 - cpu1) / n:.2f} ms"
-              f"  (host load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
-        return creates, reads
+            yield client, proc
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def bench_http(settings: Settings, n: int, concurrency: int) -> tuple[float, float]:
+    async with sandbox_client("bench", ["system/Observation.crs"], concurrency) as (client, proc):
+        ids: list[str] = [""] * n
+
+        async def create(i: int) -> None:
+            ids[i] = (await client.create(observation(i), prefer="minimal")).id
+
+        async def read(i: int) -> None:
+            await client.read("Observation", ids[i])
+
+        await create(0)  # warm up: token, connections
+        server = psutil.Process(proc.pid)
+        cpu0 = sum(server.cpu_times()[:2])
+        creates = await _run(n, concurrency, create)
+        cpu1 = sum(server.cpu_times()[:2])
+        reads = await _run(n, concurrency, read)
+        cpu2 = sum(server.cpu_times()[:2])
+    print(f"  server CPU per request: create {1000 * (cpu1 - cpu0) / n:.2f} ms, read {1000 * (cpu2 - cpu1) / n:.2f} ms"
+          f"  (host load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+    return creates, reads
 
 
 async def bench_raw(settings: Settings, n: int, concurrency: int) -> tuple[float, float]:

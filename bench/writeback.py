@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 import uuid
 
-from bench.ehr import _free_port, _run, _wait_up
+from bench.ehr import _run, sandbox_client
 from services.core.config import Settings
-from services.core.fhir import FhirClient
-from services.ehr.provision import AdminClient
 from services.writeback import resources as R
 from services.writeback.config import WRITE_SCOPE
 from services.writeback.writer import Writer
@@ -45,35 +42,20 @@ async def allow() -> None:
 
 async def main(n: int, concurrency: int) -> None:
     Settings.from_env()  # fail fast on bad settings
-    port = _free_port()
-    secret = "bench-" + uuid.uuid4().hex
-    env = {**os.environ, "VIGIL_EHR_ADMIN_SECRET": secret, "VIGIL_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "ehr", "serve", "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        await _wait_up(url, proc)
-        tenant = "bench" + uuid.uuid4().hex[:8]
-        async with AdminClient(url, secret) as admin:
-            await admin.create_tenant(tenant)
-            creds = await admin.new_client(tenant, "bench-writeback", WRITE_SCOPE.split())
-        async with FhirClient(f"{url}/fhir/{tenant}", credentials=creds, max_connections=concurrency) as client:
-            writer = Writer(client)
-            await writer.write(decision("warm", 0), allow)  # token, connections, the Device
-            verified, raw = uuid.uuid4().hex[:6], uuid.uuid4().hex[:6]
+    async with sandbox_client("bench-writeback", WRITE_SCOPE.split(), concurrency) as (client, _):
+        writer = Writer(client)
+        await writer.write(decision("warm", 0), allow)  # token, connections, the Device
+        verified, raw = uuid.uuid4().hex[:6], uuid.uuid4().hex[:6]
 
-            async def write(i: int) -> None:
-                await writer.write(decision(verified, i), allow)
+        async def write(i: int) -> None:
+            await writer.write(decision(verified, i), allow)
 
-            async def post(i: int) -> None:
-                await client.transaction(R.create_bundle(decision(raw, i)))
+        async def post(i: int) -> None:
+            await client.transaction(R.create_bundle(decision(raw, i)))
 
-            writes = await _run(n, concurrency, write)
-            posts = await _run(n, concurrency, post)
-            replays = await _run(n, concurrency, write)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+        writes = await _run(n, concurrency, write)
+        posts = await _run(n, concurrency, post)
+        replays = await _run(n, concurrency, write)
     print(f"writeback Writer vs raw transaction, N={n}, concurrency={concurrency} "
           f"(host load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     print(f"  decisions/s  verified write {writes:7.1f}   raw transaction {posts:7.1f}   ratio {writes / posts:.3f}")
