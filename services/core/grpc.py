@@ -291,12 +291,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         behavior = handler.unary_unary
 
         async def guarded(request, context):
-            try:
-                claims = self._authenticate(context.invocation_metadata())
-                check_request_tenant(request, claims)
-            except errors.VigilError as exc:
-                await self._denied(method, context.invocation_metadata(), request, exc)
-                await _abort(context, exc, method)
+            claims = await self._admit(method, request, context)
+            if claims is None:
                 return None
             token = _CALLER.set(claims)
             try:
@@ -311,17 +307,24 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return grpc.unary_unary_rpc_method_handler(guarded, request_deserializer=handler.request_deserializer,
                                                    response_serializer=handler.response_serializer)
 
+    async def _admit(self, method: str, request, context):
+        """The caller's verified claims, or None after the call was refused (audited, aborted)."""
+        try:
+            claims = self._authenticate(context.invocation_metadata())
+            check_request_tenant(request, claims)
+            return claims
+        except errors.VigilError as exc:
+            await self._denied(method, context.invocation_metadata(), request, exc)
+            await _abort(context, exc, method)
+            return None
+
     def _guard_unary_stream(self, handler, method: str):
         """Server-streaming calls (e.g. progress of a long job): same credential checks per call."""
         behavior = handler.unary_stream
 
         async def guarded(request, context):
-            try:
-                claims = self._authenticate(context.invocation_metadata())
-                check_request_tenant(request, claims)
-            except errors.VigilError as exc:
-                await self._denied(method, context.invocation_metadata(), request, exc)
-                await _abort(context, exc, method)
+            claims = await self._admit(method, request, context)
+            if claims is None:
                 return
             token = _CALLER.set(claims)
             try:
