@@ -15,6 +15,7 @@ the box is shared, compare ratios from runs of similar load.
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import sys
 import time
@@ -81,19 +82,25 @@ async def raw_loop(settings: Settings, src: str, dst: str, n: int) -> tuple[floa
 
 
 class _TimedRunner(StageRunner):
-    """Records when the first batch arrives and when the batch with the n-th event is committed."""
+    """Records when the first batch arrives and when the batch with the n-th event is committed
+    (a batch's tail - acks, ledger, commit - finishes after the next batch started)."""
 
     def __init__(self, *a, n: int, **kw):
         super().__init__(*a, **kw)
         self.n, self.records, self.first, self.last = n, 0, None, None
         self.cpu_first = self.cpu_last = 0.0
+        self.sizes: collections.deque[int] = collections.deque()
         self.finished = asyncio.Event()
 
     async def _process(self, batch) -> None:
         if self.first is None:
             self.first, self.cpu_first = time.perf_counter(), time.process_time()
+        self.sizes.append(sum(len(msgs) for msgs in batch.values()))
         await super()._process(batch)
-        self.records += sum(len(msgs) for msgs in batch.values())
+
+    async def _complete(self, *a, **kw) -> None:
+        await super()._complete(*a, **kw)
+        self.records += self.sizes.popleft()
         if self.records >= self.n and self.last is None:
             self.last, self.cpu_last = time.perf_counter(), time.process_time()
             self.finished.set()

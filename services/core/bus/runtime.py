@@ -6,9 +6,13 @@ partition p hold the same patients, and the range assignor gives them to the sam
 lanes run concurrently, records within a lane strictly in order. Outputs, retry and
 dead-letter records are queued during the lanes and handed to the producer together after
 them (one produce request per broker instead of a trickle; a lane that replays parked events
-sends what is queued first, so a key's outputs keep their order). After the batch: await
-every produce (acks=all), mark the ledger, commit. A crash anywhere before the commit
-redelivers the batch; the ledger and deterministic output ids make that harmless.
+sends what is queued first, so a key's outputs keep their order). Then the batch's tail -
+await every produce (acks=all), mark the ledger, commit - runs in the background while the
+next batch is polled and handled: at most two batches are in flight, tails finish in order
+(a batch's tail starts only after the previous one committed), and the next batch's ledger
+lookup counts the in-flight batch's events as done. A crash anywhere before a commit
+redelivers from the first uncommitted offset; the ledger and deterministic output ids make
+that harmless. When a tail fails on our own infrastructure, both batches are rewound.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from services.core import schemas
 from services.core.bus import metrics, store
 from services.core.bus.failures import (Trail, dlq_headers, fingerprint, retry_headers, short_message,
                                         stack_text)
+from services.core.bus.deadline import Deadlines
 from services.core.bus.ledger import Ledger
 from services.core.bus.policy import ConsumerTuning, RetryPolicy
 from services.core.bus.publisher import Publisher
@@ -108,6 +113,8 @@ class StageRunner:
         self._paused: dict[TopicPartition, float] = {}
         self._positions: dict[TopicPartition, int] = {}
         self._fetch_lock = asyncio.Lock()
+        self._tail: _Tail | None = None  # the previous batch: acks, ledger and commit still running
+        self._deadlines = Deadlines(spec.tuning.handler_timeout_s)
         self._consumer: AIOKafkaConsumer | None = None
         self._fetcher: AIOKafkaConsumer | None = None
         self._last_progress = time.monotonic()
@@ -157,22 +164,37 @@ class StageRunner:
     async def run(self, stop: asyncio.Event) -> None:
         assert self._consumer is not None, "start() first"
         t = self.spec.tuning
-        while not stop.is_set():
-            self._resume_due()
-            batch = await self._consumer.getmany(timeout_ms=t.poll_timeout_ms, max_records=t.max_batch)
-            if batch and not await self._process_or_rewind(batch):
-                continue
-            self._last_progress = time.monotonic()
-            metrics.LAST_PROGRESS.labels(**self._labels).set(time.time())
-            self._update_lag()
-
-    async def _process_or_rewind(self, batch: dict[TopicPartition, list]) -> bool:
-        """Process a batch; when our own infrastructure fails mid-batch (Redis restarting, PostgreSQL
-        out of connections, the broker briefly away) nothing was committed, so rewind to the batch's
-        first offsets and try again after a pause instead of letting the runner die. Handler errors
-        never get here: they are retried, parked or dead-lettered per event."""
+        watchdog = asyncio.create_task(self._deadlines.watch())
         try:
-            await self._process(batch)
+            while not stop.is_set():
+                self._resume_due()
+                batch = await self._consumer.getmany(timeout_ms=t.poll_timeout_ms, max_records=t.max_batch)
+                work = self._process(batch) if batch else self._finish_tail(wait=False)
+                if not await self._or_rewind(work, batch):
+                    continue
+                self._last_progress = time.monotonic()
+                metrics.LAST_PROGRESS.labels(**self._labels).set(time.time())
+                self._update_lag()
+        finally:
+            await self._drain()
+            watchdog.cancel()
+
+    async def _drain(self) -> None:
+        """On the way out: the last batch's acks, ledger marks and commit (redelivered if that fails)."""
+        try:
+            await self._finish_tail(wait=True)
+        except Exception as exc:
+            log.warning("last_commit_failed", stage=self.spec.name, tenant=self.tenant,
+                        error_code=classify(exc).code, error_class=type(exc).__name__)
+
+    async def _or_rewind(self, work: Awaitable[None], batch: dict[TopicPartition, list]) -> bool:
+        """Run a batch (or reap the previous batch's tail); when our own infrastructure fails
+        (Redis restarting, PostgreSQL out of connections, the broker briefly away) nothing past the
+        last commit counts, so rewind to the first uncommitted offsets and try again after a pause
+        instead of letting the runner die. Handler errors never get here: they are retried, parked
+        or dead-lettered per event."""
+        try:
+            await work
             return True
         except asyncio.CancelledError:
             raise
@@ -182,15 +204,24 @@ class StageRunner:
                 raise
             log.warning("batch_rewound", stage=self.spec.name, tenant=self.tenant, error_code=err.code,
                         error_class=type(exc).__name__)
+            starts = {tp: msgs[0].offset for tp, msgs in batch.items() if msgs}
+            tail, self._tail = self._tail, None
+            if tail is not None:
+                tail.task.cancel()
+                await asyncio.gather(tail.task, return_exceptions=True)
+                for tp, offset in tail.starts.items():
+                    starts[tp] = min(offset, starts.get(tp, offset))
             assigned = self._consumer.assignment()
-            for tp, msgs in batch.items():
-                if msgs and tp in assigned:
-                    self._consumer.seek(tp, msgs[0].offset)
+            for tp, offset in starts.items():
+                if tp in assigned:
+                    self._consumer.seek(tp, offset)
             await asyncio.sleep(self.spec.retry.quick_wait_max_s)
             return False
 
     # -- one batch ---------------------------------------------------------------------------
     async def _process(self, batch: dict[TopicPartition, list]) -> None:
+        """Handle a batch and hand its records to the producer; its tail (acks, ledger, commit)
+        starts once the previous batch's tail is through."""
         done_ids: list[str] = []
         commits: dict[TopicPartition, int] = {}
         decoded: dict[tuple, tuple[Event | None, BaseException | None]] = {}
@@ -201,7 +232,7 @@ class StageRunner:
                 decoded[(m.topic, m.partition, m.offset)] = self._decode(m)
         self._consumed.inc(consumed)
         events = [e for e, _ in decoded.values() if e is not None]
-        done, blocked = await self.ledger.lookup([e.id for e in events], list({e.key for e in events}))
+        done, blocked = await self._lookup([e.id for e in events], list({e.key for e in events}))
         lanes: dict[int, list] = defaultdict(list)
         for tp in sorted(batch, key=lambda tp: (tp.topic == self.input_topic, tp.topic)):  # retries first
             lanes[tp.partition].append(tp)
@@ -210,9 +241,30 @@ class StageRunner:
             await self._lane(state, batch, next(iter(lanes.values())))
         else:
             await asyncio.gather(*(self._lane(state, batch, tps) for tps in lanes.values()))
-        await self._flush(state.outbox)
-        if state.succeeded:
-            self._succeeded.inc(state.succeeded)
+        acks = await self._send(state.outbox)
+        try:
+            await self._finish_tail(wait=True)
+        except BaseException:
+            for ack in acks:  # the batch is rewound with the failed one; its acks are not awaited
+                ack.add_done_callback(_retrieve)
+            raise
+        self._tail = _Tail(asyncio.create_task(self._complete(acks, done_ids, commits, state.succeeded)),
+                           {tp: msgs[0].offset for tp, msgs in batch.items() if msgs}, frozenset(done_ids))
+
+    async def _lookup(self, event_ids: list[str], keys: list) -> tuple[set[str], dict[str, str]]:
+        """The ledger's answer, with the events of the batch still in flight counted as done."""
+        done, blocked = await self.ledger.lookup(event_ids, keys)
+        if self._tail is not None:
+            done.update(i for i in event_ids if i in self._tail.ids)
+        return done, blocked
+
+    async def _complete(self, acks: list, done_ids: list[str], commits: dict[TopicPartition, int],
+                        succeeded: int) -> None:
+        """A batch's tail: every produce acknowledged (acks=all), then the ledger, then the commit."""
+        if acks:
+            await asyncio.gather(*acks)
+        if succeeded:
+            self._succeeded.inc(succeeded)
         await self.ledger.mark_done(done_ids)
         if commits:
             try:
@@ -221,13 +273,24 @@ class StageRunner:
                 # Partitions moved to another member mid-batch: it redelivers, the ledger dedupes.
                 log.warning("commit_failed", stage=self.spec.name, tenant=self.tenant, error=type(exc).__name__)
 
-    async def _flush(self, outbox: list[tuple]) -> None:
-        """Hand every queued record to the producer, in order, and wait for all acks (acks=all)."""
-        if not outbox:
+    async def _finish_tail(self, *, wait: bool) -> None:
+        """Reap the previous batch's tail (``wait``: until it is through); its error is raised here."""
+        tail = self._tail
+        if tail is None or not (wait or tail.task.done()):
             return
+        await tail.task
+        if self._tail is tail:
+            self._tail = None
+
+    async def _send(self, outbox: list[tuple]) -> list:
+        """Hand every queued record to the producer, in order per partition; the acks' futures back."""
         records, outbox[:] = list(outbox), []  # taken at once: lanes may queue more meanwhile
-        send = self.publisher.send_raw
-        await asyncio.gather(*[await send(topic, key, value, headers) for topic, key, value, headers in records])
+        return await self.publisher.send_records(records) if records else []
+
+    async def _flush(self, outbox: list[tuple]) -> None:
+        """Hand every queued record to the producer and wait for all acks (acks=all)."""
+        if outbox:
+            await asyncio.gather(*await self._send(outbox))
 
     async def _lane(self, st: "_BatchState", batch, tps: list[TopicPartition]) -> None:
         for tp in tps:
@@ -353,10 +416,15 @@ class StageRunner:
 
     async def _call(self, event: Event, ctx: Context) -> None:
         started = time.perf_counter()
+        task = self._deadlines.enter()
         try:
-            async with asyncio.timeout(self.spec.tuning.handler_timeout_s):
-                await self.spec.handler(event, ctx)
+            await self.spec.handler(event, ctx)
+        except asyncio.CancelledError:
+            if self._deadlines.leave(task):
+                raise TimeoutError(f"handler exceeded {self._deadlines.timeout_s:g} s") from None
+            raise
         finally:
+            self._deadlines.leave(task)
             self._latency.observe(time.perf_counter() - started)
 
     async def _dead_letter(self, outbox, m, event: Event | None, trail: Trail, exc: BaseException,
@@ -394,7 +462,7 @@ class StageRunner:
             if event is None:
                 await self._dead_letter(outbox, m, None, trail, error, attempts=0)
                 resolved = True
-            elif (await self.ledger.lookup([event.id], []))[0]:
+            elif (await self._lookup([event.id], []))[0]:
                 resolved = True
             else:
                 resolved = await self._settle(outbox, done_ids, m, event, trail,
@@ -447,6 +515,13 @@ class StageRunner:
 
 
 @dataclass
+class _Tail:
+    task: asyncio.Task  # _complete of the batch
+    starts: dict  # TopicPartition -> the batch's first offset (where a rewind goes back to)
+    ids: frozenset  # event ids the batch finished: done for the next batch's lookup
+
+
+@dataclass
 class _BatchState:
     outbox: list  # (topic, key, value, headers) records to produce before the commit
     done_ids: list
@@ -455,6 +530,11 @@ class _BatchState:
     done: set
     blocked: dict
     succeeded: int = 0
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _ts(ms: int | None):
