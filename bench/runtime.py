@@ -54,6 +54,7 @@ async def raw_loop(settings: Settings, src: str, dst: str, n: int) -> tuple[floa
     consumer = AIOKafkaConsumer(src, group_id=f"raw-{uuid.uuid4().hex[:6]}", enable_auto_commit=False,
                                 auto_offset_reset="earliest", max_poll_records=BATCH, session_timeout_ms=6000,
                                 heartbeat_interval_ms=500, rebalance_timeout_ms=6000,
+                                fetch_max_wait_ms=ConsumerTuning().fetch_max_wait_ms,
                                 partition_assignment_strategy=(RangePartitionAssignor,),
                                 **settings.kafka.client_kwargs())
     producer = make_producer(settings)

@@ -29,6 +29,10 @@ SESSION_TIMEOUT_MS = 6_000
 HEARTBEAT_INTERVAL_MS = 500
 REBALANCE_TIMEOUT_MS = 6_000
 MAX_POLL_INTERVAL_MS = 60_000
+#: A fetch long-polls at most this long for partitions with nothing new. The client keeps one
+#: fetch in flight per broker, so a long poll on a drained partition holds back the next fetch
+#: of the busy ones: Kafka's 500 ms default stalls a stage whose partitions drain unevenly.
+FETCH_MAX_WAIT_MS = 100
 #: A handler may take this long before it counts as a (retryable) timeout.
 HANDLER_TIMEOUT_S = 30.0
 #: No completed poll loop for this long = not live (a stuck handler or a wedged consumer).
@@ -62,6 +66,7 @@ class ConsumerTuning:
     heartbeat_interval_ms: int = HEARTBEAT_INTERVAL_MS
     rebalance_timeout_ms: int = REBALANCE_TIMEOUT_MS
     max_poll_interval_ms: int = MAX_POLL_INTERVAL_MS
+    fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS
     handler_timeout_s: float = HANDLER_TIMEOUT_S
     liveness_stall_s: float = LIVENESS_STALL_S
     ledger_ttl_s: int = LEDGER_TTL_S

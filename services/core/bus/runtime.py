@@ -135,6 +135,7 @@ class StageRunner:
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=t.max_batch,
             session_timeout_ms=t.session_timeout_ms, heartbeat_interval_ms=t.heartbeat_interval_ms,
             rebalance_timeout_ms=t.rebalance_timeout_ms, max_poll_interval_ms=t.max_poll_interval_ms,
+            fetch_max_wait_ms=t.fetch_max_wait_ms,
             partition_assignment_strategy=(RangePartitionAssignor,), **self.settings.kafka.client_kwargs(self.tenant))
         await self._consumer.start()
         self._running, self._last_progress = True, time.monotonic()
