@@ -1,14 +1,17 @@
 """Benchmark: the stage runtime vs a raw aiokafka consume-produce loop, same broker, same run.
 
 Both read N CloudEvents from their own input topic and write one event per input to their own
-output topic with acks=all, committing offsets after each batch's produces are acknowledged.
-The raw loop copies bytes; the runtime stage decodes, validates the input, runs a handler that
-derives a child event (deterministic id), validates and encodes it, checks and marks the Redis
-ledger, and commits. Both producers are built the same way (``publisher.make_producer``:
-acks=all, same linger and batch size) and both consumers poll the same batch size. Timing
-starts when the first batch is received (group join excluded) and ends when the batch
-holding the last event is committed. The host's load average is printed with the result:
-the box is shared, compare ratios from runs of similar load.
+output topic with acks=all, committing offsets only after a batch's produces are acknowledged.
+The raw loop copies bytes: poll, send each record, await the acks, commit. The runtime stage
+decodes the envelope, validates the input, checks the Redis ledger, runs a handler that derives
+a child event (deterministic id), validates and encodes it, produces it (one batch per
+partition), awaits the acks, marks the ledger and commits - the acks, ledger and commit of one
+batch overlapping the handling of the next. Both producers are built the same way
+(``publisher.make_producer``: acks=all, same linger and batch size) and both consumers poll the
+same batch size with the same fetch long-poll (``FETCH_MAX_WAIT_MS``). Timing starts when the
+first batch is received (group join excluded) and ends when the batch holding the last event
+is committed. Both loops are CPU-bound on this Python process, so the CPU per event is printed
+too, with the host's load average: the box is shared, compare ratios from runs of similar load.
 
     python -m bench.runtime [N]
 """

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
+import orjson
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
@@ -46,7 +47,7 @@ from services.core.errors import ValidationError
 CONTENT_TYPE = "application/json"
 EXTENSIONS = ("tenant", "traceparent", "correlationid", "causationid")
 _FORMAT = JSONFormat()
-#: One encoder for every payload (``json.dumps`` with options builds a new encoder per call).
+#: The standard library's encoder: the fallback for what orjson refuses (integers beyond 64 bits).
 _DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 #: Header name -> attribute, for the headers ``encode`` writes; any other ``ce_*`` header
 #: sends a record through the library path.
@@ -127,10 +128,9 @@ class Event:
               subject: str | None = None) -> "Event":
         """An event caused by this one: id = hash(parent id, stage, type, index); same tenant,
         key (unless given), trace and correlation; causation = this event."""
-        return Event(id=deterministic_id(self.id, stage, type, index), type=type, source=f"/{stage}/{self.tenant}",
-                     tenant=self.tenant, key=self.key if key is None else key, data=data, subject=subject,
-                     correlationid=self.correlationid or self.id, causationid=self.id,
-                     traceparent=self.traceparent)
+        return _built(deterministic_id(self.id, stage, type, index), type, f"/{stage}/{self.tenant}", self.tenant,
+                      self.key if key is None else key, data, _now(), subject, self.correlationid or self.id,
+                      self.id, self.traceparent)
 
     @property
     def trace_id(self) -> str | None:
@@ -141,6 +141,38 @@ class Event:
         return {"tenant": self.tenant, "event_id": self.id, "event_type": self.type, "trace_id": self.trace_id}
 
 
+_new_object = object.__new__
+
+
+def _dumps(data: dict) -> bytes:
+    """Compact UTF-8 JSON (the bytes ``json.dumps(separators=(",", ":"), ensure_ascii=False)``
+    writes), by orjson, ~10x faster; the standard library for what orjson refuses. One difference:
+    a float NaN or infinity becomes null here (the standard library writes non-JSON tokens)."""
+    try:
+        return orjson.dumps(data)
+    except TypeError:
+        return _DUMPS(data).encode("utf-8")
+
+
+def _loads(value: bytes) -> Any:
+    """orjson, ~5x faster; the standard library decides what orjson refuses (integers beyond 64 bits)."""
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return json.loads(value)
+
+
+def _built(id, type, source, tenant, key, data, time, subject, correlationid, causationid, traceparent) -> Event:
+    """``Event(...)`` for the hot paths (decode, child): the frozen dataclass's ``__init__`` sets each
+    field through ``object.__setattr__``; filling the instance dict directly gives the same object
+    at a fraction of the cost. Callers pass values of the declared types."""
+    event = _new_object(Event)
+    event.__dict__.update(id=id, type=type, source=source, tenant=tenant, key=key, data=data, time=time,
+                          subject=subject, correlationid=correlationid, causationid=causationid,
+                          traceparent=traceparent)
+    return event
+
+
 def encode(event: Event) -> Record:
     """Event -> Kafka binary-mode record. The data is compact JSON (UTF-8)."""
     if not isinstance(event.data, dict):
@@ -148,7 +180,7 @@ def encode(event: Event) -> Record:
     headers = _fast_headers(event)
     if headers is None:
         headers = _library_headers(event)
-    value = _DUMPS(event.data).encode("utf-8")
+    value = _dumps(event.data)
     key = event.key.encode("utf-8") if event.key is not None else None
     return Record(key=key, value=value, headers=headers)
 
@@ -196,14 +228,11 @@ def _library_headers(event: Event) -> list[tuple[str, bytes]]:
 
 def decode(key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes]]) -> Event:
     """Kafka binary-mode record -> Event; ``ValidationError`` if it is not a well-formed event."""
-    header_map = {name: raw for name, raw in (headers or ()) if name.startswith("ce_") or name == "content-type"}
-    if "ce_id" not in header_map or "ce_type" not in header_map:
-        raise ValidationError("not a CloudEvents binary-mode record (ce_id/ce_type headers missing)", code="envelope")
-    attrs = _fast_attributes(header_map)
+    attrs = _fast_attributes(headers)
     if attrs is None:
-        attrs = _library_attributes(header_map)
+        attrs = _library_attributes(_header_map(headers))
     try:
-        data = json.loads(value or b"")
+        data = _loads(value or b"")
     except (ValueError, UnicodeDecodeError):
         raise ValidationError(f"{attrs['type']}: payload is not JSON", code="payload_json") from None
     if not isinstance(data, dict):
@@ -211,22 +240,36 @@ def decode(key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, 
     tenant = attrs.get("tenant")
     if not tenant:
         raise ValidationError(f"{attrs['type']}: tenant extension missing", code="envelope")
-    return Event(id=attrs["id"], type=attrs["type"], source=attrs["source"], tenant=tenant,
-                 key=key.decode("utf-8", "replace") if key is not None else None, data=data,
-                 time=attrs.get("time") or _now(), subject=attrs.get("subject"),
-                 correlationid=attrs.get("correlationid"), causationid=attrs.get("causationid"),
-                 traceparent=attrs.get("traceparent"))
+    get = attrs.get
+    return _built(attrs["id"], attrs["type"], attrs["source"], tenant,
+                  key.decode("utf-8", "replace") if key is not None else None, data, get("time") or _now(),
+                  get("subject"), get("correlationid"), get("causationid"), get("traceparent"))
 
 
-def _fast_attributes(header_map: dict[str, bytes]) -> dict[str, Any] | None:
-    """Attributes of an envelope as ``encode`` writes it; None for anything else (library path)."""
+def _header_map(headers: Iterable[tuple[str, bytes]]) -> dict[str, bytes]:
+    """The ``ce_*`` and content-type headers (the last of repeated names); ValidationError if the
+    record is not a CloudEvent at all."""
+    header_map = {name: raw for name, raw in (headers or ()) if name.startswith("ce_") or name == "content-type"}
+    if "ce_id" not in header_map or "ce_type" not in header_map:
+        raise ValidationError("not a CloudEvents binary-mode record (ce_id/ce_type headers missing)", code="envelope")
+    return header_map
+
+
+def _fast_attributes(headers: Iterable[tuple[str, bytes]]) -> dict[str, Any] | None:
+    """Attributes of an envelope as ``encode`` writes it, in one pass over the headers; None for
+    anything else (the library path decides, and names the error)."""
     attrs: dict[str, Any] = {}
+    known = _KNOWN_HEADERS
     try:
-        for name, raw in header_map.items():
-            attrs[_KNOWN_HEADERS[name]] = raw.decode("utf-8")
-    except (KeyError, AttributeError, UnicodeDecodeError):
+        for name, raw in headers or ():
+            attr = known.get(name)
+            if attr is not None:
+                attrs[attr] = raw.decode("utf-8")
+            elif name.startswith("ce_"):
+                return None
+    except (AttributeError, UnicodeDecodeError):
         return None
-    if attrs.get("specversion") != "1.0" or not attrs.get("source") or not attrs["id"] or not attrs["type"] \
+    if attrs.get("specversion") != "1.0" or not attrs.get("source") or not attrs.get("id") or not attrs.get("type") \
             or attrs.get("subject") == "" or attrs.get("datacontenttype") == "":
         return None
     when = attrs.get("time")
