@@ -138,6 +138,32 @@ async def runtime_stage(settings: Settings, tenant: str, n: int) -> tuple[float,
         await runner.stop()
 
 
+async def _clean_up(settings: Settings, tenants: tuple[str, ...]) -> None:
+    """Drop what a run leaves on the shared dev servers: its topics and its ledger keys (n per run,
+    with the ledger's 7-day TTL: left behind, they slow every keyspace scan on that Redis)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from services.core import kv
+
+    redis = kv.admin_client(settings)
+    try:
+        for tenant in tenants:
+            names = [name async for name in redis.scan_iter(match=f"vigil:{tenant}:*", count=10_000)]
+            for start in range(0, len(names), 5000):
+                await redis.unlink(*names[start:start + 5000])
+    finally:
+        await redis.aclose()
+    admin = AIOKafkaAdminClient(**settings.kafka.client_kwargs())
+    await admin.start()
+    try:
+        prefixes = tuple(topic_name(t, "") for t in tenants)
+        doomed = [name for name in await admin.list_topics() if name.startswith(prefixes)]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()
+
+
 async def main(n: int) -> float:
     configure("warning")
     settings = Settings.from_env()
@@ -146,10 +172,14 @@ async def main(n: int) -> float:
         await ensure_stage_topics(settings, Tenant(id=t, partitions=4), [])
     await ensure_stage_topics(settings, Tenant(id=rt_tenant, partitions=4),
                               [StageSpec(name="bench", input_stream="ehr-events", handler=None)])
-    await _fill(settings, raw_tenant, "ehr-events", n)
-    await _fill(settings, rt_tenant, "ehr-events", n)
-    raw_s, raw_cpu = await raw_loop(settings, topic_name(raw_tenant, "ehr-events"), topic_name(raw_tenant, "findings"), n)
-    rt_s, rt_cpu = await runtime_stage(settings, rt_tenant, n)
+    try:
+        await _fill(settings, raw_tenant, "ehr-events", n)
+        await _fill(settings, rt_tenant, "ehr-events", n)
+        raw_s, raw_cpu = await raw_loop(settings, topic_name(raw_tenant, "ehr-events"),
+                                        topic_name(raw_tenant, "findings"), n)
+        rt_s, rt_cpu = await runtime_stage(settings, rt_tenant, n)
+    finally:
+        await _clean_up(settings, (raw_tenant, rt_tenant))
     raw_rate, rt_rate = n / raw_s, n / rt_s
     print(f"events: {n}")
     print(f"raw aiokafka consume-produce loop: {raw_rate:,.0f} events/s ({raw_s:.2f} s)")

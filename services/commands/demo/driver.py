@@ -201,3 +201,28 @@ async def patients_reply(run: TenantRun) -> int:
                 sent += 1
                 break
     return sent
+
+
+#: Stage counters whose sum is the events a stage has finished with (written, dead-lettered or
+#: recognised as already done).
+FINISHED_COUNTERS = ("vigil_stage_succeeded_total", "vigil_stage_dead_lettered_total",
+                     "vigil_stage_duplicates_total")
+
+
+async def stage_finished(metrics_url: str, stage: str, tenant: str) -> int:
+    """Events a running stage has finished for a tenant, from its /metrics (0 if it does not answer)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            response = await client.get(metrics_url)
+            response.raise_for_status()
+    except httpx.HTTPError:
+        return 0
+    total = 0
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.name in FINISHED_COUNTERS and sample.labels.get("stage") == stage \
+                    and sample.labels.get("tenant") == tenant:
+                total += int(sample.value)
+    return total

@@ -102,8 +102,9 @@ async def _polled(coro):
 
 
 async def drain(runs: dict[str, driver.TenantRun], watcher: driver.FindingsWatcher, ledger: DecisionLedger,
-                since: datetime, progress: Progress, timeout: float = DRAIN_TIMEOUT_S) -> bool:
-    """Until every note has its findings event and every writable decision is written."""
+                since: datetime, progress: Progress, triage_metrics: str, timeout: float = DRAIN_TIMEOUT_S) -> bool:
+    """Until every note has its findings event, triage has finished every findings event seen
+    (its stage counters, from ``triage_metrics``) and every writable decision is written."""
     bars = {t: progress.add_task(f"{t} notes through the pipeline", total=len(r.notes)) for t, r in runs.items()}
     deadline = time.monotonic() + timeout
     while True:
@@ -112,7 +113,9 @@ async def drain(runs: dict[str, driver.TenantRun], watcher: driver.FindingsWatch
             processed = sum(1 for n in run.notes if n.id in watcher.seen[t])
             progress.update(bars[t], completed=processed)
             rows = await _polled(summaries.ledger_rows(ledger, run, since))
-            done &= rows is not None and processed == len(run.notes) and not summaries.pending_writes(rows)
+            triaged = await driver.stage_finished(triage_metrics, "triage", t)
+            done &= rows is not None and processed == len(run.notes) and triaged >= len(watcher.seen[t]) \
+                and not summaries.pending_writes(rows)
         if done:
             return True
         if time.monotonic() > deadline:
@@ -174,7 +177,8 @@ async def run_day(pipe: Pipeline, n_notes: int, *, conversations: bool = True
         with Progress(*columns, console=console) as progress:
             await warm_up(pipe, run_id, watcher, progress)
             runs = await stream_day(pipe, n_notes, run_id, progress)
-            info["drained"] = await drain(runs, watcher, ledger, since, progress)
+            info["drained"] = await drain(runs, watcher, ledger, since, progress,
+                                          f"http://127.0.0.1:{pipe.plan.port('triage')}/metrics")
         info["patient_answers"] = await patient_conversations(runs) if conversations else 0
         acted = await clinician_round(pipe, runs, ledger, since)
         info["clinician_actions"] = len(acted)

@@ -67,6 +67,7 @@ class StageHost:
         self._dead: set[tuple[str, str]] = set()
         self._stamp: tuple[int, int] | None = None
         self._ready: tuple[float, dict] | None = None
+        self._synced = False  # every tenant of the registry had its runners started once
         self._web: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -138,16 +139,22 @@ class StageHost:
         ids = {t.id for t in wanted}
         for tenant in [t for t in self._stops if t not in ids]:
             await self._stop_tenant(tenant)
-        for tenant in wanted:
-            if tenant.id not in self._stops:
-                await self._start_tenant(tenant)
+        # Concurrently: a runner's start waits for its consumer group join (seconds on some brokers).
+        await asyncio.gather(*(self._start_tenant(t) for t in wanted if t.id not in self._stops))
+        self._synced = True
 
     async def _start_tenant(self, tenant: Tenant) -> None:
         await ensure_stage_topics(self.settings, tenant, self.specs)
+        runners = [StageRunner(self.settings, tenant.id, spec) for spec in self.specs]
+        started = await asyncio.gather(*(r.start() for r in runners), return_exceptions=True)
+        failed = [e for e in started if isinstance(e, BaseException)]
+        if failed:  # none of the tenant's stages runs half-started
+            for runner, outcome in zip(runners, started):
+                if not isinstance(outcome, BaseException):
+                    await runner.stop()
+            raise failed[0]
         stop = self._stops[tenant.id] = asyncio.Event()
-        for spec in self.specs:
-            runner = StageRunner(self.settings, tenant.id, spec)
-            await runner.start()
+        for spec, runner in zip(self.specs, runners):
             key = (tenant.id, spec.name)
             self.runners[key] = runner
             self._tasks[key] = asyncio.create_task(self._supervise(key, runner, stop))
@@ -190,8 +197,8 @@ class StageHost:
                 asyncio.to_thread(probes.probe_postgres, *s.postgres_host_port))
             self._ready = (now, dict(zip(("kafka", "redis", "postgres"), checks)))
         deps = self._ready[1]
-        return {"ready": all(v == "up" for v in deps.values()) and bool(self.runners), "dependencies": deps,
-                "runners": len(self.runners)}
+        return {"ready": all(v == "up" for v in deps.values()) and self._synced and bool(self.runners),
+                "dependencies": deps, "runners": len(self.runners)}
 
     async def _readyz(self, _request: web.Request) -> web.Response:
         body = await self.readiness()
