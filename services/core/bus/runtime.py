@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Awaitable
 
 import tenacity
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -31,57 +31,20 @@ from services.core import schemas
 from services.core.bus import metrics, store
 from services.core.bus.failures import (Trail, dlq_headers, fingerprint, retry_headers, short_message,
                                         stack_text)
+from services.core.bus.context import Context, Handler, StageSpec
 from services.core.bus.deadline import Deadlines
 from services.core.bus.ledger import Ledger
-from services.core.bus.policy import ConsumerTuning, RetryPolicy
+from services.core.bus.parked import ParkedReader
 from services.core.bus.publisher import Publisher
 from services.core.bus.topics import dlq_topic, resolve, retry_topic
 from services.core.config import Settings
-from services.core.errors import RetryableError, ValidationError, classify
+from services.core.errors import ValidationError, classify
 from services.core.events import Event, decode, encode, header_value
 from services.core.logging import get_logger
 from services.core.tenancy import check_tenant_id, topic_name
 
 log = get_logger("vigil.bus")
-Handler = Callable[[Event, "Context"], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    name: str
-    input_stream: str
-    handler: Handler
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    tuning: ConsumerTuning = field(default_factory=ConsumerTuning)
-
-
-class Context:
-    """Passed to the handler: who we are, which attempt this is, and where outputs go."""
-
-    def __init__(self, runner: "StageRunner", event: Event, attempt: int):
-        self.tenant, self.stage, self.event, self.attempt = runner.tenant, runner.spec.name, event, attempt
-        self.outputs: list[tuple[str, Event]] = []
-        self._runner, self._index = runner, 0
-
-    def emit(self, stream: str, event: Event) -> None:
-        """Queue an output; it is produced (acks=all) before the input offset is committed.
-        The payload is validated now: a bad output is a fatal error of this event."""
-        topic = self._runner.resolve(stream)
-        self._runner.publisher.check(event)
-        self.outputs.append((topic, event))
-
-    def child(self, type: str, data: dict, *, key: str | None = None) -> Event:
-        """A derived event with a deterministic id (parent id, stage, type, running index)."""
-        self._index += 1
-        return self.event.child(type, data, stage=self.stage, index=self._index, key=key)
-
-    async def claim(self, conn) -> bool:
-        """Inside your PostgreSQL transaction: True only the first time this event's side effect runs."""
-        return await store.claim(conn, self.tenant, self.stage, self.event.id)
-
-    @property
-    def log(self):
-        return log.bind(stage=self.stage, attempt=self.attempt, **self.event.log_fields())
+__all__ = ["Context", "Handler", "StageRunner", "StageSpec", "run_stage"]
 
 
 @dataclass
@@ -112,11 +75,10 @@ class StageRunner:
         self._topics: dict[str, str] = {}
         self._paused: dict[TopicPartition, float] = {}
         self._positions: dict[TopicPartition, int] = {}
-        self._fetch_lock = asyncio.Lock()
         self._tail: _Tail | None = None  # the previous batch: acks, ledger and commit still running
         self._deadlines = Deadlines(spec.tuning.handler_timeout_s)
         self._consumer: AIOKafkaConsumer | None = None
-        self._fetcher: AIOKafkaConsumer | None = None
+        self._parked = ParkedReader(settings, self.tenant, spec.tuning.handler_timeout_s)
         self._last_progress = time.monotonic()
         self._running = False
 
@@ -143,9 +105,9 @@ class StageRunner:
     async def stop(self) -> None:
         """Leave the group and flush. Call after ``run`` returned: the last batch is committed."""
         self._running = False
-        for client in (self._consumer, self._fetcher):
-            if client is not None:
-                await client.stop()
+        if self._consumer is not None:
+            await self._consumer.stop()
+        await self._parked.stop()
         await self.publisher.stop()
         if self._own_pool and self._pool is not None:
             await self._pool.close()
@@ -455,7 +417,7 @@ class StageRunner:
         """The blocking event of ``key`` resolved: replay the key's parked events in order."""
         await self._flush(st.outbox)  # the blocking event's outputs go out before its successors'
         for partition, offset in await self.ledger.parked(key):
-            m = await self._fetch(TopicPartition(self.input_topic, partition), offset)
+            m = await self._parked.read(TopicPartition(self.input_topic, partition), offset)
             event, error = self._decode(m)
             trail = Trail.from_record(m, 0)
             outbox: list[tuple] = []
@@ -478,20 +440,6 @@ class StageRunner:
             await self.ledger.unpark(key, partition, offset)
         await self.ledger.unblock(key)
         st.blocked.pop(key, None)
-
-    async def _fetch(self, tp: TopicPartition, offset: int):
-        async with self._fetch_lock:
-            if self._fetcher is None:
-                self._fetcher = AIOKafkaConsumer(enable_auto_commit=False, **self.settings.kafka.client_kwargs(self.tenant))
-                await self._fetcher.start()
-            self._fetcher.assign([tp])
-            self._fetcher.seek(tp, offset)
-            async with asyncio.timeout(self.spec.tuning.handler_timeout_s):
-                while True:
-                    for m in (await self._fetcher.getmany(tp, timeout_ms=500, max_records=1)).get(tp, []):
-                        if m.offset == offset:
-                            return m
-                        raise RetryableError(f"parked offset {offset} no longer readable", code="parked_missing")
 
     # -- helpers -----------------------------------------------------------------------------
     def _decode(self, m) -> tuple[Event | None, BaseException | None]:

@@ -43,15 +43,21 @@ async def _wait_for(predicate, timeout: float = 20.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_failed_tail_rewinds_both_batches_and_loses_nothing(stack, tenant_id, topics):
-    """The first batch's ledger write fails after the second batch was handled: both are
-    rewound (nothing of either was committed), handled again, and every offset ends committed."""
+def _counting_forwarder():
+    """A handler that emits one findings event per input, and how often it saw each event id."""
     seen = collections.Counter()
 
     async def handler(event, ctx):
         seen[event.id] += 1
         ctx.emit("findings", findings_for(event, ctx))
 
+    return seen, handler
+
+
+async def test_failed_tail_rewinds_both_batches_and_loses_nothing(stack, tenant_id, topics):
+    """The first batch's ledger write fails after the second batch was handled: both are
+    rewound (nothing of either was committed), handled again, and every offset ends committed."""
+    seen, handler = _counting_forwarder()
     s = spec("tailfail", handler)
     await topics(s)
     first = [resource_event(tenant_id, f"a{n}", 0) for n in range(5)]
@@ -87,12 +93,7 @@ async def test_failed_tail_rewinds_both_batches_and_loses_nothing(stack, tenant_
 async def test_events_of_the_batch_in_flight_count_as_done(stack, tenant_id, topics):
     """A redelivered copy of an event arrives while the batch that handled it is still waiting
     for its ledger write: the next batch skips it instead of handling it twice."""
-    seen = collections.Counter()
-
-    async def handler(event, ctx):
-        seen[event.id] += 1
-        ctx.emit("findings", findings_for(event, ctx))
-
+    seen, handler = _counting_forwarder()
     s = spec("inflight", handler)
     await topics(s)
     event = resource_event(tenant_id, "dup", 0)
