@@ -176,6 +176,12 @@ async def clinician_decides(ehr_url: str, admin_secret: str, tenant: str, practi
 PATIENT_ANSWERS = (("Reply with the number", "1"), ("Please reply yes or no", "yes"))
 
 
+def _sent_order(communication: dict) -> tuple[datetime, datetime]:
+    """Order of a thread by time (not text: "10:00:05Z" sorts after "10:00:05.4Z" as a string)."""
+    updated = parse_time(communication["meta"]["lastUpdated"])
+    return (parse_time(communication["sent"]) if communication.get("sent") else updated), updated
+
+
 def _text(communication: dict) -> str:
     return " ".join(p.get("contentString", "") for p in communication.get("payload") or [])
 
@@ -187,7 +193,7 @@ async def patients_reply(run: TenantRun) -> int:
     for patient in run.patients.values():
         ref = f"Patient/{patient}"
         thread = await run.client.search("Communication", {"patient": ref, "_count": "100"})
-        thread.sort(key=lambda c: (c.get("sent") or "", c["meta"]["lastUpdated"]))
+        thread.sort(key=_sent_order)
         if not thread or (thread[-1].get("sender") or {}).get("reference") == ref:
             continue  # nothing from the agent yet, or the patient spoke last
         for marker, answer in PATIENT_ANSWERS:
