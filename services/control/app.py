@@ -118,6 +118,9 @@ async def serve(env: Mapping[str, str] | None = None) -> None:
     source = os.environ if env is None else env
     settings = Settings.from_env(source)
     configure(settings.log_level)
+    from services.monitor import gates
+
+    gates.register()  # SetMode promotions pass the same measured gates as `vigil mode set`
     grpc_settings = GrpcSettings.from_env(source)
     console_at = console_address(source)
     app = await start(settings, grpc_settings)
