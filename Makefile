@@ -39,6 +39,7 @@ test-unit: install
 demo: install
 	$(VENV)/bin/vigil demo $(DEMO_ARGS)
 
+# Benchmarks start the dev servers that are not reachable yet (`make dev-down` stops them).
 dev-up: install
 	$(VENV)/bin/vigil dev up
 
@@ -54,29 +55,29 @@ bench: install
 chaos: install
 	$(PY) -m bench.chaos $(CHAOS_ARGS)
 
-bench-runtime: install
+bench-runtime: dev-up
 	$(PY) -m bench.runtime
 
-bench-isolation: install
+bench-isolation: dev-up
 	$(PY) -m bench.isolation
 
-bench-extraction: install
+bench-extraction: dev-up
 	$(PY) -m bench.extraction
 
-bench-ehr: install
+bench-ehr: dev-up
 	$(PY) -m bench.ehr
 
-bench-ingest: install
+bench-ingest: dev-up
 	$(PY) -m bench.ingest
 
-bench-grpc: install
+bench-grpc: dev-up
 	$(PY) -m bench.grpc_auth
 
-bench-writeback: install
+bench-writeback: dev-up
 	$(PY) -m bench.writeback
 
 # A verified booking (tools gRPC + action ledger + read-back) vs a raw $book on the same sandbox.
-bench-scheduling: install
+bench-scheduling: dev-up
 	$(PY) -m bench.scheduling
 
 clean:
