@@ -12,6 +12,7 @@ import hashlib
 import json
 import traceback
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from services.core.events import deterministic_id, header_value
 
@@ -28,6 +29,11 @@ def fingerprint(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     site = "|".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.name}" for f in frames)
     return hashlib.sha256(f"{type(exc).__name__}|{site}".encode()).hexdigest()[:16]
+
+
+def utc_from_ms(ms: int | None) -> datetime:
+    """A failure time (epoch milliseconds, as in the headers) as a UTC datetime (for PostgreSQL)."""
+    return datetime.fromtimestamp((ms or 0) / 1000, tz=timezone.utc)
 
 
 def stack_text(exc: BaseException) -> str:

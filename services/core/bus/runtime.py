@@ -30,7 +30,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInPro
 from services.core import schemas
 from services.core.bus import metrics, store
 from services.core.bus.failures import (Trail, dlq_headers, fingerprint, retry_headers, short_message,
-                                        stack_text)
+                                        stack_text, utc_from_ms)
 from services.core.bus.context import Context, Handler, StageSpec
 from services.core.bus.deadline import Deadlines
 from services.core.bus.ledger import Ledger
@@ -405,7 +405,7 @@ class StageRunner:
             "original_topic": trail.origin_topic, "original_partition": trail.origin_partition,
             "original_offset": trail.origin_offset, "error_class": type(exc).__name__, "error_code": err.code,
             "fingerprint": fp, "message": message, "stack": stack_text(exc), "attempts": trail.attempts,
-            "history": trail.history, "first_failure": _ts(trail.first_failure_ms), "last_failure": _ts(now_ms)})
+            "history": trail.history, "first_failure": utc_from_ms(trail.first_failure_ms), "last_failure": utc_from_ms(now_ms)})
         outbox.append((dlq_topic(self.tenant), m.key, m.value or b"", headers))
         metrics.DEAD_LETTERED.labels(**self._labels).inc()
         log.warning("event_dead_lettered", stage=self.spec.name, tenant=self.tenant, error_code=err.code,
@@ -484,12 +484,6 @@ class _BatchState:
 def _retrieve(future: asyncio.Future) -> None:
     if not future.cancelled():
         future.exception()
-
-
-def _ts(ms: int | None):
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp((ms or 0) / 1000, tz=timezone.utc)
 
 
 async def run_stage(settings: Settings, tenant_id: str, spec: StageSpec, stop_event: asyncio.Event) -> None:
