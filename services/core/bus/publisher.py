@@ -121,9 +121,11 @@ class Publisher:
         return await self._producer.send(topic, value, key=key, headers=headers)
 
 
-@lru_cache(maxsize=65536)  # patients recur from batch to batch
 def partition_of(key: bytes | None, count: int) -> int:
     """The partition the default partitioner picks: murmur2 of the key (a keyless record: any)."""
-    if key is None:
-        return random.randrange(count)
+    return random.randrange(count) if key is None else _keyed_partition(key, count)
+
+
+@lru_cache(maxsize=65536)  # patients recur from batch to batch
+def _keyed_partition(key: bytes, count: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % count
