@@ -141,9 +141,6 @@ class Event:
         return {"tenant": self.tenant, "event_id": self.id, "event_type": self.type, "trace_id": self.trace_id}
 
 
-_new_object = object.__new__
-
-
 def _dumps(data: dict) -> bytes:
     """Compact UTF-8 JSON (the bytes ``json.dumps(separators=(",", ":"), ensure_ascii=False)``
     writes), by orjson, ~10x faster; the standard library for what orjson refuses. One difference:
@@ -160,6 +157,9 @@ def _loads(value: bytes) -> Any:
         return orjson.loads(value)
     except orjson.JSONDecodeError:
         return json.loads(value)
+
+
+_new_object = object.__new__
 
 
 def _built(id, type, source, tenant, key, data, time, subject, correlationid, causationid, traceparent) -> Event:

@@ -140,7 +140,12 @@ class StageHost:
         for tenant in [t for t in self._stops if t not in ids]:
             await self._stop_tenant(tenant)
         # Concurrently: a runner's start waits for its consumer group join (seconds on some brokers).
-        await asyncio.gather(*(self._start_tenant(t) for t in wanted if t.id not in self._stops))
+        # Every start finishes (started or cleaned up) before a failure is raised.
+        outcomes = await asyncio.gather(*(self._start_tenant(t) for t in wanted if t.id not in self._stops),
+                                        return_exceptions=True)
+        failed = [e for e in outcomes if isinstance(e, BaseException)]
+        if failed:
+            raise failed[0]
         self._synced = True
 
     async def _start_tenant(self, tenant: Tenant) -> None:
