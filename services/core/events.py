@@ -34,7 +34,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import orjson
 from cloudevents.core.bindings import kafka as ce_kafka
@@ -47,31 +47,29 @@ from services.core.errors import ValidationError
 CONTENT_TYPE = "application/json"
 EXTENSIONS = ("tenant", "traceparent", "correlationid", "causationid")
 _FORMAT = JSONFormat()
+_CONTENT_TYPE = CONTENT_TYPE.encode()
 #: The standard library's encoder: the fallback for what orjson refuses (integers beyond 64 bits).
 _DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-#: Header name -> attribute, for the headers ``encode`` writes; any other ``ce_*`` header
-#: sends a record through the library path.
-_KNOWN_HEADERS = {"ce_id": "id", "ce_type": "type", "ce_source": "source", "ce_specversion": "specversion",
-                  "ce_time": "time", "content-type": "datacontenttype", "ce_tenant": "tenant",
-                  "ce_subject": "subject", "ce_traceparent": "traceparent", "ce_correlationid": "correlationid",
-                  "ce_causationid": "causationid"}
+#: The headers ``encode`` writes; any other ``ce_*`` header sends a record through the library path.
+_KNOWN_NAMES = frozenset({"ce_id", "ce_type", "ce_source", "ce_specversion", "ce_time", "content-type", "ce_tenant",
+                          "ce_subject", "ce_traceparent", "ce_correlationid", "ce_causationid"})
 #: Times the fast path parses (``datetime.fromisoformat`` and dateutil's ``isoparse`` agree on these).
 _RFC3339_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
 _ID_NAMESPACE = uuid.UUID("6f1c2f4e-52a4-4c61-9a43-3b1f0e0c7a11")
 _NAMESPACE_BYTES = _ID_NAMESPACE.bytes
+_sha1 = hashlib.sha1
+#: Hex digit -> the same digit with the RFC 4122 variant bits (10xx) set.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 def deterministic_id(*parts: Any) -> str:
     """A stable UUID (v5) from the given parts; same parts, same id, in every process.
 
     Equal to ``str(uuid.uuid5(_ID_NAMESPACE, "\\x1f".join(map(str, parts))))`` (RFC 4122 s4.3:
-    SHA-1 of namespace + name, first 16 bytes, version 5 and variant bits set), without building
-    a ``UUID`` object; the unit tests compare both."""
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + "\x1f".join(str(p) for p in parts).encode("utf-8")).digest())
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    x = digest[:16].hex()
-    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+    SHA-1 of namespace + name, first 16 bytes, version 5 and variant bits set), written straight
+    from the digest's hex; the unit tests compare both."""
+    x = _sha1(_NAMESPACE_BYTES + "\x1f".join(map(str, parts)).encode("utf-8")).hexdigest()
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
 
 
 def new_traceparent() -> str:
@@ -89,8 +87,7 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     """A Kafka record ready for aiokafka: ``send(topic, value, key=key, headers=headers)``."""
 
     key: bytes | None
@@ -198,23 +195,36 @@ def _attributes(event: Event) -> dict[str, Any]:
 
 def _fast_headers(event: Event) -> list[tuple[str, bytes]] | None:
     """The headers ``cloudevents`` would write, for an envelope it would accept; else None."""
-    if not (type(event.id) is str and event.id and type(event.type) is str and event.type
-            and type(event.source) is str and event.source and type(event.tenant) is str
-            and isinstance(event.time, datetime) and event.time.tzinfo is not None
-            and (event.subject is None or (type(event.subject) is str and event.subject))):
+    id_, type_, source, tenant, when, subject = event.id, event.type, event.source, event.tenant, event.time, \
+        event.subject
+    if not (type(id_) is str and id_ and type(type_) is str and type_ and type(source) is str and source
+            and type(tenant) is str and isinstance(when, datetime) and when.tzinfo is not None
+            and (subject is None or (type(subject) is str and subject))):
         return None
-    when = event.time.isoformat()
+    when = when.isoformat()
     if when.endswith("+00:00"):
         when = when[:-6] + "Z"
-    headers = [("ce_id", event.id.encode()), ("ce_type", event.type.encode()), ("ce_source", event.source.encode()),
-               ("ce_specversion", b"1.0"), ("ce_time", when.encode()), ("content-type", CONTENT_TYPE.encode()),
-               ("ce_tenant", event.tenant.encode())]
-    for name in ("subject", "traceparent", "correlationid", "causationid"):
-        value = getattr(event, name)
-        if value is not None:
-            if type(value) is not str:
-                return None
-            headers.append(("ce_" + name, value.encode()))
+    headers = [("ce_id", id_.encode()), ("ce_type", type_.encode()), ("ce_source", source.encode()),
+               ("ce_specversion", b"1.0"), ("ce_time", when.encode()), ("content-type", _CONTENT_TYPE),
+               ("ce_tenant", tenant.encode())]
+    if subject is not None:
+        headers.append(("ce_subject", subject.encode()))
+    # The optional extensions in the library's order, unrolled (this runs for every output).
+    value = event.traceparent
+    if value is not None:
+        if type(value) is not str:
+            return None
+        headers.append(("ce_traceparent", value.encode()))
+    value = event.correlationid
+    if value is not None:
+        if type(value) is not str:
+            return None
+        headers.append(("ce_correlationid", value.encode()))
+    value = event.causationid
+    if value is not None:
+        if type(value) is not str:
+            return None
+        headers.append(("ce_causationid", value.encode()))
     return headers
 
 
@@ -231,19 +241,17 @@ def decode(key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, 
     attrs = _fast_attributes(headers)
     if attrs is None:
         attrs = _library_attributes(_header_map(headers))
+    id_, type_, source, tenant, when, subject, correlationid, causationid, traceparent = attrs
     try:
         data = _loads(value or b"")
     except (ValueError, UnicodeDecodeError):
-        raise ValidationError(f"{attrs['type']}: payload is not JSON", code="payload_json") from None
+        raise ValidationError(f"{type_}: payload is not JSON", code="payload_json") from None
     if not isinstance(data, dict):
-        raise ValidationError(f"{attrs['type']}: payload must be a JSON object", code="payload_json")
-    tenant = attrs.get("tenant")
+        raise ValidationError(f"{type_}: payload must be a JSON object", code="payload_json")
     if not tenant:
-        raise ValidationError(f"{attrs['type']}: tenant extension missing", code="envelope")
-    get = attrs.get
-    return _built(attrs["id"], attrs["type"], attrs["source"], tenant,
-                  key.decode("utf-8", "replace") if key is not None else None, data, get("time") or _now(),
-                  get("subject"), get("correlationid"), get("causationid"), get("traceparent"))
+        raise ValidationError(f"{type_}: tenant extension missing", code="envelope")
+    return _built(id_, type_, source, tenant, key.decode("utf-8", "replace") if key is not None else None, data,
+                  when or _now(), subject, correlationid, causationid, traceparent)
 
 
 def _header_map(headers: Iterable[tuple[str, bytes]]) -> dict[str, bytes]:
@@ -255,45 +263,49 @@ def _header_map(headers: Iterable[tuple[str, bytes]]) -> dict[str, bytes]:
     return header_map
 
 
-def _fast_attributes(headers: Iterable[tuple[str, bytes]]) -> dict[str, Any] | None:
-    """Attributes of an envelope as ``encode`` writes it, in one pass over the headers; None for
-    anything else (the library path decides, and names the error)."""
-    attrs: dict[str, Any] = {}
-    known = _KNOWN_HEADERS
+def _fast_attributes(headers: Iterable[tuple[str, bytes]]) -> tuple | None:
+    """``(id, type, source, tenant, time, subject, correlationid, causationid, traceparent)`` of
+    an envelope as ``encode`` writes it (repeated names: the last counts); None for anything else
+    (the library path decides, and names the error)."""
     try:
-        for name, raw in headers or ():
-            attr = known.get(name)
-            if attr is not None:
-                attrs[attr] = raw.decode("utf-8")
-            elif name.startswith("ce_"):
+        found = dict(headers or ())
+        if found.get("ce_specversion") != b"1.0" or None in found.values():  # a header without a value
+            return None
+        others = found.keys() - _KNOWN_NAMES
+        if others and any(name.startswith("ce_") for name in others):
+            return None
+        get = found.get
+        id_, type_, source = found["ce_id"].decode(), found["ce_type"].decode(), found["ce_source"].decode()
+        subject = get("ce_subject")
+        if not (id_ and type_ and source) or subject == b"" or get("content-type") == b"":
+            return None
+        when = get("ce_time")
+        if when is not None:
+            when = when.decode()
+            if not _RFC3339_TIME.fullmatch(when):
                 return None
-    except (AttributeError, UnicodeDecodeError):
+            when = datetime.fromisoformat(when)
+        tenant, correlationid, causationid, traceparent = (get("ce_tenant"), get("ce_correlationid"),
+                                                           get("ce_causationid"), get("ce_traceparent"))
+        return (id_, type_, source, tenant if tenant is None else tenant.decode(), when,
+                subject if subject is None else subject.decode(),
+                correlationid if correlationid is None else correlationid.decode(),
+                causationid if causationid is None else causationid.decode(),
+                traceparent if traceparent is None else traceparent.decode())
+    except (KeyError, AttributeError, TypeError, ValueError):  # UnicodeDecodeError is a ValueError
         return None
-    if attrs.get("specversion") != "1.0" or not attrs.get("source") or not attrs.get("id") or not attrs.get("type") \
-            or attrs.get("subject") == "" or attrs.get("datacontenttype") == "":
-        return None
-    when = attrs.get("time")
-    if when is not None:
-        if not _RFC3339_TIME.fullmatch(when):
-            return None
-        try:
-            attrs["time"] = datetime.fromisoformat(when)
-        except ValueError:
-            return None
-    return attrs
 
 
-def _library_attributes(header_map: dict[str, bytes]) -> dict[str, Any]:
+def _library_attributes(header_map: dict[str, bytes]) -> tuple:
     try:
         message = ce_kafka.KafkaMessage(headers=header_map, key=None, value=b"")
         ce = ce_kafka.from_binary(message, _FORMAT)
     except (BaseCloudEventException, ValueError, UnicodeDecodeError, AttributeError) as exc:
         # AttributeError: a header without a value (None), which Kafka allows.
         raise ValidationError(f"invalid CloudEvents envelope: {_short(exc)}", code="envelope") from None
-    return {"id": ce.get_id(), "type": ce.get_type(), "source": ce.get_source(), "time": ce.get_time(),
-            "subject": ce.get_subject(), "tenant": ce.get_extension("tenant"),
-            "correlationid": ce.get_extension("correlationid"), "causationid": ce.get_extension("causationid"),
-            "traceparent": ce.get_extension("traceparent")}
+    return (ce.get_id(), ce.get_type(), ce.get_source(), ce.get_extension("tenant"), ce.get_time(),
+            ce.get_subject(), ce.get_extension("correlationid"), ce.get_extension("causationid"),
+            ce.get_extension("traceparent"))
 
 
 def header_value(headers: Iterable[tuple[str, bytes]], name: str) -> str | None:
