@@ -55,6 +55,8 @@ _KNOWN_NAMES = frozenset({"ce_id", "ce_type", "ce_source", "ce_specversion", "ce
                           "ce_subject", "ce_traceparent", "ce_correlationid", "ce_causationid"})
 #: Times the fast path parses (``datetime.fromisoformat`` and dateutil's ``isoparse`` agree on these).
 _RFC3339_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
+#: Characters a CloudEvents string must not hold (spec, type system): ids reach Redis keys and logs.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _ID_NAMESPACE = uuid.UUID("6f1c2f4e-52a4-4c61-9a43-3b1f0e0c7a11")
 _NAMESPACE_BYTES = _ID_NAMESPACE.bytes
 _sha1 = hashlib.sha1
@@ -242,6 +244,8 @@ def decode(key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, 
     if attrs is None:
         attrs = _library_attributes(_header_map(headers))
     id_, type_, source, tenant, when, subject, correlationid, causationid, traceparent = attrs
+    if not id_.isprintable() and _CONTROL.search(id_):
+        raise ValidationError(f"{type_}: event id holds a control character", code="envelope")
     try:
         data = _loads(value or b"")
     except (ValueError, UnicodeDecodeError):

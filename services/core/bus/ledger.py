@@ -18,21 +18,41 @@ import redis.asyncio as aioredis
 from services.core import kv
 
 
-_MARK_DONE = "for i, k in ipairs(KEYS) do redis.call('SET', k, '1', 'EX', ARGV[1]) end return #KEYS"
-#: KEYS = ARGV[1] done keys, then blocked keys. Reply: a '0'/'1' string (one flag per done key)
-#: and the flat list of (blocked key index, blocking event id) for the blocked keys that exist:
-#: a few bytes back instead of one nil reply per key, which the client parses one at a time.
+#: The batch's event ids travel as one newline-joined argument and the script builds the keys
+#: (prefix .. id): a 500-event batch is then a few arguments for the client to pack, not 500+.
+#: ARGV = ttl, done-key prefix, joined ids.
+_MARK_DONE = """
+local n = 0
+for id in string.gmatch(ARGV[3], '[^\\n]+') do
+  redis.call('SET', ARGV[2] .. id, '1', 'EX', ARGV[1]); n = n + 1
+end
+return n
+"""
+#: ARGV = done-key prefix, joined ids, blocked-key prefix, joined key hashes. Reply: a '0'/'1'
+#: string (one flag per id) and the flat list of (key index, blocking event id) for the blocked
+#: keys that exist: a few bytes back instead of one reply per key.
 _LOOKUP = """
-local n = tonumber(ARGV[1])
 local flags = {}
-for i = 1, n do flags[i] = redis.call('EXISTS', KEYS[i]) == 1 and '1' or '0' end
-local blocked = {}
-for i = n + 1, #KEYS do
-  local v = redis.call('GET', KEYS[i])
-  if v then blocked[#blocked + 1] = tostring(i - n); blocked[#blocked + 1] = v end
+for id in string.gmatch(ARGV[2], '[^\\n]+') do
+  flags[#flags + 1] = redis.call('EXISTS', ARGV[1] .. id) == 1 and '1' or '0'
+end
+local blocked, i = {}, 0
+for h in string.gmatch(ARGV[4], '[^\\n]+') do
+  i = i + 1
+  local v = redis.call('GET', ARGV[3] .. h)
+  if v then blocked[#blocked + 1] = tostring(i); blocked[#blocked + 1] = v end
 end
 return {table.concat(flags), blocked}
 """
+
+
+def _joined(ids: list[str]) -> str:
+    """The ids as one argument; ValueError for an id the scripts could not split back out (empty,
+    or holding a newline - control characters are not allowed in CloudEvents strings anyway)."""
+    joined = "\n".join(ids)
+    if joined.count("\n") != len(ids) - 1 or "\n\n" in joined or not all((ids[0], ids[-1])):
+        raise ValueError("event id empty or holding a newline")
+    return joined
 
 
 @lru_cache(maxsize=65536)  # patients recur from batch to batch
@@ -43,7 +63,7 @@ def _hash(key: str | None) -> str:
 class Ledger:
     def __init__(self, redis: aioredis.Redis, tenant: str, stage: str, ttl_s: int):
         self.redis, self.tenant, self.stage, self.ttl_s = redis, tenant, stage, ttl_s
-        self._done_prefix = self._k("done", "")
+        self._done_prefix, self._blocked_prefix = self._k("done", ""), self._k("blocked", "")
 
     def _k(self, kind: str, part: str) -> str:
         return kv.key(self.tenant, "bus", self.stage, kind, part)
@@ -52,12 +72,11 @@ class Ledger:
         """One round trip: which ids are done, and which keys are blocked (key -> blocking id)."""
         if not event_ids and not keys:
             return set(), {}
-        prefix = self._done_prefix
-        done_keys = [prefix + i for i in event_ids]
-        blocked_keys = [self._k("blocked", _hash(k)) for k in keys]
-        flags, pairs = await self.redis.eval(_LOOKUP, len(done_keys) + len(blocked_keys), *done_keys,
-                                             *blocked_keys, len(done_keys))
+        flags, pairs = await self.redis.eval(_LOOKUP, 0, self._done_prefix, _joined(event_ids) if event_ids else "",
+                                             self._blocked_prefix, "\n".join([_hash(k) for k in keys]))
         flags = flags.decode() if isinstance(flags, bytes) else flags
+        if len(flags) != len(event_ids):
+            raise RuntimeError(f"ledger lookup answered {len(flags)} flags for {len(event_ids)} ids")
         done = {i for i, flag in zip(event_ids, flags) if flag == "1"}
         blocked = {keys[int(pairs[j]) - 1]: _text(pairs[j + 1]) for j in range(0, len(pairs), 2)}
         return done, blocked
@@ -65,9 +84,10 @@ class Ledger:
     async def mark_done(self, event_ids: list[str]) -> None:
         if not event_ids:
             return
-        # One round trip and one command for the whole batch: SET key 1 EX ttl for each key.
-        prefix = self._done_prefix
-        await self.redis.eval(_MARK_DONE, len(event_ids), *[prefix + i for i in event_ids], self.ttl_s)
+        # One round trip and one command for the whole batch: SET <prefix><id> 1 EX ttl for each id.
+        marked = await self.redis.eval(_MARK_DONE, 0, self.ttl_s, self._done_prefix, _joined(event_ids))
+        if marked != len(event_ids):
+            raise RuntimeError(f"ledger marked {marked} of {len(event_ids)} ids")
 
     async def block(self, key: str | None, event_id: str) -> None:
         await self.redis.set(self._k("blocked", _hash(key)), event_id.encode())

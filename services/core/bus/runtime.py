@@ -47,14 +47,6 @@ log = get_logger("vigil.bus")
 __all__ = ["Context", "Handler", "StageRunner", "StageSpec", "run_stage"]
 
 
-@dataclass
-class _Outcome:
-    ok: bool
-    ctx: Context | None = None
-    exc: BaseException | None = None
-    attempts: int = 0
-
-
 class StageRunner:
     """``start()``, ``run(stop_event)`` until the event is set, ``stop()``; ``health()`` any time."""
 
@@ -185,25 +177,24 @@ class StageRunner:
     async def _process(self, batch: dict[TopicPartition, list]) -> None:
         """Handle a batch and hand its records to the producer; its tail (acks, ledger, commit)
         starts once the previous batch's tail is through."""
-        done_ids: list[str] = []
-        commits: dict[TopicPartition, int] = {}
-        decoded: dict[tuple, tuple[Event | None, BaseException | None]] = {}
-        consumed = 0
+        decode, decoded, ids, keys, consumed = self._decode, {}, [], set(), 0
         for tp, msgs in batch.items():
             consumed += len(msgs)
-            for m in msgs:
-                decoded[(m.topic, m.partition, m.offset)] = self._decode(m)
+            rows = decoded[tp] = [decode(m) for m in msgs]
+            for event, _error in rows:
+                if event is not None:
+                    ids.append(event.id)
+                    keys.add(event.key)
         self._consumed.inc(consumed)
-        events = [e for e, _ in decoded.values() if e is not None]
-        done, blocked = await self._lookup([e.id for e in events], list({e.key for e in events}))
+        done, blocked = await self._lookup(ids, list(keys))
         lanes: dict[int, list] = defaultdict(list)
         for tp in sorted(batch, key=lambda tp: (tp.topic == self.input_topic, tp.topic)):  # retries first
             lanes[tp.partition].append(tp)
-        state = _BatchState([], done_ids, commits, decoded, done, blocked)
+        state = _BatchState([], [], {}, done, blocked)
         if len(lanes) == 1:
-            await self._lane(state, batch, next(iter(lanes.values())))
+            await self._lane(state, batch, decoded, next(iter(lanes.values())))
         else:
-            await asyncio.gather(*(self._lane(state, batch, tps) for tps in lanes.values()))
+            await asyncio.gather(*(self._lane(state, batch, decoded, tps) for tps in lanes.values()))
         acks = await self._send(state.outbox)
         try:
             await self._finish_tail(wait=True)
@@ -211,8 +202,8 @@ class StageRunner:
             for ack in acks:  # the batch is rewound with the failed one; its acks are not awaited
                 ack.add_done_callback(_retrieve)
             raise
-        self._tail = _Tail(asyncio.create_task(self._complete(acks, done_ids, commits, state.succeeded)),
-                           {tp: msgs[0].offset for tp, msgs in batch.items() if msgs}, frozenset(done_ids))
+        self._tail = _Tail(asyncio.create_task(self._complete(acks, state.done_ids, state.commits, state.succeeded)),
+                           {tp: msgs[0].offset for tp, msgs in batch.items() if msgs}, frozenset(state.done_ids))
 
     async def _lookup(self, event_ids: list[str], keys: list) -> tuple[set[str], dict[str, str]]:
         """The ledger's answer, with the events of the batch still in flight counted as done."""
@@ -255,15 +246,14 @@ class StageRunner:
         if outbox:
             await asyncio.gather(*await self._send(outbox))
 
-    async def _lane(self, st: "_BatchState", batch, tps: list[TopicPartition]) -> None:
+    async def _lane(self, st: "_BatchState", batch, decoded, tps: list[TopicPartition]) -> None:
         for tp in tps:
             level = 0 if tp.topic == self.input_topic else int(tp.topic.rsplit(".", 1)[1])
-            for m in batch[tp]:
+            for m, (event, error) in zip(batch[tp], decoded[tp]):
                 if level and not self._due(tp, m):
                     break
-                await self._one(st, m, level)
-                st.commits[tp] = m.offset + 1
-                self._positions[tp] = m.offset + 1
+                await self._one(st, m, event, error, level)
+                st.commits[tp] = self._positions[tp] = m.offset + 1
 
     def _due(self, tp: TopicPartition, m) -> bool:
         due_ms = int(header_value(m.headers, "vigil-due") or 0)
@@ -282,9 +272,8 @@ class StageRunner:
                 if tp in self._consumer.assignment():
                     self._consumer.resume(tp)
 
-    async def _one(self, st: "_BatchState", m, level: int) -> None:
-        event, error = st.decoded[(m.topic, m.partition, m.offset)]
-        trail = Trail.from_record(m, level) if level else None  # built for level 0 only on failure
+    async def _one(self, st: "_BatchState", m, event: Event | None, error: BaseException | None,
+                   level: int) -> None:
         if event is None:
             await self._dead_letter(st.outbox, m, None, Trail.from_record(m, level), error, attempts=0)
             return
@@ -293,39 +282,41 @@ class StageRunner:
             if level and st.blocked.get(event.key) == event.id:
                 await self._release(st, event.key)
             return
+        blocker = st.blocked.get(event.key) if st.blocked else None
         # A key blocked by this very event is a crash between "block" and the retry record's ack:
         # the redelivered blocker runs (parking it behind itself would stall the patient forever).
-        if level == 0 and event.key in st.blocked and st.blocked[event.key] != event.id:
+        if level == 0 and blocker is not None and blocker != event.id:
             await self.ledger.park(event.key, m.partition, m.offset)
             metrics.PARKED.labels(**self._labels).inc()
             return
-        outcome = await self._attempt(event, trail.attempts if trail else 0)
-        if outcome.ok:
+        trail = Trail.from_record(m, level) if level else None  # built for level 0 only on failure
+        ctx, exc, attempts = await self._attempt(event, trail.attempts if trail else 0)
+        if exc is None:
             st.succeeded += 1
-        resolved = await self._settle(st.outbox, st.done_ids, m, event, trail, outcome, count=False)
+        resolved = await self._settle(st.outbox, st.done_ids, m, event, trail, ctx, exc, attempts, count=False)
         if not resolved and level == 0:
             await self.ledger.block(event.key, event.id)
             st.blocked[event.key] = event.id
-        elif resolved and st.blocked.get(event.key) == event.id:
+        elif resolved and blocker == event.id:
             await self._release(st, event.key)
 
-    async def _settle(self, outbox, done_ids, m, event, trail: Trail | None, outcome: _Outcome, *,
-                      count: bool = True) -> bool:
+    async def _settle(self, outbox, done_ids, m, event, trail: Trail | None, ctx: Context | None,
+                      exc: BaseException | None, attempts: int, *, count: bool = True) -> bool:
         """Queue outputs / retry / dead letter; True when the event is finished (not waiting in retry).
         ``count``: add the success to the metric now (the batch path counts once per batch)."""
-        if outcome.ok:
-            for topic, out in outcome.ctx.outputs:
-                record = encode(out)
-                outbox.append((topic, record.key, record.value, record.headers))
+        if exc is None:
+            for topic, out in ctx.outputs:
+                key, value, headers = encode(out)
+                outbox.append((topic, key, value, headers))
             done_ids.append(event.id)
             if count:
                 self._succeeded.inc()
             return True
         trail = trail or Trail.from_record(m, 0)
-        err = classify(outcome.exc)
+        err = classify(exc)
         if err.retryable and trail.level < self.spec.retry.levels:
             now_ms = int(time.time() * 1000)
-            trail.failed(type(outcome.exc).__name__, err.code, fingerprint(outcome.exc), now_ms, outcome.attempts)
+            trail.failed(type(exc).__name__, err.code, fingerprint(exc), now_ms, attempts)
             delay = self.spec.retry.retry_backoff_s[trail.level]
             delay = max(delay, getattr(err, "retry_after", None) or 0.0)
             topic = self.retry_topics[trail.level]
@@ -335,10 +326,23 @@ class StageRunner:
             log.info("event_retry", stage=self.spec.name, level=trail.level + 1, error_code=err.code,
                      **event.log_fields())
             return False
-        await self._dead_letter(outbox, m, event, trail, outcome.exc, attempts=outcome.attempts)
+        await self._dead_letter(outbox, m, event, trail, exc, attempts=attempts)
         return True
 
-    async def _attempt(self, event: Event, before: int) -> _Outcome:
+    async def _attempt(self, event: Event, before: int) -> tuple[Context, BaseException | None, int]:
+        """Run the handler: (context of the last attempt, its error or None, attempts made). A
+        retryable error is retried in process (tenacity) up to the policy's quick attempts."""
+        ctx = Context(self, event, before + 1)
+        try:  # fast path: one call, no retry machinery unless it fails
+            await self._call(event, ctx)
+            return ctx, None, 1
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return await self._retry_quickly(event, before, ctx, exc)
+
+    async def _retry_quickly(self, event: Event, before: int, ctx: Context,
+                             exc: Exception) -> tuple[Context, BaseException | None, int]:
         policy = self.spec.retry
 
         def wait(rs: tenacity.RetryCallState) -> float:  # attempt_number counts from the 2nd call
@@ -350,18 +354,11 @@ class StageRunner:
             after = getattr(classify(rs.outcome.exception()), "retry_after", None)
             return 1 + rs.attempt_number >= policy.quick_attempts or (after or 0) > policy.quick_wait_max_s
 
-        ctx = Context(self, event, before + 1)
-        try:  # fast path: one call, no retry machinery unless it fails
-            await self._call(event, ctx)
-            return _Outcome(True, ctx=ctx, attempts=1)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if not classify(exc).retryable or policy.quick_attempts == 1 or \
-                    (getattr(classify(exc), "retry_after", None) or 0) > policy.quick_wait_max_s:
-                return _Outcome(False, exc=exc, attempts=1)
-            first_wait = getattr(classify(exc), "retry_after", None) or policy.quick_wait_initial_s
-        await asyncio.sleep(min(first_wait, policy.quick_wait_max_s))
+        err = classify(exc)
+        after = getattr(err, "retry_after", None)
+        if not err.retryable or policy.quick_attempts == 1 or (after or 0) > policy.quick_wait_max_s:
+            return ctx, exc, 1
+        await asyncio.sleep(min(after or policy.quick_wait_initial_s, policy.quick_wait_max_s))
         count = 1
         retrying = tenacity.AsyncRetrying(stop=stop, wait=wait, reraise=True,
                                           retry=tenacity.retry_if_exception(lambda e: classify(e).retryable))
@@ -374,8 +371,8 @@ class StageRunner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # classified by the caller; nothing is swallowed
-            return _Outcome(False, exc=exc, attempts=count)
-        return _Outcome(True, ctx=ctx, attempts=count)
+            return ctx, exc, count
+        return ctx, None, count
 
     async def _call(self, event: Event, ctx: Context) -> None:
         started = time.perf_counter()
@@ -428,8 +425,7 @@ class StageRunner:
             elif (await self._lookup([event.id], []))[0]:
                 resolved = True
             else:
-                resolved = await self._settle(outbox, done_ids, m, event, trail,
-                                              await self._attempt(event, 0))
+                resolved = await self._settle(outbox, done_ids, m, event, trail, *await self._attempt(event, 0))
             await self._flush(outbox)
             await self.ledger.mark_done(done_ids)
             if not resolved:
@@ -475,7 +471,6 @@ class _BatchState:
     outbox: list  # (topic, key, value, headers) records to produce before the commit
     done_ids: list
     commits: dict
-    decoded: dict
     done: set
     blocked: dict
     succeeded: int = 0

@@ -123,3 +123,12 @@ def test_malformed_envelopes_fail_with_the_library_message(headers, monkeypatch)
 def test_deterministic_id_is_uuid5(parts):
     expected = str(uuid.uuid5(ev._ID_NAMESPACE, "\x1f".join(str(p) for p in parts)))
     assert ev.deterministic_id(*parts) == expected
+
+
+@pytest.mark.parametrize("event_id", [b"a\nb", b"\x00", b"tab\there", b"c1\xc2\x85"])
+def test_an_event_id_with_a_control_character_is_refused(event_id):
+    """CloudEvents strings must not hold control characters; ids end up in ledger keys and logs."""
+    with pytest.raises(ValidationError) as info:
+        decode(b"p1", b"{}", _headers(ce_id=event_id))
+    assert info.value.code == "envelope" and "control character" in str(info.value)
+    assert decode(b"p1", b"{}", _headers(ce_id="ünï-1 2".encode())).id == "ünï-1 2"
