@@ -290,7 +290,20 @@ class StageRunner:
             metrics.PARKED.labels(**self._labels).inc()
             return
         trail = Trail.from_record(m, level) if level else None  # built for level 0 only on failure
-        ctx, exc, attempts = await self._attempt(event, trail.attempts if trail else 0)
+        before = trail.attempts if trail else 0
+        ctx = Context(self, event, before + 1)
+        try:  # the common case inline: one call, no retry machinery unless it fails
+            await self._call(event, ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as first:
+            ctx, exc, attempts = await self._retry_quickly(event, before, ctx, first)
+        else:
+            st.succeeded += 1
+            self._queue_outputs(st.outbox, st.done_ids, event, ctx)
+            if blocker == event.id:
+                await self._release(st, event.key)
+            return
         if exc is None:
             st.succeeded += 1
         resolved = await self._settle(st.outbox, st.done_ids, m, event, trail, ctx, exc, attempts, count=False)
@@ -305,10 +318,7 @@ class StageRunner:
         """Queue outputs / retry / dead letter; True when the event is finished (not waiting in retry).
         ``count``: add the success to the metric now (the batch path counts once per batch)."""
         if exc is None:
-            for topic, out in ctx.outputs:
-                key, value, headers = encode(out)
-                outbox.append((topic, key, value, headers))
-            done_ids.append(event.id)
+            self._queue_outputs(outbox, done_ids, event, ctx)
             if count:
                 self._succeeded.inc()
             return True
@@ -328,6 +338,14 @@ class StageRunner:
             return False
         await self._dead_letter(outbox, m, event, trail, exc, attempts=attempts)
         return True
+
+    @staticmethod
+    def _queue_outputs(outbox: list, done_ids: list, event: Event, ctx: Context) -> None:
+        """A succeeded event: its outputs encoded into the outbox, its id among the batch's done."""
+        for topic, out in ctx.outputs:
+            key, value, headers = encode(out)
+            outbox.append((topic, key, value, headers))
+        done_ids.append(event.id)
 
     async def _attempt(self, event: Event, before: int) -> tuple[Context, BaseException | None, int]:
         """Run the handler: (context of the last attempt, its error or None, attempts made). A
