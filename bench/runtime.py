@@ -11,15 +11,19 @@ batch overlapping the handling of the next. Both producers are built the same wa
 same batch size with the same fetch long-poll (``FETCH_MAX_WAIT_MS``). Timing starts when the
 first batch is received (group join excluded) and ends when the batch holding the last event
 is committed. Both loops are CPU-bound on this Python process, so the CPU per event is printed
-too, with the host's load average: the box is shared, compare ratios from runs of similar load.
+too, with the host's load average. The process runs with a stage host's garbage-collector
+setting (``tune_gc``), which both loops get. A single pass over N events lasts about a second
+and a shared box is noisy, so the loops take turns for ROUNDS rounds (each round a new
+consumer group over the same input) and the ratio of the median rates is the result.
 
-    python -m bench.runtime [N]
+    python -m bench.runtime [N] [ROUNDS]
 """
 from __future__ import annotations
 
 import asyncio
 import collections
 import os
+import statistics
 import sys
 import time
 import uuid
@@ -28,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from services.core.bus import ConsumerTuning, Publisher, RetryPolicy, StageRunner, StageSpec
+from services.core.bus.policy import tune_gc
 from services.core.bus.publisher import make_producer
 from services.core.bus.topics import ensure_stage_topics
 from services.core.config import Settings
@@ -36,6 +41,7 @@ from services.core.logging import configure
 from services.core.tenancy import Tenant, topic_name
 
 DEFAULT_EVENTS = 20_000
+ROUNDS = 3
 BATCH = 500
 
 
@@ -110,7 +116,7 @@ class _TimedRunner(StageRunner):
             self.finished.set()
 
 
-async def runtime_stage(settings: Settings, tenant: str, n: int) -> tuple[float, float]:
+async def runtime_stage(settings: Settings, tenant: str, n: int, stage: str = "bench") -> tuple[float, float]:
     """(wall seconds, process CPU seconds) from the first batch to the commit of the last."""
     handled = {"count": 0}
 
@@ -121,7 +127,7 @@ async def runtime_stage(settings: Settings, tenant: str, n: int) -> tuple[float,
             "engine": "rules", "engineVersion": "bench", "promptHash": None, "noteTime": None,
             "reviewRequired": False, "findings": []}))
 
-    spec = StageSpec(name="bench", input_stream="ehr-events", handler=forward, retry=RetryPolicy(),
+    spec = StageSpec(name=stage, input_stream="ehr-events", handler=forward, retry=RetryPolicy(),
                      tuning=ConsumerTuning(max_batch=BATCH, poll_timeout_ms=200))
     runner = _TimedRunner(settings, tenant, spec, n=n)
     await runner.start()
@@ -164,32 +170,41 @@ async def _clean_up(settings: Settings, tenants: tuple[str, ...]) -> None:
         await admin.close()
 
 
-async def main(n: int) -> float:
+async def main(n: int, rounds: int = ROUNDS) -> float:
     configure("warning")
+    tune_gc()
     settings = Settings.from_env()
     raw_tenant, rt_tenant = (f"bench{uuid.uuid4().hex[:8]}" for _ in range(2))
+    stages = [f"bench{r}" for r in range(rounds)]
     for t in (raw_tenant, rt_tenant):
         await ensure_stage_topics(settings, Tenant(id=t, partitions=4), [])
     await ensure_stage_topics(settings, Tenant(id=rt_tenant, partitions=4),
-                              [StageSpec(name="bench", input_stream="ehr-events", handler=None)])
+                              [StageSpec(name=stage, input_stream="ehr-events", handler=None) for stage in stages])
+    runs = []
     try:
         await _fill(settings, raw_tenant, "ehr-events", n)
         await _fill(settings, rt_tenant, "ehr-events", n)
-        raw_s, raw_cpu = await raw_loop(settings, topic_name(raw_tenant, "ehr-events"),
-                                        topic_name(raw_tenant, "findings"), n)
-        rt_s, rt_cpu = await runtime_stage(settings, rt_tenant, n)
+        for stage in stages:
+            raw = await raw_loop(settings, topic_name(raw_tenant, "ehr-events"), topic_name(raw_tenant, "findings"), n)
+            runtime = await runtime_stage(settings, rt_tenant, n, stage)
+            runs.append((raw, runtime))
     finally:
         await _clean_up(settings, (raw_tenant, rt_tenant))
-    raw_rate, rt_rate = n / raw_s, n / rt_s
-    print(f"events: {n}")
-    print(f"raw aiokafka consume-produce loop: {raw_rate:,.0f} events/s ({raw_s:.2f} s)")
-    print(f"stage runtime (validate, ledger, derive, produce, commit): {rt_rate:,.0f} events/s ({rt_s:.2f} s)")
+    print(f"events: {n} per loop and round, {rounds} rounds (the loops take turns)")
+    for i, ((raw_s, raw_cpu), (rt_s, rt_cpu)) in enumerate(runs, 1):
+        print(f"round {i}: raw {n / raw_s:,.0f} events/s ({raw_cpu / n * 1e6:.0f} us CPU/event), "
+              f"runtime {n / rt_s:,.0f} events/s ({rt_cpu / n * 1e6:.0f} us CPU/event), "
+              f"ratio {raw_s / rt_s:.2f}")
+    raw_rate = statistics.median(n / raw_s for (raw_s, _), _ in runs)
+    rt_rate = statistics.median(n / rt_s for _, (rt_s, _) in runs)
+    print(f"raw aiokafka consume-produce loop: {raw_rate:,.0f} events/s (median)")
+    print(f"stage runtime (validate, ledger, derive, produce, commit): {rt_rate:,.0f} events/s (median)")
     print(f"ratio runtime/raw: {rt_rate / raw_rate:.2f} (goal >= 0.80)")
-    print(f"CPU per event (this process): raw {raw_cpu / n * 1e6:.0f} us, runtime {rt_cpu / n * 1e6:.0f} us")
     print("load average (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg()) +
           f" on {os.cpu_count()} CPUs")
     return rt_rate / raw_rate
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_EVENTS))
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_EVENTS,
+                     int(sys.argv[2]) if len(sys.argv) > 2 else ROUNDS))

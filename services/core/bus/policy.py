@@ -1,4 +1,5 @@
-"""Retry, batching and consumer-group settings of a stage (frozen; defaults are production values).
+"""Retry, batching and consumer-group settings of a stage (frozen; defaults are production values),
+and the garbage-collector setting of a stage process (``tune_gc``).
 
 Backoff arithmetic (defaults):
   quick, in process (tenacity): QUICK_ATTEMPTS = 3 tries, waits 0.1 s then 0.2 s
@@ -11,6 +12,7 @@ Tests shrink these with ``RetryPolicy(retry_backoff_s=(0.2, 0.4), quick_wait_ini
 """
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 
 QUICK_ATTEMPTS = 3
@@ -37,6 +39,18 @@ FETCH_MAX_WAIT_MS = 100
 HANDLER_TIMEOUT_S = 30.0
 #: No completed poll loop for this long = not live (a stuck handler or a wedged consumer).
 LIVENESS_STALL_S = 3 * HANDLER_TIMEOUT_S
+
+#: CPython's collector thresholds for a stage process (CPython's default: 700, 10, 10). A batch
+#: keeps a few objects per event alive until its handlers ran (~10 x MAX_BATCH), so with 700
+#: the youngest generation is collected many times per batch, finds them alive, promotes them,
+#: and the older generations are scanned over and over: about a tenth of a fast stage's CPU
+#: (``make bench-runtime``). At 10 000 a batch's garbage mostly dies before a collection.
+GC_THRESHOLDS = (10_000, 10, 10)
+
+
+def tune_gc() -> None:
+    """Apply ``GC_THRESHOLDS`` to this process (stage hosts call it at start)."""
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from services.core import probes
+from services.core.bus.policy import tune_gc
 from services.core.bus.runtime import StageRunner, StageSpec
 from services.core.bus.topics import ensure_stage_topics
 from services.core.config import ConfigError, Settings
@@ -221,6 +222,7 @@ async def serve(name: str, build: Build, env: Mapping[str, str] | None = None) -
     source = os.environ if env is None else env
     settings = Settings.from_env(source)
     configure(settings.log_level)
+    tune_gc()
     specs, resources = await build(settings, source)
     host = StageHost(settings, specs, port=metrics_port(source), resources=resources)
     stop = asyncio.Event()
