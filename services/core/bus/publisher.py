@@ -112,6 +112,7 @@ class Publisher:
                 batch = batches[tp] = producer.create_batch()
                 batch.append(key=key, value=value, timestamp=None, headers=headers)
         for (topic, partition), batch in batches.items():
+            batch.close()  # complete: goes out now instead of lingering for records that will not come
             futures.append(await producer.send_batch(batch, topic, partition=partition))
         return futures
 

@@ -44,6 +44,10 @@ from services.core.logging import get_logger
 from services.core.tenancy import check_tenant_id, topic_name
 
 log = get_logger("vigil.bus")
+#: A lane lets the event loop run every this many events: handlers that never wait (pure CPU)
+#: would otherwise hold it for a whole batch, and the previous batch's tail (acks, ledger,
+#: commit) would only advance one step per batch, between batches.
+YIELD_EVERY = 50
 __all__ = ["Context", "Handler", "StageRunner", "StageSpec", "run_stage"]
 
 
@@ -247,6 +251,7 @@ class StageRunner:
             await asyncio.gather(*await self._send(outbox))
 
     async def _lane(self, st: "_BatchState", batch, decoded, tps: list[TopicPartition]) -> None:
+        handled = 0
         for tp in tps:
             level = 0 if tp.topic == self.input_topic else int(tp.topic.rsplit(".", 1)[1])
             for m, (event, error) in zip(batch[tp], decoded[tp]):
@@ -254,6 +259,9 @@ class StageRunner:
                     break
                 await self._one(st, m, event, error, level)
                 st.commits[tp] = self._positions[tp] = m.offset + 1
+                handled += 1
+                if handled % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # a handler that never waits would hold the loop all batch
 
     def _due(self, tp: TopicPartition, m) -> bool:
         due_ms = int(header_value(m.headers, "vigil-due") or 0)
