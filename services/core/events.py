@@ -70,7 +70,11 @@ def deterministic_id(*parts: Any) -> str:
     Equal to ``str(uuid.uuid5(_ID_NAMESPACE, "\\x1f".join(map(str, parts))))`` (RFC 4122 s4.3:
     SHA-1 of namespace + name, first 16 bytes, version 5 and variant bits set), written straight
     from the digest's hex; the unit tests compare both."""
-    x = _sha1(_NAMESPACE_BYTES + "\x1f".join(map(str, parts)).encode("utf-8")).hexdigest()
+    return _uuid5("\x1f".join(map(str, parts)))
+
+
+def _uuid5(name: str) -> str:
+    x = _sha1(_NAMESPACE_BYTES + name.encode("utf-8")).hexdigest()
     return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
 
 
@@ -127,7 +131,8 @@ class Event:
               subject: str | None = None) -> "Event":
         """An event caused by this one: id = hash(parent id, stage, type, index); same tenant,
         key (unless given), trace and correlation; causation = this event."""
-        return _built(deterministic_id(self.id, stage, type, index), type, f"/{stage}/{self.tenant}", self.tenant,
+        child_id = _uuid5(f"{self.id}\x1f{stage}\x1f{type}\x1f{index}")  # deterministic_id(id, stage, type, index)
+        return _built(child_id, type, f"/{stage}/{self.tenant}", self.tenant,
                       self.key if key is None else key, data, _now(), subject, self.correlationid or self.id,
                       self.id, self.traceparent)
 

@@ -34,9 +34,11 @@ class Deadlines:
         self._calls: dict[asyncio.Task, float] = {}
         self._expired: set[asyncio.Task] = set()
 
-    def enter(self) -> asyncio.Task:
-        """Start a call's clock; the current task is what the watchdog cancels on expiry."""
-        task = asyncio.current_task()
+    def enter(self, task: asyncio.Task | None = None) -> asyncio.Task:
+        """Start a call's clock. ``task`` (default: the current task, which a caller that knows
+        it passes to save the lookup) is what the watchdog cancels on expiry."""
+        if task is None:
+            task = asyncio.current_task()
         self._calls[task] = time.perf_counter() + self.timeout_s
         return task
 

@@ -251,13 +251,13 @@ class StageRunner:
             await asyncio.gather(*await self._send(outbox))
 
     async def _lane(self, st: "_BatchState", batch, decoded, tps: list[TopicPartition]) -> None:
-        handled = 0
+        handled, task = 0, asyncio.current_task()  # the lane's task: what a deadline cancels
         for tp in tps:
             level = 0 if tp.topic == self.input_topic else int(tp.topic.rsplit(".", 1)[1])
             for m, (event, error) in zip(batch[tp], decoded[tp]):
                 if level and not self._due(tp, m):
                     break
-                await self._one(st, m, event, error, level)
+                await self._one(st, m, event, error, level, task)
                 st.commits[tp] = self._positions[tp] = m.offset + 1
                 handled += 1
                 if handled % YIELD_EVERY == 0:
@@ -281,7 +281,7 @@ class StageRunner:
                     self._consumer.resume(tp)
 
     async def _one(self, st: "_BatchState", m, event: Event | None, error: BaseException | None,
-                   level: int) -> None:
+                   level: int, task: asyncio.Task) -> None:
         if event is None:
             await self._dead_letter(st.outbox, m, None, Trail.from_record(m, level), error, attempts=0)
             return
@@ -301,7 +301,7 @@ class StageRunner:
         before = trail.attempts if trail else 0
         ctx = Context(self, event, before + 1)
         try:  # the common case inline: one call, no retry machinery unless it fails
-            await self._call(event, ctx)
+            await self._call(event, ctx, task)
         except asyncio.CancelledError:
             raise
         except Exception as first:
@@ -351,8 +351,7 @@ class StageRunner:
     def _queue_outputs(outbox: list, done_ids: list, event: Event, ctx: Context) -> None:
         """A succeeded event: its outputs encoded into the outbox, its id among the batch's done."""
         for topic, out in ctx.outputs:
-            key, value, headers = encode(out)
-            outbox.append((topic, key, value, headers))
+            outbox.append((topic, *encode(out)))
         done_ids.append(event.id)
 
     async def _attempt(self, event: Event, before: int) -> tuple[Context, BaseException | None, int]:
@@ -400,9 +399,10 @@ class StageRunner:
             return ctx, exc, count
         return ctx, None, count
 
-    async def _call(self, event: Event, ctx: Context) -> None:
+    async def _call(self, event: Event, ctx: Context, task: asyncio.Task | None = None) -> None:
+        """The handler, under its deadline (``task``: the current task, when the caller has it)."""
         started = time.perf_counter()
-        task = self._deadlines.enter()
+        task = self._deadlines.enter(task)
         try:
             await self.spec.handler(event, ctx)
         except asyncio.CancelledError:

@@ -8,7 +8,7 @@ from services.core.bus.failures import DLQ_HEADERS, Trail, dlq_headers
 from services.core.bus.policy import RetryPolicy
 from services.core.bus.topics import resolve, retry_topic
 from services.core.errors import ValidationError
-from services.core.events import Event, decode, encode, header_value
+from services.core.events import Event, decode, deterministic_id, encode, header_value
 
 DATA = {"resourceType": "DocumentReference", "id": "d1", "versionId": "2", "patient": "p1", "action": "update",
         "origin": "subscription", "lastUpdated": "2024-05-01T10:00:00+02:00"}
@@ -31,6 +31,7 @@ def test_child_ids_are_deterministic_and_linked():
     b = parent.child("vigil.extraction.findings", {}, stage="extraction", index=1)
     c = parent.child("vigil.extraction.findings", {}, stage="extraction", index=2)
     assert a.id == b.id != c.id
+    assert a.id == deterministic_id("fixed-id", "extraction", "vigil.extraction.findings", 1)  # stable across releases
     assert a.causationid == "fixed-id" and a.correlationid == "fixed-id" and a.traceparent == parent.traceparent
 
 
