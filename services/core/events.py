@@ -60,6 +60,7 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _ID_NAMESPACE = uuid.UUID("6f1c2f4e-52a4-4c61-9a43-3b1f0e0c7a11")
 _NAMESPACE_BYTES = _ID_NAMESPACE.bytes
 _sha1 = hashlib.sha1
+_fromisoformat = datetime.fromisoformat
 #: Hex digit -> the same digit with the RFC 4122 variant bits (10xx) set.
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
@@ -278,12 +279,13 @@ def _fast_attributes(headers: Iterable[tuple[str, bytes]]) -> tuple | None:
     (the library path decides, and names the error)."""
     try:
         found = dict(headers or ())
-        if found.get("ce_specversion") != b"1.0" or None in found.values():  # a header without a value
-            return None
-        others = found.keys() - _KNOWN_NAMES
-        if others and any(name.startswith("ce_") for name in others):
-            return None
         get = found.get
+        if get("ce_specversion") != b"1.0":
+            return None
+        if not found.keys() <= _KNOWN_NAMES and any(name.startswith("ce_") for name in found.keys() - _KNOWN_NAMES):
+            return None
+        if None in found.values():  # a header without a value
+            return None
         id_, type_, source = found["ce_id"].decode(), found["ce_type"].decode(), found["ce_source"].decode()
         subject = get("ce_subject")
         if not (id_ and type_ and source) or subject == b"" or get("content-type") == b"":
@@ -293,7 +295,7 @@ def _fast_attributes(headers: Iterable[tuple[str, bytes]]) -> tuple | None:
             when = when.decode()
             if not _RFC3339_TIME.fullmatch(when):
                 return None
-            when = datetime.fromisoformat(when)
+            when = _fromisoformat(when)
         tenant, correlationid, causationid, traceparent = (get("ce_tenant"), get("ce_correlationid"),
                                                            get("ce_causationid"), get("ce_traceparent"))
         return (id_, type_, source, tenant if tenant is None else tenant.decode(), when,

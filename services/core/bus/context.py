@@ -28,10 +28,19 @@ class StageSpec:
 class Context:
     """Passed to the handler: who we are, which attempt this is, and where outputs go."""
 
+    __slots__ = ("event", "attempt", "outputs", "_runner", "_index")  # one per attempt of every event
+
     def __init__(self, runner: "StageRunner", event: Event, attempt: int):
-        self.tenant, self.stage, self.event, self.attempt = runner.tenant, runner.spec.name, event, attempt
+        self.event, self.attempt, self._runner, self._index = event, attempt, runner, 0
         self.outputs: list[tuple[str, Event]] = []
-        self._runner, self._index = runner, 0
+
+    @property
+    def tenant(self) -> str:
+        return self._runner.tenant
+
+    @property
+    def stage(self) -> str:
+        return self._runner.spec.name
 
     def emit(self, stream: str, event: Event) -> None:
         """Queue an output; it is produced (acks=all) before the input offset is committed.
