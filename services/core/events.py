@@ -61,6 +61,7 @@ _ID_NAMESPACE = uuid.UUID("6f1c2f4e-52a4-4c61-9a43-3b1f0e0c7a11")
 _NAMESPACE_BYTES = _ID_NAMESPACE.bytes
 _sha1 = hashlib.sha1
 _fromisoformat = datetime.fromisoformat
+_UTC = timezone.utc
 #: Hex digit -> the same digit with the RFC 4122 variant bits (10xx) set.
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
@@ -91,7 +92,7 @@ def trace_id(traceparent: str | None) -> str | None:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(_UTC)
 
 
 class Record(NamedTuple):
@@ -209,11 +210,8 @@ def _fast_headers(event: Event) -> list[tuple[str, bytes]] | None:
             and type(tenant) is str and isinstance(when, datetime) and when.tzinfo is not None
             and (subject is None or (type(subject) is str and subject))):
         return None
-    when = when.isoformat()
-    if when.endswith("+00:00"):
-        when = when[:-6] + "Z"
     headers = [("ce_id", id_.encode()), ("ce_type", type_.encode()), ("ce_source", source.encode()),
-               ("ce_specversion", b"1.0"), ("ce_time", when.encode()), ("content-type", _CONTENT_TYPE),
+               ("ce_specversion", b"1.0"), ("ce_time", _rfc3339(when).encode()), ("content-type", _CONTENT_TYPE),
                ("ce_tenant", tenant.encode())]
     if subject is not None:
         headers.append(("ce_subject", subject.encode()))
@@ -234,6 +232,27 @@ def _fast_headers(event: Event) -> list[tuple[str, bytes]] | None:
             return None
         headers.append(("ce_causationid", value.encode()))
     return headers
+
+
+#: "YYYY-MM-DDTHH:MM:SS" of the last few seconds seen, by (year, month, day, hour, minute, second).
+_SECONDS: dict[tuple[int, ...], str] = {}
+_SECONDS_KEPT = 64
+
+
+def _rfc3339(when: datetime) -> str:
+    """``when.isoformat()``, with "Z" for a zero offset. A UTC time (every time this module makes)
+    is formatted from the text of its second, cached: half the cost of ``isoformat``."""
+    if when.tzinfo is not _UTC:
+        text = when.isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+    second = (when.year, when.month, when.day, when.hour, when.minute, when.second)
+    prefix = _SECONDS.get(second)
+    if prefix is None:
+        if len(_SECONDS) >= _SECONDS_KEPT:
+            _SECONDS.clear()
+        prefix = _SECONDS[second] = when.replace(microsecond=0).isoformat()[:-6]
+    micro = when.microsecond
+    return f"{prefix}.{micro:06d}Z" if micro else prefix + "Z"
 
 
 def _library_headers(event: Event) -> list[tuple[str, bytes]]:

@@ -1,6 +1,7 @@
 """The envelope's fast path gives exactly what the ``cloudevents`` binding gives (no servers)."""
 from __future__ import annotations
 
+import random
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -132,3 +133,14 @@ def test_an_event_id_with_a_control_character_is_refused(event_id):
         decode(b"p1", b"{}", _headers(ce_id=event_id))
     assert info.value.code == "envelope" and "control character" in str(info.value)
     assert decode(b"p1", b"{}", _headers(ce_id="ünï-1 2".encode())).id == "ünï-1 2"
+
+
+def test_event_times_are_written_as_isoformat_writes_them():
+    rng = random.Random(11)
+    zones = [timezone.utc, timezone(timedelta(0)), timezone(timedelta(hours=2)), timezone(timedelta(hours=-9, minutes=-30))]
+    for i in range(3000):  # more seconds than the cache keeps, some repeated, some with zero microseconds
+        when = datetime(2024, 1, 1, tzinfo=rng.choice(zones)) + timedelta(seconds=rng.randrange(200),
+                                                                          microseconds=rng.choice([0, rng.randrange(10**6)]))
+        expected = when.isoformat()
+        expected = expected[:-6] + "Z" if expected.endswith("+00:00") else expected
+        assert ev._rfc3339(when) == expected
