@@ -39,7 +39,7 @@ from services.core.bus.publisher import Publisher
 from services.core.bus.topics import dlq_topic, resolve, retry_topic
 from services.core.config import Settings
 from services.core.errors import ValidationError, classify
-from services.core.events import Event, decode, encode, header_value
+from services.core.events import Event, decode, encode_parts, header_value
 from services.core.logging import get_logger
 from services.core.tenancy import check_tenant_id, topic_name
 
@@ -255,9 +255,21 @@ class StageRunner:
         for tp in tps:
             level = 0 if tp.topic == self.input_topic else int(tp.topic.rsplit(".", 1)[1])
             for m, (event, error) in zip(batch[tp], decoded[tp]):
-                if level and not self._due(tp, m):
-                    break
-                await self._one(st, m, event, error, level, task)
+                if level or event is None or event.id in st.done or (st.blocked and event.key in st.blocked):
+                    if level and not self._due(tp, m):
+                        break
+                    await self._one(st, m, event, error, level, task)
+                else:  # the common case, inline: a new input event of a key nothing waits for
+                    ctx = Context(self, event, 1)
+                    try:
+                        await self._call(event, ctx, task)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as first:
+                        await self._failed(st, m, event, None, ctx, first, None)
+                    else:
+                        st.succeeded += 1
+                        self._queue_outputs(st.outbox, st.done_ids, event, ctx)
                 st.commits[tp] = self._positions[tp] = m.offset + 1
                 handled += 1
                 if handled % YIELD_EVERY == 0:
@@ -298,24 +310,29 @@ class StageRunner:
             metrics.PARKED.labels(**self._labels).inc()
             return
         trail = Trail.from_record(m, level) if level else None  # built for level 0 only on failure
-        before = trail.attempts if trail else 0
-        ctx = Context(self, event, before + 1)
-        try:  # the common case inline: one call, no retry machinery unless it fails
+        ctx = Context(self, event, (trail.attempts if trail else 0) + 1)
+        try:  # one call, no retry machinery unless it fails
             await self._call(event, ctx, task)
         except asyncio.CancelledError:
             raise
         except Exception as first:
-            ctx, exc, attempts = await self._retry_quickly(event, before, ctx, first)
-        else:
-            st.succeeded += 1
-            self._queue_outputs(st.outbox, st.done_ids, event, ctx)
-            if blocker == event.id:
-                await self._release(st, event.key)
+            await self._failed(st, m, event, trail, ctx, first, blocker)
             return
+        st.succeeded += 1
+        self._queue_outputs(st.outbox, st.done_ids, event, ctx)
+        if blocker == event.id:
+            await self._release(st, event.key)
+
+    async def _failed(self, st: "_BatchState", m, event: Event, trail: Trail | None, ctx: Context,
+                      first: Exception, blocker: str | None) -> None:
+        """The handler's first call raised: quick retries, then outputs, a retry topic or the
+        dead-letter topic; an input event that went to a retry topic blocks its key."""
+        before = trail.attempts if trail else 0
+        ctx, exc, attempts = await self._retry_quickly(event, before, ctx, first)
         if exc is None:
             st.succeeded += 1
         resolved = await self._settle(st.outbox, st.done_ids, m, event, trail, ctx, exc, attempts, count=False)
-        if not resolved and level == 0:
+        if not resolved and trail is None:
             await self.ledger.block(event.key, event.id)
             st.blocked[event.key] = event.id
         elif resolved and blocker == event.id:
@@ -351,7 +368,7 @@ class StageRunner:
     def _queue_outputs(outbox: list, done_ids: list, event: Event, ctx: Context) -> None:
         """A succeeded event: its outputs encoded into the outbox, its id among the batch's done."""
         for topic, out in ctx.outputs:
-            outbox.append((topic, *encode(out)))
+            outbox.append((topic, *encode_parts(out)))
         done_ids.append(event.id)
 
     async def _attempt(self, event: Event, before: int) -> tuple[Context, BaseException | None, int]:
