@@ -30,19 +30,36 @@ return n
 """
 #: ARGV = done-key prefix, joined ids, blocked-key prefix, joined key hashes. Reply: a '0'/'1'
 #: string (one flag per id) and the flat list of (key index, blocking event id) for the blocked
-#: keys that exist: a few bytes back instead of one reply per key.
+#: keys that exist: a few bytes back instead of one reply per key. One EXISTS over all the done
+#: keys answers the usual case (nothing done yet) in a single command; only when some exist is
+#: each asked. Keys go to a command in chunks (Lua's stack holds a few thousand values).
 _LOOKUP = """
-local flags = {}
-for id in string.gmatch(ARGV[2], '[^\\n]+') do
-  flags[#flags + 1] = redis.call('EXISTS', ARGV[1] .. id) == 1 and '1' or '0'
+local function chunked(command, keys, reply)
+  for i = 1, #keys, 1000 do
+    reply(redis.call(command, unpack(keys, i, math.min(i + 999, #keys))), i)
+  end
 end
-local blocked, i = {}, 0
-for h in string.gmatch(ARGV[4], '[^\\n]+') do
-  i = i + 1
-  local v = redis.call('GET', ARGV[3] .. h)
-  if v then blocked[#blocked + 1] = tostring(i); blocked[#blocked + 1] = v end
+local done = {}
+for id in string.gmatch(ARGV[2], '[^\\n]+') do done[#done + 1] = ARGV[1] .. id end
+local any = 0
+chunked('EXISTS', done, function(n) any = any + n end)
+local flags
+if any == 0 then
+  flags = string.rep('0', #done)
+else
+  local each = {}
+  for i = 1, #done do each[i] = redis.call('EXISTS', done[i]) == 1 and '1' or '0' end
+  flags = table.concat(each)
 end
-return {table.concat(flags), blocked}
+local keys = {}
+for h in string.gmatch(ARGV[4], '[^\\n]+') do keys[#keys + 1] = ARGV[3] .. h end
+local blocked = {}
+chunked('MGET', keys, function(values, first)
+  for j = 1, #values do
+    if values[j] then blocked[#blocked + 1] = tostring(first + j - 1); blocked[#blocked + 1] = values[j] end
+  end
+end)
+return {flags, blocked}
 """
 
 

@@ -218,18 +218,27 @@ class StageRunner:
 
     async def _complete(self, acks: list, done_ids: list[str], commits: dict[TopicPartition, int],
                         succeeded: int) -> None:
-        """A batch's tail: every produce acknowledged (acks=all), then the ledger, then the commit."""
+        """A batch's tail: every produce acknowledged (acks=all), then the ledger marks and the commit,
+        side by side. Either order is safe: an offset committed before its marks is not redelivered,
+        and a mark without a commit only turns a redelivery into a skip. If either fails, the batch
+        is rewound and handled again, which the ledger and deterministic output ids make harmless."""
         if acks:
             await asyncio.gather(*acks)
         if succeeded:
             self._succeeded.inc(succeeded)
-        await self.ledger.mark_done(done_ids)
-        if commits:
-            try:
-                await self._consumer.commit(commits)
-            except (CommitFailedError, IllegalStateError, RebalanceInProgressError) as exc:
-                # Partitions moved to another member mid-batch: it redelivers, the ledger dedupes.
-                log.warning("commit_failed", stage=self.spec.name, tenant=self.tenant, error=type(exc).__name__)
+        failures = [r for r in await asyncio.gather(self.ledger.mark_done(done_ids), self._commit(commits),
+                                                    return_exceptions=True) if r is not None]
+        if failures:
+            raise failures[0]
+
+    async def _commit(self, commits: dict[TopicPartition, int]) -> None:
+        if not commits:
+            return
+        try:
+            await self._consumer.commit(commits)
+        except (CommitFailedError, IllegalStateError, RebalanceInProgressError) as exc:
+            # Partitions moved to another member mid-batch: it redelivers, the ledger dedupes.
+            log.warning("commit_failed", stage=self.spec.name, tenant=self.tenant, error=type(exc).__name__)
 
     async def _finish_tail(self, *, wait: bool) -> None:
         """Reap the previous batch's tail (``wait``: until it is through); its error is raised here."""
