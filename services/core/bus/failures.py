@@ -104,3 +104,17 @@ def dlq_headers(original, trail: Trail, stage: str, last_ms: int, exc_class: str
               trail.origin_timestamp, stage, trail.attempts, trail.first_failure_ms or last_ms, last_ms,
               exc_class, code, fp, message)
     return _ce_headers(original) + [(k, str(v).encode()) for k, v in zip(DLQ_HEADERS, values)]
+
+
+def dead_letter_row(tenant: str, stage: str, headers, event, trail: Trail, exc: BaseException, error_code: str,
+                    fp: str, message: str, now_ms: int) -> dict:
+    """The PostgreSQL row of a dead letter (``store.record_dead_letter``): full stack and history.
+    ``event`` is None for a record that never decoded (its id and type then come from its headers)."""
+    return {"id": trail.dead_letter_id(stage), "tenant": tenant, "stage": stage,
+            "event_id": event.id if event else header_value(headers, "ce_id"),
+            "event_type": event.type if event else header_value(headers, "ce_type"),
+            "original_topic": trail.origin_topic, "original_partition": trail.origin_partition,
+            "original_offset": trail.origin_offset, "error_class": type(exc).__name__, "error_code": error_code,
+            "fingerprint": fp, "message": message, "stack": stack_text(exc), "attempts": trail.attempts,
+            "history": trail.history, "first_failure": utc_from_ms(trail.first_failure_ms),
+            "last_failure": utc_from_ms(now_ms)}

@@ -22,19 +22,18 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Awaitable
 
-import tenacity
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 
 from services.core import schemas
 from services.core.bus import metrics, store
-from services.core.bus.failures import (Trail, dlq_headers, fingerprint, retry_headers, short_message,
-                                        stack_text, utc_from_ms)
+from services.core.bus.failures import Trail, dead_letter_row, dlq_headers, fingerprint, retry_headers, short_message
 from services.core.bus.context import Context, Handler, StageSpec
 from services.core.bus.deadline import Deadlines
 from services.core.bus.ledger import Ledger
 from services.core.bus.parked import ParkedReader
+from services.core.bus.quickretry import retry_quickly
 from services.core.bus.publisher import Publisher
 from services.core.bus.topics import dlq_topic, resolve, retry_topic
 from services.core.config import Settings
@@ -393,37 +392,13 @@ class StageRunner:
             return await self._retry_quickly(event, before, ctx, exc)
 
     async def _retry_quickly(self, event: Event, before: int, ctx: Context,
-                             exc: Exception) -> tuple[Context, BaseException | None, int]:
-        policy = self.spec.retry
-
-        def wait(rs: tenacity.RetryCallState) -> float:  # attempt_number counts from the 2nd call
-            after = getattr(classify(rs.outcome.exception()), "retry_after", None)
-            return after if after is not None else min(policy.quick_wait_max_s,
-                                                       policy.quick_wait_initial_s * 2 ** rs.attempt_number)
-
-        def stop(rs: tenacity.RetryCallState) -> bool:
-            after = getattr(classify(rs.outcome.exception()), "retry_after", None)
-            return 1 + rs.attempt_number >= policy.quick_attempts or (after or 0) > policy.quick_wait_max_s
-
-        err = classify(exc)
-        after = getattr(err, "retry_after", None)
-        if not err.retryable or policy.quick_attempts == 1 or (after or 0) > policy.quick_wait_max_s:
-            return ctx, exc, 1
-        await asyncio.sleep(min(after or policy.quick_wait_initial_s, policy.quick_wait_max_s))
-        count = 1
-        retrying = tenacity.AsyncRetrying(stop=stop, wait=wait, reraise=True,
-                                          retry=tenacity.retry_if_exception(lambda e: classify(e).retryable))
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    count += 1
-                    ctx = Context(self, event, before + count)
-                    await self._call(event, ctx)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # classified by the caller; nothing is swallowed
-            return ctx, exc, count
-        return ctx, None, count
+                             first: Exception) -> tuple[Context, BaseException | None, int]:
+        """Quick retries after a failed first call (``quickretry``); a failure's context is unused."""
+        async def attempt(n: int) -> Context:  # the n-th call of this delivery
+            again = Context(self, event, before + n)
+            await self._call(event, again)
+            return again
+        return await retry_quickly(self.spec.retry, first, ctx, attempt)
 
     async def _call(self, event: Event, ctx: Context, task: asyncio.Task | None = None) -> None:
         """The handler, under its deadline (``task``: the current task, when the caller has it)."""
@@ -447,14 +422,8 @@ class StageRunner:
         trail.failed(type(exc).__name__, err.code, fp, now_ms, attempts)
         message = short_message(exc)
         headers = dlq_headers(m.headers, trail, self.spec.name, now_ms, type(exc).__name__, err.code, fp, message)
-        await store.record_dead_letter(self._pool, {
-            "id": trail.dead_letter_id(self.spec.name), "tenant": self.tenant, "stage": self.spec.name,
-            "event_id": event.id if event else header_value(m.headers, "ce_id"),
-            "event_type": event.type if event else header_value(m.headers, "ce_type"),
-            "original_topic": trail.origin_topic, "original_partition": trail.origin_partition,
-            "original_offset": trail.origin_offset, "error_class": type(exc).__name__, "error_code": err.code,
-            "fingerprint": fp, "message": message, "stack": stack_text(exc), "attempts": trail.attempts,
-            "history": trail.history, "first_failure": utc_from_ms(trail.first_failure_ms), "last_failure": utc_from_ms(now_ms)})
+        await store.record_dead_letter(self._pool, dead_letter_row(self.tenant, self.spec.name, m.headers, event, trail,
+                                                                   exc, err.code, fp, message, now_ms))
         outbox.append((dlq_topic(self.tenant), m.key, m.value or b"", headers))
         metrics.DEAD_LETTERED.labels(**self._labels).inc()
         log.warning("event_dead_lettered", stage=self.spec.name, tenant=self.tenant, error_code=err.code,
