@@ -41,7 +41,7 @@ from services.core.logging import configure
 from services.core.tenancy import Tenant, topic_name
 
 DEFAULT_EVENTS = 20_000
-ROUNDS = 3
+ROUNDS = 5
 BATCH = 500
 
 
