@@ -17,9 +17,9 @@ from services.control import app
 
 async def main():
     task = asyncio.create_task(app.serve())
-    for _ in range(600):
+    for _ in range(600):  # registered, and started far enough to shut down on SIGTERM
         await asyncio.sleep(0.1)
-        if modes.PROMOTION_CHECKS or task.done():
+        if task.done() or (modes.PROMOTION_CHECKS and signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
             break
     print("checks:", ",".join(name for name, _ in modes.PROMOTION_CHECKS), flush=True)
     os.kill(os.getpid(), signal.SIGTERM)
