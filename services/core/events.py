@@ -18,7 +18,8 @@ downstream idempotency ledger drops the repeats. ``decode`` raises
 ``services.core.errors.ValidationError`` for anything that is not a well-formed event;
 payload validation against ``schemas/`` lives in ``services.core.schemas``.
 
-Hot path: ``encode`` and ``decode`` map the attributes to ``ce_*`` headers directly when
+Hot path: ``encode`` (``encode_parts``: the same as a plain tuple) and ``decode`` map the
+attributes to ``ce_*`` headers directly when
 the envelope is one this module writes (the known attributes, non-empty strings, RFC 3339
 time); they produce exactly what the ``cloudevents`` binding produces (the unit tests compare
 both). Anything else - unknown extensions, odd time formats, empty or missing attributes,

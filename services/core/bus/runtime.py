@@ -7,8 +7,9 @@ lanes run concurrently, records within a lane strictly in order. Outputs, retry 
 dead-letter records are queued during the lanes and handed to the producer together after
 them (one produce request per broker instead of a trickle; a lane that replays parked events
 sends what is queued first, so a key's outputs keep their order). Then the batch's tail -
-await every produce (acks=all), mark the ledger, commit - runs in the background while the
-next batch is polled and handled: at most two batches are in flight, tails finish in order
+await every produce (acks=all), then mark the ledger and commit - runs in the background while
+the next batch is polled and handled (a lane yields every ``YIELD_EVERY`` events so the tail
+advances meanwhile): at most two batches are in flight, tails finish in order
 (a batch's tail starts only after the previous one committed), and the next batch's ledger
 lookup counts the in-flight batch's events as done. A crash anywhere before a commit
 redelivers from the first uncommitted offset; the ledger and deterministic output ids make
