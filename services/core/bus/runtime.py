@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 from typing import Any, Awaitable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -30,6 +29,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInPro
 from services.core import schemas
 from services.core.bus import metrics, store
 from services.core.bus.failures import Trail, dead_letter_row, dlq_headers, fingerprint, retry_headers, short_message
+from services.core.bus.batch import BatchState, Tail, retrieve_exception
 from services.core.bus.context import Context, Handler, StageSpec
 from services.core.bus.deadline import Deadlines
 from services.core.bus.ledger import Ledger
@@ -71,7 +71,7 @@ class StageRunner:
         self._topics: dict[str, str] = {}
         self._paused: dict[TopicPartition, float] = {}
         self._positions: dict[TopicPartition, int] = {}
-        self._tail: _Tail | None = None  # the previous batch: acks, ledger and commit still running
+        self._tail: Tail | None = None  # the previous batch: acks, ledger and commit still running
         self._deadlines = Deadlines(spec.tuning.handler_timeout_s)
         self._consumer: AIOKafkaConsumer | None = None
         self._parked = ParkedReader(settings, self.tenant, spec.tuning.handler_timeout_s)
@@ -194,7 +194,7 @@ class StageRunner:
         lanes: dict[int, list] = defaultdict(list)
         for tp in sorted(batch, key=lambda tp: (tp.topic == self.input_topic, tp.topic)):  # retries first
             lanes[tp.partition].append(tp)
-        state = _BatchState([], [], {}, done, blocked)
+        state = BatchState([], [], {}, done, blocked)
         if len(lanes) == 1:
             await self._lane(state, batch, decoded, next(iter(lanes.values())))
         else:
@@ -204,9 +204,9 @@ class StageRunner:
             await self._finish_tail(wait=True)
         except BaseException:
             for ack in acks:  # the batch is rewound with the failed one; its acks are not awaited
-                ack.add_done_callback(_retrieve)
+                ack.add_done_callback(retrieve_exception)
             raise
-        self._tail = _Tail(asyncio.create_task(self._complete(acks, state.done_ids, state.commits, state.succeeded)),
+        self._tail = Tail(asyncio.create_task(self._complete(acks, state.done_ids, state.commits, state.succeeded)),
                            {tp: msgs[0].offset for tp, msgs in batch.items() if msgs}, frozenset(state.done_ids))
 
     async def _lookup(self, event_ids: list[str], keys: list) -> tuple[set[str], dict[str, str]]:
@@ -259,7 +259,7 @@ class StageRunner:
         if outbox:
             await asyncio.gather(*await self._send(outbox))
 
-    async def _lane(self, st: "_BatchState", batch, decoded, tps: list[TopicPartition]) -> None:
+    async def _lane(self, st: BatchState, batch, decoded, tps: list[TopicPartition]) -> None:
         handled, task = 0, asyncio.current_task()  # the lane's task: what a deadline cancels
         for tp in tps:
             level = 0 if tp.topic == self.input_topic else int(tp.topic.rsplit(".", 1)[1])
@@ -301,7 +301,7 @@ class StageRunner:
                 if tp in self._consumer.assignment():
                     self._consumer.resume(tp)
 
-    async def _one(self, st: "_BatchState", m, event: Event | None, error: BaseException | None,
+    async def _one(self, st: BatchState, m, event: Event | None, error: BaseException | None,
                    level: int, task: asyncio.Task) -> None:
         if event is None:
             await self._dead_letter(st.outbox, m, None, Trail.from_record(m, level), error, attempts=0)
@@ -332,7 +332,7 @@ class StageRunner:
         if blocker == event.id:
             await self._release(st, event.key)
 
-    async def _failed(self, st: "_BatchState", m, event: Event, trail: Trail | None, ctx: Context,
+    async def _failed(self, st: BatchState, m, event: Event, trail: Trail | None, ctx: Context,
                       first: Exception, blocker: str | None) -> None:
         """The handler's first call raised: quick retries, then outputs, a retry topic or the
         dead-letter topic; an input event that went to a retry topic blocks its key."""
@@ -432,7 +432,7 @@ class StageRunner:
                     trace_id=event.trace_id if event else None)
 
     # -- parking -----------------------------------------------------------------------------
-    async def _release(self, st: "_BatchState", key: str | None) -> None:
+    async def _release(self, st: BatchState, key: str | None) -> None:
         """The blocking event of ``key`` resolved: replay the key's parked events in order."""
         await self._flush(st.outbox)  # the blocking event's outputs go out before its successors'
         for partition, offset in await self.ledger.parked(key):
@@ -479,28 +479,6 @@ class StageRunner:
             if high is not None and position is not None:
                 lag += max(0, high - position)
         metrics.LAG.labels(**self._labels).set(lag)
-
-
-@dataclass
-class _Tail:
-    task: asyncio.Task  # _complete of the batch
-    starts: dict  # TopicPartition -> the batch's first offset (where a rewind goes back to)
-    ids: frozenset  # event ids the batch finished: done for the next batch's lookup
-
-
-@dataclass
-class _BatchState:
-    outbox: list  # (topic, key, value, headers) records to produce before the commit
-    done_ids: list
-    commits: dict
-    done: set
-    blocked: dict
-    succeeded: int = 0
-
-
-def _retrieve(future: asyncio.Future) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 async def run_stage(settings: Settings, tenant_id: str, spec: StageSpec, stop_event: asyncio.Event) -> None:
