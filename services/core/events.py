@@ -219,22 +219,12 @@ def _fast_headers(event: Event) -> list[tuple[str, bytes]] | None:
                ("ce_tenant", tenant.encode())]
     if subject is not None:
         headers.append(("ce_subject", subject.encode()))
-    # The optional extensions in the library's order, unrolled (this runs for every output).
-    value = event.traceparent
-    if value is not None:
-        if type(value) is not str:
-            return None
-        headers.append(("ce_traceparent", value.encode()))
-    value = event.correlationid
-    if value is not None:
-        if type(value) is not str:
-            return None
-        headers.append(("ce_correlationid", value.encode()))
-    value = event.causationid
-    if value is not None:
-        if type(value) is not str:
-            return None
-        headers.append(("ce_causationid", value.encode()))
+    for name, value in (("ce_traceparent", event.traceparent), ("ce_correlationid", event.correlationid),
+                        ("ce_causationid", event.causationid)):  # the library's order
+        if value is not None:
+            if type(value) is not str:
+                return None
+            headers.append((name, value.encode()))
     return headers
 
 
