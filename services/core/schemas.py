@@ -38,6 +38,8 @@ SCHEMAS: dict[str, str] = {
     "vigil.scheduling.message": "vigil.scheduling.message.json",
     "vigil.triage.followup-request": "vigil.triage.followup-request.json",
     "vigil.writeback.task-written": "vigil.writeback.task-written.json",
+    "vigil.ingest.hl7-received": "vigil.ingest.hl7-received.json",
+    "vigil.ingest.lab-result": "vigil.ingest.lab-result.json",
 }
 
 _FORMATS = FormatChecker(formats=())

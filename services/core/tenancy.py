@@ -27,7 +27,7 @@ TENANT_ID = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
 MODES = ("silent", "pilot", "active")
 
 #: Every stream a tenant has. Topic = vigil.<tenant>.<stream>.
-STREAMS = ("ehr-events", "findings", "actions", "scheduling", "feedback", "dlq")
+STREAMS = ("ehr-events", "findings", "actions", "scheduling", "feedback", "dlq", "hl7-inbound", "lab-results")
 
 
 class TenantError(ValueError):

@@ -1,7 +1,8 @@
 """Handle one ``vigil.ehr.resource-changed`` event: a created or updated DocumentReference
 becomes exactly one ``vigil.extraction.findings`` event (possibly with no findings).
 
-The note version named by the event is read through ``tools.GetNote`` (exact version) and sent
+The note version named by the event is read through ``tools.GetNote`` (exact version, from the
+EHR or from Vigil's document store as the event's ``source`` says) and sent
 to ``inference.Extract``; both calls carry the stage's own credential for the event's tenant.
 Every other resource type, and deletions, are skipped (committed and counted). The note text
 never leaves this function except to inference; the event carries its sha256, not the text.
@@ -48,8 +49,13 @@ def findings_data(event: Event, note, result) -> dict:
     patient = note.patient_id or event.data.get("patient") or event.key
     if not patient:
         raise FatalError("the note names no patient", code="note_without_patient")
+    document = {"id": note.document_id, "versionId": note.version or event.data["versionId"]}
+    if note.source == "store":  # the EHR has no FHIR id for it: results refer to it by its source identifier
+        document["source"] = "store"
+        if note.identifier_system and note.identifier_value:
+            document["identifier"] = {"system": note.identifier_system, "value": note.identifier_value}
     return {
-        "document": {"id": note.document_id, "versionId": note.version or event.data["versionId"]},
+        "document": document,
         "patient": patient,
         "engine": result.engine,
         "engineVersion": result.engine_version,
@@ -80,7 +86,7 @@ class Extraction:
             SKIPPED.labels(ctx.tenant, "action").inc()
             return
         note = await self.clients.call("tools", ctx.tenant, "GetNote", tools_pb2.GetNoteRequest(
-            document_id=data["id"], version=str(data["versionId"])))
+            document_id=data["id"], version=str(data["versionId"]), source=data.get("source") or "ehr"))
         result = await self.clients.call("inference", ctx.tenant, "Extract", inference_pb2.ExtractRequest(
             document_id=note.document_id, version=note.version, text=note.text))
         out = findings_data(event, note, result)

@@ -12,12 +12,13 @@ from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry
 from services.core.tenantdb import TenantPools
 from services.ingest.directory import EhrDirectory
+from services.ingest.hl7.patientkey import PatientKeys
 from services.ingest.mllp.pipeline import Hl7Pipeline
 from services.ingest.publishing import Publishers
 from services.ingest.receiver.handler import NotificationHandler
 from services.ingest.store import schema
 
-POOL_MAX_PER_TENANT = 8  # claims are held across the publish: a few more connections than the default 4
+POOL_MAX_PER_TENANT = 8  # MLLP claims are held across the produce: a few more connections than the default 4
 
 
 @dataclass
@@ -51,7 +52,7 @@ async def runtime(settings: Settings, registry: Registry | None = None, secrets:
     directory = EhrDirectory(settings, registry, clients=clients)
     try:
         yield Runtime(settings, secrets, registry, pools, keyring, publishers, directory,
-                      Hl7Pipeline(registry, pools, keyring, publishers, directory),
+                      Hl7Pipeline(registry, pools, keyring, publishers, PatientKeys(secrets)),
                       NotificationHandler(pools, publishers, directory))
     finally:
         await publishers.stop()

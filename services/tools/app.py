@@ -28,6 +28,7 @@ from services.tools.action_ledger import ActionLedger
 from services.tools.appointments import ListAppointments
 from services.tools.book import Book
 from services.tools.cancel import Cancel
+from services.tools.document_store import DocumentStore
 from services.tools.clients import TenantFhir
 from services.tools.find_slots import FindSlots
 from services.tools.get_action import GetAction
@@ -47,8 +48,9 @@ SERVICE_NAME = tools_pb2.DESCRIPTOR.services_by_name["Tools"].full_name
 class ToolsServicer(tools_pb2_grpc.ToolsServicer):
     """One operation module per RPC; this is the service's only routing table."""
 
-    def __init__(self, tenants: TenantDirectory, fhir: TenantFhir, scheduling: SchedulingDeps):
-        self.GetNote = GetNote(tenants, fhir)
+    def __init__(self, tenants: TenantDirectory, fhir: TenantFhir, scheduling: SchedulingDeps,
+                 store: DocumentStore):
+        self.GetNote = GetNote(tenants, fhir, store)
         self.GetPatientContext = GetPatientContext(tenants, fhir)
         self.FindSlots = FindSlots(scheduling)
         self.HoldSlot = HoldSlot(scheduling)
@@ -96,7 +98,8 @@ async def start(settings: Settings, grpc_settings: GrpcSettings, *, address: str
     tenants = TenantDirectory(settings.tenants_file)
     fhir = TenantFhir(settings.ehr_url, settings.environment)
     pools, holds = TenantPools(settings, secrets), SlotHolds(settings, secrets)
-    servicer = ToolsServicer(tenants, fhir, SchedulingDeps(tenants, fhir, ActionLedger(pools), holds))
+    servicer = ToolsServicer(tenants, fhir, SchedulingDeps(tenants, fhir, ActionLedger(pools), holds),
+                             DocumentStore(pools))
     server = await start_server([(tools_pb2_grpc.add_ToolsServicer_to_server, servicer, SERVICE_NAME)],
                                 grpc_settings, address or grpc_settings.address("tools"))
     return ToolsApp(server, fhir, pools, holds)

@@ -1,14 +1,21 @@
-"""GetNote: one exact version of a DocumentReference (vread), its text decoded, minimum fields."""
+"""GetNote: one exact version of a note, its text decoded, minimum fields.
+
+``source`` says where the note lives: ``ehr`` (the default) reads the DocumentReference version
+from the tenant's EHR (vread); ``store`` reads Vigil's document store (notes from HL7 feeds).
+Both answer with the same fields and the same tenant checks (the caller's credential names the
+tenant; the store is read through that tenant's role).
+"""
 from __future__ import annotations
 
 import base64
 import binascii
 
-from services.core.errors import ConflictError, VigilError
+from services.core.errors import ConflictError, ValidationError, VigilError
 from services.core.grpc import current_caller
 from services.core.logging import get_logger
 from services.core.tenantdir import TenantDirectory
 from services.tools.clients import TenantFhir, check_id, ehr_refused
+from services.tools.document_store import DocumentStore
 from vigil.v1 import tools_pb2
 
 log = get_logger("vigil.tools.get_note")
@@ -47,15 +54,24 @@ def _reference_id(reference: str | None, rtype: str) -> str:
     return reference[len(prefix):] if reference and reference.startswith(prefix) else ""
 
 
+SOURCES = ("ehr", "store")
+
+
 class GetNote:
-    def __init__(self, tenants: TenantDirectory, fhir: TenantFhir):
+    def __init__(self, tenants: TenantDirectory, fhir: TenantFhir, store: DocumentStore):
         self.tenants = tenants
         self.fhir = fhir
+        self.store = store
 
     async def __call__(self, request: tools_pb2.GetNoteRequest, context) -> tools_pb2.Note:
         tenant = self.tenants.get(current_caller().tenant)
         document_id = check_id("document_id", request.document_id)
         version = check_id("version", request.version)
+        source = request.source or "ehr"
+        if source not in SOURCES:
+            raise ValidationError(f"source must be one of {', '.join(SOURCES)}", code="bad_source")
+        if source == "store":
+            return await self._from_store(tenant, document_id, version)
         client = await self.fhir.client(tenant)
         try:
             resource = await client.vread("DocumentReference", document_id, version)
@@ -69,4 +85,15 @@ class GetNote:
             text=text, note_time=resource.get("date") or "",
             patient_id=_reference_id((resource.get("subject") or {}).get("reference"), "Patient"),
             note_type=coding.get("code") or (resource.get("type") or {}).get("text") or "",
-            note_type_display=coding.get("display") or (resource.get("type") or {}).get("text") or "")
+            note_type_display=coding.get("display") or (resource.get("type") or {}).get("text") or "", source="ehr")
+
+    async def _from_store(self, tenant, document_id: str, version: str) -> tools_pb2.Note:
+        if not version.isdigit() or len(version) > 9:
+            raise ValidationError("version of a stored note is a positive whole number", code="bad_version")
+        note = await self.store.read(tenant.id, document_id, int(version))
+        log.info("tools.note_read", tenant=tenant.id, document_id=document_id, version=version, chars=len(note.text),
+                 source="store")
+        return tools_pb2.Note(document_id=note.id, version=str(note.version), text=note.text, note_time=note.note_time,
+                              patient_id=note.patient_id, note_type=note.note_type,
+                              note_type_display=note.note_type_display, source="store",
+                              identifier_system=note.identifier_system, identifier_value=note.identifier_value)

@@ -97,6 +97,17 @@ def document_ref(decision: dict) -> str:
     return f"{ref}/_history/{doc['versionId']}" if doc.get("versionId") else ref
 
 
+def note_reference(decision: dict) -> dict:
+    """The note as a FHIR Reference: a literal one to the EHR's DocumentReference version, or, for a
+    note the EHR has no FHIR id for (an HL7 note in Vigil's document store), a logical one by its
+    source identifier (TXA-12 / MSH-10), which the EHR resolves or shows as it is."""
+    doc = decision["document"]
+    if doc.get("source") == "store":
+        identifier = doc.get("identifier") or {"system": "urn:vigil:document-store", "value": doc["id"]}
+        return {"type": "DocumentReference", "identifier": dict(identifier), "display": "clinical note (HL7 feed)"}
+    return {"reference": document_ref(decision)}
+
+
 def _input(name: str, **value) -> dict:
     return {"type": {"coding": [{"system": INPUT_SYSTEM, "code": name}], "text": name}, **value}
 
@@ -121,9 +132,9 @@ def task_input(decision: dict, *, notes: list[dict] = (), spans: list[dict] = ()
                decision_ids: list[str] = ()) -> list[dict]:
     """Task.input in the inbox's order: newest note and spans first, one finding, one (highest) grade."""
     category = _category(decision)
-    note = {"reference": document_ref(decision)}
+    note = note_reference(decision)
     out = [_input("source-note", valueReference=note)]
-    out += [_input("source-note", valueReference=n) for n in notes if n.get("reference") != note["reference"]]
+    out += [_input("source-note", valueReference=n) for n in notes if n != note]
     out.append(_input("finding", valueCodeableConcept={"coding": [{"system": CATEGORY_SYSTEM, "code": category}],
                                                        "text": category}))
     if grade is not None:
@@ -161,7 +172,7 @@ def evidence_resource(decision: dict, patient_ref: str, now: datetime) -> dict:
                 "identifiedDateTime": _iso(now), "detail": f["quote"],
                 "extension": [{"url": EXT_START, "valueInteger": int(f["start"])},
                               {"url": EXT_END, "valueInteger": int(f["end"])}],
-                "evidence": [{"detail": [{"reference": document_ref(decision)}]}]}
+                "evidence": [{"detail": [note_reference(decision)]}]}
     components = [{"code": {"text": "evidence-quote"}, "valueString": f["quote"]},
                   {"code": {"text": "evidence-start"}, "valueInteger": int(f["start"])},
                   {"code": {"text": "evidence-end"}, "valueInteger": int(f["end"])}]
@@ -171,7 +182,7 @@ def evidence_resource(decision: dict, patient_ref: str, now: datetime) -> dict:
             "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
                                       "code": "exam"}]}],
             "code": concept, "subject": {"reference": patient_ref}, "effectiveDateTime": _iso(now),
-            "valueCodeableConcept": concept, "derivedFrom": [{"reference": document_ref(decision)}],
+            "valueCodeableConcept": concept, "derivedFrom": [note_reference(decision)],
             "component": components}
 
 
@@ -249,7 +260,7 @@ def _provenance(decision: dict, target: str, evidence: str, device_ref: str, now
                                                                          {"reference": evidence}],
             "recorded": _iso(now), "activity": {"coding": [dict(DERIVATION)]},
             "agent": [{"type": {"coding": [dict(PROVENANCE_AGENT_TYPE)]}, "who": {"reference": device_ref}}],
-            "entity": [{"role": "derivation", "what": {"reference": document_ref(decision)}}]}
+            "entity": [{"role": "derivation", "what": note_reference(decision)}]}
 
 
 def _audit(decision: dict, refs: list[str], device_ref: str, patient_ref: str, action: str, now: datetime) -> dict:

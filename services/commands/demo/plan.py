@@ -20,15 +20,20 @@ from services.core.config import ConfigError, Settings
 #: a kept demo and a benchmark can run side by side.
 DEMO_PORT_BASE = 18100
 PORT_OFFSETS = {"ingest-http": 0, "ingest-mllp": 1, "inference": 2, "tools": 3, "control": 4, "console": 5,
-                "extraction": 10, "triage": 11, "writeback": 12, "scheduling": 13, "monitor": 14}
+                "extraction": 10, "triage": 11, "writeback": 12, "scheduling": 13, "monitor": 14, "hl7": 15}
 
 
 @dataclass(frozen=True)
 class ServiceDef:
-    name: str       # also the package: services.<name>.app
+    name: str       # also the package: services.<name>.app, unless ``module`` names another
     kind: str       # grpc | stage | http
     port_key: str   # which port (PORT_OFFSETS) its health answers on
     required: bool = True  # the notes -> Tasks path needs it; others are reported when they fail
+    module: str = ""  # the module run with ``python -m`` (default ``services.<name>.app``)
+
+    @property
+    def app_module(self) -> str:
+        return self.module or f"services.{self.name}.app"
 
 
 #: Every service the pipeline runs, in start order (dependencies first).
@@ -36,6 +41,7 @@ SERVICES: list[ServiceDef] = [
     ServiceDef("inference", "grpc", "inference"),
     ServiceDef("tools", "grpc", "tools"),
     ServiceDef("ingest", "http", "ingest-http"),
+    ServiceDef("hl7", "stage", "hl7", required=False, module="services.ingest.hl7stage.app"),
     ServiceDef("extraction", "stage", "extraction"),
     ServiceDef("triage", "stage", "triage"),
     ServiceDef("writeback", "stage", "writeback"),
@@ -46,9 +52,9 @@ SERVICES: list[ServiceDef] = [
 
 
 def available(service: ServiceDef) -> bool:
-    """A service whose ``services.<name>.app`` module exists in this checkout."""
+    """A service whose app module exists in this checkout."""
     try:
-        return importlib.util.find_spec(f"services.{service.name}.app") is not None
+        return importlib.util.find_spec(service.app_module) is not None
     except ModuleNotFoundError:
         return False
 

@@ -70,7 +70,7 @@ class Supervisor:
     def start(self, service: ServiceDef) -> Running:
         log_path = self.plan.logs_dir / f"{service.name}.log"
         log = open(log_path, "ab")
-        proc = subprocess.Popen([sys.executable, "-m", f"services.{service.name}.app"], stdout=log,
+        proc = subprocess.Popen([sys.executable, "-m", service.app_module], stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                                 env=self.plan.service_env(service))
         log.close()

@@ -1,27 +1,49 @@
-"""One HL7 message in, one ACK out: route, validate, map, dedupe, write to the EHR, publish.
+"""One HL7 message in, one ACK out: AA on durable receipt, nothing in the ACK path calls the EHR.
 
-AA is returned only after the broker acknowledged the events (acks=all). Everything that
-happens for an accepted message runs inside one tenant transaction: the MSH-10 dedupe row
-and the (resource, version) claims commit only after the publish succeeded, so a failure
-at any step leaves nothing recorded and the sender's resend is processed afresh.
+The listener checks framing (the server), MSH and encoding (``parse``, ``check_header``),
+routes the message to a tenant (MSH-4 / MSH-6 facility, then MSH-3 / MSH-5 application),
+dedupes it on (facility, MSH-10, message type), seals the raw message with the tenant data key
+and produces it to ``vigil.<tenant>.hl7-inbound`` (acks=all, key = the patient key from PID-3,
+so a patient's messages keep their order). Only then is the answer AA.
+
+The dedupe claim is a row inserted in a transaction that commits after the broker acknowledged
+the message: a failure at any step leaves nothing claimed, the answer is AE, and the sender's
+resend is processed afresh. A commit that fails after the produce leaves a copy on the topic
+without a claim; the resend produces the same event id again, which the hl7 stage's ledger and
+the document store's content key turn into one note.
+
+Every well-formed, routable message gets AA, whatever its type: what Vigil uses and how is the
+``hl7`` stage's business (``services.ingest.hl7stage``), not the sender's.
 """
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from prometheus_client import Counter
 
 from services.core.errors import classify
+from services.core.events import Event, deterministic_id
 from services.core.logging import get_logger
 from services.core.tenancy import Registry, Tenant
-from services.ingest import events as ev
 from services.ingest.hl7.ack import build_ack
-from services.ingest.hl7.errors import DUPLICATE_KEY, INTERNAL_ERROR, UNKNOWN_KEY, Hl7Error, error, reject
-from services.ingest.hl7.mapping import map_message
+from services.ingest.hl7.errors import INTERNAL_ERROR, UNKNOWN_KEY, Hl7Error, error, reject
 from services.ingest.hl7.parse import Message, parse
+from services.ingest.hl7.patientkey import PatientKeys
 from services.ingest.hl7.validate import check_header
-from services.ingest.store import hl7_log, ledger
+from services.ingest.store import hl7_log
 
 log = get_logger("ingest.mllp")
 RAW_PURPOSE = "hl7-raw"
+HL7_INBOUND = "hl7-inbound"
+HL7_RECEIVED = "vigil.ingest.hl7-received"
+APPLICATIONS_SETTING = "hl7_applications"
+
+MESSAGES = Counter("vigil_ingest_hl7_messages_total", "HL7 messages answered, by tenant, message type and ACK code",
+                   ("tenant", "kind", "ack"))
+REUSED = Counter("vigil_ingest_hl7_control_id_reused_total",
+                 "Messages accepted whose MSH-10 an earlier message with other content used", ("tenant",))
 
 
 @dataclass(frozen=True)
@@ -35,82 +57,95 @@ class Outcome:
 
 
 def route(registry: Registry, msg: Message) -> Tenant:
-    """The tenant of a message: MSH-4 (sending facility) first, then MSH-6 (receiving)."""
-    for facility in (msg.header.sending_facility, msg.header.receiving_facility):
+    """The tenant of a message: MSH-4 (sending facility), MSH-6 (receiving facility), then the
+    applications (MSH-3, MSH-5) a tenant lists in its ``hl7_applications`` setting."""
+    h = msg.header
+    for facility in (h.sending_facility, h.receiving_facility):
         if facility:
             tenant = registry.by_facility(facility)
             if tenant is not None:
                 return tenant
-    raise reject(UNKNOWN_KEY, "sending/receiving facility (MSH-4, MSH-6) is not registered to any tenant", "MSH-4")
+    for application in (h.sending_application, h.receiving_application):
+        if application:
+            for tenant in registry:
+                if application in (tenant.setting(APPLICATIONS_SETTING) or ()):
+                    return tenant
+    raise reject(UNKNOWN_KEY, "sending/receiving facility (MSH-4, MSH-6) or application (MSH-3, MSH-5) is not "
+                 "registered to any tenant", "MSH-4")
+
+
+def received_event(tenant: str, msg: Message, facility: str, sealed: bytes, key: str | None) -> Event:
+    h = msg.header
+    digest = msg.body_digest()
+    data = {"facility": facility[:200], "controlId": h.control_id, "kind": h.kind[:40],
+            "receivedAt": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "bodySha256": digest, "sealed": base64.b64encode(sealed).decode("ascii")}
+    return Event.new(HL7_RECEIVED, source=f"/ingest/{tenant}/mllp", tenant=tenant, key=key, data=data,
+                     id=deterministic_id(tenant, HL7_RECEIVED, facility, h.control_id, h.kind, digest))
 
 
 class Hl7Pipeline:
     """``await pipeline.handle(raw_bytes)`` -> Outcome with the ACK text."""
 
-    def __init__(self, registry: Registry, pools, keyring, publishers, writer):
+    def __init__(self, registry: Registry, pools, keyring, publishers, keys: PatientKeys):
         self.registry, self.pools, self.keyring = registry, pools, keyring
-        self.publishers, self.writer = publishers, writer
+        self.publishers, self.keys = publishers, keys
 
     async def handle(self, raw: bytes | str) -> Outcome:
+        outcome, kind = await self._handle(raw)
+        MESSAGES.labels(outcome.tenant or "unrouted", kind, outcome.code).inc()
+        return outcome
+
+    async def _handle(self, raw: bytes | str) -> tuple[Outcome, str]:
         raw_bytes = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
         try:
             msg = parse(raw_bytes)
         except Hl7Error as exc:
             log.info("hl7.rejected", ack="AR", error_code=exc.code, stage="parse")
-            return Outcome(build_ack(None, exc.ack_code, exc), exc.ack_code, error_code=exc.code)
+            return Outcome(build_ack(None, exc.ack_code, exc), exc.ack_code, error_code=exc.code), "unknown"
         try:
             check_header(msg)
             tenant = route(self.registry, msg)
         except Hl7Error as exc:
             log.info("hl7.rejected", ack=exc.ack_code, error_code=exc.code, stage="route")
-            return Outcome(build_ack(msg.header, exc.ack_code, exc), exc.ack_code, error_code=exc.code)
+            return (Outcome(build_ack(msg.header, exc.ack_code, exc), exc.ack_code, error_code=exc.code),
+                    _metric_kind(msg.header.kind))
+        kind = _metric_kind(msg.header.kind)
         try:
-            mapping = map_message(msg, tenant.setting("hl7_timezone"))
+            return await self._accept(tenant, msg, raw_bytes), kind
         except Hl7Error as exc:
-            await self._keep_reject(tenant.id, msg, raw_bytes, exc)
-            return Outcome(build_ack(msg.header, exc.ack_code, exc), exc.ack_code, tenant.id, error_code=exc.code)
-        try:
-            return await self._accept(tenant, msg, mapping, raw_bytes)
-        except Hl7Error as exc:
-            return Outcome(build_ack(msg.header, exc.ack_code, exc), exc.ack_code, tenant.id, error_code=exc.code)
-        except Exception as exc:  # EHR, broker or database trouble: AE so the sender resends later
+            return (Outcome(build_ack(msg.header, exc.ack_code, exc), exc.ack_code, tenant.id, error_code=exc.code),
+                    kind)
+        except Exception as exc:  # broker or database trouble: AE so the sender resends later
             err = classify(exc)
             log.warning("hl7.failed", tenant=tenant.id, error_code=err.code, retryable=err.retryable,
                         control_id=msg.header.control_id)
             text = "temporarily unavailable, resend later" if err.retryable else f"could not be stored ({err.code})"
             failure = error(INTERNAL_ERROR, text)
-            return Outcome(build_ack(msg.header, "AE", failure), "AE", tenant.id, error_code=INTERNAL_ERROR)
+            return Outcome(build_ack(msg.header, "AE", failure), "AE", tenant.id, error_code=INTERNAL_ERROR), kind
 
-    async def _keep_reject(self, tenant: str, msg: Message, raw: bytes, exc: Hl7Error) -> None:
-        log.info("hl7.rejected", tenant=tenant, ack=exc.ack_code, error_code=exc.code, location=exc.location,
-                 control_id=msg.header.control_id)
-        try:
-            blob = await self.keyring.encrypt(tenant, raw, RAW_PURPOSE)
-            async with self.pools.tx(tenant) as conn:
-                await hl7_log.keep_reject(conn, tenant, msg.header.control_id, exc.ack_code, exc.code, blob)
-        except Exception as store_exc:  # the ACK still tells the sender; the copy is best effort
-            log.warning("hl7.reject_not_kept", tenant=tenant, error_code=classify(store_exc).code)
-
-    async def _accept(self, tenant: Tenant, msg: Message, mapping, raw: bytes) -> Outcome:
+    async def _accept(self, tenant: Tenant, msg: Message, raw: bytes) -> Outcome:
         h = msg.header
-        facility = h.sending_facility or h.receiving_facility
-        blob = await self.keyring.encrypt(tenant.id, raw, RAW_PURPOSE)
+        facility = h.sending_facility or h.receiving_facility or h.sending_application or "unknown"
+        sealed = await self.keyring.encrypt(tenant.id, raw, RAW_PURPOSE)
+        event = received_event(tenant.id, msg, facility, sealed, self.keys.of_message(tenant.id, msg))
         async with self.pools.tx(tenant.id) as conn:
-            prior = await hl7_log.claim_message(conn, tenant.id, facility, h.control_id, h.kind, msg.body_digest(), blob)
-            if prior is not None:
-                if prior.body_sha256 != msg.body_digest():
-                    raise error(DUPLICATE_KEY, "message control id (MSH-10) was already used for a different "
-                                "message", "MSH-10")
+            claim = await hl7_log.claim_message(conn, tenant.id, facility, h.control_id, h.kind, msg.body_digest())
+            if not claim.new:
                 log.info("hl7.duplicate", tenant=tenant.id, control_id=h.control_id)
                 return Outcome(build_ack(h, "AA"), "AA", tenant.id, duplicate=True)
-            written = await self.writer.write(tenant.id, mapping)
-            routed = []
-            for resource, action in written:
-                ref = ev.ref_of(resource)
-                if await ledger.claim_version(conn, tenant.id, ref.resource_type, ref.id, ref.version_id, "hl7"):
-                    routed.append((ev.EHR_EVENTS, ev.resource_changed(tenant.id, ref, action=action, origin="hl7")))
-            await hl7_log.set_resources(conn, tenant.id, facility, h.control_id, h.kind,
-                                        [ev.ref_of(r).as_dict() for r, _ in written])
-            await self.publishers.publish(tenant.id, routed)
-        log.info("hl7.accepted", tenant=tenant.id, control_id=h.control_id, kind=h.kind, published=len(routed))
-        return Outcome(build_ack(h, "AA"), "AA", tenant.id, published=len(routed))
+            if claim.reused_control_id:
+                REUSED.labels(tenant.id).inc()
+                log.warning("hl7.control_id_reused", tenant=tenant.id, control_id=h.control_id, kind=h.kind)
+            await self.publishers.publish(tenant.id, [(HL7_INBOUND, event)])
+        log.info("hl7.accepted", tenant=tenant.id, control_id=h.control_id, kind=h.kind)
+        return Outcome(build_ack(h, "AA"), "AA", tenant.id, published=1)
+
+
+KNOWN_TYPES = frozenset({"ADT", "ORU", "MDM", "SIU", "ORM", "OML", "DFT", "VXU", "MFN", "ACK", "BAR", "RDE", "RAS"})
+
+
+def _metric_kind(kind: str) -> str:
+    """Bounded metric label: the message type when it is a known one, else ``other``."""
+    message_type = kind.split("^", 1)[0].upper()
+    return message_type if message_type in KNOWN_TYPES else "other"

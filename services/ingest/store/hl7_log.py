@@ -1,53 +1,40 @@
-"""HL7 messages kept for dedupe (MSH-10) and replay; the raw text is encrypted by the caller."""
+"""The HL7 receipt log: one row per distinct message received, the dedupe claim of the listener.
+
+A message is known by (facility, MSH-10, message type, body digest): an exact resend finds its
+row and is a duplicate; a message that reuses an MSH-10 with other content is a new message
+(senders do reuse control ids; both are kept and the reuse is counted). The raw message itself
+is on ``vigil.<tenant>.hl7-inbound``, sealed; this log holds no message content.
+"""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import asyncpg
 
 
 @dataclass(frozen=True)
-class Prior:
-    """An earlier message with the same dedupe key."""
-
-    body_sha256: str
-    resources: list
+class Claim:
+    new: bool  # False: an exact resend of a message already received
+    reused_control_id: bool  # another message with this MSH-10 and other content was received before
 
 
 async def claim_message(conn: asyncpg.Connection, tenant: str, facility: str, control_id: str, event: str,
-                        body_sha256: str, raw_encrypted: bytes) -> Prior | None:
-    """Record the message; returns None when it is new, else what was recorded before."""
+                        body_sha256: str) -> Claim:
+    """Record the message (inside the caller's transaction: the claim commits with the durable write)."""
     inserted = await conn.fetchval(
-        "INSERT INTO ingest_hl7_messages (tenant, facility, control_id, event, body_sha256, raw) "
-        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1",
-        tenant, facility, control_id, event, body_sha256, raw_encrypted)
-    if inserted:
-        return None
-    row = await conn.fetchrow(
-        "SELECT body_sha256, resources FROM ingest_hl7_messages WHERE tenant = $1 AND facility = $2 "
-        "AND control_id = $3 AND event = $4", tenant, facility, control_id, event)
-    return Prior(row["body_sha256"], json.loads(row["resources"]) if isinstance(row["resources"], str)
-                 else list(row["resources"]))
+        "INSERT INTO ingest_hl7_messages (tenant, facility, control_id, event, body_sha256) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1",
+        tenant, facility, control_id, event, body_sha256)
+    if not inserted:
+        return Claim(new=False, reused_control_id=False)
+    others = await conn.fetchval(
+        "SELECT count(*) FROM ingest_hl7_messages WHERE tenant = $1 AND facility = $2 AND control_id = $3 "
+        "AND event = $4 AND body_sha256 <> $5", tenant, facility, control_id, event, body_sha256)
+    return Claim(new=True, reused_control_id=others > 0)
 
 
-async def set_resources(conn: asyncpg.Connection, tenant: str, facility: str, control_id: str, event: str,
-                        resources: list[dict]) -> None:
-    """The references the message produced (type, id, versionId) — no content."""
-    await conn.execute(
-        "UPDATE ingest_hl7_messages SET resources = $5::jsonb WHERE tenant = $1 AND facility = $2 "
-        "AND control_id = $3 AND event = $4", tenant, facility, control_id, event, json.dumps(resources))
-
-
-async def keep_reject(conn: asyncpg.Connection, tenant: str, control_id: str, ack_code: str, error_code: str,
-                      raw_encrypted: bytes) -> int:
-    return await conn.fetchval(
-        "INSERT INTO ingest_hl7_rejects (tenant, control_id, ack_code, error_code, raw) VALUES ($1, $2, $3, $4, $5) "
-        "RETURNING id", tenant, control_id[:199], ack_code, error_code, raw_encrypted)
-
-
-async def raw_messages(conn: asyncpg.Connection, tenant: str, limit: int = 100) -> list[asyncpg.Record]:
-    """Accepted messages, newest first (encrypted raw), for replay tooling."""
+async def received(conn: asyncpg.Connection, tenant: str, limit: int = 100) -> list[asyncpg.Record]:
+    """Messages received, newest first (keys only), for operations tooling."""
     return await conn.fetch(
-        "SELECT facility, control_id, event, raw, received_at FROM ingest_hl7_messages WHERE tenant = $1 "
+        "SELECT facility, control_id, event, body_sha256, received_at FROM ingest_hl7_messages WHERE tenant = $1 "
         "ORDER BY received_at DESC LIMIT $2", tenant, limit)

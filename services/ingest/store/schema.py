@@ -1,13 +1,19 @@
 """Ingest tables (numbered steps for ``services.core.db.ensure_schema``; add steps, never edit).
 
-ingest_hl7_messages     accepted HL7 messages: dedupe key (facility, control id, event) and the
-                        raw message encrypted with the tenant's key (purpose "hl7-raw") for replay
+ingest_hl7_messages     the HL7 receipt log: dedupe key (facility, control id, event, body digest)
 ingest_hl7_rejects      refused HL7 messages, encrypted, with the error code (for repair + replay)
 ingest_seen_versions    (resource type, id, versionId) already published, whatever the origin
 ingest_subscription_events  (subscription, eventNumber) already handled
 ingest_subscriptions    per subscription: highest contiguous event number, lastUpdated checkpoint,
                         last heartbeat / notification time, last known status
 ingest_backfill         per backfill job: since, cursor (lastUpdated, id), counts, done
+ingest_documents        Vigil's document store: notes that did not come from the EHR's FHIR API
+                        (HL7 now), one row per version, text sealed with the tenant key ("note-text")
+ingest_patients         the patient index HL7 keeps current: patient key (keyed hash of PID-3), the
+                        EHR's Patient id once resolved, the identifiers sealed ("patient-index")
+
+Since AA is given on durable receipt, ``ingest_hl7_messages.raw`` is no longer written: the raw
+message lives on ``vigil.<tenant>.hl7-inbound`` (sealed). The column stays for older rows.
 """
 from __future__ import annotations
 
@@ -88,6 +94,44 @@ CREATE TABLE IF NOT EXISTS ingest_backfill (
     tenant_rls_sql("ingest_subscriptions", ("SELECT", "INSERT", "UPDATE")),
     tenant_rls_sql("ingest_backfill", ("SELECT", "INSERT", "UPDATE")),
     "GRANT USAGE ON SEQUENCE ingest_hl7_rejects_id_seq TO vigil_app;",
+    """
+ALTER TABLE ingest_hl7_messages ALTER COLUMN raw DROP NOT NULL;
+ALTER TABLE ingest_hl7_messages DROP CONSTRAINT IF EXISTS ingest_hl7_messages_pkey;
+ALTER TABLE ingest_hl7_messages ADD PRIMARY KEY (tenant, facility, control_id, event, body_sha256);
+CREATE TABLE IF NOT EXISTS ingest_documents (
+    tenant text NOT NULL,
+    id text NOT NULL,
+    version integer NOT NULL CHECK (version > 0),
+    identifier_system text NOT NULL,
+    identifier_value text NOT NULL,
+    facility text NOT NULL,
+    control_id text NOT NULL,
+    patient_key text NOT NULL,
+    patient_id text,
+    note_time timestamptz,
+    note_type text NOT NULL DEFAULT '',
+    note_type_display text NOT NULL DEFAULT '',
+    doc_status text,
+    status text NOT NULL CHECK (status IN ('text', 'no-text')),
+    content_types text[] NOT NULL DEFAULT '{}',
+    text_sealed bytea,
+    body_sha256 text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, id, version)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS ingest_documents_content ON ingest_documents (tenant, id, body_sha256);
+CREATE TABLE IF NOT EXISTS ingest_patients (
+    tenant text NOT NULL,
+    patient_key text NOT NULL,
+    patient_id text,
+    identifiers_sealed bytea NOT NULL,
+    last_event text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, patient_key)
+);
+""",
+    tenant_rls_sql("ingest_documents", ("SELECT", "INSERT")),
+    tenant_rls_sql("ingest_patients", ("SELECT", "INSERT", "UPDATE")),
 ]
 
 

@@ -13,6 +13,7 @@ from services.core.tenancy import Registry, Tenant
 from services.core.tenantdb import TenantPools, provision_tenant_role, quote_ident, tenant_role
 from services.core.topics import ensure_tenant_topics
 from services.ingest.directory import EhrDirectory
+from services.ingest.hl7.patientkey import PatientKeys
 from services.ingest.mllp.pipeline import Hl7Pipeline
 from services.ingest.publishing import Publishers
 from services.ingest.receiver.handler import NotificationHandler
@@ -21,6 +22,10 @@ from services.ingest.store import schema
 
 #: MSH-4 facilities of the public samples, all routed to the test tenant.
 SAMPLE_FACILITIES = ("GHHSFacility", "XYZHOSPITAL", "SFAC", "NIST Lab Facility", "IA Public Health Lab")
+#: MSH-3 of the one public sample with no facility at all (LAB-ORU-1), routed by application.
+SAMPLE_APPLICATIONS = ["SomeSystem"]
+#: The identifier system the test EHR files PID-3 values under (a site's MRN OID).
+EHR_MRN_SYSTEM = "urn:oid:2.16.840.1.113883.3.9999.1"
 
 
 @dataclass
@@ -62,7 +67,8 @@ async def ingest(stack, ingest_admin, secrets, ehr_tenant, tmp_path):
     async with ingest_admin.acquire() as conn:
         await provision_tenant_role(conn, tenant_id, secrets)
     tenant = Tenant(id=tenant_id, display_name="ingest test", partitions=4, mode="active",
-                    hl7_facilities=SAMPLE_FACILITIES)
+                    hl7_facilities=SAMPLE_FACILITIES,
+                    settings={"hl7_applications": SAMPLE_APPLICATIONS, "hl7_patient_identifier_system": EHR_MRN_SYSTEM})
     await ensure_tenant_topics(stack, tenant)
     registry = Registry(tmp_path / "tenants.toml", [tenant])
     pools = TenantPools(stack, secrets, max_size=8)
@@ -70,7 +76,7 @@ async def ingest(stack, ingest_admin, secrets, ehr_tenant, tmp_path):
     publishers = Publishers(stack)
     await publishers.start()
     directory = EhrDirectory(stack, registry, clients={tenant_id: ehr_tenant.client})
-    pipeline = Hl7Pipeline(registry, pools, keyring, publishers, directory)
+    pipeline = Hl7Pipeline(registry, pools, keyring, publishers, PatientKeys(secrets))
     handler = NotificationHandler(pools, publishers, directory)
     try:
         yield Ingest(tenant, registry, pools, keyring, publishers, directory, pipeline, handler, ehr_tenant, stack)

@@ -82,7 +82,7 @@ def _doc_type(msg: Message) -> dict:
     return {"coding": codings}
 
 
-def _doc_status(msg: Message) -> str | None:
+def doc_status(msg: Message) -> str | None:
     if msg.has("TXA"):
         return COMPLETION.get(msg.get("TXA", 17).upper())
     statuses = [field_value(s, 11).upper() for s in msg.segments("OBX")
@@ -108,9 +108,9 @@ def map_document(msg: Message, tz: str | None) -> Mapping:
     body: dict = {"resourceType": "DocumentReference", "identifier": [{"system": system, "value": value}],
                   "status": "current", "type": _doc_type(msg), "subject": subject(patient),
                   "content": [{"attachment": attachment}]}
-    doc_status = _doc_status(msg)
-    if doc_status:
-        body["docStatus"] = doc_status
+    status = doc_status(msg)
+    if status:
+        body["docStatus"] = status
     if when:
         body["date"] = when
     resource = MappedResource("DocumentReference", system, value, body, mode="create")
