@@ -55,9 +55,9 @@ def _content_type(kind: str, subtype: str) -> str:
         return f"application/{subtype or 'octet-stream'}"
     if kind == "im" or kind == "image":
         return f"image/{subtype or 'unknown'}"
-    if kind and subtype:
+    if kind in ("audio", "video", "multipart", "model", "message") and subtype:
         return f"{kind}/{subtype}"
-    return "application/octet-stream"
+    return f"application/{subtype or 'octet-stream'}"
 
 
 def _decoded(encoding: str, data: str) -> bytes | None:
