@@ -1,8 +1,10 @@
 """Each tenant's EHR: a started FHIR client per tenant, SMART credentials from the registry.
 
-Tenant settings (``[tenants.<t>.settings]``): ``ehr_client_id``, ``ehr_private_key_file``
-(PEM), optional ``ehr_key_alg`` (RS384 | ES384), ``ehr_key_id``, ``ehr_scope``. Without a
-client id the EHR is called without authentication (a sandbox with auth off).
+Tenant settings (``[tenants.<t>.settings]``): ``<prefix>_client_id``, ``<prefix>_private_key_file``
+(PEM), optional ``<prefix>_key_alg`` (RS384 | ES384), ``<prefix>_key_id``, ``<prefix>_scope``, with
+prefix ``ehr`` for the ingest service and ``hl7`` for the hl7 stage (its own SMART client: it reads
+Patients by identifier, and writes only when the tenant asks for copies). Without a client id the
+EHR is called without authentication (a sandbox with auth off).
 """
 from __future__ import annotations
 
@@ -17,16 +19,17 @@ from services.ingest.hl7.mapping.common import Mapping
 DEFAULT_SCOPE = "system/*.cruds"
 
 
-def credentials_for(tenant, settings: Settings) -> SmartCredentials | None:
-    return EhrAccess.from_tenant(tenant, settings.ehr_url, settings.environment, prefix="ehr",
+def credentials_for(tenant, settings: Settings, prefix: str = "ehr") -> SmartCredentials | None:
+    return EhrAccess.from_tenant(tenant, settings.ehr_url, settings.environment, prefix=prefix,
                                  default_scope=DEFAULT_SCOPE).credentials
 
 
 class EhrDirectory:
     """``await directory(tenant)`` -> TenantEhr; ``await directory.write(tenant, mapping)`` for HL7."""
 
-    def __init__(self, settings: Settings, registry: Registry, clients: dict[str, FhirClient] | None = None):
-        self.settings, self.registry = settings, registry
+    def __init__(self, settings: Settings, registry: Registry, clients: dict[str, FhirClient] | None = None,
+                 prefix: str = "ehr"):
+        self.settings, self.registry, self.prefix = settings, registry, prefix
         self._clients = FhirClients()
         self._fixed = dict(clients or {})
 
@@ -34,7 +37,7 @@ class EhrDirectory:
         if tenant in self._fixed:
             return TenantEhr(self._fixed[tenant])
         cfg = self.registry.get(tenant)
-        client = await self._clients.get(tenant, cfg.fhir_base(self.settings.ehr_url), credentials_for(cfg, self.settings))
+        client = await self._clients.get(tenant, cfg.fhir_base(self.settings.ehr_url), credentials_for(cfg, self.settings, self.prefix))
         return TenantEhr(client)
 
     async def write(self, tenant: str, mapping: Mapping) -> list[tuple[dict, str]]:

@@ -13,6 +13,11 @@ from services.ingest.hl7.patientkey import PatientKeys
 from services.ingest.store import schema
 
 
+#: The stage's own SMART client per tenant: ``hl7_client_id``, ``hl7_private_key_file``, ... (see
+#: ``services.ingest.directory``); scope ``system/Patient.rs`` suffices unless the tenant takes copies.
+SMART_PREFIX = "hl7"
+
+
 class Hl7Deps:
     """Started and closed by the stage host (``start`` migrates ingest's tables)."""
 
@@ -25,7 +30,7 @@ class Hl7Deps:
         self.pools = TenantPools(settings, self.secrets)
         self.keyring = crypto.Keyring(self.pools)
         self.keys = PatientKeys(self.secrets)
-        self.directory = EhrDirectory(settings, self.registry, clients=clients)
+        self.directory = EhrDirectory(settings, self.registry, clients=clients, prefix=SMART_PREFIX)
         self._migrate = migrate
 
     async def start(self) -> None:
