@@ -32,7 +32,7 @@ async def serve(settings: Settings | None = None, ingest: IngestSettings | None 
         except (NotImplementedError, RuntimeError):
             pass
     async with runtime(settings) as rt:
-        mllp = MllpServer(rt.pipeline, ingest.mllp_host, ingest.mllp_port, ingest.ssl_context())
+        mllp = MllpServer(rt.pipeline, ingest.mllp_host, ingest.mllp_port, ingest.ssl_context(), ingest.mllp_limits)
         await mllp.start()
         app = create_app(ReceiverContext(rt.registry, rt.secrets, rt.handler))
         tls = {"ssl_certfile": str(ingest.tls_cert), "ssl_keyfile": str(ingest.tls_key)} if ingest.tls_cert else {}

@@ -8,12 +8,23 @@ from pathlib import Path
 from typing import Mapping
 
 from services.core.config import ConfigError
+from services.ingest.mllp.server import IDLE_TIMEOUT_S, MAX_BLOCK_BYTES, MAX_CONNECTIONS, MllpLimits
 
 
 def _port(name: str, raw: str) -> int:
     if not raw.isdigit() or not 0 <= int(raw) < 65536:
         raise ConfigError(f"{name}={raw!r}: expected a port number (0 = any free port)")
     return int(raw)
+
+
+def _positive(name: str, raw: str, kind=int):
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r}: expected a positive number")
+    return value
 
 
 def _file(name: str, raw: str) -> Path | None:
@@ -35,6 +46,7 @@ class IngestSettings:
     tls_cert: Path | None
     tls_key: Path | None
     watchdog: bool
+    mllp_limits: MllpLimits = MllpLimits()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "IngestSettings":
@@ -51,10 +63,20 @@ class IngestSettings:
         watchdog = src.get("VIGIL_INGEST_WATCHDOG", "true").strip().lower()
         if watchdog not in ("true", "false", "1", "0", "yes", "no"):
             raise ConfigError(f"VIGIL_INGEST_WATCHDOG={watchdog!r}: expected true or false")
+        max_bytes = _positive("VIGIL_INGEST_MLLP_MAX_MESSAGE_BYTES",
+                              src.get("VIGIL_INGEST_MLLP_MAX_MESSAGE_BYTES", str(MAX_BLOCK_BYTES)))
+        if max_bytes < 1024:
+            raise ConfigError(f"VIGIL_INGEST_MLLP_MAX_MESSAGE_BYTES={max_bytes}: at least 1024")
+        limits = MllpLimits(
+            max_message_bytes=max_bytes,
+            idle_timeout_s=_positive("VIGIL_INGEST_MLLP_IDLE_TIMEOUT_S",
+                                     src.get("VIGIL_INGEST_MLLP_IDLE_TIMEOUT_S", str(IDLE_TIMEOUT_S)), float),
+            max_connections=_positive("VIGIL_INGEST_MLLP_MAX_CONNECTIONS",
+                                      src.get("VIGIL_INGEST_MLLP_MAX_CONNECTIONS", str(MAX_CONNECTIONS))))
         return cls(mllp_host=src.get("VIGIL_INGEST_MLLP_HOST", "127.0.0.1"),
                    mllp_port=_port("VIGIL_INGEST_MLLP_PORT", src.get("VIGIL_INGEST_MLLP_PORT", "2575")),
                    http_host=http_host, http_port=http_port, public_url=public.rstrip("/"),
-                   tls_cert=cert, tls_key=key, watchdog=watchdog in ("true", "1", "yes"))
+                   tls_cert=cert, tls_key=key, watchdog=watchdog in ("true", "1", "yes"), mllp_limits=limits)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """TLS for the MLLP listener (and the HTTP receiver) when a certificate is configured."""
