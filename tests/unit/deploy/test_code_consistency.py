@@ -18,6 +18,7 @@ from services.commands.serve import SERVICES as SERVE_MODULES
 from services.core.config import Settings
 from services.core.tenancy import Registry
 from services.ingest.config import IngestSettings
+from services.ingest.directory import DEFAULT_SCOPE as INGEST_DEFAULT_SCOPE
 from services.monitor.config import MonitorSettings
 from services.tools.config import DEFAULT_SCOPE as TOOLS_DEFAULT_SCOPE
 
@@ -25,14 +26,17 @@ from tests.unit.deploy.k8s_docs import OVERLAYS, ROOT, of_kind, one, tenants_of
 
 SERVICES_DIR = ROOT / "services"
 #: Stages built on services.core.bus (StageSpec); the monitor is a faust worker.
-BUS_STAGES = ("extraction", "triage", "scheduling", "writeback")
+BUS_STAGES = ("hl7", "extraction", "triage", "scheduling", "writeback")
+#: Deployments whose code is not the package services/<name>/: name -> (entry module, package dir).
+#: The hl7 stage lives in the ingest package (it shares ingest's HL7 parsing and stores).
+OWN_PACKAGE = {"hl7": ("services.ingest.hl7stage.app", "ingest/hl7stage")}
 #: Settings the manifests pass that no code reads, each with its reason. The test below fails
 #: as soon as the code starts reading one of them, so this list cannot go stale.
 NOT_READ = {
     "VIGIL_SERVICE": "names the process for operators (kubectl exec ... env); informational",
 }
 #: Registry settings prefix -> the one service whose SMART client it configures (core/ehraccess).
-SMART_CLIENTS = {"fhir": "tools", "writeback": "writeback", "ehr": "ingest"}
+SMART_CLIENTS = {"fhir": "tools", "writeback": "writeback", "ehr": "ingest", "hl7": "hl7"}
 
 
 def deployments(docs):
@@ -85,6 +89,18 @@ def module_file(module: str) -> Path:
     return ROOT / (module.replace(".", "/") + ".py")
 
 
+def app_module(name: str) -> str:
+    """The module a Deployment named ``name`` must run."""
+    return OWN_PACKAGE[name][0] if name in OWN_PACKAGE else f"services.{name}.app"
+
+
+def package_of(name: str) -> str:
+    """The code of a Deployment named ``name``: a directory under services/ (it must exist)."""
+    package = OWN_PACKAGE[name][1] if name in OWN_PACKAGE else name
+    assert (SERVICES_DIR / package).is_dir(), f"{name}: services/{package} does not exist"
+    return package
+
+
 # ---- commands ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -106,12 +122,15 @@ def test_every_command_runs_code_that_exists(overlay, rendered):
                 assert 'if __name__ == "__main__":' in text, f"{name}: {module} has no __main__ entry point"
             else:
                 assert "async def serve(" in text, f"{name}: {module} has no serve() for `vigil serve`"
-            assert module == f"services.{name}.app", (name, module)
+            assert module == app_module(name), (name, module)
 
 
 def test_entrypoint_check_refuses_a_missing_module():
     assert not module_file("services.nosuchservice.app").exists()
     assert module_file(entry_module(["python", "-m", "services.triage.app"])).is_file()
+    assert module_file(app_module("hl7")).is_file() and app_module("triage") == "services.triage.app"
+    with pytest.raises(AssertionError, match="does not exist"):
+        package_of("nosuchservice")
     with pytest.raises(AssertionError, match="does not exist"):
         entry_module(["vigil", "serve", "nosuchservice"])
 
@@ -194,7 +213,7 @@ def test_services_holding_tenant_credentials_get_the_master_key(rendered):
     read (tenant PostgreSQL roles, Redis users, data keys); services without it do not get it."""
     for name, deploy in deployments(rendered["prod"]).items():
         env = {v["name"]: v for v in container(deploy).get("env", [])}
-        if "SecretSettings" in source_of(name):
+        if "SecretSettings" in source_of(package_of(name)):
             assert "VIGIL_MASTER_KEY" in env, f"{name} reads SecretSettings: VIGIL_ENV=prod needs VIGIL_MASTER_KEY"
             ref = env["VIGIL_MASTER_KEY"]["valueFrom"]["secretKeyRef"]
             assert ref == {"name": "vigil-master-key", "key": "master-key"}, name
@@ -206,17 +225,19 @@ def test_services_holding_tenant_credentials_get_the_master_key(rendered):
 
 @cache
 def stage_specs(stage: str) -> tuple[tuple[str, str], ...]:
-    """(spec name, input stream) of every StageSpec(...) call in services/<stage>/app.py, with the
-    name evaluated in the module's namespace (constants such as AGENT, f-strings)."""
-    module = importlib.import_module(f"services.{stage}.app")
+    """(spec name, input stream) of every StageSpec(...) call in the stage's app module, both
+    evaluated in the module's namespace (constants such as AGENT or HL7_INBOUND, f-strings)."""
+    module = importlib.import_module(app_module(stage))
     tree = ast.parse(module_file(module.__name__).read_text(encoding="utf-8"))
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "StageSpec":
             kw = {k.arg: k.value for k in node.keywords}
-            name = eval(compile(ast.Expression(kw["name"]), "<spec>", "eval"), vars(module))  # noqa: S307
-            out.append((name, ast.literal_eval(kw["input_stream"])))
-    assert out, f"no StageSpec in services/{stage}/app.py"
+            name, stream = (eval(compile(ast.Expression(kw[k]), "<spec>", "eval"), vars(module))  # noqa: S307
+                            for k in ("name", "input_stream"))
+            assert isinstance(name, str) and isinstance(stream, str), (stage, name, stream)
+            out.append((name, stream))
+    assert out, f"no StageSpec in {module.__name__}"
     return tuple(out)
 
 
@@ -241,6 +262,7 @@ def test_stage_specs_are_read_from_the_code():
     assert ("triage-feedback", "feedback") in stage_specs("triage")
     assert ("feedback", "feedback") in stage_specs("writeback")
     assert all(stream for _, stream in stage_specs("scheduling"))
+    assert stage_specs("hl7") == (("hl7", "hl7-inbound"),)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -288,6 +310,12 @@ def test_kafka_users_admit_every_group_the_code_uses(overlay, rendered):
                 assert _allows(acls, "topic", f"vigil.{tenant}.{stream}", "Read"), (tenant, stream)
                 assert _allows(acls, "topic", f"vigil.{tenant}.{name}.retry.1", "Create"), (tenant, name)
     platform = one(docs, "KafkaUser", "vigil-platform")["spec"]["authorization"]["acls"]
+    # control (vigil-platform) replays dead letters into the stage's input topic.
+    for tenant in tenants_of(docs):
+        for stage in BUS_STAGES:
+            for name, stream in stage_specs(stage):
+                for op in ("Write", "Describe"):
+                    assert _allows(platform, "topic", f"vigil.{tenant}.{stream}", op), (tenant, name, stream, op)
     group, streams = monitor_groups(docs)
     assert _allows(platform, "group", group, "Read") and _allows(platform, "group", group, "Describe")
     for tenant in tenants_of(docs):
@@ -366,6 +394,11 @@ def test_each_tenant_credential_reaches_only_its_service(overlay, rendered, tmp_
             for needed in ("system/Appointment.cu", "system/Slot.u", "system/Communication.c", "system/Task.c"):
                 assert needed in effective, \
                     f"tools books and cancels appointments and writes Communications and Tasks: needs {needed}"
+            # The hl7 stage reads Patients by identifier; without copies into the EHR it writes nothing.
+            hl7 = (tenant.setting("hl7_scope") or INGEST_DEFAULT_SCOPE).split()
+            assert "system/Patient.rs" in hl7, hl7
+            if not tenant.setting("hl7_copy_to_ehr"):
+                assert all(s.rpartition(".")[2] in ("r", "s", "rs") for s in hl7), f"hl7 needs read scopes only: {hl7}"
             assert tenant.ehr_base_url.startswith("https://")
         else:
             assert tenant.ehr_base_url == "", "dev tenants use the in-cluster sandbox (VIGIL_EHR_URL)"

@@ -20,7 +20,7 @@ from tests.unit.deploy.k8s_docs import K8S, OVERLAYS, ROOT, of_kind, one, tenant
 
 K8S_VERSION = "1.32.0"
 #: Kafka consumers scaled by KEDA (their consumer groups and triggers: test_code_consistency.py).
-STAGES = {"extraction", "triage", "scheduling", "writeback", "monitor"}
+STAGES = {"hl7", "extraction", "triage", "scheduling", "writeback", "monitor"}
 GRPC = {"tools", "inference", "control"}
 #: HTTP servers -> the container port their /healthz (the probes) is served on.
 HTTP = {"ingest": "notify", "cdshooks": "http"}
@@ -28,6 +28,7 @@ SERVICES = STAGES | GRPC | set(HTTP)
 #: ARCHITECTURE.md's flows: service -> egress it may open (besides DNS).
 EGRESS = {
     "ingest": {"kafka", "postgres", "redis", "ehr"},
+    "hl7": {"kafka", "postgres", "redis", "ehr"},
     "extraction": {"kafka", "postgres", "redis", "tools", "inference"},
     "triage": {"kafka", "postgres", "redis", "tools"},
     "scheduling": {"kafka", "postgres", "redis", "tools", "inference"},
@@ -207,6 +208,19 @@ def test_each_tenant_has_its_topics_and_a_user_limited_to_its_prefix(overlay, re
             assert acl["resource"]["name"] == f"vigil.{tenant}." and acl["resource"]["patternType"] == "prefix"
             assert "All" not in acl["operations"] and "Delete" not in acl["operations"]
             assert acl.get("type", "allow") == "allow"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_hl7_inbound_keeps_acknowledged_messages(overlay, rendered):
+    """ingest answers AA once a message is on hl7-inbound: until the hl7 stage has used it, the topic
+    is its only copy, so it outlives the other streams (at least 30 days) and is never compacted."""
+    docs = rendered[overlay]
+    topics = {t["spec"]["topicName"]: t["spec"] for t in of_kind(docs, "KafkaTopic")}
+    for tenant in tenants_of(docs):
+        config = topics[f"vigil.{tenant}.hl7-inbound"]["config"]
+        assert config["cleanup.policy"] == "delete"
+        assert config["retention.ms"] >= 30 * 24 * 3600 * 1000, (tenant, config)
+        assert config["retention.ms"] >= topics[f"vigil.{tenant}.ehr-events"]["config"]["retention.ms"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
