@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find protos -name '*.proto' 2>/dev/null | sort)
 
-.PHONY: install gen test test-unit test-integration demo bench bench-runtime bench-isolation bench-extraction bench-ehr bench-ingest bench-grpc bench-writeback bench-scheduling chaos browser dev-up dev-down clean
+.PHONY: install gen test test-unit test-integration demo bench bench-runtime bench-isolation bench-extraction bench-ehr bench-ingest bench-hl7 bench-grpc bench-writeback bench-scheduling chaos browser dev-up dev-down clean
 
 install: $(VENV)/.installed gen
 
@@ -69,6 +69,10 @@ bench-ehr: dev-up
 
 bench-ingest: dev-up
 	$(PY) -m bench.ingest
+
+# MLLP on one connection (each message waiting for its AA on durable receipt) vs raw produce acks=all.
+bench-hl7: dev-up
+	$(PY) -m bench.hl7
 
 bench-grpc: dev-up
 	$(PY) -m bench.grpc_auth

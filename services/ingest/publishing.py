@@ -6,7 +6,7 @@ import asyncio
 
 from services.core.bus.publisher import Publisher
 from services.core.config import Settings
-from services.core.events import Event
+from services.core.events import Event, encode_parts
 
 
 class Publishers:
@@ -37,10 +37,17 @@ class Publishers:
             return pub
 
     async def publish(self, tenant: str, routed: list[tuple[str, Event]]) -> None:
-        """Send every (stream, event) and return once the broker acknowledged all of them."""
+        """Send every (stream, event) and return once the broker acknowledged all of them.
+
+        The records go out as closed batches (``Publisher.send_records``): a caller waiting for
+        the acks does not also wait out the producer's linger for records that will not come."""
         if not routed:
             return
         pub = await self.for_tenant(tenant)
-        futures = [await pub.send(stream, event) for stream, event in routed]
-        for future in futures:
+        records = []
+        for stream, event in routed:
+            pub.check(event)
+            key, value, headers = encode_parts(event)
+            records.append((pub.topic(stream), key, value, headers))
+        for future in await pub.send_records(records):
             await future

@@ -18,7 +18,6 @@ from services.ingest.publishing import Publishers
 from services.ingest.receiver.handler import NotificationHandler
 from services.ingest.store import schema
 
-POOL_MAX_PER_TENANT = 8  # MLLP claims are held across the produce: a few more connections than the default 4
 
 
 @dataclass
@@ -45,14 +44,14 @@ async def runtime(settings: Settings, registry: Registry | None = None, secrets:
             await schema.migrate(admin)
         finally:
             await admin.close()
-    pools = TenantPools(settings, secrets, max_size=POOL_MAX_PER_TENANT)
+    pools = TenantPools(settings, secrets)
     keyring = crypto.Keyring(pools)
     publishers = Publishers(settings)
     await publishers.start()
     directory = EhrDirectory(settings, registry, clients=clients)
     try:
         yield Runtime(settings, secrets, registry, pools, keyring, publishers, directory,
-                      Hl7Pipeline(registry, pools, keyring, publishers, PatientKeys(secrets)),
+                      Hl7Pipeline(registry, keyring, publishers, PatientKeys(secrets)),
                       NotificationHandler(pools, publishers, directory))
     finally:
         await publishers.stop()

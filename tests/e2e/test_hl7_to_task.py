@@ -89,7 +89,7 @@ async def test_hl7_feed_during_ehr_trouble_ends_as_one_task_per_note(pipeline, w
     await ensure_stage_topics(wb.stack, Tenant(id=wb.tenant), specs)
     host = StageHost(wb.settings, specs, port=0, host="127.0.0.1", tenants=[wb.tenant], resources=[deps])
     await host.start()
-    listener = MllpServer(Hl7Pipeline(registry, wb.pools, crypto.Keyring(wb.pools), pipeline.publishers,
+    listener = MllpServer(Hl7Pipeline(registry, crypto.Keyring(wb.pools), pipeline.publishers,
                                       PatientKeys(pipeline.secrets)), "127.0.0.1", 0)
     await listener.start()
     stop = asyncio.Event()

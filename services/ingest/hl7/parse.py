@@ -92,8 +92,8 @@ class Message:
         return field_value(segs[index], field, rep, comp, sub)
 
     def body_digest(self) -> str:
-        """SHA-256 of everything but MSH, to tell a resend from a different message."""
-        body = "\r".join(str(s) for s in self._msg if str(s[0]) != "MSH")
+        """SHA-256 of every segment but MSH (as normalised text), to tell a resend from a different message."""
+        body = "\r".join(line for line in self.text.split("\r") if line[:3] != "MSH")
         return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
@@ -121,8 +121,8 @@ def raw_field(segment, field: int) -> str:
     return str(segment[field]) if field < len(segment) else ""
 
 
-def parse(raw: bytes | str) -> Message:
-    """Decode, normalise and parse; raises Hl7Error (AR) when it is not an HL7 v2 message."""
+def check_framing(raw: bytes | str) -> str:
+    """Decode and normalise; the text when every segment is framed like HL7 v2, else Hl7Error (AR)."""
     text = decode(raw)
     if len(text) > MAX_MESSAGE_CHARS:
         raise reject(DATA_TYPE_ERROR, f"message longer than {MAX_MESSAGE_CHARS} characters")
@@ -141,6 +141,12 @@ def parse(raw: bytes | str) -> Message:
         seg_id = segment[:3]
         if len(seg_id) != 3 or not set(seg_id) <= SEGMENT_ID_CHARS or (len(segment) > 3 and segment[3] != text[3]):
             raise reject(SEGMENT_SEQUENCE, f"segment {number} does not start with a segment id", f"segment {number}")
+    return text
+
+
+def parse(raw: bytes | str) -> Message:
+    """Decode, normalise and parse; raises Hl7Error (AR) when it is not an HL7 v2 message."""
+    text = check_framing(raw)
     try:
         parsed = hl7.parse(text)
     except (ParseException, IndexError, ValueError, TypeError) as exc:

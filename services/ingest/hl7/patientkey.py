@@ -11,8 +11,7 @@ import hashlib
 import hmac
 
 from services.core.secrets import SecretSettings
-from services.ingest.hl7.mapping.common import patient_identifiers
-from services.ingest.hl7.parse import Message
+from services.ingest.hl7.mapping.common import first_identifier
 
 LABEL = "vigil/hl7-patient-key/v1"
 KEY_CHARS = 32
@@ -26,8 +25,7 @@ class PatientKeys:
         digest = hmac.new(self._secret, f"{tenant}|{system}|{value}".encode("utf-8"), hashlib.sha256).hexdigest()
         return "pk-" + digest[:KEY_CHARS]
 
-    def of_message(self, tenant: str, msg: Message) -> str | None:
-        identifiers = patient_identifiers(msg)
-        if not identifiers:
-            return None
-        return self.of_identifier(tenant, identifiers[0]["system"], identifiers[0]["value"])
+    def of_message(self, tenant: str, msg) -> str | None:
+        """The key of a ``Message`` or a ``LightMessage`` (the same for both)."""
+        first = first_identifier(msg)
+        return None if first is None else self.of_identifier(tenant, *first)

@@ -42,7 +42,7 @@ from services.ingest.hl7stage import labs, patients
 from services.ingest.hl7stage.content import is_note, note_content
 from services.ingest.hl7stage.deps import Hl7Deps
 from services.ingest.mllp.pipeline import RAW_PURPOSE
-from services.ingest.store import documents
+from services.ingest.store import documents, hl7_log
 
 STAGE = "hl7"
 COPY_SETTING = "hl7_copy_to_ehr"
@@ -50,6 +50,8 @@ TIMEZONE_SETTING = "hl7_timezone"
 
 USED = Counter("vigil_hl7_messages_used_total", "HL7 messages the hl7 stage turned into events, by use",
                ("tenant", "use"))
+REUSED = Counter("vigil_ingest_hl7_control_id_reused_total",
+                 "Messages whose MSH-10 an earlier message with other content used", ("tenant",))
 NO_TEXT = Counter("vigil_hl7_notes_without_text_total", "Notes kept without readable text (PDF, image, reference)",
                   ("tenant",))
 
@@ -70,6 +72,7 @@ class Hl7Stage:
         except Hl7Error as exc:
             raise _fatal(exc) from None
         tenant = self.deps.tenant(ctx.tenant)
+        await self._receipt(ctx, msg, data)
         key = self.deps.keys.of_message(ctx.tenant, msg)
         if key is not None:
             await patients.remember(self.deps.pools, self.deps.keyring, ctx.tenant, key, msg)
@@ -134,6 +137,18 @@ class Hl7Stage:
             USED.labels(ctx.tenant, "patient-index").inc()
 
     # -- helpers -------------------------------------------------------------------------------
+    async def _receipt(self, ctx: Context, msg: Message, data: dict) -> None:
+        """The receipt log row. A message seen before (a resend produced again, a replay) is handled
+        again all the same: every step below is idempotent, so it ends as the same note."""
+        async with self.deps.pools.tx(ctx.tenant) as conn:
+            claim = await hl7_log.claim_message(conn, ctx.tenant, data["facility"], data["controlId"],
+                                                data["kind"], data["bodySha256"])
+        if not claim.new:
+            ctx.log.info("hl7.seen_before", control_id=data["controlId"])
+        elif claim.reused_control_id:
+            REUSED.labels(ctx.tenant).inc()
+            ctx.log.warning("hl7.control_id_reused", control_id=data["controlId"], kind=data["kind"])
+
     async def _store(self, ctx, tenant, msg: Message, key: str | None, data: dict, content, patient_id: str):
         facility = facility_of(msg)
         number = msg.get("TXA", 12, comp=1)

@@ -1,16 +1,19 @@
-"""One HL7 message in, one ACK out: AA on durable receipt, nothing in the ACK path calls the EHR.
+"""One HL7 message in, one ACK out: AA on durable receipt; nothing in the ACK path calls the EHR
+or the database.
 
 The listener checks framing (the server), MSH and encoding (``parse``, ``check_header``),
 routes the message to a tenant (MSH-4 / MSH-6 facility, then MSH-3 / MSH-5 application),
-dedupes it on (facility, MSH-10, message type), seals the raw message with the tenant data key
-and produces it to ``vigil.<tenant>.hl7-inbound`` (acks=all, key = the patient key from PID-3,
-so a patient's messages keep their order). Only then is the answer AA.
+seals the raw message with the tenant data key and produces it to ``vigil.<tenant>.hl7-inbound``
+(acks=all, key = the patient key from PID-3, so a patient's messages keep their order). Only
+then is the answer AA; a broker failure is AE and nothing was stored, so the sender's resend is
+processed afresh.
 
-The dedupe claim is a row inserted in a transaction that commits after the broker acknowledged
-the message: a failure at any step leaves nothing claimed, the answer is AE, and the sender's
-resend is processed afresh. A commit that fails after the produce leaves a copy on the topic
-without a claim; the resend produces the same event id again, which the hl7 stage's ledger and
-the document store's content key turn into one note.
+Dedupe on MSH-10: the event id is deterministic in (tenant, facility, MSH-10, message type,
+body digest), so a resend is the same event. The listener answers a resend it has just
+accepted from memory (``RECENT``, bounded) without producing it again; any other resend is
+produced again and is the same note downstream (the hl7 stage's ledger, its receipt log in
+``ingest_hl7_messages`` and the document store's content key). A message that reuses an MSH-10
+with other content is a different message (senders do reuse ids) and is kept and counted.
 
 Every well-formed, routable message gets AA, whatever its type: what Vigil uses and how is the
 ``hl7`` stage's business (``services.ingest.hl7stage``), not the sender's.
@@ -18,6 +21,7 @@ Every well-formed, routable message gets AA, whatever its type: what Vigil uses 
 from __future__ import annotations
 
 import base64
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -29,10 +33,9 @@ from services.core.logging import get_logger
 from services.core.tenancy import Registry, Tenant
 from services.ingest.hl7.ack import build_ack
 from services.ingest.hl7.errors import INTERNAL_ERROR, UNKNOWN_KEY, Hl7Error, error, reject
-from services.ingest.hl7.parse import Message, parse
+from services.ingest.hl7.light import LightMessage as Message, parse_light
 from services.ingest.hl7.patientkey import PatientKeys
 from services.ingest.hl7.validate import check_header
-from services.ingest.store import hl7_log
 
 log = get_logger("ingest.mllp")
 RAW_PURPOSE = "hl7-raw"
@@ -42,8 +45,8 @@ APPLICATIONS_SETTING = "hl7_applications"
 
 MESSAGES = Counter("vigil_ingest_hl7_messages_total", "HL7 messages answered, by tenant, message type and ACK code",
                    ("tenant", "kind", "ack"))
-REUSED = Counter("vigil_ingest_hl7_control_id_reused_total",
-                 "Messages accepted whose MSH-10 an earlier message with other content used", ("tenant",))
+#: Resends of recently accepted messages answered from memory (per listener process).
+RECENT = 50_000
 
 
 @dataclass(frozen=True)
@@ -87,9 +90,10 @@ def received_event(tenant: str, msg: Message, facility: str, sealed: bytes, key:
 class Hl7Pipeline:
     """``await pipeline.handle(raw_bytes)`` -> Outcome with the ACK text."""
 
-    def __init__(self, registry: Registry, pools, keyring, publishers, keys: PatientKeys):
-        self.registry, self.pools, self.keyring = registry, pools, keyring
+    def __init__(self, registry: Registry, keyring, publishers, keys: PatientKeys):
+        self.registry, self.keyring = registry, keyring
         self.publishers, self.keys = publishers, keys
+        self._recent: OrderedDict[str, None] = OrderedDict()
 
     async def handle(self, raw: bytes | str) -> Outcome:
         outcome, kind = await self._handle(raw)
@@ -99,7 +103,7 @@ class Hl7Pipeline:
     async def _handle(self, raw: bytes | str) -> tuple[Outcome, str]:
         raw_bytes = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
         try:
-            msg = parse(raw_bytes)
+            msg = parse_light(raw_bytes)
         except Hl7Error as exc:
             log.info("hl7.rejected", ack="AR", error_code=exc.code, stage="parse")
             return Outcome(build_ack(None, exc.ack_code, exc), exc.ack_code, error_code=exc.code), "unknown"
@@ -129,15 +133,14 @@ class Hl7Pipeline:
         facility = h.sending_facility or h.receiving_facility or h.sending_application or "unknown"
         sealed = await self.keyring.encrypt(tenant.id, raw, RAW_PURPOSE)
         event = received_event(tenant.id, msg, facility, sealed, self.keys.of_message(tenant.id, msg))
-        async with self.pools.tx(tenant.id) as conn:
-            claim = await hl7_log.claim_message(conn, tenant.id, facility, h.control_id, h.kind, msg.body_digest())
-            if not claim.new:
-                log.info("hl7.duplicate", tenant=tenant.id, control_id=h.control_id)
-                return Outcome(build_ack(h, "AA"), "AA", tenant.id, duplicate=True)
-            if claim.reused_control_id:
-                REUSED.labels(tenant.id).inc()
-                log.warning("hl7.control_id_reused", tenant=tenant.id, control_id=h.control_id, kind=h.kind)
-            await self.publishers.publish(tenant.id, [(HL7_INBOUND, event)])
+        if event.id in self._recent:
+            self._recent.move_to_end(event.id)
+            log.info("hl7.duplicate", tenant=tenant.id, control_id=h.control_id)
+            return Outcome(build_ack(h, "AA"), "AA", tenant.id, duplicate=True)
+        await self.publishers.publish(tenant.id, [(HL7_INBOUND, event)])
+        self._recent[event.id] = None
+        if len(self._recent) > RECENT:
+            self._recent.popitem(last=False)
         log.info("hl7.accepted", tenant=tenant.id, control_id=h.control_id, kind=h.kind)
         return Outcome(build_ack(h, "AA"), "AA", tenant.id, published=1)
 

@@ -1,4 +1,4 @@
-"""The HL7 receipt log: one row per distinct message received, the dedupe claim of the listener.
+"""The HL7 receipt log: one row per distinct message received (written by the hl7 stage).
 
 A message is known by (facility, MSH-10, message type, body digest): an exact resend finds its
 row and is a duplicate; a message that reuses an MSH-10 with other content is a new message
@@ -20,17 +20,14 @@ class Claim:
 
 async def claim_message(conn: asyncpg.Connection, tenant: str, facility: str, control_id: str, event: str,
                         body_sha256: str) -> Claim:
-    """Record the message (inside the caller's transaction: the claim commits with the durable write)."""
-    inserted = await conn.fetchval(
-        "INSERT INTO ingest_hl7_messages (tenant, facility, control_id, event, body_sha256) "
-        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1",
+    """Record the message; whether it is new, and whether its MSH-10 was used for other content."""
+    row = await conn.fetchrow(  # one round trip: the claim and whether the control id was used before
+        "WITH claimed AS (INSERT INTO ingest_hl7_messages (tenant, facility, control_id, event, body_sha256) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1) "
+        "SELECT EXISTS (SELECT 1 FROM claimed) AS new, EXISTS (SELECT 1 FROM ingest_hl7_messages WHERE "
+        "tenant = $1 AND facility = $2 AND control_id = $3 AND event = $4 AND body_sha256 <> $5) AS reused",
         tenant, facility, control_id, event, body_sha256)
-    if not inserted:
-        return Claim(new=False, reused_control_id=False)
-    others = await conn.fetchval(
-        "SELECT count(*) FROM ingest_hl7_messages WHERE tenant = $1 AND facility = $2 AND control_id = $3 "
-        "AND event = $4 AND body_sha256 <> $5", tenant, facility, control_id, event, body_sha256)
-    return Claim(new=True, reused_control_id=others > 0)
+    return Claim(new=row["new"], reused_control_id=row["new"] and row["reused"])
 
 
 async def received(conn: asyncpg.Connection, tenant: str, limit: int = 100) -> list[asyncpg.Record]:

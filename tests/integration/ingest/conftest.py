@@ -76,7 +76,7 @@ async def ingest(stack, ingest_admin, secrets, ehr_tenant, tmp_path):
     publishers = Publishers(stack)
     await publishers.start()
     directory = EhrDirectory(stack, registry, clients={tenant_id: ehr_tenant.client})
-    pipeline = Hl7Pipeline(registry, pools, keyring, publishers, PatientKeys(secrets))
+    pipeline = Hl7Pipeline(registry, keyring, publishers, PatientKeys(secrets))
     handler = NotificationHandler(pools, publishers, directory)
     try:
         yield Ingest(tenant, registry, pools, keyring, publishers, directory, pipeline, handler, ehr_tenant, stack)

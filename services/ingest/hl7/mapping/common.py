@@ -87,6 +87,27 @@ def patient_identifiers(msg: Message) -> list[dict]:
     return out
 
 
+#: How many PID-3 repetitions ``first_identifier`` looks through for a value.
+MAX_ID_REPETITIONS = 10
+
+
+def first_identifier(msg) -> tuple[str, str] | None:
+    """(system, value) of the first PID-3 repetition with a value, by ``msg.get`` alone (so the
+    listener's light view and the full parse agree): the same as ``patient_identifiers(msg)[0]``."""
+    if not msg.has("PID"):
+        return None
+    facility = msg.header.sending_facility or msg.header.receiving_facility or "unknown"
+    for rep in range(1, MAX_ID_REPETITIONS + 1):
+        value = msg.get("PID", 3, rep, 1)
+        if not value:
+            continue
+        authority, oid, oid_type = (msg.get("PID", 3, rep, 4, s) for s in (1, 2, 3))
+        if oid and oid_type.upper() == "ISO":
+            return f"urn:oid:{oid}", value
+        return identifier_system(facility, f"patient:{urn_part(authority or 'pid')}"), value
+    return None
+
+
 def map_patient(msg: Message, mode: str) -> MappedResource:
     identifiers = patient_identifiers(msg)
     if not identifiers:
