@@ -1,5 +1,6 @@
 """Validation of incoming resources: JSON whose numbers fit their types, R4B structure
-(fhir.resources) plus the coded values with required bindings that the library does not check."""
+(fhir.resources), the coded values with required bindings that the library does not check, and
+the narrative rules."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ from pathlib import Path
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from services.ehr import narrative
 from services.ehr.outcome import FhirError, bad_request, issue, unprocessable
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -139,6 +141,9 @@ def validate(resource: object, expected_type: str | None = None) -> dict:
     except (ValueError, TypeError, RecursionError) as exc:
         raise unprocessable(f"{rtype} failed validation: {type(exc).__name__}") from None
     _check_codes(rtype, resource)
+    narrative_problems = narrative.walk(resource, rtype)
+    if narrative_problems:
+        raise unprocessable(f"{rtype} has a narrative that breaks FHIR's narrative rules", narrative_problems)
     return resource
 
 
