@@ -4,7 +4,9 @@
 broker (or was a duplicate). 400/401/404/413/415 with an OperationOutcome for requests
 that are not valid notifications for this tenant (nothing published); 503 with
 Retry-After when the EHR, the broker or the database is briefly unavailable (the EHR
-retries); 422 when the EHR refuses a read the notification points at.
+retries); 422 when the EHR refuses a read the notification points at. An unexpected
+failure is a 500 OperationOutcome with ``Connection: close`` (the server ends that
+connection, and says so).
 """
 from __future__ import annotations
 
@@ -37,8 +39,10 @@ class ReceiverContext:
 
 
 async def _body(request: Request) -> bytes | None:
+    """The body, or None when it is (or says it is) larger than MAX_BODY_BYTES."""
     length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+    if length is not None and not (length.isascii() and length.isdigit() and len(length) <= 18
+                                   and int(length) <= MAX_BODY_BYTES):
         return None
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -91,6 +95,11 @@ def create_app(ctx: ReceiverContext) -> FastAPI:
 
     async def healthz(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("notify.crashed", error=type(exc).__name__)
+        return outcome(500, "exception", f"internal error ({type(exc).__name__})", headers={"Connection": "close"})
 
     #: The route table: path, handler, methods.
     ROUTES = [
