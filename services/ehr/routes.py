@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from services.ehr import admin, auth, capability, interactions, scheduling, search, transactions
+from services.ehr import admin, auth, capability, interactions, openapi, scheduling, search, transactions
 from services.ehr.config import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from services.ehr.http import FORM_TYPE, base_url, context, read_body, read_json, resource_response
 from services.ehr.outcome import bad_request, fhir_response, not_found
@@ -185,6 +185,10 @@ async def history(request: Request) -> Response:
                           "entry": entries})
 
 
+async def openapi_document(request: Request) -> Response:
+    return JSONResponse(openapi.document(ROUTES))
+
+
 async def healthz(request: Request) -> Response:
     pool = request.app.state.ehr.store.pool
     await pool.fetchval("SELECT 1")
@@ -195,6 +199,7 @@ F = "/fhir/{tenant}"
 #: (path, methods, handler). Operations come before /{rtype}/{rid} so "$find" is not taken for an id.
 ROUTES: list[tuple[str, list[str], object]] = [
     ("/healthz", ["GET"], healthz),
+    ("/openapi.json", ["GET"], openapi_document),
     *admin.ROUTES,
     *inbox_pages.ROUTES,
     (f"{F}/metadata", ["GET"], metadata),

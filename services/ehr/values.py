@@ -22,7 +22,7 @@ LATEST = datetime.max.replace(tzinfo=timezone.utc)
 
 _DIGITS = re.compile(r"[0-9]{1,%d}" % MAX_DIGITS)
 _ETAG = re.compile(r'\s*(?:W/)?"?([0-9]{1,10})"?\s*')
-_DATE_VALUE = re.compile(r"^(eq|ne|gt|lt|ge|le|sa|eb)?(\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?"
+DATE_SEARCH_VALUE = re.compile(r"^(eq|ne|gt|lt|ge|le|sa|eb)?(\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?"
                          r"(Z|[+-]\d{2}:\d{2})?)?)?)?)$", re.ASCII)
 
 
@@ -79,7 +79,7 @@ def _utc(moment: datetime) -> datetime:
 def date_range(raw: str) -> tuple[str, datetime, datetime]:
     """A date search value (``ge2024-01-31``, ``2024``, ``lt2024-05-01T10:00:00+02:00``) ->
     (prefix, start, end): the instants [start, end) the value's precision covers, in UTC."""
-    m = _DATE_VALUE.match(raw)
+    m = DATE_SEARCH_VALUE.match(raw)
     if not m:
         raise bad_request(f"'{raw[:40]}' is not a FHIR date search value (e.g. ge2024-01-31)")
     prefix, value = m.group(1) or "eq", m.group(2)
