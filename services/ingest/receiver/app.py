@@ -20,7 +20,7 @@ from services.core.errors import FatalError, RetryableError, classify
 from services.core.logging import get_logger
 from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry, TenantError, check_tenant_id
-from services.ingest.receiver import auth
+from services.ingest.receiver import auth, openapi
 from services.ingest.receiver.handler import NotificationHandler
 from services.ingest.receiver.notification import BadNotification, parse_notification
 from services.ingest.receiver.outcome import accepted, outcome
@@ -96,6 +96,9 @@ def create_app(ctx: ReceiverContext) -> FastAPI:
     async def healthz(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
+    async def openapi_document(_request: Request) -> JSONResponse:
+        return JSONResponse(openapi.document(ROUTES))
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("notify.crashed", error=type(exc).__name__)
@@ -105,6 +108,7 @@ def create_app(ctx: ReceiverContext) -> FastAPI:
     ROUTES = [
         ("/notify/{tenant}", notify, ["POST"]),
         ("/healthz", healthz, ["GET"]),
+        ("/openapi.json", openapi_document, ["GET"]),
     ]
     for path, endpoint, methods in ROUTES:
         app.add_api_route(path, endpoint, methods=methods)

@@ -175,3 +175,15 @@ def test_an_unexpected_error_closes_the_connection_cleanly(ehr_tenant, keep_aliv
     assert (response.getheader("connection") or "").lower() == "close"
     monkeypatch.undo()
     _follow_up_works(keep_alive, response)
+
+
+@pytest.mark.parametrize("status,headers,body", [
+    (413, {}, b'{"resourceType":"Task","note":[{"text":"' + b"x" * (8 * 1024 * 1024 + 10) + b'"}]}'),
+    (415, {"Content-Type": "application/fhir+xml"}, b"<Task/>" * 1000),
+    (404, {}, None),
+], ids=["too large", "wrong type", "unknown type"])
+def test_refusals_before_the_body_is_read_keep_the_connection_usable(keep_alive, status, headers, body):
+    path = "Nonsense" if status == 404 else "Task"
+    response, data = keep_alive.request("POST" if body else "GET", path, headers, body)
+    assert response.status == status and json.loads(data)["resourceType"] == "OperationOutcome"
+    _follow_up_works(keep_alive, response)

@@ -67,6 +67,12 @@ async def test_bad_numbers_and_lengths_are_refused_before_the_handler(client):
             assert r.status_code == 413 and r.json()["resourceType"] == "OperationOutcome", r.text
 
 
+async def test_the_document_is_served(client):
+    async with client(RefusingHandler()) as http:
+        r = await http.get("/openapi.json")
+    assert r.status_code == 200 and "/notify/{tenant}" in r.json()["paths"]
+
+
 async def test_an_unexpected_failure_is_an_outcome_that_closes_the_connection(client, monkeypatch):
     from services.ingest.receiver import app as receiver_app
 
@@ -78,3 +84,59 @@ async def test_an_unexpected_failure_is_an_outcome_that_closes_the_connection(cl
         r = await http.post(f"/notify/{TENANT.id}", content=b"{}", headers=headers())
     assert r.status_code == 500 and r.json()["resourceType"] == "OperationOutcome"
     assert r.headers["connection"] == "close"
+
+
+@pytest.fixture
+def served(tmp_path):
+    """The receiver served by uvicorn on a free port (the handler refuses every call)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    app = create_app(ReceiverContext(Registry(tmp_path / "t.toml", [TENANT]), SECRETS, RefusingHandler()))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="critical", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield sock.getsockname()[1]
+    server.should_exit = True
+    thread.join(5)
+    sock.close()
+
+
+def test_after_each_refusal_the_keep_alive_connection_still_serves(served, monkeypatch):
+    import http.client
+
+    from services.ingest.receiver import app as receiver_app
+
+    conn = http.client.HTTPConnection("127.0.0.1", served, timeout=10)
+    good = headers()
+    cases = [
+        ("/notify/nosuchtenant", good, b"{}", 404),
+        (f"/notify/{TENANT.id}", {**good, "Content-Type": "text/plain"}, b"{}", 415),
+        (f"/notify/{TENANT.id}", {**good, "Authorization": "Bearer wrong"}, b"{}", 401),
+        (f"/notify/{TENANT.id}", good, b"{" * 10, 400),
+        (f"/notify/{TENANT.id}", good, json.dumps(notification("\u00b2")).encode(), 400),
+        (f"/notify/{TENANT.id}", good, b"x" * (5 * 1024 * 1024 + 1), 413),
+        (f"/notify/{TENANT.id}", good, b"{}", 500),
+    ]
+    for path, sent_headers, body, status in cases:
+        if status == 500:
+            monkeypatch.setattr(receiver_app.auth, "check", lambda *_: 1 / 0)
+        conn.request("POST", path, body=body, headers=sent_headers)
+        response = conn.getresponse()
+        outcome = json.loads(response.read())
+        assert response.status == status and outcome["resourceType"] == "OperationOutcome", (path, status)
+        if (response.getheader("connection") or "").lower() == "close":
+            conn.close()
+        else:
+            assert status != 500, "an unexpected failure says Connection: close"
+        conn.request("GET", "/healthz")
+        again = conn.getresponse()
+        assert again.status == 200 and json.loads(again.read()) == {"status": "ok"}, (path, status)
