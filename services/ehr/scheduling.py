@@ -14,6 +14,7 @@ from services.ehr.config import MAX_PAGE_SIZE
 from services.ehr.http import context, read_body, read_json, resource_response
 from services.ehr.outcome import bad_request, conflict, fhir_response
 from services.ehr.validation import validate
+from services.ehr.values import date_range, later, whole_number
 
 DEFAULT_WINDOW = timedelta(days=14)
 FIND_PARAMS = ("start", "end", "practitioner", "actor", "schedule", "_count")
@@ -33,9 +34,9 @@ async def find(request: Request) -> Response:
     if unknown:
         raise bad_request(f"$find does not support {sorted(unknown)}; supported: {', '.join(FIND_PARAMS)}")
     now = datetime.now(timezone.utc)
-    start = search._date_bounds(opts["start"])[1] if "start" in opts else now
-    end = search._date_bounds(opts["end"])[1] if "end" in opts else start + DEFAULT_WINDOW
-    count = search._int("_count", opts.get("_count", "50"), 1, MAX_PAGE_SIZE)
+    start = date_range(opts["start"])[1] if "start" in opts else now
+    end = date_range(opts["end"])[1] if "end" in opts else later(start, DEFAULT_WINDOW)
+    count = whole_number("_count", opts.get("_count", "50"), 1, MAX_PAGE_SIZE, clamp=True)
     actor = opts.get("practitioner") or opts.get("actor")
     async with ctx.store.transaction(ctx.tenant.id) as tx:
         sched_params = [("actor", actor if "/" in actor else f"Practitioner/{actor}")] if actor else []

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
 from services.ehr.config import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from services.ehr.outcome import bad_request
 from services.ehr.storage import Stored, Tx
+from services.ehr.values import date_range, whole_number
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,8 @@ _add("Practitioner", "active", _p("code", "active"))
 #: Result parameters accepted everywhere (others starting with "_" are refused).
 RESULT_PARAMS = ("_count", "_offset", "_sort", "_summary", "_total", "_format", "_pretty")
 SORTS = {"_lastUpdated": "last_updated ASC, id ASC", "-_lastUpdated": "last_updated DESC, id DESC"}
-_DATE_VALUE = re.compile(r"^(eq|ne|gt|lt|ge|le|sa|eb)?(\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?"
-                         r"(Z|[+-]\d{2}:\d{2})?)?)?)?)$")
+#: The largest _offset honoured (larger ones are clamped to it).
+MAX_OFFSET = 10**9
 
 
 def params_for(rtype: str) -> dict[str, Param]:
@@ -168,33 +168,8 @@ def _same_resource(base: str, ref: str) -> str:
     return f"{base} ? (@ == {_jp_string(ref)} || @ starts with {_jp_string(ref + '/_history/')})"
 
 
-def _date_bounds(raw: str) -> tuple[str, datetime, datetime]:
-    m = _DATE_VALUE.match(raw)
-    if not m:
-        raise bad_request(f"'{raw[:40]}' is not a FHIR date search value (e.g. ge2024-01-31)")
-    prefix, value = m.group(1) or "eq", m.group(2)
-    try:
-        if len(value) == 4:
-            low = datetime(int(value), 1, 1, tzinfo=timezone.utc)
-            high = low.replace(year=low.year + 1)
-        elif len(value) == 7:
-            low = datetime(int(value[:4]), int(value[5:7]), 1, tzinfo=timezone.utc)
-            high = (low + timedelta(days=32)).replace(day=1)
-        elif len(value) == 10:
-            low = datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
-            high = low + timedelta(days=1)
-        else:
-            low = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            if low.tzinfo is None:
-                low = low.replace(tzinfo=timezone.utc)
-            high = low + timedelta(seconds=1)
-    except ValueError:
-        raise bad_request(f"'{raw[:40]}' is not a valid date") from None
-    return prefix, low, high
-
-
 def _date_sql(q: Query, column: str, raw: str) -> str:
-    prefix, low, high = _date_bounds(raw)
+    prefix, low, high = date_range(raw)
     if prefix in ("eq", "ne"):
         lo, hi = q.arg(low), q.arg(high)
         inside = f"({column} >= {lo} AND {column} < {hi})"
@@ -229,20 +204,14 @@ def _clause(q: Query, name: str, param: Param, raw: str) -> str:
     return "(" + " OR ".join(ors) + ")"
 
 
-def _int(name: str, raw: str, low: int, high: int) -> int:
-    if not raw.isdigit():
-        raise bad_request(f"{name} must be a whole number")
-    return max(low, min(high, int(raw)))
-
-
 def parse(rtype: str, params: list[tuple[str, str]]) -> Query:
     q = Query(rtype)
     known = params_for(rtype)
     for name, raw in params:
         if name == "_count":
-            q.count = _int(name, raw, 0, MAX_PAGE_SIZE)
+            q.count = whole_number(name, raw, 0, MAX_PAGE_SIZE, clamp=True)
         elif name == "_offset":
-            q.offset = _int(name, raw, 0, 10**9)
+            q.offset = whole_number(name, raw, 0, MAX_OFFSET, clamp=True)
         elif name == "_sort":
             if raw not in SORTS:
                 raise bad_request(f"_sort supports only {', '.join(SORTS)}")

@@ -20,10 +20,13 @@ from services.ehr.auth import Principal
 from services.ehr.outcome import FhirError, bad_request
 from services.ehr.storage import Store, Stored, Tx
 from services.ehr.validation import check_id, check_type, validate
+from services.ehr.values import etag_version
 
 METHOD_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3}
 PERM = {"DELETE": "d", "POST": "c", "PUT": "u"}
 REASONS = {200: "OK", 201: "Created", 204: "No Content"}
+#: Bundle.entry.request elements that are strings when present (FHIR R4 Bundle).
+REQUEST_STRINGS = ("method", "url", "ifNoneMatch", "ifModifiedSince", "ifMatch", "ifNoneExist")
 
 
 @dataclass
@@ -45,6 +48,9 @@ def _parse_entry(index: int, raw: object) -> Entry:
     if not isinstance(raw, dict) or not isinstance(raw.get("request"), dict):
         raise bad_request(f"{where}: every entry needs a request")
     req = raw["request"]
+    for name in REQUEST_STRINGS:
+        if name in req and not isinstance(req[name], str):
+            raise bad_request(f"{where}: request.{name} must be a string, not {_json_type(req[name])}")
     method, url = req.get("method"), req.get("url")
     if method not in METHOD_ORDER:
         raise FhirError(400 if method != "PATCH" else 405, f"{where}: request.method must be GET, POST, PUT or DELETE",
@@ -63,12 +69,17 @@ def _parse_entry(index: int, raw: object) -> Entry:
             exc.diagnostics = f"{where}: {exc.diagnostics}"
             raise
     if_none_exist = req.get("ifNoneExist")
-    if if_none_exist is not None and (not isinstance(if_none_exist, str) or method != "POST"):
-        raise bad_request(f"{where}: ifNoneExist must be a string on a POST entry")
+    if if_none_exist is not None and method != "POST":
+        raise bad_request(f"{where}: ifNoneExist belongs on a POST entry")
     full_url = raw.get("fullUrl")
     return Entry(index, method, url, rtype, rid, criteria or None, resource,
                  full_url if isinstance(full_url, str) else None, if_none_exist,
-                 interactions.parse_etag(req.get("ifMatch")))
+                 etag_version(req.get("ifMatch"), f"{where}: request.ifMatch"))
+
+
+def _json_type(value: object) -> str:
+    return {dict: "an object", list: "an array", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number")
 
 
 def _walk_references(node) -> list[tuple[dict, str]]:

@@ -1,8 +1,10 @@
-"""Validation of incoming resources: R4B structure (fhir.resources) plus the coded values
-with required bindings that the library does not check."""
+"""Validation of incoming resources: JSON whose numbers fit their types, R4B structure
+(fhir.resources), the coded values with required bindings that the library does not check, and
+the narrative rules."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -10,10 +12,14 @@ from pathlib import Path
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from services.ehr import narrative
 from services.ehr.outcome import FhirError, bad_request, issue, unprocessable
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 MAX_ISSUES = 20
+#: The longest number accepted in a JSON body: FHIR integer64 has 19 digits, and a decimal with
+#: more than 32 significant digits is beyond what any clinical quantity carries.
+MAX_NUMBER_CHARS = 40
 
 #: (resource type, element) -> allowed codes (required bindings, FHIR R4).
 REQUIRED_CODES: dict[tuple[str, str], frozenset[str]] = {
@@ -79,11 +85,30 @@ def check_id(resource_id: str) -> str:
     return resource_id
 
 
+def _json_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise bad_request(f"A number in the body has more than {MAX_NUMBER_CHARS} characters", "structure")
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    value = float(text) if len(text) <= MAX_NUMBER_CHARS else math.inf
+    if not math.isfinite(value):
+        raise bad_request("A number in the body is too large (or has more than "
+                          f"{MAX_NUMBER_CHARS} characters)", "structure")
+    return value
+
+
+def _json_constant(name: str) -> None:
+    raise bad_request(f"{name} is not valid JSON (JSON numbers are finite)", "structure")
+
+
 def parse_json(raw: bytes) -> object:
+    """JSON with numbers that fit: no NaN or Infinity, no number longer than MAX_NUMBER_CHARS."""
     if not raw:
         raise bad_request("The request body is empty; a FHIR JSON resource was expected", "required")
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise bad_request(f"The request body is not valid JSON: {type(exc).__name__}: {str(exc)[:200]}",
                           "structure") from None
@@ -116,6 +141,9 @@ def validate(resource: object, expected_type: str | None = None) -> dict:
     except (ValueError, TypeError, RecursionError) as exc:
         raise unprocessable(f"{rtype} failed validation: {type(exc).__name__}") from None
     _check_codes(rtype, resource)
+    narrative_problems = narrative.walk(resource, rtype)
+    if narrative_problems:
+        raise unprocessable(f"{rtype} has a narrative that breaks FHIR's narrative rules", narrative_problems)
     return resource
 
 

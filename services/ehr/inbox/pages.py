@@ -16,6 +16,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from services.core.logging import get_logger
 from services.core.tenancy import TENANT_ID
+from services.ehr import values
 from services.ehr.http import services
 from services.ehr.inbox import actions, session as sessions, views
 from services.ehr.outcome import FhirError
@@ -61,7 +62,7 @@ async def _session(request: Request, *, practitioner: bool = True) -> tuple[str,
 
 async def _form(request: Request, s: sessions.Session) -> dict:
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > MAX_FORM_BYTES):
         raise _Stop(_message(s.tenant, 413, "Too large", "The form is too large."))
     form = dict(await request.form())
     if not s.check_csrf(services(request).settings.admin_secret, form.get("csrf")):
@@ -161,13 +162,13 @@ async def _decide(request: Request, decision: str) -> Response:
     tenant, s = await _session(request)
     task_id = request.path_params["tid"]
     form = await _form(request, s)
-    version = str(form.get("version", ""))
-    if not ID_RE.match(task_id) or not version.isdigit():
+    version = values.version(str(form.get("version", "")))
+    if not ID_RE.match(task_id) or version is None:
         return _message(tenant, 400, "Refused", "The form is incomplete; reload the page.")
     svc = services(request)
     try:
         async with svc.store.transaction(tenant, drop_writes=(await svc.registry.tenant(tenant)).faults.drop_writes) as tx:
-            await actions.decide(tx, task_id, int(version), s.practitioner, decision, form.get("reason") or None,
+            await actions.decide(tx, task_id, version, s.practitioner, decision, form.get("reason") or None,
                                  str(form.get("comment", "")))
     except FhirError as exc:
         if exc.status == 404 or exc.status == 410:

@@ -8,7 +8,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from services.ehr import search
+from services.ehr import search, values
 from services.ehr.inbox import AI_SECURITY_CODE, AI_SECURITY_SYSTEM, INPUT_SYSTEM
 from services.ehr.outcome import FhirError
 from services.ehr.storage import Tx
@@ -88,8 +88,9 @@ async def _read(tx: Tx, reference: str | None) -> dict | None:
         return None
     parts = reference.split("/")
     try:
-        if len(parts) >= 4 and parts[-2] == "_history" and parts[-1].isdigit():
-            return (await tx.vread(parts[-4], parts[-3], int(parts[-1]))).content
+        version = values.version(parts[-1]) if len(parts) >= 4 and parts[-2] == "_history" else None
+        if version is not None:
+            return (await tx.vread(parts[-4], parts[-3], version)).content
         return (await tx.read(parts[-2], parts[-1])).content
     except FhirError:
         return None

@@ -20,6 +20,7 @@ from services.ehr.outcome import bad_request, fhir_response, not_found
 from services.ehr.subscriptions import bundles, store as substore
 from services.ehr.subscriptions.spec import CONTENTS
 from services.ehr.validation import check_id
+from services.ehr.values import whole_number
 
 MAX_EVENTS_PER_QUERY = 1000
 _STATUSES = ("requested", "active", "error", "off")
@@ -42,9 +43,8 @@ async def _params(request: Request) -> list[tuple[str, str]]:
 
 
 def _number(name: str, raw: str) -> int:
-    if not raw.strip().isdigit() or len(raw.strip()) > 18:
-        raise bad_request(f"{name} must be a whole number (an event number)")
-    return int(raw)
+    """An event number (a bigint in the event store)."""
+    return whole_number(name, raw.strip(), 0, 2**63 - 1)
 
 
 async def status_instance(request: Request) -> Response:

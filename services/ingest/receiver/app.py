@@ -4,7 +4,9 @@
 broker (or was a duplicate). 400/401/404/413/415 with an OperationOutcome for requests
 that are not valid notifications for this tenant (nothing published); 503 with
 Retry-After when the EHR, the broker or the database is briefly unavailable (the EHR
-retries); 422 when the EHR refuses a read the notification points at.
+retries); 422 when the EHR refuses a read the notification points at. An unexpected
+failure is a 500 OperationOutcome with ``Connection: close`` (the server ends that
+connection, and says so).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from services.core.errors import FatalError, RetryableError, classify
 from services.core.logging import get_logger
 from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry, TenantError, check_tenant_id
-from services.ingest.receiver import auth
+from services.ingest.receiver import auth, openapi
 from services.ingest.receiver.handler import NotificationHandler
 from services.ingest.receiver.notification import BadNotification, parse_notification
 from services.ingest.receiver.outcome import accepted, outcome
@@ -37,8 +39,10 @@ class ReceiverContext:
 
 
 async def _body(request: Request) -> bytes | None:
+    """The body, or None when it is (or says it is) larger than MAX_BODY_BYTES."""
     length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+    if length is not None and not (length.isascii() and length.isdigit() and len(length) <= 18
+                                   and int(length) <= MAX_BODY_BYTES):
         return None
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -92,10 +96,19 @@ def create_app(ctx: ReceiverContext) -> FastAPI:
     async def healthz(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
+    async def openapi_document(_request: Request) -> JSONResponse:
+        return JSONResponse(openapi.document(ROUTES))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("notify.crashed", error=type(exc).__name__)
+        return outcome(500, "exception", f"internal error ({type(exc).__name__})", headers={"Connection": "close"})
+
     #: The route table: path, handler, methods.
     ROUTES = [
         ("/notify/{tenant}", notify, ["POST"]),
         ("/healthz", healthz, ["GET"]),
+        ("/openapi.json", openapi_document, ["GET"]),
     ]
     for path, endpoint, methods in ROUTES:
         app.add_api_route(path, endpoint, methods=methods)

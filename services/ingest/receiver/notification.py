@@ -18,6 +18,8 @@ STATUSES = ("requested", "active", "error", "off", "entered-in-error")
 REFERENCE = re.compile(r"^(?:(?P<base>.*?)/)?(?P<type>[A-Z][A-Za-z]{1,63})/(?P<id>[A-Za-z0-9\-.]{1,64})"
                        r"(?:/_history/(?P<version>[A-Za-z0-9\-.]{1,64}))?$")
 MAX_EVENTS = 1000
+#: Event numbers are bigints: at most 19 ASCII digits ("²" is a digit to str.isdigit, not to int).
+_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 class BadNotification(ValueError):
@@ -92,7 +94,7 @@ def _int(value, path: str) -> int:
         raise BadNotification("expected a whole number", path)
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and value.strip().isdigit():
+    elif isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         number = int(value.strip())
     else:
         raise BadNotification("expected a whole number", path)

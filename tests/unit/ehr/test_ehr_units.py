@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from services.core.fhir import WriteResult
-from services.ehr import auth, faults, search, seed, validation
+from services.ehr import auth, faults, search, seed, validation, values
 from services.ehr.outcome import FhirError
 
 
@@ -49,10 +49,10 @@ def test_search_parsing_and_refusals():
 
 
 def test_date_bounds_by_precision():
-    _, low, high = search._date_bounds("2024-02")
+    _, low, high = values.date_range("2024-02")
     assert (low.isoformat(), high.isoformat()) == ("2024-02-01T00:00:00+00:00", "2024-03-01T00:00:00+00:00")
-    prefix, low, _ = search._date_bounds("lt2024-05-01T10:00:00+02:00")
-    assert prefix == "lt" and low.utcoffset().total_seconds() == 7200
+    prefix, low, _ = values.date_range("lt2024-05-01T10:00:00+02:00")
+    assert prefix == "lt" and low.isoformat() == "2024-05-01T08:00:00+00:00"
 
 
 def test_validation_checks_structure_and_required_codes():

@@ -1,0 +1,25 @@
+"""The receiver's OpenAPI document lists exactly its routes, with the headers and errors it sends."""
+from __future__ import annotations
+
+import pytest
+
+from services.ingest.receiver import auth, openapi
+
+ROUTES = [("/notify/{tenant}", None, ["POST"]), ("/healthz", None, ["GET"]), ("/openapi.json", None, ["GET"])]
+
+
+def test_the_document_lists_exactly_the_routes():
+    doc = openapi.document(ROUTES)
+    assert {(p, m.upper()) for p, item in doc["paths"].items() for m in item} == {
+        (p, m) for p, _, methods in ROUTES for m in methods}
+    with pytest.raises(LookupError):
+        openapi.document([*ROUTES, ("/other", None, ["GET"])])
+    with pytest.raises(LookupError):
+        openapi.document(ROUTES[:1])
+
+
+def test_notify_documents_its_auth_and_errors():
+    notify = openapi.document(ROUTES)["paths"]["/notify/{tenant}"]["post"]
+    assert {"200", "400", "401", "404", "413", "415", "422", "500", "503"} == set(notify["responses"])
+    assert "Retry-After" in notify["responses"]["503"]["headers"]
+    assert any(p["name"] == auth.SIGNATURE_HEADER for p in notify["parameters"])
