@@ -98,14 +98,19 @@ async def test_hl7_feed_during_ehr_trouble_ends_as_one_task_per_note(pipeline, w
     stop = asyncio.Event()
     runner = asyncio.create_task(host.run(stop))
     try:
+        loop = asyncio.get_running_loop()
         await wb.ehr.admin.set_faults(wb.tenant, **fault)
+        started = loop.time()
         try:
-            codes = await send_all(listener.port, [mdm(n, f"MRN{n:04d}") for n in range(NOTES)])
+            # The feed runs through the whole fault window, a note at a time, each waiting for its ACK.
+            codes = []
+            for n in range(NOTES):
+                codes += await send_all(listener.port, [mdm(n, f"MRN{n:04d}")])
+                await asyncio.sleep(FAULT_S / (NOTES + 1))
             assert codes == ["AA"] * NOTES  # acknowledged while the EHR is in trouble
             # the sender resends the whole batch (a reconnecting interface engine does): still one each
             assert await send_all(listener.port, [mdm(n, f"MRN{n:04d}") for n in range(NOTES)]) == ["AA"] * NOTES
-            if "drop_writes" in fault:
-                await asyncio.sleep(FAULT_S / 2)  # writeback's Tasks are acknowledged and dropped meanwhile
+            await asyncio.sleep(max(0.0, FAULT_S - (loop.time() - started)))  # the fault lasts its full length
         finally:
             await wb.ehr.admin.clear_faults(wb.tenant)
 
