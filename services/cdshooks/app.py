@@ -249,9 +249,9 @@ async def serve(env: Mapping[str, str] | None = None) -> None:
     settings = Settings.from_env(source)
     cds = CdsSettings.from_env(source, settings.ehr_url)
     configure(settings.log_level)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, cds), host="0.0.0.0", port=cds.port,
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, cds), host=cds.host, port=cds.port,
                                            access_log=False, log_level="warning"))
-    log.info("cdshooks.started", port=cds.port)
+    log.info("cdshooks.started", host=cds.host, port=cds.port)
     await server.serve()
 
 

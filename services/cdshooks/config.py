@@ -30,6 +30,7 @@ class CdsSettings:
     port: int
     public_url: str | None
     inbox_url: str
+    host: str = "127.0.0.1"  # VIGIL_CDS_HOST: loopback unless configured (the manifests set 0.0.0.0)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], ehr_url: str) -> "CdsSettings":
@@ -39,7 +40,8 @@ class CdsSettings:
         public = (env.get("VIGIL_CDS_PUBLIC_URL") or "").rstrip("/") or None
         if public and not public.startswith(("http://", "https://")):
             raise ConfigError(f"VIGIL_CDS_PUBLIC_URL={public!r}: expected an http(s) URL")
-        return cls(int(raw), public, (env.get("VIGIL_CDS_INBOX_URL") or ehr_url).rstrip("/"))
+        return cls(int(raw), public, (env.get("VIGIL_CDS_INBOX_URL") or ehr_url).rstrip("/"),
+                   (env.get("VIGIL_CDS_HOST") or "127.0.0.1").strip())
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@
 Serves gRPC (``vigil.v1.Control`` + health + reflection) on VIGIL_GRPC_CONTROL_ADDR (default
 127.0.0.1:50063; 0.0.0.0:50051 in the manifests), runs the dead-letter indexer for every
 tenant of the registry, and serves the web console on VIGIL_CONTROL_CONSOLE_ADDR (default
-0.0.0.0:8090; ``off`` disables it). Admits operator and platform-admin credentials only.
+127.0.0.1:8090; the manifests set 0.0.0.0:8090; ``off`` disables it). Admits operator and platform-admin credentials only.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ from vigil.v1 import control_pb2, control_pb2_grpc
 
 log = get_logger("vigil.control")
 SERVICE_NAME = control_pb2.DESCRIPTOR.services_by_name["Control"].full_name
-DEFAULT_CONSOLE_ADDR = "0.0.0.0:8090"
+DEFAULT_CONSOLE_ADDR = "127.0.0.1:8090"
 
 
 async def migrate(admin: asyncpg.Pool) -> None:

@@ -32,6 +32,7 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from services.core import probes
+from services.core.bus.service import metrics_host
 from services.core.config import ConfigError, Settings
 from services.core.db import create_pool
 from services.core.logging import configure, get_logger
@@ -108,7 +109,8 @@ def build_app(settings: Settings, ms: MonitorSettings, tenants: list[Tenant], pa
         topic_allow_declare=False, topic_disable_leader=True, broker_session_timeout=SESSION_TIMEOUT_S,
         broker_heartbeat_interval=HEARTBEAT_S, broker_rebalance_timeout=REBALANCE_TIMEOUT_S,
         consumer_auto_offset_reset="earliest", producer_acks=-1, stream_wait_empty=False,
-        web_enabled=True, web_port=port, web_bind="0.0.0.0", web_in_thread=False,
+        web_enabled=True, web_port=port, web_bind=metrics_host(env if env is not None else os.environ),
+        web_in_thread=False,
         datadir=str(datadir), broker_credentials=broker_credentials(settings))
     topic = app.topic(*[topic_name(t.id, s) for t in tenants for s in STREAMS], key_serializer="raw",
                       value_serializer="raw")

@@ -9,16 +9,24 @@ Backoff arithmetic (defaults):
       retry.3 after 5 min; each delivery again gets the quick tries, so a poison event is
       tried 3 x (1 + 3) = 12 times over ~5 min 35 s before it goes to the dead-letter topic.
 Tests shrink these with ``RetryPolicy(retry_backoff_s=(0.2, 0.4), quick_wait_initial_s=0.01)``.
+A stage process takes its schedule from the environment (``RetryPolicy.with_env``; each stage is
+its own process, so these are per stage): ``VIGIL_RETRY_BACKOFF_S`` ("5,30,300": one retry topic
+per entry), ``VIGIL_RETRY_QUICK_ATTEMPTS``. A dead-letter drill runs with "1,2" and 1 quick try:
+a poison event reaches the dead-letter topic in seconds instead of minutes.
 """
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Mapping
 
 QUICK_ATTEMPTS = 3
 QUICK_WAIT_INITIAL_S = 0.1
 QUICK_WAIT_MAX_S = 1.0
 RETRY_BACKOFF_S = (5.0, 30.0, 300.0)
+#: Bounds of a configured schedule: at most 6 retry topics, none waiting more than a day.
+MAX_LEVELS = 6
+MAX_BACKOFF_S = 86_400.0
 
 #: Processed-event ledger entries live 7 days (7 * 24 * 3600 s): longer than any replay window.
 LEDGER_TTL_S = 7 * 24 * 3600
@@ -70,6 +78,28 @@ class RetryPolicy:
     def levels(self) -> int:
         """Number of retry topics."""
         return len(self.retry_backoff_s)
+
+    def with_env(self, env: Mapping[str, str]) -> "RetryPolicy":
+        """This policy with ``VIGIL_RETRY_BACKOFF_S`` / ``VIGIL_RETRY_QUICK_ATTEMPTS`` applied where set."""
+        from services.core.config import ConfigError
+
+        policy = self
+        raw = (env.get("VIGIL_RETRY_BACKOFF_S") or "").strip()
+        if raw:
+            try:
+                backoff = tuple(float(part) for part in raw.split(","))
+            except ValueError:
+                backoff = ()
+            if not backoff or any(not 0 <= b <= MAX_BACKOFF_S for b in backoff) or len(backoff) > MAX_LEVELS:
+                raise ConfigError(f"VIGIL_RETRY_BACKOFF_S={raw!r}: expected 1-{MAX_LEVELS} comma-separated "
+                                  f"seconds, each 0-{MAX_BACKOFF_S:.0f}")
+            policy = replace(policy, retry_backoff_s=backoff)
+        raw = (env.get("VIGIL_RETRY_QUICK_ATTEMPTS") or "").strip()
+        if raw:
+            if not raw.isdigit() or not 1 <= int(raw) <= 10:
+                raise ConfigError(f"VIGIL_RETRY_QUICK_ATTEMPTS={raw!r}: expected a whole number 1-10")
+            policy = replace(policy, quick_attempts=int(raw))
+        return policy
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ Every stage's ``python -m services.<stage>.app`` calls ``serve_stage(name, build
 - Tenants come from the registry (``settings.tenants_file``); every ``REGISTRY_POLL_S`` the
   file is checked and runners are started for added tenants and stopped for removed ones,
   without a restart. Each runner has its own consumer, producer, Redis client and pool.
-- HTTP on ``VIGIL_METRICS_PORT`` (default 9000; 0 picks a free port, see ``host.port``):
+- HTTP on ``VIGIL_METRICS_HOST``:``VIGIL_METRICS_PORT`` (default 127.0.0.1:9000; port 0 picks a free one, see ``host.port``):
   ``/healthz`` 200 while every runner makes progress (``StageRunner.health()["live"]``) and no
   runner task has died, else 503; ``/readyz`` 200 when the broker, Redis and PostgreSQL answer
   (socket probes, cached ``READY_CACHE_S``); ``/metrics`` the Prometheus registry.
@@ -20,6 +20,7 @@ Every stage's ``python -m services.<stage>.app`` calls ``serve_stage(name, build
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import time
@@ -39,10 +40,17 @@ from services.core.tenancy import Registry, Tenant, TenantError
 log = get_logger("vigil.stagehost")
 
 DEFAULT_METRICS_PORT = 9000
+#: Health and metrics listen on loopback unless ``VIGIL_METRICS_HOST`` says otherwise (the
+#: manifests set 0.0.0.0 so the kubelet's probes and Prometheus reach the pod).
+DEFAULT_METRICS_HOST = "127.0.0.1"
 #: The registry file is re-read at most this often (a stat per poll; a parse only when it changed).
 REGISTRY_POLL_S = 5.0
 #: /readyz probes (three sockets, 1.5 s timeout each) are reused for this long.
 READY_CACHE_S = 2.0
+
+
+def metrics_host(env: Mapping[str, str]) -> str:
+    return (env.get("VIGIL_METRICS_HOST") or DEFAULT_METRICS_HOST).strip()
 
 
 def metrics_port(env: Mapping[str, str]) -> int:
@@ -54,7 +62,7 @@ def metrics_port(env: Mapping[str, str]) -> int:
 
 class StageHost:
     def __init__(self, settings: Settings, specs: Sequence[StageSpec], *, port: int = DEFAULT_METRICS_PORT,
-                 host: str = "0.0.0.0", tenants: Iterable[str] | None = None, resources: Iterable[Any] = (),
+                 host: str = DEFAULT_METRICS_HOST, tenants: Iterable[str] | None = None, resources: Iterable[Any] = (),
                  registry_poll_s: float = REGISTRY_POLL_S):
         """``tenants`` pins the tenant list (no registry polling); default: the registry."""
         self.settings, self.specs = settings, list(specs)
@@ -224,7 +232,8 @@ async def serve(name: str, build: Build, env: Mapping[str, str] | None = None) -
     configure(settings.log_level)
     tune_gc()
     specs, resources = await build(settings, source)
-    host = StageHost(settings, specs, port=metrics_port(source), resources=resources)
+    specs = [dataclasses.replace(spec, retry=spec.retry.with_env(source)) for spec in specs]
+    host = StageHost(settings, specs, port=metrics_port(source), host=metrics_host(source), resources=resources)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

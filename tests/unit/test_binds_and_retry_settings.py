@@ -1,0 +1,34 @@
+"""Servers bind loopback unless configured; a stage's retry schedule comes from its environment."""
+from __future__ import annotations
+
+import pytest
+
+from services.cdshooks.config import CdsSettings
+from services.core.bus.policy import RETRY_BACKOFF_S, RetryPolicy
+from services.core.bus.service import StageHost, metrics_host
+from services.core.config import ConfigError
+
+
+def test_stage_metrics_and_cds_hooks_bind_loopback_by_default():
+    assert metrics_host({}) == "127.0.0.1"
+    assert metrics_host({"VIGIL_METRICS_HOST": "0.0.0.0"}) == "0.0.0.0"
+    assert StageHost.__init__.__kwdefaults__["host"] == "127.0.0.1"
+    assert CdsSettings.from_env({}, "http://ehr").host == "127.0.0.1"
+    assert CdsSettings.from_env({"VIGIL_CDS_HOST": "0.0.0.0"}, "http://ehr").host == "0.0.0.0"
+
+
+def test_retry_schedule_from_the_environment():
+    base = RetryPolicy()
+    assert base.with_env({}) == base and base.retry_backoff_s == RETRY_BACKOFF_S
+    drill = base.with_env({"VIGIL_RETRY_BACKOFF_S": "1, 2", "VIGIL_RETRY_QUICK_ATTEMPTS": "1"})
+    assert drill.retry_backoff_s == (1.0, 2.0) and drill.quick_attempts == 1 and drill.levels == 2
+    assert drill.quick_wait_initial_s == base.quick_wait_initial_s
+
+
+@pytest.mark.parametrize("env", [{"VIGIL_RETRY_BACKOFF_S": "5,x"}, {"VIGIL_RETRY_BACKOFF_S": "-1"},
+                                 {"VIGIL_RETRY_BACKOFF_S": "1,1,1,1,1,1,1"}, {"VIGIL_RETRY_BACKOFF_S": "100000"},
+                                 {"VIGIL_RETRY_QUICK_ATTEMPTS": "0"}, {"VIGIL_RETRY_QUICK_ATTEMPTS": "many"}])
+def test_a_bad_retry_setting_names_the_variable(env):
+    with pytest.raises(ConfigError) as exc:
+        RetryPolicy().with_env(env)
+    assert next(iter(env)) in str(exc.value)
