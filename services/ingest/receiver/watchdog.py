@@ -4,7 +4,9 @@ Every ``CHECK_INTERVAL_S`` each known subscription whose last heartbeat or notif
 older than ``heartbeat period x MISSED_BEATS`` is checked: an ``error``/``off`` status is
 repaired by asking the EHR to handshake again (status -> requested), and events the EHR
 counted but we never received (``events-since-subscription-start`` beyond our last
-number) are recovered like any gap.
+number) are recovered like any gap. A subscription the EHR no longer has (deleted, replaced by
+``vigil subscribe``) is marked ``gone`` once, with one log line, and is not asked again until a
+notification names it; one subscription's trouble never stops the tenant's other checks.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import asyncio
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
-from services.core.errors import classify
+from services.core.errors import NotFoundError, classify
 from services.core.logging import get_logger
 from services.ingest.receiver.handler import NotificationHandler
 from services.ingest.receiver.notification import BadNotification, parse_notification
@@ -23,6 +25,7 @@ CHECK_INTERVAL_S = 30.0
 DEFAULT_HEARTBEAT_S = 60.0
 MISSED_BEATS = 2  # silent for 2 heartbeat periods (120 s by default) -> ask $status
 REPAIRABLE = ("error", "off")
+GONE = "gone"  # the EHR answered 404 for it: not checked until a notification names it again
 
 
 class Watchdog:
@@ -57,9 +60,13 @@ class Watchdog:
         reports = []
         limit = timedelta(seconds=self.heartbeat_s * MISSED_BEATS)
         for state in states:
-            if state.last_seen is not None and now - state.last_seen < limit:
+            if state.status == GONE or (state.last_seen is not None and now - state.last_seen < limit):
                 continue
-            reports.append(await self.check(tenant, state.subscription))
+            try:
+                reports.append(await self.check(tenant, state.subscription))
+            except Exception as exc:  # the next subscription is still checked
+                log.warning("watchdog.check_failed", tenant=tenant, subscription=state.subscription,
+                            error_code=classify(exc).code)
         return reports
 
     async def check(self, tenant: str, subscription: str) -> dict:
@@ -67,6 +74,11 @@ class Watchdog:
         ehr = await self.ehr_for(tenant)
         try:
             status = parse_notification(await ehr.status(subscription))
+        except NotFoundError:
+            log.info("watchdog.subscription_gone", tenant=tenant, subscription=subscription)
+            async with self.pools.tx(tenant) as conn:
+                await substore.set_status(conn, tenant, subscription, GONE)
+            return {"subscription": subscription, "status": GONE, "reactivated": False, "recovered": 0}
         except BadNotification as exc:
             log.warning("watchdog.bad_status", tenant=tenant, subscription=subscription, path=exc.path[:60])
             return {"subscription": subscription, "status": "unknown", "reactivated": False, "recovered": 0}

@@ -93,3 +93,23 @@ async def test_watchdog_reactivates_errored_subscription_and_recovers_missed_eve
     events = await ingest.events(want=2, timeout=5)
     assert sorted(e.data["id"] for e in events) == sorted(d["id"] for d in missed)
     assert sorted(e.data["eventNumber"] for e in events) == [1, 2]
+
+
+async def test_watchdog_marks_a_subscription_the_ehr_no_longer_has_once_and_checks_the_others(ingest, capfd):
+    t, client = ingest.tenant.id, ingest.ehr.client
+    rows = await ensure_subscriptions(client, f"http://127.0.0.1:{free_port()}/notify/{t}",
+                                      "Authorization: Bearer x", TOPICS[:2])
+    for row in rows:
+        await ingest.handler.handle(t, parse_notification(notification(row["id"], "handshake", since=0,
+                                                                       status="requested")))
+    await client.delete("Subscription", rows[0]["id"])  # replaced or removed on the EHR side
+    dog = Watchdog(ingest.registry, ingest.pools, ingest.handler, ingest.directory, heartbeat_s=60)
+    later = datetime.now(timezone.utc) + timedelta(minutes=5)
+    reports = {r["subscription"]: r["status"] for r in await dog.check_tenant(t, now=later)}
+    assert reports[rows[0]["id"]] == "gone" and rows[1]["id"] in reports
+    again = await dog.check_tenant(t, now=later + timedelta(minutes=5))
+    assert [r["subscription"] for r in again] == [rows[1]["id"]]  # the gone one is not asked again
+    logged = capfd.readouterr()
+    assert (logged.out + logged.err).count("watchdog.subscription_gone") == 1
+    assert "watchdog.tenant_failed" not in logged.out + logged.err
+
