@@ -1,7 +1,8 @@
 """Benchmark: the MLLP listener (AA on durable receipt) vs a raw produce loop, same broker, same run.
 
 - MLLP: N MDM^T02 notes sent one after the other on ONE connection, each waiting for its ACK
-  (how an interface engine sends a feed: in order, one outstanding message). Each message is
+  (how an interface engine sends a feed: in order, one outstanding message), by a client in its
+  own process (the interface engine is not Vigil's process). Each message is
   parsed, routed, deduped on MSH-10 in PostgreSQL (the claim commits with the produce), sealed
   with the tenant data key and produced to ``vigil.<tenant>.hl7-inbound`` with acks=all before
   its AA. The EHR is not involved.
@@ -11,11 +12,14 @@
 The two loops take turns for several rounds; the ratio is of the median rates.
 
     python -m bench.hl7 [N] [ROUNDS]        (make bench-hl7)
+    python -m bench.hl7 --client PORT N RUN  (the MLLP client alone; prints its rate)
 """
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -65,6 +69,16 @@ async def mllp_round(port: int, blocks: list[bytes]) -> float:
         await writer.wait_closed()
 
 
+async def client_round(port: int, n: int, run: str) -> float:
+    """One MLLP round sent by a client process of its own."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.hl7", "--client", str(port), str(n), run,
+                                                stdout=subprocess.PIPE, env=dict(os.environ))
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the MLLP client failed ({proc.returncode})")
+    return float(out.decode().strip().splitlines()[-1])
+
+
 async def raw_round(producer: AIOKafkaProducer, topic: str, blocks: list[bytes]) -> float:
     started = time.perf_counter()
     for i, block in enumerate(blocks):
@@ -94,11 +108,11 @@ async def main(n: int, rounds: int) -> int:
         async with runtime(settings, Registry(settings.tenants_file, [tenant]), secrets, migrate=False) as rt:
             server = MllpServer(rt.pipeline, "127.0.0.1", 0)
             await server.start()
-            await mllp_round(server.port, [mdm("warm", i) for i in range(50)])
+            await client_round(server.port, 50, "warm")
             await raw_round(producer, raw_tenant.topic("hl7-inbound"), [mdm("warm", i) for i in range(50)])
             for r in range(rounds):
                 blocks = [mdm(f"r{r}", i) for i in range(n)]
-                mllp_rates.append(await mllp_round(server.port, blocks))
+                mllp_rates.append(await client_round(server.port, n, f"r{r}"))
                 raw_rates.append(await raw_round(producer, raw_tenant.topic("hl7-inbound"), blocks))
                 print(f"  round {r + 1}: MLLP {mllp_rates[-1]:7.0f} msg/s   raw {raw_rates[-1]:7.0f} msg/s   "
                       f"ratio {mllp_rates[-1] / raw_rates[-1]:.2f}")
@@ -115,5 +129,9 @@ async def main(n: int, rounds: int) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--client"]:
+        port, count, run = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+        print(f"{asyncio.run(mllp_round(port, [mdm(run, i) for i in range(count)])):.1f}")
+        sys.exit(0)
     args = [int(a) for a in sys.argv[1:3]]
     sys.exit(asyncio.run(main(args[0] if args else DEFAULT_N, args[1] if len(args) > 1 else DEFAULT_ROUNDS)))
