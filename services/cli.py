@@ -10,6 +10,7 @@ from services.core import devstack
 from services.ehr import cli as ehr_cli
 from services.inference import cli as inference_cli
 from services.ingest import cli as ingest_cli
+from services.ingest import hl7_cli
 from services.monitor import cli as monitor_cli
 from services.scheduling import cli as scheduling_cli
 from services.triage import cli as triage_cli
@@ -31,6 +32,7 @@ GROUPS: list[tuple[str, typer.Typer]] = [
     ("decisions", triage_cli.app),
     ("subscribe", ingest_cli.subscribe_app),
     ("backfill", ingest_cli.backfill_app),
+    ("hl7", hl7_cli.app),
     ("gate", monitor_cli.gate_app),
     ("report", monitor_cli.report_app),
     ("monitor", monitor_cli.monitor_app),

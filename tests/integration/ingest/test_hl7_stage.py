@@ -6,6 +6,11 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +27,7 @@ from services.core.events import header_value
 from tests.integration.ingest.conftest import EHR_MRN_SYSTEM, read_topic
 from tests.integration.ingest.test_ingest_mllp import sample, send
 
+REPO = Path(__file__).resolve().parents[3]
 QUICK = RetryPolicy(quick_attempts=1, quick_wait_initial_s=0.05, quick_wait_max_s=0.1, retry_backoff_s=(0.5, 1, 2))
 MDM_MRN = "3196695816"  # PID-3 of MDM-T02-03
 
@@ -114,6 +120,19 @@ async def test_labs_no_text_notes_and_adt_are_used_and_counted(ingest, secrets):
     types = {r["control_id"]: set(r["content_types"]) for r in rows}
     assert types["PS1-20080131160038"] == {"application/pdf"}
     assert types["2.16.840.1.114222.4.3.3.5.1.2-20120314235954.325"] == {"reference", "application/octet-stream"}
+
+    # The platform team sees the same from the command line (its own process).
+    ingest.registry.save()
+    env = dict(os.environ, VIGIL_TENANTS_FILE=str(ingest.registry.path), VIGIL_ENV="test",
+               VIGIL_POSTGRES_DSN=ingest.settings.postgres_dsn)
+    done = subprocess.run([sys.executable, "-m", "services.cli", "hl7", "status", "--tenant", ingest.tenant.id,
+                           "--json"], env=env, capture_output=True, text=True, timeout=60, cwd=str(REPO))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["messages"] == 5 and report["notes"] == {"no-text": 2, "text": 1} and report["patients"] == 5
+    assert {tuple(sorted(n["contentTypes"])) for n in report["withoutText"]} == {
+        ("application/pdf",), ("application/octet-stream", "reference")}
+    assert "987654321" not in done.stdout and "PATID1234" not in done.stdout
 
 
 async def test_ehr_outage_delays_the_note_and_loses_nothing(ingest, secrets):
