@@ -31,6 +31,7 @@ from services.core.config import ConfigError, Settings
 from services.core.crypto import Keyring
 from services.core.db import create_pool, ensure_schema
 from services.core.grpc import GrpcSettings, RunningServer, start_server
+from services.core.revocation import DenyList
 from services.core.logging import configure, get_logger
 from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry
@@ -104,7 +105,8 @@ async def start(settings: Settings, grpc_settings: GrpcSettings, *, address: str
                                modes.ModeStore(pools, settings.tenants_file), authz)
     server = await start_server([(control_pb2_grpc.add_ControlServicer_to_server, servicer, SERVICE_NAME)],
                                 grpc_settings, address or grpc_settings.address("control"),
-                                allowed_roles=CONTROL_ROLES, on_denied=authz.on_grpc_denied)
+                                allowed_roles=CONTROL_ROLES, on_denied=authz.on_grpc_denied,
+                                revocations=await DenyList(settings).start())
     stop = asyncio.Event()
     task = asyncio.create_task(indexer.run(stop)) if background_index else None
     checkpoint_task = (asyncio.create_task(audit_checkpoints.run_schedule(admin, checkpoints, stop, secrets))
