@@ -217,3 +217,19 @@ async def test_checkpoints_are_exported_on_a_schedule(chain):
     made = set(chain.directory.glob("audit-checkpoint-*.json")) - before
     assert len(made) == 2
     assert audit_checkpoints.latest(chain.directory).chains[chain.tenant].chain_seq == 5
+
+
+async def test_records_from_before_signing_are_accepted_only_as_a_chain_prefix(chain):
+    legacy = Chain(chain.pool, chain.dsn, "t" + uuid.uuid4().hex[:12], chain.directory)
+    row = dict((await chain.rows())[0])
+    async with chain.pool.acquire() as conn:
+        seq = await conn.fetchval("SELECT nextval(pg_get_serial_sequence('vigil_audit_log', 'seq'))")
+    row.update(tenant=legacy.tenant, seq=seq, mac=None, prev_hash=audit.GENESIS)
+    _rehash([row])
+    await chain.attack(("INSERT INTO vigil_audit_log (seq, chain_seq, time, tenant, actor, action, resources, "
+                        "details, prev_hash, hash, mac) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+                        *[row[k] for k in ("seq", "chain_seq", "time", "tenant", "actor", "action", "resources",
+                                           "details", "prev_hash", "hash", "mac")]))
+    await legacy.append(2)
+    result = await legacy.verify()
+    assert result.ok and result.records == 3 and result.unsigned == 1
