@@ -6,6 +6,8 @@ Serves gRPC (``vigil.v1.Control`` + health + reflection) on VIGIL_GRPC_CONTROL_A
 127.0.0.1:50063; 0.0.0.0:50051 in the manifests), runs the dead-letter indexer for every
 tenant of the registry, and serves the web console on VIGIL_CONTROL_CONSOLE_ADDR (default
 127.0.0.1:8090; the manifests set 0.0.0.0:8090; ``off`` disables it). Admits operator and platform-admin credentials only.
+With VIGIL_AUDIT_CHECKPOINT_DIR set, it also exports a signed audit checkpoint every
+VIGIL_AUDIT_CHECKPOINT_INTERVAL_S seconds (``services.core.audit_checkpoints``).
 """
 from __future__ import annotations
 
@@ -22,13 +24,14 @@ from services.control.authz import CONTROL_ROLES, Authz
 from services.control.indexer import DlqIndexer
 from services.control.replay import Replayer
 from services.control.servicer import ControlServicer
-from services.core import audit, crypto, modes
+from services.core import audit, audit_checkpoints, crypto, modes
 from services.core.bus import store as bus_store
 from services.core.bus.publisher import make_producer
 from services.core.config import ConfigError, Settings
 from services.core.crypto import Keyring
 from services.core.db import create_pool, ensure_schema
 from services.core.grpc import GrpcSettings, RunningServer, start_server
+from services.core.revocation import DenyList
 from services.core.logging import configure, get_logger
 from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry
@@ -65,6 +68,7 @@ class ControlApp:
     producer: object
     _stop: asyncio.Event
     _task: asyncio.Task | None
+    _checkpoint_task: asyncio.Task | None = None
 
     @property
     def port(self) -> int:
@@ -72,8 +76,9 @@ class ControlApp:
 
     async def stop(self) -> None:
         self._stop.set()
-        if self._task is not None:
-            await self._task
+        for task in (self._task, self._checkpoint_task):
+            if task is not None:
+                await task
         await self.server.stop()
         await self.indexer.stop()
         await self.producer.stop()
@@ -83,8 +88,10 @@ class ControlApp:
 
 async def start(settings: Settings, grpc_settings: GrpcSettings, *, address: str | None = None,
                 secrets: SecretSettings | None = None, tenants: Callable[[], Iterable[str]] | None = None,
-                background_index: bool = True) -> ControlApp:
+                background_index: bool = True,
+                checkpoints: audit_checkpoints.CheckpointSettings | None = None) -> ControlApp:
     secrets = secrets or SecretSettings.from_env()
+    checkpoints = checkpoints or audit_checkpoints.CheckpointSettings.from_env()
     admin = await create_pool(settings, min_size=1, max_size=4)
     await migrate(admin)
     pools = TenantPools(settings, secrets)
@@ -98,10 +105,13 @@ async def start(settings: Settings, grpc_settings: GrpcSettings, *, address: str
                                modes.ModeStore(pools, settings.tenants_file), authz)
     server = await start_server([(control_pb2_grpc.add_ControlServicer_to_server, servicer, SERVICE_NAME)],
                                 grpc_settings, address or grpc_settings.address("control"),
-                                allowed_roles=CONTROL_ROLES, on_denied=authz.on_grpc_denied)
+                                allowed_roles=CONTROL_ROLES, on_denied=authz.on_grpc_denied,
+                                revocations=await DenyList(settings).start())
     stop = asyncio.Event()
     task = asyncio.create_task(indexer.run(stop)) if background_index else None
-    return ControlApp(server, indexer, servicer, pools, admin, producer, stop, task)
+    checkpoint_task = (asyncio.create_task(audit_checkpoints.run_schedule(admin, checkpoints, stop, secrets))
+                       if checkpoints.directory is not None else None)
+    return ControlApp(server, indexer, servicer, pools, admin, producer, stop, task, checkpoint_task)
 
 
 def console_address(source: Mapping[str, str]) -> tuple[str, int] | None:

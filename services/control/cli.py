@@ -1,9 +1,11 @@
-"""`vigil dlq ls | show | replay | purge | stats` and `vigil token issue`.
+"""`vigil dlq ls | show | replay | purge | stats` and `vigil token issue | revoke`.
 
 The dlq commands talk to the control service over gRPC (VIGIL_GRPC_CONTROL_ADDR) with an
 operator credential: ``--token`` or VIGIL_OPERATOR_TOKEN. ``vigil token issue`` mints one from
 the signing key of this environment (VIGIL_GRPC_TOKEN_KEY[_FILE] or the EdDSA private key):
-only whoever holds that key - the platform admins - can issue tokens.
+only whoever holds that key - the platform admins - can issue tokens. It prints the token on
+stdout and its id (``jti``) on stderr; ``vigil token revoke <jti>`` puts that id on the deny
+list every gRPC server checks (platform DSN, VIGIL_POSTGRES_DSN).
 
 Exit codes: 0 ok; 1 nothing matched, a partial result (entries held by the loop guard), or the
 service is unreachable; 2 usage or authorization error (bad option, missing/invalid token,
@@ -18,6 +20,8 @@ import re
 import time
 from datetime import datetime, timezone
 
+import asyncpg
+import jwt
 import typer
 from google.protobuf.json_format import MessageToDict
 from rich.console import Console
@@ -25,11 +29,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from services.control.client import ControlClient
-from services.core.config import ConfigError
+from services.core import audit, revocation
+from services.core.audit import cli_actor
+from services.core.config import ConfigError, Settings
+from services.core.db import create_pool, ensure_schema
 from services.core.errors import (PermissionDeniedError, UnauthenticatedError, ValidationError, VigilError)
 from services.core.grpc import GrpcSettings
 from services.core.tenancy import TenantError
-from services.core.tokens import ADMIN_ROLE, PLATFORM_TENANT, ROLES, TokenSettings, issue
+from services.core.tokens import ADMIN_ROLE, MAX_TTL_SECONDS, PLATFORM_TENANT, ROLES, TokenSettings, issue
 from vigil.v1 import control_pb2 as pb
 
 dlq_app = typer.Typer(help="Dead letters: list, inspect, replay, purge, stats.", no_args_is_help=True)
@@ -281,18 +288,47 @@ def stats(tenant: str = TENANT, window: str = typer.Option("24h", "--new-within"
 def token_issue(tenant: str = typer.Option(None, "--tenant", help="The operator's tenant."),
                 role: str = typer.Option("operator", "--role", help=f"One of {', '.join(ROLES)}."),
                 sub: str = typer.Option(None, "--sub", help="Who the token is for (default: $USER)."),
-                ttl: str = typer.Option("8h", "--ttl", help="Lifetime (max 24h).")) -> None:
-    """Mint a signed credential (needs this environment's signing key)."""
+                ttl: str = typer.Option("1h", "--ttl", help="Lifetime (max 24h).")) -> None:
+    """Mint a signed credential (needs this environment's signing key); its jti goes to stderr."""
     if role == ADMIN_ROLE:
         tenant = tenant or PLATFORM_TENANT
     if not tenant:
         raise _fail("--tenant is required for role " + role, USAGE)
     seconds = duration_s(ttl)
-    if seconds > 86400:
+    if seconds > MAX_TTL_SECONDS:
         raise _fail("--ttl is at most 24h", USAGE)
     try:
         settings = TokenSettings.from_env()
-        typer.echo(issue(settings, sub=sub or os.environ.get("USER") or "operator", tenant=tenant, role=role,
-                         ttl_seconds=seconds))
+        token = issue(settings, sub=sub or os.environ.get("USER") or "operator", tenant=tenant, role=role,
+                      ttl_seconds=seconds)
     except (ConfigError, TenantError, ValueError) as exc:
         raise _fail(str(exc), USAGE) from None
+    typer.echo(token)
+    typer.echo(f"jti {jwt.decode(token, options={'verify_signature': False})['jti']} "
+               f"(revoke with: vigil token revoke <jti>)", err=True)
+
+
+@token_app.command("revoke")
+def token_revoke(jti: str = typer.Argument(..., help="The token's id (printed by `vigil token issue`).")) -> None:
+    """Refuse the token from its next call on, on every gRPC server (within VIGIL_TOKEN_REVOCATION_CACHE_S)."""
+    try:
+        jti = revocation.check_jti(jti)
+        settings = Settings.from_env()
+    except (ConfigError, ValueError) as exc:
+        raise _fail(str(exc), USAGE) from None
+    try:
+        added = asyncio.run(_revoke(settings, jti, cli_actor()))
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise _fail(f"cannot reach PostgreSQL ({type(exc).__name__})", NOTHING) from None
+    typer.echo(f"revoked {jti}" if added else f"{jti} was already revoked")
+
+
+async def _revoke(settings: Settings, jti: str, actor: str) -> bool:
+    pool = await create_pool(settings, min_size=1, max_size=1)
+    try:
+        await ensure_schema(pool, audit.SCHEMA_MODULE, audit.SCHEMA_STEPS)
+        await ensure_schema(pool, revocation.SCHEMA_MODULE, revocation.SCHEMA_STEPS)
+        async with pool.acquire() as conn:
+            return await revocation.revoke(conn, jti, actor)
+    finally:
+        await pool.close()

@@ -12,6 +12,13 @@ clinical content are refused), ``prev_hash`` and ``hash``::
 where ``resources`` and ``details`` enter as the exact stored JSON text, so a change of any
 byte of a stored record breaks its hash. The first record's ``prev_hash`` is 64 zeros.
 
+Every record is also signed: ``mac = HMAC-SHA256(K, canonical_json({seq, tenant, chain_seq,
+hash}))`` where ``K = SecretSettings.derive("vigil/audit-record-mac/v1")`` comes from the
+platform master secret, which the database does not hold. Whoever can write the table but not
+read the master secret cannot re-hash a rewritten chain, forge an appended record or move a
+record to another ``seq`` without ``verify`` noticing. Records written before signing existed
+(``mac`` NULL) are accepted only as the start of a chain, before its first signed record.
+
 Append-only: the application role is granted only SELECT and INSERT, a trigger refuses
 UPDATE, DELETE and TRUNCATE for everyone, and RLS confines a tenant's appends to its own
 chain. Appends to one chain are serialized by a transaction advisory lock and a unique
@@ -19,12 +26,15 @@ chain. Appends to one chain are serialized by a transaction advisory lock and a 
 ``tenant_tx`` as the write it records, so both commit or neither does.
 
 ``verify`` (admin connection) walks every chain, or one, and reports the first bad record.
-Removing the newest records of a chain cannot be seen from the chain alone; compare the head
-hash ``verify`` prints with one recorded elsewhere to detect that.
+Removing the newest records of a chain, or all of them, cannot be seen from the chain alone:
+``services.core.audit_checkpoints`` exports signed chain heads outside the database and
+``verify`` checks the chains against the latest of them.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -33,12 +43,14 @@ from typing import Any, Iterable
 import asyncpg
 
 from services.core.logging import PHI_FIELDS
+from services.core.secrets import SecretSettings
 from services.core.tenancy import check_tenant_id
 from services.core.tenantdb import tenant_rls_sql
 
 PLATFORM = "_platform"
 GENESIS = "0" * 64
 MAX_DETAILS_BYTES = 8192
+RECORD_MAC_LABEL = "vigil/audit-record-mac/v1"
 
 SCHEMA_MODULE = "audit"
 SCHEMA_STEPS = [
@@ -69,6 +81,7 @@ CREATE TRIGGER vigil_audit_no_truncate BEFORE TRUNCATE ON vigil_audit_log
 """,
     tenant_rls_sql("vigil_audit_log", ("SELECT", "INSERT"))
     + "GRANT USAGE ON SEQUENCE vigil_audit_log_seq_seq TO vigil_app;\n",
+    "ALTER TABLE vigil_audit_log ADD COLUMN IF NOT EXISTS mac text;\n",
 ]
 
 
@@ -88,6 +101,7 @@ class AuditRecord:
     details: str
     prev_hash: str
     hash: str
+    mac: str | None = None
 
 
 @dataclass
@@ -95,7 +109,24 @@ class VerifyResult:
     ok: bool
     records: int = 0
     chains: dict[str, tuple[int, str]] = field(default_factory=dict)  # tenant -> (last chain_seq, head hash)
+    heads: dict[str, int] = field(default_factory=dict)               # tenant -> seq of the head record
+    unsigned: int = 0                                                 # records written before signing
     first_bad: dict[str, Any] | None = None
+
+
+@functools.lru_cache(maxsize=4)
+def _derived(master_key: bytes, label: str) -> bytes:
+    return SecretSettings(master_key, "cache").derive(label)
+
+
+def signing_key(secrets: SecretSettings | None = None, label: str = RECORD_MAC_LABEL) -> bytes:
+    """The audit key for ``label``, derived from the master secret (of the process by default)."""
+    return _derived((secrets or SecretSettings.from_env()).master_key, label)
+
+
+def record_mac(key: bytes, *, seq: int, tenant: str, chain_seq: int, hash: str) -> str:
+    body = canonical({"seq": seq, "tenant": tenant, "chain_seq": chain_seq, "hash": hash})
+    return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
 
 
 def canonical(value: Any) -> str:
@@ -150,11 +181,14 @@ def _chain(tenant: str) -> str:
 
 
 async def append(conn: asyncpg.Connection, tenant: str, actor: str, action: str,
-                 resources: Iterable[str] = (), details: dict[str, Any] | None = None) -> AuditRecord:
+                 resources: Iterable[str] = (), details: dict[str, Any] | None = None,
+                 *, key: bytes | None = None) -> AuditRecord:
     """Append one record to ``tenant``'s chain inside the caller's transaction.
 
     ``conn`` is a ``tenant_tx`` connection for ``tenant`` (or an admin connection in a
-    transaction, for the ``PLATFORM`` chain)."""
+    transaction, for the ``PLATFORM`` chain). ``key``: the record signing key (default: derived
+    from the process's master secret)."""
+    key = key or signing_key()
     tenant = _chain(tenant)
     if not actor or not action:
         raise AuditError("actor and action are required")
@@ -166,18 +200,52 @@ async def append(conn: asyncpg.Connection, tenant: str, actor: str, action: str,
     last = await conn.fetchrow("SELECT chain_seq, hash FROM vigil_audit_log WHERE tenant = $1 "
                                "ORDER BY chain_seq DESC LIMIT 1", tenant)
     chain_seq, prev_hash = (last["chain_seq"] + 1, last["hash"]) if last else (1, GENESIS)
+    # the global seq is taken under the chain's lock, so it grows with chain_seq and can be signed
+    seq = await conn.fetchval("SELECT nextval(pg_get_serial_sequence('vigil_audit_log', 'seq'))")
     now = datetime.now(timezone.utc)
     digest = record_hash(chain_seq=chain_seq, time=now, tenant=tenant, actor=actor, action=action,
                          resources=resources_text, details=details_text, prev_hash=prev_hash)
+    mac = record_mac(key, seq=seq, tenant=tenant, chain_seq=chain_seq, hash=digest)
     row = await conn.fetchrow(
-        "INSERT INTO vigil_audit_log (chain_seq, time, tenant, actor, action, resources, details, prev_hash, hash) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
-        chain_seq, now, tenant, actor, action, resources_text, details_text, prev_hash, digest)
+        "INSERT INTO vigil_audit_log (seq, chain_seq, time, tenant, actor, action, resources, details, prev_hash, "
+        "hash, mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *",
+        seq, chain_seq, now, tenant, actor, action, resources_text, details_text, prev_hash, digest, mac)
     return AuditRecord(**dict(row))
 
 
-async def verify(conn: asyncpg.Connection, tenant: str | None = None) -> VerifyResult:
-    """Walk the chain(s) and stop at the first record whose link or hash is wrong."""
+@dataclass(frozen=True)
+class Head:
+    """A chain head recorded outside the database (a checkpoint): its last record's position and hash."""
+    chain_seq: int
+    seq: int
+    hash: str
+
+
+def _problem(row, last_seq: int, last_hash: str, last_global: int, signed_before: bool, key: bytes) -> str | None:
+    if row["chain_seq"] != last_seq + 1:
+        return f"chain_seq {row['chain_seq']} follows {last_seq} (a record is missing or inserted)"
+    if row["prev_hash"] != last_hash:
+        return "prev_hash does not match the previous record's hash"
+    if record_hash(**{k: row[k] for k in ("chain_seq", "time", "tenant", "actor", "action", "resources",
+                                           "details", "prev_hash")}) != row["hash"]:
+        return "hash does not match the record's contents"
+    if row["seq"] <= last_global:
+        return f"seq {row['seq']} does not follow the previous record's seq {last_global}"
+    if row["mac"] is None:
+        return "record is not signed, after signed records" if signed_before else None
+    expected = record_mac(key, seq=row["seq"], tenant=row["tenant"], chain_seq=row["chain_seq"], hash=row["hash"])
+    if not hmac.compare_digest(expected, row["mac"]):
+        return "signature does not match (record rewritten, forged or moved to another seq)"
+    return None
+
+
+async def verify(conn: asyncpg.Connection, tenant: str | None = None, *,
+                 checkpoint: dict[str, Head] | None = None, key: bytes | None = None) -> VerifyResult:
+    """Walk the chain(s) and stop at the first record whose link, hash, seq or signature is wrong.
+
+    With ``checkpoint`` (tenant -> ``Head``), every chain it names must still reach its head
+    with the same record (same seq and hash), and records after the head must be signed."""
+    key = key or signing_key()
     result = VerifyResult(ok=True)
     query = "SELECT * FROM vigil_audit_log {} ORDER BY tenant, chain_seq"
     args: list = []
@@ -185,27 +253,42 @@ async def verify(conn: asyncpg.Connection, tenant: str | None = None) -> VerifyR
         query, args = query.format("WHERE tenant = $1"), [_chain(tenant)]
     else:
         query = query.format("")
+    heads = {t: h for t, h in (checkpoint or {}).items() if tenant is None or t == _chain(tenant)}
+
+    def bad(chain: str, seq: int | None, chain_seq: int, problem: str) -> VerifyResult:
+        result.ok = False
+        result.first_bad = {"seq": seq, "tenant": chain, "chain_seq": chain_seq, "problem": problem}
+        return result
+
     async with conn.transaction(readonly=True, isolation="repeatable_read"):
         expected: dict[str, tuple[int, str]] = {}
+        globals_: dict[str, int] = {}
+        signed: set[str] = set()
         async for row in conn.cursor(query, *args, prefetch=500):
             chain = row["tenant"]
             last_seq, last_hash = expected.get(chain, (0, GENESIS))
-            problem = None
-            if row["chain_seq"] != last_seq + 1:
-                problem = f"chain_seq {row['chain_seq']} follows {last_seq} (a record is missing or inserted)"
-            elif row["prev_hash"] != last_hash:
-                problem = "prev_hash does not match the previous record's hash"
-            elif record_hash(**{k: row[k] for k in ("chain_seq", "time", "tenant", "actor", "action", "resources",
-                                                     "details", "prev_hash")}) != row["hash"]:
-                problem = "hash does not match the record's contents"
+            after_head = chain in heads and row["chain_seq"] > heads[chain].chain_seq
+            problem = _problem(row, last_seq, last_hash, globals_.get(chain, 0),
+                               chain in signed or after_head, key)
+            if problem is None and chain in heads and row["chain_seq"] == heads[chain].chain_seq and (
+                    row["hash"] != heads[chain].hash or row["seq"] != heads[chain].seq):
+                problem = "record differs from the checkpoint's head (the chain was rewritten)"
             if problem:
-                result.ok = False
-                result.first_bad = {"seq": row["seq"], "tenant": chain, "chain_seq": row["chain_seq"],
-                                    "problem": problem}
-                return result
+                return bad(chain, row["seq"], row["chain_seq"], problem)
+            if row["mac"] is None:
+                result.unsigned += 1
+            else:
+                signed.add(chain)
             expected[chain] = (row["chain_seq"], row["hash"])
+            globals_[chain] = row["seq"]
             result.records += 1
+        for chain, head in sorted(heads.items()):
+            last = expected.get(chain, (0, GENESIS))[0]
+            if last < head.chain_seq:
+                return bad(chain, None, last + 1, f"the chain ends at chain_seq {last} but the checkpoint "
+                                                  f"records {head.chain_seq} (records removed)")
         result.chains = expected
+        result.heads = globals_
     return result
 
 

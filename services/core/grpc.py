@@ -29,7 +29,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Awaitable, Callable, Mapping, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -38,7 +38,10 @@ from grpc_reflection.v1alpha import reflection
 from services.core import errors
 from services.core.config import ConfigError
 from services.core.logging import get_logger
-from services.core.tokens import ADMIN_ROLE, CLOCK_SKEW_SECONDS, ROLES, Claims, TokenSettings, TokenSource, verify
+from services.core.tokens import ADMIN_ROLE, CLOCK_SKEW_SECONDS, Claims, TokenSettings, TokenSource, verify
+
+if TYPE_CHECKING:
+    from services.core.revocation import DenyList
 
 log = get_logger("vigil.grpc")
 
@@ -47,8 +50,11 @@ DEFAULT_ADDRESSES = {"inference": "127.0.0.1:50061", "tools": "127.0.0.1:50062",
 #: Methods callable without a credential: probes and schema discovery.
 PUBLIC_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
                           "/grpc.reflection.v1.ServerReflection/")
-#: Roles a server admits unless it names its own: the cross-tenant platform-admin role only where asked for.
-DEFAULT_ROLES = tuple(r for r in ROLES if r != ADMIN_ROLE)
+#: Roles a server admits unless it names its own: Vigil's own services only. Operator and
+#: platform-admin credentials are for the control service, which names them (least privilege:
+#: an operator credential cannot read notes through the tools service).
+SERVICE_ROLES = ("service",)
+DEFAULT_ROLES = SERVICE_ROLES
 #: Verified credentials remembered by exact token until they expire (a JWT verification costs
 #: ~0.1-0.2 ms of CPU; callers reuse a token for minutes). Cleared wholesale when full.
 VERIFIED_CACHE_SIZE = 4096
@@ -242,10 +248,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Verifies the bearer credential of every non-public call and maps handler errors to statuses."""
 
     def __init__(self, tokens: TokenSettings, allowed_roles: Sequence[str] = DEFAULT_ROLES,
-                 on_denied: DenialHook | None = None):
+                 on_denied: DenialHook | None = None, revocations: "DenyList | None" = None):
         self.tokens = tokens
         self.allowed_roles = tuple(allowed_roles)
         self.on_denied = on_denied
+        self.revocations = revocations
         self._verified: dict[str, Claims] = {}
 
     async def _denied(self, method: str, metadata, request, exc: errors.VigilError) -> None:
@@ -311,6 +318,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         """The caller's verified claims, or None after the call was refused (audited, aborted)."""
         try:
             claims = self._authenticate(context.invocation_metadata())
+            if self.revocations is not None:
+                await self.revocations.check(claims.jti)
             check_request_tenant(request, claims)
             return claims
         except errors.VigilError as exc:
@@ -348,12 +357,15 @@ class RunningServer:
     health: health.aio.HealthServicer
     health_server: grpc.aio.Server | None = None
     health_port: int | None = None
+    revocations: "DenyList | None" = None
 
     async def stop(self, grace: float | None = 1.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         if self.health_server is not None:
             await self.health_server.stop(grace)
+        if self.revocations is not None:
+            await self.revocations.close()
 
 
 #: (add_XServicer_to_server, servicer instance, full service name from the pb2 DESCRIPTOR)
@@ -362,12 +374,15 @@ ServiceBinding = tuple[Callable, object, str]
 
 async def start_server(bindings: Sequence[ServiceBinding], settings: GrpcSettings, address: str,
                        allowed_roles: Sequence[str] = DEFAULT_ROLES, health_address: str | None = None,
-                       on_denied: DenialHook | None = None) -> RunningServer:
+                       on_denied: DenialHook | None = None, revocations: "DenyList | None" = None) -> RunningServer:
     """Start serving ``bindings`` on ``address`` (port 0 picks a free port) with health and reflection.
+
+    ``revocations``: the token deny list checked on every call (``services.core.revocation``);
+    the server closes it when it stops.
 
     ``health_address`` (default: the host of ``address`` with VIGIL_GRPC_HEALTH_PORT, when set)
     additionally serves only grpc.health.v1, in plaintext, from the same health servicer."""
-    server = grpc.aio.server(interceptors=[AuthInterceptor(settings.tokens, allowed_roles, on_denied)],
+    server = grpc.aio.server(interceptors=[AuthInterceptor(settings.tokens, allowed_roles, on_denied, revocations)],
                              options=MESSAGE_OPTIONS)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -394,7 +409,7 @@ async def start_server(bindings: Sequence[ServiceBinding], settings: GrpcSetting
         health_port = health_server.add_insecure_port(health_address)
         await health_server.start()
     log.info("grpc.serving", port=port, health_port=health_port, services=names, tls=settings.tls)
-    return RunningServer(server, port, health_servicer, health_server, health_port)
+    return RunningServer(server, port, health_servicer, health_server, health_port, revocations)
 
 
 # ---------------------------------------------------------------- client

@@ -1,8 +1,9 @@
 """Per-service credentials for gRPC calls: compact JWTs naming the caller, its tenant and role.
 
-A caller signs a short-lived token ``{sub, tenant, role, iss, aud, iat, exp}`` and sends it as
-``authorization: Bearer <jwt>``; the server verifies it and takes the tenant of the call from
-it (never from the request body).
+A caller signs a short-lived token ``{sub, tenant, role, iss, aud, iat, exp, jti}`` and sends it
+as ``authorization: Bearer <jwt>``; the server verifies it and takes the tenant of the call from
+it (never from the request body). ``jti`` (a random id) names the token for revocation
+(``services.core.revocation``, ``vigil token revoke <jti>``); a token without one is refused.
 
 Keys come from settings, read once and checked at start-up:
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -43,6 +45,10 @@ CLOCK_SKEW_SECONDS = 30
 #: A minted token is reused until this many seconds before it expires (300 s TTL -> ~240 s reuse).
 REFRESH_MARGIN_SECONDS = 60
 MIN_HMAC_KEY_BYTES = 32
+#: Longest token id accepted (minted ids are 32 hex characters).
+MAX_JTI_CHARS = 128
+#: Longest lifetime a token may be minted with (``VIGIL_GRPC_TOKEN_TTL``, ``vigil token issue --ttl``).
+MAX_TTL_SECONDS = 86400
 #: The development key. Public by design: refused in production.
 DEV_HMAC_KEY = b"vigil-development-grpc-token-key-not-for-production"
 
@@ -53,6 +59,7 @@ class Claims:
     tenant: str
     role: str
     exp: int
+    jti: str = ""
 
 
 @dataclass(frozen=True)
@@ -71,8 +78,8 @@ class TokenSettings:
         if algorithm not in ALGORITHMS:
             raise ConfigError(f"VIGIL_GRPC_TOKEN_ALG={algorithm!r}: expected one of {', '.join(ALGORITHMS)}")
         raw_ttl = source.get("VIGIL_GRPC_TOKEN_TTL") or str(DEFAULT_TTL_SECONDS)
-        if not raw_ttl.isdigit() or not 10 <= int(raw_ttl) <= 86400:
-            raise ConfigError(f"VIGIL_GRPC_TOKEN_TTL={raw_ttl!r}: expected seconds between 10 and 86400")
+        if not raw_ttl.isdigit() or not 10 <= int(raw_ttl) <= MAX_TTL_SECONDS:
+            raise ConfigError(f"VIGIL_GRPC_TOKEN_TTL={raw_ttl!r}: expected seconds between 10 and {MAX_TTL_SECONDS}")
         if algorithm == "HS256":
             key, is_dev = _hmac_key(source)
             if is_dev and environment == "prod":
@@ -148,7 +155,8 @@ def issue(settings: TokenSettings, *, sub: str, tenant: str, role: str = "servic
     check_tenant_id(tenant)
     issued = int(now if now is not None else time.time())
     claims = {"sub": sub, "tenant": tenant, "role": role, "iss": ISSUER, "aud": AUDIENCE, "iat": issued,
-              "exp": issued + (ttl_seconds if ttl_seconds is not None else settings.ttl_seconds)}
+              "exp": issued + (ttl_seconds if ttl_seconds is not None else settings.ttl_seconds),
+              "jti": uuid.uuid4().hex}
     return jwt.encode(claims, settings.signing_key, algorithm=settings.algorithm)
 
 
@@ -160,21 +168,22 @@ def verify(settings: TokenSettings, token: str) -> Claims:
     try:
         claims = jwt.decode(token, settings.verify_key, algorithms=[settings.algorithm], audience=AUDIENCE,
                             issuer=ISSUER, leeway=CLOCK_SKEW_SECONDS,
-                            options={"require": ["sub", "tenant", "role", "exp", "iss", "aud"]})
+                            options={"require": ["sub", "tenant", "role", "exp", "iss", "aud", "jti"]})
     except jwt.ExpiredSignatureError:
         raise UnauthenticatedError("credential expired", code="token_expired") from None
     except jwt.InvalidSignatureError:
         raise UnauthenticatedError("credential signature invalid", code="token_signature") from None
     except jwt.InvalidTokenError as exc:
         raise UnauthenticatedError(f"credential invalid ({type(exc).__name__})", code="token_invalid") from None
-    role, sub, tenant = claims.get("role"), claims.get("sub"), claims.get("tenant")
-    if role not in ROLES or not isinstance(sub, str) or not sub:
+    role, sub, tenant, jti = claims.get("role"), claims.get("sub"), claims.get("tenant"), claims.get("jti")
+    if (role not in ROLES or not isinstance(sub, str) or not sub
+            or not isinstance(jti, str) or not 1 <= len(jti) <= MAX_JTI_CHARS):
         raise UnauthenticatedError("credential claims invalid", code="token_claims")
     try:
         check_tenant_id(tenant)
     except TenantError:
         raise UnauthenticatedError("credential tenant invalid", code="token_claims") from None
-    return Claims(sub=sub, tenant=tenant, role=role, exp=int(claims["exp"]))
+    return Claims(sub=sub, tenant=tenant, role=role, exp=int(claims["exp"]), jti=jti)
 
 
 class TokenSource:

@@ -5,6 +5,10 @@ Every call needs ``Authorization: Bearer <VIGIL_EHR_ADMIN_SECRET>``.
 - ``POST /admin/tenants``  body ``{"id": "<tenant>"}``  -> 201 created / 200 existed
 - ``GET  /admin/tenants``
 - ``PUT  /admin/tenants/<tenant>/clients/<client_id>``  body ``{"jwks": {...}, "scopes": ["system/*.rs"]}``
+  (registering a revoked client again reinstates it)
+- ``GET  /admin/tenants/<tenant>/clients``  -> ``{"clients": [{client_id, scopes, kids, created_at, revoked_at}]}``
+- ``DELETE /admin/tenants/<tenant>/clients/<client_id>``  revoke: the next token request and the
+  next call with an access token already issued to it are refused (401)
 - ``GET | PUT | DELETE /admin/tenants/<tenant>/faults``  body (PUT) ``{"latency_ms", "error_rate",
   "error_status", "retry_after_s", "outage_s", "drop_writes"}``
 """
@@ -82,6 +86,25 @@ async def put_client(request: Request) -> Response:
                          "token_endpoint": f"{base}/auth/token", "fhir_base": base})
 
 
+async def list_clients(request: Request) -> Response:
+    _authorize(request)
+    tenant = await _tenant(request)
+    return JSONResponse({"tenant": tenant,
+                         "clients": [c.as_dict() for c in await services(request).registry.list_clients(tenant)]})
+
+
+async def revoke_client(request: Request) -> Response:
+    _authorize(request)
+    tenant = await _tenant(request)
+    client_id = request.path_params["client_id"]
+    if not CLIENT_ID.match(client_id):
+        raise bad_request("client_id must be 1-128 of A-Z a-z 0-9 . _ : -")
+    revoked = await services(request).registry.revoke_client(tenant, client_id)
+    if revoked is None:
+        raise not_found(f"There is no client '{client_id}' for tenant '{tenant}'")
+    return JSONResponse({"tenant": tenant, "client_id": client_id, "revoked_at": revoked.isoformat()})
+
+
 async def get_faults(request: Request) -> Response:
     _authorize(request)
     state = await services(request).registry.tenant(await _tenant(request))
@@ -109,7 +132,9 @@ async def clear_faults(request: Request) -> Response:
 ROUTES = [
     ("/admin/tenants", ["POST"], create_tenant),
     ("/admin/tenants", ["GET"], list_tenants),
+    ("/admin/tenants/{tenant}/clients", ["GET"], list_clients),
     ("/admin/tenants/{tenant}/clients/{client_id}", ["PUT"], put_client),
+    ("/admin/tenants/{tenant}/clients/{client_id}", ["DELETE"], revoke_client),
     ("/admin/tenants/{tenant}/faults", ["GET"], get_faults),
     ("/admin/tenants/{tenant}/faults", ["PUT"], put_faults),
     ("/admin/tenants/{tenant}/faults", ["DELETE"], clear_faults),

@@ -141,7 +141,7 @@ class TokenService:
                            self._key, algorithm="HS256")
         return {"access_token": token, "token_type": "bearer", "expires_in": ACCESS_TOKEN_LIFETIME_S, "scope": scope}
 
-    def verify(self, tenant: str, authorization: str | None) -> Principal:
+    async def verify(self, tenant: str, authorization: str | None) -> Principal:
         challenge = {"WWW-Authenticate": f'Bearer realm="{tenant}"'}
         if not authorization or not authorization.lower().startswith("bearer "):
             raise FhirError(401, "A bearer access token is required (SMART Backend Services)", "login",
@@ -155,6 +155,8 @@ class TokenService:
             raise FhirError(401, "The access token is not valid", "login", headers=challenge) from None
         if claims["tenant"] != tenant:
             raise FhirError(401, "The access token was not issued for this EHR", "login", headers=challenge)
+        if not await self.registry.client_active(tenant, claims["sub"]):
+            raise FhirError(401, "The access token's client has been revoked", "login", headers=challenge)
         return Principal(tenant, claims["sub"], tuple(parse_scope(s) for s in claims["scope"].split()))
 
 

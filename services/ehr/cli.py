@@ -1,8 +1,14 @@
-"""`vigil ehr serve | seed`: the EHR sandbox, and its dev-stack component."""
+"""`vigil ehr serve | seed | client add | client list | client revoke`: the EHR sandbox, its
+SMART clients (through the admin API at VIGIL_EHR_URL, with VIGIL_EHR_ADMIN_SECRET) and its
+dev-stack component.
+
+Exit codes of `client`: 0 ok; 1 no such tenant or client, or the sandbox is unreachable; 2 usage
+or a refused admin secret."""
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +19,10 @@ from services.core.config import ConfigError, Settings
 from services.ehr.config import EhrSettings
 
 app = typer.Typer(help="The EHR sandbox: a multi-tenant FHIR R4 server.", no_args_is_help=True)
+client_app = typer.Typer(help="SMART Backend Services clients of a tenant's EHR: add, list, revoke.",
+                         no_args_is_help=True)
+app.add_typer(client_app, name="client")
+TENANT = typer.Option(..., "--tenant", help="The tenant whose EHR holds the client.")
 
 
 def _settings() -> EhrSettings:
@@ -69,6 +79,106 @@ def seed(tenant: str = typer.Option(..., "--tenant", help="Tenant id; its EHR is
         typer.echo(f"error: seeding failed: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1)
     print(json.dumps(summary, indent=2))
+
+
+def _admin_call(settings: EhrSettings, call):
+    """Run ``await call(admin)`` against the sandbox's admin API; report errors and exit."""
+    import httpx
+
+    from services.core.errors import NotFoundError, UnauthenticatedError, ValidationError, VigilError
+    from services.ehr.provision import AdminClient
+
+    async def run():
+        async with AdminClient(settings.core.ehr_url, settings.admin_secret) as admin:
+            return await call(admin)
+
+    try:
+        return asyncio.run(run())
+    except NotFoundError:
+        typer.echo("error: no such tenant or client on the EHR sandbox", err=True)
+        raise typer.Exit(1)
+    except (UnauthenticatedError, ValidationError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    except VigilError as exc:
+        if exc.code == "http_400":  # the request was refused as malformed (bad client id, scope, keys)
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2)
+        typer.echo(f"error: the EHR sandbox at {settings.core.ehr_url} failed: {exc.code}", err=True)
+        raise typer.Exit(1)
+    except (OSError, httpx.HTTPError) as exc:
+        typer.echo(f"error: the EHR sandbox at {settings.core.ehr_url} is unreachable: {type(exc).__name__}", err=True)
+        raise typer.Exit(1)
+
+
+def _check_tenant(tenant: str) -> str:
+    from services.core.tenancy import TenantError, check_tenant_id
+
+    try:
+        return check_tenant_id(tenant)
+    except TenantError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+
+
+@client_app.command("add")
+def client_add(client_id: str = typer.Argument(..., help="The client's id (1-128 of A-Z a-z 0-9 . _ : -)."),
+               tenant: str = TENANT,
+               scope: list[str] = typer.Option(["system/*.rs"], "--scope", help="A granted scope (repeatable)."),
+               jwks: Path = typer.Option(None, "--jwks", help="The client's public JWKS (JSON file)."),
+               key_out: Path = typer.Option(None, "--key-out",
+                                            help="Make a new RS384 key pair; write the private key here (0600).")) -> None:
+    """Register (or reinstate) a SMART client with its public keys and scopes."""
+    from services.core.fhir import new_client_key
+
+    settings, tenant = _settings(), _check_tenant(tenant)
+    if (jwks is None) == (key_out is None):
+        typer.echo("error: give exactly one of --jwks FILE (the client's public keys) or --key-out FILE "
+                   "(make a key pair)", err=True)
+        raise typer.Exit(2)
+    if jwks is not None:
+        try:
+            keys = json.loads(jwks.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            typer.echo(f"error: --jwks {jwks}: {type(exc).__name__}", err=True)
+            raise typer.Exit(2)
+    else:
+        if key_out.exists():
+            typer.echo(f"error: --key-out {key_out} exists; not overwriting a key", err=True)
+            raise typer.Exit(2)
+        pem, jwk = new_client_key("RS384")
+        keys = {"keys": [jwk]}
+    result = _admin_call(settings, lambda admin: admin.register_client(tenant, client_id, keys, list(scope)))
+    if key_out is not None:
+        fd = os.open(key_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(pem)
+        result["kid"], result["private_key_file"] = keys["keys"][0]["kid"], str(key_out)
+    typer.echo(json.dumps(result, indent=2))
+
+
+@client_app.command("list")
+def client_list(tenant: str = TENANT, as_json: bool = typer.Option(False, "--json")) -> None:
+    """The tenant's SMART clients, revoked ones included."""
+    settings, tenant = _settings(), _check_tenant(tenant)
+    clients = _admin_call(settings, lambda admin: admin.list_clients(tenant))
+    if as_json:
+        typer.echo(json.dumps(clients))
+        return
+    for c in clients:
+        state = f"revoked {c['revoked_at']}" if c["revoked_at"] else "active"
+        typer.echo(f"{c['client_id']}\t{state}\t{' '.join(c['scopes'])}\tkids={','.join(c['kids'])}\t"
+                   f"added {c['created_at']}")
+    if not clients:
+        typer.echo(f"no clients for tenant {tenant}", err=True)
+
+
+@client_app.command("revoke")
+def client_revoke(client_id: str = typer.Argument(...), tenant: str = TENANT) -> None:
+    """Revoke a client now: its next token request and its issued access tokens are refused."""
+    settings, tenant = _settings(), _check_tenant(tenant)
+    result = _admin_call(settings, lambda admin: admin.revoke_client(tenant, client_id))
+    typer.echo(f"revoked {client_id} (tenant {tenant}) at {result['revoked_at']}")
 
 
 def _start_ehr(settings: Settings, workdir: Path, host: str, port: int) -> None:

@@ -62,7 +62,7 @@ async def context(request: Request, *, auth: bool = True) -> Ctx:
     from services.ehr import faults
 
     await faults.apply(state.faults)
-    principal = svc.tokens.verify(tenant, request.headers.get("authorization")) if auth else None
+    principal = await svc.tokens.verify(tenant, request.headers.get("authorization")) if auth else None
     return Ctx(svc, state, principal, base_url(request, tenant))
 
 

@@ -256,6 +256,12 @@ def operations() -> dict[tuple[str, str], dict]:
                 "200": _ok("Registered", {"type": "object"}, JSON), **_errors(400, 401, 404, 413, 415)},
             params=[client_id], body=_body({JSON: {"type": "object", "required": ["jwks", "scopes"], "properties": {
                 "jwks": {"type": "object"}, "scopes": {"type": "array", "items": {"type": "string"}}}}}), **admin),
+        ("/admin/tenants/{tenant}/clients", "GET"): _op("List the tenant's SMART clients (with revoked ones)", {
+            "200": _ok("Clients", {"type": "object"}, JSON), **_errors(401, 404)}, **admin),
+        ("/admin/tenants/{tenant}/clients/{client_id}", "DELETE"): _op(
+            "Revoke a SMART client: its token requests and its access tokens are refused from now on", {
+                "200": _ok("Revoked", {"type": "object"}, JSON), **_errors(400, 401, 404)},
+            params=[client_id], **admin),
         ("/admin/tenants/{tenant}/faults", "GET"): _op("The tenant's injected faults", {
             "200": _ok("Faults", "Faults", JSON), **_errors(401, 404)}, **admin),
         ("/admin/tenants/{tenant}/faults", "PUT"): _op("Inject faults into the tenant's FHIR API", {

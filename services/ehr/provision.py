@@ -10,6 +10,15 @@ from services.core.fhir import SmartCredentials, new_client_key
 ALL_SCOPES = ("system/*.cruds",)
 
 
+def _diagnostics(response: httpx.Response) -> str:
+    """The admin API's reason for a refusal (its OperationOutcome describes the request, never PHI)."""
+    try:
+        text = response.json()["issue"][0]["diagnostics"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return ""
+    return f" ({str(text)[:200]})" if text else ""
+
+
 class AdminClient:
     def __init__(self, ehr_url: str, admin_secret: str, *, timeout: float = 30.0):
         self.ehr_url = ehr_url.rstrip("/")
@@ -24,8 +33,8 @@ class AdminClient:
     async def _call(self, method: str, path: str, body: dict | None = None) -> dict:
         response = await self._http.request(method, f"{self.ehr_url}{path}", json=body)
         if response.status_code >= 400:
-            raise from_http_status(response.status_code, f"admin {method} {path}: HTTP {response.status_code}",
-                                   response.headers.get("retry-after"))
+            raise from_http_status(response.status_code, f"admin {method} {path}: HTTP {response.status_code}"
+                                   f"{_diagnostics(response)}", response.headers.get("retry-after"))
         return response.json()
 
     async def create_tenant(self, tenant: str) -> dict:
@@ -34,6 +43,12 @@ class AdminClient:
     async def register_client(self, tenant: str, client_id: str, jwks: dict, scopes: list[str]) -> dict:
         return await self._call("PUT", f"/admin/tenants/{tenant}/clients/{client_id}",
                                 {"jwks": jwks, "scopes": scopes})
+
+    async def list_clients(self, tenant: str) -> list[dict]:
+        return (await self._call("GET", f"/admin/tenants/{tenant}/clients"))["clients"]
+
+    async def revoke_client(self, tenant: str, client_id: str) -> dict:
+        return await self._call("DELETE", f"/admin/tenants/{tenant}/clients/{client_id}")
 
     async def set_faults(self, tenant: str, **faults) -> dict:
         return await self._call("PUT", f"/admin/tenants/{tenant}/faults", faults)

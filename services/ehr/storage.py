@@ -90,6 +90,8 @@ STEPS = [
     service_role_sql("vigil_ehr")
     + setting_rls_sql("ehr_tenants", "vigil_ehr", column="id", privileges=("SELECT", "UPDATE"))
     + "".join(setting_rls_sql(t, "vigil_ehr") for t in ("ehr_clients", "ehr_jti", "ehr_resources", "ehr_history")),
+    # a revoked SMART client keeps its row (listed as revoked); registering it again reinstates it
+    "ALTER TABLE ehr_clients ADD COLUMN IF NOT EXISTS revoked_at timestamptz;\n",
 ]
 #: The role the request pool connects as (created by STEPS; password set at start-up).
 EHR_ROLE = "vigil_ehr"

@@ -17,7 +17,8 @@ from services.core import kv
 from services.core.config import Settings
 from services.core import crypto
 from services.core.db import create_pool, ensure_schema
-from services.core.grpc import GrpcSettings, RunningServer, start_server
+from services.core.grpc import SERVICE_ROLES, GrpcSettings, RunningServer, start_server
+from services.core.revocation import DenyList
 from services.core.logging import configure, get_logger
 from services.core.secrets import SecretSettings
 from services.core.tenantdb import TenantPools
@@ -98,7 +99,8 @@ async def start(settings: Settings, grpc_settings: GrpcSettings, *, address: str
     router = Router(rules, llm, rules.has_candidates)
     servicer = InferenceServicer(Extract(TenantDirectory(settings.tenants_file), router))
     server = await start_server([(inference_pb2_grpc.add_InferenceServicer_to_server, servicer, SERVICE_NAME)],
-                                grpc_settings, address or grpc_settings.address("inference"))
+                                grpc_settings, address or grpc_settings.address("inference"),
+                                allowed_roles=SERVICE_ROLES, revocations=await DenyList(settings).start())
     return InferenceApp(server, pool, redis, llm, tenant_pools)
 
 

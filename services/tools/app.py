@@ -18,7 +18,8 @@ from typing import Mapping
 
 from services.core.config import Settings
 from services.core.db import create_pool, ensure_schema
-from services.core.grpc import GrpcSettings, RunningServer, start_server
+from services.core.grpc import SERVICE_ROLES, GrpcSettings, RunningServer, start_server
+from services.core.revocation import DenyList
 from services.core.logging import configure, get_logger
 from services.core.secrets import SecretSettings
 from services.core.tenantdb import TenantPools
@@ -101,7 +102,8 @@ async def start(settings: Settings, grpc_settings: GrpcSettings, *, address: str
     servicer = ToolsServicer(tenants, fhir, SchedulingDeps(tenants, fhir, ActionLedger(pools), holds),
                              DocumentStore(pools))
     server = await start_server([(tools_pb2_grpc.add_ToolsServicer_to_server, servicer, SERVICE_NAME)],
-                                grpc_settings, address or grpc_settings.address("tools"))
+                                grpc_settings, address or grpc_settings.address("tools"),
+                                allowed_roles=SERVICE_ROLES, revocations=await DenyList(settings).start())
     return ToolsApp(server, fhir, pools, holds)
 
 

@@ -2,18 +2,25 @@
 SMART client; exact note versions; minimum patient context; cross-tenant reads impossible."""
 from __future__ import annotations
 
+import asyncio
 import base64
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import grpc
+import jwt as pyjwt
 import pytest
 
 from services.core.grpc import connect
 from services.core.tenancy import Registry, Tenant
-from services.core.tokens import TokenSource
+from services.core.tokens import TokenSource, issue
 from services.tools import app as tools_app
 from vigil.v1 import tools_pb2, tools_pb2_grpc
 
 
+REPO = Path(__file__).resolve().parents[3]
 TEXT_V1 = "Oncology note, draft. Patient on pembrolizumab.\n"
 TEXT_V2 = "Oncology note, signed. Grade 2 immune-mediated colitis — started prednisone 1 mg/kg.\n"
 
@@ -143,3 +150,41 @@ async def test_other_tenant_cannot_read_this_tenants_data(tools, grpc_settings, 
         with adversary.attempt(f"tools {method}: request body names another tenant", grpc.aio.AioRpcError) as forged:
             await call(running, grpc_settings, other, method, request)
         assert forged.error.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def _vigil(stack, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "VIGIL_POSTGRES_DSN": stack.postgres_dsn}
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+async def _get_note(running, grpc_settings, tenant, data, token: str):
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        return await tools_pb2_grpc.ToolsStub(channel).GetNote(
+            tools_pb2.GetNoteRequest(document_id=data["document"], version=data["v2"]), timeout=30,
+            metadata=(("authorization", f"Bearer {token}"),))
+
+
+@pytest.mark.parametrize("role", ["operator", "platform-admin"])
+async def test_operator_credentials_are_refused_by_tools(tools, grpc_settings, adversary, role):
+    running, tenant, _, data = tools
+    token = issue(grpc_settings.tokens, sub="ops", tenant=tenant if role == "operator" else "platform", role=role)
+    with adversary.attempt(f"tools GetNote: a {role} credential", grpc.aio.AioRpcError) as refused:
+        await _get_note(running, grpc_settings, tenant, data, token)
+    assert refused.error.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_a_revoked_token_is_refused_on_its_next_call(tools, grpc_settings, stack, adversary):
+    running, tenant, _, data = tools
+    token = issue(grpc_settings.tokens, sub="extraction", tenant=tenant)
+    assert (await _get_note(running, grpc_settings, tenant, data, token)).text == TEXT_V2
+    jti = pyjwt.decode(token, options={"verify_signature": False})["jti"]
+    revoked = await asyncio.to_thread(_vigil, stack, "token", "revoke", jti)
+    assert revoked.returncode == 0 and f"revoked {jti}" in revoked.stdout, revoked.stderr
+    with adversary.attempt("tools GetNote: a revoked credential, on its next call", grpc.aio.AioRpcError) as refused:
+        await _get_note(running, grpc_settings, tenant, data, token)
+    assert refused.error.code() == grpc.StatusCode.UNAUTHENTICATED and "revoked" in refused.error.details()
+    other = issue(grpc_settings.tokens, sub="extraction", tenant=tenant)  # a fresh token still works
+    assert (await _get_note(running, grpc_settings, tenant, data, other)).text == TEXT_V2
+    again = await asyncio.to_thread(_vigil, stack, "token", "revoke", jti)
+    assert again.returncode == 0 and "already revoked" in again.stdout

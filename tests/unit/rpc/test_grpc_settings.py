@@ -112,3 +112,19 @@ def test_verified_credentials_are_cached_but_still_expire(monkeypatch):
     with pytest.raises(errors.UnauthenticatedError, match="expired"):
         interceptor._authenticate(metadata)
     assert len(calls) == 1                                                     # verified afresh, refused
+
+
+def test_token_issue_defaults_to_one_hour_and_names_the_jti(monkeypatch):
+    import jwt as pyjwt
+    from typer.testing import CliRunner
+
+    from services.cli import app
+    from services.core.grpc import DEFAULT_ROLES
+
+    monkeypatch.setenv("VIGIL_GRPC_TOKEN_KEY", "k" * 48)
+    result = CliRunner().invoke(app, ["token", "issue", "--tenant", "tacme", "--sub", "oncall"])
+    assert result.exit_code == 0, result.stderr
+    claims = pyjwt.decode(result.stdout.strip(), options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == 3600 and claims["role"] == "operator"
+    assert f"jti {claims['jti']}" in result.stderr
+    assert DEFAULT_ROLES == ("service",)
