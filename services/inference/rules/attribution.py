@@ -21,16 +21,28 @@ survives it.
 """
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass
 
 from spacy.tokens import Doc, Span
 
+from services.inference.rules.layout import Layout, education_sentence
 from services.inference.rules.modifiers import DIFFERENTIAL_PHRASES, FAM, HIST, HYPO, NEG, ONGOING, POSS
 from services.inference.rules.sections import SECTION_POLICY
+from services.inference.rules.temporality import family_subject, first_year_near, predates, resolved_in
 from services.inference.rules.vocabulary import is_qualified
 
 ALT_PREFIX = "ALT:"
-ICI, IMMUNE = "ICI", "IMMUNE"
+ICI, IMMUNE, NON_ICI = "ICI", "IMMUNE", "NON_ICI"
+
+#: Endocrine irAEs that need lifelong replacement: "history of" does not make them resolved.
+REPLACEMENT_CATEGORIES = frozenset({"thyroiditis", "hypophysitis", "adrenal_insufficiency", "diabetes"})
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+
+
+def layout_of(doc: Doc) -> Layout | None:
+    return doc.user_data.get("vigil_layout")
 
 
 @dataclass(frozen=True)
@@ -50,21 +62,62 @@ class Assertion:
         return not (self.ignored or self.negated or self.uncertain or self.hypothetical or self.family
                     or (self.historical and not self.ongoing))
 
+    def why_not(self) -> str:
+        """The first reason the mention is not current (a ``REASONS`` key), or ""."""
+        for reason, flag in (("ignored", self.ignored), ("negated", self.negated), ("family", self.family),
+                             ("hypothetical", self.hypothetical), ("uncertain", self.uncertain),
+                             ("historical", self.historical and not self.ongoing)):
+            if flag:
+                return reason
+        return ""
+
     @property
     def affirmed(self) -> bool:
         """Asserted for this patient, now or in the past (used for chronic alternative causes)."""
         return not (self.ignored or self.negated or self.uncertain or self.hypothetical or self.family)
 
 
+def _section_policy(ent: Span) -> str | None:
+    """The policy of the mention's section, which reaches only to the first blank line after its
+    header (a medication list or a family history does not swallow the note when the next
+    header is missed)."""
+    token = ent[0]
+    policy = SECTION_POLICY.get(token._.section_category or "")
+    if policy is None:
+        return None
+    span = token._.section_span
+    if span is not None and _PARAGRAPH_BREAK.search(ent.doc.text, span.start_char, ent.start_char):
+        return None
+    return policy
+
+
 def assertion(ent: Span) -> Assertion:
     categories = {modifier.category for modifier in ent._.modifiers}
-    policy = SECTION_POLICY.get(ent[0]._.section_category or "")
+    policy = _section_policy(ent)
+    layout = layout_of(ent.doc)
+    negated = NEG in categories
+    hypothetical = HYPO in categories or policy == "hypothetical"
+    family = FAM in categories or policy == "family"
+    if layout is not None and ent.label_ not in (ICI, NON_ICI) and not ent.label_.startswith(ALT_PREFIX):
+        negated = negated or layout.in_negative_list(ent.start_char)
+        hypothetical = hypothetical or layout.in_education(ent.start_char) or education_sentence(ent.sent.text)
+        family = family or family_subject(ent.doc.text, ent.sent.start_char, ent.start_char)
+    historical = HIST in categories or policy == "historical"
+    ongoing = ONGOING in categories
+    if ent.label_ in REPLACEMENT_CATEGORIES and historical:
+        ongoing = True
+    if layout is not None and ent.label_ not in (ICI, IMMUNE, NON_ICI) and not ent.label_.startswith(ALT_PREFIX):
+        limit = next((e.start_char for e in ent.doc.ents
+                      if e.start_char > ent.end_char and e.label_ != ent.label_ and e.label_ not in (ICI, IMMUNE, NON_ICI)
+                      and not e.label_.startswith(ALT_PREFIX)), None)
+        if resolved_in(ent.doc.text, ent.start_char, ent.end_char, ent.sent.end_char, layout, limit):
+            negated = True
+    uncertain = POSS in categories
+    if ent.label_ not in (ICI, NON_ICI) and not ent.label_.startswith(ALT_PREFIX) and _DIFFERENTIAL.search(ent.sent.text):
+        uncertain = True
     return Assertion(
-        negated=NEG in categories, uncertain=POSS in categories,
-        hypothetical=HYPO in categories or policy == "hypothetical",
-        family=FAM in categories or policy == "family",
-        historical=HIST in categories or policy == "historical",
-        ongoing=ONGOING in categories, ignored=policy == "ignored",
+        negated=negated, uncertain=uncertain, hypothetical=hypothetical, family=family,
+        historical=historical, ongoing=ongoing, ignored=policy in ("ignored", "review_of_systems"),
     )
 
 
@@ -74,72 +127,176 @@ class NoteContext:
     ici_context: bool
     #: categories with an asserted acute or chronic alternative cause anywhere in the note.
     alternatives: frozenset[str]
-    #: sentence start token -> categories with an asserted alternative cause in that sentence.
+    #: scope key (see ``scope``) or sentence start -> categories with an asserted alternative
+    #: cause there (an attribution to another drug or a non-checkpoint immunotherapy reaches the
+    #: whole item; a bare drug or circumstance only its sentence).
     local_alternatives: dict[int, frozenset[str]]
-    #: sentence start tokens whose sentence holds an asserted attribution phrase.
+    #: scope keys of the items that hold an asserted attribution phrase.
     attributed_sentences: frozenset[int]
+    #: sentence starts (characters) that hold one (what a weak term needs).
+    attributed_own_sentences: frozenset[int] = frozenset()
     #: categories whose cause the note itself leaves open ("ICI colitis versus infectious colitis").
     in_doubt: frozenset[str] = frozenset()
+    #: the note names only immunotherapies that are not checkpoint inhibitors (IL-2, CAR-T, BCG ...).
+    non_ici_only: bool = False
+    #: the earliest year written next to a checkpoint-inhibitor mention (its start, at the latest).
+    ici_year: int | None = None
+
+
+def scope(ent: Span) -> int:
+    """The key of the span an attribution or a named cause reaches: the mention's item (a
+    problem with its sub-lines, a bullet, a paragraph line) when the layout is known, else its
+    sentence (keys are character offsets)."""
+    layout = layout_of(ent.doc)
+    if layout is None:
+        return ent.sent.start_char
+    return layout.item(ent.start_char)[0]
 
 
 def note_context(doc: Doc) -> NoteContext:
-    ici = False
+    named = generic = non_ici = False
     alternatives: set[str] = set()
     local: dict[int, set[str]] = {}
     attributed: set[int] = set()
+    own: set[int] = set()
     doubt: set[str] = set()
+    from services.inference.findings import CATEGORIES
+
     for ent in doc.ents:
         label = ent.label_
         state = assertion(ent)
-        sentence = ent.sent.start
+        where = scope(ent)
         if label == ICI:
-            ici = ici or not (state.family or state.ignored)
+            if not (state.family or state.ignored):
+                if _strength(ent) == "generic":
+                    generic = True
+                else:
+                    named = True
+        elif label == NON_ICI:
+            if state.current:
+                non_ici = True
+                local.setdefault(where, set()).update(CATEGORIES)
         elif label == IMMUNE:
             if not state.ignored and not state.family:
-                ici = True
+                named = True
             if state.current:
-                attributed.add(sentence)
+                attributed.add(where)
+                own.add(ent.sent.start_char)
         elif label.startswith(ALT_PREFIX):
-            category = label[len(ALT_PREFIX):]
-            kind = _strength(ent)
-            if state.uncertain and not state.negated:
-                doubt.add(category)
-            counts = state.affirmed if kind == "chronic" else state.current
-            if not counts:
-                continue
-            local.setdefault(sentence, set()).add(category)
-            if kind in ("acute", "chronic"):
-                alternatives.add(category)
-        elif label != ICI and is_qualified(ent.text) and _in_differential(doc, ent):
+            for category, kind in alternative_kinds(ent.text, label[len(ALT_PREFIX):], _strength(ent)):
+                if kind == "test":
+                    continue
+                if state.uncertain and not state.negated:
+                    doubt.add(category)
+                counts = state.affirmed if kind == "chronic" else state.current
+                if not counts:
+                    continue
+                local.setdefault(where if kind == "drug" else ent.sent.start_char, set()).add(category)
+                if kind in ("acute", "chronic"):
+                    alternatives.add(category)
+        elif is_qualified(ent.text) and _in_differential(doc, ent):
             doubt.add(label)
+    ici = named or (generic and not non_ici)
+    ici_year = first_year_near(doc.text, [(e.start_char, e.end_char) for e in doc.ents
+                                          if e.label_ == ICI and _strength(e) == "named"])
+    if non_ici and not named:
+        attributed, own = set(), set()
     return NoteContext(ici, frozenset(alternatives), {k: frozenset(v) for k, v in local.items()},
-                       frozenset(attributed), frozenset(doubt))
+                       frozenset(attributed), frozenset(own), frozenset(doubt), non_ici_only=non_ici and not named,
+                       ici_year=ici_year)
 
 
 @dataclass(frozen=True)
 class Verdict:
     present: bool
     explicit: bool
+    #: The rule that decided, a short machine code (no note text): see ``REASONS``.
+    reason: str = ""
+
+
+#: Why a mention was kept or dropped (shown by ``vigil eval --errors``).
+REASONS = {
+    "negated": "negated or resolved", "uncertain": "uncertain or an open question",
+    "hypothetical": "hypothetical, education or plan to monitor", "family": "about someone else",
+    "historical": "historical and not current", "ignored": "in a list section (medications, allergies)",
+    "qualified": "its own wording is immune-related", "local_alternative": "alternative cause in the same item",
+    "attributed": "its item attributes it to a checkpoint inhibitor", "weak_term": "weak term without attribution",
+    "no_ici_context": "no checkpoint inhibitor in the note", "alternative": "alternative cause named in the note",
+    "in_doubt": "the note leaves the cause open", "context": "strong term in a checkpoint-inhibitor context",
+    "non_ici": "the note's immunotherapy is not a checkpoint inhibitor",
+    "predates_ici": "the condition predates the checkpoint inhibitor",
+    "secondary_ai": "secondary adrenal insufficiency of a pituitary cause (hypophysitis)",
+    "assessment": "the assessment of the same category decides otherwise",
+}
 
 
 def judge(ent: Span, context: NoteContext, state: Assertion | None = None) -> Verdict:
     """Whether the category mention ``ent`` is a current irAE, and whether it is explicitly attributed."""
     state = state or assertion(ent)
     if not state.current:
-        return Verdict(False, False)
+        return Verdict(False, False, state.why_not())
     category = ent.label_
-    sentence = ent.sent.start
+    sentence = scope(ent)
+    if context.non_ici_only:
+        return Verdict(False, False, "non_ici")
     qualified = is_qualified(ent.text)
     if qualified:
-        return Verdict(True, True)
-    if category in context.local_alternatives.get(sentence, frozenset()):
-        return Verdict(False, False)
-    if sentence in context.attributed_sentences:
-        return Verdict(True, True)
-    if (_strength(ent) != "strong" or not context.ici_context or category in context.alternatives
-            or category in context.in_doubt):
-        return Verdict(False, False)
-    return Verdict(True, False)
+        return Verdict(True, True, "qualified")
+    if (category in context.local_alternatives.get(sentence, frozenset())
+            or category in context.local_alternatives.get(ent.sent.start_char, frozenset())):
+        return Verdict(False, False, "local_alternative")
+    strong = _strength(ent) == "strong"
+    if category == "adrenal_insufficiency" and _pituitary_cause(ent):
+        return Verdict(False, False, "secondary_ai")
+    if ent.sent.start_char in context.attributed_own_sentences or (strong and sentence in context.attributed_sentences):
+        return Verdict(True, True, "attributed")
+    if not strong:
+        return Verdict(False, False, "weak_term")
+    if not context.ici_context:
+        return Verdict(False, False, "no_ici_context")
+    if category in context.alternatives:
+        return Verdict(False, False, "alternative")
+    if category in context.in_doubt:
+        return Verdict(False, False, "in_doubt")
+    layout = layout_of(ent.doc)
+    if layout is not None and predates(ent.doc.text, ent.start_char, ent.end_char, layout, context.ici_year):
+        return Verdict(False, False, "predates_ici")
+    return Verdict(True, False, "context")
+
+
+_SECONDARY = re.compile(r"(?:secondary|central|pituitary|acth[- ]deficient)\W*(?:\([^)]{0,20}\)\W*)?$", re.IGNORECASE)
+_PITUITARY_CAUSE = re.compile(r"\b(?:hypophysitis|hypophisitis|hypopituitarism|pituitary|acth\s+deficiency|low\s+acth)\b",
+                              re.IGNORECASE)
+
+
+def _pituitary_cause(ent: Span) -> bool:
+    """Adrenal insufficiency that is secondary (central) or named with a pituitary cause in its
+    sentence is hypophysitis, not ``adrenal_insufficiency`` (taxonomy notes, rule 3)."""
+    text = ent.doc.text
+    before = text[max(0, ent.start_char - 30):ent.start_char]
+    return bool(_SECONDARY.search(before) or _PITUITARY_CAUSE.search(ent.sent.text))
+
+
+@functools.lru_cache(maxsize=1)
+def _alternative_patterns() -> tuple[tuple[str, str, re.Pattern[str]], ...]:
+    from services.inference.rules.alternatives import ALTERNATIVE_CAUSES
+
+    return tuple((category, kind, re.compile(rf"(?:{pattern})", re.IGNORECASE))
+                 for category, entries in ALTERNATIVE_CAUSES.items() for kind, pattern in entries.items())
+
+
+@functools.lru_cache(maxsize=4096)
+def alternative_kinds(text: str, label: str, kind: str) -> tuple[tuple[str, str], ...]:
+    """Every (category, kind) an alternative-cause span stands for: the matcher keeps one label
+    per span, but "amiodarone" is a cause for hepatitis, thyroiditis and pneumonitis alike."""
+    found = [(label, kind)]
+    for category, other_kind, pattern in _alternative_patterns():
+        if (category, other_kind) not in found and pattern.fullmatch(text):
+            found.append((category, other_kind))
+    return tuple(found)
+
+
+_DIFFERENTIAL = re.compile(r"\b(?:differential|ddx)\b", re.IGNORECASE)
 
 
 def _in_differential(doc: Doc, ent: Span) -> bool:

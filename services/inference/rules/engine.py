@@ -15,7 +15,8 @@ from spacy.tokens import Doc, Span
 from services.inference.findings import CATEGORIES, Finding
 from services.inference.rules import alternatives, grades, modifiers, sections, vocabulary
 from services.inference.rules.attribution import Assertion, Verdict, assertion, judge, note_context
-from services.inference.rules.pipeline import parse
+from services.inference.rules.layout import build_layout
+from services.inference.rules.pipeline import header_regex, parse
 
 RULES_SEMVER = "1.0.0"
 
@@ -43,10 +44,26 @@ def _rules_digest() -> str:
 
 
 @dataclass(frozen=True)
+class MentionDecision:
+    """How one category mention was judged (for ``vigil eval --errors``; holds no note text)."""
+    category: str
+    start: int
+    end: int
+    present: bool
+    reason: str
+    grade: int | None
+
+    def to_dict(self) -> dict:
+        return {"category": self.category, "start": self.start, "end": self.end, "present": self.present,
+                "reason": self.reason, "grade": self.grade}
+
+
+@dataclass(frozen=True)
 class _Candidate:
     ent: Span
     verdict: Verdict
     grade: int | None
+    current_grade: bool = False
 
 
 class RulesEngine:
@@ -62,31 +79,71 @@ class RulesEngine:
         return any(pattern.search(text) for pattern in self._term_patterns)
 
     def extract(self, text: str) -> list[Finding]:
+        return self.explain(text)[0]
+
+    def explain(self, text: str) -> tuple[list[Finding], list[MentionDecision]]:
+        """The findings, and the decision taken on every category mention (in text order)."""
         if not text.strip():
-            return []
+            return [], []
         doc = parse(text)
+        doc.user_data["vigil_layout"] = build_layout(text, header_regex())
         context = note_context(doc)
         mentions = [ent for ent in doc.ents if ent.label_ in CATEGORIES]
         states = {ent.start: assertion(ent) for ent in mentions}
         mention_grades = _assign_grades(doc, [e for e in mentions if not states[e.start].negated])
         candidates: dict[str, list[_Candidate]] = {}
-        for ent in mentions:
-            state = _heading_state(doc, ent, states[ent.start])
-            verdict = judge(ent, context, state)
+        decisions: list[MentionDecision] = []
+        verdicts = [judge(ent, context, _heading_state(doc, ent, states[ent.start])) for ent in mentions]
+        overruled = _overruled_by_assessment(mentions, verdicts)
+        for ent, verdict in zip(mentions, verdicts):
+            if verdict.present and ent.label_ in overruled and not _in_assessment(ent):
+                verdict = Verdict(False, False, "assessment")
+            grade, current = mention_grades.get(ent.start, (None, False))
+            decisions.append(MentionDecision(ent.label_, ent.start_char, ent.end_char, verdict.present,
+                                             verdict.reason, grade))
             if verdict.present:
-                candidates.setdefault(ent.label_, []).append(_Candidate(ent, verdict, mention_grades.get(ent.start)))
+                candidates.setdefault(ent.label_, []).append(_Candidate(ent, verdict, grade, current))
         findings = [self._finding(text, category, found) for category, found in candidates.items()]
-        return sorted(findings, key=lambda f: (f.start, CATEGORIES.index(f.category)))
+        return sorted(findings, key=lambda f: (f.start, CATEGORIES.index(f.category))), decisions
 
     def _finding(self, text: str, category: str, found: list[_Candidate]) -> Finding:
         best = min(found, key=lambda c: (not c.verdict.explicit, c.grade is None, c.ent.start_char))
         grade = best.grade
+        now = [c for c in found if c.current_grade and c.grade is not None]
+        if now and not best.current_grade:
+            grade = now[0].grade
         if grade is None:
             grade = next((c.grade for c in sorted(found, key=lambda c: c.ent.start_char) if c.grade is not None), None)
         start, end = _quote_bounds(text, best.ent)
         return Finding(category=category, grade=grade, start=start, end=end, quote=text[start:end],
                        attribution="immunotherapy" if best.verdict.explicit else "unspecified",
                        confidence=CONFIDENCE_EXPLICIT if best.verdict.explicit else CONFIDENCE_CONTEXT)
+
+
+#: Sections whose statements are the clinician's conclusion about a problem.
+ASSESSMENT_SECTIONS = ("assessment_and_plan", "problem_list")
+#: Reasons an assessment gives for a category being absent that overrule the rest of the note.
+_CONCLUSIONS = ("negated", "uncertain", "local_alternative", "alternative", "in_doubt", "historical", "non_ici",
+                "secondary_ai", "predates_ici")
+
+
+def _in_assessment(ent: Span) -> bool:
+    return (ent[0]._.section_category or "") in ASSESSMENT_SECTIONS
+
+
+def _overruled_by_assessment(mentions: list[Span], verdicts: list[Verdict]) -> set[str]:
+    """Categories the assessment concludes are absent (it mentions them, never as present, and at
+    least once rejects them: resolved, ruled out, another cause, an open question). Mentions of
+    those categories elsewhere in the note (HPI, exam, labs) do not make them present."""
+    concluded: dict[str, bool] = {}
+    for ent, verdict in zip(mentions, verdicts):
+        if not _in_assessment(ent):
+            continue
+        if verdict.present:
+            concluded[ent.label_] = False
+        elif verdict.reason in _CONCLUSIONS:
+            concluded.setdefault(ent.label_, True)
+    return {category for category, absent in concluded.items() if absent}
 
 
 def _heading_state(doc: Doc, ent: Span, state: Assertion) -> Assertion:
@@ -114,22 +171,35 @@ def _next_sentence(doc: Doc, sentence: Span) -> Span | None:
     return doc[i].sent if i < len(doc) else None
 
 
-def _assign_grades(doc: Doc, mentions: list[Span]) -> dict[int, int]:
+def _assign_grades(doc: Doc, mentions: list[Span]) -> dict[int, tuple[int, bool]]:
     """Each grade statement goes to the nearest category mention in its sentence; a sentence
-    with mentions but no grade borrows the grade of the next sentence when that one has no
-    mention of its own ("... immune-related pneumonitis. G2.")."""
+    with mentions but no grade borrows the grade of the next sentences (up to two, on its line
+    or item) while they have no mention of their own ("... immune-related pneumonitis. G2.").
+    When a sentence states a current grade ("now G1") its earlier grades ("initially G3") do not
+    count. Returns mention start token -> (grade, stated as current)."""
     by_sentence: dict[int, list[Span]] = {}
     for ent in mentions:
         by_sentence.setdefault(ent.sent.start, []).append(ent)
-    assigned: dict[int, tuple[int, int]] = {}  # mention start token -> (distance, grade)
+    assigned: dict[int, tuple[int, int, bool]] = {}  # mention start token -> (distance, grade, current)
     for sent_start, ents in by_sentence.items():
         sentence = ents[0].sent
         stated = grades.find_grades(sentence.text, offset=sentence.start_char)
         if not stated:
-            following = _next_sentence(doc, sentence)
-            if following is not None and not any(e.label_ in CATEGORIES for e in following.ents):
-                stated = [grades.GradeMention(g.grade, sentence.end_char, sentence.end_char)
-                          for g in grades.find_grades(following.text, offset=following.start_char)][:1]
+            following = sentence
+            for _ in range(2):
+                following = _next_sentence(doc, following)
+                if following is None or any(e.label_ in CATEGORIES for e in following.ents) \
+                        or "\n\n" in doc.text[sentence.end_char:following.start_char]:
+                    break
+                borrowed = grades.find_grades(following.text, offset=following.start_char)
+                if borrowed:
+                    stated = [grades.GradeMention(g.grade, sentence.end_char, sentence.end_char, g.when)
+                              for g in borrowed][:1]
+                    break
+        if any(g.when == "current" for g in stated):
+            stated = [g for g in stated if g.when == "current"]
+        elif any(g.when != "earlier" for g in stated):
+            stated = [g for g in stated if g.when != "earlier"]
         for found in stated:
             def distance(e: Span) -> int:
                 if found.end <= e.start_char:
@@ -140,8 +210,8 @@ def _assign_grades(doc: Doc, mentions: list[Span]) -> dict[int, int]:
             nearest = min(ents, key=lambda e: (distance(e), e.start_char))
             d = distance(nearest)
             if nearest.start not in assigned or d < assigned[nearest.start][0]:
-                assigned[nearest.start] = (d, found.grade)
-    return {k: v[1] for k, v in assigned.items()}
+                assigned[nearest.start] = (d, found.grade, found.when == "current")
+    return {k: (v[1], v[2]) for k, v in assigned.items()}
 
 
 def _quote_bounds(text: str, ent: Span) -> tuple[int, int]:

@@ -33,6 +33,8 @@ MODIFIER_RULES: list[tuple[str, str, str, int | None]] = [
         "has not had", "hasn't had", "nor", "rather than", "instead of", "not likely",
         "doubt", "not felt to be", "not thought to be", "not c/w", "w/o",
         "r/o'd", "improved to normal", "no clinical", "no objective", "no current",
+        "w/u negative", "workup negative", "work-up negative", "work up negative", "workup was negative",
+        "not felt to represent", "not thought to represent", "does not represent", "not explained by",
     )],
     ("re:\\b(?:is|was|were|are|came\\s+back|returned)\\s+negative\\b(?!\\s+for)", NEG, B, 8),
     *[(p, NEG, BI, 10) for p in ("ruled out", "excluded", "normalized", "absent", "none", "(-)", "unlikely",
@@ -46,7 +48,7 @@ MODIFIER_RULES: list[tuple[str, str, str, int | None]] = [
     *[(p, NEG, B, 6) for p in (
         "was ruled out", "has been ruled out", "negative", "neg", "is unlikely", "not present",
         "have normalized", "has normalized", "now normal", "within normal limits", "wnl", "undetectable",
-        "not detected", "no longer present", "has cleared", "cleared", "healed", "back to baseline",
+        "not detected", "no longer present", "has cleared", "not explaining", "does not explain", "not explain", "cleared", "healed", "back to baseline",
         "returned to baseline", "recovered", "not seen", "not supported",
     )],
     # --- uncertainty ----------------------------------------------------------------------
@@ -57,9 +59,11 @@ MODIFIER_RULES: list[tuple[str, str, str, int | None]] = [
         "could be", "could represent", "may represent", "cannot exclude", "can't exclude", "cannot rule out",
         "can't rule out", "evaluate for", "evaluation for", "eval for", "to evaluate for",
         "work up for", "workup for", "work-up for", "assess for", "screen for", "screening for", "checked for",
-        "check for", "to exclude", "differential includes", "differential diagnosis", "ddx",         "vs.", "equivocal", "indeterminate", "uncertain", "unclear if", "unclear whether", "presumed vs",
+        "check for", "to exclude", "concerned for", "raised concern for", "to look for", "look for", "considered",
+        "initially considered", "differential includes", "differential diagnosis", "ddx",         "vs.", "equivocal", "indeterminate", "uncertain", "unclear if", "unclear whether", "presumed vs",
     )],
-    *[(p, POSS, BI, 8) for p in ("possible", "vs", "versus", "?", "suspected", "not excluded")],
+    *[(p, POSS, BI, 8) for p in ("possible", "vs", "versus", "?", "suspected", "not excluded", "differential",
+                                 "differential consideration", "on the differential", "in the differential")],
     *[(p, POSS, B, 6) for p in (
         "not ruled out", "cannot be excluded", "can not be excluded", "is possible",         "is suspected", "less certain", "to be ruled out", "not yet ruled out",
     )],

@@ -22,7 +22,7 @@ from services.inference.rules.vocabulary import target_table
 
 #: Tokens before a "." that does not end a sentence ("vs.", "Dr."); a single letter counts
 #: too when the next word is lower-case ("C. diff").
-_ABBREVIATION = re.compile(r"^(?:vs|dr|mr|mrs|ms|st|approx|e\.g|i\.e|etc|pt|no|fig|hx|sx|dx|tx|q|wk|wks|mo|yr|yrs|b\.i\.d|t\.i\.d)$",
+_ABBREVIATION = re.compile(r"^(?:vs|dr|mr|mrs|ms|st|approx|gr|e\.g|i\.e|etc|pt|no|fig|hx|sx|dx|tx|q|wk|wks|mo|yr|yrs|b\.i\.d|t\.i\.d)$",
                            re.IGNORECASE)
 LINE_BOUNDARY = "vigil_line_boundaries"
 
@@ -55,8 +55,17 @@ def mark_line_boundaries(doc: Doc) -> Doc:
 
 
 def _header_pattern(headers: list[str]) -> str:
+    """A header opens a line and ends with ":" (after an optional short parenthesis: "ROS (RN
+    checklist):"), or stands alone on its line ("ASSESSMENT AND PLAN")."""
     alternatives = "|".join(re.escape(h).replace(r"\ ", r"\s+") for h in sorted(headers, key=lambda h: (-len(h), h)))
-    return rf"(?m)^[ \t]*(?:{alternatives})[ \t]*:"
+    return rf"(?m)^[ \t]*(?:{alternatives})[ \t]*(?:\([^)\n]{{0,40}}\))?[ \t]*(?::|[ \t]*$)"
+
+
+@functools.lru_cache(maxsize=1)
+def header_regex() -> re.Pattern[str]:
+    """Any section header at the start of a line (case-insensitive)."""
+    return re.compile(_header_pattern([header for _, header in section_rules()]).replace("(?m)^", "^"),
+                      re.IGNORECASE)
 
 
 def build_pipeline() -> Language:
