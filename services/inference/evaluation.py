@@ -4,7 +4,7 @@ Detection is scored per (note, category): micro and per-category precision, reca
 each with a seeded percentile-bootstrap 95% interval over notes (deterministic for a given
 seed). Grade accuracy is over gold labels with a non-null grade that were detected. Evidence
 exactness is the fraction of predicted findings whose quote is exactly ``text[start:end]`` and
-lies within one sentence that mentions the category.
+lies within one sentence that mentions the category (its terms, or a misspelling of one).
 
 A finding below ``REVIEW_BELOW`` confidence is one the engine itself marks uncertain: it goes to
 the review lane, is not an alert, and is counted apart (``review``), never as a prediction.
@@ -199,13 +199,15 @@ def bootstrap_interval(scores: Sequence[NoteScore], categories: Sequence[str], *
 
 def evidence_ok(text: str, finding: Finding, sentence_bounds: Callable[[str], list[tuple[int, int]]]) -> bool:
     """The quote is exact and lies inside one sentence that mentions the finding's category."""
+    from services.inference.rules.spelling import misspellings
     from services.inference.rules.vocabulary import category_regex
 
     if not finding.matches(text) or not finding.quote.strip():
         return False
     for start, end in sentence_bounds(text):
         if start <= finding.start and finding.end <= end:
-            return bool(category_regex(finding.category).search(text, start, end))
+            return bool(category_regex(finding.category).search(text, start, end)) or any(
+                category == finding.category for _, _, category in misspellings(text[start:end]))
     return False
 
 

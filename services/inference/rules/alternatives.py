@@ -31,7 +31,7 @@ _NEPHROTOXINS = (r"(?:cisplatin|carboplatin|nsaids?|ibuprofen|naproxen|ketorolac
 
 #: Drugs that are neither checkpoint inhibitors nor their treatment: targeted and cytotoxic
 #: therapy. A condition the item attributes to one of them is not an irAE (rule 13).
-OTHER_DRUGS = (r"axitinib|sunitinib|cabozantinib|lenvatinib|pazopanib|regorafenib|sorafenib|imatinib|dasatinib|nilotinib"
+OTHER_DRUGS = (r"fluoropyrimidines?|5-?fu|fluorouracil|capecitabine|irinotecan|docetaxel|paclitaxel|gemcitabine|axitinib|sunitinib|cabozantinib|lenvatinib|pazopanib|regorafenib|sorafenib|imatinib|dasatinib|nilotinib"
                r"|osimertinib|erlotinib|gefitinib|afatinib|neratinib|lapatinib|tucatinib|abemaciclib|palbociclib|ribociclib"
                r"|idelalisib|alpelisib|everolimus|temsirolimus|dabrafenib|trametinib|vemurafenib|encorafenib|binimetinib"
                r"|cobimetinib|olaparib|niraparib|bevacizumab|ramucirumab|cetuximab|panitumumab|trastuzumab(?:\s+deruxtecan)?"
@@ -47,7 +47,8 @@ ALTERNATIVE_CAUSES: dict[str, dict[str, str]] = {
                   r"|(?:viral\s+)?gastroenteritis|norovirus|rotavirus|campylobacter|salmonella|shigella|giardia"
                   r"|stool\s+(?:cultures?|pcr|studies|panel)\s+(?:positive|\+)|gi\s+(?:pcr\s+)?panel\s+positive|radiation\s+proctitis"),
         "chronic": r"crohn'?s(?:\s+disease)?|ulcerative\s+colitis|inflammatory\s+bowel\s+disease|(?-i:IBD)|microscopic\s+colitis|irritable\s+bowel(?:\s+syndrome)?|(?-i:IBS)|short\s+gut",
-        "local": r"5-?fu|fluorouracil|capecitabine|xeloda|irinotecan|camptosar|folfiri(?:nox)?|folfox|laxatives?|bowel\s+prep|lactulose|miralax|tube\s+feeds?",
+        "local": (rf"5-?fu|fluorouracil|fluoropyrimidines?|capecitabine|xeloda|irinotecan|camptosar|folfiri(?:nox)?|folfox|laxatives?|bowel\s+prep|lactulose|miralax|tube\s+feeds?"
+                  rf"|(?:since|after)\s+starting\s+(?:the\s+)?{_ANTIBIOTICS}|antibiotic[- ]associated"),
     },
     "pneumonitis": {
         "acute": (r"radiation(?:[- ]induced)?\s+pneumonitis|radiation[- ]induced\s+lung\s+injury|post-?radiation\s+(?:changes|fibrosis|pneumonitis)"
@@ -66,7 +67,8 @@ ALTERNATIVE_CAUSES: dict[str, dict[str, str]] = {
                   r"|biliary\s+obstruction|cholangitis|choledocholithiasis|gallstones?|acetaminophen\s+(?:toxicity|overdose)|tylenol\s+(?:toxicity|overdose)"
                   r"|drug[- ]induced\s+liver\s+injury|(?-i:DILI)|congestive\s+hepatopathy|shock\s+liver|alcohol(?:ic)?\s+(?:use\s+disorder|abuse|liver\s+disease)|heavy\s+(?:alcohol|etoh)|etoh\s+abuse"),
         "chronic": r"cirrhosis|(?-i:NASH|NAFLD)|fatty\s+liver|hemochromatosis|chronic\s+hepatitis\s+(?:b|c)",
-        "local": rf"{_CAUSE}\s+(?:the\s+)?(?:{_ANTIBIOTICS}|statins?|atorvastatin|fluconazole|voriconazole|acetaminophen|tylenol|methotrexate|alcohol|tpn)|amiodarone",
+        "local": (rf"{_CAUSE}\s+(?:the\s+)?(?:{_ANTIBIOTICS}|statins?|atorvastatin|fluconazole|voriconazole|acetaminophen|tylenol|methotrexate|alcohol|tpn)|amiodarone"
+                  r"|muscle[- ](?:derived|source|origin)|of\s+muscle\s+origin|myositis|rhabdomyolysis"),
         #: tests for a cause, named so that "hepatitis" inside them is not a mention; never a cause.
         "test": (r"hep\s*(?:a|b|c)(?:\s+(?:serolog(?:y|ies)|panel|ab|antibody|sag|core\s+ab))?|hbv(?:\s+dna)?|hcv(?:\s+(?:ab|rna|antibody))?"
                  r"|hbsag|hbsab|hbcab|anti-?hbc|hepatitis\s+(?:a|b|c\s+)?(?:panel|serolog(?:y|ies)|screen(?:ing)?|studies)"

@@ -108,7 +108,8 @@ def assertion(ent: Span) -> Assertion:
         ongoing = True
     if layout is not None and ent.label_ not in (ICI, IMMUNE, NON_ICI) and not ent.label_.startswith(ALT_PREFIX):
         limit = next((e.start_char for e in ent.doc.ents
-                      if e.start_char > ent.end_char and e.label_ != ent.label_ and e.label_ not in (ICI, IMMUNE, NON_ICI)
+                      if e.start_char > ent.end_char and e.label_ not in (ICI, IMMUNE, NON_ICI)
+                      and (e.label_ != ent.label_ or e.sent.start != ent.sent.start)
                       and not e.label_.startswith(ALT_PREFIX)), None)
         if resolved_in(ent.doc.text, ent.start_char, ent.end_char, ent.sent.end_char, layout, limit):
             negated = True
@@ -139,6 +140,11 @@ class NoteContext:
     in_doubt: frozenset[str] = frozenset()
     #: the note names only immunotherapies that are not checkpoint inhibitors (IL-2, CAR-T, BCG ...).
     non_ici_only: bool = False
+    #: the note names a pituitary cause of adrenal insufficiency (hypophysitis, a secondary or
+    #: central adrenal insufficiency): adrenal insufficiency not called primary is hypophysitis.
+    pituitary_cause: bool = False
+    #: where asserted attribution phrases start (characters).
+    attribution_starts: tuple[int, ...] = ()
     #: the earliest year written next to a checkpoint-inhibitor mention (its start, at the latest).
     ici_year: int | None = None
 
@@ -159,7 +165,9 @@ def note_context(doc: Doc) -> NoteContext:
     local: dict[int, set[str]] = {}
     attributed: set[int] = set()
     own: set[int] = set()
+    starts: list[int] = []
     doubt: set[str] = set()
+    pituitary = False
     from services.inference.findings import CATEGORIES
 
     for ent in doc.ents:
@@ -182,6 +190,7 @@ def note_context(doc: Doc) -> NoteContext:
             if state.current:
                 attributed.add(where)
                 own.add(ent.sent.start_char)
+                starts.append(ent.start_char)
         elif label.startswith(ALT_PREFIX):
             for category, kind in alternative_kinds(ent.text, label[len(ALT_PREFIX):], _strength(ent)):
                 if kind == "test":
@@ -194,8 +203,11 @@ def note_context(doc: Doc) -> NoteContext:
                 local.setdefault(where if kind == "drug" else ent.sent.start_char, set()).add(category)
                 if kind in ("acute", "chronic"):
                     alternatives.add(category)
-        elif is_qualified(ent.text) and _in_differential(doc, ent):
-            doubt.add(label)
+        else:
+            if is_qualified(ent.text) and _in_differential(doc, ent):
+                doubt.add(label)
+            if label == "hypophysitis" and state.affirmed:
+                pituitary = True
     ici = named or (generic and not non_ici)
     ici_year = first_year_near(doc.text, [(e.start_char, e.end_char) for e in doc.ents
                                           if e.label_ == ICI and _strength(e) == "named"])
@@ -203,7 +215,7 @@ def note_context(doc: Doc) -> NoteContext:
         attributed, own = set(), set()
     return NoteContext(ici, frozenset(alternatives), {k: frozenset(v) for k, v in local.items()},
                        frozenset(attributed), frozenset(own), frozenset(doubt), non_ici_only=non_ici and not named,
-                       ici_year=ici_year)
+                       pituitary_cause=pituitary, attribution_starts=tuple(starts), ici_year=ici_year)
 
 
 @dataclass(frozen=True)
@@ -242,11 +254,14 @@ def judge(ent: Span, context: NoteContext, state: Assertion | None = None) -> Ve
     qualified = is_qualified(ent.text)
     if qualified:
         return Verdict(True, True, "qualified")
-    if (category in context.local_alternatives.get(sentence, frozenset())
-            or category in context.local_alternatives.get(ent.sent.start_char, frozenset())):
+    if category in context.local_alternatives.get(sentence, frozenset()):
         return Verdict(False, False, "local_alternative")
+    if category in context.local_alternatives.get(ent.sent.start_char, frozenset()):
+        if not _directly_attributed(ent, context):
+            return Verdict(False, False, "local_alternative")
     strong = _strength(ent) == "strong"
-    if category == "adrenal_insufficiency" and _pituitary_cause(ent):
+    if category == "adrenal_insufficiency" and (_pituitary_cause(ent) or (
+            context.pituitary_cause and not _PRIMARY.search(ent.doc.text, max(0, ent.start_char - 12), ent.end_char))):
         return Verdict(False, False, "secondary_ai")
     if ent.sent.start_char in context.attributed_own_sentences or (strong and sentence in context.attributed_sentences):
         return Verdict(True, True, "attributed")
@@ -258,6 +273,10 @@ def judge(ent: Span, context: NoteContext, state: Assertion | None = None) -> Ve
         return Verdict(False, False, "alternative")
     if category in context.in_doubt:
         return Verdict(False, False, "in_doubt")
+    if state.historical and category in REPLACEMENT_CATEGORIES:
+        # a past endocrine condition counts as ongoing only when the note ties it to the
+        # checkpoint inhibitor (taxonomy notes, rule 2); otherwise it may well predate it
+        return Verdict(False, False, "historical")
     layout = layout_of(ent.doc)
     if layout is not None and predates(ent.doc.text, ent.start_char, ent.end_char, layout, context.ici_year):
         return Verdict(False, False, "predates_ici")
@@ -265,6 +284,7 @@ def judge(ent: Span, context: NoteContext, state: Assertion | None = None) -> Ve
 
 
 _SECONDARY = re.compile(r"(?:secondary|central|pituitary|acth[- ]deficient)\W*(?:\([^)]{0,20}\)\W*)?$", re.IGNORECASE)
+_PRIMARY = re.compile(r"\bprimary\b", re.IGNORECASE)
 _PITUITARY_CAUSE = re.compile(r"\b(?:hypophysitis|hypophisitis|hypopituitarism|pituitary|acth\s+deficiency|low\s+acth)\b",
                               re.IGNORECASE)
 
@@ -275,6 +295,18 @@ def _pituitary_cause(ent: Span) -> bool:
     text = ent.doc.text
     before = text[max(0, ent.start_char - 30):ent.start_char]
     return bool(_SECONDARY.search(before) or _PITUITARY_CAUSE.search(ent.sent.text))
+
+
+#: How far after a mention an attribution phrase still belongs to it ("Diabetes, insulin-dependent,
+#: due to pembrolizumab").
+DIRECT_REACH = 40
+
+
+def _directly_attributed(ent: Span, context: NoteContext) -> bool:
+    """An attribution phrase follows the mention closely in its sentence: it beats a bare drug
+    or circumstance named elsewhere in the sentence ("... as prednisone tapers")."""
+    return any(0 <= start - ent.end_char <= DIRECT_REACH and start < ent.sent.end_char
+               for start in context.attribution_starts)
 
 
 @functools.lru_cache(maxsize=1)

@@ -90,14 +90,16 @@ class RulesEngine:
         context = note_context(doc)
         mentions = [ent for ent in doc.ents if ent.label_ in CATEGORIES]
         states = {ent.start: assertion(ent) for ent in mentions}
-        mention_grades = _assign_grades(doc, [e for e in mentions if not states[e.start].negated])
         candidates: dict[str, list[_Candidate]] = {}
         decisions: list[MentionDecision] = []
         verdicts = [judge(ent, context, _heading_state(doc, ent, states[ent.start])) for ent in mentions]
         overruled = _overruled_by_assessment(mentions, verdicts)
+        verdicts = [Verdict(False, False, "assessment")
+                    if v.present and ent.label_ in overruled and not _in_assessment(ent) else v
+                    for ent, v in zip(mentions, verdicts)]
+        # grades go to the mentions that stand (a rejected mention does not take its sentence's grade)
+        mention_grades = _assign_grades(doc, [e for e, v in zip(mentions, verdicts) if v.present])
         for ent, verdict in zip(mentions, verdicts):
-            if verdict.present and ent.label_ in overruled and not _in_assessment(ent):
-                verdict = Verdict(False, False, "assessment")
             grade, current = mention_grades.get(ent.start, (None, False))
             decisions.append(MentionDecision(ent.label_, ent.start_char, ent.end_char, verdict.present,
                                              verdict.reason, grade))

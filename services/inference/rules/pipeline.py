@@ -25,6 +25,41 @@ from services.inference.rules.vocabulary import target_table
 _ABBREVIATION = re.compile(r"^(?:vs|dr|mr|mrs|ms|st|approx|gr|e\.g|i\.e|etc|pt|no|fig|hx|sx|dx|tx|q|wk|wks|mo|yr|yrs|b\.i\.d|t\.i\.d)$",
                            re.IGNORECASE)
 LINE_BOUNDARY = "vigil_line_boundaries"
+MISSPELLINGS = "vigil_misspellings"
+_JOIN = re.compile(r"^[ \t]*(?:-[ \t]*)?$")
+
+
+@Language.component(MISSPELLINGS)
+def mark_misspellings(doc: Doc) -> Doc:
+    """Misspelled category words become mentions of their category (before ConText runs, so
+    they are negated, hedged and attributed like any other mention). A misspelling right after
+    an immune qualifier or a checkpoint-inhibitor name takes it in ("immune mediated hepatitus")."""
+    from spacy.tokens import Span
+
+    from services.inference.rules.spelling import misspellings
+    from services.inference.rules.vocabulary import is_qualified
+
+    found = misspellings(doc.text)
+    if not found:
+        return doc
+    ents = list(doc.ents)
+    taken = [(e.start_char, e.end_char) for e in ents]
+    for start, end, category in found:
+        if any(s < end and start < e for s, e in taken):
+            continue
+        span = doc.char_span(start, end, label=category, alignment_mode="expand")
+        if span is None:
+            continue
+        before = [e for e in ents if e.end_char <= start and e.label_ in ("ICI", "IMMUNE")
+                  and _JOIN.match(doc.text[e.end_char:start]) and is_qualified(e.text)]
+        if before:
+            prefix = before[-1]
+            ents.remove(prefix)
+            span = Span(doc, prefix.start, span.end, label=category)
+        ents.append(span)
+        taken.append((span.start_char, span.end_char))
+    doc.ents = sorted(ents, key=lambda e: e.start)
+    return doc
 
 
 @Language.component(LINE_BOUNDARY)
@@ -83,6 +118,7 @@ def build_pipeline() -> Language:
         [TargetRule(literal=f"{label}/{strength}", category=label, pattern=pattern, attributes=None,
                     metadata={"strength": strength})
          for label, strength, pattern in target_table()])
+    nlp.add_pipe(MISSPELLINGS, after="medspacy_target_matcher")
     nlp.remove_pipe("medspacy_context")
     context = nlp.add_pipe("medspacy_context", config={"rules": None, "span_attrs": None,
                                                        "terminating_types": TERMINATING_TYPES})

@@ -15,7 +15,7 @@ from services.inference.rules.layout import Layout
 
 RESOLVED = re.compile(
     r"(?<!not\s)(?<!not\syet\s)(?<!not\sfully\s)(?<!incompletely\s)(?<!un)(?<!never\s)"
-    r"\b(?:resolved|resolution|recovered|back\s+to\s+(?:baseline|normal)|returned\s+to\s+baseline"
+    r"\b(?:resolved|recovered|back\s+to\s+(?:baseline|normal)|returned\s+to\s+baseline"
     r"|no\s+longer\s+(?:requires?|needs?|on|present|has|having)|off\s+(?:all\s+)?(?:replacement|levothyroxine|hydrocortisone|insulin)"
     r"|never\s+(?:became|required|needed)|transient(?:ly)?|self-limited|healed)\b",
     re.IGNORECASE)
@@ -25,6 +25,9 @@ CURRENT_AGAIN = re.compile(
     r"|recurr(?:ed|ent|ence)|relapsed?|flared?|again|persists?|persistent|ongoing|remains|still|currently"
     r"|re-?emerged|returned\s+(?!to\s+baseline))",
     re.IGNORECASE)
+#: Words that make a resolution a condition or a plan, not a fact ("resume once resolved").
+_PROSPECTIVE = re.compile(r"\b(?:after|once|until|if|when|before|upon|await\w*|expect\w*|to\s+be|until|unless|goal)\b[^.;\n]*$",
+                          re.IGNORECASE)
 #: Anywhere around a resolution: the condition is still being treated or is getting better.
 STILL_TREATED = re.compile(
     r"\b(?:not\s+yet\s+resolved|not\s+fully\s+resolved|incompletely\s+resolved|resolving|improving|continues\s+to\s+improve"
@@ -52,10 +55,11 @@ def resolved_in(text: str, start: int, end: int, sentence_end: int, layout: Layo
     if limit is not None:
         stop = min(stop, limit)
     window = text[end:stop]
-    found = RESOLVED.search(window)
+    found = next((m for m in RESOLVED.finditer(window) if not _PROSPECTIVE.search(window, max(0, m.start() - 30), m.start())),
+                 None)
     if not found:
         return False
-    later = window[found.end():]
+    later = re.split(r"[.)\n]", window[found.end():], maxsplit=1)[0]
     return not (CURRENT_AGAIN.search(later) or ON_REPLACEMENT.search(window) or STILL_TREATED.search(window))
 
 
@@ -72,7 +76,7 @@ def family_subject(text: str, sentence_start: int, start: int) -> bool:
 
 #: Words in a mention's item saying the condition was there before the checkpoint inhibitor.
 PREDATES = re.compile(
-    r"\b(?:pre-?dat(?:es|ed|ing)|prior\s+to\s+(?:starting\s+|any\s+|all\s+)?(?:immunotherapy|checkpoint|ici|cancer|pembro|nivo|ipi|atezo|durva)"
+    r"(?<!no\s)(?<!not\s)(?<!without\s)(?<!non-)\b(?:pre-?dat(?:es|ed|ing)|prior\s+to\s+(?:starting\s+|any\s+|all\s+)?(?:immunotherapy|checkpoint|ici|cancer|pembro|nivo|ipi|atezo|durva)"
     r"|before\s+(?:starting\s+|any\s+|all\s+)?(?:immunotherapy|checkpoint|ici|cancer|pembro|nivo|ipi|atezo|durva|the\s+cancer)"
     r"|since\s+(?:childhood|adolescence|age\s+\d{1,2}|her\s+teens|his\s+teens)|long-?standing|lifelong\s+history|childhood[- ]onset"
     r"|pre-?existing|years\s+before)", re.IGNORECASE)

@@ -138,7 +138,7 @@ def test_multiple_categories_in_bulleted_list(engine):
     ("On nivo. Immune-related pneumonitis, G3.", 3),
     ("On nivo. ICI colitis (CTCAE v5.0 grade 2).", 2),
     ("On nivo. ICI hepatitis, grade II.", 2),
-    ("On nivo. ICI hepatitis, grade 2-3.", None),
+    ("On nivo. ICI hepatitis, grade 2-3.", 3),
     ("On nivo. ICI hepatitis. Gleason grade 3 prostate cancer noted in 2015.", None),
 ])
 def test_grades(engine, text, grade):
