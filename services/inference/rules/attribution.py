@@ -31,7 +31,7 @@ from services.inference.rules.layout import Layout, education_sentence
 from services.inference.rules.modifiers import DIFFERENTIAL_PHRASES, FAM, HIST, HYPO, NEG, ONGOING, POSS
 from services.inference.rules.sections import SECTION_POLICY
 from services.inference.rules.temporality import family_subject, first_year_near, predates, resolved_in
-from services.inference.rules.vocabulary import is_qualified
+from services.inference.rules.vocabulary import GENERIC_IMMUNOTHERAPY, ICI_DRUGS, is_qualified, is_symptom
 
 ALT_PREFIX = "ALT:"
 ICI, IMMUNE, NON_ICI = "ICI", "IMMUNE", "NON_ICI"
@@ -114,6 +114,8 @@ def assertion(ent: Span) -> Assertion:
         if resolved_in(ent.doc.text, ent.start_char, ent.end_char, ent.sent.end_char, layout, limit):
             negated = True
     uncertain = POSS in categories
+    if uncertain and _treated(ent.sent.text):
+        uncertain = False  # a working diagnosis being treated (taxonomy notes, rule 10)
     if ent.label_ not in (ICI, NON_ICI) and not ent.label_.startswith(ALT_PREFIX) and _DIFFERENTIAL.search(ent.sent.text):
         uncertain = True
     return Assertion(
@@ -235,6 +237,7 @@ REASONS = {
     "attributed": "its item attributes it to a checkpoint inhibitor", "weak_term": "weak term without attribution",
     "no_ici_context": "no checkpoint inhibitor in the note", "alternative": "alternative cause named in the note",
     "in_doubt": "the note leaves the cause open", "context": "strong term in a checkpoint-inhibitor context",
+    "context_symptom": "symptom in a checkpoint-inhibitor context, cause not stated (review, not alert)",
     "non_ici": "the note's immunotherapy is not a checkpoint inhibitor",
     "predates_ici": "the condition predates the checkpoint inhibitor",
     "secondary_ai": "secondary adrenal insufficiency of a pituitary cause (hypophysitis)",
@@ -251,7 +254,7 @@ def judge(ent: Span, context: NoteContext, state: Assertion | None = None) -> Ve
     sentence = scope(ent)
     if context.non_ici_only:
         return Verdict(False, False, "non_ici")
-    qualified = is_qualified(ent.text)
+    qualified = is_qualified(ent.text) or bool(_PAREN_DRUG.match(ent.doc.text, ent.end_char))
     if qualified:
         return Verdict(True, True, "qualified")
     if category in context.local_alternatives.get(sentence, frozenset()):
@@ -280,6 +283,8 @@ def judge(ent: Span, context: NoteContext, state: Assertion | None = None) -> Ve
     layout = layout_of(ent.doc)
     if layout is not None and predates(ent.doc.text, ent.start_char, ent.end_char, layout, context.ici_year):
         return Verdict(False, False, "predates_ici")
+    if is_symptom(ent.text):
+        return Verdict(True, False, "context_symptom")
     return Verdict(True, False, "context")
 
 
@@ -296,6 +301,9 @@ def _pituitary_cause(ent: Span) -> bool:
     before = text[max(0, ent.start_char - 30):ent.start_char]
     return bool(_SECONDARY.search(before) or _PITUITARY_CAUSE.search(ent.sent.text))
 
+
+#: A checkpoint inhibitor named in brackets right after the mention ("Hypophysitis (ipilimumab)").
+_PAREN_DRUG = re.compile(rf"[ \t]*[,:-]?[ \t]*\([ \t]*(?:{ICI_DRUGS}|{GENERIC_IMMUNOTHERAPY})\b", re.IGNORECASE)
 
 #: How far after a mention an attribution phrase still belongs to it ("Diabetes, insulin-dependent,
 #: due to pembrolizumab").
@@ -326,6 +334,18 @@ def alternative_kinds(text: str, label: str, kind: str) -> tuple[tuple[str, str]
         if (category, other_kind) not in found and pattern.fullmatch(text):
             found.append((category, other_kind))
     return tuple(found)
+
+
+#: The sentence treats the condition: a suspected irAE being treated is a working diagnosis.
+_TREATED_AS = re.compile(
+    r"\btreated\s+as\s+(?:such|an?\s+irae|immune|presumed|presumptive)|\bempiric(?:al(?:ly)?)?\s+(?:treatment|steroids|prednisone)"
+    r"|\b(?:start|started|starting|initiate|initiated|begin|began|began)\s+(?:on\s+)?(?:high[- ]dose\s+|iv\s+)?"
+    r"(?:prednisone|methylpred\w*|solu-?medrol|steroids|corticosteroids|infliximab|vedolizumab)\b", re.IGNORECASE)
+_NOT_TREATED = re.compile(r"\b(?:no|not|without|hold|holding|defer|deferred|avoid|withhold|if)\b[^.;]{0,40}$", re.IGNORECASE)
+
+
+def _treated(sentence: str) -> bool:
+    return any(not _NOT_TREATED.search(sentence, 0, m.start()) for m in _TREATED_AS.finditer(sentence))
 
 
 _DIFFERENTIAL = re.compile(r"\b(?:differential|ddx)\b", re.IGNORECASE)

@@ -24,6 +24,11 @@ RULES_SEMVER = "1.0.0"
 MAX_QUOTE_CHARS = 320
 CONFIDENCE_EXPLICIT = 0.9
 CONFIDENCE_CONTEXT = 0.7
+#: Below the alert threshold (``evaluation.REVIEW_BELOW`` and the default triage minimum): a
+#: finding the engine is not sure of goes to review, not to an alert.
+CONFIDENCE_REVIEW = 0.4
+#: Verdict reasons that make a kept mention a review-lane finding.
+REVIEW_REASONS = ("context_symptom",)
 _LEADER = re.compile(r"[\s\-*•·>#]*(?:\d{1,2}[.)]\s+)?")
 _CLAUSE_BREAK = re.compile(r"[;,]")
 
@@ -37,7 +42,7 @@ def _rules_digest() -> str:
         "section_policy": sections.SECTION_POLICY,
         "alternatives": alternatives.ALTERNATIVE_CAUSES,
         "grade": grades.GRADE_PATTERN.pattern,
-        "quote": [MAX_QUOTE_CHARS, CONFIDENCE_EXPLICIT, CONFIDENCE_CONTEXT],
+        "quote": [MAX_QUOTE_CHARS, CONFIDENCE_EXPLICIT, CONFIDENCE_CONTEXT, CONFIDENCE_REVIEW],
     }
     blob = json.dumps(tables, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
@@ -109,7 +114,10 @@ class RulesEngine:
         return sorted(findings, key=lambda f: (f.start, CATEGORIES.index(f.category))), decisions
 
     def _finding(self, text: str, category: str, found: list[_Candidate]) -> Finding:
-        best = min(found, key=lambda c: (not c.verdict.explicit, c.grade is None, c.ent.start_char))
+        # a symptom the note grades (CTCAE) is being assessed as a toxicity: an alert
+        review = all(c.verdict.reason in REVIEW_REASONS and c.grade is None for c in found)
+        best = min(found, key=lambda c: (not c.verdict.explicit, c.verdict.reason in REVIEW_REASONS, c.grade is None,
+                                         c.ent.start_char))
         grade = best.grade
         now = [c for c in found if c.current_grade and c.grade is not None]
         if now and not best.current_grade:
@@ -119,7 +127,8 @@ class RulesEngine:
         start, end = _quote_bounds(text, best.ent)
         return Finding(category=category, grade=grade, start=start, end=end, quote=text[start:end],
                        attribution="immunotherapy" if best.verdict.explicit else "unspecified",
-                       confidence=CONFIDENCE_EXPLICIT if best.verdict.explicit else CONFIDENCE_CONTEXT)
+                       confidence=CONFIDENCE_EXPLICIT if best.verdict.explicit
+                       else CONFIDENCE_REVIEW if review else CONFIDENCE_CONTEXT)
 
 
 #: Sections whose statements are the clinician's conclusion about a problem.

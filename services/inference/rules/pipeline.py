@@ -27,6 +27,7 @@ _ABBREVIATION = re.compile(r"^(?:vs|dr|mr|mrs|ms|st|approx|gr|e\.g|i\.e|etc|pt|n
 LINE_BOUNDARY = "vigil_line_boundaries"
 MISSPELLINGS = "vigil_misspellings"
 _JOIN = re.compile(r"^[ \t]*(?:-[ \t]*)?$")
+_IR_PREFIX = re.compile(r"\bir[ \t]*-[ \t]*$", re.IGNORECASE)
 
 
 @Language.component(MISSPELLINGS)
@@ -56,6 +57,11 @@ def mark_misspellings(doc: Doc) -> Doc:
             prefix = before[-1]
             ents.remove(prefix)
             span = Span(doc, prefix.start, span.end, label=category)
+        else:
+            ir = _IR_PREFIX.search(doc.text, max(0, start - 8), start)
+            widened = doc.char_span(ir.start(), end, label=category, alignment_mode="expand") if ir else None
+            if widened is not None and not any(e.start_char < start and ir.start() < e.end_char for e in ents):
+                span = widened
         ents.append(span)
         taken.append((span.start_char, span.end_char))
     doc.ents = sorted(ents, key=lambda e: e.start)

@@ -72,13 +72,27 @@ def _words(body: str) -> str:
 
 #: What may stand right before a term and make it immune-related by wording
 #: ("immune-mediated colitis", "ICI pneumonitis", "ipilimumab hypophysitis").
-MENTION_PREFIX = rf"(?:{IMMUNE_QUALIFIER}|{ICI_DRUGS}|{GENERIC_IMMUNOTHERAPY})"
+MENTION_PREFIX = rf"(?:{IMMUNE_QUALIFIER}|{ICI_DRUGS}|{GENERIC_IMMUNOTHERAPY}|ir(?=[ \t]*-))"
 _PREFIX_RE = re.compile(rf"^{MENTION_PREFIX}\b", re.IGNORECASE)
 
 
 def _qualified(body: str) -> str:
     """A term optionally preceded, on the same line, by an immune qualifier and one more word."""
     return rf"\b(?:{MENTION_PREFIX}(?:[ \t]*-[ \t]*|[ \t]+)(?:(?!(?:and|or|with|without|for|but|no|not|held|was|is|on|in|to|x)\b)[a-z]+(?:[ \t]*-[ \t]*|[ \t]+))?)?(?:{body})\b(?!-like)"
+
+
+#: Strong terms that name a symptom or a lab change rather than a diagnosis ("diarrhea", "rash",
+#: "AKI", "elevated LFTs"): in an immunotherapy context with nothing else said about their cause,
+#: the engine is not sure they are an irAE, and reports them for review, not as an alert.
+SYMPTOM_TERMS = re.compile(
+    r"(?:diarrh|rash|prurit|itch|maculo|aki\b|acute\s+kidney|acute\s+renal|renal\s+injury|liver\s+injury"
+    r"|elevated|increased|rising|raised|uptrending|abnormal|high|lfts?\b|liver\s+enzymes|transaminases?\b|alt\b|ast\b|lft\b)",
+    re.IGNORECASE)
+
+
+def is_symptom(mention: str) -> bool:
+    """The mention names a symptom or a lab change, not a diagnosis."""
+    return bool(SYMPTOM_TERMS.match(mention))
 
 
 def is_qualified(mention: str) -> bool:
