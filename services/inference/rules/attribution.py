@@ -41,6 +41,10 @@ REPLACEMENT_CATEGORIES = frozenset({"thyroiditis", "hypophysitis", "adrenal_insu
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 
 
+def _is_mention(ent: Span) -> bool:
+    return ent.label_ not in (ICI, IMMUNE, NON_ICI) and not ent.label_.startswith(ALT_PREFIX)
+
+
 def layout_of(doc: Doc) -> Layout | None:
     return doc.user_data.get("vigil_layout")
 
@@ -113,7 +117,7 @@ def assertion(ent: Span) -> Assertion:
                       and not e.label_.startswith(ALT_PREFIX)), None)
         if resolved_in(ent.doc.text, ent.start_char, ent.end_char, ent.sent.end_char, layout, limit):
             negated = True
-    uncertain = POSS in categories
+    uncertain = POSS in categories or (_is_mention(ent) and ent.sent.text.rstrip().endswith("?"))
     if uncertain and _treated(ent.sent.text):
         uncertain = False  # a working diagnosis being treated (taxonomy notes, rule 10)
     if ent.label_ not in (ICI, NON_ICI) and not ent.label_.startswith(ALT_PREFIX) and _DIFFERENTIAL.search(ent.sent.text):

@@ -28,7 +28,7 @@ CONFIDENCE_CONTEXT = 0.7
 #: finding the engine is not sure of goes to review, not to an alert.
 CONFIDENCE_REVIEW = 0.4
 #: Verdict reasons that make a kept mention a review-lane finding.
-REVIEW_REASONS = ("context_symptom",)
+REVIEW_REASONS = ("context_symptom", "open_question")
 _LEADER = re.compile(r"[\s\-*•·>#]*(?:\d{1,2}[.)]\s+)?")
 _CLAUSE_BREAK = re.compile(r"[;,]")
 
@@ -110,7 +110,14 @@ class RulesEngine:
                                              verdict.reason, grade))
             if verdict.present:
                 candidates.setdefault(ent.label_, []).append(_Candidate(ent, verdict, grade, current))
-        findings = [self._finding(text, category, found) for category, found in candidates.items()]
+        for ent, verdict in zip(mentions, verdicts):
+            # an open question about an irAE ("concern for ICI colitis") goes to review (rule 11)
+            if (ent.label_ not in candidates and verdict.reason in ("uncertain", "in_doubt")
+                    and _raised_as_irae(ent, context)):
+                candidates.setdefault(f"?{ent.label_}", []).append(
+                    _Candidate(ent, Verdict(True, False, "open_question"), None))
+        findings = [self._finding(text, category.lstrip("?"), found) for category, found in candidates.items()
+                    if not (category.startswith("?") and category[1:] in candidates)]
         return sorted(findings, key=lambda f: (f.start, CATEGORIES.index(f.category))), decisions
 
     def _finding(self, text: str, category: str, found: list[_Candidate]) -> Finding:
@@ -136,6 +143,14 @@ ASSESSMENT_SECTIONS = ("assessment_and_plan", "problem_list")
 #: Reasons an assessment gives for a category being absent that overrule the rest of the note.
 _CONCLUSIONS = ("negated", "uncertain", "local_alternative", "alternative", "in_doubt", "historical", "non_ici",
                 "secondary_ai", "predates_ici")
+
+
+def _raised_as_irae(ent: Span, context) -> bool:
+    """The uncertain mention is raised as an irAE: immune-qualified, or in an attributed item."""
+    from services.inference.rules.attribution import scope
+    from services.inference.rules.vocabulary import is_qualified
+
+    return is_qualified(ent.text) or scope(ent) in context.attributed_sentences
 
 
 def _in_assessment(ent: Span) -> bool:

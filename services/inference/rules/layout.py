@@ -44,6 +44,7 @@ EDUCATION_SENTENCE = re.compile(
     r"|(?:call|return|go\s+to\s+(?:the\s+)?(?:ed|er))\s+(?:\w+\s+){0,4}(?:if|for)\s+(?:you\s+)?(?:develop|notice|have|any)"
     r"|(?:risks?|side[- ]effects?|adverse\s+events?|irAEs?|toxicit(?:y|ies))\s+(?:were\s+|was\s+)?(?:discussed|reviewed|explained)"
     r"|\b(?:were|was)\s+(?:also\s+)?(?:mentioned|discussed|explained)\b"
+    r"|\b(?:usually|typically|generally|commonly|often)\s+(?:looks?|presents?|causes?|starts?|shows?|appears?|begins?)\b"
     r"|(?:most\s+)?common\s+(?:side\s+)?effects\s+(?:are|include)|wallet\s+card|written\s+info)",
     re.IGNORECASE)
 #: A line that opens a negative list ("Neg: fever, rash", "Negative for: ...", "Ruled out / not present: ...").

@@ -30,7 +30,7 @@ MODIFIER_RULES: list[tuple[str, str, str, int | None]] = [
         "no more", "no longer", "no recurrence of", "no recurrent", "no new", "no active", "never had", "never developed",
         "not consistent with", "inconsistent with", "rules out", "resolution of",
         "resolving of", "clear of", "fails to reveal", "lack of", "did not have", "does not have",
-        "has not had", "hasn't had", "nor", "rather than", "instead of", "not likely",
+        "has not had", "hasn't had", "have not had", "haven't had", "had not had", "hadn't had", "nor", "rather than", "instead of", "not likely",
         "doubt", "not felt to be", "not thought to be", "not c/w", "w/o",
         "r/o'd", "improved to normal", "no clinical", "no objective", "no current",
         "w/u negative", "workup negative", "work-up negative", "work up negative", "workup was negative",

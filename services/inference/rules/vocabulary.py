@@ -85,7 +85,7 @@ def _qualified(body: str) -> str:
 #: "AKI", "elevated LFTs"): in an immunotherapy context with nothing else said about their cause,
 #: the engine is not sure they are an irAE, and reports them for review, not as an alert.
 SYMPTOM_TERMS = re.compile(
-    r"(?:diarrh|rash|prurit|itch|maculo|aki\b|acute\s+kidney|acute\s+renal|renal\s+injury|liver\s+injury"
+    r"(?:diarrh|rash|prurit|itch|maculo|morbilliform|drug\s+eruption|aki\b|acute\s+kidney|acute\s+renal|renal\s+injury|liver\s+injury"
     r"|elevated|increased|rising|raised|uptrending|abnormal|high|lfts?\b|liver\s+enzymes|transaminases?\b|alt\b|ast\b|lft\b)",
     re.IGNORECASE)
 
