@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
-from services.inference.findings import CATEGORIES, Finding
+from services.inference.findings import ALERT_MIN_CONFIDENCE, CATEGORIES, Finding
 
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 7
@@ -35,7 +35,7 @@ class GoldFileError(ValueError):
 
 
 #: Findings with a confidence below this are review-lane findings, not alerts.
-REVIEW_BELOW = 0.5
+REVIEW_BELOW = ALERT_MIN_CONFIDENCE
 
 #: Note length buckets (characters): (name, upper bound exclusive).
 LENGTH_BUCKETS: tuple[tuple[str, float], ...] = (

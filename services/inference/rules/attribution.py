@@ -193,7 +193,7 @@ def note_context(doc: Doc) -> NoteContext:
         elif label == IMMUNE:
             if not state.ignored and not state.family:
                 named = True
-            if state.current:
+            if state.affirmed:  # a past condition's cause is still its cause
                 attributed.add(where)
                 own.add(ent.sent.start_char)
                 starts.append(ent.start_char)

@@ -128,8 +128,8 @@ def build_layout(text: str, header: re.Pattern[str]) -> Layout:
             ends[-1] = line_start
         starts.append(line_start)
         ends.append(-1)
-        grouping = bool(_NUMBERED.match(line)) or is_header or (
-            bool(_LABELLED.match(line)) and not _BULLET.match(line))
+        grouping = not is_header and (bool(_NUMBERED.match(line)) or (
+            bool(_LABELLED.match(line)) and not _BULLET.match(line)))
         open_kind = "grouping" if grouping else "single"
     if starts and ends[-1] < 0:
         ends[-1] = len(text)

@@ -42,7 +42,7 @@ ON_REPLACEMENT = re.compile(
 _RELATIVE = re.compile(
     r"\b(?:mother|father|sister|brother|aunt|uncle|grandmother|grandfather|cousin|son|daughter|sibling|parent"
     r"|mom|dad|niece|nephew|husband|wife|spouse|partner|friend|neighbou?r)(?:'s)?\b", re.IGNORECASE)
-_PATIENT = re.compile(r"\b(?:patient|pt|he|she|i|me|my|his own|her own|himself|herself)\b|;", re.IGNORECASE)
+_PATIENT = re.compile(r"\b(?:patient|pt|i|me|my|his\s+own|her\s+own|himself|herself)\b|;", re.IGNORECASE)
 
 
 def resolved_in(text: str, start: int, end: int, sentence_end: int, layout: Layout, limit: int | None = None) -> bool:
