@@ -45,6 +45,18 @@ def _is_mention(ent: Span) -> bool:
     return ent.label_ not in (ICI, IMMUNE, NON_ICI) and not ent.label_.startswith(ALT_PREFIX)
 
 
+def text_of(doc: Doc) -> str:
+    """The note text (spaCy rebuilds ``doc.text`` from its tokens on every access)."""
+    text = doc.user_data.get("vigil_text")
+    return text if text is not None else doc.text
+
+
+def ents_of(doc: Doc) -> tuple[Span, ...]:
+    """The target spans (spaCy rebuilds ``doc.ents`` on every access)."""
+    ents = doc.user_data.get("vigil_ents")
+    return ents if ents is not None else tuple(doc.ents)
+
+
 def layout_of(doc: Doc) -> Layout | None:
     return doc.user_data.get("vigil_layout")
 
@@ -90,7 +102,7 @@ def _section_policy(ent: Span) -> str | None:
     if policy is None:
         return None
     span = token._.section_span
-    if span is not None and _PARAGRAPH_BREAK.search(ent.doc.text, span.start_char, ent.start_char):
+    if span is not None and _PARAGRAPH_BREAK.search(text_of(ent.doc), span.start_char, ent.start_char):
         return None
     return policy
 
@@ -105,17 +117,17 @@ def assertion(ent: Span) -> Assertion:
     if layout is not None and ent.label_ not in (ICI, NON_ICI) and not ent.label_.startswith(ALT_PREFIX):
         negated = negated or layout.in_negative_list(ent.start_char)
         hypothetical = hypothetical or layout.in_education(ent.start_char) or education_sentence(ent.sent.text)
-        family = family or family_subject(ent.doc.text, ent.sent.start_char, ent.start_char)
+        family = family or family_subject(text_of(ent.doc), ent.sent.start_char, ent.start_char)
     historical = HIST in categories or policy == "historical"
     ongoing = ONGOING in categories
     if ent.label_ in REPLACEMENT_CATEGORIES and historical:
         ongoing = True
     if layout is not None and ent.label_ not in (ICI, IMMUNE, NON_ICI) and not ent.label_.startswith(ALT_PREFIX):
-        limit = next((e.start_char for e in ent.doc.ents
+        limit = next((e.start_char for e in ents_of(ent.doc)
                       if e.start_char > ent.end_char and e.label_ not in (ICI, IMMUNE, NON_ICI)
                       and (e.label_ != ent.label_ or e.sent.start != ent.sent.start)
                       and not e.label_.startswith(ALT_PREFIX)), None)
-        if resolved_in(ent.doc.text, ent.start_char, ent.end_char, ent.sent.end_char, layout, limit):
+        if resolved_in(text_of(ent.doc), ent.start_char, ent.end_char, ent.sent.end_char, layout, limit):
             negated = True
     uncertain = POSS in categories or (_is_mention(ent) and ent.sent.text.rstrip().endswith("?"))
     if uncertain and _treated(ent.sent.text):
@@ -176,7 +188,7 @@ def note_context(doc: Doc) -> NoteContext:
     pituitary = False
     from services.inference.findings import CATEGORIES
 
-    for ent in doc.ents:
+    for ent in ents_of(doc):
         label = ent.label_
         state = assertion(ent)
         where = scope(ent)
@@ -215,7 +227,7 @@ def note_context(doc: Doc) -> NoteContext:
             if label == "hypophysitis" and state.affirmed:
                 pituitary = True
     ici = named or (generic and not non_ici)
-    ici_year = first_year_near(doc.text, [(e.start_char, e.end_char) for e in doc.ents
+    ici_year = first_year_near(text_of(doc), [(e.start_char, e.end_char) for e in ents_of(doc)
                                           if e.label_ == ICI and _strength(e) == "named"])
     if non_ici and not named:
         attributed, own = set(), set()
@@ -258,7 +270,7 @@ def judge(ent: Span, context: NoteContext, state: Assertion | None = None) -> Ve
     sentence = scope(ent)
     if context.non_ici_only:
         return Verdict(False, False, "non_ici")
-    qualified = is_qualified(ent.text) or bool(_PAREN_DRUG.match(ent.doc.text, ent.end_char))
+    qualified = is_qualified(ent.text) or bool(_PAREN_DRUG.match(text_of(ent.doc), ent.end_char))
     if qualified:
         return Verdict(True, True, "qualified")
     if category in context.local_alternatives.get(sentence, frozenset()):
@@ -268,7 +280,7 @@ def judge(ent: Span, context: NoteContext, state: Assertion | None = None) -> Ve
             return Verdict(False, False, "local_alternative")
     strong = _strength(ent) == "strong"
     if category == "adrenal_insufficiency" and (_pituitary_cause(ent) or (
-            context.pituitary_cause and not _PRIMARY.search(ent.doc.text, max(0, ent.start_char - 12), ent.end_char))):
+            context.pituitary_cause and not _PRIMARY.search(text_of(ent.doc), max(0, ent.start_char - 12), ent.end_char))):
         return Verdict(False, False, "secondary_ai")
     if ent.sent.start_char in context.attributed_own_sentences or (strong and sentence in context.attributed_sentences):
         return Verdict(True, True, "attributed")
@@ -285,7 +297,7 @@ def judge(ent: Span, context: NoteContext, state: Assertion | None = None) -> Ve
         # checkpoint inhibitor (taxonomy notes, rule 2); otherwise it may well predate it
         return Verdict(False, False, "historical")
     layout = layout_of(ent.doc)
-    if layout is not None and predates(ent.doc.text, ent.start_char, ent.end_char, layout, context.ici_year):
+    if layout is not None and predates(text_of(ent.doc), ent.start_char, ent.end_char, layout, context.ici_year):
         return Verdict(False, False, "predates_ici")
     if is_symptom(ent.text):
         return Verdict(True, False, "context_symptom")
@@ -301,7 +313,7 @@ _PITUITARY_CAUSE = re.compile(r"\b(?:hypophysitis|hypophisitis|hypopituitarism|p
 def _pituitary_cause(ent: Span) -> bool:
     """Adrenal insufficiency that is secondary (central) or named with a pituitary cause in its
     sentence is hypophysitis, not ``adrenal_insufficiency`` (taxonomy notes, rule 3)."""
-    text = ent.doc.text
+    text = text_of(ent.doc)
     before = text[max(0, ent.start_char - 30):ent.start_char]
     return bool(_SECONDARY.search(before) or _PITUITARY_CAUSE.search(ent.sent.text))
 

@@ -91,9 +91,11 @@ class RulesEngine:
         if not text.strip():
             return [], []
         doc = parse(text)
+        doc.user_data["vigil_text"] = text
+        doc.user_data["vigil_ents"] = tuple(doc.ents)
         doc.user_data["vigil_layout"] = build_layout(text, header_regex())
         context = note_context(doc)
-        mentions = [ent for ent in doc.ents if ent.label_ in CATEGORIES]
+        mentions = [ent for ent in doc.user_data["vigil_ents"] if ent.label_ in CATEGORIES]
         states = {ent.start: assertion(ent) for ent in mentions}
         candidates: dict[str, list[_Candidate]] = {}
         decisions: list[MentionDecision] = []
@@ -215,7 +217,7 @@ def _assign_grades(doc: Doc, mentions: list[Span]) -> dict[int, tuple[int, bool]
             for _ in range(2):
                 following = _next_sentence(doc, following)
                 if following is None or any(e.label_ in CATEGORIES for e in following.ents) \
-                        or "\n\n" in doc.text[sentence.end_char:following.start_char]:
+                        or "\n\n" in doc.user_data.get("vigil_text", doc.text)[sentence.end_char:following.start_char]:
                     break
                 borrowed = grades.find_grades(following.text, offset=following.start_char)
                 if borrowed:

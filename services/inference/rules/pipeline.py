@@ -4,8 +4,9 @@ Components: medspaCy's tokenizer, a line-break boundary marker, spaCy's ``senten
 place of PyRuSH), medspaCy's TargetMatcher, ConText and Sectionizer, all with this package's
 rules only (no default rule files, no QuickUMLS: nothing is read from or written to the network).
 
-``build_pipeline()`` is what ``bench.extraction`` runs as the bare baseline; ``get_pipeline()``
-caches it for the engine.
+``build_pipeline(engine=False)`` is what ``bench.extraction`` runs as the bare medspaCy baseline;
+``get_pipeline()`` caches the engine's pipeline (its own target component, same matches as
+medspaCy's TargetMatcher but built for speed, and the misspelling component).
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def mark_misspellings(doc: Doc) -> Doc:
     from services.inference.rules.spelling import misspellings
     from services.inference.rules.vocabulary import is_qualified
 
-    found = misspellings(doc.text)
+    text = doc.text
+    found = misspellings(text)
     if not found:
         return doc
     ents = list(doc.ents)
@@ -52,13 +54,13 @@ def mark_misspellings(doc: Doc) -> Doc:
         if span is None:
             continue
         before = [e for e in ents if e.end_char <= start and e.label_ in ("ICI", "IMMUNE")
-                  and _JOIN.match(doc.text[e.end_char:start]) and is_qualified(e.text)]
+                  and _JOIN.match(text[e.end_char:start]) and is_qualified(e.text)]
         if before:
             prefix = before[-1]
             ents.remove(prefix)
             span = Span(doc, prefix.start, span.end, label=category)
         else:
-            ir = _IR_PREFIX.search(doc.text, max(0, start - 8), start)
+            ir = _IR_PREFIX.search(text, max(0, start - 8), start)
             widened = doc.char_span(ir.start(), end, label=category, alignment_mode="expand") if ir else None
             if widened is not None and not any(e.start_char < start and ir.start() < e.end_char for e in ents):
                 span = widened
@@ -109,22 +111,77 @@ def header_regex() -> re.Pattern[str]:
                       re.IGNORECASE)
 
 
-def build_pipeline() -> Language:
-    """A fresh pipeline with every rule loaded (about half a second)."""
+TARGETS = "vigil_targets"
+
+
+def target_rules() -> list:
+    """The TargetRules of the vocabulary, in the table's order (the order breaks ties)."""
+    from medspacy.target_matcher import TargetRule
+
+    return [TargetRule(literal=f"{label}/{strength}", category=label, pattern=pattern, attributes=None,
+                       metadata={"strength": strength})
+            for label, strength, pattern in target_table()]
+
+
+class TargetSpans:
+    """medspaCy's TargetMatcher for regular-expression rules, with the same results: every rule's
+    matches snapped out to token boundaries, overlaps pruned by medspaCy's own
+    ``prune_overlapping_matches`` (longest kept, the earlier rule on a tie), then added as
+    entities in order, a span that overlaps an earlier one skipped. The difference is speed:
+    the note text is built once per note, not once per rule (spaCy rebuilds ``doc.text`` on
+    every access)."""
+
+    def __init__(self, rules: list):
+        self.rules = [(rule, re.compile(rule.pattern, re.IGNORECASE)) for rule in rules]
+
+    def __call__(self, doc: Doc) -> Doc:
+        from medspacy.common.util import prune_overlapping_matches
+        from spacy.tokens import Span
+
+        text = doc.text_with_ws
+        matches: list[tuple[int, int, int]] = []
+        for index, (_, pattern) in enumerate(self.rules):
+            for found in pattern.finditer(text):
+                span = doc.char_span(found.start(), found.end(), alignment_mode="expand")
+                if span is not None and len(span):
+                    matches.append((index, span.start, span.end))
+        ents: list[Span] = []
+        covered: set[int] = set()
+        for index, start, end in prune_overlapping_matches(matches):
+            if covered.intersection(range(start, end)):
+                continue
+            rule = self.rules[index][0]
+            span = Span(doc, start, end, label=rule.category)
+            span._.target_rule = rule
+            ents.append(span)
+            covered.update(range(start, end))
+        doc.ents = sorted(ents, key=lambda e: e.start)
+        return doc
+
+
+@Language.factory(TARGETS)
+def make_target_spans(nlp, name):  # noqa: ANN001 (spaCy resolves factory arguments by name, unannotated)
+    return TargetSpans(target_rules())
+
+
+def build_pipeline(engine: bool = True) -> Language:
+    """A fresh pipeline with every rule loaded (about half a second). ``engine=False`` is the bare
+    medspaCy baseline of ``bench.extraction``: medspaCy's own TargetMatcher instead of
+    ``TargetSpans`` (same matches, slower) and no misspelling component."""
     import medspacy
     from medspacy.context import ConTextRule
     from medspacy.section_detection import SectionRule
-    from medspacy.target_matcher import TargetRule
 
     nlp = medspacy.load(medspacy_enable=["medspacy_tokenizer", "medspacy_target_matcher", "medspacy_context"],
                         load_rules=False)
     nlp.add_pipe(LINE_BOUNDARY, before="medspacy_target_matcher")
     nlp.add_pipe("sentencizer", before="medspacy_target_matcher")
-    nlp.get_pipe("medspacy_target_matcher").add(
-        [TargetRule(literal=f"{label}/{strength}", category=label, pattern=pattern, attributes=None,
-                    metadata={"strength": strength})
-         for label, strength, pattern in target_table()])
-    nlp.add_pipe(MISSPELLINGS, after="medspacy_target_matcher")
+    if engine:
+        nlp.add_pipe(TARGETS, before="medspacy_target_matcher")
+        nlp.remove_pipe("medspacy_target_matcher")
+        nlp.add_pipe(MISSPELLINGS, after=TARGETS)
+    else:
+        nlp.get_pipe("medspacy_target_matcher").add(target_rules())
     nlp.remove_pipe("medspacy_context")
     context = nlp.add_pipe("medspacy_context", config={"rules": None, "span_attrs": None,
                                                        "terminating_types": TERMINATING_TYPES})

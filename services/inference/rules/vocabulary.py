@@ -179,9 +179,13 @@ def target_table() -> list[tuple[str, str, str]]:
     rows.append(("ICI", "generic", _words(GENERIC_IMMUNOTHERAPY)))
     rows.append(("NON_ICI", "context", _words(NON_ICI_THERAPY)))
     rows.append(("IMMUNE", "attribution", IMMUNE_TERMS))
+    seen: set[str] = set()
     for category, entries in ALTERNATIVE_CAUSES.items():
         for kind in ("acute", "chronic", "local", "drug", "test"):
-            if entries.get(kind):
+            # a pattern shared by several categories is matched once; the attribution step reads
+            # every category it stands for (``attribution.alternative_kinds``)
+            if entries.get(kind) and entries[kind] not in seen:
+                seen.add(entries[kind])
                 rows.append((f"ALT:{category}", kind, _words(entries[kind])))
     return rows
 

@@ -217,3 +217,19 @@ def test_layout_items():
     assert text[first[0]:first[1]].startswith("1. Colitis") and "budesonide" in text[first[0]:first[1]]
     assert layout.item(text.index("Rash")) != first
     assert layout.item(text.index("HTN")) != layout.item(text.index("CKD"))
+
+
+def test_target_spans_match_medspacy_target_matcher():
+    from services.inference.rules.pipeline import MISSPELLINGS, build_pipeline
+
+    bare, fast = build_pipeline(engine=False), build_pipeline(engine=True)
+    fast.remove_pipe(MISSPELLINGS)
+    notes = [
+        "On ipi/nivo. Immune-mediated colitis grade 3; C. difficile toxin negative. No pneumonitis.",
+        "PMH: Hashimoto's thyroiditis, type 2 diabetes on metformin. Radiation pneumonitis 2019.\n"
+        "A/P: AKI, prerenal from vomiting; ICI nephritis less likely. Rising LFTs attributed to liver mets.",
+        "Secondary adrenal insufficiency from hypophysitis (ipilimumab-induced). IL-2 rash. TIL therapy.",
+    ]
+    for text in notes:
+        expected = [(e.start, e.end, e.label_, e._.target_rule.literal) for e in bare(text).ents]
+        assert [(e.start, e.end, e.label_, e._.target_rule.literal) for e in fast(text).ents] == expected
