@@ -253,6 +253,7 @@ REASONS = {
     "attributed": "its item attributes it to a checkpoint inhibitor", "weak_term": "weak term without attribution",
     "no_ici_context": "no checkpoint inhibitor in the note", "alternative": "alternative cause named in the note",
     "in_doubt": "the note leaves the cause open", "context": "strong term in a checkpoint-inhibitor context",
+    "named_cause": "its clause states a cause that is not the checkpoint inhibitor",
     "context_symptom": "symptom in a checkpoint-inhibitor context, cause not stated (review, not alert)",
     "non_ici": "the note's immunotherapy is not a checkpoint inhibitor",
     "predates_ici": "the condition predates the checkpoint inhibitor",
@@ -275,6 +276,8 @@ def judge(ent: Span, context: NoteContext, state: Assertion | None = None) -> Ve
         return Verdict(True, True, "qualified")
     if category in context.local_alternatives.get(sentence, frozenset()):
         return Verdict(False, False, "local_alternative")
+    if named_other_cause(ent):
+        return Verdict(False, False, "named_cause")
     if category in context.local_alternatives.get(ent.sent.start_char, frozenset()):
         if not _directly_attributed(ent, context):
             return Verdict(False, False, "local_alternative")
@@ -316,6 +319,37 @@ def _pituitary_cause(ent: Span) -> bool:
     text = text_of(ent.doc)
     before = text[max(0, ent.start_char - 30):ent.start_char]
     return bool(_SECONDARY.search(before) or _PITUITARY_CAUSE.search(ent.sent.text))
+
+
+#: A cause stated right after a mention in its sentence ("AKI due to dehydration", "rash
+#: attributed to the new detergent"): its object is read, whatever it is.
+_STATED_CAUSE = re.compile(
+    r"\b(?:due\s+to|secondary\s+to|2/2|attributed\s+to|attributable\s+to|caused\s+by|induced\s+by|explained\s+by"
+    r"|the\s+result\s+of|a\s+result\s+of)\s+(?P<object>[^.;:\n]{1,60})", re.IGNORECASE)
+#: What a stated cause may be and still point to the checkpoint inhibitor (or to another irAE).
+_IMMUNE_OBJECT = re.compile(
+    rf"\b(?:{ICI_DRUGS}|{GENERIC_IMMUNOTHERAPY}|immune|auto-?immune|irae|ir-|checkpoint|hypophysitis|hypophisitis"
+    rf"|colitis|enterocolitis|hepatitis|thyroiditis|nephritis|pneumonitis|myocarditis|dermatitis|adrenalitis|diabetes)\b",
+    re.IGNORECASE)
+#: Hedges that leave a stated cause open ("possibly due to", "less likely due to", "not due to").
+_CAUSE_HEDGE = re.compile(
+    r"\b(?:not|unlikely|less\s+likely|rather\s+than|possibly|possible|perhaps|may\s+be|might\s+be|could\s+be|vs\.?|versus"
+    r"|or|rule\s+out|r/o|question(?:able)?|unclear\s+if|doubt)\W+(?:\w+\W+){0,2}$", re.IGNORECASE)
+
+
+def named_other_cause(ent: Span) -> bool:
+    """The mention's own clause states a cause that is not the checkpoint inhibitor (rule 12):
+    the first causal phrase after it, before the next mention, unhedged, whose object names no
+    checkpoint inhibitor, immunotherapy or irAE."""
+    text = text_of(ent.doc)
+    stop = ent.sent.end_char
+    following = next((e.start_char for e in ents_of(ent.doc) if e.start_char >= ent.end_char and _is_mention(e)), None)
+    if following is not None:
+        stop = min(stop, following)
+    found = _STATED_CAUSE.search(text, ent.end_char, stop)
+    if found is None or _CAUSE_HEDGE.search(text, ent.end_char, found.start()):
+        return False
+    return not _IMMUNE_OBJECT.search(found.group("object"))
 
 
 #: A checkpoint inhibitor named in brackets right after the mention ("Hypophysitis (ipilimumab)").

@@ -143,7 +143,7 @@ class RulesEngine:
 #: Sections whose statements are the clinician's conclusion about a problem.
 ASSESSMENT_SECTIONS = ("assessment_and_plan", "problem_list")
 #: Reasons an assessment gives for a category being absent that overrule the rest of the note.
-_CONCLUSIONS = ("negated", "uncertain", "local_alternative", "alternative", "in_doubt", "historical", "non_ici",
+_CONCLUSIONS = ("negated", "uncertain", "local_alternative", "named_cause", "alternative", "in_doubt", "historical", "non_ici",
                 "secondary_ai", "predates_ici")
 
 

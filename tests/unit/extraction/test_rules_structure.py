@@ -233,3 +233,13 @@ def test_target_spans_match_medspacy_target_matcher():
     for text in notes:
         expected = [(e.start, e.end, e.label_, e._.target_rule.literal) for e in bare(text).ents]
         assert [(e.start, e.end, e.label_, e._.target_rule.literal) for e in fast(text).ents] == expected
+
+
+@pytest.mark.parametrize("text,present", [
+    ("On pembrolizumab. AKI due to dehydration from poor oral intake, improving with fluids.", False),
+    ("On pembrolizumab. New rash attributed to the laundry soap she switched to.", False),
+    ("On pembrolizumab. Diarrhea due to immune-mediated colitis, grade 2.", True),
+    ("On ipilimumab. Colitis, grade 2, not due to infection (stool studies negative), felt to be from ipilimumab.", True),
+])
+def test_a_stated_cause_that_is_not_the_checkpoint_inhibitor(engine, text, present):
+    assert bool(alerts(engine, text)) is present
