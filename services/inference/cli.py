@@ -37,7 +37,7 @@ def eval_command(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT)
     report = evaluate(notes, scorer.extract, gates=gates, resamples=resamples, explain=_explainer(scorer),
-                      with_errors=errors)
+                      with_errors=errors, prefilter=getattr(scorer, "prefilter", None))
     report["engine"] = {"name": engine, "version": scorer.version}
     report["gold"] = str(gold)
     if as_json:
@@ -98,6 +98,11 @@ def _print_table(report: dict) -> None:
             breakdown.add_row(name, str(entry["n_notes"]), str(entry["tp"]), str(entry["fp"]), str(entry["fn"]),
                               _fmt(entry["precision"]), _fmt(entry["recall"]), _fmt(entry["f1"]))
         console.print(breakdown)
+    if "prefilter" in report:
+        pre = report["prefilter"]
+        console.print(f"hybrid prefilter (notes sent to the model): forward rate {pre['forward_rate']:.3f} "
+                      f"({pre['forwarded']}/{report['n_notes']}), recall {pre['recall']:.3f} of "
+                      f"{pre['positive_notes']} notes with a gold label (labels {pre['label_recall']:.3f})")
     if "errors" in report:
         _print_errors(console, report["errors"])
     verdict = "[green]PASSED[/green]" if gates["passed"] else "[red]FAILED[/red]"

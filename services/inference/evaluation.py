@@ -270,7 +270,8 @@ def note_errors(note: GoldNote, findings: Sequence[Finding], decisions: Sequence
 def evaluate(notes: Sequence[GoldNote], extract: Callable[[str], Sequence[Finding]], *,
              gates: Gates = Gates(), resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
              sentence_bounds: Callable[[str], list[tuple[int, int]]] = rules_sentence_bounds,
-             explain: Explain | None = None, with_errors: bool = False) -> dict:
+             explain: Explain | None = None, with_errors: bool = False,
+             prefilter: Callable[[str], bool] | None = None) -> dict:
     """Run ``extract`` (or ``explain``, which also says how each mention was decided) over the
     notes and return the report (JSON-serialisable)."""
     scores: list[NoteScore] = []
@@ -281,7 +282,14 @@ def evaluate(notes: Sequence[GoldNote], extract: Callable[[str], Sequence[Findin
     by_type: dict[str, list[NoteScore]] = {}
     by_length: dict[str, list[NoteScore]] = {}
     errors: list[dict] = []
+    forwarded = forwarded_positive = positive = forwarded_labels = 0
     for note in notes:
+        if prefilter is not None:
+            sent = prefilter(note.text)
+            forwarded += sent
+            positive += bool(note.labels)
+            forwarded_positive += sent and bool(note.labels)
+            forwarded_labels += len(note.labels) if sent else 0
         decisions: Sequence[dict] | None = None
         if explain is not None:
             produced, decisions = explain(note.text)
@@ -340,4 +348,11 @@ def evaluate(notes: Sequence[GoldNote], extract: Callable[[str], Sequence[Findin
     }
     if with_errors:
         report["errors"] = errors
+    if prefilter is not None:
+        labels = sum(len(n.labels) for n in notes)
+        report["prefilter"] = {
+            "forwarded": forwarded, "forward_rate": forwarded / len(notes),
+            "positive_notes": positive, "recall": forwarded_positive / positive if positive else 1.0,
+            "label_recall": forwarded_labels / labels if labels else 1.0,
+        }
     return report

@@ -72,7 +72,9 @@ class _Candidate:
 
 
 class RulesEngine:
-    """``extract(text)`` -> findings; ``candidate_mentions(text)`` -> any category term at all."""
+    """``extract(text)`` -> findings; ``explain(text)`` -> findings and every mention's decision;
+    ``prefilter(text)`` -> whether the hybrid route would send the note to the model;
+    ``candidate_mentions(text)`` -> any category term at all."""
 
     name = "rules"
     version = f"rules-{RULES_SEMVER}+{_rules_digest()}"
@@ -85,6 +87,11 @@ class RulesEngine:
 
     def extract(self, text: str) -> list[Finding]:
         return self.explain(text)[0]
+
+    def prefilter(self, text: str) -> bool:
+        from services.inference.prefilter import forwards
+
+        return forwards(self.extract(text))
 
     def explain(self, text: str) -> tuple[list[Finding], list[MentionDecision]]:
         """The findings, and the decision taken on every category mention (in text order)."""
