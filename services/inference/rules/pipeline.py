@@ -132,17 +132,39 @@ class TargetSpans:
     every access)."""
 
     def __init__(self, rules: list):
-        self.rules = [(rule, re.compile(rule.pattern, re.IGNORECASE)) for rule in rules]
+        from services.inference.rules.vocabulary import CATEGORY_TERMS, term_body
+
+        self.rules = []
+        for rule in rules:
+            strength = (rule.metadata or {}).get("strength")
+            terms = CATEGORY_TERMS.get(rule.category, {})
+            # category terms: the bare term is scanned for, its optional qualifier read backwards
+            # (the same matches as the full pattern, without trying every qualifier at every position)
+            body = term_body(terms[strength]) if strength in terms else None
+            full = re.compile(rule.pattern, re.IGNORECASE)
+            self.rules.append((rule, re.compile(body, re.IGNORECASE) if body else full, full if body else None))
 
     def __call__(self, doc: Doc) -> Doc:
         from medspacy.common.util import prune_overlapping_matches
         from spacy.tokens import Span
 
+        from services.inference.rules.vocabulary import QUALIFIER_BEFORE
+
         text = doc.text_with_ws
         matches: list[tuple[int, int, int]] = []
-        for index, (_, pattern) in enumerate(self.rules):
+        for index, (_, pattern, full) in enumerate(self.rules):
+            previous_end = 0
             for found in pattern.finditer(text):
-                span = doc.char_span(found.start(), found.end(), alignment_mode="expand")
+                start, end = found.start(), found.end()
+                if start < previous_end:
+                    continue
+                if full is not None:
+                    qualifier = QUALIFIER_BEFORE.search(text, max(previous_end, start - 160), start)
+                    whole = full.match(text, qualifier.start()) if qualifier is not None else None
+                    if whole is not None:
+                        start, end = whole.start(), whole.end()
+                previous_end = end
+                span = doc.char_span(start, end, alignment_mode="expand")
                 if span is not None and len(span):
                     matches.append((index, span.start, span.end))
         ents: list[Span] = []

@@ -76,9 +76,22 @@ MENTION_PREFIX = rf"(?:{IMMUNE_QUALIFIER}|{ICI_DRUGS}|{GENERIC_IMMUNOTHERAPY}|ir
 _PREFIX_RE = re.compile(rf"^{MENTION_PREFIX}\b", re.IGNORECASE)
 
 
+_QUALIFIER_PART = (rf"{MENTION_PREFIX}(?:[ \t]*-[ \t]*|[ \t]+)(?:(?!(?:and|or|with|without|for|but|no|not|held|was|is|on|in|to|x)\b)"
+                   rf"[a-z]+(?:[ \t]*-[ \t]*|[ \t]+))?")
+
+
 def _qualified(body: str) -> str:
     """A term optionally preceded, on the same line, by an immune qualifier and one more word."""
-    return rf"\b(?:{MENTION_PREFIX}(?:[ \t]*-[ \t]*|[ \t]+)(?:(?!(?:and|or|with|without|for|but|no|not|held|was|is|on|in|to|x)\b)[a-z]+(?:[ \t]*-[ \t]*|[ \t]+))?)?(?:{body})\b(?!-like)"
+    return rf"\b(?:{_QUALIFIER_PART})?(?:{body})\b(?!-like)"
+
+
+def term_body(body: str) -> str:
+    """The term alone, as ``_qualified`` matches it (``QUALIFIER_BEFORE`` finds its qualifier)."""
+    return rf"\b(?:{body})\b(?!-like)"
+
+
+#: The optional qualifier of ``_qualified``, ending where the term starts ("ICI ", "immune-mediated ").
+QUALIFIER_BEFORE = re.compile(rf"\b(?:{_QUALIFIER_PART})$", re.IGNORECASE)
 
 
 #: Strong terms that name a symptom or a lab change rather than a diagnosis ("diarrhea", "rash",

@@ -229,6 +229,8 @@ def test_target_spans_match_medspacy_target_matcher():
         "PMH: Hashimoto's thyroiditis, type 2 diabetes on metformin. Radiation pneumonitis 2019.\n"
         "A/P: AKI, prerenal from vomiting; ICI nephritis less likely. Rising LFTs attributed to liver mets.",
         "Secondary adrenal insufficiency from hypophysitis (ipilimumab-induced). IL-2 rash. TIL therapy.",
+        "Immune-related colitis diarrhea and ICI-ILD; nivo hepatitis hepatitis; immune checkpoint\ninhibitor colitis.",
+        "pembro-related rash, ipi / nivo colitis-like picture, immune mediated severe pneumonitis.",
     ]
     for text in notes:
         expected = [(e.start, e.end, e.label_, e._.target_rule.literal) for e in bare(text).ents]
