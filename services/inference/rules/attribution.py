@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from spacy.tokens import Doc, Span
 
-from services.inference.rules.layout import Layout, education_sentence
+from services.inference.rules.layout import Layout, education_sentence, negated_by_list
 from services.inference.rules.modifiers import DIFFERENTIAL_PHRASES, FAM, HIST, HYPO, NEG, ONGOING, POSS
 from services.inference.rules.sections import SECTION_POLICY
 from services.inference.rules.temporality import family_subject, first_year_near, predates, resolved_in
@@ -115,7 +115,8 @@ def assertion(ent: Span) -> Assertion:
     hypothetical = HYPO in categories or policy == "hypothetical"
     family = FAM in categories or policy == "family"
     if layout is not None and ent.label_ not in (ICI, NON_ICI) and not ent.label_.startswith(ALT_PREFIX):
-        negated = negated or layout.in_negative_list(ent.start_char)
+        negated = negated or layout.in_negative_list(ent.start_char) or negated_by_list(
+            text_of(ent.doc), ent.sent.start_char, ent.start_char)
         hypothetical = hypothetical or layout.in_education(ent.start_char) or education_sentence(ent.sent.text)
         family = family or family_subject(text_of(ent.doc), ent.sent.start_char, ent.start_char)
     historical = HIST in categories or policy == "historical"

@@ -159,3 +159,30 @@ def _negative_span(text: str, line_start: int, line_end: int, out: list[tuple[in
 def education_sentence(sentence: str) -> bool:
     """The sentence teaches about possible side effects rather than reporting one."""
     return bool(EDUCATION_SENTENCE.search(sentence))
+
+
+#: A negation that opens a list ("no evidence of colitis, hepatitis, pneumonitis or nephritis").
+_LIST_NEGATION = re.compile(
+    r"\b(?:no|denies|denied|without|negative\s+for|neg\s+for|no\s+evidence\s+of|no\s+signs?\s+of|free\s+of|absence\s+of"
+    r"|ruled\s+out|not\s+consistent\s+with|no\s+history\s+of|never\s+had)\b", re.IGNORECASE)
+#: Words that end a negated list: the clause goes on to report something.
+_LIST_BREAK = re.compile(
+    r"[;:.]|\+|\b(?:but|however|though|although|except|reports?|reported|endorses?|complains?|has|have|had|now|new|newly"
+    r"|developed|noted|with|is|was|are|were|positive|presents?|presented|found|shows?|showed|since|after|due|likely"
+    r"|from|on|grade|g\d|currently|still|persistent|ongoing|started|treated)\b", re.IGNORECASE)
+MAX_LIST_ITEM_WORDS = 5
+
+
+def negated_by_list(text: str, sentence_start: int, start: int) -> bool:
+    """The mention is an item of a list opened by a negation in its sentence, however long the
+    list: every item between the negation and the mention is a short phrase and nothing between
+    them reports a positive finding."""
+    cue = None
+    for cue in _LIST_NEGATION.finditer(text, sentence_start, start):
+        pass
+    if cue is None:
+        return False
+    between = text[cue.end():start]
+    if _LIST_BREAK.search(between):
+        return False
+    return all(len(chunk.split()) <= MAX_LIST_ITEM_WORDS for chunk in re.split(r",|\bor\b|\band\b|\bnor\b|/", between))

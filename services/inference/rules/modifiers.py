@@ -88,7 +88,7 @@ MODIFIER_RULES: list[tuple[str, str, str, int | None]] = [
         "previous", "past", "remote", "remote history of", "s/p treatment for", "status post treatment for",
         "treated for", "was treated for", "had an episode of", "episode of", "known history of",
         "pmh of", "pmh significant for", "completed", "finished",
-        "after treatment for", "following treatment for", "recovered from",
+        "after treatment for", "following treatment for", "recovered from", "s/p", "status post",
     )],
     ("re:\\b(?:in|during)\\s+(?:(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\\.?\\s+)?(?:19|20)\\d\\d\\b", HIST, BI, 5),
     *[(p, HIST, B, 5) for p in ("in the past", "years ago", "months ago", "last year", "previously", "historically",

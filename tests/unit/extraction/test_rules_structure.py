@@ -245,3 +245,14 @@ def test_target_spans_match_medspacy_target_matcher():
 ])
 def test_a_stated_cause_that_is_not_the_checkpoint_inhibitor(engine, text, present):
     assert bool(alerts(engine, text)) is present
+
+
+@pytest.mark.parametrize("text,present", [
+    ("On pembrolizumab. No evidence of colitis, hepatitis, pneumonitis, nephritis, myocarditis, thyroid dysfunction, "
+     "hypophysitis or adrenal insufficiency on today's labs and imaging.", False),
+    ("On pembrolizumab. No fever, but new immune-related colitis with 6 stools a day.", True),
+    ("On pembrolizumab. Denies cough, reports diarrhea from ICI colitis, grade 2.", True),
+    ("On nivolumab. s/p ICI colitis, off steroids.", False),
+])
+def test_negated_lists_of_any_length_and_status_post(engine, text, present):
+    assert bool(alerts(engine, text)) is present
