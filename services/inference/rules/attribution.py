@@ -194,7 +194,7 @@ def note_context(doc: Doc) -> NoteContext:
         state = assertion(ent)
         where = scope(ent)
         if label == ICI:
-            if not (state.family or state.ignored):
+            if not (state.family or state.ignored or _planned(ent)):
                 if _strength(ent) == "generic":
                     generic = True
                 else:
@@ -397,6 +397,18 @@ _NOT_TREATED = re.compile(r"\b(?:no|not|without|hold|holding|defer|deferred|avoi
 
 def _treated(sentence: str) -> bool:
     return any(not _NOT_TREATED.search(sentence, 0, m.start()) for m in _TREATED_AS.finditer(sentence))
+
+
+#: A checkpoint inhibitor that is only planned: before the drug starts nothing is an irAE (rule 5).
+_PLANNED = re.compile(
+    r"\b(?:plan(?:s|ned)?\s+(?:is\s+)?to\s+(?:start|begin|initiate)|will\s+(?:start|begin|initiate)|to\s+start\s+(?:on\s+)?"
+    r"|(?:starting|start|begin|beginning)\s+(?:\w+\s+){0,3}(?:next|tomorrow|on\s+\d)|candidate\s+for|consent(?:ed)?\s+(?:for|to)"
+    r"|recommend(?:ed)?\s+(?:starting|initiating)|(?:treatment|immunotherapy|ici)[- ]na[iï]ve|not\s+yet\s+(?:started|received)"
+    r"|(?:c1d1|cycle\s+1)\s+(?:is\s+)?(?:planned|scheduled|tomorrow|next))", re.IGNORECASE)
+
+
+def _planned(ent: Span) -> bool:
+    return bool(_PLANNED.search(ent.sent.text))
 
 
 _DIFFERENTIAL = re.compile(r"\b(?:differential|ddx)\b", re.IGNORECASE)

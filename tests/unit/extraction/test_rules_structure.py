@@ -256,3 +256,10 @@ def test_a_stated_cause_that_is_not_the_checkpoint_inhibitor(engine, text, prese
 ])
 def test_negated_lists_of_any_length_and_status_post(engine, text, present):
     assert bool(alerts(engine, text)) is present
+
+
+def test_nothing_is_an_irae_before_the_drug_starts(engine):
+    planned = "Consult for melanoma. Plan to start nivolumab next week. Diarrhea for 2 days, grade 1."
+    assert engine.extract(planned) == []
+    started = "Melanoma on nivolumab since March. Diarrhea for 2 days, grade 1."
+    assert set(alerts(engine, started)) == {"colitis"}
