@@ -169,11 +169,11 @@ class NoteContext:
 
 
 def scope(ent: Span) -> int:
-    """The key of the span an attribution or a named cause reaches: the mention's item (a
-    problem with its sub-lines, a bullet, a paragraph line) when the layout is known, else its
-    sentence (keys are character offsets)."""
+    """The key of the span an attribution or a named cause reaches: the mention's problem item
+    (a numbered, hashed or labelled entry with its sub-lines) when it is in one, else its
+    sentence (a bullet or a paragraph of prose is not one problem; keys are character offsets)."""
     layout = layout_of(ent.doc)
-    if layout is None:
+    if layout is None or not layout.is_problem(ent.start_char):
         return ent.sent.start_char
     return layout.item(ent.start_char)[0]
 

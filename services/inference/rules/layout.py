@@ -64,6 +64,8 @@ class Layout:
     """Items and lead lines of one note, queried by character offset."""
     item_starts: tuple[int, ...]
     item_ends: tuple[int, ...]
+    #: whether each item is a problem (numbered, hashed or labelled, with its sub-lines)
+    item_grouping: tuple[bool, ...]
     #: (start, end) spans made hypothetical by an education lead line.
     education: tuple[tuple[int, int], ...]
     #: (start, end) spans of negative lists.
@@ -78,6 +80,10 @@ class Layout:
 
     def item_index(self, offset: int) -> int:
         return max(0, bisect.bisect_right(self.item_starts, offset) - 1)
+
+    def is_problem(self, offset: int) -> bool:
+        """The item holding ``offset`` is a problem entry (numbered, hashed or labelled)."""
+        return bool(self.item_grouping) and self.item_grouping[self.item_index(offset)]
 
     def in_education(self, offset: int) -> bool:
         return any(start <= offset < end for start, end in self.education)
@@ -99,6 +105,7 @@ def build_layout(text: str, header: re.Pattern[str]) -> Layout:
     """Split ``text`` into items; ``header`` matches a section header at a line start."""
     starts: list[int] = []
     ends: list[int] = []
+    grouping_flags: list[bool] = []
     education: list[tuple[int, int]] = []
     negative: list[tuple[int, int]] = []
     open_kind = ""          # "" (no item), "grouping" (numbered / labelled: takes sub-lines), "single"
@@ -131,11 +138,12 @@ def build_layout(text: str, header: re.Pattern[str]) -> Layout:
         grouping = not is_header and (bool(_NUMBERED.match(line)) or (
             bool(_LABELLED.match(line)) and not _BULLET.match(line)))
         open_kind = "grouping" if grouping else "single"
+        grouping_flags.append(grouping)
     if starts and ends[-1] < 0:
         ends[-1] = len(text)
     if lead_education is not None:
         education.append((lead_education, len(text)))
-    return Layout(tuple(starts), tuple(ends), tuple(education), tuple(negative))
+    return Layout(tuple(starts), tuple(ends), tuple(grouping_flags), tuple(education), tuple(negative))
 
 
 def _negative_span(text: str, line_start: int, line_end: int, out: list[tuple[int, int]]) -> None:
