@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from spacy.tokens import Doc, Span
 
 from services.inference.rules.layout import Layout, education_sentence, negated_by_list
+from services.inference.rules.pipeline import section_at
 from services.inference.rules.modifiers import DIFFERENTIAL_PHRASES, FAM, HIST, HYPO, NEG, ONGOING, POSS
 from services.inference.rules.sections import SECTION_POLICY
 from services.inference.rules.temporality import family_subject, first_year_near, predates, resolved_in
@@ -97,12 +98,11 @@ def _section_policy(ent: Span) -> str | None:
     """The policy of the mention's section, which reaches only to the first blank line after its
     header (a medication list or a family history does not swallow the note when the next
     header is missed)."""
-    token = ent[0]
-    policy = SECTION_POLICY.get(token._.section_category or "")
+    category, section_start = section_at(ent.doc, ent.start)
+    policy = SECTION_POLICY.get(category or "")
     if policy is None:
         return None
-    span = token._.section_span
-    if span is not None and _PARAGRAPH_BREAK.search(text_of(ent.doc), span.start_char, ent.start_char):
+    if section_start is not None and _PARAGRAPH_BREAK.search(text_of(ent.doc), section_start, ent.start_char):
         return None
     return policy
 

@@ -16,7 +16,7 @@ from services.inference.findings import CATEGORIES, Finding
 from services.inference.rules import alternatives, grades, modifiers, sections, vocabulary
 from services.inference.rules.attribution import Assertion, Verdict, assertion, judge, note_context
 from services.inference.rules.layout import build_layout
-from services.inference.rules.pipeline import header_regex, parse
+from services.inference.rules.pipeline import header_regex, parse, section_at
 
 RULES_SEMVER = "1.0.0"
 
@@ -163,7 +163,7 @@ def _raised_as_irae(ent: Span, context) -> bool:
 
 
 def _in_assessment(ent: Span) -> bool:
-    return (ent[0]._.section_category or "") in ASSESSMENT_SECTIONS
+    return (section_at(ent.doc, ent.start)[0] or "") in ASSESSMENT_SECTIONS
 
 
 def _overruled_by_assessment(mentions: list[Span], verdicts: list[Verdict]) -> set[str]:

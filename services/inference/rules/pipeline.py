@@ -209,13 +209,75 @@ def build_pipeline(engine: bool = True) -> Language:
                                                        "terminating_types": TERMINATING_TYPES})
     context.add([_context_rule(ConTextRule, phrase, category, direction, scope)
                  for phrase, category, direction, scope in MODIFIER_RULES])
+    if engine:
+        nlp.add_pipe(SECTIONS)
+    else:
+        sectionizer = nlp.add_pipe("medspacy_sectionizer", config={"rules": None, "span_attrs": None})
+        sectionizer.add([SectionRule(literal=category, category=category, pattern=pattern)
+                         for category, pattern in section_patterns()])
+    return nlp
+
+
+def section_patterns() -> list[tuple[str, str]]:
+    """(category, header pattern) per section category, in the table's order."""
     grouped: dict[str, list[str]] = {}
     for category, header in section_rules():
         grouped.setdefault(category, []).append(header)
-    sectionizer = nlp.add_pipe("medspacy_sectionizer", config={"rules": None, "span_attrs": None})
-    sectionizer.add([SectionRule(literal=category, category=category, pattern=_header_pattern(headers))
-                     for category, headers in grouped.items()])
-    return nlp
+    return [(category, _header_pattern(headers)) for category, headers in grouped.items()]
+
+
+SECTIONS = "vigil_sections"
+SECTIONS_KEY = "vigil_sections"
+
+
+class SectionSpans:
+    """medspaCy's Sectionizer for these regular-expression header rules, with the same results
+    (header matches snapped to tokens, overlaps pruned by medspaCy's own function, a section runs
+    to the next header; sentences are left as they are, as medspaCy's default does), kept as
+    ``doc.user_data["vigil_sections"]``: ``(start token, end token, category, start char)``. The
+    note text is built once per note, not once per rule."""
+
+    def __init__(self) -> None:
+        self.rules = [(category, re.compile(pattern, re.IGNORECASE)) for category, pattern in section_patterns()]
+
+    def __call__(self, doc: Doc) -> Doc:
+        from medspacy.common.util import prune_overlapping_matches
+
+        text = doc.text_with_ws
+        matches: list[tuple[int, int, int]] = []
+        for index, (_, pattern) in enumerate(self.rules):
+            for found in pattern.finditer(text):
+                span = doc.char_span(found.start(), found.end(), alignment_mode="expand")
+                if span is not None and len(span):
+                    matches.append((index, span.start, span.end))
+        matches = prune_overlapping_matches(matches)
+        sections: list[tuple[int, int, str | None, int]] = []
+        if matches and matches[0][1] != 0:
+            sections.append((0, matches[0][1], None, 0))
+        for i, (index, start, _) in enumerate(matches):
+            stop = matches[i + 1][1] if i + 1 < len(matches) else len(doc)
+            sections.append((start, stop, self.rules[index][0], doc[start].idx))
+        doc.user_data[SECTIONS_KEY] = sections
+        return doc
+
+
+@Language.factory(SECTIONS)
+def make_section_spans(nlp, name):  # noqa: ANN001 (spaCy resolves factory arguments by name, unannotated)
+    return SectionSpans()
+
+
+def section_at(doc: Doc, token: int) -> tuple[str | None, int | None]:
+    """(category, first character) of the section holding token index ``token``: from the engine's
+    ``SectionSpans`` when it ran, else from medspaCy's Sectionizer."""
+    sections = doc.user_data.get(SECTIONS_KEY)
+    if sections is None:
+        found = doc[token]
+        span = found._.section_span
+        return found._.section_category, (span.start_char if span is not None else None)
+    for start, stop, category, start_char in sections:
+        if start <= token < stop:
+            return category, start_char
+    return None, None
 
 
 def _context_rule(cls, phrase: str, category: str, direction: str, scope: int | None):

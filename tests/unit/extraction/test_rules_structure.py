@@ -263,3 +263,16 @@ def test_nothing_is_an_irae_before_the_drug_starts(engine):
     assert engine.extract(planned) == []
     started = "Melanoma on nivolumab since March. Diarrhea for 2 days, grade 1."
     assert set(alerts(engine, started)) == {"colitis"}
+
+
+def test_section_spans_match_medspacy_sectionizer():
+    from services.inference.rules.pipeline import build_pipeline, section_at
+
+    bare, fast = build_pipeline(engine=False), build_pipeline(engine=True)
+    text = ("CC: rash\nHPI: on nivolumab, rash x3 days.\nROS (RN checklist): + itching\nPMH:\n- HTN\n\n"
+            "Family history: mother with hypothyroidism\nASSESSMENT AND PLAN\n1. Rash, grade 1 - topical steroids")
+    a, b = bare(text), fast(text)
+    assert [s.start_char for s in a.sents] == [s.start_char for s in b.sents]
+    for token in range(len(a)):
+        assert section_at(a, token) == section_at(b, token)
+    assert section_at(b, len(b) - 1)[0] == "assessment_and_plan"
