@@ -61,7 +61,7 @@ bench-runtime: dev-up
 bench-isolation: dev-up
 	$(PY) -m bench.isolation
 
-bench-extraction: dev-up
+bench-extraction: install
 	$(PY) -m bench.extraction
 
 bench-ehr: dev-up

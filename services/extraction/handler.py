@@ -26,12 +26,18 @@ FINDINGS_TYPE = "vigil.extraction.findings"
 NOTE_TYPES = ("DocumentReference",)
 NOTE_ACTIONS = ("create", "update")
 #: A note-type code (LOINC or a local code) as the findings schema accepts it; anything else is left out.
+#: Findings below this confidence are ones the engine is unsure of (review lane, not alerts); the
+#: same floor as the default ``triage_min_confidence``.
+ALERT_MIN_CONFIDENCE = 0.5
 _NOTE_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,39}$")
 
 SKIPPED = Counter("vigil_extraction_skipped_total", "Input events with nothing to extract", ("tenant", "reason"))
 NOTES = Counter("vigil_extraction_notes_total", "Notes extracted", ("tenant", "engine"))
 FINDINGS = Counter("vigil_extraction_findings_total", "Findings emitted", ("tenant", "category"))
 REVIEW = Counter("vigil_extraction_review_required_total", "Notes flagged for human review", ("tenant",))
+REVIEW_LANE = Counter("vigil_extraction_review_lane_total",
+                      "Findings the engine is unsure of (below the alert confidence): review, not alerts",
+                      ("tenant", "category"))
 
 
 def _date_time(value: str) -> str | None:
@@ -94,6 +100,8 @@ class Extraction:
         NOTES.labels(ctx.tenant, result.engine).inc()
         for f in out["findings"]:
             FINDINGS.labels(ctx.tenant, f["category"]).inc()
+            if f["confidence"] < ALERT_MIN_CONFIDENCE:
+                REVIEW_LANE.labels(ctx.tenant, f["category"]).inc()
         if out["reviewRequired"]:
             REVIEW.labels(ctx.tenant).inc()
         ctx.log.info("extraction.note_done", findings=len(out["findings"]), engine=result.engine,

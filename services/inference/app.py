@@ -96,7 +96,7 @@ async def start(settings: Settings, grpc_settings: GrpcSettings, *, address: str
     redis = TenantRedis(settings, secrets, shared_redis)
     llm = LlmEngine(ledger, redis, crypto.Keyring(tenant_pools, secrets), policy=policy, env=env)
     rules = RulesAdapter()
-    router = Router(rules, llm, rules.has_candidates)
+    router = Router(rules, llm)
     servicer = InferenceServicer(Extract(TenantDirectory(settings.tenants_file), router))
     server = await start_server([(inference_pb2_grpc.add_InferenceServicer_to_server, servicer, SERVICE_NAME)],
                                 grpc_settings, address or grpc_settings.address("inference"),

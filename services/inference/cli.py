@@ -19,9 +19,12 @@ def eval_command(
     engine: str = typer.Option("rules", "--engine", help="rules | llm | hybrid"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     resamples: int = typer.Option(1000, "--resamples", min=100, help="Bootstrap resamples over notes."),
+    errors: bool = typer.Option(False, "--errors", help="List every false positive, false negative and wrong "
+                                "grade: note id, category, expected, observed, evidence and the deciding rule."),
 ) -> None:
     """Score ENGINE on GOLD: precision/recall/F1 with bootstrap 95% intervals, grade accuracy,
-    evidence exactness. Exit 1 when a gate fails, 2 on a bad gold file or engine."""
+    evidence exactness, review-lane counts, breakdowns by trap tag, note type and note length.
+    Exit 1 when a gate fails, 2 on a bad gold file or engine."""
     from services.core.config import ConfigError
     from services.inference import engines
     from services.inference.evaluation import Gates, GoldFileError, evaluate, load_gold
@@ -33,7 +36,8 @@ def eval_command(
     except (GoldFileError, ConfigError, engines.UnknownEngine) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT)
-    report = evaluate(notes, scorer.extract, gates=gates, resamples=resamples)
+    report = evaluate(notes, scorer.extract, gates=gates, resamples=resamples, explain=_explainer(scorer),
+                      with_errors=errors, prefilter=getattr(scorer, "prefilter", None))
     report["engine"] = {"name": engine, "version": scorer.version}
     report["gold"] = str(gold)
     if as_json:
@@ -42,6 +46,18 @@ def eval_command(
         _print_table(report)
     if not report["gates"]["passed"]:
         raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def _explainer(scorer):
+    """``explain`` for engines that can say how each mention was decided (the rules engine)."""
+    explain = getattr(scorer, "explain", None)
+    if explain is None:
+        return None
+
+    def run(text: str):
+        findings, decisions = explain(text)
+        return findings, [d.to_dict() for d in decisions]
+    return run
 
 
 def _fmt(value: float | None) -> str:
@@ -71,6 +87,43 @@ def _print_table(report: dict) -> None:
     gates = report["gates"]
     console.print(f"grade accuracy: {_fmt(report['grade_accuracy'])} (n={report['grade_n']})   "
                   f"evidence exact: {_fmt(report['evidence_exact_rate'])} (n={report['evidence_n']})")
+    review = report["review"]
+    console.print(f"review lane (uncertain, not alerts): {review['findings']} findings "
+                  f"({review['tp']} on a gold label, {review['fp']} not)")
+    for key, title in (("by_tag", "trap tag"), ("by_note_type", "note type"), ("by_length", "note length (chars)")):
+        breakdown = Table(title=f"by {title}")
+        for column in (title, "notes", "tp", "fp", "fn", "precision", "recall", "F1"):
+            breakdown.add_column(column, justify="left" if column == title else "right")
+        for name, entry in report[key].items():
+            breakdown.add_row(name, str(entry["n_notes"]), str(entry["tp"]), str(entry["fp"]), str(entry["fn"]),
+                              _fmt(entry["precision"]), _fmt(entry["recall"]), _fmt(entry["f1"]))
+        console.print(breakdown)
+    if "prefilter" in report:
+        pre = report["prefilter"]
+        console.print(f"hybrid prefilter (notes sent to the model): forward rate {pre['forward_rate']:.3f} "
+                      f"({pre['forwarded']}/{report['n_notes']}), recall {pre['recall']:.3f} of "
+                      f"{pre['positive_notes']} notes with a gold label (labels {pre['label_recall']:.3f})")
+    if "errors" in report:
+        _print_errors(console, report["errors"])
     verdict = "[green]PASSED[/green]" if gates["passed"] else "[red]FAILED[/red]"
     console.print(f"gates (on the 95% lower bound): F1 {gates['f1_lower']:.3f} >= {gates['min_f1']:.2f}, "
                   f"precision {gates['precision_lower']:.3f} >= {gates['min_precision']:.2f}: {verdict}")
+
+
+def _state(entry: dict) -> str:
+    if not entry["present"]:
+        return "absent"
+    return "present" if entry["grade"] is None else f"present G{entry['grade']}"
+
+
+def _print_errors(console, errors: list[dict]) -> None:
+    console.print(f"errors: {len(errors)}")
+    for e in errors:
+        console.print(f"{e['id']}  {e['category']}  {e['kind']}  expected {_state(e['expected'])}, "
+                      f"observed {_state(e['observed'])}  rule={e['rule']}", markup=False, highlight=False)
+        if "evidence" in e:
+            console.print(f"    evidence [{e['evidence']['start']}:{e['evidence']['end']}] {e['evidence']['quote']!r}",
+                          markup=False, highlight=False)
+        for m in e.get("mentions", ()):
+            console.print(f"    mention [{m['start']}:{m['end']}] {m['text']!r} -> {m['reason']}",
+                          markup=False, highlight=False)

@@ -4,7 +4,14 @@ Detection is scored per (note, category): micro and per-category precision, reca
 each with a seeded percentile-bootstrap 95% interval over notes (deterministic for a given
 seed). Grade accuracy is over gold labels with a non-null grade that were detected. Evidence
 exactness is the fraction of predicted findings whose quote is exactly ``text[start:end]`` and
-lies within one sentence that mentions the category.
+lies within one sentence that mentions the category (its terms, or a misspelling of one).
+
+A finding below ``REVIEW_BELOW`` confidence is one the engine itself marks uncertain: it goes to
+the review lane, is not an alert, and is counted apart (``review``), never as a prediction.
+
+Breakdowns (``by_tag``, ``by_note_type``, ``by_length``) give detection counts and P/R/F1 over
+the notes of each trap tag, note type and length bucket; ``errors`` (when asked for) lists
+every false positive, false negative and wrong grade with its evidence and the deciding rule.
 """
 from __future__ import annotations
 
@@ -15,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
-from services.inference.findings import CATEGORIES, Finding
+from services.inference.findings import ALERT_MIN_CONFIDENCE, CATEGORIES, Finding
 
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 7
@@ -27,11 +34,33 @@ class GoldFileError(ValueError):
     """The gold file is malformed; the message names the line."""
 
 
+#: Findings with a confidence below this are review-lane findings, not alerts.
+REVIEW_BELOW = ALERT_MIN_CONFIDENCE
+
+#: Note length buckets (characters): (name, upper bound exclusive).
+LENGTH_BUCKETS: tuple[tuple[str, float], ...] = (
+    ("<2k", 2000), ("2-4k", 4000), ("4-8k", 8000), (">=8k", float("inf")))
+
+
 @dataclass(frozen=True)
 class GoldNote:
     id: str
     text: str
     labels: dict[str, int | None]
+    note_type: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+def length_bucket(text: str) -> str:
+    return next(name for name, upper in LENGTH_BUCKETS if len(text) < upper)
+
+
+def note_type_key(note_type: str | None) -> str:
+    """Note types as written by different authors, folded ("ED note" / "ed note", "h and p" / "H&P")."""
+    if not note_type:
+        return "unknown"
+    key = " ".join(note_type.lower().replace(" and ", " & ").split())
+    return {"h & p": "h&p", "portal message": "patient portal message"}.get(key, key)
 
 
 @dataclass(frozen=True)
@@ -100,8 +129,13 @@ def load_gold(path: Path) -> list[GoldNote]:
             if grade is not None and (not isinstance(grade, int) or isinstance(grade, bool) or not 1 <= grade <= 5):
                 raise GoldFileError(f"{where}: grade must be 1-5 or null, got {grade!r}")
             parsed[category] = grade
+        note_type, tags = row.get("note_type"), row.get("tags", [])
+        if note_type is not None and not isinstance(note_type, str):
+            raise GoldFileError(f"{where}: 'note_type' must be a string")
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise GoldFileError(f"{where}: 'tags' must be a list of strings")
         seen.add(note_id)
-        notes.append(GoldNote(note_id, text, parsed))
+        notes.append(GoldNote(note_id, text, parsed, note_type, tuple(tags)))
     if not notes:
         raise GoldFileError(f"{path}: no notes")
     return notes
@@ -165,13 +199,15 @@ def bootstrap_interval(scores: Sequence[NoteScore], categories: Sequence[str], *
 
 def evidence_ok(text: str, finding: Finding, sentence_bounds: Callable[[str], list[tuple[int, int]]]) -> bool:
     """The quote is exact and lies inside one sentence that mentions the finding's category."""
+    from services.inference.rules.spelling import misspellings
     from services.inference.rules.vocabulary import category_regex
 
     if not finding.matches(text) or not finding.quote.strip():
         return False
     for start, end in sentence_bounds(text):
         if start <= finding.start and finding.end <= end:
-            return bool(category_regex(finding.category).search(text, start, end))
+            return bool(category_regex(finding.category).search(text, start, end)) or any(
+                category == finding.category for _, _, category in misspellings(text[start:end]))
     return False
 
 
@@ -181,16 +217,99 @@ def rules_sentence_bounds(text: str) -> list[tuple[int, int]]:
     return [(s.start_char, s.end_char) for s in parse(text).sents]
 
 
+def _breakdown(groups: Mapping[str, list[NoteScore]]) -> dict[str, dict]:
+    out = {}
+    for key in sorted(groups):
+        tp, fp, fn = _totals(groups[key], CATEGORIES)
+        out[key] = {"n_notes": len(groups[key]), "tp": tp, "fp": fp, "fn": fn, **prf(tp, fp, fn)}
+    return out
+
+
+#: ``explain(text)`` -> (findings, decisions): decisions are dicts with category, start, end,
+#: present, reason (and optionally grade) for every category mention the engine judged.
+Explain = Callable[[str], tuple[Sequence[Finding], Sequence[dict]]]
+
+
+def _deciding(decisions: Sequence[dict], category: str, start: int, end: int) -> dict | None:
+    """The kept decision of ``category`` inside the quote [start, end)."""
+    inside = [d for d in decisions if d["category"] == category and d["present"] and start <= d["start"] < end]
+    return inside[0] if inside else None
+
+
+def _mention(text: str, decision: dict) -> dict:
+    return {"start": decision["start"], "end": decision["end"], "text": text[decision["start"]:decision["end"]],
+            "present": decision["present"], "reason": decision["reason"]}
+
+
+def note_errors(note: GoldNote, findings: Sequence[Finding], decisions: Sequence[dict] | None) -> list[dict]:
+    """Every false positive, false negative and wrong grade of one note, with what decided it."""
+    by_category = {f.category: f for f in findings}
+    errors = []
+    for category in CATEGORIES:
+        gold, found = category in note.labels, by_category.get(category)
+        if gold and found is not None and note.labels[category] in (None, found.grade):
+            continue
+        if not gold and found is None:
+            continue
+        kind = "fp" if not gold else "fn" if found is None else "grade"
+        entry: dict = {"id": note.id, "category": category, "kind": kind,
+                       "expected": {"present": gold, "grade": note.labels.get(category)},
+                       "observed": {"present": found is not None, "grade": found.grade if found else None}}
+        if found is not None:
+            entry["evidence"] = {"start": found.start, "end": found.end, "quote": found.quote}
+            decided = _deciding(decisions or (), category, found.start, found.end)
+            entry["rule"] = decided["reason"] if decided else None
+        else:
+            mentions = [_mention(note.text, d) for d in decisions or () if d["category"] == category]
+            entry["mentions"] = mentions
+            entry["rule"] = mentions[0]["reason"] if mentions else "no_mention"
+        errors.append(entry)
+    return errors
+
+
 def evaluate(notes: Sequence[GoldNote], extract: Callable[[str], Sequence[Finding]], *,
              gates: Gates = Gates(), resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
-             sentence_bounds: Callable[[str], list[tuple[int, int]]] = rules_sentence_bounds) -> dict:
-    """Run ``extract`` over the notes and return the report (JSON-serialisable)."""
+             sentence_bounds: Callable[[str], list[tuple[int, int]]] = rules_sentence_bounds,
+             explain: Explain | None = None, with_errors: bool = False,
+             prefilter: Callable[[str], bool] | None = None) -> dict:
+    """Run ``extract`` (or ``explain``, which also says how each mention was decided) over the
+    notes and return the report (JSON-serialisable)."""
     scores: list[NoteScore] = []
     grade_total = grade_right = 0
     evidence_total = evidence_exact = 0
+    review = {"findings": 0, "tp": 0, "fp": 0}
+    by_tag: dict[str, list[NoteScore]] = {}
+    by_type: dict[str, list[NoteScore]] = {}
+    by_length: dict[str, list[NoteScore]] = {}
+    errors: list[dict] = []
+    forwarded = forwarded_positive = positive = forwarded_labels = 0
     for note in notes:
-        findings = list(extract(note.text))
-        scores.append(score_note(note, findings))
+        if prefilter is not None:
+            sent = prefilter(note.text)
+            forwarded += sent
+            positive += bool(note.labels)
+            forwarded_positive += sent and bool(note.labels)
+            forwarded_labels += len(note.labels) if sent else 0
+        decisions: Sequence[dict] | None = None
+        if explain is not None:
+            produced, decisions = explain(note.text)
+        else:
+            produced = extract(note.text)
+        produced = list(produced)
+        findings = [f for f in produced if f.confidence >= REVIEW_BELOW]
+        alerted = {f.category for f in findings}
+        for f in produced:
+            if f.confidence < REVIEW_BELOW and f.category not in alerted:
+                review["findings"] += 1
+                review["tp" if f.category in note.labels else "fp"] += 1
+        score = score_note(note, findings)
+        scores.append(score)
+        for tag in note.tags or ("(none)",):
+            by_tag.setdefault(tag, []).append(score)
+        by_type.setdefault(note_type_key(note.note_type), []).append(score)
+        by_length.setdefault(length_bucket(note.text), []).append(score)
+        if with_errors:
+            errors.extend(note_errors(note, findings, decisions))
         by_category = {f.category: f for f in findings}
         for category, gold_grade in note.labels.items():
             if gold_grade is not None and category in by_category:
@@ -216,7 +335,7 @@ def evaluate(notes: Sequence[GoldNote], extract: Callable[[str], Sequence[Findin
     gate_report["precision_passed"] = gate_report["precision_lower"] >= gates.min_precision
     gate_report["passed"] = gate_report["f1_passed"] and gate_report["precision_passed"]
     tp, fp, fn = _totals(scores, CATEGORIES)
-    return {
+    report = {
         "n_notes": len(notes), "tp": tp, "fp": fp, "fn": fn,
         "micro": micro, "per_category": per_category,
         "grade_accuracy": grade_right / grade_total if grade_total else None, "grade_n": grade_total,
@@ -224,4 +343,16 @@ def evaluate(notes: Sequence[GoldNote], extract: Callable[[str], Sequence[Findin
         "evidence_n": evidence_total,
         "bootstrap": {"resamples": resamples, "seed": seed},
         "gates": gate_report,
+        "review": review,
+        "by_tag": _breakdown(by_tag), "by_note_type": _breakdown(by_type), "by_length": _breakdown(by_length),
     }
+    if with_errors:
+        report["errors"] = errors
+    if prefilter is not None:
+        labels = sum(len(n.labels) for n in notes)
+        report["prefilter"] = {
+            "forwarded": forwarded, "forward_rate": forwarded / len(notes),
+            "positive_notes": positive, "recall": forwarded_positive / positive if positive else 1.0,
+            "label_recall": forwarded_labels / labels if labels else 1.0,
+        }
+    return report

@@ -15,6 +15,10 @@ CATEGORIES: tuple[str, ...] = (
 
 ATTRIBUTIONS: tuple[str, ...] = ("immunotherapy", "unspecified")
 
+#: A finding below this confidence is one its engine is unsure of: a review-lane finding, not an
+#: alert (the default of the tenant setting ``triage_min_confidence``, and what ``vigil eval`` uses).
+ALERT_MIN_CONFIDENCE = 0.5
+
 
 @dataclass(frozen=True)
 class Finding:

@@ -4,17 +4,19 @@
 - ``llm``: the tenant's model. Over the daily budget: ``llm_over_budget = "rules"`` answers with
   the rules engine (the response says engine=rules), ``"defer"`` raises the BudgetExhausted
   (RetryableError with retry_after = time to the next UTC day).
-- ``hybrid``: rules first; only a note with a candidate mention (any term of any category,
-  before negation or attribution is considered) goes to the model. Over budget it follows
-  the same policy as ``llm``.
+- ``hybrid``: rules first; only a note the prefilter forwards (the rules engine reports an alert
+  on it, see ``services/inference/prefilter.py``) goes to the model. Over budget it follows the
+  same policy as ``llm``.
 """
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 from services.core.errors import ValidationError
 from services.core.tenancy import Tenant
+from services.inference import prefilter
+from services.inference.findings import Finding
 from services.inference.llm.config import ENGINE_NAMES, tenant_engine
 from services.inference.result import BudgetExhausted, EngineOutput
 from services.inference.rules.engine import RulesEngine
@@ -30,19 +32,17 @@ class RulesAdapter:
     def __init__(self, engine: RulesEngine | None = None):
         self.engine = engine or RulesEngine()
 
-    def has_candidates(self, text: str) -> bool:
-        return self.engine.candidate_mentions(text)
-
     async def extract(self, tenant: Tenant, document_id: str, text: str) -> EngineOutput:
         findings = await asyncio.to_thread(self.engine.extract, text)
         return EngineOutput(findings, "rules", self.engine.version)
 
 
 class Router:
-    def __init__(self, rules: Engine, llm: Engine, has_candidates: Callable[[str], bool]):
+    def __init__(self, rules: Engine, llm: Engine,
+                 forwards: Callable[[Sequence[Finding]], bool] = prefilter.forwards):
         self.rules = rules
         self.llm = llm
-        self.has_candidates = has_candidates
+        self.forwards = forwards
         #: The one table of engines this service answers with.
         self.routes: dict[str, Callable] = {"rules": self._rules, "llm": self._llm, "hybrid": self._hybrid}
         if tuple(self.routes) != ENGINE_NAMES:
@@ -70,7 +70,7 @@ class Router:
 
     async def _hybrid(self, tenant: Tenant, document_id: str, text: str) -> EngineOutput:
         first = await self.rules.extract(tenant, document_id, text)
-        if not self.has_candidates(text):
+        if not self.forwards(first.findings):
             return EngineOutput(first.findings, "hybrid", f"rules {first.engine_version}", "",
                                 first.review_required, first.dropped, (*first.notes, "no_candidates"))
         answer = await self._llm(tenant, document_id, text)

@@ -59,7 +59,7 @@ class RoutedScorer:
         redis = TenantRedis(self.settings, secrets)
         llm = LlmEngine(ledger, redis, crypto.Keyring(pools, secrets), env=self.env)
         self._closers = [llm.close, redis.close, pools.close, pool.close]
-        return Router(self.rules, llm, self.rules.has_candidates)
+        return Router(self.rules, llm)
 
     async def _extract(self, text: str) -> list[Finding]:
         if self._router is None:
@@ -69,6 +69,12 @@ class RoutedScorer:
 
     def extract(self, text: str) -> list[Finding]:
         return self._loop.run_until_complete(self._extract(text))
+
+    def prefilter(self, text: str) -> bool:
+        """Whether the hybrid route sends this note to the model (scored apart by ``vigil eval``)."""
+        from services.inference.prefilter import forwards
+
+        return forwards(self.rules.engine.extract(text))
 
     def close(self) -> None:
         if self._loop.is_closed():

@@ -28,7 +28,7 @@ from services.core.modes import ModeStore
 from services.core.tenantdb import TenantPools
 from services.core.tenantdir import TenantDirectory
 from services.triage import episodes
-from services.triage.policy import Plan, TriageSettings, effective, plan, wants_followup
+from services.triage.policy import Plan, TriageSettings, effective, joins_episode, plan, wants_followup
 from vigil.v1 import tools_pb2
 
 AGENT = "triage"
@@ -95,7 +95,7 @@ class Triage:
         data = event.data
         action = previous = None
         key = deterministic_id("no-episode", tenant, decision_id)
-        if p.kind != "none" and suppressed is None:
+        if joins_episode(p) and suppressed is None:
             joined = await episodes.join(conn, tenant, data["patient"], p.category, p.grade, decision_id,
                                          settings.episode_idle_days)
             key, action, previous = joined.key, joined.action, joined.previous_grade

@@ -5,7 +5,10 @@ Rules (documented in docs/triage.md):
 - Findings of one category in one note collapse to one plan: the highest grade, then the
   highest confidence, then the earliest mention provides the evidence.
 - kind: grade >= 3 -> ``urgent-task``; otherwise ``routine-task``; a finding below the tenant's
-  ``triage_min_confidence`` -> ``none`` (recorded, never written).
+  ``triage_min_confidence`` is one the engine itself is unsure of (an open question, a symptom
+  with no stated cause): it is never an alert; it goes to the tenant's review lane,
+  ``triage_uncertain``: ``none`` (default: recorded, never written) or ``review-task`` (a
+  lower-priority review Task for that category, outside the category's alert episode).
 - grade 2 -> also a follow-up request within ``followup_within_days`` (default 7).
 - a note flagged ``reviewRequired`` whose findings were all dropped -> one ``review-task`` of
   category ``note-review`` (a clinician reads the note; the engine could not back a finding).
@@ -27,6 +30,9 @@ DEFAULT_FOLLOWUP_DAYS = 7
 DEFAULT_MIN_CONFIDENCE = 0.5
 #: An open episode with no new evidence for this many days no longer absorbs new findings.
 DEFAULT_EPISODE_IDLE_DAYS = 30
+#: What a finding below the confidence floor becomes (the review lane), per tenant.
+UNCERTAIN_KINDS = ("none", "review-task")
+DEFAULT_UNCERTAIN_KIND = "none"
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class TriageSettings:
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     default_owner: str | None = None
     episode_idle_days: int = DEFAULT_EPISODE_IDLE_DAYS
+    uncertain_kind: str = DEFAULT_UNCERTAIN_KIND
 
     @classmethod
     def from_tenant(cls, tenant: Tenant) -> "TriageSettings":
@@ -53,7 +60,10 @@ class TriageSettings:
         idle = tenant.setting("episode_idle_days", DEFAULT_EPISODE_IDLE_DAYS)
         if not isinstance(idle, int) or idle < 1:
             raise ConfigError(f"{where}.episode_idle_days={idle!r}: expected a positive whole number")
-        return cls(days, float(conf), owner, idle)
+        uncertain = tenant.setting("triage_uncertain", DEFAULT_UNCERTAIN_KIND)
+        if uncertain not in UNCERTAIN_KINDS:
+            raise ConfigError(f"{where}.triage_uncertain={uncertain!r}: expected one of {', '.join(UNCERTAIN_KINDS)}")
+        return cls(days, float(conf), owner, idle, uncertain)
 
 
 @dataclass(frozen=True)
@@ -100,13 +110,20 @@ def plan(data: dict, settings: TriageSettings) -> list[Plan]:
         f = by_category[category]
         grade = normalize_grade(f.get("grade"))
         confidence = f.get("confidence")
-        kind = "none" if confidence is not None and confidence < settings.min_confidence else kind_for(grade)
+        uncertain = confidence is not None and confidence < settings.min_confidence
+        kind = settings.uncertain_kind if uncertain else kind_for(grade)
         plans.append(Plan(category, grade, kind, {"start": f["start"], "end": f["end"], "quote": f["quote"],
                                                   "grade": grade, "category": category}, confidence))
     if not plans and data.get("reviewRequired"):
         plans.append(Plan(REVIEW_CATEGORY, None, "review-task",
                           {"start": 0, "end": 0, "quote": "", "grade": None, "category": REVIEW_CATEGORY}, None))
     return plans
+
+
+def joins_episode(plan_: Plan) -> bool:
+    """Alerts (and note reviews) join the category's episode; a review-lane plan stays outside it
+    so that it never turns a later alert into an update of a lower-priority review Task."""
+    return plan_.kind != "none" and not (plan_.kind == "review-task" and plan_.category != REVIEW_CATEGORY)
 
 
 def effective(plan_: Plan, previous_grade: int | None) -> tuple[int | None, str]:

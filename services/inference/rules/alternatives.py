@@ -12,18 +12,32 @@ Kinds, by how far they reach:
 - ``chronic``: a pre-existing disease (Hashimoto's, type 2 diabetes, pituitary adenoma);
   counts anywhere in the note, even stated as history.
 - ``local``: a bare drug or circumstance (irinotecan, NSAIDs, IV contrast, radiotherapy)
-  that is common in oncology histories; counts only in the mention's own sentence.
+  that is common in oncology histories; counts only in the mention's own item (the problem
+  or assessment entry, bullet or paragraph line).
+- ``drug``: the item attributes the condition to a targeted or cytotoxic drug (rule 13); local.
+- ``test``: a test for a cause ("hepatitis B serology", "HBV DNA"); it is never a cause itself,
+  it is matched only so that the category word inside it is not read as a mention.
 """
 from __future__ import annotations
 
 _STEROIDS = (r"(?:high[- ]dose\s+)?(?:steroids?|corticosteroids?|glucocorticoids?|prednisone|prednisolone|dexamethasone"
              r"|decadron|methylprednisolone|solu-?medrol|hydrocortisone)")
-_ANTIBIOTICS = (r"(?:antibiotics?|amoxicillin|augmentin|ampicillin|penicillin|cephalexin|keflex|ceftriaxone|cefepime"
+_ANTIBIOTICS = (r"(?:antibiotics?|pip-?tazo|amoxicillin|augmentin|ampicillin|penicillin|cephalexin|keflex|ceftriaxone|cefepime"
                 r"|bactrim|tmp-?smx|trimethoprim[- ]sulfamethoxazole|sulfa|vancomycin|piperacillin|zosyn|levofloxacin"
                 r"|ciprofloxacin|doxycycline|clindamycin|azithromycin|nafcillin|allopurinol|phenytoin|lamotrigine)")
 _CAUSE = r"(?:due\s+to|from|secondary\s+to|2/2|caused\s+by|attributed\s+to|attributable\s+to|related\s+to|likely\s+from|after\s+starting|reaction\s+to|allergy\s+to|allergic\s+to|induced\s+by)"
 _NEPHROTOXINS = (r"(?:cisplatin|carboplatin|nsaids?|ibuprofen|naproxen|ketorolac|vancomycin|aminoglycosides?|gentamicin"
                  r"|tenofovir|zoledronic\s+acid|methotrexate|pemetrexed|iv\s+contrast|contrast)")
+
+#: Drugs that are neither checkpoint inhibitors nor their treatment: targeted and cytotoxic
+#: therapy. A condition the item attributes to one of them is not an irAE (rule 13).
+OTHER_DRUGS = (r"fluoropyrimidines?|5-?fu|fluorouracil|capecitabine|irinotecan|docetaxel|paclitaxel|gemcitabine|axitinib|sunitinib|cabozantinib|lenvatinib|pazopanib|regorafenib|sorafenib|imatinib|dasatinib|nilotinib"
+               r"|osimertinib|erlotinib|gefitinib|afatinib|neratinib|lapatinib|tucatinib|abemaciclib|palbociclib|ribociclib"
+               r"|idelalisib|alpelisib|everolimus|temsirolimus|dabrafenib|trametinib|vemurafenib|encorafenib|binimetinib"
+               r"|cobimetinib|olaparib|niraparib|bevacizumab|ramucirumab|cetuximab|panitumumab|trastuzumab(?:\s+deruxtecan)?"
+               r"|enfortumab(?:\s+vedotin)?|sacituzumab|lenalidomide|(?:the\s+)?(?:tki|chemotherapy|chemo)")
+_DRUG_CAUSE = (rf"(?:{_CAUSE}|after\s+starting|since\s+starting|on)\s+(?:the\s+|his\s+|her\s+)?(?:{OTHER_DRUGS})"
+               rf"|(?:{OTHER_DRUGS})[- ](?:induced|related|associated|toxicity|effect)")
 
 ALTERNATIVE_CAUSES: dict[str, dict[str, str]] = {
     "colitis": {
@@ -33,7 +47,8 @@ ALTERNATIVE_CAUSES: dict[str, dict[str, str]] = {
                   r"|(?:viral\s+)?gastroenteritis|norovirus|rotavirus|campylobacter|salmonella|shigella|giardia"
                   r"|stool\s+(?:cultures?|pcr|studies|panel)\s+(?:positive|\+)|gi\s+(?:pcr\s+)?panel\s+positive|radiation\s+proctitis"),
         "chronic": r"crohn'?s(?:\s+disease)?|ulcerative\s+colitis|inflammatory\s+bowel\s+disease|(?-i:IBD)|microscopic\s+colitis|irritable\s+bowel(?:\s+syndrome)?|(?-i:IBS)|short\s+gut",
-        "local": r"5-?fu|fluorouracil|capecitabine|xeloda|irinotecan|camptosar|folfiri(?:nox)?|folfox|laxatives?|bowel\s+prep|lactulose|miralax|tube\s+feeds?",
+        "local": (rf"5-?fu|fluorouracil|fluoropyrimidines?|capecitabine|xeloda|irinotecan|camptosar|folfiri(?:nox)?|folfox|laxatives?|bowel\s+prep|lactulose|miralax|tube\s+feeds?"
+                  rf"|(?:since|after)\s+starting\s+(?:the\s+)?{_ANTIBIOTICS}|antibiotic[- ]associated"),
     },
     "pneumonitis": {
         "acute": (r"radiation(?:[- ]induced)?\s+pneumonitis|radiation[- ]induced\s+lung\s+injury|post-?radiation\s+(?:changes|fibrosis|pneumonitis)"
@@ -46,13 +61,18 @@ ALTERNATIVE_CAUSES: dict[str, dict[str, str]] = {
     },
     "hepatitis": {
         "acute": (r"(?:viral|infectious|alcoholic|ischemic|cmv|ebv|hsv)\s+hepatitis|hepatitis\s+(?:a|b|c|e)(?:\s+(?:virus|infection|reactivation|flare))?"
-                  r"|hep\s*(?:a|b|c)|hbv|hcv|hbsag(?:\s+(?:positive|\+))?|hepatitis\s+(?:a|b|c\s+)?(?:panel|serolog(?:y|ies)|screen(?:ing)?|studies)"
-                  r"|viral\s+(?:hepatitis\s+)?(?:panel|serolog(?:y|ies)|studies)"
-                  r"|(?:liver|hepatic)\s+(?:metastases|metastasis|mets|lesions|progression)|hepatic\s+metastatic\s+disease|metastatic\s+disease\s+(?:to|in|of)\s+the\s+liver"
+                  r"|(?:hbv|hcv|hep\s*b|hep\s*c)\s+(?:reactivation|flare|infection|viremia)|hbsag\s+(?:positive|\+)"
+                  r"|(?:liver|hepatic)\s+(?:tumou?r\s+)?(?:metastases|metastasis|mets|lesions|progression)|hepatic\s+metastatic\s+disease|metastatic\s+disease\s+(?:to|in|of)\s+the\s+liver"
+                  r"|(?:new\s+)?intrahepatic\s+(?:lesions|metastases|mets)"
                   r"|biliary\s+obstruction|cholangitis|choledocholithiasis|gallstones?|acetaminophen\s+(?:toxicity|overdose)|tylenol\s+(?:toxicity|overdose)"
                   r"|drug[- ]induced\s+liver\s+injury|(?-i:DILI)|congestive\s+hepatopathy|shock\s+liver|alcohol(?:ic)?\s+(?:use\s+disorder|abuse|liver\s+disease)|heavy\s+(?:alcohol|etoh)|etoh\s+abuse"),
         "chronic": r"cirrhosis|(?-i:NASH|NAFLD)|fatty\s+liver|hemochromatosis|chronic\s+hepatitis\s+(?:b|c)",
-        "local": rf"{_CAUSE}\s+(?:the\s+)?(?:{_ANTIBIOTICS}|statins?|atorvastatin|fluconazole|voriconazole|acetaminophen|tylenol|methotrexate|alcohol|tpn)",
+        "local": (rf"{_CAUSE}\s+(?:the\s+)?(?:{_ANTIBIOTICS}|statins?|atorvastatin|fluconazole|voriconazole|acetaminophen|tylenol|methotrexate|alcohol|tpn)|amiodarone"
+                  r"|muscle[- ](?:derived|source|origin)|of\s+muscle\s+origin|myositis|rhabdomyolysis"),
+        #: tests for a cause, named so that "hepatitis" inside them is not a mention; never a cause.
+        "test": (r"hep\s*(?:a|b|c)(?:\s+(?:serolog(?:y|ies)|panel|ab|antibody|sag|core\s+ab))?|hbv(?:\s+dna)?|hcv(?:\s+(?:ab|rna|antibody))?"
+                 r"|hbsag|hbsab|hbcab|anti-?hbc|hepatitis\s+(?:a|b|c\s+)?(?:panel|serolog(?:y|ies)|screen(?:ing)?|studies)"
+                 r"|viral\s+(?:hepatitis\s+)?(?:panel|serolog(?:y|ies)|studies)"),
     },
     "dermatitis": {
         "acute": (rf"contact\s+dermatitis|allergic\s+contact|irritant\s+dermatitis|poison\s+ivy|stasis\s+dermatitis|seborrheic\s+dermatitis"
@@ -107,3 +127,6 @@ ALTERNATIVE_CAUSES: dict[str, dict[str, str]] = {
         "local": rf"{_STEROIDS}|pancreatitis|(?-i:TPN)",
     },
 }
+
+for _entries in ALTERNATIVE_CAUSES.values():
+    _entries["drug"] = _DRUG_CAUSE

@@ -21,16 +21,45 @@ survives it.
 """
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass
 
 from spacy.tokens import Doc, Span
 
+from services.inference.rules.layout import Layout, education_sentence, negated_by_list
+from services.inference.rules.pipeline import section_at
 from services.inference.rules.modifiers import DIFFERENTIAL_PHRASES, FAM, HIST, HYPO, NEG, ONGOING, POSS
 from services.inference.rules.sections import SECTION_POLICY
-from services.inference.rules.vocabulary import is_qualified
+from services.inference.rules.temporality import family_subject, first_year_near, predates, resolved_in
+from services.inference.rules.vocabulary import GENERIC_IMMUNOTHERAPY, ICI_DRUGS, is_qualified, is_symptom
 
 ALT_PREFIX = "ALT:"
-ICI, IMMUNE = "ICI", "IMMUNE"
+ICI, IMMUNE, NON_ICI = "ICI", "IMMUNE", "NON_ICI"
+
+#: Endocrine irAEs that need lifelong replacement: "history of" does not make them resolved.
+REPLACEMENT_CATEGORIES = frozenset({"thyroiditis", "hypophysitis", "adrenal_insufficiency", "diabetes"})
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+
+
+def _is_mention(ent: Span) -> bool:
+    return ent.label_ not in (ICI, IMMUNE, NON_ICI) and not ent.label_.startswith(ALT_PREFIX)
+
+
+def text_of(doc: Doc) -> str:
+    """The note text (spaCy rebuilds ``doc.text`` from its tokens on every access)."""
+    text = doc.user_data.get("vigil_text")
+    return text if text is not None else doc.text
+
+
+def ents_of(doc: Doc) -> tuple[Span, ...]:
+    """The target spans (spaCy rebuilds ``doc.ents`` on every access)."""
+    ents = doc.user_data.get("vigil_ents")
+    return ents if ents is not None else tuple(doc.ents)
+
+
+def layout_of(doc: Doc) -> Layout | None:
+    return doc.user_data.get("vigil_layout")
 
 
 @dataclass(frozen=True)
@@ -50,21 +79,65 @@ class Assertion:
         return not (self.ignored or self.negated or self.uncertain or self.hypothetical or self.family
                     or (self.historical and not self.ongoing))
 
+    def why_not(self) -> str:
+        """The first reason the mention is not current (a ``REASONS`` key), or ""."""
+        for reason, flag in (("ignored", self.ignored), ("negated", self.negated), ("family", self.family),
+                             ("hypothetical", self.hypothetical), ("uncertain", self.uncertain),
+                             ("historical", self.historical and not self.ongoing)):
+            if flag:
+                return reason
+        return ""
+
     @property
     def affirmed(self) -> bool:
         """Asserted for this patient, now or in the past (used for chronic alternative causes)."""
         return not (self.ignored or self.negated or self.uncertain or self.hypothetical or self.family)
 
 
+def _section_policy(ent: Span) -> str | None:
+    """The policy of the mention's section, which reaches only to the first blank line after its
+    header (a medication list or a family history does not swallow the note when the next
+    header is missed)."""
+    category, section_start = section_at(ent.doc, ent.start)
+    policy = SECTION_POLICY.get(category or "")
+    if policy is None:
+        return None
+    if section_start is not None and _PARAGRAPH_BREAK.search(text_of(ent.doc), section_start, ent.start_char):
+        return None
+    return policy
+
+
 def assertion(ent: Span) -> Assertion:
     categories = {modifier.category for modifier in ent._.modifiers}
-    policy = SECTION_POLICY.get(ent[0]._.section_category or "")
+    policy = _section_policy(ent)
+    layout = layout_of(ent.doc)
+    negated = NEG in categories
+    hypothetical = HYPO in categories or policy == "hypothetical"
+    family = FAM in categories or policy == "family"
+    if layout is not None and ent.label_ not in (ICI, NON_ICI) and not ent.label_.startswith(ALT_PREFIX):
+        negated = negated or layout.in_negative_list(ent.start_char) or negated_by_list(
+            text_of(ent.doc), ent.sent.start_char, ent.start_char)
+        hypothetical = hypothetical or layout.in_education(ent.start_char) or education_sentence(ent.sent.text)
+        family = family or family_subject(text_of(ent.doc), ent.sent.start_char, ent.start_char)
+    historical = HIST in categories or policy == "historical"
+    ongoing = ONGOING in categories
+    if ent.label_ in REPLACEMENT_CATEGORIES and historical:
+        ongoing = True
+    if layout is not None and ent.label_ not in (ICI, IMMUNE, NON_ICI) and not ent.label_.startswith(ALT_PREFIX):
+        limit = next((e.start_char for e in ents_of(ent.doc)
+                      if e.start_char > ent.end_char and e.label_ not in (ICI, IMMUNE, NON_ICI)
+                      and (e.label_ != ent.label_ or e.sent.start != ent.sent.start)
+                      and not e.label_.startswith(ALT_PREFIX)), None)
+        if resolved_in(text_of(ent.doc), ent.start_char, ent.end_char, ent.sent.end_char, layout, limit):
+            negated = True
+    uncertain = POSS in categories or (_is_mention(ent) and ent.sent.text.rstrip().endswith("?"))
+    if uncertain and _treated(ent.sent.text):
+        uncertain = False  # a working diagnosis being treated (taxonomy notes, rule 10)
+    if ent.label_ not in (ICI, NON_ICI) and not ent.label_.startswith(ALT_PREFIX) and _DIFFERENTIAL.search(ent.sent.text):
+        uncertain = True
     return Assertion(
-        negated=NEG in categories, uncertain=POSS in categories,
-        hypothetical=HYPO in categories or policy == "hypothetical",
-        family=FAM in categories or policy == "family",
-        historical=HIST in categories or policy == "historical",
-        ongoing=ONGOING in categories, ignored=policy == "ignored",
+        negated=negated, uncertain=uncertain, hypothetical=hypothetical, family=family,
+        historical=historical, ongoing=ongoing, ignored=policy in ("ignored", "review_of_systems"),
     )
 
 
@@ -74,72 +147,271 @@ class NoteContext:
     ici_context: bool
     #: categories with an asserted acute or chronic alternative cause anywhere in the note.
     alternatives: frozenset[str]
-    #: sentence start token -> categories with an asserted alternative cause in that sentence.
+    #: scope key (see ``scope``) or sentence start -> categories with an asserted alternative
+    #: cause there (an attribution to another drug or a non-checkpoint immunotherapy reaches the
+    #: whole item; a bare drug or circumstance only its sentence).
     local_alternatives: dict[int, frozenset[str]]
-    #: sentence start tokens whose sentence holds an asserted attribution phrase.
+    #: scope keys of the items that hold an asserted attribution phrase.
     attributed_sentences: frozenset[int]
+    #: sentence starts (characters) that hold one (what a weak term needs).
+    attributed_own_sentences: frozenset[int] = frozenset()
     #: categories whose cause the note itself leaves open ("ICI colitis versus infectious colitis").
     in_doubt: frozenset[str] = frozenset()
+    #: the note names only immunotherapies that are not checkpoint inhibitors (IL-2, CAR-T, BCG ...).
+    non_ici_only: bool = False
+    #: the note names a pituitary cause of adrenal insufficiency (hypophysitis, a secondary or
+    #: central adrenal insufficiency): adrenal insufficiency not called primary is hypophysitis.
+    pituitary_cause: bool = False
+    #: where asserted attribution phrases start (characters).
+    attribution_starts: tuple[int, ...] = ()
+    #: the earliest year written next to a checkpoint-inhibitor mention (its start, at the latest).
+    ici_year: int | None = None
+
+
+def scope(ent: Span) -> int:
+    """The key of the span an attribution or a named cause reaches: the mention's problem item
+    (a numbered, hashed or labelled entry with its sub-lines) when it is in one, else its
+    sentence (a bullet or a paragraph of prose is not one problem; keys are character offsets)."""
+    layout = layout_of(ent.doc)
+    if layout is None or not layout.is_problem(ent.start_char):
+        return ent.sent.start_char
+    return layout.item(ent.start_char)[0]
 
 
 def note_context(doc: Doc) -> NoteContext:
-    ici = False
+    named = generic = non_ici = False
     alternatives: set[str] = set()
     local: dict[int, set[str]] = {}
     attributed: set[int] = set()
+    own: set[int] = set()
+    starts: list[int] = []
     doubt: set[str] = set()
-    for ent in doc.ents:
+    pituitary = False
+    from services.inference.findings import CATEGORIES
+
+    for ent in ents_of(doc):
         label = ent.label_
         state = assertion(ent)
-        sentence = ent.sent.start
+        where = scope(ent)
         if label == ICI:
-            ici = ici or not (state.family or state.ignored)
+            if not (state.family or state.ignored or _planned(ent)):
+                if _strength(ent) == "generic":
+                    generic = True
+                else:
+                    named = True
+        elif label == NON_ICI:
+            if state.current:
+                non_ici = True
+                local.setdefault(where, set()).update(CATEGORIES)
         elif label == IMMUNE:
             if not state.ignored and not state.family:
-                ici = True
-            if state.current:
-                attributed.add(sentence)
+                named = True
+            if state.affirmed:  # a past condition's cause is still its cause
+                attributed.add(where)
+                own.add(ent.sent.start_char)
+                starts.append(ent.start_char)
         elif label.startswith(ALT_PREFIX):
-            category = label[len(ALT_PREFIX):]
-            kind = _strength(ent)
-            if state.uncertain and not state.negated:
-                doubt.add(category)
-            counts = state.affirmed if kind == "chronic" else state.current
-            if not counts:
-                continue
-            local.setdefault(sentence, set()).add(category)
-            if kind in ("acute", "chronic"):
-                alternatives.add(category)
-        elif label != ICI and is_qualified(ent.text) and _in_differential(doc, ent):
-            doubt.add(label)
+            for category, kind in alternative_kinds(ent.text, label[len(ALT_PREFIX):], _strength(ent)):
+                if kind == "test":
+                    continue
+                if state.uncertain and not state.negated:
+                    doubt.add(category)
+                counts = state.affirmed if kind == "chronic" else state.current
+                if not counts:
+                    continue
+                local.setdefault(where if kind == "drug" else ent.sent.start_char, set()).add(category)
+                if kind in ("acute", "chronic"):
+                    alternatives.add(category)
+        else:
+            if is_qualified(ent.text) and _in_differential(doc, ent):
+                doubt.add(label)
+            if label == "hypophysitis" and state.affirmed:
+                pituitary = True
+    ici = named or (generic and not non_ici)
+    ici_year = first_year_near(text_of(doc), [(e.start_char, e.end_char) for e in ents_of(doc)
+                                          if e.label_ == ICI and _strength(e) == "named"])
+    if non_ici and not named:
+        attributed, own = set(), set()
     return NoteContext(ici, frozenset(alternatives), {k: frozenset(v) for k, v in local.items()},
-                       frozenset(attributed), frozenset(doubt))
+                       frozenset(attributed), frozenset(own), frozenset(doubt), non_ici_only=non_ici and not named,
+                       pituitary_cause=pituitary, attribution_starts=tuple(starts), ici_year=ici_year)
 
 
 @dataclass(frozen=True)
 class Verdict:
     present: bool
     explicit: bool
+    #: The rule that decided, a short machine code (no note text): see ``REASONS``.
+    reason: str = ""
+
+
+#: Why a mention was kept or dropped (shown by ``vigil eval --errors``).
+REASONS = {
+    "negated": "negated or resolved", "uncertain": "uncertain or an open question",
+    "hypothetical": "hypothetical, education or plan to monitor", "family": "about someone else",
+    "historical": "historical and not current", "ignored": "in a list section (medications, allergies)",
+    "qualified": "its own wording is immune-related", "local_alternative": "alternative cause in the same item",
+    "attributed": "its item attributes it to a checkpoint inhibitor", "weak_term": "weak term without attribution",
+    "no_ici_context": "no checkpoint inhibitor in the note", "alternative": "alternative cause named in the note",
+    "in_doubt": "the note leaves the cause open", "context": "strong term in a checkpoint-inhibitor context",
+    "named_cause": "its clause states a cause that is not the checkpoint inhibitor",
+    "context_symptom": "symptom in a checkpoint-inhibitor context, cause not stated (review, not alert)",
+    "non_ici": "the note's immunotherapy is not a checkpoint inhibitor",
+    "predates_ici": "the condition predates the checkpoint inhibitor",
+    "secondary_ai": "secondary adrenal insufficiency of a pituitary cause (hypophysitis)",
+    "assessment": "the assessment of the same category decides otherwise",
+}
 
 
 def judge(ent: Span, context: NoteContext, state: Assertion | None = None) -> Verdict:
     """Whether the category mention ``ent`` is a current irAE, and whether it is explicitly attributed."""
     state = state or assertion(ent)
     if not state.current:
-        return Verdict(False, False)
+        return Verdict(False, False, state.why_not())
     category = ent.label_
-    sentence = ent.sent.start
-    qualified = is_qualified(ent.text)
+    sentence = scope(ent)
+    if context.non_ici_only:
+        return Verdict(False, False, "non_ici")
+    qualified = is_qualified(ent.text) or bool(_PAREN_DRUG.match(text_of(ent.doc), ent.end_char))
     if qualified:
-        return Verdict(True, True)
+        return Verdict(True, True, "qualified")
     if category in context.local_alternatives.get(sentence, frozenset()):
-        return Verdict(False, False)
-    if sentence in context.attributed_sentences:
-        return Verdict(True, True)
-    if (_strength(ent) != "strong" or not context.ici_context or category in context.alternatives
-            or category in context.in_doubt):
-        return Verdict(False, False)
-    return Verdict(True, False)
+        return Verdict(False, False, "local_alternative")
+    if named_other_cause(ent):
+        return Verdict(False, False, "named_cause")
+    if category in context.local_alternatives.get(ent.sent.start_char, frozenset()):
+        if not _directly_attributed(ent, context):
+            return Verdict(False, False, "local_alternative")
+    strong = _strength(ent) == "strong"
+    if category == "adrenal_insufficiency" and (_pituitary_cause(ent) or (
+            context.pituitary_cause and not _PRIMARY.search(text_of(ent.doc), max(0, ent.start_char - 12), ent.end_char))):
+        return Verdict(False, False, "secondary_ai")
+    if ent.sent.start_char in context.attributed_own_sentences or (strong and sentence in context.attributed_sentences):
+        return Verdict(True, True, "attributed")
+    if not strong:
+        return Verdict(False, False, "weak_term")
+    if not context.ici_context:
+        return Verdict(False, False, "no_ici_context")
+    if category in context.alternatives:
+        return Verdict(False, False, "alternative")
+    if category in context.in_doubt:
+        return Verdict(False, False, "in_doubt")
+    if state.historical and category in REPLACEMENT_CATEGORIES:
+        # a past endocrine condition counts as ongoing only when the note ties it to the
+        # checkpoint inhibitor (taxonomy notes, rule 2); otherwise it may well predate it
+        return Verdict(False, False, "historical")
+    layout = layout_of(ent.doc)
+    if layout is not None and predates(text_of(ent.doc), ent.start_char, ent.end_char, layout, context.ici_year):
+        return Verdict(False, False, "predates_ici")
+    if is_symptom(ent.text):
+        return Verdict(True, False, "context_symptom")
+    return Verdict(True, False, "context")
+
+
+_SECONDARY = re.compile(r"(?:secondary|central|pituitary|acth[- ]deficient)\W*(?:\([^)]{0,20}\)\W*)?$", re.IGNORECASE)
+_PRIMARY = re.compile(r"\bprimary\b", re.IGNORECASE)
+_PITUITARY_CAUSE = re.compile(r"\b(?:hypophysitis|hypophisitis|hypopituitarism|pituitary|acth\s+deficiency|low\s+acth)\b",
+                              re.IGNORECASE)
+
+
+def _pituitary_cause(ent: Span) -> bool:
+    """Adrenal insufficiency that is secondary (central) or named with a pituitary cause in its
+    sentence is hypophysitis, not ``adrenal_insufficiency`` (taxonomy notes, rule 3)."""
+    text = text_of(ent.doc)
+    before = text[max(0, ent.start_char - 30):ent.start_char]
+    return bool(_SECONDARY.search(before) or _PITUITARY_CAUSE.search(ent.sent.text))
+
+
+#: A cause stated right after a mention in its sentence ("AKI due to dehydration", "rash
+#: attributed to the new detergent"): its object is read, whatever it is.
+_STATED_CAUSE = re.compile(
+    r"\b(?:due\s+to|secondary\s+to|2/2|attributed\s+to|attributable\s+to|caused\s+by|induced\s+by|explained\s+by"
+    r"|the\s+result\s+of|a\s+result\s+of)\s+(?P<object>[^.;:\n]{1,60})", re.IGNORECASE)
+#: What a stated cause may be and still point to the checkpoint inhibitor (or to another irAE).
+_IMMUNE_OBJECT = re.compile(
+    rf"\b(?:{ICI_DRUGS}|{GENERIC_IMMUNOTHERAPY}|immune|auto-?immune|irae|ir-|checkpoint|hypophysitis|hypophisitis"
+    rf"|colitis|enterocolitis|hepatitis|thyroiditis|nephritis|pneumonitis|myocarditis|dermatitis|adrenalitis|diabetes)\b",
+    re.IGNORECASE)
+#: Hedges that leave a stated cause open ("possibly due to", "less likely due to", "not due to").
+_CAUSE_HEDGE = re.compile(
+    r"\b(?:not|unlikely|less\s+likely|rather\s+than|possibly|possible|perhaps|may\s+be|might\s+be|could\s+be|vs\.?|versus"
+    r"|or|rule\s+out|r/o|question(?:able)?|unclear\s+if|doubt)\W+(?:\w+\W+){0,2}$", re.IGNORECASE)
+
+
+def named_other_cause(ent: Span) -> bool:
+    """The mention's own clause states a cause that is not the checkpoint inhibitor (rule 12):
+    the first causal phrase after it, before the next mention, unhedged, whose object names no
+    checkpoint inhibitor, immunotherapy or irAE."""
+    text = text_of(ent.doc)
+    stop = ent.sent.end_char
+    following = next((e.start_char for e in ents_of(ent.doc) if e.start_char >= ent.end_char and _is_mention(e)), None)
+    if following is not None:
+        stop = min(stop, following)
+    found = _STATED_CAUSE.search(text, ent.end_char, stop)
+    if found is None or _CAUSE_HEDGE.search(text, ent.end_char, found.start()):
+        return False
+    return not _IMMUNE_OBJECT.search(found.group("object"))
+
+
+#: A checkpoint inhibitor named in brackets right after the mention ("Hypophysitis (ipilimumab)").
+_PAREN_DRUG = re.compile(rf"[ \t]*[,:-]?[ \t]*\([ \t]*(?:{ICI_DRUGS}|{GENERIC_IMMUNOTHERAPY})\b", re.IGNORECASE)
+
+#: How far after a mention an attribution phrase still belongs to it ("Diabetes, insulin-dependent,
+#: due to pembrolizumab").
+DIRECT_REACH = 40
+
+
+def _directly_attributed(ent: Span, context: NoteContext) -> bool:
+    """An attribution phrase follows the mention closely in its sentence: it beats a bare drug
+    or circumstance named elsewhere in the sentence ("... as prednisone tapers")."""
+    return any(0 <= start - ent.end_char <= DIRECT_REACH and start < ent.sent.end_char
+               for start in context.attribution_starts)
+
+
+@functools.lru_cache(maxsize=1)
+def _alternative_patterns() -> tuple[tuple[str, str, re.Pattern[str]], ...]:
+    from services.inference.rules.alternatives import ALTERNATIVE_CAUSES
+
+    return tuple((category, kind, re.compile(rf"(?:{pattern})", re.IGNORECASE))
+                 for category, entries in ALTERNATIVE_CAUSES.items() for kind, pattern in entries.items())
+
+
+@functools.lru_cache(maxsize=4096)
+def alternative_kinds(text: str, label: str, kind: str) -> tuple[tuple[str, str], ...]:
+    """Every (category, kind) an alternative-cause span stands for: the matcher keeps one label
+    per span, but "amiodarone" is a cause for hepatitis, thyroiditis and pneumonitis alike."""
+    found = [(label, kind)]
+    for category, other_kind, pattern in _alternative_patterns():
+        if (category, other_kind) not in found and pattern.fullmatch(text):
+            found.append((category, other_kind))
+    return tuple(found)
+
+
+#: The sentence treats the condition: a suspected irAE being treated is a working diagnosis.
+_TREATED_AS = re.compile(
+    r"\btreated\s+as\s+(?:such|an?\s+irae|immune|presumed|presumptive)|\bempiric(?:al(?:ly)?)?\s+(?:treatment|steroids|prednisone)"
+    r"|\b(?:start|started|starting|initiate|initiated|begin|began|began)\s+(?:on\s+)?(?:high[- ]dose\s+|iv\s+)?"
+    r"(?:prednisone|methylpred\w*|solu-?medrol|steroids|corticosteroids|infliximab|vedolizumab)\b", re.IGNORECASE)
+_NOT_TREATED = re.compile(r"\b(?:no|not|without|hold|holding|defer|deferred|avoid|withhold|if)\b[^.;]{0,40}$", re.IGNORECASE)
+
+
+def _treated(sentence: str) -> bool:
+    return any(not _NOT_TREATED.search(sentence, 0, m.start()) for m in _TREATED_AS.finditer(sentence))
+
+
+#: A checkpoint inhibitor that is only planned: before the drug starts nothing is an irAE (rule 5).
+_PLANNED = re.compile(
+    r"\b(?:plan(?:s|ned)?\s+(?:is\s+)?to\s+(?:start|begin|initiate)|will\s+(?:start|begin|initiate)|to\s+start\s+(?:on\s+)?"
+    r"|(?:starting|start|begin|beginning)\s+(?:\w+\s+){0,3}(?:next|tomorrow|on\s+\d)|candidate\s+for|consent(?:ed)?\s+(?:for|to)"
+    r"|recommend(?:ed)?\s+(?:starting|initiating)|(?:treatment|immunotherapy|ici)[- ]na[iï]ve|not\s+yet\s+(?:started|received)"
+    r"|(?:c1d1|cycle\s+1)\s+(?:is\s+)?(?:planned|scheduled|tomorrow|next))", re.IGNORECASE)
+
+
+def _planned(ent: Span) -> bool:
+    return bool(_PLANNED.search(ent.sent.text))
+
+
+_DIFFERENTIAL = re.compile(r"\b(?:differential|ddx)\b", re.IGNORECASE)
 
 
 def _in_differential(doc: Doc, ent: Span) -> bool:

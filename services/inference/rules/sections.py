@@ -6,7 +6,10 @@ Policy per section category:
 - ``past_medical_history``: mentions are historical (a chronic alternative cause still counts).
 - ``patient_education`` / ``patient_instructions``: mentions are hypothetical.
 - ``allergies`` / ``medications``: lists, not assertions; mentions there are ignored.
-Every other section (HPI, ROS, exam, labs, assessment, plan, problem list) is neutral.
+- ``review_of_systems``: a checklist; it never makes a category present by itself (the HPI or
+  the assessment does), so its mentions are ignored.
+Every other section (HPI, exam, labs, assessment, plan, problem list) is neutral. A policy
+reaches from the header to the first blank line only.
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ SECTION_POLICY: dict[str, str | None] = {
     "patient_education": "hypothetical",
     "allergies": "ignored",
     "medications": "ignored",
+    "review_of_systems": "ignored",
 }
 
 

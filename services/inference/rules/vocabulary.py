@@ -7,7 +7,11 @@ note text by medspaCy's TargetMatcher, and overlapping matches keep the longest 
   (the CTCAE terms and their synonyms) count in an immunotherapy context with no alternative
   cause; ``weak`` terms (lab values, imaging findings, unspecific symptoms) count only when
   the sentence attributes them to immunotherapy.
-- ``ICI``: a checkpoint-inhibitor drug or immunotherapy; establishes the note's ICI context.
+- ``ICI``: a checkpoint-inhibitor drug or class (``named``), or the generic word "immunotherapy"
+  (``generic``); establishes the note's ICI context (the generic word only when the note names
+  no other kind of immunotherapy).
+- ``NON_ICI``: an immunotherapy that is not a checkpoint inhibitor (IL-2, interferon, CAR-T,
+  BCG, TIL, vaccines, bispecific T-cell engagers); a condition attributed to it is not an irAE.
 - ``IMMUNE``: an attribution phrase ("immune-related", "irAE", "due to pembrolizumab").
 - ``ALT:<category>``: a named alternative cause for that category (see ``alternatives.py``).
 """
@@ -32,8 +36,19 @@ ICI_DRUGS = (
     r"|avelumab|bavencio|cemiplimab|libtayo|dostarlimab|jemperli|tremelimumab|imjudo|relatlimab"
     r"|tislelizumab|toripalimab|retifanlimab"
     r"|immune\s+checkpoint\s+inhibitors?|checkpoint\s+inhibitors?|checkpoint\s+blockade|icis?|icpis?"
-    r"|immunotherapy|immuno-oncology|anti-?pd-?1|anti-?pd-?l1|anti-?ctla-?4|pd-?1\s+inhibitors?"
+    r"|anti-?pd-?1|anti-?pd-?l1|anti-?ctla-?4|pd-?1\s+inhibitors?"
     r"|pd-?l1\s+inhibitors?|ctla-?4\s+inhibitors?"
+)
+#: The class words that name immunotherapy without saying which kind.
+GENERIC_IMMUNOTHERAPY = r"immunotherapy|immuno-oncology|(?-i:IO)"
+#: Immunotherapies that are not checkpoint inhibitors (taxonomy notes, rule 13).
+NON_ICI_THERAPY = (
+    r"(?:high[- ]dose\s+)?(?:il-?2|interleukin[- ]?2|aldesleukin|proleukin)|interferon(?:[- ]alfa|[- ]alpha)?|ifn[- ]?(?:alfa|alpha|a)"
+    r"|peg-?interferon|car[- ]?t(?:[- ]cells?|\s+therapy|\s+infusion)?|axi-?cel|axicabtagene|tisagenlecleucel|tisa-?cel"
+    r"|lisocabtagene|idecabtagene|ciltacabtagene|cytokine\s+release\s+syndrome|(?-i:CRS|ICANS)"
+    r"|(?:intravesical\s+)?(?-i:BCG)(?:-?osis)?|bacillus\s+calmette[- ]gu[eé]rin|(?-i:TIL)(?:\s+therapy|\s+infusion)?"
+    r"|tumou?r[- ]infiltrating\s+lymphocytes?|lifileucel|blinatumomab|teclistamab|talquetamab|elranatamab|epcoritamab"
+    r"|glofitamab|tebentafusp|talimogene|t-?vec|sipuleucel(?:-t)?|cancer\s+vaccines?|(?:dendritic\s+cell|peptide)\s+vaccines?"
 )
 
 #: Causal phrases that tie a finding to a checkpoint inhibitor ("secondary to nivolumab").
@@ -57,13 +72,40 @@ def _words(body: str) -> str:
 
 #: What may stand right before a term and make it immune-related by wording
 #: ("immune-mediated colitis", "ICI pneumonitis", "ipilimumab hypophysitis").
-MENTION_PREFIX = rf"(?:{IMMUNE_QUALIFIER}|{ICI_DRUGS})"
+MENTION_PREFIX = rf"(?:{IMMUNE_QUALIFIER}|{ICI_DRUGS}|{GENERIC_IMMUNOTHERAPY}|ir(?=[ \t]*-))"
 _PREFIX_RE = re.compile(rf"^{MENTION_PREFIX}\b", re.IGNORECASE)
+
+
+_QUALIFIER_PART = (rf"{MENTION_PREFIX}(?:[ \t]*-[ \t]*|[ \t]+)(?:(?!(?:and|or|with|without|for|but|no|not|held|was|is|on|in|to|x)\b)"
+                   rf"[a-z]+(?:[ \t]*-[ \t]*|[ \t]+))?")
 
 
 def _qualified(body: str) -> str:
     """A term optionally preceded, on the same line, by an immune qualifier and one more word."""
-    return rf"\b(?:{MENTION_PREFIX}(?:[ \t]*-[ \t]*|[ \t]+)(?:(?!(?:and|or|with|without|for|but|no|not|held|was|is|on|in|to|x)\b)[a-z]+(?:[ \t]*-[ \t]*|[ \t]+))?)?(?:{body})\b(?!-like)"
+    return rf"\b(?:{_QUALIFIER_PART})?(?:{body})\b(?!-like)"
+
+
+def term_body(body: str) -> str:
+    """The term alone, as ``_qualified`` matches it (``QUALIFIER_BEFORE`` finds its qualifier)."""
+    return rf"\b(?:{body})\b(?!-like)"
+
+
+#: The optional qualifier of ``_qualified``, ending where the term starts ("ICI ", "immune-mediated ").
+QUALIFIER_BEFORE = re.compile(rf"\b(?:{_QUALIFIER_PART})$", re.IGNORECASE)
+
+
+#: Strong terms that name a symptom or a lab change rather than a diagnosis ("diarrhea", "rash",
+#: "AKI", "elevated LFTs"): in an immunotherapy context with nothing else said about their cause,
+#: the engine is not sure they are an irAE, and reports them for review, not as an alert.
+SYMPTOM_TERMS = re.compile(
+    r"(?:diarrh|rash|prurit|itch|maculo|morbilliform|drug\s+eruption|aki\b|acute\s+kidney|acute\s+renal|renal\s+injury|liver\s+injury"
+    r"|elevated|increased|rising|raised|uptrending|abnormal|high|lfts?\b|liver\s+enzymes|transaminases?\b|alt\b|ast\b|lft\b)",
+    re.IGNORECASE)
+
+
+def is_symptom(mention: str) -> bool:
+    """The mention names a symptom or a lab change, not a diagnosis."""
+    return bool(SYMPTOM_TERMS.match(mention))
 
 
 def is_qualified(mention: str) -> bool:
@@ -134,7 +176,7 @@ CATEGORY_TERMS: dict[str, dict[str, str]] = {
 #: ("not felt to be immune-related", "rather than immune-mediated").
 IMMUNE_TERMS = (
     rf"\b{IMMUNE_QUALIFIER}\b(?:\s+(?:toxicity|adverse\s+events?|ae|process|etiology|cause))?"
-    rf"|\b{_CAUSAL}\s+{_FILLER}(?:{ICI_DRUGS})\b"
+    rf"|\b{_CAUSAL}\s+{_FILLER}(?:{ICI_DRUGS}|{GENERIC_IMMUNOTHERAPY})\b"
 )
 
 
@@ -146,11 +188,17 @@ def target_table() -> list[tuple[str, str, str]]:
     for category, terms in CATEGORY_TERMS.items():
         for strength in ("strong", "weak"):
             rows.append((category, strength, _qualified(terms[strength])))
-    rows.append(("ICI", "context", _words(ICI_DRUGS)))
+    rows.append(("ICI", "named", _words(ICI_DRUGS)))
+    rows.append(("ICI", "generic", _words(GENERIC_IMMUNOTHERAPY)))
+    rows.append(("NON_ICI", "context", _words(NON_ICI_THERAPY)))
     rows.append(("IMMUNE", "attribution", IMMUNE_TERMS))
+    seen: set[str] = set()
     for category, entries in ALTERNATIVE_CAUSES.items():
-        for kind in ("acute", "chronic", "local"):
-            if entries.get(kind):
+        for kind in ("acute", "chronic", "local", "drug", "test"):
+            # a pattern shared by several categories is matched once; the attribution step reads
+            # every category it stands for (``attribution.alternative_kinds``)
+            if entries.get(kind) and entries[kind] not in seen:
+                seen.add(entries[kind])
                 rows.append((f"ALT:{category}", kind, _words(entries[kind])))
     return rows
 

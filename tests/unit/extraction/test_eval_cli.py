@@ -50,3 +50,26 @@ def test_bad_file_exits_2_naming_the_line(tmp_path):
 def test_unknown_engine_exits_2():
     result = vigil_eval("--gold", str(DEV), "--engine", "oracle")
     assert result.returncode == 2 and "unknown engine 'oracle'" in result.stderr
+
+
+def test_errors_and_breakdowns_in_json_and_table(tmp_path):
+    gold = tmp_path / "small.jsonl"
+    rows = [
+        {"id": "s1", "note_type": "ED note", "tags": ["plain_positive"],
+         "text": "On pembrolizumab. Assessment: immune-mediated colitis, grade 2.",
+         "labels": [{"category": "colitis", "grade": 3}]},
+        {"id": "s2", "note_type": "portal message", "tags": ["family"],
+         "text": "On nivolumab. His mother has hypothyroidism. He feels well.",
+         "labels": [{"category": "thyroiditis", "grade": None}]},
+    ]
+    gold.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = vigil_eval("--gold", str(gold), "--json", "--errors", "--resamples", "100")
+    report = json.loads(result.stdout)
+    assert set(report["by_tag"]) == {"plain_positive", "family"}
+    assert report["by_note_type"]["patient portal message"]["fn"] == 1
+    errors = {(e["id"], e["kind"]): e for e in report["errors"]}
+    assert errors[("s1", "grade")]["observed"]["grade"] == 2 and errors[("s1", "grade")]["rule"] == "qualified"
+    assert errors[("s2", "fn")]["rule"] == "family"
+    assert errors[("s2", "fn")]["mentions"][0]["text"] == "hypothyroidism"
+    table = vigil_eval("--gold", str(gold), "--errors", "--resamples", "100")
+    assert "by trap tag" in table.stdout and "s2  thyroiditis  fn" in table.stdout and "rule=family" in table.stdout

@@ -116,3 +116,81 @@ def test_gold_sets_are_well_formed():
     assert len(dev) >= 90 and len(holdout) >= 40
     assert not {n.text for n in dev} & {n.text for n in holdout}
     assert sum(len(n.text) >= 2000 for n in dev) >= 3
+
+
+def tagged_notes() -> list[GoldNote]:
+    long_text = "Immune colitis grade 2. " + "Stable. " * 400
+    return [
+        GoldNote("t1", "Immune colitis grade 2. Rash.", {"colitis": 2}, "ED note", ("grade_format",)),
+        GoldNote("t2", "Hypothyroidism. Hepatitis grade 3.", {"thyroiditis": None, "hepatitis": 3}, "ed note",
+                 ("multiple_iraes", "grade_format")),
+        GoldNote("t3", long_text, {"colitis": 2}, "H and P", ()),
+    ]
+
+
+def tagged_predictions(text: str) -> list[Finding]:
+    if text.startswith("Immune colitis grade 2. Rash."):
+        return [finding(text, "colitis", "Immune colitis grade 2.", 2), finding(text, "dermatitis", "Rash.")]
+    if text.startswith("Hypothyroidism"):
+        return [finding(text, "hepatitis", "Hepatitis grade 3.", 2)]
+    return [finding(text, "colitis", "Immune colitis grade 2.", 2)]
+
+
+def test_breakdowns_by_tag_note_type_and_length():
+    report = evaluate(tagged_notes(), tagged_predictions, resamples=100, sentence_bounds=one_sentence_each)
+    assert report["by_tag"]["grade_format"] == {"n_notes": 2, "tp": 2, "fp": 1, "fn": 1, "precision": 2 / 3,
+                                                "recall": 2 / 3, "f1": pytest.approx(2 / 3)}
+    assert report["by_tag"]["multiple_iraes"]["fn"] == 1 and report["by_tag"]["(none)"]["n_notes"] == 1
+    assert set(report["by_note_type"]) == {"ed note", "h&p"}  # spellings of one type are folded
+    assert report["by_note_type"]["ed note"]["n_notes"] == 2
+    assert report["by_length"]["<2k"]["n_notes"] == 2 and report["by_length"]["2-4k"]["tp"] == 1
+    assert "errors" not in report
+
+
+def test_errors_list_fp_fn_and_wrong_grade_with_the_deciding_rule():
+    def explain(text):
+        findings = tagged_predictions(text)
+        decisions = [{"category": f.category, "start": f.start, "end": f.start + 5, "present": True,
+                      "reason": "qualified"} for f in findings]
+        if text.startswith("Hypothyroidism"):
+            decisions.append({"category": "thyroiditis", "start": 0, "end": 14, "present": False,
+                              "reason": "historical"})
+        return findings, decisions
+
+    report = evaluate(tagged_notes(), lambda text: [], resamples=100, sentence_bounds=one_sentence_each,
+                      explain=explain, with_errors=True)
+    errors = {(e["id"], e["category"]): e for e in report["errors"]}
+    assert set(errors) == {("t1", "dermatitis"), ("t2", "thyroiditis"), ("t2", "hepatitis")}
+    fp = errors[("t1", "dermatitis")]
+    assert fp["kind"] == "fp" and fp["expected"] == {"present": False, "grade": None}
+    assert fp["evidence"]["quote"] == "Rash." and fp["rule"] == "qualified"
+    fn = errors[("t2", "thyroiditis")]
+    assert fn["kind"] == "fn" and fn["rule"] == "historical"
+    assert fn["mentions"] == [{"start": 0, "end": 14, "text": "Hypothyroidism", "present": False,
+                               "reason": "historical"}]
+    grade = errors[("t2", "hepatitis")]
+    assert grade["kind"] == "grade" and grade["expected"]["grade"] == 3 and grade["observed"]["grade"] == 2
+    json.dumps(report)  # all of it serialisable for --json
+
+
+def test_review_lane_findings_are_counted_apart_not_as_alerts():
+    text = "On nivolumab. Concern for ICI colitis. Rash."
+    note = GoldNote("r", text, {"colitis": None})
+    unsure = Finding("colitis", None, text.index("Concern"), text.index("Concern") + 24,
+                     "Concern for ICI colitis.", "unspecified", 0.4)
+    also_unsure = Finding("dermatitis", None, text.index("Rash"), text.index("Rash") + 5, "Rash.", "unspecified", 0.4)
+    report = evaluate([note], lambda _: [unsure, also_unsure], resamples=100, sentence_bounds=one_sentence_each)
+    assert (report["tp"], report["fp"], report["fn"]) == (0, 0, 1)
+    assert report["review"] == {"findings": 2, "tp": 1, "fp": 1}
+    assert report["evidence_n"] == 0
+
+
+def test_gold_file_note_type_and_tags(tmp_path):
+    good = tmp_path / "g.jsonl"
+    good.write_text(json.dumps({"id": "a", "text": "x", "labels": [], "note_type": "ED note", "tags": ["ros"]}) + "\n")
+    [note] = load_gold(good)
+    assert note.note_type == "ED note" and note.tags == ("ros",)
+    bad = tmp_path / "b.jsonl"
+    bad.write_text(json.dumps({"id": "a", "text": "x", "labels": [], "tags": "ros"}) + "\n")
+    with pytest.raises(GoldFileError, match="b.jsonl:1: 'tags' must be a list of strings"):
+        load_gold(bad)

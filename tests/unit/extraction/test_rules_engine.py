@@ -36,6 +36,12 @@ def test_ici_context_without_alternative_counts_as_unspecified(engine):
     result = found(engine, "Receiving Opdivo every 4 weeks. She reports a new itchy rash on both forearms.")
     assert result["dermatitis"].attribution == "unspecified"
     assert result["dermatitis"].grade is None
+    # a symptom with no stated cause and no grade: the engine is unsure, a review-lane finding
+    assert result["dermatitis"].confidence < 0.5
+    graded = found(engine, "Receiving Opdivo every 4 weeks. New itchy rash on both forearms, grade 1.")
+    assert graded["dermatitis"].confidence == 0.7 and graded["dermatitis"].grade == 1
+    diagnosis = found(engine, "Receiving Opdivo every 4 weeks. Colitis noted on sigmoidoscopy this week.")
+    assert diagnosis["colitis"].confidence == 0.7
 
 
 def test_no_ici_context_means_no_finding(engine):
@@ -65,7 +71,9 @@ def test_negation(engine, text):
     "On nivolumab. Discussed risks of colitis, hepatitis and pneumonitis with the patient.",
 ])
 def test_uncertain_and_hypothetical(engine, text):
-    assert found(engine, text) == {}
+    # never an alert; an open question about an irAE may go to the review lane (confidence < 0.5)
+    assert all(f.confidence < 0.5 for f in found(engine, text).values())
+    assert "ICI" in text or found(engine, text) == {}
 
 
 @pytest.mark.parametrize("text", [
@@ -138,7 +146,7 @@ def test_multiple_categories_in_bulleted_list(engine):
     ("On nivo. Immune-related pneumonitis, G3.", 3),
     ("On nivo. ICI colitis (CTCAE v5.0 grade 2).", 2),
     ("On nivo. ICI hepatitis, grade II.", 2),
-    ("On nivo. ICI hepatitis, grade 2-3.", None),
+    ("On nivo. ICI hepatitis, grade 2-3.", 3),
     ("On nivo. ICI hepatitis. Gleason grade 3 prostate cancer noted in 2015.", None),
 ])
 def test_grades(engine, text, grade):

@@ -60,3 +60,22 @@ def test_tenant_settings_fail_fast():
         TriageSettings.from_tenant(Tenant(id="north", settings={"followup_within_days": "soon"}))
     with pytest.raises(ConfigError, match="default_owner"):
         TriageSettings.from_tenant(Tenant(id="north", settings={"default_owner": "Dr Smith"}))
+
+
+def test_uncertain_findings_go_to_the_review_lane_per_tenant():
+    from services.triage.policy import joins_episode
+
+    findings = {"findings": [f("colitis", 2, confidence=0.4), f("hepatitis", 3, confidence=0.9)]}
+    quiet = {p.category: p for p in plan(findings, TriageSettings())}
+    assert quiet["colitis"].kind == "none" and quiet["hepatitis"].kind == "urgent-task"
+    lane = TriageSettings.from_tenant(Tenant(id="north", settings={"triage_uncertain": "review-task"}))
+    by = {p.category: p for p in plan(findings, lane)}
+    assert by["colitis"].kind == "review-task" and by["colitis"].finding["quote"] == "q"
+    assert by["hepatitis"].kind == "urgent-task"
+    # the review lane stays outside the category's alert episode; note reviews and alerts join it
+    assert not joins_episode(by["colitis"]) and joins_episode(by["hepatitis"])
+    [note_review] = plan({"findings": [], "reviewRequired": True}, lane)
+    assert joins_episode(note_review)
+    assert effective(by["colitis"], 3) == (2, "review-task")  # never escalated into an alert
+    with pytest.raises(ConfigError, match="triage_uncertain"):
+        TriageSettings.from_tenant(Tenant(id="north", settings={"triage_uncertain": "urgent-task"}))
