@@ -47,3 +47,10 @@ async def release(conversation: Conversation, turn: Turn) -> None:
     if conversation.selected:
         await turn.tools.release(conversation.selected["slot_id"], conversation.id)
         conversation.selected = None
+
+
+async def still_free(conversation: Conversation, turn: Turn, slot: dict) -> bool:
+    """Re-validation before a slot is proposed: the EHR still lists it free (and no one else holds it)."""
+    found = await turn.tools.find_slots(start=slot["start"], end=slot["end"], time_zone=str(turn.tz.key),
+                                        holder=conversation.id, limit=SEARCH_LIMIT)
+    return any(s.slot_id == slot["slot_id"] for s in found)
