@@ -205,6 +205,8 @@ class SchedulingAgent:
             if reading.logistics:
                 return [Fact(logistics.answer(tenant, reading.logistics, language))]
             return [Say(render.say("escalated", language))]
+        if reading.unintelligible:                                  # for both engines: twice -> staff
+            return self.dialogue.failed(conversation, turn)
         failed, conversation.failed = conversation.failed, 0      # reset unless the engine fails again
         replies = await self._decide(tenant, conversation, text, reading, turn, message_ref)
         if replies is None:
@@ -223,6 +225,7 @@ class SchedulingAgent:
                 proposed, replies = await actions.propose(conversation, turn, conversation.offers[index])
                 if not proposed:
                     return replies + await self.dialogue.reoffer(conversation, turn)
+                conversation.reschedule = conversation.appointment is not None    # one visit: a new time moves it
                 return await self._book(tenant, conversation, text, reading, turn, message_ref)
         if conversation.stage == "confirming" and conversation.selected:
             if answer == "yes":

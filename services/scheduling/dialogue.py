@@ -74,7 +74,7 @@ class DialogueEngine:
             return [Say(render.about("kept_after_no", conversation.appointment["start"], turn.tz, language))]
         if r.question and not r.scheduling_words:
             return [Say(render.say("redirect", language) + " " + self.prompt(conversation, turn))]
-        return self._failed(conversation, turn)
+        return self.failed(conversation, turn)
 
     # -- steps -------------------------------------------------------------------------------
     @staticmethod
@@ -93,7 +93,7 @@ class DialogueEngine:
         """Fresh times after the proposed one was taken."""
         return await self._search_and_offer(conversation, turn, None)
 
-    def _failed(self, conversation: Conversation, turn: Turn) -> list:
+    def failed(self, conversation: Conversation, turn: Turn) -> list:
         conversation.failed += 1
         if conversation.failed >= MAX_FAILED:
             conversation.failed = 0
@@ -116,7 +116,7 @@ class DialogueEngine:
         if found:
             conversation.failed = 0
             return self._offer(conversation, turn, found, render.say("patient_intro", language))
-        failed = self._failed(conversation, turn)
+        failed = self.failed(conversation, turn)
         if isinstance(failed[0], Escalate):
             return failed
         nearby = await slots.search(conversation, turn, None)

@@ -9,8 +9,9 @@ date in the same message), ``hedge`` when the patient is undecided, ``no``, or "
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
-from services.scheduling import lang
+from services.scheduling import dates, lang
 from services.scheduling.lang import LANGUAGES, en, es
 
 _ORDINAL_TABLES = {"en": (en.ORDINAL, en.ORDINALS), "es": (es.ORDINAL, es.ORDINALS)}
@@ -44,6 +45,7 @@ class Reading:
     cancel: bool = False
     move: bool = False
     question: bool = False
+    names_date: bool = False               # a day or time ("tomorrow at 3", "the afternoon ones")
     scheduling_words: bool = False
     greeting: bool = False
     availability: bool = False
@@ -58,7 +60,7 @@ class Reading:
             return "hedge"
         if self.no:
             return "no"
-        if self.yes and not (self.question and not self.logistics) and not self.cancel and not self.move:
+        if self.yes and not (self.question and not self.logistics) and not (self.cancel or self.move or self.names_date):
             return "yes"
         return ""
 
@@ -72,6 +74,14 @@ class Reading:
     def consents_to_cancel(self) -> bool:
         """An unambiguous yes to cancelling: "yes, please cancel it", "sí, cancele la cita"."""
         return self.yes and self.cancel and not self.hedge and not self.no and not self.question and not self.move
+
+    @property
+    def unintelligible(self) -> bool:
+        """No word of any language we read, no digit, nothing recognised ("jjjjj", "kkkk ,,, ;;")."""
+        flags = (self.urgent, self.staff, self.yes, self.no, self.hedge, self.thanks, self.goodbye, self.status,
+                 self.cancel, self.move, self.question, self.greeting, self.availability, self.logistics)
+        return (self.language == "" and self.margin == 0 and not any(flags) and self.pick is None
+                and not any(ch.isdigit() for ch in self.text) and not lang.known_words(self.text))
 
     @property
     def only_thanks(self) -> bool:
@@ -96,6 +106,10 @@ def read(text: str, languages: tuple[str, ...]) -> Reading:
     r.pick = r.choice if r.choice is not None else pick(text, codes)
     # Spanish date words never collide with English ones, so the conversion is safe on any message
     r.date_text = LANGUAGES["es"].to_english_dates(folded) if "es" in codes else text
+    r.names_date = dates.parse(r.date_text, datetime.now(timezone.utc)) is not None
+    if r.language == lang.OTHER and r.margin == 0 and (r.yes or r.no or r.hedge or r.thanks or r.status or r.cancel
+                                                       or r.move or r.pick is not None or r.names_date):
+        r.language = ""                    # no marker word, but a declared language's pattern read it
     return r
 
 

@@ -58,6 +58,11 @@ def get(code: str) -> Language:
     return LANGUAGES.get(code) or LANGUAGES[DEFAULT]
 
 
+def known_words(text: str) -> list[str]:
+    """The words of ``text`` that are marker words of a language we have a table for."""
+    return [w for w in _WORD.findall(fold(text)) if any(w in spec.markers for spec in LANGUAGES.values())]
+
+
 def detect(text: str, languages: tuple[str, ...]) -> str:
     """A declared language code, ``OTHER``, or "" when the message is too short to tell."""
     return detect_scored(text, languages)[0]
@@ -71,7 +76,7 @@ def detect_scored(text: str, languages: tuple[str, ...]) -> tuple[str, int]:
     if not words:
         return "", 0
     scores = {code: sum(w in LANGUAGES[code].markers for w in words) for code in LANGUAGES}
-    if any(ch in text for ch in "¿¡ñÑ"):
+    if scores["es"] and any(ch in text for ch in "¿¡ñÑ"):
         scores["es"] += 2
     foreign_scores = {code: sum(w in markers for w in words) for code, markers in foreign.MARKERS.items()}
     best_known = max(scores.values())
@@ -79,8 +84,9 @@ def detect_scored(text: str, languages: tuple[str, ...]) -> tuple[str, int]:
     if best_foreign >= 2 and best_foreign > best_known:
         return OTHER, best_foreign - best_known
     if best_known == 0:
-        # several words and not one of them known: a language we were not told about
-        return (OTHER, 1) if len(words) >= 3 and best_foreign >= 1 or len(words) >= 4 else ("", 0)
+        # several words and not one of them known: a language we were not told about (margin 0: a
+        # guess the caller drops when a declared language's pattern matched the message)
+        return (OTHER, 0) if len(words) >= 3 and best_foreign >= 1 or len(words) >= 4 else ("", 0)
     ranked = sorted(scores, key=lambda c: -scores[c])
     code, margin = ranked[0], scores[ranked[0]] - scores[ranked[1]]
     if margin == 0:

@@ -89,7 +89,9 @@ estan tengo tiene hay gracias favor hola buenos buenas dias tardes cita citas co
 manana tarde hoy quiero puedo puede podria necesito cuando donde como cual qui quien vale claro bien muy
 lunes martes miercoles jueves viernes sabado domingo proxima proximo otra otro primera segunda tercera dolor
 pecho enfermera medico llamar cancelar cambiar todavia aun ya mejor tal vez quizas pensarlo hija hijo esposo
-esposa perdon disculpe aparcar llevar traer nada algo eso esa este ese
+esposa perdon disculpe aparcar llevar traer nada algo eso esa este ese se ver dejame dejeme pensar mire cuento
+al primero segundo tercero ultimo cambiela reserve reservelo ahora entonces tambien porque usted quisiera ir venir
+mal ayer anoche desde tengo aqui alli hija mama papa gracias
 """.split())
 
 WEEKDAYS = ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo")
