@@ -106,11 +106,13 @@ class SchedulingAgent:
             conversation = await self.store.load(tenant.id, patient)
             if conversation is not None and message_key in conversation.seen:
                 return TurnResult(conversation.id, patient, duplicate=True)
-            if conversation is None or conversation.status != "open":
+            fresh = conversation is None or conversation.status != "open"
+            if fresh:
                 conversation = Conversation.new(patient, {k: request.get(k) for k in
                                                           ("decisionId", "category", "grade", "withinDays", "owner")})
             turn = self._turn(tenant, conversation, message_key)
-            notices = await appointment_sync.sync(conversation, turn)
+            # an open thread is brought up to date first; a new one offers times for this request
+            notices = [] if fresh else await appointment_sync.sync(conversation, turn)
             if conversation.appointment is not None:
                 result = await self._deliver(conversation, turn, [Fact(n) for n in notices], in_response_to="")
                 result.ignored = "already-booked"
@@ -257,6 +259,8 @@ class SchedulingAgent:
             if conversation.stage in OPEN_STAGES:
                 replies.append(Say(prompt(conversation, turn)))
             return replies
+        if reading.question and reading.pick is not None and conversation.offers and not reading.names_date:
+            return [Say(render.offers(conversation.offers, turn.tz, render.say("offers_again", language), language))]
         if reading.greeting:
             return [Say(render.say("hello", language) + " " + prompt(conversation, turn))]
         if (reading.availability and not reading.move and conversation.stage in ("offering", "confirming")

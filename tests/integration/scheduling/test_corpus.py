@@ -3,7 +3,8 @@ against both engines - the rules engine, and the LLM engine with a scripted mode
 claim bookings - with the EHR checked after every agent message (``corpus``).
 
 `make test` plays a fixed subset; `make test-conversations` (VIGIL_CONVERSATIONS=all) plays every
-conversation, prints the figures per engine and writes artifacts/conversations-<engine>.json."""
+conversation, prints the figures per engine and writes artifacts/conversations-<engine>.json;
+VIGIL_CONVERSATIONS=c001,c017 plays those."""
 from __future__ import annotations
 
 import json
@@ -15,15 +16,18 @@ import pytest
 from tests.integration.scheduling import corpus
 
 pytest_plugins = ["tests.fixtures.fake_llm"]
-FULL = os.environ.get("VIGIL_CONVERSATIONS") == "all"
+#: "all": every conversation; "c001,c017": those; unset: the fixed subset.
+CHOICE = os.environ.get("VIGIL_CONVERSATIONS", "")
+FULL = CHOICE == "all"
+IDS = None if FULL else tuple(CHOICE.split(",")) if CHOICE else corpus.SUBSET
 #: Every patient message answered within this (p95, measured in the agent).
 P95_LIMIT_S = 5.0
 
 
 @pytest.mark.parametrize("engine", ["dialogue", "llm"])
 async def test_conversation_corpus(sched, fake_llm, engine):
-    conversations = corpus.load(None if FULL else corpus.SUBSET)
-    assert len(conversations) == (64 if FULL else len(corpus.SUBSET))
+    conversations = corpus.load(IDS)
+    assert len(conversations) == (64 if FULL else len(IDS))
     figures = await corpus.run(sched, engine, conversations, fake_llm)
     print("\n" + figures.render())
     if FULL:
