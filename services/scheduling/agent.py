@@ -198,6 +198,8 @@ class SchedulingAgent:
             return [Escalate("other-language", text="\n\n".join(render.say("safety_handoff", c) for c in languages))]
         if reading.staff:
             await appointment_sync.forget_proposal(conversation, turn)
+            if conversation.stage == "offering":
+                conversation.stage = "idle"          # staff take it from here; the offers stay listed
             return [Escalate("patient-request", text=render.say("staff_requested", language))]
         if conversation.status == "escalated":
             if reading.only_thanks:

@@ -66,7 +66,8 @@ PATTERNS: dict[str, re.Pattern] = {
                   r"(clinic|office) hours", r"when do you (open|close)"),
     "bring": _any(r"what (should|do|must) i bring", r"bring anything", r"need to bring", r"what to bring",
                   r"should i bring"),
-    "question": re.compile(r"\?|^\s*(what|where|how|who|why|can|could|do|does|is|are|will|should)\b", _I),
+    "question": re.compile(r"\?|^\s*(what|where|how|who|why|can|could|do|does|is|are|will|should)\b|"
+                           r"\b(what time|what day|which day)\b", _I),
     "scheduling_words": _any(r"appointment", r"slot", r"book", r"time", r"visit", r"schedule", r"available",
                              r"availability", r"infusion", r"follow[- ]?up"),
 }

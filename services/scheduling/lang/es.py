@@ -68,7 +68,8 @@ PATTERNS: dict[str, re.Pattern] = {
     "parking": _any(r"aparcar", r"me estaciono", r"aparcamiento", r"estacionar", r"estacionamiento", r"parqueo", r"parquear", r"parking"),
     "bring": _any(r"que (tengo|debo|hay) que (llevar|traer)", r"que (debo|tengo que|necesito) (llevar|traer)",
                   r"(llevar|traer) algo", r"que llevo", r"que traigo"),
-    "question": re.compile(r"[?¿]|^\s*(que|donde|como|quien|por que|cuando|cual|puede|puedo|hay|es|tengo)\b", _I),
+    "question": re.compile(r"[?¿]|^\s*(que|donde|como|quien|por que|cuando|cual|puede|puedo|hay|es|tengo)\b|"
+                           r"\b(a que hora|que dia|cuando|donde|cual(es)?)\b", _I),
     "scheduling_words": _any(r"cita", r"hora", r"horario", r"consulta", r"visita", r"reserv\w*", r"disponib\w*",
                              r"infusion", r"seguimiento"),
 }

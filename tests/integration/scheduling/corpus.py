@@ -143,6 +143,7 @@ class Figures:
     urgent: dict = field(default_factory=dict)          # language -> [escalated, conversations]
     reply_seconds: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)   # "<id> turn <n>: <expectation>: <detail>"
+    transcript: list[str] = field(default_factory=list)   # every message, for reading a run
 
     @property
     def p95(self) -> float:
@@ -262,6 +263,7 @@ async def _snapshot(sched, patient: str) -> tuple[dict[str, dict], int]:
 def _record_messages(figures: Figures, where: str, texts: list[str], appointments: list[dict]) -> list[Claims]:
     out = []
     for text in texts:
+        figures.transcript.append(f"{where}   agent: {text}")
         figures.agent_messages += 1
         claims = check_claims(text, appointments)
         if claims.false:
@@ -288,6 +290,7 @@ async def play(sched, agent, conversation: dict, figures: Figures, ledger: Actio
     for number, turn in enumerate(conversation["turns"], start=1):
         where = f"{cid} turn {number}"
         if "staff" in turn:
+            figures.transcript.append(f"{where}   staff: {turn['staff']}")
             changed = await staff_action(sched, patient, turn["staff"], reschedule_to)
             if changed is None:
                 figures.failures.append(f"{where}: staff {turn['staff']}: no booked appointment to change")
@@ -295,6 +298,7 @@ async def play(sched, agent, conversation: dict, figures: Figures, ledger: Actio
             notice = await agent.on_appointment(sched.tenant, changed["id"], str(changed["meta"]["versionId"]), patient)
             _record_messages(figures, f"{where} (staff {turn['staff']})", notice.texts, await sched.appointments(patient))
             continue
+        figures.transcript.append(f"{where} patient: {turn['patient']}   (expect {' '.join(turn['expect'])})")
         before, tasks_before = await _snapshot(sched, patient)
         communication, version = await sched.write_message(patient, turn["patient"])
         result = await agent.on_message(sched.tenant, communication, version)

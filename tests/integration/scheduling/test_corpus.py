@@ -4,7 +4,7 @@ claim bookings - with the EHR checked after every agent message (``corpus``).
 
 `make test` plays a fixed subset; `make test-conversations` (VIGIL_CONVERSATIONS=all) plays every
 conversation, prints the figures per engine and writes artifacts/conversations-<engine>.json;
-VIGIL_CONVERSATIONS=c001,c017 plays those."""
+VIGIL_CONVERSATIONS=c001,c017 plays those; VIGIL_CONVERSATIONS_TRANSCRIPT=1 prints every message."""
 from __future__ import annotations
 
 import json
@@ -29,6 +29,8 @@ async def test_conversation_corpus(sched, fake_llm, engine):
     conversations = corpus.load(IDS)
     assert len(conversations) == (64 if FULL else len(IDS))
     figures = await corpus.run(sched, engine, conversations, fake_llm)
+    if os.environ.get("VIGIL_CONVERSATIONS_TRANSCRIPT"):
+        print("\n" + "\n".join(figures.transcript))
     print("\n" + figures.render())
     if FULL:
         out = Path("artifacts") / f"conversations-{engine}.json"
