@@ -236,8 +236,9 @@ class SchedulingAgent:
                 return await self._book(tenant, conversation, text, reading, turn, message_ref)
             if answer == "hedge":
                 return [Say(render.about("hedge_slot", conversation.selected["start"], turn.tz, language))]
-        if conversation.appointment and (reading.consents_to_cancel or conversation.stage == "confirm-cancel"
-                                         and answer == "yes"):
+        # "yes, cancel it" is a yes to one specific appointment only when the EHR holds just one
+        if conversation.appointment and (reading.consents_to_cancel and turn.booked == 1
+                                         or conversation.stage == "confirm-cancel" and answer == "yes"):
             await self._consent(tenant, conversation, turn, text, message_ref, "cancel",
                                 appointment=conversation.appointment["id"], start=conversation.appointment["start"])
             return await actions.cancel(conversation, turn)

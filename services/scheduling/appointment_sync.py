@@ -31,6 +31,7 @@ async def sync(conversation: Conversation, turn: Turn) -> list[str]:
     """Notices of staff-side changes (texts, in the conversation's language), each at most once."""
     found = await turn.tools.appointments(conversation.patient)
     booked = [a for a in found if a.status == "booked"]
+    turn.booked = len(booked)
     known, language, tz = conversation.appointment, turn.language, turn.tz
     notices: list[str] = []
     if known:

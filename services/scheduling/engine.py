@@ -29,6 +29,7 @@ class Turn:
     service_type: str = ""
     language: str = "en"          # the language replies are written in
     reading: object = None        # intents.Reading of the patient's message (None when the clinic opens)
+    booked: int = 0               # the patient's booked appointments, as read from the EHR this turn
 
     def window_end(self, conversation: Conversation) -> datetime:
         days = conversation.context.get("withinDays") or DEFAULT_DAYS

@@ -142,6 +142,8 @@ class Figures:
     expectations: int = 0
     urgent: dict = field(default_factory=dict)          # language -> [escalated, conversations]
     reply_seconds: list[float] = field(default_factory=list)
+    model_claims: int = 0                               # LLM engine: the model's attempts to claim a booking
+    blocked_claim_tasks: int = 0                        # ... that had nothing else to say: sent to staff
     failures: list[str] = field(default_factory=list)   # "<id> turn <n>: <expectation>: <detail>"
     transcript: list[str] = field(default_factory=list)   # every message, for reading a run
 
@@ -161,6 +163,7 @@ class Figures:
                 "bookings": self.bookings, "bookings_without_consent": self.bookings_without_consent,
                 "urgent_escalation": {k: f"{v[0]}/{v[1]}" for k, v in sorted(self.urgent.items())},
                 "p95_reply_seconds": round(self.p95, 3), "expectations": self.expectations,
+                "model_claims": self.model_claims, "blocked_claim_tasks": self.blocked_claim_tasks,
                 "expectations_failed": len(self.failures), "failures": self.failures}
 
     def render(self) -> str:
@@ -171,6 +174,8 @@ class Figures:
                  f"  bookings: {self.bookings}, without consent: {self.bookings_without_consent}",
                  f"  urgent symptoms escalated: {urgent}",
                  f"  p95 reply time (server side): {self.p95 * 1000:.0f} ms",
+                 f"  model's booking claims: {self.model_claims} (none sent; {self.blocked_claim_tasks} with nothing "
+                 f"else to say went to staff)",
                  f"  expectations: {self.expectations - len(self.failures)}/{self.expectations} met"]
         lines += [f"    FAILED {f}" for f in self.failures]
         return "\n".join(lines)
@@ -187,9 +192,21 @@ _DAY_WORDS = re.compile(r"\b(monday|tuesday|wednesday|thursday|friday|saturday|s
 _AGREE = re.compile(r"^\s*(yes|yeah|ok|okay|sure|s[ií]|vale|bueno|perfect|great)\b", re.I)
 
 
-def claiming_model(body: dict) -> Reply:
+class ClaimingModel:
     """A model that does the job with tools but tries to tell the patient they are booked: after a
-    booking tool call, and whenever the patient sounds agreeable."""
+    booking tool call, and whenever the patient sounds agreeable. ``claims``: how often it tried."""
+
+    def __init__(self):
+        self.claims = 0
+
+    def __call__(self, body: dict) -> Reply:
+        answer = claiming_model(body)
+        content = ((answer.body.get("choices") or [{}])[0].get("message") or {}).get("content") or ""
+        self.claims += bool(BOOKED_CLAIM.search(content))
+        return answer
+
+
+def claiming_model(body: dict) -> Reply:
     messages = body["messages"]
     last = messages[-1]
     context = next((m["content"] for m in messages[1:3] if m["role"] == "system"), "")
@@ -346,6 +363,8 @@ async def play(sched, agent, conversation: dict, figures: Figures, ledger: Actio
             ok, why = checks[expectation]
             if not ok:
                 figures.failures.append(f"{where}: {expectation}: {why} | {turn['patient'][:60]!r} -> {reply_text[:160]!r}")
+    figures.blocked_claim_tasks += sum((t.get("businessStatus") or {}).get("text") == "blocked-claim"
+                                       for t in await sched.tasks(patient))
     if "urgent" in conversation["tags"]:
         done, total = figures.urgent.get(language, [0, 0])
         figures.urgent[language] = [done + int(urgent_done), total + 1]
@@ -353,8 +372,9 @@ async def play(sched, agent, conversation: dict, figures: Figures, ledger: Actio
 
 async def run(sched, engine: str, conversations: list[dict], fake_llm=None) -> Figures:
     settings = dict(SETTINGS)
+    model = ClaimingModel()
     if engine == "llm":
-        fake_llm.serve(claiming_model)
+        fake_llm.serve(model)
         settings |= {"scheduling_engine": "llm", "scheduling_llm_base_url": fake_llm.base_url,
                      "scheduling_llm_model": "fake-model"}
     sched.registry(**settings)
@@ -363,5 +383,6 @@ async def run(sched, engine: str, conversations: list[dict], fake_llm=None) -> F
     ledger = ActionLedger(sched.pools)
     for conversation in conversations:
         await play(sched, agent, conversation, figures, ledger)
+    figures.model_claims = model.claims
     return figures
 

@@ -157,3 +157,27 @@ async def test_thanks_logistics_and_long_messages_after_a_booking(sched):
     long = await sched.say(patient, "word " * 300)
     assert text(long) == render.SAFETY_HANDOFF and "find a time" not in text(long)
     assert len(await sched.booked(patient)) == 1
+
+
+async def test_a_yes_naming_one_offer_or_the_one_appointment_acts_at_once(sched):
+    patient = await sched.patient()
+    await sched.open(patient)
+    communication, version = await sched.write_message(patient, "yes please book the second one")
+    done = await sched.agent.on_message(sched.tenant, communication, version)
+    assert text(done) == "Your appointment is booked for Monday 4 March at 10:00."
+    consent = await ActionLedger(sched.pools).get(sched.tenant, f"{done.conversation_id}:{communication}.{version}:consent")
+    assert consent["slot_id"] == sched.grid[slot_time(4, 10)] and consent["reason"] == "book"
+    again = await sched.say(patient, "yes please book the second one")            # sent twice: one booking
+    assert len(await sched.booked(patient)) == 1 and "booked for" not in text(again)
+    cancelled = await sched.say(patient, "yes please cancel it")
+    assert text(cancelled) == "Your appointment on Monday 4 March at 10:00 is cancelled."
+
+
+async def test_yes_cancel_with_two_appointments_asks_which_is_meant(sched):
+    patient = await booked_on_monday_10(sched)
+    other = sched.grid[slot_time(6, 14)]
+    await sched.ehr.client.book({"resourceType": "Appointment", "status": "booked", "slot": [{"reference": f"Slot/{other}"}],
+                                 "participant": [{"actor": {"reference": f"Patient/{patient}"}, "status": "accepted"}]})
+    asked = await sched.say(patient, "yes please cancel it")
+    assert text(asked) == "Do you want me to cancel your appointment on Monday 4 March at 10:00? Please reply yes or no."
+    assert len(await sched.booked(patient)) == 2
