@@ -174,9 +174,10 @@ class Figures:
                  f"  bookings: {self.bookings}, without consent: {self.bookings_without_consent}",
                  f"  urgent symptoms escalated: {urgent}",
                  f"  p95 reply time (server side): {self.p95 * 1000:.0f} ms",
-                 f"  model's booking claims: {self.model_claims} (none sent; {self.blocked_claim_tasks} with nothing "
-                 f"else to say went to staff)",
                  f"  expectations: {self.expectations - len(self.failures)}/{self.expectations} met"]
+        if self.engine == "llm":
+            lines.insert(-1, f"  the model's booking claims: {self.model_claims} ({self.blocked_claim_tasks} with nothing "
+                             f"else to say went to staff)")
         lines += [f"    FAILED {f}" for f in self.failures]
         return "\n".join(lines)
 
@@ -188,7 +189,8 @@ _PICK_WORDS = [(re.compile(r"\b(first|1st|primer[oa]?|option 1|opci[oó]n 1)\b",
                (re.compile(r"\b(third|3rd|tercer[oa]?|option 3|opci[oó]n 3)\b", re.I), 2)]
 _DAY_WORDS = re.compile(r"\b(monday|tuesday|wednesday|thursday|friday|saturday|sunday|thurs|week|tomorrow|morning|"
                         r"afternoon|lunes|martes|mi[eé]rcoles|jueves|viernes|s[aá]bado|semana|ma[ñn]ana|tarde|"
-                        r"earliest|another|other|otra|new|nueva|move|change|reschedule|cambiar|cambiarla|mover|again|available|times|horarios|hora)\b", re.I)
+                        r"earliest|another|other|otra|new|nueva|move|change|reschedule|cambiar|cambiarla|mover|"
+                        r"again|available|times|horarios|hora)\b", re.I)
 _AGREE = re.compile(r"^\s*(yes|yeah|ok|okay|sure|s[ií]|vale|bueno|perfect|great)\b", re.I)
 
 
@@ -340,7 +342,8 @@ async def play(sched, agent, conversation: dict, figures: Figures, ledger: Actio
             slot = appointment["slot"][0]["reference"].split("/", 1)[1]
             if consent is None or consent.get("slot_id") != slot or "not_booked" in turn["expect"]:
                 figures.bookings_without_consent += 1
-                figures.failures.append(f"{where}: booking without consent ({'no ledger record' if consent is None else 'corpus: not a yes'})")
+                why = "no ledger record" if consent is None else "corpus: not a yes"
+                figures.failures.append(f"{where}: booking without consent ({why})")
         if "urgent" in conversation["tags"] and not urgent_done and escalated:
             urgent_done = any(t.get("priority") == "urgent" and (t.get("businessStatus") or {}).get("text") ==
                               "urgent-symptoms" for t in await sched.tasks(patient))
