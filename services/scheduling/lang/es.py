@@ -161,7 +161,7 @@ TEXTS = {
     "thanks_close": "¡De nada! Escríbame aquí cuando necesite reservar, cambiar o anular una visita. Cuídese.",
     "thanks_open": "¡De nada!",
     "staff_cancelled": "Aviso de la clínica: la clínica ha cancelado su cita del {when_bare}.",
-    "staff_moved": "Aviso de la clínica: la clínica ha cambiado su cita del {old_bare} a {when}.",
+    "staff_moved": "Aviso de la clínica: la clínica ha cambiado su cita del {old_bare} al {when_bare}.",
     "staff_noshow": "Aviso de la clínica: en nuestros registros su cita del {when_bare} figura como no asistida.",
     "staff_removed": "Aviso de la clínica: su cita ya no figura en los registros de la clínica.",
     "declined": "De acuerdo, no he hecho ninguna reserva. Si más adelante quiere una hora, escríbame.",
