@@ -29,7 +29,7 @@ PATTERNS: dict[str, re.Pattern] = {
                   r"(have|get) (a|the|my) (nurse|doctor|someone) (to )?(call|phone|contact) me", r"call me back",
                   r"need (a|to talk to a) (human|person|nurse)", r"real person"),
     # a yes: a weak affirmative opening the message, a strong one anywhere, or an explicit "book it"
-    "yes": re.compile(r"^\s*(ok|okay|k|sure|fine|great|perfect|correct|confirm|absolutely|definitely|of course|"
+    "yes": re.compile(r"^\s*((ah|oh|hm+|mm+|well)\W+)?(ok|okay|k|sure|got it|fine|great|perfect|correct|confirm|absolutely|definitely|of course|"
                       r"sounds good|that works|that('s| is) fine|go ahead|please do)\b|"
                       r"\b(yes|yeah|yep|yup|yess+)\b|"
                       r"\b(book (it|that|this|the|option|number|#|me)|please book|go ahead and book|i'?ll take (it|the|option))\b",

@@ -36,7 +36,7 @@ PATTERNS: dict[str, re.Pattern] = {
     # (accent-folded text: "sí" and "si" read the same; "si" alone in mid-sentence is "if", so only at the start)
     "yes": re.compile(r"^\s*[¡]?\s*si(\W*$|[,.!]|\s+(si|por favor|claro|el|la|reserv|cancel|quiero|me parece|esta bien|"
                       r"perfecto|vale|gracias|adelante|de acuerdo))|"
-                      r"^\s*[¡]?\s*(ok|okay|vale|bueno|perfecto|esta bien|de acuerdo|claro|correcto|adelante|dale|"
+                      r"^\s*[¡]?\s*((ah|oh|ya|bueno|mm+)\W+)?(ok|okay|vale|entendido|bueno|perfecto|esta bien|de acuerdo|claro|correcto|adelante|dale|"
                       r"genial|me parece bien|me viene bien|por supuesto|confirmo)\b|"
                       r"(^|[\s,.;:!¡])si[,.!]+\s|\b(claro que si|de acuerdo|por supuesto|vale)\b|"
                       r"\b(reserve(lo|la|me)?|reservelo|reservela|reservemela|reservemelo|resérvelo|"

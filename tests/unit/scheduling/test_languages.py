@@ -45,7 +45,7 @@ def test_requests_for_a_person(text):
 
 
 @pytest.mark.parametrize("text", ["yes", "yes please", "ok", "Sí, por favor", "sí", "si, reserve el primero",
-                                  "vale", "de acuerdo", "that works", "he says yes"])
+                                  "vale", "de acuerdo", "that works", "he says yes", "ah ok", "oh okay", "ya, vale"])
 def test_unambiguous_yes(text):
     assert read(text).answer == "yes"
 
