@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find protos -name '*.proto' 2>/dev/null | sort)
 
-.PHONY: install gen test test-unit test-integration demo bench bench-runtime bench-isolation bench-extraction bench-ehr bench-ingest bench-hl7 bench-grpc bench-writeback bench-scheduling chaos browser dev-up dev-down clean
+.PHONY: install gen test test-unit test-integration demo bench bench-runtime bench-isolation bench-extraction bench-ehr bench-ingest bench-hl7 bench-grpc bench-writeback bench-scheduling test-conversations chaos browser dev-up dev-down clean
 
 install: $(VENV)/.installed gen
 
@@ -32,6 +32,10 @@ browser:
 
 test: install browser
 	$(PY) -m pytest -q -p no:cacheprovider --durations=20 $(PYTEST_ARGS)
+
+# The scheduling conversation corpus, every conversation, both engines: figures per engine.
+test-conversations: install
+	VIGIL_CONVERSATIONS=all $(PY) -m pytest -q -s -p no:cacheprovider tests/integration/scheduling/test_corpus.py
 
 test-unit: install
 	$(PY) -m pytest -q tests/unit

@@ -15,8 +15,8 @@ HOLD_S = 600
 OFFERED = 3
 #: Default search horizon when neither the request nor the patient names one.
 DEFAULT_DAYS = 14
-#: Failed turns (not understood, nothing found) before a human takes over.
-MAX_FAILED = 3
+#: Failed turns (not understood, nothing found) before a human takes over: the second one.
+MAX_FAILED = 2
 
 
 @dataclass
@@ -27,6 +27,9 @@ class Turn:
     key: str                      # idempotency key prefix of this turn: "<conversation>:<message>"
     practitioner: str = ""        # Practitioner id to book with ("" = any)
     service_type: str = ""
+    language: str = "en"          # the language replies are written in
+    reading: object = None        # intents.Reading of the patient's message (None when the clinic opens)
+    booked: int = 0               # the patient's booked appointments, as read from the EHR this turn
 
     def window_end(self, conversation: Conversation) -> datetime:
         days = conversation.context.get("withinDays") or DEFAULT_DAYS

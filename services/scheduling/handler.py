@@ -1,5 +1,6 @@
 """The stage handlers: follow-up requests (``scheduling`` stream) open conversations; patient
-Communications (``ehr-events``) are the next turn. Each message sent becomes a
+Communications (``ehr-events``) are the next turn; a changed Appointment of a patient
+(``ehr-events``, from the appointment subscription) is checked against the conversation. Each message sent becomes a
 ``vigil.scheduling.message`` event on ``actions`` (a reference to the Communication, never text)."""
 from __future__ import annotations
 
@@ -35,6 +36,13 @@ class PatientMessages:
 
     async def __call__(self, event: Event, ctx) -> None:
         data = event.data
-        if event.type != CHANGED_TYPE or data.get("resourceType") != "Communication" or data.get("action") == "delete":
+        if event.type != CHANGED_TYPE:
+            return
+        if data.get("resourceType") == "Appointment" and data.get("patient"):
+            # the appointment subscription: staff-side changes are told to the patient once
+            _emit(ctx, await self.agent.on_appointment(ctx.tenant, data["id"], str(data.get("versionId") or ""),
+                                                       data["patient"]))
+            return
+        if data.get("resourceType") != "Communication" or data.get("action") == "delete":
             return
         _emit(ctx, await self.agent.on_message(ctx.tenant, data["id"], str(data.get("versionId") or "")))

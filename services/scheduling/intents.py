@@ -1,48 +1,139 @@
-"""What a patient's message asks for, by rules (deterministic, offline). Urgent symptoms first:
-a message that mentions one goes to a human, whatever else it says."""
+"""What a patient's message says, by rules (deterministic, offline), read with the pattern tables
+of the tenant's languages (``services.scheduling.lang``). Urgent symptoms and requests for a
+person are looked for in every language we have a table for, whatever the tenant declared.
+
+``read(text, languages)`` -> ``Reading``; ``Reading.answer`` is the answer to a yes/no question:
+``yes`` only when it is unambiguous (a yes, and no hedge, no "no", no other question or new
+date in the same message), ``hedge`` when the patient is undecided, ``no``, or "".
+"""
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
-#: Symptoms that must reach a human now (irAE red flags and general emergencies).
-URGENT = re.compile(r"\b(" + "|".join([
-    r"chest (pain|pressure|tightness)", r"short(ness)? of breath", r"can'?t breathe", r"cannot breathe",
-    r"(trouble|difficulty|hard) breathing", r"struggling to breathe",
-    r"severe (diarrh?oea|diarrhea|abdominal pain|stomach pain|belly pain|headache|rash|pain|vomiting)",
-    r"(bloody|black) (stool|stools|diarrhea)", r"blood in (my )?(stool|poo|urine)", r"coughing (up )?blood",
-    r"passed out", r"faint(ed|ing)", r"seizure", r"confus(ed|ion)", r"suicid\w*", r"vision loss", r"can'?t see",
-    r"yellow (skin|eyes)", r"jaundice", r"fever of (39|40|41|10[2-5])", r"high fever", r"(diarrh?oea|diarrhea) \d+ times",
-    r"heart racing", r"palpitations", r"severe weakness", r"can'?t (walk|stand)",
-]) + r")\b", re.IGNORECASE)
-YES = re.compile(r"^\s*(yes|yeah|yep|yup|sure|ok|okay|confirm|please do|please book|book it|sounds good|that works|"
-                 r"perfect|great|fine|correct|go ahead|y)\b", re.IGNORECASE)
-NO = re.compile(r"^\s*(no|nope|nah|not really|neither|none|n)\b|\b(doesn'?t|does not|don'?t|won'?t) work\b|"
-                r"\bnone of (these|those|them)\b", re.IGNORECASE)
-CANCEL = re.compile(r"\b(cancel|call off|can'?t (make|come)|won'?t be able to (make|come)|not coming)\b",
-                    re.IGNORECASE)
-RESCHEDULE = re.compile(r"\b(reschedule|re-schedule|move|change|switch|different (day|time|date)|"
-                        r"another (day|time|date)|instead|push (it )?back|postpone)\b", re.IGNORECASE)
-STAFF = re.compile(r"\b(speak|talk) (to|with) (a |an |the )?(person|human|nurse|doctor|someone|staff|real person)\b",
-                   re.IGNORECASE)
-STATUS = re.compile(r"\b(when is my|what time is my|do i have an?|my next) (appointment|visit|infusion)\b",
-                    re.IGNORECASE)
-ORDINALS = {"1": 0, "one": 0, "first": 0, "1st": 0, "2": 1, "two": 1, "second": 1, "2nd": 1,
-            "3": 2, "three": 2, "third": 2, "3rd": 2, "last": -1}
-ORDINAL = re.compile(r"^\s*(?:option\s*|number\s*|#\s*|the\s+)?(1st|2nd|3rd|1|2|3|one|two|three|first|second|third|last)"
-                     r"(\s+(one|option|slot))?\s*[.!]?\s*(please)?\s*[.!]?\s*$", re.IGNORECASE)
-QUESTION = re.compile(r"\?|^\s*(what|where|how|who|why|can|could|do|does|is|are|will|should)\b", re.IGNORECASE)
-SCHEDULING_WORDS = re.compile(r"\b(appointment|slot|book|time|visit|schedule|available|availability|infusion|"
-                              r"follow[- ]?up)\b", re.IGNORECASE)
+from services.scheduling import dates, lang
+from services.scheduling.lang import LANGUAGES, en, es
+
+_ORDINAL_TABLES = {"en": (en.ORDINAL, en.ORDINALS), "es": (es.ORDINAL, es.ORDINALS)}
+_PICK_TABLES = {"en": (en.PICK, en.PICKS), "es": (es.PICK, es.PICKS)}
+LOGISTICS = ("location", "parking", "bring", "hours")
+#: Affirmatives too short or too common to mean yes on their own (Spanish "y" is "and").
+NOT_A_YES = frozenset({"y", "k", "si?", "ok?"})
+
+
+def _source(code: str, text: str, folded: str) -> str:
+    return text if code == "en" else folded
+
+
+def _hit(name: str, codes, text: str, folded: str) -> bool:
+    return any(LANGUAGES[c].patterns[name].search(_source(c, text, folded)) for c in codes)
+
+
+@dataclass
+class Reading:
+    text: str
+    language: str = ""                     # detected: a declared code, lang.OTHER, or "" (cannot tell)
+    margin: int = 0                        # marker words by which that language won
+    urgent: bool = False
+    staff: bool = False
+    yes: bool = False
+    no: bool = False
+    hedge: bool = False
+    thanks: bool = False
+    goodbye: bool = False
+    status: bool = False
+    cancel: bool = False
+    move: bool = False
+    question: bool = False
+    names_date: bool = False               # a day or time ("tomorrow at 3", "the afternoon ones")
+    scheduling_words: bool = False
+    greeting: bool = False
+    availability: bool = False
+    pick: int | None = None                # a choice named inside a longer message ("yes, the first one")
+    logistics: list[str] = field(default_factory=list)
+    choice: int | None = None
+    date_text: str = ""                    # the message in the words ``dates.parse`` reads
+
+    @property
+    def answer(self) -> str:
+        if self.hedge:
+            return "hedge"
+        if self.no:
+            return "no"
+        if self.yes and not (self.question and not self.logistics) and not (self.cancel or self.move or self.names_date):
+            return "yes"
+        return ""
+
+    @property
+    def consents_to_pick(self) -> bool:
+        """An unambiguous yes to one named offer: "yes, book the first one", "sí, el segundo"."""
+        return (self.yes and self.pick is not None and not self.hedge and not self.no and not self.question
+                and not self.cancel)
+
+    @property
+    def consents_to_cancel(self) -> bool:
+        """An unambiguous yes to cancelling: "yes, please cancel it", "sí, cancele la cita"."""
+        return self.yes and self.cancel and not self.hedge and not self.no and not self.question and not self.move
+
+    @property
+    def unintelligible(self) -> bool:
+        """No word of any language we read, no digit, nothing recognised ("jjjjj", "kkkk ,,, ;;")."""
+        flags = (self.urgent, self.staff, self.yes, self.no, self.hedge, self.thanks, self.goodbye, self.status,
+                 self.cancel, self.move, self.question, self.greeting, self.availability, self.logistics)
+        return (self.language == "" and self.margin == 0 and not any(flags) and self.pick is None
+                and not any(ch.isdigit() for ch in self.text) and not lang.known_words(self.text))
+
+    @property
+    def only_thanks(self) -> bool:
+        return (self.thanks or self.goodbye) and not (self.status or self.cancel or self.move or self.logistics
+                                                      or self.no or self.hedge or self.choice is not None)
+
+
+def read(text: str, languages: tuple[str, ...]) -> Reading:
+    folded = lang.fold(text)
+    codes = [c for c in languages if c in LANGUAGES]
+    detected, margin = lang.detect_scored(text, tuple(codes))
+    r = Reading(text=text, language=detected, margin=margin)
+    r.urgent = _hit("urgent", LANGUAGES, text, folded)
+    r.staff = _hit("staff", LANGUAGES, text, folded)
+    for name in ("no", "hedge", "thanks", "goodbye", "status", "cancel", "question", "scheduling_words", "greeting",
+                 "availability"):
+        setattr(r, name, _hit(name, codes, text, folded))
+    r.move = _hit("reschedule", codes, text, folded)
+    r.yes = _hit("yes", codes, text, folded) and folded.strip(" .!¡") not in NOT_A_YES
+    r.logistics = [topic for topic in LOGISTICS if _hit(topic, codes, text, folded)]
+    r.choice = ordinal(text, codes)
+    r.pick = r.choice if r.choice is not None else pick(text, codes)
+    # Spanish date words never collide with English ones, so the conversion is safe on any message
+    r.date_text = LANGUAGES["es"].to_english_dates(folded) if "es" in codes else text
+    r.names_date = dates.parse(r.date_text, datetime.now(timezone.utc)) is not None
+    if r.language == lang.OTHER and r.margin == 0 and (r.yes or r.no or r.hedge or r.thanks or r.status or r.cancel
+                                                       or r.move or r.pick is not None or r.names_date):
+        r.language = ""                    # no marker word, but a declared language's pattern read it
+    return r
 
 
 def urgent(text: str) -> bool:
-    return bool(URGENT.search(text))
+    folded = lang.fold(text)
+    return _hit("urgent", LANGUAGES, text, folded)
 
 
-def ordinal(text: str) -> int | None:
-    m = ORDINAL.match(text)
-    return ORDINALS[m.group(1).lower()] if m else None
+def pick(text: str, languages=("en", "es")) -> int | None:
+    folded = lang.fold(text)
+    for code in languages:
+        pattern, table = _PICK_TABLES[code]
+        m = pattern.search(_source(code, text, folded))
+        if m:
+            word = next(g for g in m.groups() if g)
+            return table[word.lower()]
+    return None
 
 
-def is_question(text: str) -> bool:
-    return bool(QUESTION.search(text))
+def ordinal(text: str, languages=("en", "es")) -> int | None:
+    folded = lang.fold(text)
+    for code in languages:
+        pattern, table = _ORDINAL_TABLES[code]
+        m = pattern.match(_source(code, text, folded))
+        if m:
+            return table[m.group(1).lower()]
+    return None

@@ -2,9 +2,12 @@
 with function definitions for the scheduling tools. The model chooses tools; this module runs them
 through the tools service (the ledger records every side effect) and decides what may be said:
 
-- a verified booking / cancellation becomes a ``Confirm`` (rendered from the ledger by the agent);
-- model text that claims an action this turn did not verify is blocked and escalated to staff;
-- an unverified booking (EHR answered but the read-back failed) is escalated, never confirmed.
+- ``book_slot`` and ``cancel_appointment`` never act: they propose (the slot held and re-validated,
+  or the appointment the EHR holds) and the agent asks the patient its own yes/no question; only
+  the patient's unambiguous yes, recorded in the ledger, books or cancels (``agent``, ``consent``),
+  the same for both engines. While a proposal is asked, the model's own words are not sent;
+- model text that claims an action is blocked; with nothing else to say, escalated to staff;
+- the model sees the times offered so far with their slot ids, and the patient's language.
 """
 from __future__ import annotations
 
@@ -13,11 +16,11 @@ from datetime import date, datetime, time, timedelta
 
 from services.core.errors import RetryableError, VigilError, classify
 from services.core.logging import get_logger
-from services.scheduling import prompt, render, slots
+from services.scheduling import actions, prompt, render, slots
 from services.scheduling.dates import When
 from services.scheduling.engine import Turn
 from services.scheduling.guard import claims_action
-from services.scheduling.replies import Confirm, Escalate, Say
+from services.scheduling.replies import Escalate, Say
 from services.scheduling.state import Conversation
 
 log = get_logger("vigil.scheduling.llm")
@@ -36,17 +39,29 @@ class LlmEngine:
     async def open(self, conversation: Conversation, turn: Turn) -> list:
         found = await slots.search(conversation, turn, None)
         if not found:
-            return [Escalate("no-availability", text=render.HANDOFF)]
+            return [Escalate("no-availability", text=render.say("handoff", turn.language))]
         conversation.offers = found[:3]
-        return [Say(render.offers(conversation.offers, turn.tz,
-                                  "Your care team would like to see you for a follow-up visit. These times are available:"))]
+        conversation.stage = "offering"
+        return [Say(render.offers(conversation.offers, turn.tz, render.say("open_intro", turn.language), turn.language))]
+
+    @staticmethod
+    def _context(conversation: Conversation, turn: Turn) -> str:
+        offered = "; ".join(f"slot_id={s['slot_id']}: {render.when(s['start'], turn.tz)}" for s in conversation.offers)
+        appointment = render.when(conversation.appointment["start"], turn.tz) if conversation.appointment else "none"
+        return (f"Now: {turn.now:%A %Y-%m-%d %H:%M} ({turn.tz.key}). "
+                f"Follow-up wanted within {conversation.context.get('withinDays', 14)} days. "
+                f"Patient's language: {turn.language}. Times offered so far: {offered or 'none'}. "
+                f"Booked appointment (from the EHR): {appointment}"
+                + (f" (appointment_id={conversation.appointment['id']})." if conversation.appointment else "."))
 
     async def reply(self, conversation: Conversation, text: str, turn: Turn) -> list:
+        if conversation.stage in ("confirming", "confirm-cancel"):   # not a yes: the proposal is dropped
+            await slots.release(conversation, turn)
+            conversation.stage = "offering" if conversation.offers else "idle"
         messages = [{"role": "system", "content": prompt.system_prompt()},
-                    {"role": "system", "content": f"Now: {turn.now:%A %Y-%m-%d %H:%M} ({turn.tz.key}). "
-                                                  f"Follow-up wanted within {conversation.context.get('withinDays', 14)} days."},
+                    {"role": "system", "content": self._context(conversation, turn)},
                     *conversation.history[-HISTORY_TURNS:], {"role": "user", "content": text}]
-        state = {"book": None, "cancel": None, "unverified": None, "escalate": None, "n": 0}
+        state = {"proposal": None, "escalate": None}
         final = ""
         for _ in range(MAX_ROUNDS):
             try:
@@ -57,7 +72,7 @@ class LlmEngine:
                 if isinstance(err, RetryableError):
                     raise err from None
                 log.warning("scheduling.llm_failed", error_type=type(exc).__name__)
-                return [Escalate("engine-error", text=render.SAFE_REPLY)]
+                return [Escalate("engine-error", text=render.say("safe_reply", turn.language))]
             message = completion.choices[0].message
             calls = message.tool_calls or []
             if not calls:
@@ -70,32 +85,22 @@ class LlmEngine:
             for call in calls:
                 result = await self._run(conversation, turn, call.function.name, call.function.arguments, state)
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)})
-        return self._replies(final, state)
+        return self._replies(final, state, turn.language)
 
-    def _replies(self, final: str, state: dict) -> list:
-        out: list = []
+    def _replies(self, final: str, state: dict, language: str) -> list:
         if state["escalate"]:
             reason = state["escalate"]
             return [Escalate(reason, priority="urgent" if reason == "urgent-symptoms" else "routine",
-                             text=render.URGENT_REPLY if reason == "urgent-symptoms" else render.STAFF_REQUESTED)]
-        book, cancel = state["book"], state["cancel"]
-        if book and cancel:
-            out.append(Confirm("rescheduled", (book, cancel)))
-        elif book:
-            out.append(Confirm("booked", (book,)))
-        elif cancel:
-            out.append(Confirm("cancelled", (cancel,)))
-        if state["unverified"]:
-            out.append(Escalate("booking-unverified", priority="urgent", text=render.booking_failed("not_read_back")))
+                             text=render.say("urgent_reply" if reason == "urgent-symptoms" else "staff_requested",
+                                             language))]
+        if state["proposal"] is not None:          # our own question; the model's words are not sent
+            return state["proposal"]
         if final.strip():
             if claims_action(final):
-                if not out:                    # a claim with nothing verified behind it
-                    log.warning("scheduling.claim_blocked")
-                    out.append(Escalate("blocked-claim", text=render.SAFE_REPLY))
-                # with a verified action, the ledger-rendered confirmation replaces the model's words
-            else:
-                out.append(Say(final.strip()))
-        return out or [Say(render.NOT_UNDERSTOOD)]
+                log.warning("scheduling.claim_blocked")
+                return [Escalate("blocked-claim", text=render.say("safe_reply", language))]
+            return [Say(final.strip())]
+        return [Say(render.say("not_understood", language))]
 
     async def _run(self, conversation: Conversation, turn: Turn, name: str, raw: str, state: dict) -> dict:
         try:
@@ -136,29 +141,23 @@ class LlmEngine:
                     part=args.get("part_of_day") or "")
         found = (await slots.search(conversation, turn, when))[:3]
         conversation.offers = found
+        if found:
+            conversation.stage = "offering"
         return {"slots": [{"slot_id": s["slot_id"], "time": render.when(s["start"], turn.tz)} for s in found]}
 
     async def _book(self, conversation: Conversation, turn: Turn, slot_id: str, state: dict) -> dict:
-        state["n"] += 1
-        if not await turn.tools.hold(slot_id, conversation.id, 600):
+        slot = next((s for s in conversation.offers if s["slot_id"] == slot_id), None)
+        if slot is None:
+            return {"status": "error", "reason": "unknown_slot: offer it with find_slots first"}
+        proposed, replies = await actions.propose(conversation, turn, slot)
+        if not proposed:
             return {"status": "conflict", "reason": "slot_taken"}
-        result = await turn.tools.book(f"{turn.key}:book:{state['n']}", slot_id, conversation.patient, conversation.id,
-                                       description="patient-request")
-        if result.status == "verified":
-            state["book"] = result.idempotency_key
-            conversation.appointment = {"id": result.resource_ref.split("/", 1)[1], "start": result.start,
-                                        "end": result.end, "slot_id": result.slot_id}
-            return {"status": "booked"}
-        await turn.tools.release(slot_id, conversation.id)
-        if result.status == "unverified":
-            state["unverified"] = result.idempotency_key
-        return {"status": result.status, "reason": result.reason}
+        conversation.reschedule = conversation.appointment is not None
+        state["proposal"] = replies
+        return {"status": "awaiting_patient_yes", "note": "the system asks the patient to confirm; do not claim a booking"}
 
     async def _cancel(self, conversation: Conversation, turn: Turn, appointment_id: str, state: dict) -> dict:
-        state["n"] += 1
-        result = await turn.tools.cancel(f"{turn.key}:cancel:{state['n']}", appointment_id, conversation.patient)
-        if result.status == "verified":
-            state["cancel"] = result.idempotency_key
-            if conversation.appointment and conversation.appointment.get("id") == appointment_id:
-                conversation.appointment = None
-        return {"status": result.status, "reason": result.reason}
+        if conversation.appointment is None or conversation.appointment["id"] != appointment_id:
+            return {"status": "error", "reason": "unknown_appointment"}
+        state["proposal"] = await actions.ask_cancel(conversation, turn)
+        return {"status": "awaiting_patient_yes", "note": "the system asks the patient to confirm; do not claim a cancellation"}

@@ -1,67 +1,92 @@
-"""Every text the agent sends. Confirmations are rendered only from a verified ledger record
-(``ActionResult`` from the tools service: status verified, start and end read back from the
-EHR) or from a fresh read of the patient's appointments, never from an engine's words."""
+"""Every text the agent sends, in the conversation's language (``services.scheduling.lang``).
+Statements about an appointment are rendered only from a verified ledger record (``ActionResult``
+from the tools service: status verified, start and end read back from the EHR) or from the
+patient's appointments as read from the EHR in this turn, never from an engine's words."""
 from __future__ import annotations
 
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from services.scheduling import lang
 from vigil.v1 import tools_pb2
 
-SAFE_REPLY = ("Thank you for your message. I could not complete that automatically; a member of our clinic team "
-              "will review your request and contact you.")
-URGENT_REPLY = ("Some of what you describe may need urgent attention. If you have chest pain, trouble breathing or "
-                "feel very unwell, call 911 or go to the nearest emergency department now. I have notified our care "
-                "team and a nurse will contact you shortly. I will not schedule anything in this conversation.")
-REDIRECT = ("I can only help with scheduling here. For other questions, please call the clinic or ask your care "
-            "team at your visit.")
-NOT_UNDERSTOOD = ("Sorry, I did not understand. Please reply with the number of an option, or a day and time "
-                  "(for example \"next Tuesday afternoon\" or \"tomorrow at 3\").")
-HANDOFF = "I have asked a member of our clinic team to contact you to find a time."
-NO_APPOINTMENT = "I could not find an upcoming appointment for you."
-STAFF_REQUESTED = "I have asked a member of our clinic team to contact you."
+_EN = lang.get("en").texts
+SAFE_REPLY = _EN["safe_reply"]
+URGENT_REPLY = _EN["urgent_reply"]
+REDIRECT = _EN["redirect"]
+NOT_UNDERSTOOD = _EN["not_understood"]
+HANDOFF = _EN["handoff"]
+NO_APPOINTMENT = _EN["no_appointment"]
+STAFF_REQUESTED = _EN["staff_requested"]
+SAFETY_HANDOFF = _EN["safety_handoff"]
 
 
-def when(iso: str, tz: ZoneInfo) -> str:
+def say(key: str, language: str = "en", **values) -> str:
+    """The fixed text ``key`` in ``language`` with ``values`` filled in."""
+    return lang.get(language).texts[key].format(**values)
+
+
+def when(iso: str, tz: ZoneInfo, language: str = "en") -> str:
     moment = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(tz)
-    return f"{moment:%A} {moment.day} {moment:%B} at {moment:%H:%M}"
+    spec = lang.get(language)
+    return spec.when_format.format(weekday=spec.weekdays[moment.weekday()], day=moment.day,
+                                   month=spec.months[moment.month - 1], time=f"{moment:%H:%M}")
 
 
-def offers(slots: list[dict], tz: ZoneInfo, intro: str) -> str:
-    lines = [intro] + [f"{i}. {when(s['start'], tz)}" for i, s in enumerate(slots, start=1)]
-    lines.append("Reply with the number of the time that suits you, or tell me another day or time.")
+def when_bare(iso: str, tz: ZoneInfo, language: str = "en") -> str:
+    """``when`` without a leading article ("martes 5 de marzo a las 15:00" after "del")."""
+    text = when(iso, tz, language)
+    return text[3:] if language == "es" and text.startswith("el ") else text
+
+
+def _times(iso: str, tz: ZoneInfo, language: str, prefix: str = "") -> dict:
+    return {f"{prefix}when": when(iso, tz, language), f"{prefix}when_bare": when_bare(iso, tz, language)}
+
+
+def offers(slots: list[dict], tz: ZoneInfo, intro: str, language: str = "en") -> str:
+    lines = [intro] + [f"{i}. {when_bare(s['start'], tz, language)}" for i, s in enumerate(slots, start=1)]
+    lines.append(say("offers_outro", language))
     return "\n".join(lines)
 
 
-def ask_confirm(slot: dict, tz: ZoneInfo) -> str:
-    return f"Shall I book {when(slot['start'], tz)} for you? Please reply yes or no."
+def ask_confirm(slot: dict, tz: ZoneInfo, language: str = "en") -> str:
+    return say("ask_confirm", language, **_times(slot["start"], tz, language))
 
 
-def ask_cancel(appointment: dict, tz: ZoneInfo) -> str:
-    return f"Do you want me to cancel your appointment on {when(appointment['start'], tz)}? Please reply yes or no."
+def ask_cancel(appointment: dict, tz: ZoneInfo, language: str = "en") -> str:
+    return say("ask_cancel", language, **_times(appointment["start"], tz, language))
 
 
-def booking_confirmation(result: tools_pb2.ActionResult, tz: ZoneInfo, replaced: tools_pb2.ActionResult | None = None) -> str:
+def about(key: str, iso: str, tz: ZoneInfo, language: str = "en", old: str = "") -> str:
+    """A fixed text about one appointment time (and, for a move, the old one)."""
+    values = _times(iso, tz, language)
+    if old:
+        values |= {"old": when(old, tz, language), "old_bare": when_bare(old, tz, language)}
+    return say(key, language, **values)
+
+
+def booking_confirmation(result: tools_pb2.ActionResult, tz: ZoneInfo, replaced: tools_pb2.ActionResult | None = None,
+                         language: str = "en") -> str:
     """Only for ``result.status == "verified"`` (checked by the caller against the ledger)."""
-    text = f"Your appointment is booked for {when(result.start, tz)}."
+    text = about("booked", result.start, tz, language)
     if replaced is not None and replaced.status == "verified":
-        text += f" Your previous appointment on {when(replaced.start, tz)} is cancelled."
+        text += about("replaced", replaced.start, tz, language)
     return text
 
 
-def cancellation_confirmation(result: tools_pb2.ActionResult, tz: ZoneInfo) -> str:
-    return f"Your appointment on {when(result.start, tz)} is cancelled."
+def cancellation_confirmation(result: tools_pb2.ActionResult, tz: ZoneInfo, language: str = "en") -> str:
+    return about("cancelled", result.start, tz, language)
 
 
-def appointment_status(appointments: list, tz: ZoneInfo) -> str:
+def appointment_status(appointments: list, tz: ZoneInfo, language: str = "en") -> str:
     booked = [a for a in appointments if a.status == "booked"]
     if not booked:
-        return NO_APPOINTMENT
-    return "Your upcoming appointments: " + "; ".join(when(a.start, tz) for a in booked) + "."
+        return say("no_appointment", language)
+    sep = say("list_sep", language)
+    return say("upcoming", language, list=sep.join(when_bare(a.start, tz, language) for a in booked))
 
 
-def booking_failed(reason: str) -> str:
+def booking_failed(reason: str, language: str = "en") -> str:
     if reason in ("slot_taken", "held_by_other"):
-        return "Sorry, that time was just taken by someone else."
-    return ("Sorry, I could not complete the booking. A member of our clinic team will check and contact you; "
-            "please do not rely on that time until they do.")
+        return say("taken", language)
+    return say("book_failed", language)

@@ -17,6 +17,13 @@ class Confirm:
 
 
 @dataclass(frozen=True)
+class Fact:
+    """Text rendered by the agent from the EHR read in this turn (a staff-side change, a logistics
+    answer from settings); not engine text, so not put through the claim guard."""
+    text: str
+
+
+@dataclass(frozen=True)
 class Status:
     """The patient's upcoming appointments, rendered from a fresh read."""
 

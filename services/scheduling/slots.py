@@ -33,7 +33,8 @@ async def search(conversation: Conversation, turn: Turn, when: dates.When | None
     found = await turn.tools.find_slots(practitioner_id=turn.practitioner, **query)
     if not found and turn.practitioner:          # the owner has no free time: any practitioner
         found = await turn.tools.find_slots(**query)
-    out = [{"slot_id": s.slot_id, "start": s.start, "end": s.end} for s in found]
+    out = [{"slot_id": s.slot_id, "start": s.start, "end": s.end,
+            "practitioner": next((r.split("/", 1)[1] for r in s.practitioner_refs if "/" in r), "")} for s in found]
     if when is not None:
         out = [s for s in out if dates.matches(when, local(s["start"], turn))]
     return out
@@ -47,3 +48,11 @@ async def release(conversation: Conversation, turn: Turn) -> None:
     if conversation.selected:
         await turn.tools.release(conversation.selected["slot_id"], conversation.id)
         conversation.selected = None
+
+
+async def still_free(conversation: Conversation, turn: Turn, slot: dict) -> bool:
+    """Re-validation before a slot is proposed: the EHR still lists it free (and no one else holds it)."""
+    found = await turn.tools.find_slots(start=slot["start"], end=slot["end"], time_zone=str(turn.tz.key),
+                                        practitioner_id=slot.get("practitioner", ""), holder=conversation.id,
+                                        limit=SEARCH_LIMIT)
+    return any(s.slot_id == slot["slot_id"] for s in found)

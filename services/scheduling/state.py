@@ -43,6 +43,9 @@ class Conversation:
     messages: list[str] = field(default_factory=list)        # Communication ids, both directions
     context: dict = field(default_factory=dict)              # from the follow-up request
     history: list[dict] = field(default_factory=list)        # LLM engine: [{role, content}]
+    language: str = ""                    # the patient's language (a declared code), once known
+    notified: list[str] = field(default_factory=list)        # staff-side changes already told
+    last_sent: str = ""                   # Communication id of our latest message (what a yes answers)
 
     @classmethod
     def new(cls, patient: str, context: dict | None = None) -> "Conversation":

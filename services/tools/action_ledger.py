@@ -42,7 +42,9 @@ CREATE INDEX IF NOT EXISTS vigil_scheduling_actions_time ON vigil_scheduling_act
 """,
     tenant_rls_sql("vigil_scheduling_actions", ("SELECT", "INSERT", "UPDATE")),
 ]
-KINDS = ("book", "cancel", "message", "staff-task")
+#: ``consent``: the patient's unambiguous yes (their Communication, by reference and hash) and what it
+#: agreed to (action, slot, time, appointment), recorded by the agent before the action it allows.
+KINDS = ("book", "cancel", "message", "staff-task", "consent")
 FINAL = ("verified", "conflict", "unverified", "failed")
 MAX_KEY_LENGTH = 200
 

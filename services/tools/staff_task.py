@@ -26,6 +26,7 @@ REASONS = {
     "patient-request": "Scheduling conversation: the patient asked to speak with staff.",
     "engine-error": "Scheduling conversation could not continue automatically.",
     "no-availability": "Scheduling: no free slot in the requested window; please find a time with the patient.",
+    "other-language": "Scheduling conversation: the patient wrote in a language not set up for automated replies.",
 }
 PRIORITIES = ("routine", "urgent", "asap", "stat")
 

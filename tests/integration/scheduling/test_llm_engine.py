@@ -47,15 +47,20 @@ async def test_model_calls_tools_correctly(llm_sched, fake_llm):
     assert [s["time"] for s in found] == ["Tuesday 5 March at 14:00", "Tuesday 5 March at 15:00"]
     fake_llm.script(
         lambda body: tool_calls_reply(("book_slot", {"slot_id": found[1]["slot_id"]})),
-        lambda body: reply("Done - anything else I can help with?" if last_tool_result(body)["status"] == "booked"
-                           else "That did not work."))
-    done = await sched.say(patient, "15:00 please")
-    assert text(done) == ("Your appointment is booked for Tuesday 5 March at 15:00.\n"
-                          "Done - anything else I can help with?")
+        lambda body: reply("Done, you're booked!"))                 # a claim: never sent
+    asked = await sched.say(patient, "15:00 please")
+    # book_slot only proposes: the agent asks its own question, the model's words are dropped
+    assert text(asked) == "Shall I book Tuesday 5 March at 15:00 for you? Please reply yes or no."
+    assert await sched.booked(patient) == []
+    calls = len(fake_llm.requests)
+    done = await sched.say(patient, "yes")                          # the yes is the agent's, not the model's
+    assert text(done) == "Your appointment is booked for Tuesday 5 March at 15:00."
+    assert len(fake_llm.requests) == calls
     booked = await sched.booked(patient)
     assert [a["slot"] for a in booked] == [[{"reference": f"Slot/{sched.grid[slot_time(5, 15)]}"}]]
     first = fake_llm.requests[-4].body
     assert first["messages"][0] == {"role": "system", "content": prompt.system_prompt()}
+    assert "Times offered so far: slot_id=" in first["messages"][1]["content"]
     assert {t["function"]["name"] for t in first["tools"]} >= {"find_slots", "book_slot", "cancel_appointment"}
     assert await sched.tasks(patient) == []
 
@@ -78,13 +83,14 @@ async def test_claim_without_booking_is_blocked_and_escalated(llm_sched, fake_ll
 
 
 async def test_booking_a_taken_slot_is_never_reported_booked(llm_sched, fake_llm):
+    """The slot was offered, then someone else took it in the EHR: the proposal re-validates it."""
     sched = llm_sched
     patient, other = await sched.patient(), await sched.patient("Other")
     taken = sched.grid[slot_time(4, 9)]
+    await sched.open(patient)
     await sched.ehr.client.book({"resourceType": "Appointment", "status": "booked",
                                  "slot": [{"reference": f"Slot/{taken}"}],
                                  "participant": [{"actor": {"reference": f"Patient/{other}"}, "status": "accepted"}]})
-    await sched.open(patient)
     fake_llm.script(tool_calls_reply(("book_slot", {"slot_id": taken})),
                     reply("Your appointment is booked for Monday 4 March at 09:00."))
     result = await sched.say(patient, "Monday at 9 please")

@@ -97,3 +97,31 @@ async def test_followup_request_to_booking_through_the_broker(sched):
     assert [a["slot"] for a in booked] == [[{"reference": f"Slot/{sched.grid[slot_time(4, 10)]}"}]]
     assert {p["actor"]["reference"] for p in booked[0]["participant"]} == {f"Patient/{patient}",
                                                                            f"Practitioner/{sched.doctor}"}
+
+
+async def test_a_staff_cancellation_announced_on_ehr_events_is_told_once(sched):
+    """The appointment subscription's event (ingest publishes it on ``ehr-events``) reaches the
+    conversation: the patient hears of the clinic's cancellation once, however often it arrives."""
+    from tests.integration.scheduling.corpus import staff_action
+
+    patient = await sched.patient()
+    await sched.open(patient)
+    await sched.say(patient, "1")
+    await sched.say(patient, "yes")
+    cancelled = await staff_action(sched, patient, "cancel_appointment", [])
+    event = Event.new("vigil.ehr.resource-changed", source=f"/test/{sched.tenant}", tenant=sched.tenant, key=patient,
+                      id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{sched.tenant}/Appointment/{cancelled['id']}")),
+                      data={"resourceType": "Appointment", "id": cancelled["id"],
+                            "versionId": cancelled["meta"]["versionId"], "patient": patient, "action": "update",
+                            "origin": "subscription", "lastUpdated": "2030-03-04T08:00:00Z"})
+    actions = topic_name(sched.tenant, "actions")
+    async with running(sched):
+        async with Publisher(sched.stack, sched.tenant) as pub:
+            await pub.publish_many("ehr-events", [event, event])
+            got = await read_events(sched.stack, actions, 1)
+        await asyncio.sleep(1.0)
+        got = await read_events(sched.stack, actions, 2, timeout=2.0)
+    assert len(got) == 1
+    told = await sched.ehr.client.read("Communication", got[0].data["text"]["reference"].split("/")[1])
+    assert told["payload"][0]["contentString"].startswith(
+        "Update from the clinic: your appointment on Monday 4 March at 09:00 has been cancelled by the clinic.")
