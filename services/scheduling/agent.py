@@ -1,6 +1,6 @@
 """One conversation turn: load the thread, read the EHR, run the tenant's engine, deliver the replies.
 
-    agent = SchedulingAgent(clients, store, tenants, consents=ConsentLedger(ActionLedger(pools)))
+    agent = SchedulingAgent(clients, store, tenants, consents=ConsentLedger(clients))
     await agent.start(tenant, followup_request_data, message_key=event_id)   # clinic opens
     await agent.on_message(tenant, communication_id, version)                # patient writes
     await agent.on_appointment(tenant, appointment_id, version, patient)     # the EHR changed

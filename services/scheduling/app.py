@@ -28,8 +28,6 @@ from services.core.tenantdb import TenantPools
 from services.core.tenantdir import TenantDirectory
 from services.scheduling.agent import SchedulingAgent
 from services.scheduling.consent import ConsentLedger
-from services.tools import action_ledger
-from services.tools.action_ledger import ActionLedger
 from services.scheduling.handler import AGENT, FollowupRequests, PatientMessages
 from services.scheduling.llm_engine import LlmEngine
 from services.scheduling.state import ConversationStore
@@ -71,7 +69,6 @@ async def migrate(settings: Settings) -> None:
     pool = await create_pool(settings, min_size=1, max_size=1)
     try:
         await ensure_schema(pool, crypto.SCHEMA_MODULE, crypto.SCHEMA_STEPS)
-        await ensure_schema(pool, action_ledger.SCHEMA_MODULE, action_ledger.SCHEMA_STEPS)   # consents
     finally:
         await pool.close()
 
@@ -80,7 +77,7 @@ def build_agent(settings: Settings, pools: TenantPools, clients: AgentClients, *
                 clock=None) -> tuple[SchedulingAgent, ConversationStore]:
     store = ConversationStore(settings, Keyring(pools, pools.secrets), pools.secrets)
     agent = SchedulingAgent(clients, store, TenantDirectory(settings.tenants_file),
-                            consents=ConsentLedger(ActionLedger(pools)), llm_engines=llm or LlmEngines(), clock=clock)
+                            consents=ConsentLedger(clients), llm_engines=llm or LlmEngines(), clock=clock)
     return agent, store
 
 

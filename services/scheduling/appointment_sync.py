@@ -10,9 +10,9 @@ the conversation holds afterwards is the earliest one the EHR has as booked (or 
 from __future__ import annotations
 
 from services.scheduling import render, slots
+from services.scheduling.dates import same_instant
 from services.scheduling.engine import Turn
 from services.scheduling.state import Conversation
-from services.tools.scheduling_base import same_instant
 
 NOTIFIED_MAX = 50
 

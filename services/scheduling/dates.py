@@ -212,3 +212,15 @@ def matches(when: When, moment: datetime) -> bool:
     if when.at and (moment.hour, moment.minute) != (when.at.hour, when.at.minute):
         return False
     return True
+
+
+def same_instant(a: str, b: str) -> bool:
+    """Two FHIR instants name the same moment (offsets may differ); anything unparseable is not."""
+    try:
+        first, second = (datetime.fromisoformat(v.replace("Z", "+00:00")) for v in (a, b))
+    except (ValueError, AttributeError):
+        return False
+    if first.tzinfo is None or second.tzinfo is None:
+        return False
+    return first == second
+

@@ -38,6 +38,7 @@ from services.tools.hold_slot import HoldSlot, ReleaseSlot
 from services.tools.holds import SlotHolds
 from services.tools.messages import GetMessage, SendMessage
 from services.tools.patient_context import GetPatientContext
+from services.tools.record_consent import RecordConsent
 from services.tools.scheduling_base import SchedulingDeps
 from services.tools.staff_task import CreateStaffTask
 from vigil.v1 import tools_pb2, tools_pb2_grpc
@@ -63,6 +64,7 @@ class ToolsServicer(tools_pb2_grpc.ToolsServicer):
         self.GetMessage = GetMessage(scheduling)
         self.CreateStaffTask = CreateStaffTask(scheduling)
         self.GetAction = GetAction(scheduling)
+        self.RecordConsent = RecordConsent(scheduling)
 
 
 @dataclass
