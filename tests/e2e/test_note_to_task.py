@@ -12,7 +12,6 @@ import asyncio
 import base64
 import html
 import re
-import socket
 import time
 
 import pytest
@@ -44,6 +43,7 @@ from tests.fixtures.kafka import wait_idle
 from tests.fixtures.phi import note_snippets, scan_for_phi
 from tests.fixtures.writeback import FAST_RETRY, FAST_TUNING
 from tests.integration.writeback.test_writeback import _read as read_stream
+from tests.fixtures.ports import free_port
 
 TOKEN_KEY = "k" * 48
 FIRST = ("Oncology clinic. Cycle 4 of nivolumab for metastatic melanoma.\n"
@@ -55,11 +55,6 @@ SECOND = ("Oncology clinic follow-up. Cycle 4 of nivolumab.\n"
 PATIENT_FAMILY = "Quillfeatherson"
 AI = ("http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "AIAST")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def doc_ref(patient: str, text: str) -> dict:
