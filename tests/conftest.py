@@ -11,7 +11,6 @@ controller stops what the workers started once every worker has finished.
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import os
@@ -135,29 +134,8 @@ def pytest_sessionfinish(session, exitstatus) -> None:
 
 
 @pytest.fixture
-def tenant_id(request):
-    """A fresh tenant id. When the test used the broker, the tenant's topics are deleted at the
-    end: every client's metadata lists every topic of the broker, so topics left behind by earlier
-    tests make each later client start (and each metadata refresh) slower."""
-    tenant = "t" + uuid.uuid4().hex[:12]
-    yield tenant
-    if "stack" in request.fixturenames and BACKEND != "testcontainers":
-        asyncio.run(_delete_topics(request.getfixturevalue("stack"), f"vigil.{tenant}."))
-
-
-async def _delete_topics(settings: Settings, prefix: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(**settings.kafka.client_kwargs())
-    try:
-        await admin.start()
-        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if names:
-            await admin.delete_topics(names)
-    except Exception as exc:  # cleanup only: never fail a test here
-        print(f"topics {prefix}* not deleted: {type(exc).__name__}: {exc}")
-    finally:
-        await admin.close()
+def tenant_id() -> str:
+    return "t" + uuid.uuid4().hex[:12]
 
 
 @pytest.fixture
