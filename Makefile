@@ -30,8 +30,12 @@ browser:
 	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) || \
 	  echo "chromium not installed: browser tests will skip"; }
 
+# The suite mostly waits on the broker, the EHR and subprocesses, so it runs in TEST_WORKERS
+# parallel workers (pytest-xdist), more than the cores it has; TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 3
+
 test: install browser
-	$(PY) -m pytest -q -p no:cacheprovider --durations=20 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup --durations=20 $(PYTEST_ARGS)
 
 # The scheduling conversation corpus, every conversation, both engines: figures per engine.
 test-conversations: install

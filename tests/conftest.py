@@ -4,9 +4,15 @@ tenant id per test so tests never see each other's data.
 The stack is the one `vigil dev` runs (started here only where nothing answers, and stopped
 at the end only if this session started it). ``VIGIL_TEST_BACKEND=testcontainers`` runs the
 same tests against Apache Kafka, Redis and PostgreSQL containers where Docker exists.
+
+Parallel runs (``pytest -n N``, pytest-xdist): the workers share one stack. A worker starts a
+missing component under a file lock in the state directory, so only one of them starts it; the
+controller stops what the workers started once every worker has finished.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import uuid
 from pathlib import Path
@@ -70,6 +76,22 @@ def base_settings(tmp_path_factory) -> Settings:
     return Settings.from_env(env)
 
 
+@contextlib.contextmanager
+def _stack_lock(state_dir: Path):
+    """One process at a time checks and starts the stack (parallel workers, concurrent runs)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / "devstack.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _is_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
 @pytest.fixture(scope="session")
 def stack(request, base_settings) -> Settings:
     """Settings pointing at a running broker, Redis and PostgreSQL."""
@@ -78,16 +100,37 @@ def stack(request, base_settings) -> Settings:
         if reason:
             pytest.skip(f"VIGIL_TEST_BACKEND=testcontainers: {reason}")
         return _containers_settings(request)
-    before = {row.component: row.state for row in devstack.status(base_settings)}
-    devstack.up(base_settings, only=["kafka", "redis", "postgres"])
-    started = [name for name, state in before.items() if state == "down"]
+    with _stack_lock(base_settings.state_dir):
+        before = {row.component: row.state for row in devstack.status(base_settings)}
+        devstack.up(base_settings, only=["kafka", "redis", "postgres"])
+    started = [name for name in ("kafka", "redis", "postgres") if before.get(name) == "down"]
+    config = request.config
+    if _is_worker(config):  # other workers may still use it: the controller stops it at the end
+        config.workeroutput["vigil_started"] = started
+        return base_settings
 
     def stop_ours() -> None:
         if started:
-            devstack.down(base_settings)
+            devstack.down(base_settings, only=started)
 
     request.addfinalizer(stop_ours)
     return base_settings
+
+
+_STARTED_BY_WORKERS: set[str] = set()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """Controller of a parallel run: note which components a worker started."""
+    _STARTED_BY_WORKERS.update(getattr(node, "workeroutput", {}).get("vigil_started", ()))
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    if _STARTED_BY_WORKERS and not _is_worker(session.config):
+        env = dict(os.environ)
+        env.setdefault("VIGIL_STATE_DIR", str(REPO / ".vigil"))
+        devstack.down(Settings.from_env(env), only=sorted(_STARTED_BY_WORKERS))
 
 
 @pytest.fixture

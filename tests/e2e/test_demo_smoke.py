@@ -3,8 +3,6 @@ through the EHR, and a summary whose numbers are checked against the EHR itself.
 from __future__ import annotations
 
 import asyncio
-import random
-import socket
 import uuid
 
 import pytest
@@ -13,28 +11,19 @@ from services.commands.demo import runner
 from services.commands.demo.pipeline import Pipeline
 from services.commands.demo.plan import PORT_OFFSETS, DemoPlan
 from services.commands.demo.tenants import DemoTenant
+from tests.fixtures.ports import free_port
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _free_base() -> int:
-    for _ in range(50):
-        base = random.randrange(20000, 40000, 100)
-        plan_ports = [base + off for off in PORT_OFFSETS.values()]
-        if all(socket.socket().connect_ex(("127.0.0.1", p)) != 0 for p in plan_ports):
-            return base
-    raise RuntimeError("no free port range")
+#: The sandbox EHR's port: past the services' offsets, in the same block.
+EHR_OFFSET = max(PORT_OFFSETS.values()) + 1
 
 
 @pytest.fixture
 def pipeline(stack, tmp_path):
     suffix = uuid.uuid4().hex[:6]
-    settings = stack.with_overrides(state_dir=tmp_path, ehr_url=f"http://127.0.0.1:{_free_port()}")
-    plan = DemoPlan.create("demo", port_base=_free_base(), settings=settings)
+    base = free_port(block=EHR_OFFSET + 1)  # every port of the plan, below the ephemeral range
+    settings = stack.with_overrides(state_dir=tmp_path, ehr_url=f"http://127.0.0.1:{base + EHR_OFFSET}")
+    plan = DemoPlan.create("demo", port_base=base, settings=settings)
     tenants = (DemoTenant(f"nv-{suffix}", "North Valley (test)", "active", {"engine": "rules"}),
                DemoTenant(f"ls-{suffix}", "Lakeshore (test)", "pilot", {"engine": "rules"},
                           pilot_oncologists=("onc-1", "onc-2", "onc-3")))

@@ -21,6 +21,7 @@ from services.core.tenancy import topic_name
 from services.writeback.config import WRITE_SCOPE
 from services.writeback.deps import Deps
 from tests.fixtures.control import count_records, wait_for
+from tests.fixtures.kafka import wait_idle
 from tests.fixtures.writeback import new_patient
 from vigil.v1 import control_pb2 as pb
 
@@ -70,7 +71,7 @@ async def test_writeback_dead_letters_are_replayed_exactly_once(wb_tenant, contr
         deps, original = Deps(wb.settings, wb_secrets_value(), pools=wb.pools, clients={wb.tenant: lossy}), wb.deps
         wb.deps = deps
         try:
-            async with wb.host():
+            async with wb.host() as host:
                 # 1. the first decision's transaction commits, its response is a 500, then the EHR is down
                 await wb.publish("actions", [committed_early])
                 # (the transport saw the EHR answer 200 to that transaction before it turned it into a 500)
@@ -105,7 +106,7 @@ async def test_writeback_dead_letters_are_replayed_exactly_once(wb_tenant, contr
                     rows = [await wb.deps.ledger.get(wb.tenant, d.data["decisionId"]) for d in decisions]
                     return all(r and r["written_refs"] for r in rows)
                 await wait_for(all_written, timeout=60, what="every decision written")
-                await asyncio.sleep(1.0)  # let any duplicate delivery surface before counting
+                await wait_idle(wb.stack, wb.tenant, host.specs)  # any duplicate delivery handled before counting
         finally:
             wb.deps = original
             await deps.close()

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import html
 import re
-import socket
 import time
 
 import pytest
@@ -40,9 +39,11 @@ from services.tools import app as tools_app
 from services.triage import app as triage_app, episodes
 from services.writeback import app as writeback_app
 from services.writeback import resources as R
+from tests.fixtures.kafka import wait_idle
 from tests.fixtures.phi import note_snippets, scan_for_phi
 from tests.fixtures.writeback import FAST_RETRY, FAST_TUNING
 from tests.integration.writeback.test_writeback import _read as read_stream
+from tests.fixtures.ports import free_port
 
 TOKEN_KEY = "k" * 48
 FIRST = ("Oncology clinic. Cycle 4 of nivolumab for metastatic melanoma.\n"
@@ -54,11 +55,6 @@ SECOND = ("Oncology clinic follow-up. Cycle 4 of nivolumab.\n"
 PATIENT_FAMILY = "Quillfeatherson"
 AI = ("http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "AIAST")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def doc_ref(patient: str, text: str) -> dict:
@@ -193,7 +189,7 @@ async def test_note_becomes_one_task_updates_and_override_becomes_a_label(pipeli
         assert provs[0]["entity"][0]["what"]["reference"].startswith(f"DocumentReference/{doc1['id']}/_history/")
         audits = await client.search("AuditEvent", {})
         assert any(f"Task/{task['id']}" in {x["what"]["reference"] for x in a["entity"]} for a in audits)
-        await asyncio.sleep(2.0)  # any duplicate write would land now
+        await wait_idle(wb.stack, wb.tenant, pipeline.specs)  # every event so far handled: a duplicate write is in
         before = await snapshot(wb, patient)
         assert len(before["Task"]) == 1 and len(before["Provenance"]) == 1 and len(before["AuditEvent"]) == 1
 
@@ -203,7 +199,7 @@ async def test_note_becomes_one_task_updates_and_override_becomes_a_label(pipeli
         assert len(note_events) == 1
         async with Publisher(wb.stack, wb.tenant) as pub:
             await pub.publish_many("ehr-events", [note_events[0], note_events[0]])
-        await asyncio.sleep(4.0)
+        await wait_idle(wb.stack, wb.tenant, pipeline.specs)  # both deliveries went through every stage
         assert await snapshot(wb, patient) == before
 
         # 3. a second note about the same episode updates the Task (no second Task)
@@ -242,7 +238,10 @@ async def test_note_becomes_one_task_updates_and_override_becomes_a_label(pipeli
             assert r.status_code == 200
         finally:
             await inbox.aclose()
-        labels = await wb.wait(lambda: wb.deps.labels.for_task(wb.tenant, task["id"]), timeout=30)
+        async def labelled():  # the feedback stage stores one label per decision, one at a time
+            found = await wb.deps.labels.for_task(wb.tenant, task["id"])
+            return found if len(found) >= 2 else None
+        labels = await wb.wait(labelled, timeout=30)
         time_to_label = time.monotonic() - clicked
         assert {(lb["action"], lb["reason"], lb["clinician"]) for lb in labels} == {
             ("overridden", "other-cause", f"Practitioner/{onc}")}

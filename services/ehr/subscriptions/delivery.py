@@ -101,6 +101,7 @@ class DeliveryWorker:
             try:
                 if st.spec.end is not None and st.spec.end <= datetime.now(timezone.utc):
                     await self.set_status(st, "off", ("requested", "active", "error"))
+                    await substore.release(self.store.platform, st)
                 elif st.status == "requested":
                     await self._handshake(st)
                 elif st.events_since_start > st.delivered_through:

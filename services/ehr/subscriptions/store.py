@@ -197,8 +197,10 @@ async def failed(conn: asyncpg.Connection, st: SubState, retry_in_s: float, erro
 
 
 async def set_status(conn: asyncpg.Connection, tenant: str, sid: str, status: str) -> None:
-    await conn.execute("UPDATE ehr_sub_state SET status=$3, lease_until=NULL WHERE tenant=$1 AND id=$2",
-                       tenant, sid, status)
+    """The status only: the lease stays with whoever holds it. A worker changes the status after it
+    released its own lease, and by then another worker may hold a new one for the next batch;
+    clearing that lease would let a third worker send the same batch again."""
+    await conn.execute("UPDATE ehr_sub_state SET status=$3 WHERE tenant=$1 AND id=$2", tenant, sid, status)
 
 
 async def release(conn: asyncpg.Connection, st: SubState) -> None:

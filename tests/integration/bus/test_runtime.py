@@ -96,13 +96,20 @@ async def test_later_event_never_overtakes_earlier_event_in_retry(stack, tenant_
     a_events = [resource_event(tenant_id, "a", n) for n in range(4)]
     b_events = [resource_event(tenant_id, "b", n) for n in range(4)]
     await publish(stack, tenant_id, a_events[:2] + b_events)
+
+    def parked() -> float:
+        return REGISTRY.get_sample_value("vigil_stage_parked_total", {"tenant": tenant_id, "stage": "ordered"}) or 0
+
     async with running(stack, tenant_id, s):
-        await asyncio.sleep(0.5)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while not parked():  # a/0 failed its quick tries and waits in retry.1; a/1 is parked behind it
+            assert loop.time() < deadline, "a/1 never parked behind a/0"
+            await asyncio.sleep(0.01)
         await publish(stack, tenant_id, a_events[2:])  # arrive while a/0 is still waiting in retry
         await read_topic(stack, topic_name(tenant_id, "findings"), 8)
     assert order["a"] == [0, 1, 2, 3]
-    parked = REGISTRY.get_sample_value("vigil_stage_parked_total", {"tenant": tenant_id, "stage": "ordered"})
-    assert parked == 3  # a/1, a/2 and a/3 waited behind a/0
+    assert parked() == 3  # a/1, a/2 and a/3 waited behind a/0
     assert order["b"] == [0, 1, 2, 3]
 
 

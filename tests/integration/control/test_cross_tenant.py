@@ -20,8 +20,8 @@ from vigil.v1 import control_pb2 as pb
 async def _two(stack, control, provision):
     a, b = await provision(), await provision()
     control.tenants += [a, b]
-    await dead_letter(stack, a, [probe_event(a, 1)])
-    await dead_letter(stack, b, [probe_event(b, 1), probe_event(b, 2)])
+    await asyncio.gather(dead_letter(stack, a, [probe_event(a, 1)]),  # two tenants: independent stages
+                         dead_letter(stack, b, [probe_event(b, 1), probe_event(b, 2)]))
     await control.app.indexer.sync()
     async with control.client(control.token(b)) as cc:
         b_ids = [i.id for i in (await cc.call("ListDeadLetters", pb.ListDeadLettersRequest())).items]

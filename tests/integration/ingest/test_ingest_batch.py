@@ -11,6 +11,7 @@ from services.ingest.receiver.notification import parse_notification
 from services.ingest.receiver.watchdog import Watchdog
 from services.ingest.subscribe import TOPICS, ensure_subscriptions
 from tests.integration.ingest.notify import notification
+from tests.fixtures.ports import free_port
 
 
 def note(patient: str, i: int) -> dict:
@@ -44,12 +45,6 @@ async def test_subscribe_creates_then_repairs(ingest):
     fixed = await client.read("Subscription", first[1]["id"])
     assert fixed["channel"]["header"] == [header] and fixed["criteria"] == TOPICS[1].url
 
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def test_backfill_pages_resumes_and_skips_what_real_time_published(ingest):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import socket
 from dataclasses import replace
 
 import pytest
@@ -12,12 +11,8 @@ import uvicorn
 from services.ingest.receiver.app import ReceiverContext, create_app
 from services.ingest.receiver.auth import channel_header
 from services.ingest.subscribe import TOPICS, ensure_subscriptions
+from tests.fixtures.ports import free_port
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Receiver:

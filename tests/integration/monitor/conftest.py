@@ -8,7 +8,6 @@ import contextlib
 import dataclasses
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,16 +28,12 @@ from services.core.tenantdb import TenantPools, provision_tenant_role, tenant_ro
 from services.core.topics import ensure_tenant_topics
 from services.monitor import schema
 from services.monitor.store import MonitorStore
+from tests.fixtures.ports import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)
 VERSION = "rules-1.0.0+test"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def at(event: Event, when: datetime) -> Event:

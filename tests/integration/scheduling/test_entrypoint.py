@@ -5,18 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 
 import aiohttp
+from tests.fixtures.ports import free_port
 
 START_TIMEOUT_S = 60
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def test_stage_process_serves_health_and_stops_on_sigterm(sched):

@@ -1,9 +1,9 @@
 """Clinician actions on Vigil Tasks (as the inbox makes them) become labels and ledger entries."""
 from __future__ import annotations
 
-import asyncio
 
 from services.ingest.events import task_updated
+from tests.fixtures.kafka import wait_idle
 from tests.integration.writeback.test_writeback import patient, written
 
 OVERRIDE_SYSTEM = "http://vigil.example/fhir/CodeSystem/override-reason"
@@ -19,7 +19,7 @@ async def test_override_and_accept_become_labels_once(wb_tenant):
     pid = await patient(wb)
     doc = await wb.note(pid)
     ev = wb.decision(pid, doc)
-    async with wb.host(stages=("writeback", "feedback")):
+    async with wb.host(stages=("writeback", "feedback")) as host:
         await wb.publish("actions", [ev])
         await wb.wait(lambda: written(wb, ev.data["decisionId"]))
         (task,) = await wb.ehr.client.search("Task", {"patient": pid})
@@ -32,7 +32,7 @@ async def test_override_and_accept_become_labels_once(wb_tenant):
         own = task_updated(wb.tenant, task)           # the Task as writeback created it: no label
         await wb.publish("feedback", [own, event, event])
         rows = await wb.wait(lambda: _labels(wb, task["id"]))
-        await asyncio.sleep(1.0)
+        await wait_idle(wb.stack, wb.tenant, host.specs)  # all three deliveries handled
     rows = await wb.deps.labels.for_task(wb.tenant, task["id"])
     assert len(rows) == 1
     label = rows[0]

@@ -6,6 +6,7 @@ import asyncio
 from services.core.bus import dlq_topic
 from services.core.tenancy import topic_name
 from services.writeback import resources as R
+from tests.fixtures.kafka import wait_idle
 from tests.fixtures.writeback import new_patient
 
 AI = ("http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "AIAST")
@@ -94,16 +95,16 @@ async def test_duplicate_and_replayed_decisions_change_nothing(wb_tenant):
     pid = await patient(wb)
     doc = await wb.note(pid)
     ev = wb.decision(pid, doc)
-    async with wb.host():
+    async with wb.host() as host:
         await wb.publish("actions", [ev, ev])
         await wb.wait(lambda: written(wb, ev.data["decisionId"]))
-        await asyncio.sleep(1.0)
+        await wait_idle(wb.stack, wb.tenant, host.specs)  # the second delivery handled too
         before = await counts(wb, pid)
         (task_before,) = await wb.ehr.client.search("Task", {"patient": pid})
         # replay: the Redis ledger of processed events is gone (e.g. a DLQ replay or a new cluster)
         await forget_processed(wb)
         await wb.publish("actions", [ev])
-        await asyncio.sleep(3.0)
+        await wait_idle(wb.stack, wb.tenant, host.specs)  # the replay handled
     assert await counts(wb, pid) == before
     assert before["Task"] == 1 and before["Observation"] == 1 and before["Provenance"] == 1
     (task_after,) = await wb.ehr.client.search("Task", {"patient": pid})
@@ -146,10 +147,10 @@ async def test_silent_mode_records_but_writes_nothing(wb_tenant):
     ev = wb.decision(pid, doc, mode="silent", write=False)
     live = wb.decision(pid, doc, n=1)
     await wb.deps.modes.set_mode(wb.tenant, "silent", actor="test")
-    async with wb.host():
+    async with wb.host() as host:
         await wb.publish("actions", [ev, live])
         row = await wb.wait(lambda: _recorded(wb, live.data["decisionId"]))
-        await asyncio.sleep(1.0)
+        await wait_idle(wb.stack, wb.tenant, host.specs)  # both decisions handled
     assert row["written_refs"] == [] and row["suppressed"] == "mode-silent"
     assert (await wb.deps.ledger.get(wb.tenant, ev.data["decisionId"]))["mode"] == "silent"
     assert await wb.count("Task", patient=pid) == 0 and await wb.count("Provenance") == 0
