@@ -31,7 +31,7 @@ class Topic:
         return f"{TOPIC_BASE}/{self.name}"
 
 
-#: The topics Vigil subscribes to (issue 5): notes, inbox Task actions, patient messages, appointments.
+#: The topics Vigil subscribes to: notes, inbox Task actions, patient messages, appointments.
 TOPICS: list[Topic] = [
     Topic("note-created", "DocumentReference", "DocumentReference?status=current", "id-only"),
     Topic("task-updated", "Task", None, "full-resource"),
