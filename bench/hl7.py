@@ -1,8 +1,8 @@
 """Benchmark: the MLLP listener (AA on durable receipt) vs a raw produce loop, same broker, same run.
 
 - MLLP: N MDM^T02 notes sent one after the other on ONE connection, each waiting for its ACK
-  (how an interface engine sends a feed: in order, one outstanding message), by a client in its
-  own process (the interface engine is not Vigil's process). Each message is
+  (how an interface engine sends a feed: in order, one outstanding message), by a plain blocking
+  socket client in its own process (the interface engine is not Vigil's process). Each message is
   parsed, routed, deduped on MSH-10 in PostgreSQL (the claim commits with the produce), sealed
   with the tenant data key and produced to ``vigil.<tenant>.hl7-inbound`` with acks=all before
   its AA. The EHR is not involved.
@@ -128,10 +128,31 @@ async def main(n: int, rounds: int) -> int:
     return 0
 
 
+def socket_round(port: int, blocks: list[bytes]) -> float:
+    """The client side as an interface engine runs it: a plain blocking socket, one message out,
+    read up to the end of block (``<FS><CR>``), check AA, next."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        started = time.perf_counter()
+        for i, block in enumerate(blocks):
+            sock.sendall(b"\x0b" + block + b"\x1c\r")
+            ack = b""
+            while not ack.endswith(b"\x1c\r"):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    raise RuntimeError(f"message {i}: connection closed")
+                ack += chunk
+            if b"MSA|AA|" not in ack:
+                raise RuntimeError(f"message {i}: not accepted")
+        return len(blocks) / (time.perf_counter() - started)
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--client"]:
         port, count, run = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-        print(f"{asyncio.run(mllp_round(port, [mdm(run, i) for i in range(count)])):.1f}")
+        print(f"{socket_round(port, [mdm(run, i) for i in range(count)]):.1f}")
         sys.exit(0)
     args = [int(a) for a in sys.argv[1:3]]
     sys.exit(asyncio.run(main(args[0] if args else DEFAULT_N, args[1] if len(args) > 1 else DEFAULT_ROUNDS)))

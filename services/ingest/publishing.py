@@ -28,6 +28,9 @@ class Publishers:
     async def for_tenant(self, tenant: str) -> Publisher:
         if not self._started:
             raise RuntimeError("Publishers.start() was not called")
+        pub = self._by_tenant.get(tenant)
+        if pub is not None:  # the common case: started before, no lock to take
+            return pub
         async with self._lock:
             pub = self._by_tenant.get(tenant)
             if pub is None:

@@ -6,6 +6,7 @@ so an error text can never break the ACK. A message too broken to read still get
 """
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime, timezone
 
@@ -33,6 +34,20 @@ def _location(location: str) -> str:
     return f"{seg}^1^{field}" if field.isdigit() else f"{seg}^1"
 
 
+_stamp_cache: tuple[int, str] = (0, "")
+
+
+def _stamp(now: datetime | None) -> str:
+    """MSH-7 of the ACK; the text of the current second is reused (a busy feed acks many per second)."""
+    global _stamp_cache
+    if now is not None:
+        return now.strftime("%Y%m%d%H%M%S+0000")
+    second = int(time.time())
+    if _stamp_cache[0] != second:
+        _stamp_cache = (second, datetime.fromtimestamp(second, timezone.utc).strftime("%Y%m%d%H%M%S+0000"))
+    return _stamp_cache[1]
+
+
 def build_ack(header: Header | None, code: str, err: Hl7Error | None = None, *,
               now: datetime | None = None, control_id: str | None = None) -> str:
     """The ACK text (CR-separated, trailing CR)."""
@@ -41,7 +56,7 @@ def build_ack(header: Header | None, code: str, err: Hl7Error | None = None, *,
     if code != "AA" and err is None:
         raise ValueError("an AE/AR acknowledgement needs the error")
     h = header
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%d%H%M%S+0000")
+    stamp = _stamp(now)
     trigger = escape(h.trigger) if h else ""
     fields = ["MSH", "^~\\&", escape(h.receiving_application) if h else "VIGIL",
               escape(h.receiving_facility) if h else "", escape(h.sending_application) if h else "",

@@ -25,13 +25,17 @@ class LightMessage:
             seg_id = line[:3]
             if seg_id not in self._segments:
                 self._segments[seg_id] = line.split(self._field_sep)
-        get = self.get
+        msh = self._segments["MSH"]
+
+        def field(n: int) -> str:  # MSH-n, first repetition, first component
+            raw = msh[n - 1] if n - 1 < len(msh) else ""
+            return raw.split(self._rep, 1)[0].split(self._comp, 1)[0].split(self._sub, 1)[0].strip()
+        kind = (msh[8] if len(msh) > 8 else "").split(self._rep, 1)[0].split(self._comp)
+        part = (lambda i: kind[i].split(self._sub, 1)[0].strip() if i < len(kind) else "")
         self.header = Header(
-            sending_application=get("MSH", 3), sending_facility=get("MSH", 4),
-            receiving_application=get("MSH", 5), receiving_facility=get("MSH", 6),
-            timestamp=get("MSH", 7), message_type=get("MSH", 9, comp=1), trigger=get("MSH", 9, comp=2),
-            structure=get("MSH", 9, comp=3), control_id=get("MSH", 10), processing_id=get("MSH", 11),
-            version=get("MSH", 12))
+            sending_application=field(3), sending_facility=field(4), receiving_application=field(5),
+            receiving_facility=field(6), timestamp=field(7), message_type=part(0), trigger=part(1),
+            structure=part(2), control_id=field(10), processing_id=field(11), version=field(12))
 
     def has(self, seg_id: str) -> bool:
         return seg_id in self._segments

@@ -94,10 +94,15 @@ class Hl7Pipeline:
         self.registry, self.keyring = registry, keyring
         self.publishers, self.keys = publishers, keys
         self._recent: OrderedDict[str, None] = OrderedDict()
+        self._counters: dict[tuple[str, str, str], object] = {}  # label lookups cost more than the count
 
     async def handle(self, raw: bytes | str) -> Outcome:
         outcome, kind = await self._handle(raw)
-        MESSAGES.labels(outcome.tenant or "unrouted", kind, outcome.code).inc()
+        labels = (outcome.tenant or "unrouted", kind, outcome.code)
+        counter = self._counters.get(labels)
+        if counter is None:
+            counter = self._counters[labels] = MESSAGES.labels(*labels)
+        counter.inc()
         return outcome
 
     async def _handle(self, raw: bytes | str) -> tuple[Outcome, str]:
