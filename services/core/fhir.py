@@ -35,6 +35,10 @@ ASSERTION_LIFETIME_S = 240
 TOKEN_REFRESH_MARGIN_S = 30
 #: Safety bound on next-link following: 1000 pages x _count (e.g. 100) = 100k resources.
 MAX_PAGES = 1000
+#: A pooled keep-alive connection the server closed while it sat idle fails the next request before
+#: any response arrives. Reads, and the token grant, are safe to send once more at once.
+STALE_CONNECTION_ERRORS = (httpx.RemoteProtocolError, httpx.ReadError)
+SAFE_TO_RESEND = ("GET", "HEAD")
 FHIR_JSON = "application/fhir+json"
 ALGORITHMS = ("RS384", "ES384")
 
@@ -172,7 +176,8 @@ class FhirClient:
                     "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
                     "client_assertion": self._assertion()}
             try:
-                response = await self._http.post(self._token_url, data=form, headers={"Accept": "application/json"})
+                response = await self._send("POST", self._token_url, True, data=form,
+                                            headers={"Accept": "application/json"})
             except httpx.HTTPError as exc:
                 raise classify(exc) from None
             if response.status_code != 200:
@@ -188,6 +193,16 @@ class FhirClient:
     def url(self, path: str) -> str:
         return path if path.startswith("http") else f"{self.base_url}/{path.lstrip('/')}"
 
+    async def _send(self, method: str, url: str, resend: bool, **kwargs) -> httpx.Response:
+        """One request; a read (or the token grant) that meets a keep-alive connection the server
+        closed while it sat idle in the pool is sent once more, on a fresh connection."""
+        try:
+            return await self._http.request(method, url, **kwargs)
+        except STALE_CONNECTION_ERRORS:
+            if not resend:
+                raise
+        return await self._http.request(method, url, **kwargs)
+
     async def request(self, method: str, path: str, *, json_body: Any = None, params: Any = None,
                       headers: dict[str, str] | None = None, auth: bool = True) -> httpx.Response:
         headers = dict(headers or {})
@@ -199,8 +214,8 @@ class FhirClient:
             if auth and self.credentials:
                 headers["Authorization"] = f"Bearer {await self.access_token(force=attempt == 2)}"
             try:
-                response = await self._http.request(method, self.url(path), content=content, params=params,
-                                                    headers=headers)
+                response = await self._send(method, self.url(path), method in SAFE_TO_RESEND, content=content,
+                                            params=params, headers=headers)
             except httpx.HTTPError as exc:
                 raise classify(exc) from None
             # One retry with a fresh token when the cached one was refused (e.g. server restarted).

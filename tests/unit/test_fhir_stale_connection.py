@@ -1,0 +1,43 @@
+"""A read over a keep-alive connection the server had closed is sent once more; a write is not."""
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from services.core.errors import RetryableError
+from services.core.fhir import FhirClient
+
+
+def client_with(failures: int, seen: list) -> FhirClient:
+    state = {"left": failures}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.method)
+        if state["left"]:
+            state["left"] -= 1
+            raise httpx.ReadError("connection reset by peer", request=request)
+        return httpx.Response(200, json={"resourceType": "Patient", "id": "p1"})
+    fhir = FhirClient("http://ehr.test/fhir/t1")
+    fhir._http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return fhir
+
+
+async def test_a_read_on_a_stale_connection_is_sent_once_more():
+    seen: list = []
+    fhir = client_with(1, seen)
+    assert (await fhir.read("Patient", "p1"))["id"] == "p1"
+    assert seen == ["GET", "GET"]
+
+
+async def test_a_read_that_fails_twice_is_a_retryable_error():
+    seen: list = []
+    with pytest.raises(RetryableError):
+        await client_with(2, seen).read("Patient", "p1")
+    assert seen == ["GET", "GET"]
+
+
+async def test_a_write_is_not_sent_twice():
+    seen: list = []
+    with pytest.raises(RetryableError):
+        await client_with(1, seen).request("POST", "Patient", json_body={"resourceType": "Patient"})
+    assert seen == ["POST"]
