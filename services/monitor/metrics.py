@@ -29,4 +29,7 @@ GOLD_F1 = Gauge("vigil_monitor_gold_f1", "Micro F1 of the latest gold-set re-sco
 ALERTS = Counter("vigil_monitor_alerts_total", "Alerts raised", ("tenant", "kind", "dimension"))
 ALERT_ACTIVE = Gauge("vigil_monitor_alert_active", "1 while the latest check of this kind is over its threshold",
                      ("tenant", "kind", "dimension"))
-FLUSHED = Counter("vigil_monitor_window_rows_flushed_total", "Window rows written to PostgreSQL", ("tenant",))
+DUPLICATES = Counter("vigil_monitor_duplicates_total", "Events already counted (same event id): nothing changed",
+                     ("tenant", "type"))
+MONITORED = Gauge("vigil_monitor_tenant_monitored", "1 while the tenant's streams are subscribed, 0 once removed",
+                  ("tenant",))

@@ -1,7 +1,7 @@
 """The manifests against the code they run: every command starts a module that exists, every
 setting passed is one the code reads and parses, each stage's consumer groups (read from the
-stage's own StageSpecs) are what KEDA scales on and what the Kafka ACLs admit, the monitor's
-changelog topics exist, and each tenant's credentials reach exactly the service that uses them."""
+stage's own StageSpecs) are what KEDA scales on and what the Kafka ACLs admit, the monitor has
+no changelog topics, and each tenant's credentials reach exactly the service that uses them."""
 from __future__ import annotations
 
 import ast
@@ -321,17 +321,13 @@ def test_kafka_users_admit_every_group_the_code_uses(overlay, rendered):
     for tenant in tenants_of(docs):
         for stream in streams:
             assert _allows(platform, "topic", f"vigil.{tenant}.{stream}", "Read"), (tenant, stream)
-    monitor = importlib.import_module("services.monitor.app")
-    for topic in monitor.changelog_topics(group):
-        for op in ("Read", "Write", "Describe"):
-            assert _allows(platform, "topic", topic, op), (topic, op)
     assert not _allows(platform, "group", f"vigil.{tenants_of(docs)[0]}.triage", "Read")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_topic_partitions_follow_the_registry(overlay, rendered):
-    """Stages create retry topics, and the monitor its changelogs, with the registry's partition
-    count; each must equal the partitions of the tenant streams the manifests create."""
+    """Stages create retry topics with the registry's partition count; it must equal the partitions
+    of the tenant streams the manifests create. The monitor keeps no faust tables: no changelogs."""
     docs = rendered[overlay]
     registry = tomllib.loads(one(docs, "ConfigMap", "vigil-tenants")["data"]["tenants.toml"])["tenants"]
     topics = {t["spec"]["topicName"]: t["spec"] for t in of_kind(docs, "KafkaTopic")}
@@ -339,12 +335,7 @@ def test_topic_partitions_follow_the_registry(overlay, rendered):
         for name, topic in topics.items():
             if name.startswith(f"vigil.{tenant}."):
                 assert topic["partitions"] == spec["partitions"], (overlay, name)
-    counts = {spec["partitions"] for spec in registry.values()}
-    assert len(counts) == 1, "one monitor needs one partition count across its tenants"
-    group, _ = monitor_groups(docs)
-    for name in importlib.import_module("services.monitor.app").changelog_topics(group):
-        assert topics[name]["partitions"] == next(iter(counts)), (overlay, name)
-        assert topics[name]["config"]["cleanup.policy"] == "compact", name
+    assert not [name for name in topics if name.startswith("vigil-platform.monitor")], overlay
 
 
 # ---- tenant credentials ------------------------------------------------------------------------
