@@ -273,8 +273,10 @@ class MonitorStore:
     async def data_span(self, tenant: str) -> tuple[datetime | None, datetime | None]:
         """First and last event time the monitor counted for the tenant."""
         async with self.pools.tx(tenant, readonly=True) as conn:
-            row = await conn.fetchrow("SELECT min(time) AS lo, max(time) AS hi FROM monitor_events WHERE tenant = $1",
-                                      tenant)
+            row = await conn.fetchrow(
+                "SELECT min(t) AS lo, max(t) AS hi FROM (SELECT time AS t FROM monitor_events WHERE tenant = $1 "
+                "UNION ALL SELECT coalesce(written_time, action_time) FROM monitor_tasks WHERE tenant = $1) AS s",
+                tenant)
         return row["lo"], row["hi"]
 
     async def tasks(self, tenant: str, since: datetime | None = None) -> list[dict]:
