@@ -123,6 +123,9 @@ def build_app(settings: Settings, ms: MonitorSettings, tenants: TenantSet, *,
     app.topics._resubscribe_sleep_lock_seconds = RESUBSCRIBE_S
     topic = app.topic(*[name for t in tenants.current.values() for name in topics_of(t)], key_serializer="raw",
                       value_serializer="raw")
+    # a list, not faust's tuple: the agent's channel clones share this very list (``Topic.clone``
+    # passes ``topics`` on), so ``follow`` can change the subscription of all of them in place
+    topic.topics = list(topic.topics)
     pools = TenantPools(settings, SecretSettings.from_env(env))
     store = MonitorStore(pools)
     proc = Processor(ms, store, tenants.ids)
@@ -217,7 +220,7 @@ async def follow(app: faust.App, topic, settings: Settings, proc: Processor, cha
         names = [n for n in names if n not in removed]
         proc.tenants.discard(tenant_id)
         metrics.MONITORED.labels(tenant_id).set(0)
-    topic.topics = names
+    topic.topics[:] = names
     app.topics._flag_changes()  # the conductor re-reads every channel's topics and re-subscribes
     log.info("monitor.tenants_changed", added=[t.id for t in change.added], removed=list(change.removed),
              topics=len(names))

@@ -139,7 +139,10 @@ class MonitorHarness:
         return env
 
     async def publish(self, stream: str, events: list[Event]) -> None:
-        async with Publisher(self.settings, self.tenant) as pub:
+        await self.publish_for(self.tenant, stream, events)
+
+    async def publish_for(self, tenant: str, stream: str, events: list[Event]) -> None:
+        async with Publisher(self.settings, tenant) as pub:
             await pub.publish_many(stream, events)
 
     async def publish_all(self, groups: list[dict[str, list[Event]]]) -> None:
