@@ -47,6 +47,10 @@ class ReportData:
         return self.f.tta_seconds
 
     @property
+    def tta_unit(self) -> str:
+        return units.duration_unit(self.f.tta_seconds)[0]
+
+    @property
     def cost_per_1000_notes(self) -> dict[date, float]:
         return {d: c / self.notes_per_day[d] * 1000 for d, c in self.cost_per_day.items()
                 if self.notes_per_day.get(d)}
@@ -186,8 +190,10 @@ async def collect(store: MonitorStore, ms: MonitorSettings, tenant: str, since: 
     data = ReportData(tenant=tenant, f=f, ms=ms)
     rows = await store.daily_all_between(tenant, f.since, f.until)
     llm = [r for r in await store.llm_daily(tenant) if f.since.date() <= r["day"] <= f.until.date()]
+    # an alert's period ends at a window's end, up to one window past the period's last event
+    slack = timedelta(seconds=ms.window_s)
     data.alerts = [a for a in await store.alerts(tenant)
-                   if f.since <= (a.get("period_end") or a["time"]) < f.until]
+                   if f.since <= (a.get("period_end") or a["time"]) < f.until + slack]
     data.gold = [g for g in await store.gold_scores(tenant) if f.since <= g["time"] < f.until]
     data.gates = [g for g in await store.gate_decisions(tenant) if f.since <= g["time"] < f.until]
     days = {r["day"] for r in rows} | {t["written_time"].date() for t in f.tasks} | {r["day"] for r in llm}
