@@ -41,4 +41,8 @@ def period(since: datetime, until: datetime) -> str:
 
 
 def percent(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0%}" if value in (0, 1) or value * 100 % 1 == 0 else f"{value:.1%}"
+    """``12%`` (whole when one decimal would show .0), else ``10.4%``: close to a gate, the decimal counts."""
+    if value is None:
+        return "-"
+    tenth = round(value * 100, 1)
+    return f"{tenth:.0f}%" if tenth == int(tenth) else f"{tenth:.1f}%"
