@@ -15,7 +15,7 @@ DECISIONS = Counter("vigil_monitor_decisions_total", "Triage decisions", (*TCV, 
 TASKS = Counter("vigil_monitor_tasks_total", "Inbox Tasks by outcome (created, accepted, overridden, ignored)",
                 (*TCV, "outcome"))
 OVERRIDE_REASONS = Counter("vigil_monitor_override_reasons_total", "Overrides by reason code", (*TCV, "reason"))
-OVERRIDE_RATE = Gauge("vigil_monitor_override_rate", "Overridden / (accepted + overridden) in the hopping window",
+OVERRIDE_RATE = Gauge("vigil_monitor_override_rate", "Overridden / (accepted + overridden) in the trailing window",
                       TCV)
 TIME_TO_ALERT = Histogram("vigil_monitor_time_to_alert_seconds", "Note time -> Task created", TCV,
                           buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400, 172800, 604800))
