@@ -67,15 +67,23 @@ class MonitorStore:
 
     @staticmethod
     async def add_to_windows(conn: asyncpg.Connection, tenant: str, rows: list[WindowRow]) -> dict[tuple, float]:
-        """Add each row's value to its window; returns {(metric, category, version): new value}."""
-        out = {}
-        for r in rows:
-            out[(r.metric, r.category, r.version)] = float(await conn.fetchval(
-                "INSERT INTO monitor_windows (tenant, window_s, window_start, metric, category, version, value) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, window_s, window_start, metric, category, "
-                "version) DO UPDATE SET value = monitor_windows.value + EXCLUDED.value, updated_at = now() "
-                "RETURNING value", tenant, r.window_s, r.start, r.metric, r.category, r.version, r.value))
-        return out
+        """Add each row's value to its window (one statement); returns {(metric, category, version): new value}."""
+        if not rows:
+            return {}
+        summed: dict[tuple, float] = {}
+        for r in rows:  # one row per key: ON CONFLICT DO UPDATE may touch a row once per statement
+            key = (r.window_s, r.start, r.metric, r.category, r.version)
+            summed[key] = summed.get(key, 0.0) + r.value
+        keys = list(summed)
+        got = await conn.fetch(
+            "INSERT INTO monitor_windows (tenant, window_s, window_start, metric, category, version, value) "
+            "SELECT $1, u.w, u.s, u.m, u.c, u.v, u.x FROM unnest($2::int[], $3::timestamptz[], $4::text[], "
+            "$5::text[], $6::text[], $7::float8[]) AS u(w, s, m, c, v, x) "
+            "ON CONFLICT (tenant, window_s, window_start, metric, category, version) DO UPDATE SET "
+            "value = monitor_windows.value + EXCLUDED.value, updated_at = now() "
+            "RETURNING metric, category, version, value", tenant, [k[0] for k in keys], [k[1] for k in keys],
+            [k[2] for k in keys], [k[3] for k in keys], [k[4] for k in keys], [summed[k] for k in keys])
+        return {(r["metric"], r["category"], r["version"]): float(r["value"]) for r in got}
 
     @staticmethod
     async def decision_version(conn: asyncpg.Connection, tenant: str, decision_id: str) -> str | None:
