@@ -11,7 +11,8 @@ Tenants come and go while it runs: every ``REGISTRY_POLL_S`` the registry file i
 (``tenants.TenantSet``); an added tenant's topics are created and appended to the agent's
 subscription, a removed tenant's dropped, and faust's conductor re-subscribes after
 ``RESUBSCRIBE_S`` (faust waits 45 s by default; one rebalance later the new topics are
-consumed from their start). ``vigil_monitor_tenant_monitored{tenant}`` says which tenants are
+consumed from their start). faust ignores a change flagged during a rebalance, so each poll also
+compares the conductor's subscription with the topics wanted and flags again when they differ. ``vigil_monitor_tenant_monitored{tenant}`` says which tenants are
 subscribed.
 
 Consumer group = the app id (``vigil-platform.monitor``); session timeout 6 s, heartbeat 1 s and
@@ -141,38 +142,46 @@ def build_app(settings: Settings, ms: MonitorSettings, tenants: TenantSet, *,
     async def flush():
         await proc.flush()
 
+    stale = {"polls": 0}
+
     @app.timer(interval=REGISTRY_POLL_S)
     async def registry():
         change = tenants.poll()
         if change:
+            stale["polls"] = 0
             await follow(app, topic, settings, proc, change)
+            return
+        stale["polls"] = stale["polls"] + 1 if stale_subscription(app, topic) else 0
+        if stale["polls"] >= 2:  # stale for two polls in a row: not a change still being applied
+            stale["polls"] = 0
+            log.info("monitor.resubscribe", topics=len(topic.topics))
+            app.topics._flag_changes()
 
     @app.timer(interval=LLM_POLL_S)
     async def llm_cost():
         today = utcnow().date()
-        for tenant in sorted(proc.tenants):
+
+        async def one(tenant: str) -> None:
             for row in await store.llm_daily(tenant):
                 if row["day"] == today:
                     metrics.LLM_TOKENS.labels(tenant, row["model"], "prompt").set(row["prompt_tokens"])
                     metrics.LLM_TOKENS.labels(tenant, row["model"], "completion").set(row["completion_tokens"])
                     metrics.LLM_COST.labels(tenant, row["model"]).set(row["cost_usd"])
+        await each_tenant(proc, "llm_cost", one)
 
     @app.timer(interval=ms.drift_interval_s)
     async def drift_check():
-        for tenant in sorted(proc.tenants):
-            await drift.psi_check(store, ms, tenant)
+        await each_tenant(proc, "drift", lambda tenant: drift.psi_check(store, ms, tenant))
 
     if ms.gold_interval_s > 0:
         @app.timer(interval=ms.gold_interval_s)
         async def gold():
-            for tenant in sorted(proc.tenants):
+            async def one(tenant: str) -> None:
                 scores = await store.gold_scores(tenant)
                 if scores and (utcnow() - scores[-1]["time"]).total_seconds() < 0.9 * ms.gold_interval_s:
-                    continue
-                try:
-                    await drift.gold_rescore(store, ms, settings.tenants_file, tenant, env=env)
-                except Exception as exc:
-                    log.error("monitor.gold_rescore_failed", tenant=tenant, error=str(exc)[:200])
+                    return
+                await drift.gold_rescore(store, ms, settings.tenants_file, tenant, env=env)
+            await each_tenant(proc, "gold_rescore", one)
 
     @app.page("/metrics")
     async def metrics_page(web, request):
@@ -224,6 +233,25 @@ async def follow(app: faust.App, topic, settings: Settings, proc: Processor, cha
     app.topics._flag_changes()  # the conductor re-reads every channel's topics and re-subscribes
     log.info("monitor.tenants_changed", added=[t.id for t in change.added], removed=list(change.removed),
              topics=len(names))
+
+
+async def each_tenant(proc: Processor, what: str, fn) -> None:
+    """``fn(tenant)`` for every monitored tenant; one tenant's failure (its role not provisioned
+    yet, its database busy) is logged and does not stop the others, nor the timer."""
+    for tenant in sorted(proc.tenants):
+        try:
+            await fn(tenant)
+        except Exception as exc:  # noqa: BLE001  (logged with its class; the next tick tries again)
+            log.error("monitor.timer_failed", timer=what, tenant=tenant, error_type=type(exc).__name__)
+
+
+def stale_subscription(app: faust.App, topic) -> bool:
+    """The conductor's last subscription differs from the topics wanted: faust drops a change
+    flagged while a rebalance is under way, so it is flagged again (never during a rebalance)."""
+    conductor = app.topics
+    pending = conductor._subscription_changed is not None and conductor._subscription_changed.is_set()
+    subscribed = {name for name, channels in conductor._topic_name_index.items() if channels}  # a defaultdict
+    return not app.rebalancing and not pending and subscribed != set(topic.topics)
 
 
 def main(env: Mapping[str, str] | None = None) -> None:

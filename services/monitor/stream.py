@@ -21,13 +21,14 @@ counted when the Task arrives.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from services.core import schemas
-from services.core.errors import ValidationError
+from services.core.errors import ValidationError, classify
 from services.core.events import Event, decode
 from services.core.logging import get_logger
 from services.core.tenancy import TenantError, tenant_of_topic
@@ -38,6 +39,11 @@ from services.monitor.store import Alert, EventRow, MonitorStore, WindowRow
 
 log = get_logger("vigil.monitor")
 ALL = "*"
+#: A retryable store error (PostgreSQL busy or restarting) is retried after 0.5 s, doubling up to
+#: 30 s, without end: the event is not acknowledged meanwhile, so it is never lost; /healthz turns
+#: 503 once no event completed for its stall window, and a restarted worker resumes at this event.
+#: Retrying is safe because the event id is claimed in the same transaction as its effects.
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0
 
 
 def headers_of(message) -> list[tuple[str, bytes]]:
@@ -100,15 +106,35 @@ class Processor:
                         offset=message.offset)
             return
         when = event.time if event.time.tzinfo else event.time.replace(tzinfo=timezone.utc)
-        if tenant not in self.watermark or when > self.watermark[tenant]:
-            self.watermark[tenant] = when
         if handler is None:
             metrics.EVENTS.labels(tenant, event.type).inc()
             return
-        await self.process(Unit(tenant, event, when), handler)
+        unit, attempt = Unit(tenant, event, when), 0
+        while True:
+            try:
+                counted = await self.process(unit, handler)
+                break
+            except Exception as exc:  # noqa: BLE001  (classified: retried or counted and logged)
+                err = classify(exc)
+                if not err.retryable:
+                    metrics.REJECTED.labels(tenant, f"store_{err.code}").inc()
+                    log.error("monitor.event_failed", tenant=tenant, event_id=event.id, error_type=type(exc).__name__,
+                              code=err.code)
+                    return
+                delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** attempt)
+                attempt += 1
+                log.warning("monitor.store_retry", tenant=tenant, event_id=event.id, attempt=attempt,
+                            error_type=type(exc).__name__, delay_s=delay)
+                await asyncio.sleep(delay)
+                unit = Unit(tenant, event, when)
+        if tenant not in self.watermark or when > self.watermark[tenant]:
+            self.watermark[tenant] = when  # the tenant's stream clock: events its store accepted
+        if counted:
+            await self.after_commit(unit)
 
     async def process(self, unit: Unit, handler) -> bool:
-        """Claim the event id and apply ``handler`` in one transaction; False for a duplicate."""
+        """Claim the event id and apply ``handler`` in one transaction; False for a duplicate.
+        Window gauges are set here; ``after_commit`` does the rest."""
         row = self.row(unit)
         if row is None:
             return False
@@ -123,11 +149,19 @@ class Processor:
         metrics.EVENTS.labels(unit.tenant, unit.event.type).inc()
         for (metric, category, version), value in values.items():
             metrics.WINDOW_VALUE.labels(unit.tenant, category, version, metric).set(value)
+        return True
+
+    async def after_commit(self, unit: Unit) -> None:
+        """Counters, then the override-rate gauge and alert (read back from the committed rows). A
+        failure of the latter is logged, not retried: the event is counted; the next action re-checks."""
         for step in unit.after:
             step()
-        for category, version in unit.override_checks:
-            await self.override_rate(unit.tenant, category, version)
-        return True
+        try:
+            for category, version in unit.override_checks:
+                await self.override_rate(unit.tenant, category, version)
+        except Exception as exc:  # noqa: BLE001  (logged with its class; the counts are committed)
+            log.error("monitor.override_check_failed", tenant=unit.tenant, event_id=unit.event.id,
+                      error_type=type(exc).__name__, code=classify(exc).code)
 
     def row(self, unit: Unit) -> EventRow | None:
         """The ``monitor_events`` row of the event (what the report's figures are computed from)."""
@@ -254,7 +288,13 @@ class Processor:
         for tenant, now in list(self.watermark.items()):
             if self.tenants is not None and tenant not in self.tenants:
                 continue
-            for category, version in await self.store.mark_ignored(tenant, now, self.ms.ignored_after_s):
+            try:
+                marked = await self.store.mark_ignored(tenant, now, self.ms.ignored_after_s)
+            except Exception as exc:  # noqa: BLE001  (one tenant's store must not stop the others' sweep)
+                log.error("monitor.sweep_failed", tenant=tenant, error_type=type(exc).__name__,
+                          code=classify(exc).code)
+                continue
+            for category, version in marked:
                 metrics.TASKS.labels(tenant, category, version, "ignored").inc()
 
     def health(self, stall_s: float, highwater=None) -> dict:

@@ -1,6 +1,7 @@
 """Tenants come and go while the monitor runs: the worker follows the registry file; a tenant
 onboarded (PostgreSQL role, topics, registry entry) while it runs has its events counted and its
-metrics on /metrics within a minute, without a restart; a tenant removed is dropped."""
+metrics on /metrics within a minute, without a restart; a tenant removed is dropped; a tenant
+whose database role is missing has its events refused while the others go on."""
 from __future__ import annotations
 
 import time
@@ -53,6 +54,18 @@ async def test_a_tenant_onboarded_while_the_monitor_runs_is_monitored_within_a_m
             await mon.publish_for(second, "findings", [findings_event(second, T0 + timedelta(days=1), [])])
             await mon.wait(lambda: _counted(mon, second, 4), timeout=60)
             assert await mon.metric("vigil_monitor_events_total", first) == 1   # nothing new counted for it
+            # a tenant in the registry before its PostgreSQL role exists: its events are refused
+            # (counted, logged), and the worker goes on with the others
+            third = f"t{uuid.uuid4().hex[:12]}"
+            await ensure_tenant_topics(mon.stack, Tenant(id=third, partitions=2))
+            Registry(mon.path, [entry, Tenant(id=third, partitions=2)]).save()
+            await mon.wait(lambda: _monitored(mon, third), timeout=30)
+            await mon.publish_for(third, "findings", [findings_event(third, T0, [])])
+            await mon.wait(lambda: _refused(mon, third), timeout=60)
+            await mon.publish_for(second, "findings", [findings_event(second, T0 + timedelta(days=2), [])])
+            await mon.wait(lambda: _counted(mon, second, 5), timeout=60)
+            assert (await mon.get("/healthz"))[0] == 200
+            assert '"event": "monitor.event_failed"' in mon.log_text() or "monitor.event_failed" in mon.log_text()
             print(f"tenant onboarded -> counted on /metrics in {elapsed:.1f} s")
     finally:
         async with admin.acquire() as conn:
@@ -63,6 +76,17 @@ async def test_a_tenant_onboarded_while_the_monitor_runs_is_monitored_within_a_m
 
 async def _counted(mon, tenant: str, n: int) -> bool:
     return await mon.metric("vigil_monitor_events_total", tenant) >= n
+
+
+async def _monitored(mon, tenant: str) -> bool:
+    status, body = await mon.get("/metrics")
+    return f'vigil_monitor_tenant_monitored{{tenant="{tenant}"}} 1.0' in body
+
+
+async def _refused(mon, tenant: str) -> bool:
+    status, body = await mon.get("/metrics")
+    return any(line.startswith("vigil_monitor_rejected_total{") and f'tenant="{tenant}"' in line
+               and 'reason="store_' in line for line in body.splitlines())
 
 
 async def _unmonitored(mon, tenant: str) -> bool:
