@@ -39,6 +39,10 @@ def pipeline(stack, tmp_path):
 def test_demo_day_writes_tasks_in_both_tenants(pipeline):
     rows, info = asyncio.run(runner.run_day(pipeline, 4, conversations=False))
     assert info["drained"], "pipeline did not drain"
+    # one clinician action per inbox Task, counted once each (not once per decision of the Task)
+    assert info["clinician_actions"] >= 2 and info["feedback_recorded"] == info["clinician_actions"]
+    assert info["period"].since < info["period"].until
+    assert sum(r.accepted + r.overridden for r in rows) == info["feedback_recorded"]
     assert [r.tenant for r in rows] == [t.id for t in pipeline.tenants]
 
     async def tasks_in_ehr(tenant: str, patients: list[str]) -> list[dict]:
