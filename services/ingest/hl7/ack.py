@@ -19,7 +19,12 @@ _ESCAPES = (("\\", "\\E\\"), ("|", "\\F\\"), ("^", "\\S\\"), ("&", "\\T\\"), ("~
             ("\r", " "), ("\n", " "))
 
 
+_SPECIAL = frozenset(char for char, _ in _ESCAPES)
+
+
 def escape(value: str) -> str:
+    if _SPECIAL.isdisjoint(value):  # the usual case: nothing to escape
+        return value
     for char, replacement in _ESCAPES:
         value = value.replace(char, replacement)
     return value
