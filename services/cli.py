@@ -64,7 +64,6 @@ def main() -> None:
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(2)
-    monitor_cli.register_gate_check()  # `vigil mode set` consults the promotion gates
     app()
 
 

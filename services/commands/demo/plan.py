@@ -47,7 +47,7 @@ SERVICES: list[ServiceDef] = [
     ServiceDef("writeback", "stage", "writeback"),
     ServiceDef("scheduling", "stage", "scheduling", required=False),
     ServiceDef("monitor", "stage", "monitor", required=False),
-    ServiceDef("control", "grpc", "control", required=False),
+    ServiceDef("control", "grpc", "control", required=False, module="services.commands.control_service"),
 ]
 
 

@@ -29,7 +29,9 @@ SERVICES_DIR = ROOT / "services"
 BUS_STAGES = ("hl7", "extraction", "triage", "scheduling", "writeback")
 #: Deployments whose code is not the package services/<name>/: name -> (entry module, package dir).
 #: The hl7 stage lives in the ingest package (it shares ingest's HL7 parsing and stores).
-OWN_PACKAGE = {"hl7": ("services.ingest.hl7stage.app", "ingest/hl7stage")}
+OWN_PACKAGE = {"hl7": ("services.ingest.hl7stage.app", "ingest/hl7stage"),
+               # the command layer wires the monitor's promotion gates into control (services/commands)
+               "control": ("services.commands.control_service", "control")}
 #: Settings the manifests pass that no code reads, each with its reason. The test below fails
 #: as soon as the code starts reading one of them, so this list cannot go stale.
 NOT_READ = {
