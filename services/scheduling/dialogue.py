@@ -120,7 +120,7 @@ class DialogueEngine:
         if isinstance(failed[0], Escalate):
             return failed
         nearby = await slots.search(conversation, turn, None)
-        what = when.describe() if when is not None else render.say("in_the_next_days", language)
+        what = render.window(when, language) if when is not None else render.say("in_the_next_days", language)
         if nearby:
             return [Say(render.say("no_free_time", language, what=what))] + \
                 self._offer(conversation, turn, nearby, render.say("patient_intro", language))

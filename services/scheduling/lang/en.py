@@ -141,6 +141,14 @@ TEXTS = {
     "no_free_time": "Sorry, I have no free time {what}.",
     "no_free_time_ask": "Sorry, I have no free time {what}. Which other day would suit you?",
     "in_the_next_days": "in the next days",
+    "on_day": "on {weekday} {day} {month}",
+    "on_weekday": "on {weekday}",
+    "or": " or ",
+    "part_morning": "in the morning",
+    "part_afternoon": "in the afternoon",
+    "part_evening": "in the evening",
+    "at_time": "at {time}",
+    "that_time": "at that time",
     "hedge_slot": "No rush. I have not made any booking yet: {when} stays on offer for now. Reply yes when you want me to book "
                   "it, or tell me another day or time.",
     "hedge_offers": "No rush. I have not made any booking yet, and the times I offered stay open for now. Reply with the number "

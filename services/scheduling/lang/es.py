@@ -149,6 +149,14 @@ TEXTS = {
     "no_free_time": "Lo siento, no tengo horas libres {what}.",
     "no_free_time_ask": "Lo siento, no tengo horas libres {what}. ¿Qué otro día le vendría bien?",
     "in_the_next_days": "en los próximos días",
+    "on_day": "el {weekday} {day} de {month}",
+    "on_weekday": "el {weekday}",
+    "or": " o ",
+    "part_morning": "por la mañana",
+    "part_afternoon": "por la tarde",
+    "part_evening": "por la noche",
+    "at_time": "a las {time}",
+    "that_time": "a esa hora",
     "hedge_slot": "Sin prisa. Todavía no he hecho ninguna reserva: {when} sigue ofrecida por ahora. Responda sí cuando quiera "
                   "que la reserve, o dígame otro día u otra hora.",
     "hedge_offers": "Sin prisa. Todavía no he hecho ninguna reserva y las horas que le ofrecí siguen abiertas por ahora. "

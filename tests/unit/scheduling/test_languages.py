@@ -154,3 +154,18 @@ def test_dates_are_rendered_in_the_patients_language():
     assert render.ask_confirm({"start": "2030-03-05T15:00:00Z"}, utc, "es") == \
         "¿Quiere que le reserve el martes 5 de marzo a las 15:00? Responda sí o no, por favor."
     assert claims_action("Su cita está confirmada para el martes") and claims_action("Le he reservado la cita")
+
+
+@pytest.mark.parametrize("text, language, expected", [
+    ("next tuesday afternoon", "en", "on Tuesday 8 December in the afternoon"),
+    ("any morning on monday or thursday", "en", "on Monday or on Thursday in the morning"),
+    ("el martes que viene por la tarde", "es", "el martes 8 de diciembre por la tarde"),
+    ("el lunes o el jueves por la mañana", "es", "el lunes o el jueves por la mañana"),
+    ("mañana a las 3", "es", "el jueves 3 de diciembre a las 15:00"),
+])
+def test_a_searched_window_is_told_in_the_patients_language(text, language, expected):
+    now = datetime(2026, 12, 2, 9, 0, tzinfo=timezone.utc)  # a Wednesday
+    when = dates.parse(lang.get(language).to_english_dates(lang.fold(text)) if language == "es" else text, now)
+    assert render.window(when, language) == expected
+    sentence = render.say("no_free_time", language, what=render.window(when, language))
+    assert not any(name in sentence for name in lang.get("en" if language == "es" else "es").weekdays)
