@@ -256,6 +256,7 @@ async def test_a_new_note_is_published_within_the_interval_plus_one_second(inges
     pid = await patient(client)
     await watch(ingest, pid)
     p = poller(ingest, tenant)
+    await ingest.publishers.for_tenant(tenant.id)  # the service's producer is long-lived: started beforehand
     stop = asyncio.Event()
     task = asyncio.create_task(p.run(stop))
     try:
@@ -410,3 +411,58 @@ async def read_fast(ingest, tenant, want: int):
 
     return [decode(r.key, r.value, r.headers)
             for r in await read_topic(ingest.settings, tenant.topic("ehr-events"), want, timeout=5, settle=0)]
+
+
+async def test_the_ingest_service_polls_and_resumes_after_sigkill(ingest, tmp_path):
+    """`python -m services.ingest.app` runs the poller for a patient-poll tenant; killed with SIGKILL
+    and started again, it goes on from the stored cursors: nothing is published twice."""
+    import signal
+
+    from tests.fixtures.ports import free_port
+
+    client = ingest.ehr.client
+    key = tmp_path / "ehr.pem"
+    key.write_text(ingest.ehr.credentials.private_key_pem)
+    base = poll_tenant(ingest.tenant, poll_interval_s=0.5)
+    tenant = replace(base, ehr_base_url=ingest.ehr.base_url,
+                     settings={**base.settings, "ehr_client_id": ingest.ehr.credentials.client_id,
+                               "ehr_private_key_file": str(key)})
+    registry = Registry(tmp_path / "tenants.toml", [tenant])
+    registry.save()
+    stack = ingest.settings
+    env = {**os.environ, "VIGIL_KAFKA_BOOTSTRAP": stack.kafka.bootstrap, "VIGIL_POSTGRES_DSN": stack.postgres_dsn,
+           "VIGIL_REDIS_URL": stack.redis_url, "VIGIL_TENANTS_FILE": str(registry.path), "VIGIL_ENV": "test",
+           "VIGIL_LOG_LEVEL": "warning", "VIGIL_INGEST_MLLP_PORT": str(free_port()),
+           "VIGIL_INGEST_HTTP_PORT": str(free_port()), "VIGIL_INGEST_WATCHDOG": "false"}
+    pid = await patient(client)
+    await watch(ingest, pid)
+
+    async def start():
+        return await asyncio.create_subprocess_exec(sys.executable, "-m", "services.ingest.app", env=env)
+
+    proc = await start()
+    try:
+        first = (await client.create(note(pid, "before the kill"))).resource
+        assert [e.data["id"] for e in await ingest.events(want=1, timeout=30, settle=0)] == [first["id"]]
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        second = (await client.create(note(pid, "while down"))).resource
+        proc = await start()
+        events = await ingest.events(want=2, timeout=30, settle=2.0)  # a re-publish would show in the settle
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except asyncio.TimeoutError:
+                proc.kill()
+    assert sorted(e.data["id"] for e in events) == sorted([first["id"], second["id"]])
+    assert all(e.data["origin"] == "poll" for e in events)
+
+    # A setting the poller cannot honour stops the service at start-up, naming it.
+    registry.update(tenant.id, settings={**tenant.settings, "poll_rate_per_s": -1})
+    registry.save()
+    bad = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.ingest.app", env=env,
+                                               stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(bad.communicate(), 60)
+    assert bad.returncode != 0 and b"settings.poll_rate_per_s" in out + err
