@@ -31,7 +31,7 @@ from services.ingest.receiver.notification import parse_notification
 from services.ingest.store import polling
 from tests.integration.ingest.notify import notification
 
-pytestmark = pytest.mark.xdist_group("ingest-poll")
+pytestmark = pytest.mark.integration  # each test has its own tenant and topics: spread over xdist workers
 
 MRN = "urn:oid:2.16.840.1.113883.3.9999.1"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
