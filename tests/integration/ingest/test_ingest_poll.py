@@ -295,7 +295,7 @@ async def test_upload_cli_resolves_identifiers_and_reports_unknown_ones(ingest, 
                                "ehr_private_key_file": str(key)})
     registry = Registry(tmp_path / "tenants.toml", [tenant])
     registry.save()
-    env = {**os.environ, "VIGIL_TENANTS_FILE": str(registry.path), "VIGIL_ENV": "test",
+    env = {**os.environ, "VIGIL_TENANTS_FILE": str(registry.path), "VIGIL_ENV": "test", "COLUMNS": "400",
            "VIGIL_STATE_DIR": str(ingest.settings.state_dir)}
     upload = tmp_path / "watch.csv"
     upload.write_text("system,value\n"

@@ -95,3 +95,30 @@ async def test_token_bucket_rate_and_hold():
     before = time.monotonic()
     await asyncio.wait_for(bucket.acquire(), 2)
     assert time.monotonic() - before >= 0.2
+
+
+def test_upload_cli_refuses_before_contacting_anything(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from services.core.tenancy import Registry
+
+    registry = Registry(tmp_path / "tenants.toml", [tenant("checkpoint-inhibitors"),
+                                                     replace(tenant("uploaded"), id="tupload")])
+    registry.save()
+    listing = tmp_path / "list.txt"
+    listing.write_text("Patient/abc\nbad id!\n")
+    env = {**os.environ, "VIGIL_TENANTS_FILE": str(registry.path), "VIGIL_ENV": "test", "COLUMNS": "400"}
+
+    def upload(tenant_id: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "services.cli", "poll", "watchlist", "upload", "--tenant",
+                               tenant_id, str(listing)], env=env, capture_output=True, text=True, timeout=60)
+
+    wrong_list = upload("tpoll")
+    assert wrong_list.returncode == 2 and "integration.watch_list is 'checkpoint-inhibitors'" in wrong_list.stderr
+    unknown = upload("tnobody")
+    assert unknown.returncode == 2 and "unknown tenant" in unknown.stderr
+    malformed = upload("tupload")
+    assert malformed.returncode == 2 and "line 2" in malformed.stderr and "nothing was stored" in malformed.stderr
+    assert "bad id!" not in malformed.stderr
