@@ -1,4 +1,4 @@
-"""The ingest service: MLLP listener + notification receiver + heartbeat watchdog.
+"""The ingest service: MLLP listener + notification receiver + heartbeat watchdog + per-patient polling.
 
     python -m services.ingest.app        (or `vigil serve ingest`)
 """
@@ -13,6 +13,7 @@ from services.core.config import Settings
 from services.core.logging import configure, get_logger
 from services.ingest.config import IngestSettings
 from services.ingest.mllp.server import MllpServer
+from services.ingest.poll.runner import PollRunner
 from services.ingest.receiver.app import ReceiverContext, create_app
 from services.ingest.receiver.watchdog import Watchdog
 from services.ingest.runtime import runtime
@@ -32,6 +33,8 @@ async def serve(settings: Settings | None = None, ingest: IngestSettings | None 
         except (NotImplementedError, RuntimeError):
             pass
     async with runtime(settings) as rt:
+        # Checked before anything listens: a tenant's polling settings that cannot be honoured stop start-up.
+        poller = PollRunner(rt.registry, rt.pools, rt.publishers, rt.directory) if ingest.poll else None
         mllp = MllpServer(rt.pipeline, ingest.mllp_host, ingest.mllp_port, ingest.ssl_context(), ingest.mllp_limits)
         await mllp.start()
         app = create_app(ReceiverContext(rt.registry, rt.secrets, rt.handler))
@@ -42,10 +45,15 @@ async def serve(settings: Settings | None = None, ingest: IngestSettings | None 
         watchdog = Watchdog(rt.registry, rt.pools, rt.handler, rt.directory)
         if ingest.watchdog:
             watchdog.start()
-        log.info("ingest.started", mllp_port=mllp.port, http_port=ingest.http_port)
+        if poller is not None:
+            poller.start()
+        log.info("ingest.started", mllp_port=mllp.port, http_port=ingest.http_port,
+                 polled_tenants=len(poller.pollers) if poller is not None else 0)
         try:
             await stop.wait()
         finally:
+            if poller is not None:
+                await poller.stop()
             await watchdog.stop()
             http.should_exit = True
             await http_task
