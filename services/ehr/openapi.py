@@ -426,8 +426,8 @@ def document(routes: list[tuple[str, list[str], object]], server: str = "") -> d
         "openapi": "3.1.0",
         "info": {"title": "Vigil EHR sandbox", "version": "0.1.0",
                  "description": "A multi-tenant FHIR R4 (R4B) server: REST interactions, transactions, search, "
-                                "history, Subscriptions (R5 Backport IG), Bulk Data $export, scheduling operations, SMART Backend "
-                                "Services, an admin API and a clinician inbox. Errors are OperationOutcomes. "
+                                "history, Subscriptions (R5 Backport IG), Bulk Data $export, scheduling operations, "
+                                "SMART Backend Services, an admin API and a clinician inbox. Errors are OperationOutcomes. "
                                 "Each tenant's FHIR CapabilityStatement is at /fhir/{tenant}/metadata."},
         "paths": paths,
         "components": {

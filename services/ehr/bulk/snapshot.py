@@ -31,9 +31,17 @@ def compartment_types() -> list[str]:
     return sorted(["Patient", *COMPARTMENT])
 
 
-def _snapshot(job: Job, rtype: str, args: list) -> str:
-    """SQL selecting (id, content) of ``rtype``'s snapshot for ``job``; appends to ``args`` ($1 tenant)."""
+def _snapshot(job: Job, rtype: str, args: list, bounds: tuple[str, str | None] | None = None) -> str:
+    """SQL selecting (id, content) of ``rtype``'s snapshot for ``job``, optionally only ids in
+    [bounds[0], bounds[1]) (served by the history's primary key); appends to ``args`` ($1 tenant)."""
     args += [rtype, job.transaction_time]
+    inner = ""
+    if bounds is not None:
+        args.append(bounds[0])
+        inner += f" AND id >= ${len(args)}"
+        if bounds[1] is not None:
+            args.append(bounds[1])
+            inner += f" AND id < ${len(args)}"
     where = ["NOT s.deleted"]
     if job.since is not None:
         args.append(job.since)
@@ -54,7 +62,7 @@ def _snapshot(job: Job, rtype: str, args: list) -> str:
             else:
                 where.append(f"EXISTS (SELECT 1 FROM {refs} x WHERE x.ref LIKE 'Patient/%')")
     return (f"SELECT s.id, s.content FROM (SELECT DISTINCT ON (id) id, version, last_updated, deleted, content "
-            f"FROM ehr_history WHERE tenant=$1 AND type=$2 AND last_updated <= $3 ORDER BY id, version DESC) s "
+            f"FROM ehr_history WHERE tenant=$1 AND type=$2 AND last_updated <= $3{inner} ORDER BY id, version DESC) s "
             f"WHERE {' AND '.join(where)}")
 
 
@@ -81,13 +89,9 @@ async def stream(conn: asyncpg.Connection, tenant: str, job: Job, rtype: str, st
                  part: int) -> AsyncIterator[bytes]:
     """The NDJSON lines of one part, streamed (call inside a transaction: cursors need one)."""
     args: list = [tenant]
-    inner = _snapshot(job, rtype, args)
-    args.append(starts[part])
-    bounds = f"q.id >= ${len(args)}"
-    if part + 1 < len(starts):
-        args.append(starts[part + 1])
-        bounds += f" AND q.id < ${len(args)}"
-    async for row in conn.cursor(f"SELECT q.content FROM ({inner}) q WHERE {bounds} ORDER BY q.id", *args,
+    bounds = (starts[part], starts[part + 1] if part + 1 < len(starts) else None)
+    inner = _snapshot(job, rtype, args, bounds)
+    async for row in conn.cursor(f"SELECT q.content FROM ({inner}) q ORDER BY q.id", *args,
                                  prefetch=CURSOR_PREFETCH):
         content = row["content"]
         if isinstance(content, str):

@@ -80,9 +80,10 @@ async def test_system_export_kickoff_poll_manifest_and_files(ehr_tenant, tmp_pat
         for url in (status_url, entry["url"]):
             assert (await http.get(url, headers={"Authorization": f"Bearer {token}"})).status_code == 404
 
-    # written after the transaction time: not in this export, and the only thing a _since export holds
-    note = next(iter(batch_notes.notes(1, seed=99)))
-    await ehr_tenant.client.update(batch_notes.document_resource(note, patient_ref=f"Patient/{next(iter(batch_notes.notes(1))).patient_fhir_id}"))
+    # a note updated after the transaction time: unchanged in this export, the only thing a _since export holds
+    first = next(iter(batch_notes.notes(1)))
+    changed = next(iter(batch_notes.notes(1, seed=99)))  # same note id, another text
+    await ehr_tenant.client.update(batch_notes.document_resource(changed, patient_ref=f"Patient/{first.patient_fhir_id}"))
     again = await _raw(ehr_tenant, "GET", entry["url"])
     assert again.content == body.content, "the export is a snapshot at its transactionTime"
     later = await _raw(ehr_tenant, "GET", f"{ehr_tenant.base_url}/$export",
@@ -156,3 +157,53 @@ async def test_large_export_is_split_into_files(ehr_tenant, tmp_path, monkeypatc
     notes = list(result.source().notes())
     assert [n.identifier_value for n in notes] == [n.note_id for n in sorted(batch_notes.notes(NOTES),
                                                                             key=lambda n: f"doc-{n.note_id}")]
+
+
+async def test_a_job_whose_planner_died_is_taken_over_by_the_next_poll(ehr_tenant, stack):
+    from services.core.db import create_pool
+
+    await batch_notes.load_into_ehr(ehr_tenant.client, 40)
+    kick = await _raw(ehr_tenant, "GET", f"{ehr_tenant.base_url}/$export", params={"_type": "DocumentReference"},
+                      headers={"Prefer": "respond-async"})
+    status_url = kick.headers["content-location"]
+    first, _ = await _until_done(ehr_tenant, status_url)
+    # as a server restart leaves it: in progress, nothing planned, no heartbeat for an hour
+    pool = await create_pool(stack, min_size=1, max_size=1)
+    try:
+        await pool.execute("UPDATE ehr_export_jobs SET status='in-progress', files='[]'::jsonb, progress='accepted', "
+                           "heartbeat=now() - interval '1 hour' WHERE tenant=$1 AND id=$2",
+                           ehr_tenant.tenant, status_url.rsplit("/", 1)[1])
+    finally:
+        await pool.close()
+    taken_over = await _raw(ehr_tenant, "GET", status_url)
+    assert taken_over.status_code == 202
+    done, _ = await _until_done(ehr_tenant, status_url)
+    assert done.json() == first.json()
+
+
+async def test_the_client_waits_what_the_server_asks(ehr_tenant, tmp_path):
+    import asyncio
+
+    await batch_notes.load_into_ehr(ehr_tenant.client, 20)
+    await ehr_tenant.admin.set_faults(ehr_tenant.tenant, export_delay_s=3)
+    waits, events = [], []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await asyncio.sleep(seconds)
+
+    result = await bulk_export.export(ehr_tenant.client, tmp_path, ExportRequest(types=("DocumentReference",)),
+                                      sleep=sleep, on_event=lambda kind, info: events.append(kind))
+    assert waits[0] == 3.0 and all(w <= 3.0 for w in waits), waits
+    assert events[0] == "kicked-off" and "in-progress" in events and events[-1] == "downloaded"
+    assert result.resources == {"DocumentReference": 20} and result.polls == len(waits) + 1
+    # run again on a finished directory: nothing is asked of the server but nothing is lost either
+    again = await bulk_export.export(ehr_tenant.client, tmp_path, ExportRequest(types=("DocumentReference",)))
+    assert again.resumed and again.downloaded == 0 and again.polls == 0 and again.files == result.files
+    with pytest.raises(bulk_export.ExportError, match="another export"):
+        await bulk_export.export(ehr_tenant.client, tmp_path, ExportRequest(types=("Patient",)))
+
+
+def test_poll_waits_are_capped():
+    assert bulk_export.next_wait(3600.0, 1.0) == bulk_export.POLL_MAX_S
+    assert bulk_export.next_wait(None, 8.0) == 8.0 and bulk_export.next_wait(2.0, 8.0) == 2.0
