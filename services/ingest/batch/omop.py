@@ -157,7 +157,8 @@ class OmopNoteSource:
         if identifier_column and persons is not None:
             raise ValueError("give a person mapping or an identifier column, not both")
         self.name = f"omop:{self.path.name}"
-        self.persons, self.identifier_column, self.identifier_system = persons, identifier_column, identifier_system
+        self.persons, self.identifier_system = persons, identifier_system
+        self.identifier_column = identifier_column.strip().lower() if identifier_column else None
         self.note_system, self.person_system, self.tz = note_system, person_system, tz
         self.strict, self.on_reject = strict, on_reject
         self.rejected = 0
