@@ -4,7 +4,7 @@ The snapshot of a type is, per id, its last version written at or before ``trans
 (``ehr_history``), unless that version is a deletion; ``_since`` keeps those whose version is
 later than it. Patient- and Group-level exports keep the Patient compartment: Patients
 themselves (the group's members for a Group) and resources of the types in
-``search._PATIENT_PATH`` whose patient reference names one of them (any patient for the
+``search.PATIENT_PATHS`` whose patient reference names one of them (any patient for the
 Patient level). Parts are runs of ``RESOURCES_PER_FILE`` resources in id order; a part is
 named by its first id, so planning stores a few ids per type and serving a file is one
 keyset-bounded query streamed through a cursor.
@@ -17,14 +17,14 @@ from typing import AsyncIterator
 import asyncpg
 
 from services.ehr.bulk.jobs import Job
-from services.ehr.search import _PATIENT_PATH
+from services.ehr.search import PATIENT_PATHS
 
 #: Resources per output file (a few MB of notes; large exports become several files per type).
 RESOURCES_PER_FILE = 1000
 #: Rows fetched per cursor round trip while a file streams.
 CURSOR_PREFETCH = 200
 #: Types in the Patient compartment (besides Patient): the type -> path of its patient reference.
-COMPARTMENT: dict[str, str] = dict(_PATIENT_PATH)
+COMPARTMENT: dict[str, str] = dict(PATIENT_PATHS)
 
 
 def compartment_types() -> list[str]:

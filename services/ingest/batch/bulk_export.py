@@ -174,8 +174,22 @@ class _Exporter:
         self.polls = 0
 
     async def kickoff(self, state: _State) -> None:
-        response = await self.client.request("GET", self.request.path, params=self.request.params(),
-                                             headers={"Prefer": "respond-async", "Accept": "application/fhir+json"})
+        """Start the export. A 429 (too many exports) or 5xx is tried again after its Retry-After
+        (or the backoff), ``MAX_POLL_ERRORS`` times at most."""
+        backoff = POLL_FIRST_S
+        for attempt in range(1, MAX_POLL_ERRORS + 1):
+            try:
+                response = await self.client.request("GET", self.request.path, params=self.request.params(),
+                                                     headers={"Prefer": "respond-async",
+                                                              "Accept": "application/fhir+json"})
+                break
+            except RetryableError as exc:
+                if attempt == MAX_POLL_ERRORS:
+                    raise ExportError(f"the kick-off failed {attempt} times ({exc}); run again later") from None
+                await self.sleep(next_wait(exc.retry_after, backoff))
+                backoff = min(POLL_MAX_S, backoff * 2)
+            except FatalError as exc:
+                raise ExportError(f"the EHR refused the export ({exc})") from None
         location = response.headers.get("content-location")
         if response.status_code != 202 or not location:
             raise ExportError(f"the kick-off answered {response.status_code} without a status URL "

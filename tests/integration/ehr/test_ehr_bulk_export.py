@@ -207,3 +207,23 @@ async def test_the_client_waits_what_the_server_asks(ehr_tenant, tmp_path):
 def test_poll_waits_are_capped():
     assert bulk_export.next_wait(3600.0, 1.0) == bulk_export.POLL_MAX_S
     assert bulk_export.next_wait(None, 8.0) == 8.0 and bulk_export.next_wait(2.0, 8.0) == 2.0
+
+
+async def test_a_busy_server_is_asked_again_after_its_retry_after(ehr_tenant, tmp_path, monkeypatch):
+    from services.ehr.bulk import operations
+
+    await batch_notes.load_into_ehr(ehr_tenant.client, 10)
+    monkeypatch.setattr(operations, "MAX_ACTIVE_JOBS", 0)  # every kick-off is refused with 429 + Retry-After
+    waits = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 2:
+            monkeypatch.setattr(operations, "MAX_ACTIVE_JOBS", 5)
+
+    result = await bulk_export.export(ehr_tenant.client, tmp_path, ExportRequest(types=("DocumentReference",)),
+                                      sleep=sleep)
+    assert waits[:2] == [operations.MAX_RETRY_AFTER_S] * 2 and result.resources == {"DocumentReference": 10}
+    with pytest.raises(bulk_export.ExportError, match="refused"):
+        await bulk_export.export(ehr_tenant.client, tmp_path / "outside",
+                                 ExportRequest("patient", types=("Practitioner",)))

@@ -211,3 +211,23 @@ def test_bulk_ndjson_bad_lines_binary_fetcher_and_no_text(tmp_path):
     source = BulkNdjsonSource.from_directory(tmp_path)
     assert list(source.notes()) == [] and "content.attachment.data: not base64" in str(source.errors[0])
     assert base64.b64decode(batch_notes.document_resource(notes[0])["content"][0]["attachment"]["data"])
+
+
+def test_parquet_bad_rows_name_the_row_group_row_and_column(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"note_id": pa.array([1, 2, None, 4], pa.int64()),
+                      "person_id": pa.array([9, 9, 9, 9], pa.int64()),
+                      "note_date": pa.array(["2025-01-01", "2025-01-02", "2025-01-03", "not a date"]),
+                      "note_text": pa.array(["a", "b", "c", "d"])})
+    path = tmp_path / "note.parquet"
+    pq.write_table(table, path, row_group_size=2)
+    source = OmopNoteSource(path)
+    notes = list(source.notes())
+    assert [n.identifier_value for n in notes] == ["1", "2"]
+    assert [str(e) for e in source.errors] == [
+        "note.parquet row group 1 row 1, column note_id: empty (note_id is required)",
+        "note.parquet row group 1 row 2, column note_date: not a date (YYYY-MM-DD expected)"]
+    assert notes[1].position.endswith(":1:0"), "the note after the last of a row group is the next group's first"
+    assert list(OmopNoteSource(path).notes(after=notes[1].position)) == []
