@@ -82,8 +82,10 @@ async def test_system_export_kickoff_poll_manifest_and_files(ehr_tenant, tmp_pat
 
     # a note updated after the transaction time: unchanged in this export, the only thing a _since export holds
     first = next(iter(batch_notes.notes(1)))
-    changed = next(iter(batch_notes.notes(1, seed=99)))  # same note id, another text
-    await ehr_tenant.client.update(batch_notes.document_resource(changed, patient_ref=f"Patient/{first.patient_fhir_id}"))
+    changed = next(iter(batch_notes.notes(1, seed=99)))  # same note id, another time
+    assert changed.when != first.when
+    await ehr_tenant.client.update(batch_notes.document_resource(changed,
+                                                                 patient_ref=f"Patient/{first.patient_fhir_id}"))
     again = await _raw(ehr_tenant, "GET", entry["url"])
     assert again.content == body.content, "the export is a snapshot at its transactionTime"
     later = await _raw(ehr_tenant, "GET", f"{ehr_tenant.base_url}/$export",
