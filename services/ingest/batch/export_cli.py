@@ -5,9 +5,10 @@
 
 The EHR is reached with ingest's SMART client (tenant settings ``ehr_client_id``,
 ``ehr_private_key_file``, ...; see ``services.core.ehraccess``). Running the same command again with
-the same directory resumes it. Exit codes: 0 done, 1 the EHR or the export failed (the message
-says whether running again resumes), 2 usage (unknown tenant, bad date, a directory holding
-another export).
+the same directory resumes it. The tenant's integration profile must declare the ``batch`` trigger.
+Exit codes: 0 done, 1 the EHR or the export failed (the message
+says whether running again resumes), 2 usage (unknown tenant, a profile without the batch
+trigger, bad date, a directory holding another export).
 """
 from __future__ import annotations
 
@@ -61,6 +62,9 @@ def export(tenant: str = typer.Option(..., "--tenant", help="Tenant id."),
     try:
         settings = Settings.from_env()
         cfg = Registry.load(settings.tenants_file).get(tenant)
+        if not cfg.integration.has_trigger("batch"):
+            _fail(f"tenant {tenant}: its integration profile does not declare batch sources "
+                  "(add \"batch\" to [tenants.<id>.integration] triggers)", 2)
         credentials = credentials_for(cfg, settings)
         request = bulk_export.ExportRequest("group" if group else "patient" if patients else "system", group, names,
                                             _since(since))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from services.core.integration import IntegrationProfile
 from services.core.tenancy import Registry, Tenant
 from services.ehr.bulk import snapshot
 from services.ingest.batch.bulk_export import STATE_FILE, _file_names
@@ -32,13 +33,15 @@ def _state(directory: Path) -> dict:
         return {}
 
 
-async def _registry(ehr_tenant, tmp_path: Path) -> Path:
+async def _registry(ehr_tenant, tmp_path: Path, *, batch: bool = True) -> Path:
     creds = await ehr_tenant.admin.new_client(ehr_tenant.tenant, "vigil-ingest", ["system/*.rs"])
     key = tmp_path / "ingest.pem"
     key.write_text(creds.private_key_pem)
     key.chmod(0o600)
     path = tmp_path / "tenants.toml"
+    triggers = ("backport-topic", "batch") if batch else ("backport-topic",)
     Registry(path, [Tenant(id=ehr_tenant.tenant, ehr_base_url=ehr_tenant.base_url,
+                           integration=IntegrationProfile(triggers=triggers, declared=True),
                            settings={"ehr_client_id": "vigil-ingest", "ehr_private_key_file": str(key),
                                      "ehr_scope": "system/*.rs"})]).save()
     return path
@@ -57,8 +60,12 @@ async def test_export_killed_mid_download_resumes_without_duplicates(ehr_tenant,
     await batch_notes.load_into_ehr(ehr_tenant.client, NOTES)
     # every request to the tenant's EHR takes 150 ms: downloads last long enough to be killed in
     await ehr_tenant.admin.set_faults(ehr_tenant.tenant, latency_ms=150)
-    registry = await _registry(ehr_tenant, tmp_path)
     out = tmp_path / "export"
+    registry = await _registry(ehr_tenant, tmp_path, batch=False)
+    refused = await _start(registry, ehr_tenant.tenant, out)
+    _, stderr = await refused.communicate()
+    assert refused.returncode == 2 and "batch" in stderr.decode()
+    registry = await _registry(ehr_tenant, tmp_path)
 
     proc = await _start(registry, ehr_tenant.tenant, out)
     deadline = time.monotonic() + KILL_DEADLINE_S
