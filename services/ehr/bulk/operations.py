@@ -135,7 +135,8 @@ async def _kickoff(request: Request, level: str, group_id: str | None = None) ->
                             headers={"Retry-After": str(MAX_RETRY_AFTER_S)})
         now = datetime.now(timezone.utc)
         job = jobs.Job(id=uuid.uuid4().hex, client_id=ctx.principal.client_id, level=level, group_id=group_id,
-                       patients=patients, types=types, explicit_types=explicit, since=since, request=str(request.url),
+                       patients=patients, types=types, explicit_types=explicit, since=since,
+                       request=_request_url(ctx, request),
                        transaction_time=now,
                        ready_at=now + timedelta(seconds=ctx.tenant.faults.export_delay_s),
                        status="in-progress", progress="accepted", files=[], error=None, heartbeat=now)
@@ -146,6 +147,12 @@ async def _kickoff(request: Request, level: str, group_id: str | None = None) ->
     body = operation_outcome([issue("informational", "The export was accepted; poll the Content-Location URL",
                                     "information")])
     return fhir_response(body, 202, {"Content-Location": status_url})
+
+
+def _request_url(ctx: Ctx, request: Request) -> str:
+    """The kick-off URL as the client sent it to the public base (behind a proxy too)."""
+    path = request.url.path.split(f"/fhir/{ctx.tenant.id}", 1)[-1]
+    return ctx.base + path + (f"?{request.url.query}" if request.url.query else "")
 
 
 def _start(ctx: Ctx, job: jobs.Job) -> None:
