@@ -13,6 +13,8 @@ BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport"
 TOPIC_CANONICAL_EXT = f"{BACKPORT}/StructureDefinition/capabilitystatement-subscriptiontopic-canonical"
 SUBSCRIPTION_STATUS_OP = f"{BACKPORT}/OperationDefinition/backport-subscription-status"
 SUBSCRIPTION_EVENTS_OP = f"{BACKPORT}/OperationDefinition/backport-subscription-events"
+#: FHIR Bulk Data Access IG (v2): system, Patient and Group $export.
+BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
 INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"]
 
 
@@ -30,6 +32,8 @@ def statement(base: str) -> dict:
         if rtype == "Appointment":
             entry["operation"] = [{"name": "find", "definition": f"{base}/OperationDefinition/appointment-find"},
                                   {"name": "book", "definition": f"{base}/OperationDefinition/appointment-book"}]
+        if rtype in ("Patient", "Group"):
+            entry["operation"] = [{"name": "export", "definition": f"{BULK}/{rtype.lower()}-export"}]
         if rtype == "Subscription":
             entry["operation"] = [{"name": "status", "definition": SUBSCRIPTION_STATUS_OP},
                                   {"name": "events", "definition": SUBSCRIPTION_EVENTS_OP}]
@@ -45,7 +49,8 @@ def statement(base: str) -> dict:
             "documentation": "Search: unknown parameters and modifiers are rejected (400); paging with _count and "
                              "_offset; _sort=_lastUpdated|-_lastUpdated; _summary=count. Conditional references "
                              "with identifier-only criteria that match nothing create a placeholder target. "
-                             "Not supported: XML, PATCH, _include/_revinclude, chained parameters, conditional "
+                             "Bulk Data $export (system, Patient, Group) with _type, _since "
+                             "and _outputFormat, asynchronous (Prefer: respond-async). Not supported: XML, PATCH, _include/_revinclude, chained parameters, conditional "
                              "delete, system-level search and history.",
             "security": {
                 "cors": False,
@@ -56,6 +61,7 @@ def statement(base: str) -> dict:
             },
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}],
+            "operation": [{"name": "export", "definition": f"{BULK}/export"}],
         }],
     }
 

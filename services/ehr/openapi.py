@@ -12,6 +12,7 @@ from functools import lru_cache
 
 from services.core.tenancy import TENANT_ID
 from services.ehr import faults, search, values
+from services.ehr.bulk import operations as bulk_ops
 from services.ehr.config import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from services.ehr.subscriptions.spec import CONTENTS
 from services.ehr.validation import ID_RE, resource_types
@@ -103,7 +104,17 @@ FAULTS = {
                    "error_status": {"enum": list(faults.ERROR_STATUSES)},
                    "retry_after_s": {"type": "integer", "minimum": 0, "maximum": 3600},
                    "outage_s": {"type": "number", "minimum": 0, "maximum": faults.MAX_OUTAGE_S},
-                   "drop_writes": {"type": "boolean"}},
+                   "drop_writes": {"type": "boolean"},
+                   "export_delay_s": {"type": "number", "minimum": 0, "maximum": faults.MAX_EXPORT_DELAY_S}},
+}
+MANIFEST = {
+    "type": "object", "required": ["transactionTime", "request", "requiresAccessToken", "output", "error"],
+    "properties": {
+        "transactionTime": {"type": "string"}, "request": {"type": "string"},
+        "requiresAccessToken": {"type": "boolean"},
+        "output": {"type": "array", "items": {"type": "object", "required": ["type", "url"], "properties": {
+            "type": {"type": "string"}, "url": {"type": "string"}, "count": {"type": "integer", "minimum": 0}}}},
+        "error": {"type": "array", "items": {"type": "object", "required": ["type", "url"]}}},
 }
 
 # ---- parameters ----------------------------------------------------------------------------------
@@ -162,6 +173,7 @@ _ERRORS = {
     403: "The token's scopes do not allow this interaction",
     404: "Unknown tenant, resource type or resource",
     405: "The method is not supported here",
+    406: "The Accept header asks for a format the server does not produce",
     409: "The write conflicted with another write",
     410: "The resource was deleted",
     412: "A precondition (If-Match, conditional criteria) failed",
@@ -240,6 +252,18 @@ def operations() -> dict[tuple[str, str], dict]:
     inbox = {"security": None, "tags": ("inbox",)}
     client_id = _path("client_id", {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,128}$"})
     tid = _path("tid", ID)
+    export_params = [
+        _query("_type", {"type": "string"}, "Resource types, comma-separated"),
+        _query("_since", {"type": "string", "pattern": values.DATE_SEARCH_VALUE.pattern},
+               "Only resources changed after this instant"),
+        _query("_outputFormat", {"enum": list(bulk_ops.OUTPUT_FORMATS)}),
+        _header("Prefer", "respond-async (required); handling=lenient ignores unsupported parameters"),
+        _header("Accept", "application/fhir+json")]
+    kickoff = {"202": {"description": "Accepted: poll the Content-Location URL",
+                       "headers": {"Content-Location": {"required": True, "schema": {"type": "string"}}},
+                       "content": _content(FHIR_JSON, "OperationOutcome")},
+               **_errors(400, 401, 403, 404, 406, 429, 500, 503)}
+    job = _path("job", {"type": "string"}, "The export job")
     ops = {
         ("/healthz", "GET"): {"summary": "Liveness (and database reachability)", "tags": ["platform"],
                               "security": [], "responses": {"200": _ok("Up", {"type": "object"}, JSON)}},
@@ -310,6 +334,26 @@ def operations() -> dict[tuple[str, str], dict]:
         **{(f"{F}/Subscription/{{rid}}/$events", m): _op("Retained events (Backport IG $events)", {
             "200": _ok("query-event notification Bundle", "Bundle"), **_errors(*FHIR_ERRORS)}, params=[rid, *events],
             **({"body": _parameters_body()} if m == "POST" else {})) for m in ("GET", "POST")},
+        (f"{F}/$export", "GET"): _op("Bulk Data system-level export (asynchronous)", kickoff,
+                                      params=export_params, tags=("Bulk Data",)),
+        (f"{F}/Patient/$export", "GET"): _op("Bulk Data export of all patients' compartments (asynchronous)",
+                                              kickoff, params=export_params, tags=("Bulk Data",)),
+        (f"{F}/Group/{{rid}}/$export", "GET"): _op("Bulk Data export of a Group's members (asynchronous)",
+                                                   kickoff, params=[rid, *export_params], tags=("Bulk Data",)),
+        (f"{F}/$export-status/{{job}}", "GET"): _op("An export's status: in progress (202) or its manifest (200)", {
+            "200": _ok("Complete: the manifest", "ExportManifest", JSON),
+            "202": {"description": "In progress", "headers": {
+                "X-Progress": {"required": True, "schema": {"type": "string"}},
+                "Retry-After": {"required": True, "schema": {"type": "string"}}}},
+            **_errors(401, 404, 429, 500, 503)}, params=[job], tags=("Bulk Data",)),
+        (f"{F}/$export-status/{{job}}", "DELETE"): _op("Cancel an export", {
+            "202": _ok("Cancelled", "OperationOutcome"), **_errors(401, 404, 429, 500, 503)}, params=[job],
+            tags=("Bulk Data",)),
+        (f"{F}/$export-file/{{job}}/{{name}}", "GET"): _op("One output file of a complete export", {
+            "200": {"description": "NDJSON, one resource per line",
+                    "content": {"application/fhir+ndjson": {"schema": {"type": "string"}}}},
+            **_errors(401, 404, 429, 500, 503)},
+            params=[job, _path("name", {"type": "string"}, "<Type>.<n>.ndjson")], tags=("Bulk Data",)),
         (f"{F}/Appointment/$find", "GET"): _op("Free slots as proposed Appointments", {
             "200": _ok("searchset", "Bundle"), **_errors(*FHIR_ERRORS)}, params=find),
         (f"{F}/Appointment/$find", "POST"): _op("Free slots as proposed Appointments", {
@@ -382,8 +426,8 @@ def document(routes: list[tuple[str, list[str], object]], server: str = "") -> d
         "openapi": "3.1.0",
         "info": {"title": "Vigil EHR sandbox", "version": "0.1.0",
                  "description": "A multi-tenant FHIR R4 (R4B) server: REST interactions, transactions, search, "
-                                "history, Subscriptions (R5 Backport IG), scheduling operations, SMART Backend "
-                                "Services, an admin API and a clinician inbox. Errors are OperationOutcomes. "
+                                "history, Subscriptions (R5 Backport IG), Bulk Data $export, scheduling operations, "
+                                "SMART Backend Services, an admin API and a clinician inbox. Errors are OperationOutcomes. "
                                 "Each tenant's FHIR CapabilityStatement is at /fhir/{tenant}/metadata."},
         "paths": paths,
         "components": {
@@ -391,7 +435,7 @@ def document(routes: list[tuple[str, list[str], object]], server: str = "") -> d
                 "OperationOutcome": OUTCOME, "Narrative": NARRATIVE, "ResourceType": {"enum": sorted(resource_types())},
                 "Resource": _resource_in({"$ref": _REF + "ResourceType"}), "StoredResource": STORED, "Bundle": BUNDLE,
                 "TransactionBundle": TX_BUNDLE, "Parameters": PARAMETERS, "Token": TOKEN, "OAuthError": OAUTH_ERROR,
-                "Faults": FAULTS},
+                "Faults": FAULTS, "ExportManifest": MANIFEST},
             "responses": {f"Error{c}": {"description": text, "content": _content(FHIR_JSON, "OperationOutcome")}
                           for c, text in _ERRORS.items()},
             "securitySchemes": {

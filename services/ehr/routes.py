@@ -11,6 +11,7 @@ from services.ehr import admin, auth, capability, interactions, openapi, schedul
 from services.ehr.config import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from services.ehr.http import FORM_TYPE, base_url, context, read_body, read_json, resource_response
 from services.ehr.outcome import bad_request, fhir_response, not_found
+from services.ehr.bulk import operations as bulk_ops
 from services.ehr.inbox import pages as inbox_pages
 from services.ehr.subscriptions import operations as subscription_ops
 from services.ehr.validation import check_id, check_type, validate
@@ -208,6 +209,7 @@ ROUTES: list[tuple[str, list[str], object]] = [
     (F, ["POST"], bundle),
     (F + "/", ["POST"], bundle),
     *subscription_ops.ROUTES,
+    *bulk_ops.ROUTES,
     (f"{F}/Appointment/$find", ["GET", "POST"], scheduling.find),
     (f"{F}/Appointment/$book", ["POST"], scheduling.book),
     (f"{F}/{{rtype}}/_search", ["POST"], search_type),

@@ -12,6 +12,7 @@ from rich.table import Table
 from services.core.config import ConfigError, Settings
 from services.core.errors import VigilError
 from services.core.tenancy import Registry, TenantError
+from services.ingest.batch import export_cli
 
 console = Console()
 err = Console(stderr=True)
@@ -77,10 +78,14 @@ def subscribe(tenant: str = typer.Option(..., "--tenant", help="Tenant id.")) ->
 
 
 @backfill_app.callback(invoke_without_command=True)
-def backfill(tenant: str = typer.Option(..., "--tenant", help="Tenant id."),
-             since: str = typer.Option(..., "--since", help="Date or date-time (UTC if no offset)."),
+def backfill(ctx: typer.Context, tenant: str = typer.Option(None, "--tenant", help="Tenant id."),
+             since: str = typer.Option(None, "--since", help="Date or date-time (UTC if no offset)."),
              page_size: int = typer.Option(100, "--page-size", min=1, max=1000)) -> None:
     """Page DocumentReferences by _lastUpdated, publish each version once; resumes from its checkpoint."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not tenant or not since:
+        _fail("--tenant and --since are required (or a subcommand: vigil backfill export --help)", 2)
     from services.ingest import backfill as job
     from services.ingest.runtime import runtime
 
@@ -110,3 +115,6 @@ def backfill(tenant: str = typer.Option(..., "--tenant", help="Tenant id."),
         _fail(f"backfill of {cfg.id} stopped ({exc}); run the same command again to resume")
     console.print(f"{report.job}: {report.seen} seen, {report.published} published, "
                   f"{report.skipped} already published{' (resumed)' if report.resumed else ''}")
+
+
+backfill_app.command("export")(export_cli.export)
