@@ -44,10 +44,16 @@ def test_requests_for_a_person(text):
     assert read(text).staff
 
 
-@pytest.mark.parametrize("text", ["yes", "yes please", "ok", "Sí, por favor", "sí", "si, reserve el primero",
-                                  "vale", "de acuerdo", "that works", "he says yes", "ah ok", "oh okay", "ya, vale"])
+@pytest.mark.parametrize("text", ["yes", "yes please", "Sí, por favor", "sí", "si, reserve el primero", "sure",
+                                  "de acuerdo", "that works", "he says yes", "go ahead", "yes ok"])
 def test_unambiguous_yes(text):
     assert read(text).answer == "yes"
+
+
+@pytest.mark.parametrize("text", ["ok", "OK.", "okay", "ah ok", "oh okay", "fine", "alright", "vale", "ya, vale", "bueno"])
+def test_a_bare_acknowledgement_is_read_not_agreed(text):
+    r = read(text)
+    assert r.ack and r.answer != "yes"
 
 
 @pytest.mark.parametrize("text", ["y", "Y", "k", "ok?", "si puedo ir el martes", "yes but can we do Tuesday instead?",
@@ -169,3 +175,31 @@ def test_a_searched_window_is_told_in_the_patients_language(text, language, expe
     assert render.window(when, language) == expected
     sentence = render.say("no_free_time", language, what=render.window(when, language))
     assert not any(name in sentence for name in lang.get("en" if language == "es" else "es").weekdays)
+
+
+@pytest.mark.parametrize("text", [
+    "Hi sorry for the slow reply. The diarrhea got worse and since last night there's been blood in it, quite a lot",
+    "sory my chest has been hurting realy bad and I cant breath good when i lay down",
+    "I get really dizzy when I stand up", "me duele mucho el pecho desde ayer", "hay sangre en el inodoro",
+])
+def test_urgent_symptoms_as_patients_write_them(text):
+    assert read(text).urgent
+
+
+@pytest.mark.parametrize("text", ["there is a blood test tomorrow", "is there blood work before the visit?",
+                                  "mañana tengo análisis de sangre"])
+def test_blood_tests_are_not_bleeding(text):
+    assert not read(text).urgent
+
+
+@pytest.mark.parametrize("text, index", [("Let's do the second one.", 1), ("I'll go with the last one", -1),
+                                         ("Back to the appointment then: number two.", 1),
+                                         ("Prefiero la tercera opción.", 2), ("Quisiera la primera", 0)])
+def test_a_choice_inside_a_sentence(text, index):
+    assert read(text).pick == index
+
+
+@pytest.mark.parametrize("text", ["What's my new appointment time?", "¿Cuándo quedó mi cita entonces?",
+                                  "Perdón, ¿para cuándo quedó mi cita?"])
+def test_status_questions(text):
+    assert read(text).status
