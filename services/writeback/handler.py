@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from services.core.decisions import Decision
+from services.core.decisions import Decision, delivery_suppressed
 from services.core.errors import NotFoundError, RetryableError
 from services.core.logging import get_logger
 from services.writeback import resources as R
@@ -64,7 +64,7 @@ class Writeback:
         if d["kind"] not in R.WRITABLE_KINDS:
             return
         state = await self.deps.modes.state(tenant, AGENT)
-        why_not = self._suppressed(d, state)
+        why_not = delivery_suppressed(d, state)
         await self.deps.ledger.record_decision(tenant, _decision_row(d, why_not))
         if why_not:
             ctx.log.info("writeback.suppressed", reason=why_not, decision=d["decisionId"])
@@ -85,16 +85,6 @@ class Writeback:
         ctx.log.info("writeback.written", action=outcome.action, decision=d["decisionId"], refs=len(outcome.refs))
         if outcome.action != "none":
             ctx.emit("actions", ctx.child(TASK_WRITTEN, await self._written_fact(client, d, outcome)))
-
-    @staticmethod
-    def _suppressed(d: dict, state) -> str | None:
-        if d["mode"] == "silent" or d.get("write") is False:
-            return "mode-silent" if d["mode"] == "silent" else "not-written-by-triage"
-        if state.mode == "silent":
-            return "mode-silent"
-        if "pilot" in (d["mode"], state.mode) and (not d.get("owner") or d["owner"] not in state.pilot_practitioners):
-            return "pilot-owner-not-listed"
-        return None
 
     @staticmethod
     async def _written_fact(client, d: dict, outcome) -> dict:
