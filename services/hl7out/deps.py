@@ -9,11 +9,15 @@ from services.core.config import Settings
 from services.core.crypto import Keyring
 from services.core.db import create_pool
 from services.core.ehraccess import EhrAccess
+from services.core.errors import FatalError
 from services.core.fhir import FhirClient, FhirClients
+from services.core.logging import get_logger
 from services.core.secrets import SecretSettings
 from services.core.tenantdb import TenantPools
 from services.core.tenantdir import TenantDirectory
-from services.hl7out.link import Links
+from services.hl7out.link import Links, client_context
+
+log = get_logger("vigil.hl7out")
 
 #: The SMART client of this service (registry settings ``hl7out_client_id`` ...): Patient reads only.
 PREFIX = "hl7out"
@@ -40,6 +44,26 @@ class Deps:
             await modes.ensure_schema(admin)
         finally:
             await admin.close()
+        self.check_profiles()
+
+    def check_profiles(self) -> None:
+        """Log, at start-up, every tenant whose results channel cannot work (its TLS trust file), so a
+        misconfiguration shows before the first result is dead-lettered for it."""
+        from services.core.tenancy import Registry
+
+        try:
+            tenants = list(Registry.load(self.settings.tenants_file))
+        except Exception as exc:  # a missing or broken registry: the stage host reports it
+            log.warning("hl7out.registry_unreadable", error_type=type(exc).__name__)
+            return
+        for tenant in tenants:
+            target = tenant.integration.hl7_out
+            if not tenant.integration.delivers("hl7v2") or target is None:
+                continue
+            try:
+                client_context(target)
+            except FatalError as exc:
+                log.warning("hl7out.tls_unusable", tenant=tenant.id, error_code=exc.code)
 
     async def client(self, tenant: str) -> FhirClient:
         if tenant in self._fixed:

@@ -31,9 +31,8 @@ import ssl
 
 from hl7.mllp import InvalidBlockError, open_hl7_connection
 
-from services.core.config import ConfigError
-from services.core.errors import RetryableError
-from services.core.hl7wire import ENCODING, AckError, Ack, parse_ack
+from services.core.errors import FatalError, RetryableError
+from services.core.hl7wire import ENCODING, Ack, AckError, parse_ack
 from services.core.integration import Hl7Out
 
 #: An ACK is a few hundred bytes; anything past this is not an ACK.
@@ -56,14 +55,15 @@ class Hl7Refused(RetryableError):
 
 
 def client_context(target: Hl7Out) -> ssl.SSLContext | None:
-    """The TLS context of a profile (None without TLS); a bad ``ca_file`` is a ConfigError."""
+    """The TLS context of a profile (None without TLS). A ``ca_file`` that cannot be loaded is a
+    FatalError naming the setting: the decision is dead-lettered (replay it once the file is fixed)."""
     if not target.tls:
         return None
     try:
         return ssl.create_default_context(cafile=target.ca_file or None)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"integration.hl7_out.ca_file={target.ca_file!r}: cannot load "
-                          f"({getattr(exc, 'strerror', None) or type(exc).__name__})") from None
+        raise FatalError(f"integration.hl7_out.ca_file={target.ca_file!r}: cannot load "
+                         f"({getattr(exc, 'strerror', None) or type(exc).__name__})", code="bad_ca_file") from None
 
 
 class Link:
