@@ -85,6 +85,12 @@ class Link:
                                  code="connect_failed") from None
         self.opened += 1
 
+    def _drop(self) -> None:
+        """Forget the connection at once (no await): its next bytes may be an ACK nobody waits for."""
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.close()
+
     async def close(self) -> None:
         writer, self._reader, self._writer = self._writer, None, None
         if writer is not None:
@@ -108,6 +114,9 @@ class Link:
                     await self._open()
                 try:
                     answer = await self._exchange(block)
+                except asyncio.CancelledError:  # e.g. the handler's deadline: the ACK may still come
+                    self._drop()
+                    raise
                 except TimeoutError:
                     await self.close()
                     raise Hl7Undelivered(f"no ACK within {self.target.timeout_s:g} s", code="ack_timeout") from None
@@ -147,6 +156,12 @@ class Links:
         if link is None:
             link = self._links[tenant] = Link(target)
         return link
+
+    def _drop(self) -> None:
+        """Forget the connection at once (no await): its next bytes may be an ACK nobody waits for."""
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.close()
 
     async def close(self) -> None:
         links, self._links = list(self._links.values()), {}

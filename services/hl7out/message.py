@@ -68,12 +68,17 @@ def stamp(when: datetime) -> str:
 
 
 def cx(identifier: dict) -> str:
-    """A FHIR-style identifier (system, value, type) as one CX repetition: value^^^authority^type."""
+    """A FHIR-style identifier (system, value, type, assigner) as one CX repetition:
+    value^^^authority^type. The authority is the one the HL7 feed sent (``assigner.display``, and
+    the OID of an ``urn:oid:`` system), else the system itself as a URI."""
     system, value = identifier.get("system") or "", identifier.get("value") or ""
+    namespace = escape((identifier.get("assigner") or {}).get("display") or "")
     if system.startswith("urn:oid:"):
-        authority = f"&{escape(system[8:])}&ISO"
+        authority = f"{namespace}&{escape(system[8:])}&ISO"
+    elif namespace:
+        authority = namespace
     elif system.startswith(IDENTIFIER_ROOT + ":") and ":patient:" in system:
-        authority = escape(system.rsplit(":patient:", 1)[1])   # the HD namespace the feed sent
+        authority = escape(system.rsplit(":patient:", 1)[1])   # the feed's namespace, as normalised
         authority = "" if authority == "pid" else authority
     elif system:
         authority = f"&{escape(system)}&URI"

@@ -318,3 +318,24 @@ async def test_profiles_are_checked_with_the_setting_named(h7):
     with pytest.raises(ValueError, match="hl7_out"):
         parse_profile(h7.wb.tenant, {"results": ["hl7v2"], "ehr_accepts": []})
 
+
+
+async def test_the_kill_switch_keeps_results_for_a_replay_that_sends_each_once(h7, receiver):
+    from services.core import modes
+    from tests.integration.writeback.test_writeback import forget_processed
+
+    h7.profile(receiver)
+    h7.deps.modes = modes.ModeStore(h7.wb.pools, h7.wb.path, ttl_s=0.0)  # no cache: the switch acts at once
+    pid = await h7.patient("MRN-K")
+    ev = h7.wb.decision(pid, await h7.wb.note(pid))
+    await h7.deps.modes.kill(h7.wb.tenant, "writeback", actor="test", reason="test")
+    async with h7.host() as host:
+        await h7.wb.publish("actions", [ev])
+        await _dead_letters(h7, 1)
+        assert receiver.received == [], "nothing is sent while the results agent is killed"
+        await h7.deps.modes.kill(h7.wb.tenant, "writeback", on=False, actor="test")
+        await forget_processed(h7.wb)
+        await h7.wb.publish("actions", [ev])  # what `vigil dlq replay` does: the same event again
+        await receiver.wait(lambda r: r.accepted())
+        await wait_idle(h7.wb.stack, h7.wb.tenant, host.specs)
+    assert receiver.accepted() == {h7.ctrl(ev): 1} and len(receiver.received) == 1

@@ -111,3 +111,14 @@ def test_ack_parsing():
         with pytest.raises(AckError):
             parse_ack(bad)
     assert escape("a|b\nc") == "a\\F\\b c" and escape("a\r\nb", keep_breaks=True) == "a\\X0D\\\\X0A\\b"
+
+
+def test_pid3_echoes_the_assigning_authority_the_feed_sent():
+    from services.hl7out.message import cx
+
+    assert cx({"system": "urn:vigil:hl7:nw:patient:simulator-mrn", "value": "31", "assigner": {"display": "SIM MRN"},
+               "type": {"coding": [{"code": "MR"}]}}) == "31^^^SIM MRN^MR"
+    assert cx({"system": "urn:oid:1.2.3", "value": "9", "assigner": {"display": "NIST&MPI"}}) == \
+        "9^^^NIST\\T\\MPI&1.2.3&ISO"
+    assert cx({"system": "https://ehr.example.org/mrn", "value": "7"}) == "7^^^&https://ehr.example.org/mrn&URI"
+    assert cx({"system": "urn:vigil:hl7:nw:patient:pid", "value": "5"}) == "5"
