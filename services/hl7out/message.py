@@ -120,8 +120,9 @@ def _pid(patient_ids: list[dict]) -> str:
     return "|".join(["PID", "1", "", "~".join(cx(i) for i in patient_ids)])
 
 
-def _obx(n: int, vtype: str, code: tuple[str, str], value: str, sub: str = "", units: str = "") -> str:
-    return "|".join(["OBX", str(n), vtype, _ce(*code), sub, value, units, "", "", "", "", "P"])
+def _obx(n: int, vtype: str, code: tuple[str, str], value: str, sub: str = "") -> str:
+    """OBX-1 set id, -2 value type, -3 code, -4 sub-id, -5 value, -11 ``P`` (preliminary)."""
+    return "|".join(["OBX", str(n), vtype, _ce(*code), sub, value, "", "", "", "", "", "P"])
 
 
 def observations(decision: dict) -> list[tuple[str, tuple[str, str], str, str]]:

@@ -27,12 +27,14 @@ PI = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "co
 
 _STORE_SQL = ("SELECT p.identifiers_sealed FROM ingest_documents d JOIN ingest_patients p "
               "ON p.tenant = d.tenant AND p.patient_key = d.patient_key "
-              "WHERE d.tenant = $1 AND d.id = $2 ORDER BY d.version DESC LIMIT 1")
+              "WHERE d.tenant = $1 AND d.id = $2 AND ($3::int IS NULL OR d.version = $3) "
+              "ORDER BY d.version DESC LIMIT 1")
 
 
-async def from_store(pools, keyring, tenant: str, document_id: str) -> list[dict]:
+async def from_store(pools, keyring, tenant: str, document_id: str, version: str | None = None) -> list[dict]:
+    number = int(version) if version and str(version).isdigit() else None
     async with pools.tx(tenant, readonly=True) as conn:
-        sealed = await conn.fetchval(_STORE_SQL, tenant, document_id)
+        sealed = await conn.fetchval(_STORE_SQL, tenant, document_id, number)
     if sealed is None:
         raise FatalError("the stored note or its patient is not in the document store", code="store_patient_missing")
     found = json.loads((await keyring.decrypt(tenant, bytes(sealed), INDEX_PURPOSE)).decode("utf-8"))
@@ -53,7 +55,7 @@ async def from_ehr(client, tenant: Tenant, patient_id: str) -> list[dict]:
 async def identifiers(deps, tenant: Tenant, decision: dict) -> list[dict]:
     doc = decision["document"]
     if doc.get("source") == "store":
-        found = await from_store(deps.pools, deps.keyring, tenant.id, doc["id"])
+        found = await from_store(deps.pools, deps.keyring, tenant.id, doc["id"], doc.get("versionId"))
     elif "ehr-fhir" in tenant.integration.note_sources:
         found = await from_ehr(await deps.client(tenant.id), tenant, decision["patient"])
     else:
