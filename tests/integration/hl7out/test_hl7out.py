@@ -314,11 +314,6 @@ async def test_a_60_second_outage_dead_letters_then_replay_delivers_each_result_
     assert code == 1 and json.loads(out.strip().splitlines()[-1])["total"] == "0"
 
 
-async def test_profiles_are_checked_with_the_setting_named(h7):
-    with pytest.raises(ValueError, match="hl7_out"):
-        parse_profile(h7.wb.tenant, {"results": ["hl7v2"], "ehr_accepts": []})
-
-
 
 async def test_the_kill_switch_keeps_results_for_a_replay_that_sends_each_once(h7, receiver):
     from services.core import modes

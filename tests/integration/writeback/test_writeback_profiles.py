@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from services.core.integration import parse as parse_profile
 from services.core.tenancy import Registry, Tenant
-from services.writeback import app as writeback_app
 from services.writeback import resources as R
 from tests.fixtures.kafka import wait_idle
 from tests.integration.writeback.test_cdshooks import cds, hook_body, token  # noqa: F401 (cds: a fixture)
