@@ -14,6 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ENCODING = "utf-8"
+#: MSH-3 of every message Vigil sends (its results). A feed that echoes them back is not a source
+#: of notes: the hl7 stage leaves such messages unused, so a result never loops into a new finding.
+VIGIL_APPLICATION = "VIGIL"
 #: Field, component, repetition, escape and sub-component separators this module writes.
 ENCODING_CHARACTERS = "^~\\&"
 _ESCAPES = (("\\", "\\E\\"), ("|", "\\F\\"), ("^", "\\S\\"), ("&", "\\T\\"), ("~", "\\R\\"))

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from services.core.events import deterministic_id
-from services.core.hl7wire import ENCODING_CHARACTERS, escape
+from services.core.hl7wire import ENCODING_CHARACTERS, VIGIL_APPLICATION, escape
 
 VERSION = "2.5.1"
-SENDING_APPLICATION = "VIGIL"
+SENDING_APPLICATION = VIGIL_APPLICATION
 LOCAL = "VIGIL"                       # coding system of Vigil's own codes (HL7 local table)
 AI_LABEL = ("AI-generated and unverified: this finding was produced by an artificial intelligence system "
             "(Vigil) from a clinical note and has not been reviewed by a clinician.")

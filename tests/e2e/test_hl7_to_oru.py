@@ -5,6 +5,7 @@ MDM^T02 over MLLP -> AA on durable receipt -> the hl7 stage (Vigil's document st
 (GetNote from the store) -> triage -> writeback (the profile has no ``fhir`` channel: writes nothing)
 and hl7out -> the test receiver. PID-3 of the result is the identifier the feed sent (from the
 document store's patient index; hl7out never asks the EHR, whose client here fails the test).
+The results echoed back into the feed (as an engine that broadcasts results does) change nothing.
 """
 from __future__ import annotations
 
@@ -37,6 +38,11 @@ from tests.fixtures.writeback import FAST_RETRY, FAST_TUNING
 
 FACILITY = "NORTHWING"
 NOTES = 2
+
+
+async def _stored_notes(wb) -> int:
+    async with wb.pools.tx(wb.tenant, readonly=True) as conn:
+        return await conn.fetchval("SELECT count(*) FROM ingest_documents WHERE tenant = $1", wb.tenant)
 
 
 class NoEhr:
@@ -81,6 +87,13 @@ async def test_hl7_only_site_gets_one_oru_per_finding_and_no_fhir_writes(pipelin
         assert await send_all(listener.port, [mdm(n, f"MRN{n:04d}") for n in range(NOTES)]) == ["AA"] * NOTES
         await receiver.wait(lambda r: len(r.accepted()) >= NOTES, timeout=90)
         await wait_idle(wb.stack, wb.tenant, specs, timeout=60)
+        stored = await _stored_notes(wb)
+        # an engine that routes results to every subscriber sends Vigil's own ORUs back to its feed:
+        # they are acknowledged and used for nothing (no note, no finding, no second result)
+        echoed = [r.text.encode() for r in receiver.received]
+        assert await send_all(listener.port, echoed) == ["AA"] * NOTES
+        await wait_idle(wb.stack, wb.tenant, specs, timeout=60)
+        assert await _stored_notes(wb) == stored == NOTES
     finally:
         stop.set()
         await runner
