@@ -9,8 +9,11 @@ import signal
 
 import uvicorn
 
-from services.core.config import Settings
+from services.core.config import ConfigError, Settings
+from services.core.integration import ProfileError
 from services.core.logging import configure, get_logger
+from services.core.tenancy import Registry, TenantError
+from services.ingest import profiles
 from services.ingest.config import IngestSettings
 from services.ingest.mllp.server import MllpServer
 from services.ingest.receiver.app import ReceiverContext, create_app
@@ -31,7 +34,12 @@ async def serve(settings: Settings | None = None, ingest: IngestSettings | None 
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    async with runtime(settings) as rt:
+    try:
+        registry = Registry.load(settings.tenants_file)
+    except (TenantError, ProfileError) as exc:
+        raise ConfigError(str(exc)) from None
+    profiles.check(registry, ingest)  # a profile ingest cannot honour stops it here, naming the setting
+    async with runtime(settings, registry) as rt:
         mllp = MllpServer(rt.pipeline, ingest.mllp_host, ingest.mllp_port, ingest.ssl_context(), ingest.mllp_limits)
         await mllp.start()
         app = create_app(ReceiverContext(rt.registry, rt.secrets, rt.handler))

@@ -47,6 +47,8 @@ class IngestSettings:
     tls_key: Path | None
     watchdog: bool
     mllp_limits: MllpLimits = MllpLimits()
+    #: VIGIL_INGEST_PUBLIC_URL was given (not derived from the bind address): EHRs elsewhere can reach it.
+    public_url_set: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "IngestSettings":
@@ -76,7 +78,8 @@ class IngestSettings:
         return cls(mllp_host=src.get("VIGIL_INGEST_MLLP_HOST", "127.0.0.1"),
                    mllp_port=_port("VIGIL_INGEST_MLLP_PORT", src.get("VIGIL_INGEST_MLLP_PORT", "2575")),
                    http_host=http_host, http_port=http_port, public_url=public.rstrip("/"),
-                   tls_cert=cert, tls_key=key, watchdog=watchdog in ("true", "1", "yes"), mllp_limits=limits)
+                   tls_cert=cert, tls_key=key, watchdog=watchdog in ("true", "1", "yes"), mllp_limits=limits,
+                   public_url_set=bool(src.get("VIGIL_INGEST_PUBLIC_URL", "")))
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """TLS for the MLLP listener (and the HTTP receiver) when a certificate is configured."""
