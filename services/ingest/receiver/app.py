@@ -1,6 +1,7 @@
 """The notification endpoints (one explicit route table): ``POST /notify/<tenant>`` for Backport IG
 notification Bundles, ``POST /notify/<tenant>/r4/<Type>`` for classic R4 criteria notifications
-(the resource, or an empty body; services.ingest.receiver.r4).
+(the resource, or an empty body; services.ingest.receiver.r4), and ``PUT
+/notify/<tenant>/r4/<Type>/<Type>/<id>``, the form HAPI FHIR and Smile CDR use for a payload.
 
 200 only after every event of the notification was published and acknowledged by the
 broker (or was a duplicate). 400/401/404/413/415 with an OperationOutcome for requests
@@ -104,6 +105,17 @@ def create_app(ctx: ReceiverContext) -> FastAPI:
     r4_notifications = ctx.r4 or r4.R4Notifications(ctx.handler)
 
     async def notify_r4(tenant: str, resource_type: str, request: Request) -> JSONResponse:
+        """The R4 channel type's POST: the resource, or an empty body."""
+        return await _r4(tenant, resource_type, request, None)
+
+    async def notify_r4_put(tenant: str, resource_type: str, path_type: str, rid: str,
+                            request: Request) -> JSONResponse:
+        """HAPI FHIR / Smile CDR deliver a payload as PUT ``[endpoint]/[Type]/[id]``."""
+        if path_type != resource_type:
+            return outcome(404, "not-found", "the path's resource type differs from the endpoint's")
+        return await _r4(tenant, resource_type, request, rid)
+
+    async def _r4(tenant: str, resource_type: str, request: Request, rid: str | None) -> JSONResponse:
         try:
             tenant_cfg = ctx.registry.get(check_tenant_id(tenant))
         except TenantError:
@@ -126,6 +138,8 @@ def create_app(ctx: ReceiverContext) -> FastAPI:
             return outcome(403, "forbidden", "this tenant's integration profile has no r4-criteria trigger")
         try:
             resource = r4.parse_resource(body, resource_type)
+            if rid is not None and (resource is None or resource["id"] != rid):
+                raise BadNotification("a PUT must carry the resource whose id is in the URL", "id")
         except BadNotification as exc:
             log.info("notify.bad_request", tenant=tenant_cfg.id, path=exc.path[:80])
             return outcome(400, "invalid", str(exc))
@@ -150,6 +164,7 @@ def create_app(ctx: ReceiverContext) -> FastAPI:
     ROUTES = [
         ("/notify/{tenant}", notify, ["POST"]),
         ("/notify/{tenant}/r4/{resource_type}", notify_r4, ["POST"]),
+        ("/notify/{tenant}/r4/{resource_type}/{path_type}/{rid}", notify_r4_put, ["PUT"]),
         ("/healthz", healthz, ["GET"]),
         ("/openapi.json", openapi_document, ["GET"]),
     ]

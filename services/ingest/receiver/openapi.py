@@ -119,6 +119,26 @@ OPERATIONS: dict[tuple[str, str], dict] = {
         "responses": {"200": _outcome(200, "Accepted: an informational OperationOutcome with the counts"),
                       **{str(code): _outcome(code, text) for code, text in _R4_ERRORS.items()}},
     },
+    ("/notify/{tenant}/r4/{resource_type}/{path_type}/{rid}", "PUT"): {
+        "summary": "Receive a classic R4 criteria notification delivered as HAPI FHIR and Smile CDR do: PUT of the "
+                   "resource to [endpoint]/[Type]/[id]",
+        "description": "As the POST, with the resource required and its id equal to the URL's.",
+        "parameters": [
+            {"name": "tenant", "in": "path", "required": True, "schema": {"type": "string",
+                                                                         "pattern": TENANT_ID.pattern}},
+            {"name": "resource_type", "in": "path", "required": True, "schema": {"enum": list(R4_TYPES)}},
+            {"name": "path_type", "in": "path", "required": True, "schema": {"enum": list(R4_TYPES)},
+             "description": "The resource type again (the EHR appends [Type]/[id] to the endpoint)"},
+            {"name": "rid", "in": "path", "required": True, "schema": {"type": "string",
+                                                                      "pattern": "^[A-Za-z0-9\\-.]{1,64}$"}},
+        ],
+        "requestBody": {"required": True, "content": {
+            FHIR_JSON: {"schema": {"$ref": _REF + "R4Resource"}},
+            JSON: {"schema": {"$ref": _REF + "R4Resource"}}}},
+        "security": [{"channelToken": []}],
+        "responses": {"200": _outcome(200, "Accepted: an informational OperationOutcome with the counts"),
+                      **{str(code): _outcome(code, text) for code, text in _R4_ERRORS.items()}},
+    },
     ("/healthz", "GET"): {"summary": "Liveness", "security": [], "responses": {"200": {
         "description": "Up", "content": {JSON: {"schema": {"type": "object", "required": ["status"],
                                                            "properties": {"status": {"const": "ok"}}}}}}}},

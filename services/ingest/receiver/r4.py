@@ -8,7 +8,8 @@ event number and no handshake, so:
 - a resource is deduplicated by (type, id, versionId) in the ingest ledger, and a version older
   than one already claimed (an out-of-order delivery) changes nothing;
 - an empty body means "something of this type changed": a ``_lastUpdated`` search from the
-  type's checkpoint finds what, where the profile allows that search;
+  type's checkpoint finds what, where the profile allows that search. A search sees current
+  versions only, so versions superseded before it ran are not published (the latest one is);
 - a lost notification is found by the same search, run by the watchdog every round
   (:meth:`R4Notifications.catch_up`).
 

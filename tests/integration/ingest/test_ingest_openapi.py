@@ -34,7 +34,8 @@ async def test_the_receiver_conforms_to_its_openapi_document(ingest, tmp_path):
                                  timeout=30) as http:
         response = await http.get("/openapi.json")
         assert response.status_code == 200 and set(response.json()["paths"]) == {
-            "/notify/{tenant}", "/notify/{tenant}/r4/{resource_type}", "/healthz", "/openapi.json"}
+            "/notify/{tenant}", "/notify/{tenant}/r4/{resource_type}",
+            "/notify/{tenant}/r4/{resource_type}/{path_type}/{rid}", "/healthz", "/openapi.json"}
         schema = schemathesis.openapi.from_dict(response.json())
 
         async def send_async(case) -> httpx.Response:

@@ -67,14 +67,19 @@ class R4Setup:
         await self.watchdog.prime()  # as the service does at start: the checkpoint begins now
         return rows[0]["id"]
 
-    async def post(self, body: bytes, token: str | None = "valid", rtype: str = "DocumentReference"):
+    async def post(self, body: bytes, token: str | None = "valid", rtype: str = "DocumentReference",
+                   put_id: str | None = None):
+        """POST to the type's endpoint, or (``put_id``) PUT to ``<endpoint>/<Type>/<id>`` as HAPI FHIR does."""
         headers = {"Content-Type": "application/fhir+json"}
         if token == "valid":
             headers["Authorization"] = f"Bearer {channel_token(self.secrets, self.tenant.id)}"
         elif token is not None:
             headers["Authorization"] = f"Bearer {token}"
+        url = f"{self.notify_base}/r4/{rtype}"
         async with httpx.AsyncClient() as http:
-            return await http.post(f"{self.notify_base}/r4/{rtype}", content=body, headers=headers)
+            if put_id is not None:
+                return await http.put(f"{url}/{rtype}/{put_id}", content=body, headers=headers)
+            return await http.post(url, content=body, headers=headers)
 
 
 @pytest.fixture
@@ -106,6 +111,9 @@ async def test_a_note_reaches_ehr_events_through_an_r4_rest_hook(ingest, r4, pay
     await r4.subscribe(payload=payload)
     patient = (await client.create({"resourceType": "Patient"})).resource["id"]
     doc = (await client.create(note(patient, "pembrolizumab cycle 3, new rash"))).resource
+    # An empty notification is answered by a search, which sees the current version only: the update
+    # waits for the first version's event, so both versions are there to be seen.
+    assert versions(await events_for(ingest, 1)) == [(doc["id"], "1")]
     amended = (await client.update({**doc, "docStatus": "amended"})).resource
     events = await events_for(ingest, 2)
     assert versions(events) == [(doc["id"], "1"), (doc["id"], "2")] and amended["meta"]["versionId"] == "2"
@@ -129,6 +137,22 @@ async def test_duplicates_and_out_of_order_versions_publish_nothing_more(ingest,
     assert "duplicates=1" in answers[1] and "ignored=1" in answers[2]  # a repeat; an older version
     events = await events_for(ingest, 1, timeout=5)
     assert versions(events) == [(v1["id"], "2")]
+
+
+async def test_the_hapi_fhir_put_form_is_accepted_once(ingest, r4):
+    client = ingest.ehr.client
+    patient = (await client.create({"resourceType": "Patient"})).resource["id"]
+    doc = (await client.create(note(patient, "put form"))).resource
+    body = json.dumps(doc).encode()
+    wrong = await r4.post(body, put_id="another-id")
+    assert wrong.status_code == 400 and wrong.json()["issue"][0]["diagnostics"].startswith("id")
+    assert (await r4.post(b"", put_id=doc["id"])).status_code == 400  # a PUT carries the resource
+    first, again = await r4.post(body, put_id=doc["id"]), await r4.post(body, put_id=doc["id"])
+    assert first.status_code == again.status_code == 200
+    assert "published=1" in first.json()["issue"][0]["diagnostics"]
+    assert "duplicates=1" in again.json()["issue"][0]["diagnostics"]
+    assert (await r4.post(body, put_id=doc["id"], token="nope")).status_code == 401
+    assert versions(await events_for(ingest, 1, timeout=5)) == [(doc["id"], "1")]
 
 
 async def test_a_lost_notification_is_recovered_by_the_catch_up_search(ingest, r4, admin_pool):

@@ -6,6 +6,7 @@ import pytest
 from services.ingest.receiver import auth, openapi
 
 ROUTES = [("/notify/{tenant}", None, ["POST"]), ("/notify/{tenant}/r4/{resource_type}", None, ["POST"]),
+          ("/notify/{tenant}/r4/{resource_type}/{path_type}/{rid}", None, ["PUT"]),
           ("/healthz", None, ["GET"]), ("/openapi.json", None, ["GET"])]
 
 
