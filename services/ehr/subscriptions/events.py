@@ -2,8 +2,9 @@
 queue events for every write a topic covers, inside the transaction that made the write.
 
 An event is queued for a subscription when its topic covers the write (resource type and
-action; an R4 criteria subscription's pseudo-topic covers creates and updates of its type) and every ``backport-filter-criteria`` matches the written version (for a delete,
-the version before it). Numbering is per subscription, gap-free and in commit order: the
+action; an R4 criteria subscription's pseudo-topic covers creates and updates of its type) and
+every ``backport-filter-criteria`` (or the R4 criteria) matches the written version (for a
+delete, the version before it). Numbering is per subscription, gap-free and in commit order: the
 subscription's row stays locked until the writing transaction ends.
 """
 from __future__ import annotations
