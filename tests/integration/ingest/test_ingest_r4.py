@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 
 from services.core.integration import parse as parse_profile
+from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry
 from services.ingest.receiver.app import ReceiverContext, create_app
 from services.ingest.receiver.auth import channel_header, channel_token
@@ -226,3 +227,39 @@ async def test_vigil_subscribe_makes_none_for_an_epic_like_profile(tmp_path, ehr
     assert done.returncode == 0, done.stderr
     out = " ".join(done.stdout.split())
     assert "no Subscriptions to make" in out and "epic-like" in out and "hl7v2-feed, patient-poll" in out
+
+
+async def test_vigil_subscribe_creates_then_keeps_the_r4_subscriptions(tmp_path, ehr_tenant):
+    """The CLI in its own process, against the sandbox, for a tenant whose profile names r4-criteria."""
+    creds, tenant = ehr_tenant.credentials, ehr_tenant.tenant
+    key = tmp_path / "ehr.pem"
+    key.write_text(creds.private_key_pem)
+    tenants = tmp_path / "tenants.toml"
+    tenants.write_text(f'[tenants.{tenant}]\nmode = "silent"\n\n[tenants.{tenant}.settings]\n'
+                       f'ehr_client_id = "{creds.client_id}"\nehr_private_key_file = "{key}"\n'
+                       f'ehr_key_id = "{creds.kid}"\n\n[tenants.{tenant}.integration]\nfamily = "fhir-server"\n'
+                       'triggers = ["r4-criteria"]\nnote_sources = ["ehr-fhir"]\nresults = ["fhir"]\n')
+    env = {**os.environ, "VIGIL_TENANTS_FILE": str(tenants), "VIGIL_EHR_URL": ehr_tenant.server.url,
+           "VIGIL_INGEST_PUBLIC_URL": "https://ingest.example.org", "COLUMNS": "200"}
+
+    def run() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "services.cli", "subscribe", "--tenant", tenant], cwd=REPO,
+                              env=env, capture_output=True, text=True, timeout=120)
+    try:
+        first = await asyncio.to_thread(run)
+        assert first.returncode == 0, first.stderr
+        subs = await ehr_tenant.client.search("Subscription")
+        assert sorted(s["criteria"] for s in subs) == sorted(c.criteria for c in R4_CRITERIA)
+        for sub in subs:
+            rtype = sub["criteria"].split("?")[0]
+            assert sub["status"] == "active" and sub["channel"]["payload"] == "application/fhir+json"
+            assert sub["channel"]["endpoint"] == f"https://ingest.example.org/notify/{tenant}/r4/{rtype}"
+            # the CLI's process reads the same environment: the same derived channel token
+            assert sub["channel"]["header"] == [channel_header(SecretSettings.from_env(), tenant)]
+        assert first.stdout.count("created") == len(R4_CRITERIA)
+        second = await asyncio.to_thread(run)
+        assert second.returncode == 0 and second.stdout.count("created") == 0
+        assert len(await ehr_tenant.client.search("Subscription")) == len(R4_CRITERIA)
+    finally:
+        for sub in await ehr_tenant.client.search("Subscription"):
+            await ehr_tenant.client.delete("Subscription", sub["id"])
