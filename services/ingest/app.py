@@ -50,6 +50,8 @@ async def serve(settings: Settings | None = None, ingest: IngestSettings | None 
         watchdog = Watchdog(rt.registry, rt.pools, rt.handler, rt.directory)
         if ingest.watchdog:
             watchdog.start()
+        else:  # no periodic catch-up, but R4 checkpoints still start now
+            await watchdog.prime()
         log.info("ingest.started", mllp_port=mllp.port, http_port=ingest.http_port)
         try:
             await stop.wait()

@@ -38,7 +38,9 @@ async def newer_version_seen(conn: asyncpg.Connection, tenant: str, resource_typ
         return False
     return await conn.fetchval(
         "SELECT EXISTS (SELECT 1 FROM ingest_seen_versions WHERE tenant = $1 AND resource_type = $2 "
-        "AND resource_id = $3 AND version_id ~ '^[0-9]{1,18}$' AND version_id::bigint > $4::bigint)",
+        "AND resource_id = $3 "
+        # CASE, not AND: PostgreSQL may cast before it filters, and a non-numeric id must not be cast
+        "AND CASE WHEN version_id ~ '^[0-9]{1,18}$' THEN version_id::bigint END > $4::bigint)",
         tenant, resource_type, resource_id, int(version_id))
 
 
