@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from services.core.tenancy import TENANT_ID
-from services.ehr import faults, search, values
+from services.ehr import families, faults, search, values
 from services.ehr.bulk import operations as bulk_ops
 from services.ehr.config import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from services.ehr.subscriptions.spec import CONTENTS
@@ -104,7 +104,7 @@ FAULTS = {
                    "error_status": {"enum": list(faults.ERROR_STATUSES)},
                    "retry_after_s": {"type": "integer", "minimum": 0, "maximum": 3600},
                    "outage_s": {"type": "number", "minimum": 0, "maximum": faults.MAX_OUTAGE_S},
-                   "drop_writes": {"type": "boolean"},
+                   "drop_writes": {"type": "boolean"}, "drop_notifications": {"type": "boolean"},
                    "export_delay_s": {"type": "number", "minimum": 0, "maximum": faults.MAX_EXPORT_DELAY_S}},
 }
 MANIFEST = {
@@ -116,6 +116,11 @@ MANIFEST = {
             "type": {"type": "string"}, "url": {"type": "string"}, "count": {"type": "integer", "minimum": 0}}}},
         "error": {"type": "array", "items": {"type": "object", "required": ["type", "url"]}}},
 }
+
+FAMILY_REQUEST = {"type": "object", "additionalProperties": False, "required": ["family"],
+                  "properties": {"family": {"enum": list(families.FAMILIES)}}}
+FAMILY = {"type": "object", "required": ["tenant", "family"],
+          "properties": {"tenant": {"type": "string"}, "family": {"enum": list(families.FAMILIES)}}}
 
 # ---- parameters ----------------------------------------------------------------------------------
 
@@ -170,7 +175,8 @@ def _ok(description: str, schema: str | dict, media: str = FHIR_JSON, headers: d
 _ERRORS = {
     400: "The request is malformed (a parameter, header or body value the server cannot use)",
     401: "No valid access token (SMART Backend Services bearer token)",
-    403: "The token's scopes do not allow this interaction",
+    403: "The token's scopes do not allow this interaction, or the EHR family refuses it (epic-like: no "
+         "Subscriptions, no Task / Observation / DetectedIssue / Provenance / Device / AuditEvent writes)",
     404: "Unknown tenant, resource type or resource",
     405: "The method is not supported here",
     406: "The Accept header asks for a format the server does not produce",
@@ -293,6 +299,13 @@ def operations() -> dict[tuple[str, str], dict]:
             body=_body({JSON: {"$ref": _REF + "Faults"}}), **admin),
         ("/admin/tenants/{tenant}/faults", "DELETE"): _op("Clear the tenant's faults", {
             "200": _ok("Faults", "Faults", JSON), **_errors(401, 404)}, **admin),
+        ("/admin/tenants/{tenant}/family", "GET"): _op("Which EHR family the tenant's FHIR API plays", {
+            "200": _ok("Family", "Family", JSON), **_errors(401, 404)}, **admin),
+        ("/admin/tenants/{tenant}/family", "PUT"): _op(
+            "Set the EHR family: epic-like (no Subscriptions, patient-scoped DocumentReference search, "
+            "no Task/Observation/Provenance writes) or fhir-server", {
+                "200": _ok("Family", "Family", JSON), **_errors(400, 401, 404, 413, 415)},
+            body=_body({JSON: {"$ref": _REF + "FamilyRequest"}}), **admin),
         (f"{I}/login", "GET"): _op("Start an inbox session from a login link", {
             **_html("Signed in", 303), **_html("", 401, 404)},
             params=[_query("token", {"type": "string"})], **inbox),
@@ -435,7 +448,7 @@ def document(routes: list[tuple[str, list[str], object]], server: str = "") -> d
                 "OperationOutcome": OUTCOME, "Narrative": NARRATIVE, "ResourceType": {"enum": sorted(resource_types())},
                 "Resource": _resource_in({"$ref": _REF + "ResourceType"}), "StoredResource": STORED, "Bundle": BUNDLE,
                 "TransactionBundle": TX_BUNDLE, "Parameters": PARAMETERS, "Token": TOKEN, "OAuthError": OAUTH_ERROR,
-                "Faults": FAULTS, "ExportManifest": MANIFEST},
+                "Faults": FAULTS, "ExportManifest": MANIFEST, "Family": FAMILY, "FamilyRequest": FAMILY_REQUEST},
             "responses": {f"Error{c}": {"description": text, "content": _content(FHIR_JSON, "OperationOutcome")}
                           for c, text in _ERRORS.items()},
             "securitySchemes": {

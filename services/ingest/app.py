@@ -9,8 +9,11 @@ import signal
 
 import uvicorn
 
-from services.core.config import Settings
+from services.core.config import ConfigError, Settings
+from services.core.integration import ProfileError
 from services.core.logging import configure, get_logger
+from services.core.tenancy import Registry, TenantError
+from services.ingest import profiles
 from services.ingest.config import IngestSettings
 from services.ingest.mllp.server import MllpServer
 from services.ingest.poll.runner import PollRunner
@@ -32,7 +35,12 @@ async def serve(settings: Settings | None = None, ingest: IngestSettings | None 
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    async with runtime(settings) as rt:
+    try:
+        registry = Registry.load(settings.tenants_file)
+    except (TenantError, ProfileError) as exc:
+        raise ConfigError(str(exc)) from None
+    profiles.check(registry, ingest)  # a profile ingest cannot honour stops it here, naming the setting
+    async with runtime(settings, registry) as rt:
         # Checked before anything listens: a tenant's polling settings that cannot be honoured stop start-up.
         poller = PollRunner(rt.registry, rt.pools, rt.publishers, rt.directory) if ingest.poll else None
         mllp = MllpServer(rt.pipeline, ingest.mllp_host, ingest.mllp_port, ingest.ssl_context(), ingest.mllp_limits)
@@ -45,6 +53,8 @@ async def serve(settings: Settings | None = None, ingest: IngestSettings | None 
         watchdog = Watchdog(rt.registry, rt.pools, rt.handler, rt.directory)
         if ingest.watchdog:
             watchdog.start()
+        else:  # no periodic catch-up, but R4 checkpoints still start now
+            await watchdog.prime()
         if poller is not None:
             poller.start()
         log.info("ingest.started", mllp_port=mllp.port, http_port=ingest.http_port,

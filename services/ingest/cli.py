@@ -42,13 +42,16 @@ def parse_since(raw: str) -> datetime:
 
 
 @subscribe_app.callback(invoke_without_command=True)
-def subscribe(tenant: str = typer.Option(..., "--tenant", help="Tenant id.")) -> None:
-    """Create the tenant's Subscriptions (one per topic), or repair errored / drifted ones."""
+def subscribe(tenant: str = typer.Option(..., "--tenant", help="Tenant id."),
+              empty: bool = typer.Option(False, "--empty", help="R4 criteria: empty notifications (no payload); "
+                                                                 "ingest searches by _lastUpdated for the change.")) -> None:
+    """Create the tenant's Subscriptions in the style its integration profile names (backport-topic: one per
+    topic; r4-criteria: one per criteria), or repair errored / drifted ones."""
     from services.core.secrets import SecretSettings
     from services.ingest.config import IngestSettings
     from services.ingest.directory import EhrDirectory
     from services.ingest.receiver.auth import channel_header
-    from services.ingest.subscribe import ensure_subscriptions
+    from services.ingest.subscribe import ensure_r4_subscriptions, ensure_subscriptions
 
     try:
         settings, ingest = Settings.from_env(), IngestSettings.from_env()
@@ -56,13 +59,26 @@ def subscribe(tenant: str = typer.Option(..., "--tenant", help="Tenant id.")) ->
     except ConfigError as exc:
         _fail(str(exc), 2)
     cfg = _tenant(settings, tenant)
+    profile = cfg.integration
+    styles = [t for t in ("backport-topic", "r4-criteria") if profile.has_trigger(t)]
+    if not styles:
+        console.print(f"tenant {cfg.id}: no Subscriptions to make: its EHR ({profile.family}) delivers by "
+                      f"{', '.join(profile.triggers)} (integration.triggers has neither backport-topic nor "
+                      "r4-criteria)")
+        return
+    notify = f"{ingest.public_url}/notify/{cfg.id}"
 
     async def go():
         directory = EhrDirectory(settings, Registry(settings.tenants_file, [cfg]))
         try:
             ehr = await directory(cfg.id)
-            return await ensure_subscriptions(ehr.client, f"{ingest.public_url}/notify/{cfg.id}",
-                                              channel_header(secrets, cfg.id))
+            rows = []
+            if "backport-topic" in styles:
+                rows += await ensure_subscriptions(ehr.client, notify, channel_header(secrets, cfg.id))
+            if "r4-criteria" in styles:
+                rows += await ensure_r4_subscriptions(ehr.client, notify, channel_header(secrets, cfg.id),
+                                                      payload=not empty)
+            return rows
         finally:
             await directory.close()
     try:

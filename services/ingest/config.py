@@ -49,6 +49,8 @@ class IngestSettings:
     mllp_limits: MllpLimits = MllpLimits()
     #: Per-patient polling for tenants whose profile has the ``patient-poll`` trigger (VIGIL_INGEST_POLL).
     poll: bool = True
+    #: VIGIL_INGEST_PUBLIC_URL was given (not derived from the bind address): EHRs elsewhere can reach it.
+    public_url_set: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "IngestSettings":
@@ -82,7 +84,8 @@ class IngestSettings:
                    mllp_port=_port("VIGIL_INGEST_MLLP_PORT", src.get("VIGIL_INGEST_MLLP_PORT", "2575")),
                    http_host=http_host, http_port=http_port, public_url=public.rstrip("/"),
                    tls_cert=cert, tls_key=key, watchdog=watchdog in ("true", "1", "yes"), mllp_limits=limits,
-                   poll=poll in ("true", "1", "yes"))
+                   poll=poll in ("true", "1", "yes"),
+                   public_url_set=bool(src.get("VIGIL_INGEST_PUBLIC_URL", "")))
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """TLS for the MLLP listener (and the HTTP receiver) when a certificate is configured."""

@@ -74,10 +74,11 @@ class TenantEhr:
         return await self.client._json("GET", urljoin(self.client.base_url + "/", url))
 
     async def updated_since(self, rtype: str, since: str | None, count: int = PAGE_SIZE,
-                            max_pages: int = 1000) -> AsyncIterator[dict]:
+                            max_pages: int = 1000, extra: dict | None = None) -> AsyncIterator[dict]:
+        """Every resource changed at or after ``since`` (and matching ``extra`` search parameters)."""
         after = None
         for _ in range(max_pages):
-            page = await self.page_after(rtype, since, after, count)
+            page = await self.page_after(rtype, since, after, count, extra)
             if not page:
                 return
             for resource in page:
