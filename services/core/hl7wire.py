@@ -23,9 +23,9 @@ _ESCAPES = (("\\", "\\E\\"), ("|", "\\F\\"), ("^", "\\S\\"), ("&", "\\T\\"), ("~
 _FLAT = (("\r", " "), ("\n", " "))
 _BREAKS = (("\r", "\\X0D\\"), ("\n", "\\X0A\\"))
 
-#: Original-mode (AA / AE / AR) and enhanced-mode commit (CA / CE / CR) acknowledgement codes.
 _SPECIAL = frozenset(char for char, _ in _ESCAPES + _BREAKS)
 
+#: Original-mode (AA / AE / AR) and enhanced-mode commit (CA / CE / CR) acknowledgement codes.
 ACCEPTED = ("AA", "CA")
 ERROR = ("AE", "CE")
 REJECTED = ("AR", "CR")
