@@ -3,9 +3,8 @@
 - MLLP: N MDM^T02 notes sent one after the other on ONE connection, each waiting for its ACK
   (how an interface engine sends a feed: in order, one outstanding message), by a plain blocking
   socket client in its own process (the interface engine is not Vigil's process). Each message is
-  parsed, routed, deduped on MSH-10 in PostgreSQL (the claim commits with the produce), sealed
-  with the tenant data key and produced to ``vigil.<tenant>.hl7-inbound`` with acks=all before
-  its AA. The EHR is not involved.
+  parsed, routed, sealed with the tenant data key and produced to ``vigil.<tenant>.hl7-inbound``
+  with acks=all before its AA. Neither the EHR nor PostgreSQL is in that path.
 - raw: the same message bytes produced one after the other with aiokafka ``send_and_wait``
   (acks=all) to a topic of the same partition count: the floor of a durable hand-off.
 
@@ -35,8 +34,7 @@ from services.core.tenancy import Registry, Tenant
 from services.core.tenantdb import provision_tenant_role
 from services.core.topics import ensure_tenant_topics
 from services.ingest.mllp.server import MllpServer
-from services.ingest.runtime import runtime
-from services.ingest.store import schema
+from services.ingest.runtime import migrate_all, runtime
 
 DEFAULT_N = 2000
 DEFAULT_ROUNDS = 3
@@ -96,7 +94,7 @@ async def main(n: int, rounds: int) -> int:
     await ensure_tenant_topics(settings, raw_tenant)
     admin = await create_pool(settings, min_size=1, max_size=2)
     try:
-        await schema.migrate(admin)
+        await migrate_all(admin)
         async with admin.acquire() as conn:
             await provision_tenant_role(conn, tenant.id, secrets)
     finally:

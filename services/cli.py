@@ -11,6 +11,7 @@ from services.ehr import cli as ehr_cli
 from services.inference import cli as inference_cli
 from services.ingest import cli as ingest_cli
 from services.ingest import hl7_cli
+from services.ingest import poll_cli
 from services.monitor import cli as monitor_cli
 from services.scheduling import cli as scheduling_cli
 from services.triage import cli as triage_cli
@@ -33,6 +34,7 @@ GROUPS: list[tuple[str, typer.Typer]] = [
     ("subscribe", ingest_cli.subscribe_app),
     ("backfill", ingest_cli.backfill_app),
     ("hl7", hl7_cli.app),
+    ("poll", poll_cli.app),
     ("gate", monitor_cli.gate_app),
     ("report", monitor_cli.report_app),
     ("monitor", monitor_cli.monitor_app),
@@ -64,7 +66,6 @@ def main() -> None:
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(2)
-    monitor_cli.register_gate_check()  # `vigil mode set` consults the promotion gates
     app()
 
 

@@ -5,7 +5,8 @@
 Routes (one table, ``ROUTES``); the tenant comes from the route and must be in the registry,
 and every hook / feedback call must carry a JWT of *that* tenant's CDS client (``auth``):
 
-- ``GET  /{tenant}/cds-services``: discovery (no PHI; no token needed)
+- ``GET  /{tenant}/cds-services``: discovery (no PHI; no token needed); empty for a tenant whose
+  integration profile does not deliver ``cds-hooks`` (its hooks and feedback are then 404)
 - ``POST /{tenant}/cds-services/irae-patient-view``: ``patient-view`` -> cards for the
   patient's open AI findings (``cards``)
 - ``POST /{tenant}/cds-services/irae-patient-view/feedback``: accepted / overridden (with an
@@ -42,6 +43,9 @@ from services.core.tenantdir import TenantDirectory
 
 log = get_logger("vigil.cdshooks")
 OUTCOMES = ("accepted", "overridden")
+#: The results channel this service serves (``IntegrationProfile.results``): a tenant whose profile
+#: lacks it has no CDS service (discovery lists none, hooks and feedback are 404).
+CHANNEL = "cds-hooks"
 MAX_FEEDBACK_ITEMS = 50
 
 
@@ -117,16 +121,19 @@ async def _json(request: Request) -> dict:
 
 # --- handlers ---------------------------------------------------------------------------------
 
+def _offered(state: State, tenant: str) -> bool:
+    """Does the tenant's integration profile take results as CDS Hooks cards?"""
+    return state.tenant(tenant).integration.delivers(CHANNEL)
+
+
 async def discovery(request: Request, tenant: str):
-    request.app.state.vigil.tenant(tenant)
-    return {"services": [cards.SERVICE]}
+    return {"services": [cards.SERVICE] if _offered(request.app.state.vigil, tenant) else []}
 
 
 async def hook(request: Request, tenant: str, service_id: str):
     state: State = request.app.state.vigil
-    if service_id != cards.SERVICE_ID:
+    if service_id != cards.SERVICE_ID or not _offered(state, tenant):
         raise NotFound("no such CDS service")
-    state.tenant(tenant)
     await _authorize(state, request, tenant, service_id)
     body = await _json(request)
     if body.get("hook") != "patient-view":
@@ -170,9 +177,8 @@ def _parse_feedback(body: dict) -> list[dict]:
 
 async def feedback(request: Request, tenant: str, service_id: str):
     state: State = request.app.state.vigil
-    if service_id != cards.SERVICE_ID:
+    if service_id != cards.SERVICE_ID or not _offered(state, tenant):
         raise NotFound("no such CDS service")
-    state.tenant(tenant)
     await _authorize(state, request, tenant, service_id)
     items = _parse_feedback(await _json(request))
     redis = state.redis(tenant)

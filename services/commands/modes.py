@@ -1,8 +1,8 @@
 """`vigil mode get | set` and `vigil kill`: tenant and agent modes, pilot list, kill switches.
 
 Changes are stored in PostgreSQL (``services.core.modes``), audited, and obeyed by the running
-stages within about a second. `mode set` runs the promotion checks (``modes.PROMOTION_CHECKS``)
-for a promotion; `--force --reason ...` overrides a refusal (audited).
+stages within about a second. `mode set` runs the monitor's promotion gates
+(``services.monitor.gates.promotion_checks``) for a promotion; `--force --reason ...` overrides a refusal (audited).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from services.core.errors import VigilError
 from services.core.secrets import SecretSettings
 from services.core.tenancy import MODES, TenantError, check_tenant_id
 from services.core.tenantdb import TenantPools
+from services.monitor import gates
 
 mode_app = typer.Typer(help="Tenant and agent modes (silent | pilot | active).", no_args_is_help=True)
 kill_app = typer.Typer(help="Kill switch of a tenant or one of its agents (stops writes within seconds).")
@@ -35,7 +36,7 @@ async def store(settings: Settings) -> AsyncIterator[modes.ModeStore]:
         await admin.close()
     pools = TenantPools(settings, SecretSettings.from_env())
     try:
-        yield modes.ModeStore(pools, settings.tenants_file)
+        yield modes.ModeStore(pools, settings.tenants_file, promotion_checks=gates.promotion_checks())
     finally:
         await pools.close()
 

@@ -23,6 +23,16 @@ SERVICES: dict[str, str] = {
 }
 
 
+def _control_kwargs() -> dict:
+    from services.commands.control_service import serve_kwargs
+
+    return serve_kwargs()
+
+
+#: service name -> what the command layer wires into its ``serve()`` (what the service may not import).
+SERVE_KWARGS = {"control": _control_kwargs}
+
+
 def run(service: str) -> None:
     from services.core.config import ConfigError
 
@@ -35,7 +45,8 @@ def run(service: str) -> None:
             from prometheus_client import start_http_server
 
             start_http_server(int(raw_port))
-        asyncio.run(module.serve())
+        kwargs = SERVE_KWARGS[service]() if service in SERVE_KWARGS else {}
+        asyncio.run(module.serve(**kwargs))
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)

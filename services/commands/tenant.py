@@ -83,7 +83,8 @@ def show(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
     except TenantError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2)
-    data = {"id": tenant.id, **tenant.to_table(), "fhir_base": tenant.fhir_base(settings.ehr_url),
+    data = {"id": tenant.id, **tenant.to_table(), "integration": tenant.integration.to_table(),
+            "integration_declared": tenant.integration.declared, "fhir_base": tenant.fhir_base(settings.ehr_url),
             "topics": [tenant.topic(s) for s in ("ehr-events", "findings", "actions", "scheduling", "feedback", "dlq")]}
     if as_json:
         print(json.dumps(data))

@@ -1,6 +1,11 @@
 """The control service: wiring and start-up.
 
-    vigil serve control            # or: python -m services.control.app
+    vigil serve control            # or: python -m services.commands.control_service
+
+Both wire the monitor's promotion gates into SetMode (the command layer does the wiring: this
+package imports no other service). Started any other way, with no ``promotion_checks``, the
+service refuses every promotion over SetMode unless it is forced with a reason; demotions and
+kill switches always work.
 
 Serves gRPC (``vigil.v1.Control`` + health + reflection) on VIGIL_GRPC_CONTROL_ADDR (default
 127.0.0.1:50063; 0.0.0.0:50051 in the manifests), runs the dead-letter indexer for every
@@ -15,7 +20,7 @@ import asyncio
 import os
 import signal
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, Sequence
 
 import asyncpg
 
@@ -89,7 +94,8 @@ class ControlApp:
 async def start(settings: Settings, grpc_settings: GrpcSettings, *, address: str | None = None,
                 secrets: SecretSettings | None = None, tenants: Callable[[], Iterable[str]] | None = None,
                 background_index: bool = True,
-                checkpoints: audit_checkpoints.CheckpointSettings | None = None) -> ControlApp:
+                checkpoints: audit_checkpoints.CheckpointSettings | None = None,
+                promotion_checks: Sequence[tuple[str, modes.PromotionCheck]] | None = None) -> ControlApp:
     secrets = secrets or SecretSettings.from_env()
     checkpoints = checkpoints or audit_checkpoints.CheckpointSettings.from_env()
     admin = await create_pool(settings, min_size=1, max_size=4)
@@ -102,7 +108,7 @@ async def start(settings: Settings, grpc_settings: GrpcSettings, *, address: str
     await producer.start()
     authz = Authz(pools, admin)
     servicer = ControlServicer(pools, admin, keyring, indexer, Replayer(pools, keyring, producer),
-                               modes.ModeStore(pools, settings.tenants_file), authz)
+                               modes.ModeStore(pools, settings.tenants_file, promotion_checks=promotion_checks), authz)
     server = await start_server([(control_pb2_grpc.add_ControlServicer_to_server, servicer, SERVICE_NAME)],
                                 grpc_settings, address or grpc_settings.address("control"),
                                 allowed_roles=CONTROL_ROLES, on_denied=authz.on_grpc_denied,
@@ -124,16 +130,16 @@ def console_address(source: Mapping[str, str]) -> tuple[str, int] | None:
     return host, int(port)
 
 
-async def serve(env: Mapping[str, str] | None = None) -> None:
+async def serve(env: Mapping[str, str] | None = None,
+                promotion_checks: Sequence[tuple[str, modes.PromotionCheck]] | None = None) -> None:
     source = os.environ if env is None else env
     settings = Settings.from_env(source)
     configure(settings.log_level)
-    from services.monitor import gates
-
-    gates.register()  # SetMode promotions pass the same measured gates as `vigil mode set`
     grpc_settings = GrpcSettings.from_env(source)
     console_at = console_address(source)
-    app = await start(settings, grpc_settings)
+    if promotion_checks is None:
+        log.warning("control.no_promotion_gate", detail="SetMode promotions are refused unless forced")
+    app = await start(settings, grpc_settings, promotion_checks=promotion_checks)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -152,7 +158,7 @@ async def serve(env: Mapping[str, str] | None = None) -> None:
     await app.stop()
 
 
-if __name__ == "__main__":  # the manifests run this module; `vigil serve control` starts metrics itself
+if __name__ == "__main__":  # without the gates: promotions refused (see services.commands.control_service)
     if os.environ.get("VIGIL_METRICS_PORT"):
         from prometheus_client import start_http_server
 

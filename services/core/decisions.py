@@ -112,6 +112,21 @@ _COLUMNS = ("id", "time", "agent", "patient", "document_id", "document_version",
             "episode_action", "mode", "write", "suppressed", "output", "confidence", "quote")
 
 
+def delivery_suppressed(decision: dict, state) -> str | None:
+    """Why a result channel must not deliver this decision (None: deliver it). ``decision`` is the
+    ``vigil.triage.decision`` data, ``state`` the results agent's ``modes.AgentState``: triage's own
+    mode and ``write`` flag first, then the agent's current mode and pilot list. (The kill switch
+    is the caller's: it keeps the decision for a later replay instead of finishing it.)"""
+    if decision["mode"] == "silent" or decision.get("write") is False:
+        return "mode-silent" if decision["mode"] == "silent" else "not-written-by-triage"
+    if state.mode == "silent":
+        return "mode-silent"
+    if "pilot" in (decision["mode"], state.mode) and (not decision.get("owner")
+                                                      or decision["owner"] not in state.pilot_practitioners):
+        return "pilot-owner-not-listed"
+    return None
+
+
 def _split_quote(output: dict) -> tuple[dict, str | None]:
     finding = output.get("finding")
     if not isinstance(finding, dict) or "quote" not in finding:

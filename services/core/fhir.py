@@ -17,6 +17,7 @@ import base64
 import json
 import time
 import uuid
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 from urllib.parse import urljoin
@@ -225,6 +226,27 @@ class FhirClient:
         if response.status_code >= 400:
             raise _error(response)
         return response
+
+    @asynccontextmanager
+    async def stream(self, path: str, *, headers: dict[str, str] | None = None,
+                     auth: bool = True) -> AsyncIterator[httpx.Response]:
+        """A GET whose body is read as it arrives (``response.aiter_bytes()``), for large files such as
+        Bulk Data output. Errors (>= 400) raise like ``request``; a refused cached token is renewed once."""
+        headers = dict(headers or {})
+        for attempt in (1, 2):
+            if auth and self.credentials:
+                headers["Authorization"] = f"Bearer {await self.access_token(force=attempt == 2)}"
+            try:
+                async with self._http.stream("GET", self.url(path), headers=headers) as response:
+                    if response.status_code == 401 and auth and self.credentials and attempt == 1:
+                        continue
+                    if response.status_code >= 400:
+                        await response.aread()
+                        raise _error(response)
+                    yield response
+                    return
+            except httpx.HTTPError as exc:
+                raise classify(exc) from None
 
     async def _json(self, method: str, path: str, **kwargs) -> dict:
         response = await self.request(method, path, **kwargs)

@@ -16,16 +16,18 @@ seconds, so a change made by any process (CLI, control service) takes effect eve
 within about a second without a restart.
 
 Promotions (a move to a mode that writes more: silent -> pilot -> active) are checked by the
-functions in ``PROMOTION_CHECKS`` (empty by default; the gates hook in here). A check returns
-``None`` to allow or a short reason to refuse; ``force=True`` with a reason overrides, audited.
-Demotions are never checked.
+``promotion_checks`` a ModeStore is built with (the command layer passes the monitor's gates).
+A check returns ``None`` to allow or a short reason to refuse; ``force=True`` with a reason
+overrides, audited. A store built without ``promotion_checks`` refuses every promotion (a process
+that was not wired to the gates cannot promote silent -> active unchecked); ``()`` says, in so
+many words, that no gate applies. Demotions and kill switches are never checked.
 """
 from __future__ import annotations
 
 import json
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Sequence
 
 from services.core import audit
 from services.core.errors import ConflictError, ValidationError
@@ -59,14 +61,10 @@ class PromotionRefused(ConflictError):
     code = "promotion_refused"
 
 
-#: (name, check): ``await check(tenant, agent, old_mode, new_mode)`` -> None or a refusal reason.
+#: ``await check(tenant, agent, old_mode, new_mode)`` -> None or a refusal reason.
 PromotionCheck = Callable[[str, str | None, str, str], Awaitable[str | None]]
-PROMOTION_CHECKS: list[tuple[str, PromotionCheck]] = []
-
-
-def register_promotion_check(name: str, check: PromotionCheck) -> None:
-    if all(existing != name for existing, _ in PROMOTION_CHECKS):
-        PROMOTION_CHECKS.append((name, check))
+#: The refusal of a store that was given no promotion checks at all.
+NO_GATE = "no promotion gate is configured in this process (promote with `vigil mode set` or the control service)"
 
 
 @dataclass(frozen=True)
@@ -102,8 +100,10 @@ def _agent(agent: str | None) -> str:
 class ModeStore:
     """Get and set modes and kill switches of tenants; ``registry`` supplies the default mode."""
 
-    def __init__(self, pools: TenantPools, registry_path=None, *, ttl_s: float = CACHE_TTL_S):
+    def __init__(self, pools: TenantPools, registry_path=None, *, ttl_s: float = CACHE_TTL_S,
+                 promotion_checks: Sequence[tuple[str, PromotionCheck]] | None = None):
         self.pools, self.registry_path, self.ttl_s = pools, registry_path, ttl_s
+        self.promotion_checks = None if promotion_checks is None else tuple(promotion_checks)
         self._cache: dict[str, tuple[float, dict[str, dict]]] = {}
 
     def _registry_mode(self, tenant: str) -> str:
@@ -148,7 +148,7 @@ class ModeStore:
     async def set_mode(self, tenant: str, mode: str, *, agent: str | None = None, actor: str,
                        reason: str = "", force: bool = False, pilot_practitioners: list[str] | None = None
                        ) -> AgentState:
-        """Set the tenant's (or one agent's) mode; promotions run ``PROMOTION_CHECKS``."""
+        """Set the tenant's (or one agent's) mode; promotions run the store's ``promotion_checks``."""
         tenant, agent = check_tenant_id(tenant), _agent(agent)
         if mode not in MODES:
             raise ValidationError(f"mode {mode!r} is not one of {', '.join(MODES)}", code="bad_mode")
@@ -157,7 +157,9 @@ class ModeStore:
         old = (await self.state(tenant, agent, fresh=True)).mode
         refusals: list[str] = []
         if MODE_RANK[mode] > MODE_RANK[old]:
-            for name, check in PROMOTION_CHECKS:
+            if self.promotion_checks is None:
+                refusals.append(NO_GATE)
+            for name, check in self.promotion_checks or ():
                 why = await check(tenant, None if agent == TENANT_WIDE else agent, old, mode)
                 if why:
                     refusals.append(f"{name}: {why}")

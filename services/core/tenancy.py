@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
+from services.core.integration import DEFAULT as DEFAULT_PROFILE, IntegrationProfile, ProfileError, parse as parse_profile
+
 TENANT_ID = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
 MODES = ("silent", "pilot", "active")
 
@@ -65,6 +67,8 @@ class Tenant:
     hl7_facilities: tuple[str, ...] = ()
     ehr_base_url: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
+    #: What the tenant's EHR offers (services/core/integration.py); DEFAULT when the registry says nothing.
+    integration: IntegrationProfile = DEFAULT_PROFILE
 
     def __post_init__(self) -> None:
         check_tenant_id(self.id)
@@ -85,7 +89,8 @@ class Tenant:
     def to_table(self) -> dict[str, Any]:
         return {"display_name": self.display_name, "partitions": self.partitions, "mode": self.mode,
                 "hl7_facilities": list(self.hl7_facilities), "ehr_base_url": self.ehr_base_url,
-                "settings": dict(self.settings)}
+                "settings": dict(self.settings),
+                **({"integration": self.integration.to_table()} if self.integration.declared else {})}
 
 
 class Registry:
@@ -107,10 +112,15 @@ class Registry:
         for tenant_id, table in (data.get("tenants") or {}).items():
             if not isinstance(table, dict):
                 raise TenantError(f"{path}: [tenants.{tenant_id}] must be a table")
-            unknown = set(table) - {"display_name", "partitions", "mode", "hl7_facilities", "ehr_base_url", "settings"}
+            unknown = set(table) - {"display_name", "partitions", "mode", "hl7_facilities", "ehr_base_url", "settings",
+                                   "integration"}
             if unknown:
                 raise TenantError(f"{path}: [tenants.{tenant_id}] has unknown keys {sorted(unknown)}")
-            tenants.append(Tenant(id=tenant_id, display_name=table.get("display_name", ""),
+            try:
+                profile = parse_profile(tenant_id, table.get("integration"))
+            except ProfileError as exc:
+                raise TenantError(f"{path}: {exc}") from None
+            tenants.append(Tenant(id=tenant_id, integration=profile, display_name=table.get("display_name", ""),
                                   partitions=table.get("partitions", 4), mode=table.get("mode", "silent"),
                                   hl7_facilities=tuple(table.get("hl7_facilities", ())),
                                   ehr_base_url=table.get("ehr_base_url", ""),

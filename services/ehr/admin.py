@@ -10,7 +10,9 @@ Every call needs ``Authorization: Bearer <VIGIL_EHR_ADMIN_SECRET>``.
 - ``DELETE /admin/tenants/<tenant>/clients/<client_id>``  revoke: the next token request and the
   next call with an access token already issued to it are refused (401)
 - ``GET | PUT | DELETE /admin/tenants/<tenant>/faults``  body (PUT) ``{"latency_ms", "error_rate",
-  "error_status", "retry_after_s", "outage_s", "drop_writes"}``
+  "error_status", "retry_after_s", "outage_s", "drop_writes", "drop_notifications"}``
+- ``GET | PUT /admin/tenants/<tenant>/family``  body (PUT) ``{"family": "epic-like" | "fhir-server"}``:
+  which EHR family the tenant's FHIR API plays (services.ehr.families)
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from services.core.tenancy import TenantError, check_tenant_id
-from services.ehr import auth, faults
+from services.ehr import auth, families, faults
 from services.ehr.http import base_url, read_json, services
 from services.ehr.outcome import FhirError, bad_request, not_found
 from services.ehr.registry import Client
@@ -129,6 +131,26 @@ async def clear_faults(request: Request) -> Response:
     return JSONResponse(faults.Faults().as_dict())
 
 
+async def get_family(request: Request) -> Response:
+    _authorize(request)
+    state = await services(request).registry.tenant(await _tenant(request))
+    return JSONResponse({"tenant": state.id, "family": state.family})
+
+
+async def put_family(request: Request) -> Response:
+    _authorize(request)
+    tenant = await _tenant(request)
+    body = await read_json(request)
+    try:
+        if not isinstance(body, dict) or set(body) != {"family"}:
+            raise ValueError("body must be a JSON object with exactly one field, family")
+        family = families.check_family(body["family"])
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
+    await services(request).registry.set_family(tenant, family)
+    return JSONResponse({"tenant": tenant, "family": family})
+
+
 ROUTES = [
     ("/admin/tenants", ["POST"], create_tenant),
     ("/admin/tenants", ["GET"], list_tenants),
@@ -138,4 +160,6 @@ ROUTES = [
     ("/admin/tenants/{tenant}/faults", ["GET"], get_faults),
     ("/admin/tenants/{tenant}/faults", ["PUT"], put_faults),
     ("/admin/tenants/{tenant}/faults", ["DELETE"], clear_faults),
+    ("/admin/tenants/{tenant}/family", ["GET"], get_family),
+    ("/admin/tenants/{tenant}/family", ["PUT"], put_family),
 ]

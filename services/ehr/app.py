@@ -12,8 +12,9 @@ from services.core.db import create_pool, ensure_schema
 from services.core.logging import get_logger
 from services.core.secrets import SecretSettings
 from services.core.tenantdb import set_service_password
-from services.ehr import routes, storage
+from services.ehr import families, routes, storage
 from services.ehr.auth import TokenService
+from services.ehr.bulk import jobs as export_jobs
 from services.ehr.config import EhrSettings
 from services.ehr.http import Services
 from services.ehr.outcome import FhirError, error_response
@@ -33,6 +34,8 @@ async def open_services(settings: EhrSettings) -> Services:
                                  init=storage.init_connection)
     try:
         await ensure_schema(platform, "ehr", storage.STEPS)
+        await ensure_schema(platform, "ehr_export", export_jobs.STEPS)
+        await ensure_schema(platform, "ehr_families", families.STEPS)
         async with platform.acquire() as conn:
             password = await set_service_password(conn, storage.EHR_ROLE, SecretSettings.from_env())
         pool = await create_pool(settings.core, min_size=2, max_size=POOL_MAX, init=storage.init_connection,

@@ -1,9 +1,9 @@
-"""`vigil ehr serve | seed | client add | client list | client revoke`: the EHR sandbox, its
-SMART clients (through the admin API at VIGIL_EHR_URL, with VIGIL_EHR_ADMIN_SECRET) and its
-dev-stack component.
+"""`vigil ehr serve | seed | client add | client list | client revoke | family set | family show`:
+the EHR sandbox, its SMART clients and the EHR family each tenant plays (through the admin API at
+VIGIL_EHR_URL, with VIGIL_EHR_ADMIN_SECRET) and its dev-stack component.
 
-Exit codes of `client`: 0 ok; 1 no such tenant or client, or the sandbox is unreachable; 2 usage
-or a refused admin secret."""
+Exit codes of `client` and `family`: 0 ok; 1 no such tenant or client, or the sandbox is
+unreachable; 2 usage or a refused admin secret."""
 from __future__ import annotations
 
 import asyncio
@@ -22,6 +22,9 @@ app = typer.Typer(help="The EHR sandbox: a multi-tenant FHIR R4 server.", no_arg
 client_app = typer.Typer(help="SMART Backend Services clients of a tenant's EHR: add, list, revoke.",
                          no_args_is_help=True)
 app.add_typer(client_app, name="client")
+family_app = typer.Typer(help="Which EHR family a tenant's sandbox plays: epic-like or fhir-server.",
+                         no_args_is_help=True)
+app.add_typer(family_app, name="family")
 TENANT = typer.Option(..., "--tenant", help="The tenant whose EHR holds the client.")
 
 
@@ -179,6 +182,27 @@ def client_revoke(client_id: str = typer.Argument(...), tenant: str = TENANT) ->
     settings, tenant = _settings(), _check_tenant(tenant)
     result = _admin_call(settings, lambda admin: admin.revoke_client(tenant, client_id))
     typer.echo(f"revoked {client_id} (tenant {tenant}) at {result['revoked_at']}")
+
+
+@family_app.command("set")
+def family_set(family: str = typer.Argument(..., help="epic-like | fhir-server"), tenant: str = TENANT) -> None:
+    """epic-like: no Subscriptions, DocumentReference search needs a patient, no Task / Observation /
+    DetectedIssue / Provenance / Device / AuditEvent writes. fhir-server: both subscription styles, all writes."""
+    from services.ehr.families import FAMILIES
+
+    settings, tenant = _settings(), _check_tenant(tenant)
+    if family not in FAMILIES:
+        typer.echo(f"error: family must be one of {', '.join(FAMILIES)}", err=True)
+        raise typer.Exit(2)
+    result = _admin_call(settings, lambda admin: admin.set_family(tenant, family))
+    typer.echo(f"tenant {result['tenant']} plays {result['family']}")
+
+
+@family_app.command("show")
+def family_show(tenant: str = TENANT) -> None:
+    """The EHR family the tenant's sandbox plays."""
+    settings, tenant = _settings(), _check_tenant(tenant)
+    typer.echo(_admin_call(settings, lambda admin: admin.get_family(tenant))["family"])
 
 
 def _start_ehr(settings: Settings, workdir: Path, host: str, port: int) -> None:

@@ -4,6 +4,10 @@ Set through the admin API (never the FHIR API). Faults apply to every request un
 ``/fhir/<tenant>/``: an outage answers 503 with Retry-After for its whole period, latency is
 added before the request runs, a share of requests fails with 500, 503 or 429 (the latter two
 with Retry-After), and in dropped-write mode writes answer success and are rolled back.
+``export_delay_s`` keeps every ``$export`` job in progress (202 on its status URL) for at least
+that long after its kick-off: a slow Bulk Data server, for clients' polling.
+``drop_notifications`` acts on the subscription delivery worker instead: due notifications are
+counted as sent and never reach the endpoint (a lost notification, for catch-up tests).
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from services.ehr.outcome import FhirError
 ERROR_STATUSES = (500, 503, 429)
 MAX_LATENCY_MS = 60_000
 MAX_OUTAGE_S = 24 * 3600
+MAX_EXPORT_DELAY_S = 3600
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,8 @@ class Faults:
     retry_after_s: int = 1
     outage_until: float = 0.0  # epoch seconds; 0 = no outage
     drop_writes: bool = False
+    export_delay_s: float = 0.0
+    drop_notifications: bool = False  # subscription notifications count as sent but are never sent
 
     def as_dict(self) -> dict:
         out = asdict(self)
@@ -36,14 +43,17 @@ class Faults:
 
     @property
     def active(self) -> bool:
-        return bool(self.latency_ms or self.error_rate or self.drop_writes or self.outage_until > time.time())
+        return bool(self.latency_ms or self.error_rate or self.drop_writes or self.export_delay_s or self.drop_notifications
+                    or self.outage_until > time.time())
 
 
 def from_request(body: object) -> Faults:
-    """Parse the admin API body: latency_ms, error_rate, error_status, retry_after_s, outage_s, drop_writes."""
+    """Parse the admin API body: latency_ms, error_rate, error_status, retry_after_s, outage_s, drop_writes,
+    export_delay_s, drop_notifications."""
     if not isinstance(body, dict):
         raise ValueError("body must be a JSON object")
-    allowed = {"latency_ms", "error_rate", "error_status", "retry_after_s", "outage_s", "drop_writes"}
+    allowed = {"latency_ms", "error_rate", "error_status", "retry_after_s", "outage_s", "drop_writes",
+               "export_delay_s", "drop_notifications"}
     unknown = set(body) - allowed
     if unknown:
         raise ValueError(f"unknown fault settings {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -57,14 +67,17 @@ def from_request(body: object) -> Faults:
     status = body.get("error_status", 503)
     if status not in ERROR_STATUSES:
         raise ValueError(f"error_status must be one of {ERROR_STATUSES}")
-    drop = body.get("drop_writes", False)
+    drop, lost = body.get("drop_writes", False), body.get("drop_notifications", False)
     if not isinstance(drop, bool):
         raise ValueError("drop_writes must be true or false")
+    if not isinstance(lost, bool):
+        raise ValueError("drop_notifications must be true or false")
     outage = number("outage_s", 0, 0, MAX_OUTAGE_S)
     return Faults(latency_ms=number("latency_ms", 0, 0, MAX_LATENCY_MS, int),
                   error_rate=number("error_rate", 0.0, 0.0, 1.0), error_status=status,
                   retry_after_s=number("retry_after_s", 1, 0, 3600, int),
-                  outage_until=time.time() + outage if outage else 0.0, drop_writes=drop)
+                  outage_until=time.time() + outage if outage else 0.0, drop_writes=drop,
+                  export_delay_s=number("export_delay_s", 0, 0, MAX_EXPORT_DELAY_S), drop_notifications=lost)
 
 
 def from_stored(data: dict) -> Faults:

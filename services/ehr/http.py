@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from services.core.tenancy import TENANT_ID
+from services.ehr import families
 from services.ehr.auth import Principal, TokenService
 from services.ehr.config import EhrSettings
 from services.ehr.outcome import FhirError, fhir_response, issue, not_found, operation_outcome
@@ -18,6 +19,8 @@ from services.ehr.validation import parse_json
 
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 FORM_TYPE = "application/x-www-form-urlencoded"
+#: Permissions that write (SMART v2 letters): create, update, delete.
+WRITE_PERMS = ("c", "u", "d")
 
 
 @dataclass
@@ -40,8 +43,11 @@ class Ctx:
         return self.services.store
 
     def require(self, rtype: str, perm: str) -> None:
+        """The client's scopes allow ``perm`` on ``rtype``, and the EHR family accepts a write of it."""
         assert self.principal is not None
         self.principal.require(rtype, perm)
+        if perm in WRITE_PERMS:
+            families.check_write(self.tenant.family, rtype)
 
 
 def services(request: Request) -> Services:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 from services.core.tenancy import TENANT_ID
-from services.ehr import faults, search, values
+from services.ehr import families, faults, search, values
+from services.ehr.bulk import operations as bulk_ops
 from services.ehr.config import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from services.ehr.subscriptions.spec import CONTENTS
 from services.ehr.validation import ID_RE, resource_types
@@ -103,8 +104,23 @@ FAULTS = {
                    "error_status": {"enum": list(faults.ERROR_STATUSES)},
                    "retry_after_s": {"type": "integer", "minimum": 0, "maximum": 3600},
                    "outage_s": {"type": "number", "minimum": 0, "maximum": faults.MAX_OUTAGE_S},
-                   "drop_writes": {"type": "boolean"}},
+                   "drop_writes": {"type": "boolean"}, "drop_notifications": {"type": "boolean"},
+                   "export_delay_s": {"type": "number", "minimum": 0, "maximum": faults.MAX_EXPORT_DELAY_S}},
 }
+MANIFEST = {
+    "type": "object", "required": ["transactionTime", "request", "requiresAccessToken", "output", "error"],
+    "properties": {
+        "transactionTime": {"type": "string"}, "request": {"type": "string"},
+        "requiresAccessToken": {"type": "boolean"},
+        "output": {"type": "array", "items": {"type": "object", "required": ["type", "url"], "properties": {
+            "type": {"type": "string"}, "url": {"type": "string"}, "count": {"type": "integer", "minimum": 0}}}},
+        "error": {"type": "array", "items": {"type": "object", "required": ["type", "url"]}}},
+}
+
+FAMILY_REQUEST = {"type": "object", "additionalProperties": False, "required": ["family"],
+                  "properties": {"family": {"enum": list(families.FAMILIES)}}}
+FAMILY = {"type": "object", "required": ["tenant", "family"],
+          "properties": {"tenant": {"type": "string"}, "family": {"enum": list(families.FAMILIES)}}}
 
 # ---- parameters ----------------------------------------------------------------------------------
 
@@ -159,9 +175,11 @@ def _ok(description: str, schema: str | dict, media: str = FHIR_JSON, headers: d
 _ERRORS = {
     400: "The request is malformed (a parameter, header or body value the server cannot use)",
     401: "No valid access token (SMART Backend Services bearer token)",
-    403: "The token's scopes do not allow this interaction",
+    403: "The token's scopes do not allow this interaction, or the EHR family refuses it (epic-like: no "
+         "Subscriptions, no Task / Observation / DetectedIssue / Provenance / Device / AuditEvent writes)",
     404: "Unknown tenant, resource type or resource",
     405: "The method is not supported here",
+    406: "The Accept header asks for a format the server does not produce",
     409: "The write conflicted with another write",
     410: "The resource was deleted",
     412: "A precondition (If-Match, conditional criteria) failed",
@@ -240,6 +258,18 @@ def operations() -> dict[tuple[str, str], dict]:
     inbox = {"security": None, "tags": ("inbox",)}
     client_id = _path("client_id", {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,128}$"})
     tid = _path("tid", ID)
+    export_params = [
+        _query("_type", {"type": "string"}, "Resource types, comma-separated"),
+        _query("_since", {"type": "string", "pattern": values.DATE_SEARCH_VALUE.pattern},
+               "Only resources changed after this instant"),
+        _query("_outputFormat", {"enum": list(bulk_ops.OUTPUT_FORMATS)}),
+        _header("Prefer", "respond-async (required); handling=lenient ignores unsupported parameters"),
+        _header("Accept", "application/fhir+json")]
+    kickoff = {"202": {"description": "Accepted: poll the Content-Location URL",
+                       "headers": {"Content-Location": {"required": True, "schema": {"type": "string"}}},
+                       "content": _content(FHIR_JSON, "OperationOutcome")},
+               **_errors(400, 401, 403, 404, 406, 429, 500, 503)}
+    job = _path("job", {"type": "string"}, "The export job")
     ops = {
         ("/healthz", "GET"): {"summary": "Liveness (and database reachability)", "tags": ["platform"],
                               "security": [], "responses": {"200": _ok("Up", {"type": "object"}, JSON)}},
@@ -269,6 +299,13 @@ def operations() -> dict[tuple[str, str], dict]:
             body=_body({JSON: {"$ref": _REF + "Faults"}}), **admin),
         ("/admin/tenants/{tenant}/faults", "DELETE"): _op("Clear the tenant's faults", {
             "200": _ok("Faults", "Faults", JSON), **_errors(401, 404)}, **admin),
+        ("/admin/tenants/{tenant}/family", "GET"): _op("Which EHR family the tenant's FHIR API plays", {
+            "200": _ok("Family", "Family", JSON), **_errors(401, 404)}, **admin),
+        ("/admin/tenants/{tenant}/family", "PUT"): _op(
+            "Set the EHR family: epic-like (no Subscriptions, patient-scoped DocumentReference search, "
+            "no Task/Observation/Provenance writes) or fhir-server", {
+                "200": _ok("Family", "Family", JSON), **_errors(400, 401, 404, 413, 415)},
+            body=_body({JSON: {"$ref": _REF + "FamilyRequest"}}), **admin),
         (f"{I}/login", "GET"): _op("Start an inbox session from a login link", {
             **_html("Signed in", 303), **_html("", 401, 404)},
             params=[_query("token", {"type": "string"})], **inbox),
@@ -310,6 +347,26 @@ def operations() -> dict[tuple[str, str], dict]:
         **{(f"{F}/Subscription/{{rid}}/$events", m): _op("Retained events (Backport IG $events)", {
             "200": _ok("query-event notification Bundle", "Bundle"), **_errors(*FHIR_ERRORS)}, params=[rid, *events],
             **({"body": _parameters_body()} if m == "POST" else {})) for m in ("GET", "POST")},
+        (f"{F}/$export", "GET"): _op("Bulk Data system-level export (asynchronous)", kickoff,
+                                      params=export_params, tags=("Bulk Data",)),
+        (f"{F}/Patient/$export", "GET"): _op("Bulk Data export of all patients' compartments (asynchronous)",
+                                              kickoff, params=export_params, tags=("Bulk Data",)),
+        (f"{F}/Group/{{rid}}/$export", "GET"): _op("Bulk Data export of a Group's members (asynchronous)",
+                                                   kickoff, params=[rid, *export_params], tags=("Bulk Data",)),
+        (f"{F}/$export-status/{{job}}", "GET"): _op("An export's status: in progress (202) or its manifest (200)", {
+            "200": _ok("Complete: the manifest", "ExportManifest", JSON),
+            "202": {"description": "In progress", "headers": {
+                "X-Progress": {"required": True, "schema": {"type": "string"}},
+                "Retry-After": {"required": True, "schema": {"type": "string"}}}},
+            **_errors(401, 404, 429, 500, 503)}, params=[job], tags=("Bulk Data",)),
+        (f"{F}/$export-status/{{job}}", "DELETE"): _op("Cancel an export", {
+            "202": _ok("Cancelled", "OperationOutcome"), **_errors(401, 404, 429, 500, 503)}, params=[job],
+            tags=("Bulk Data",)),
+        (f"{F}/$export-file/{{job}}/{{name}}", "GET"): _op("One output file of a complete export", {
+            "200": {"description": "NDJSON, one resource per line",
+                    "content": {"application/fhir+ndjson": {"schema": {"type": "string"}}}},
+            **_errors(401, 404, 429, 500, 503)},
+            params=[job, _path("name", {"type": "string"}, "<Type>.<n>.ndjson")], tags=("Bulk Data",)),
         (f"{F}/Appointment/$find", "GET"): _op("Free slots as proposed Appointments", {
             "200": _ok("searchset", "Bundle"), **_errors(*FHIR_ERRORS)}, params=find),
         (f"{F}/Appointment/$find", "POST"): _op("Free slots as proposed Appointments", {
@@ -382,8 +439,8 @@ def document(routes: list[tuple[str, list[str], object]], server: str = "") -> d
         "openapi": "3.1.0",
         "info": {"title": "Vigil EHR sandbox", "version": "0.1.0",
                  "description": "A multi-tenant FHIR R4 (R4B) server: REST interactions, transactions, search, "
-                                "history, Subscriptions (R5 Backport IG), scheduling operations, SMART Backend "
-                                "Services, an admin API and a clinician inbox. Errors are OperationOutcomes. "
+                                "history, Subscriptions (R5 Backport IG), Bulk Data $export, scheduling operations, "
+                                "SMART Backend Services, an admin API and a clinician inbox. Errors are OperationOutcomes. "
                                 "Each tenant's FHIR CapabilityStatement is at /fhir/{tenant}/metadata."},
         "paths": paths,
         "components": {
@@ -391,7 +448,7 @@ def document(routes: list[tuple[str, list[str], object]], server: str = "") -> d
                 "OperationOutcome": OUTCOME, "Narrative": NARRATIVE, "ResourceType": {"enum": sorted(resource_types())},
                 "Resource": _resource_in({"$ref": _REF + "ResourceType"}), "StoredResource": STORED, "Bundle": BUNDLE,
                 "TransactionBundle": TX_BUNDLE, "Parameters": PARAMETERS, "Token": TOKEN, "OAuthError": OAUTH_ERROR,
-                "Faults": FAULTS},
+                "Faults": FAULTS, "ExportManifest": MANIFEST, "Family": FAMILY, "FamilyRequest": FAMILY_REQUEST},
             "responses": {f"Error{c}": {"description": text, "content": _content(FHIR_JSON, "OperationOutcome")}
                           for c, text in _ERRORS.items()},
             "securitySchemes": {

@@ -59,6 +59,13 @@ class AdminClient:
     async def clear_faults(self, tenant: str) -> dict:
         return await self._call("DELETE", f"/admin/tenants/{tenant}/faults")
 
+    async def set_family(self, tenant: str, family: str) -> dict:
+        """Which EHR family the tenant's FHIR API plays: ``epic-like`` or ``fhir-server``."""
+        return await self._call("PUT", f"/admin/tenants/{tenant}/family", {"family": family})
+
+    async def get_family(self, tenant: str) -> dict:
+        return await self._call("GET", f"/admin/tenants/{tenant}/family")
+
     async def new_client(self, tenant: str, client_id: str, scopes: list[str] | tuple[str, ...] = ALL_SCOPES,
                          *, alg: str = "RS384", request_scope: str | None = None) -> SmartCredentials:
         """Register ``client_id`` with a fresh key pair; returns credentials for services.core.fhir."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from services.ehr import faults as faults_mod
+from services.ehr import families
 from services.ehr.storage import Store
 
 
@@ -20,6 +21,7 @@ from services.ehr.storage import Store
 class TenantState:
     id: str
     faults: faults_mod.Faults = field(default_factory=faults_mod.Faults)
+    family: str = families.DEFAULT
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,10 @@ class Registry:
         state = self._tenants.get(tenant)
         if state is None:
             async with self.store.connection(tenant) as conn:
-                row = await conn.fetchrow("SELECT faults FROM ehr_tenants WHERE id=$1", tenant)
+                row = await conn.fetchrow("SELECT faults, family FROM ehr_tenants WHERE id=$1", tenant)
             if row is None:
                 return None
-            state = TenantState(tenant, faults_mod.from_stored(row["faults"]))
+            state = TenantState(tenant, faults_mod.from_stored(row["faults"]), row["family"])
             self._tenants[tenant] = state
         return state
 
@@ -80,6 +82,13 @@ class Registry:
         state = await self.tenant(tenant)
         if state is not None:
             state.faults = faults
+
+    async def set_family(self, tenant: str, family: str) -> None:
+        async with self.store.connection(tenant) as conn:
+            await conn.execute("UPDATE ehr_tenants SET family=$2 WHERE id=$1", tenant, family)
+        state = await self.tenant(tenant)
+        if state is not None:
+            state.family = family
 
     async def put_client(self, client: Client) -> None:
         async with self.store.connection(client.tenant) as conn:

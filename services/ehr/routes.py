@@ -7,10 +7,11 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from services.ehr import admin, auth, capability, interactions, openapi, scheduling, search, transactions
+from services.ehr import admin, auth, capability, families, interactions, openapi, scheduling, search, transactions
 from services.ehr.config import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from services.ehr.http import FORM_TYPE, base_url, context, read_body, read_json, resource_response
 from services.ehr.outcome import bad_request, fhir_response, not_found
+from services.ehr.bulk import operations as bulk_ops
 from services.ehr.inbox import pages as inbox_pages
 from services.ehr.subscriptions import operations as subscription_ops
 from services.ehr.validation import check_id, check_type, validate
@@ -25,7 +26,7 @@ def _target(request: Request) -> tuple[str, str | None]:
 
 async def metadata(request: Request) -> Response:
     ctx = await context(request, auth=False)
-    return fhir_response(capability.statement(ctx.base))
+    return fhir_response(capability.statement(ctx.base, ctx.tenant.family))
 
 
 async def smart_configuration(request: Request) -> Response:
@@ -49,7 +50,7 @@ async def bundle(request: Request) -> Response:
     body = await read_json(request)
     result = await transactions.process(ctx.store, ctx.tenant.id, body, ctx.principal, ctx.base,
                                         drop_writes=ctx.tenant.faults.drop_writes,
-                                        with_resources=_prefers_representation(request))
+                                        with_resources=_prefers_representation(request), family=ctx.tenant.family)
     return fhir_response(result)
 
 
@@ -141,6 +142,7 @@ async def search_type(request: Request) -> Response:
     if request.method == "POST":
         raw = await read_body(request, form=True)
         params += parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True)
+    families.check_search(ctx.tenant.family, rtype, params)
     q = search.parse(rtype, params)
     async with ctx.store.transaction(ctx.tenant.id) as tx:
         total, rows = await search.run(tx, q)
@@ -165,6 +167,8 @@ async def history(request: Request) -> Response:
     ctx = await context(request)
     rtype, rid = _target(request)
     ctx.require(rtype, "r" if rid else "s")
+    if rid is None:  # a type's history is a search without criteria
+        families.check_search(ctx.tenant.family, rtype, [])
     since, count, offset = _history_params(request)
     async with ctx.store.transaction(ctx.tenant.id) as tx:
         total, rows = await tx.history(rtype, rid, since, count, offset)
@@ -208,6 +212,7 @@ ROUTES: list[tuple[str, list[str], object]] = [
     (F, ["POST"], bundle),
     (F + "/", ["POST"], bundle),
     *subscription_ops.ROUTES,
+    *bulk_ops.ROUTES,
     (f"{F}/Appointment/$find", ["GET", "POST"], scheduling.find),
     (f"{F}/Appointment/$book", ["POST"], scheduling.book),
     (f"{F}/{{rtype}}/_search", ["POST"], search_type),

@@ -37,6 +37,8 @@ _PATIENT_PATH = {"Observation": "subject", "Condition": "subject", "DocumentRefe
                  "CareTeam": "subject", "Communication": "subject", "Task": "for", "DetectedIssue": "patient",
                  "Appointment": "participant.actor", "Claim": "patient", "ExplanationOfBenefit": "patient",
                  "AllergyIntolerance": "patient", "Immunization": "patient"}
+#: The Patient compartment as this server knows it: type -> path of its patient reference ($export).
+PATIENT_PATHS = _PATIENT_PATH
 _STATUS_TYPES = ("Task", "Appointment", "Slot", "Observation", "DocumentReference", "MedicationRequest", "Encounter",
                  "CareTeam", "Communication", "Subscription", "DiagnosticReport", "Procedure", "CarePlan", "Claim",
                  "ExplanationOfBenefit", "MedicationAdministration", "Device", "DetectedIssue")

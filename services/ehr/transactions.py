@@ -15,7 +15,7 @@ from email.utils import format_datetime
 from typing import Awaitable, Callable
 from urllib.parse import parse_qsl
 
-from services.ehr import interactions, search
+from services.ehr import families, interactions, search
 from services.ehr.auth import Principal
 from services.ehr.outcome import FhirError, bad_request
 from services.ehr.storage import Store, Stored, Tx
@@ -179,8 +179,22 @@ async def _read_entry(tx: Tx, entry: Entry) -> dict:
     return search.bundle("", q, total, rows)
 
 
+def _allowed(entry: Entry, principal: Principal, family: str) -> None:
+    """The client's scopes and the EHR family both allow this entry."""
+    principal.require(entry.rtype, PERM.get(entry.method, "r" if entry.rid else "s"))
+    if entry.method in PERM:
+        try:
+            families.check_write(family, entry.rtype)
+        except FhirError as exc:
+            exc.diagnostics = f"Bundle.entry[{entry.index}] ({entry.method} {entry.rtype}): {exc.diagnostics}"
+            raise
+    elif not entry.rid:
+        families.check_search(family, entry.rtype, parse_qsl(entry.criteria or ""))
+
+
 async def process(store: Store, tenant: str, bundle: object, principal: Principal, base: str,
-                  *, drop_writes: bool = False, with_resources: bool = False) -> dict:
+                  *, drop_writes: bool = False, with_resources: bool = False,
+                  family: str = families.DEFAULT) -> dict:
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise bad_request("POST to the base URL takes a Bundle of type transaction or batch")
     kind = bundle.get("type")
@@ -190,10 +204,10 @@ async def process(store: Store, tenant: str, bundle: object, principal: Principa
     if not isinstance(raw_entries, list):
         raise bad_request("Bundle.entry must be a list")
     if kind == "batch":
-        return await _batch(store, tenant, raw_entries, principal, base, drop_writes, with_resources)
+        return await _batch(store, tenant, raw_entries, principal, base, drop_writes, with_resources, family)
     entries = [_parse_entry(i, e) for i, e in enumerate(raw_entries)]
     for entry in entries:
-        principal.require(entry.rtype, PERM.get(entry.method, "r" if entry.rid else "s"))
+        _allowed(entry, principal, family)
     urls = [e.full_url for e in entries if e.full_url]
     if len(urls) != len(set(urls)):
         raise bad_request("Bundle has duplicate fullUrls")
@@ -216,12 +230,12 @@ async def process(store: Store, tenant: str, bundle: object, principal: Principa
 
 
 async def _batch(store: Store, tenant: str, raw_entries: list, principal: Principal, base: str,
-                 drop_writes: bool, with_resources: bool) -> dict:
+                 drop_writes: bool, with_resources: bool, family: str) -> dict:
     out = []
     for index, raw in enumerate(raw_entries):
         try:
             entry = _parse_entry(index, raw)
-            principal.require(entry.rtype, PERM.get(entry.method, "r" if entry.rid else "s"))
+            _allowed(entry, principal, family)
             async with store.transaction(tenant, drop_writes=drop_writes) as tx:
                 if entry.method == "POST":
                     entry.rid = None

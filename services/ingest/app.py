@@ -1,4 +1,4 @@
-"""The ingest service: MLLP listener + notification receiver + heartbeat watchdog.
+"""The ingest service: MLLP listener + notification receiver + heartbeat watchdog + per-patient polling.
 
     python -m services.ingest.app        (or `vigil serve ingest`)
 """
@@ -9,11 +9,16 @@ import signal
 
 import uvicorn
 
-from services.core.config import Settings
+from services.core.config import ConfigError, Settings
+from services.core.integration import ProfileError
 from services.core.logging import configure, get_logger
+from services.core.tenancy import Registry, TenantError
+from services.ingest import profiles
 from services.ingest.config import IngestSettings
 from services.ingest.mllp.server import MllpServer
+from services.ingest.poll.runner import PollRunner
 from services.ingest.receiver.app import ReceiverContext, create_app
+from services.ingest.liveness import Liveness
 from services.ingest.receiver.watchdog import Watchdog
 from services.ingest.runtime import runtime
 
@@ -31,10 +36,18 @@ async def serve(settings: Settings | None = None, ingest: IngestSettings | None 
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    async with runtime(settings) as rt:
+    try:
+        registry = Registry.load(settings.tenants_file)
+    except (TenantError, ProfileError) as exc:
+        raise ConfigError(str(exc)) from None
+    profiles.check(registry, ingest)  # a profile ingest cannot honour stops it here, naming the setting
+    async with runtime(settings, registry) as rt:
+        # Checked before anything listens: a tenant's polling settings that cannot be honoured stop start-up.
+        poller = PollRunner(rt.registry, rt.pools, rt.publishers, rt.directory) if ingest.poll else None
         mllp = MllpServer(rt.pipeline, ingest.mllp_host, ingest.mllp_port, ingest.ssl_context(), ingest.mllp_limits)
         await mllp.start()
-        app = create_app(ReceiverContext(rt.registry, rt.secrets, rt.handler))
+        liveness = Liveness()
+        app = create_app(ReceiverContext(rt.registry, rt.secrets, rt.handler, liveness=liveness))
         tls = {"ssl_certfile": str(ingest.tls_cert), "ssl_keyfile": str(ingest.tls_key)} if ingest.tls_cert else {}
         http = uvicorn.Server(uvicorn.Config(app, host=ingest.http_host, port=ingest.http_port, log_level="warning",
                                              access_log=False, lifespan="off", **tls))
@@ -42,10 +55,23 @@ async def serve(settings: Settings | None = None, ingest: IngestSettings | None 
         watchdog = Watchdog(rt.registry, rt.pools, rt.handler, rt.directory)
         if ingest.watchdog:
             watchdog.start()
-        log.info("ingest.started", mllp_port=mllp.port, http_port=ingest.http_port)
+        else:  # no periodic catch-up, but R4 checkpoints still start now
+            await watchdog.prime()
+        if poller is not None:
+            poller.start()
+        liveness.add("mllp", lambda: None if mllp.serving else "listener closed")
+        liveness.add("publishing", rt.publishers.health.problem)
+        if ingest.watchdog:
+            liveness.add("watchdog", watchdog.problem)
+        if poller is not None:
+            liveness.add("polling", poller.problem)
+        log.info("ingest.started", mllp_port=mllp.port, http_port=ingest.http_port,
+                 polled_tenants=len(poller.pollers) if poller is not None else 0)
         try:
             await stop.wait()
         finally:
+            if poller is not None:
+                await poller.stop()
             await watchdog.stop()
             http.should_exit = True
             await http_task

@@ -12,6 +12,7 @@ from rich.table import Table
 from services.core.config import ConfigError, Settings
 from services.core.errors import VigilError
 from services.core.tenancy import Registry, TenantError
+from services.ingest.batch import export_cli
 
 console = Console()
 err = Console(stderr=True)
@@ -41,13 +42,16 @@ def parse_since(raw: str) -> datetime:
 
 
 @subscribe_app.callback(invoke_without_command=True)
-def subscribe(tenant: str = typer.Option(..., "--tenant", help="Tenant id.")) -> None:
-    """Create the tenant's Subscriptions (one per topic), or repair errored / drifted ones."""
+def subscribe(tenant: str = typer.Option(..., "--tenant", help="Tenant id."),
+              empty: bool = typer.Option(False, "--empty", help="R4 criteria: empty notifications (no payload); "
+                                                                 "ingest searches by _lastUpdated for the change.")) -> None:
+    """Create the tenant's Subscriptions in the style its integration profile names (backport-topic: one per
+    topic; r4-criteria: one per criteria), or repair errored / drifted ones."""
     from services.core.secrets import SecretSettings
     from services.ingest.config import IngestSettings
     from services.ingest.directory import EhrDirectory
     from services.ingest.receiver.auth import channel_header
-    from services.ingest.subscribe import ensure_subscriptions
+    from services.ingest.subscribe import ensure_r4_subscriptions, ensure_subscriptions
 
     try:
         settings, ingest = Settings.from_env(), IngestSettings.from_env()
@@ -55,13 +59,26 @@ def subscribe(tenant: str = typer.Option(..., "--tenant", help="Tenant id.")) ->
     except ConfigError as exc:
         _fail(str(exc), 2)
     cfg = _tenant(settings, tenant)
+    profile = cfg.integration
+    styles = [t for t in ("backport-topic", "r4-criteria") if profile.has_trigger(t)]
+    if not styles:
+        console.print(f"tenant {cfg.id}: no Subscriptions to make: its EHR ({profile.family}) delivers by "
+                      f"{', '.join(profile.triggers)} (integration.triggers has neither backport-topic nor "
+                      "r4-criteria)")
+        return
+    notify = f"{ingest.public_url}/notify/{cfg.id}"
 
     async def go():
         directory = EhrDirectory(settings, Registry(settings.tenants_file, [cfg]))
         try:
             ehr = await directory(cfg.id)
-            return await ensure_subscriptions(ehr.client, f"{ingest.public_url}/notify/{cfg.id}",
-                                              channel_header(secrets, cfg.id))
+            rows = []
+            if "backport-topic" in styles:
+                rows += await ensure_subscriptions(ehr.client, notify, channel_header(secrets, cfg.id))
+            if "r4-criteria" in styles:
+                rows += await ensure_r4_subscriptions(ehr.client, notify, channel_header(secrets, cfg.id),
+                                                      payload=not empty)
+            return rows
         finally:
             await directory.close()
     try:
@@ -77,10 +94,14 @@ def subscribe(tenant: str = typer.Option(..., "--tenant", help="Tenant id.")) ->
 
 
 @backfill_app.callback(invoke_without_command=True)
-def backfill(tenant: str = typer.Option(..., "--tenant", help="Tenant id."),
-             since: str = typer.Option(..., "--since", help="Date or date-time (UTC if no offset)."),
+def backfill(ctx: typer.Context, tenant: str = typer.Option(None, "--tenant", help="Tenant id."),
+             since: str = typer.Option(None, "--since", help="Date or date-time (UTC if no offset)."),
              page_size: int = typer.Option(100, "--page-size", min=1, max=1000)) -> None:
     """Page DocumentReferences by _lastUpdated, publish each version once; resumes from its checkpoint."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not tenant or not since:
+        _fail("--tenant and --since are required (or a subcommand: vigil backfill export --help)", 2)
     from services.ingest import backfill as job
     from services.ingest.runtime import runtime
 
@@ -110,3 +131,6 @@ def backfill(tenant: str = typer.Option(..., "--tenant", help="Tenant id."),
         _fail(f"backfill of {cfg.id} stopped ({exc}); run the same command again to resume")
     console.print(f"{report.job}: {report.seen} seen, {report.published} published, "
                   f"{report.skipped} already published{' (resumed)' if report.resumed else ''}")
+
+
+backfill_app.command("export")(export_cli.export)

@@ -47,6 +47,10 @@ class IngestSettings:
     tls_key: Path | None
     watchdog: bool
     mllp_limits: MllpLimits = MllpLimits()
+    #: Per-patient polling for tenants whose profile has the ``patient-poll`` trigger (VIGIL_INGEST_POLL).
+    poll: bool = True
+    #: VIGIL_INGEST_PUBLIC_URL was given (not derived from the bind address): EHRs elsewhere can reach it.
+    public_url_set: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "IngestSettings":
@@ -63,6 +67,9 @@ class IngestSettings:
         watchdog = src.get("VIGIL_INGEST_WATCHDOG", "true").strip().lower()
         if watchdog not in ("true", "false", "1", "0", "yes", "no"):
             raise ConfigError(f"VIGIL_INGEST_WATCHDOG={watchdog!r}: expected true or false")
+        poll = src.get("VIGIL_INGEST_POLL", "true").strip().lower()
+        if poll not in ("true", "false", "1", "0", "yes", "no"):
+            raise ConfigError(f"VIGIL_INGEST_POLL={poll!r}: expected true or false")
         max_bytes = _positive("VIGIL_INGEST_MLLP_MAX_MESSAGE_BYTES",
                               src.get("VIGIL_INGEST_MLLP_MAX_MESSAGE_BYTES", str(MAX_BLOCK_BYTES)))
         if max_bytes < 1024:
@@ -76,7 +83,9 @@ class IngestSettings:
         return cls(mllp_host=src.get("VIGIL_INGEST_MLLP_HOST", "127.0.0.1"),
                    mllp_port=_port("VIGIL_INGEST_MLLP_PORT", src.get("VIGIL_INGEST_MLLP_PORT", "2575")),
                    http_host=http_host, http_port=http_port, public_url=public.rstrip("/"),
-                   tls_cert=cert, tls_key=key, watchdog=watchdog in ("true", "1", "yes"), mllp_limits=limits)
+                   tls_cert=cert, tls_key=key, watchdog=watchdog in ("true", "1", "yes"), mllp_limits=limits,
+                   poll=poll in ("true", "1", "yes"),
+                   public_url_set=bool(src.get("VIGIL_INGEST_PUBLIC_URL", "")))
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """TLS for the MLLP listener (and the HTTP receiver) when a certificate is configured."""

@@ -8,6 +8,7 @@ makes a second copy.
 from __future__ import annotations
 
 from typing import AsyncIterator
+from urllib.parse import urljoin
 
 from services.core.fhir import FhirClient
 from services.ingest.hl7.mapping.common import MappedResource, Mapping
@@ -62,11 +63,22 @@ class TenantEhr:
                 out.append(resource)
         return out
 
+    @staticmethod
+    def next_url(bundle: dict) -> str | None:
+        """Where a searchset's ``next`` link points, or None on the last page."""
+        return next((link.get("url") for link in bundle.get("link") or [] if isinstance(link, dict)
+                     and link.get("relation") == "next" and link.get("url")), None)
+
+    async def page_at(self, url: str) -> dict:
+        """A search page by its (absolute or relative) link."""
+        return await self.client._json("GET", urljoin(self.client.base_url + "/", url))
+
     async def updated_since(self, rtype: str, since: str | None, count: int = PAGE_SIZE,
-                            max_pages: int = 1000) -> AsyncIterator[dict]:
+                            max_pages: int = 1000, extra: dict | None = None) -> AsyncIterator[dict]:
+        """Every resource changed at or after ``since`` (and matching ``extra`` search parameters)."""
         after = None
         for _ in range(max_pages):
-            page = await self.page_after(rtype, since, after, count)
+            page = await self.page_after(rtype, since, after, count, extra)
             if not page:
                 return
             for resource in page:

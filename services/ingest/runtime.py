@@ -7,7 +7,7 @@ from typing import AsyncIterator
 
 from services.core import crypto
 from services.core.config import Settings
-from services.core.db import create_pool
+from services.core.db import create_pool, ensure_schema
 from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry
 from services.core.tenantdb import TenantPools
@@ -33,6 +33,13 @@ class Runtime:
     handler: NotificationHandler
 
 
+async def migrate_all(admin) -> None:
+    """Ingest's tables, and the tenant data keys' table (every raw HL7 message is sealed with them),
+    so ingest starts on a fresh database before any other service has run."""
+    await schema.migrate(admin)
+    await ensure_schema(admin, crypto.SCHEMA_MODULE, crypto.SCHEMA_STEPS)
+
+
 @contextlib.asynccontextmanager
 async def runtime(settings: Settings, registry: Registry | None = None, secrets: SecretSettings | None = None,
                   *, migrate: bool = True, clients: dict | None = None) -> AsyncIterator[Runtime]:
@@ -41,7 +48,7 @@ async def runtime(settings: Settings, registry: Registry | None = None, secrets:
     if migrate:
         admin = await create_pool(settings, min_size=1, max_size=2)
         try:
-            await schema.migrate(admin)
+            await migrate_all(admin)
         finally:
             await admin.close()
     pools = TenantPools(settings, secrets)

@@ -1,9 +1,15 @@
-"""Create or repair a tenant's Subscriptions (R4 Backport IG, rest-hook) in its EHR.
+"""Create or repair a tenant's Subscriptions in its EHR, in the style its integration profile names.
 
-One Subscription per topic in ``TOPICS``, pointing at ``<public url>/notify/<tenant>`` with
-the tenant's bearer token in ``channel.header``. Existing ones are matched by topic and
-endpoint; one that is errored/off or whose channel drifted is updated and set back to
-``requested`` (the EHR then handshakes again).
+``backport-topic`` (R4 Backport IG, rest-hook): one Subscription per topic in ``TOPICS``, pointing
+at ``<public url>/notify/<tenant>`` with the tenant's bearer token in ``channel.header``. Existing
+ones are matched by topic and endpoint; one that is errored/off or whose channel drifted is
+updated and set back to ``requested`` (the EHR then handshakes again).
+
+``r4-criteria`` (classic R4, as HAPI FHIR, Smile CDR and Medplum offer): one Subscription per entry
+of ``R4_CRITERIA``, ``criteria`` a search, pointing at ``<public url>/notify/<tenant>/r4/<Type>``
+with the same bearer token; ``channel.payload`` ``application/fhir+json`` (each matching version is
+POSTed) unless ``payload=False`` (an empty POST, after which ingest searches by ``_lastUpdated``).
+Existing ones are matched by criteria and endpoint and repaired the same way.
 """
 from __future__ import annotations
 
@@ -79,4 +85,61 @@ async def ensure_subscriptions(client: FhirClient, endpoint: str, header: str,
                          "status": (repaired or {}).get("status", "requested")})
         else:
             rows.append({"topic": topic.name, "id": match["id"], "action": "ok", "status": match.get("status")})
+    return rows
+
+
+@dataclass(frozen=True)
+class R4Criteria:
+    resource_type: str
+    query: str  # search parameters after "?" ("" = every version of the type)
+
+    @property
+    def criteria(self) -> str:
+        return f"{self.resource_type}?{self.query}" if self.query else self.resource_type
+
+
+#: The R4 criteria Vigil subscribes to: current notes, the clinician's answer on an inbox Task (a
+#: completed or rejected Task, not the ones Vigil writes), patient messages, appointments.
+R4_CRITERIA: list[R4Criteria] = [
+    R4Criteria("DocumentReference", "status=current"),
+    R4Criteria("Task", "status=completed,rejected,cancelled"),
+    R4Criteria("Communication", ""),
+    R4Criteria("Appointment", ""),
+]
+
+
+def r4_endpoint(notify_base: str, resource_type: str) -> str:
+    """``notify_base`` is ``<public url>/notify/<tenant>``."""
+    return f"{notify_base}/r4/{resource_type}"
+
+
+def desired_r4(item: R4Criteria, endpoint: str, header: str, *, payload: bool = True) -> dict:
+    channel = {"type": "rest-hook", "endpoint": endpoint, "header": [header]}
+    if payload:
+        channel["payload"] = "application/fhir+json"
+    return {"resourceType": "Subscription", "status": "requested", "reason": f"Vigil ingest: {item.criteria}",
+            "criteria": item.criteria, "channel": channel}
+
+
+async def ensure_r4_subscriptions(client: FhirClient, notify_base: str, header: str,
+                                  items: list[R4Criteria] = R4_CRITERIA, *, payload: bool = True) -> list[dict]:
+    """Returns one row per criteria: topic (the criteria), subscription id, action (created | repaired | ok), status."""
+    existing = await client.search("Subscription", {"_count": "100"})
+    rows = []
+    for item in items:
+        endpoint = r4_endpoint(notify_base, item.resource_type)
+        wanted = desired_r4(item, endpoint, header, payload=payload)
+        match = next((s for s in existing if s.get("criteria") == item.criteria
+                      and (s.get("channel") or {}).get("endpoint") == endpoint), None)
+        if match is None:
+            created = (await client.create(wanted)).resource
+            rows.append({"topic": item.criteria, "id": created["id"], "action": "created",
+                         "status": created.get("status")})
+        elif match.get("status") in ("error", "off") or any(
+                (match.get("channel") or {}).get(k) != wanted["channel"].get(k) for k in ("type", "payload", "header")):
+            repaired = (await client.update({**wanted, "id": match["id"]})).resource
+            rows.append({"topic": item.criteria, "id": match["id"], "action": "repaired",
+                         "status": (repaired or {}).get("status", "requested")})
+        else:
+            rows.append({"topic": item.criteria, "id": match["id"], "action": "ok", "status": match.get("status")})
     return rows

@@ -71,13 +71,6 @@ def _run(coro):
         raise typer.Exit(EXIT_BAD_INPUT)
 
 
-def register_gate_check() -> None:
-    """Wire the gates into `vigil mode set` (called by the `vigil` entry point at start-up)."""
-    from services.monitor import gates
-
-    gates.register()
-
-
 @gate_app.callback()
 def gate(tenant: str = typer.Option(..., "--tenant"),
          to: str = typer.Option(None, "--to", help="pilot | active (default: the next mode)."),

@@ -12,7 +12,7 @@ in one transaction):
 
 The live numbers are ``figures.compute`` over the period: the same figures `vigil report` shows.
 
-``promotion_check`` is the hook for ``services.core.modes.PROMOTION_CHECKS``: `vigil mode set`
+``promotion_check`` is given to the ModeStores that may promote (``promotion_checks()``): `vigil mode set`
 is allowed a promotion old -> new only when the newest gate decision for ``new`` passed, was
 evaluated from ``old`` and is younger than ``gate_valid_s``; otherwise it answers the reason
 (and `--force --reason` overrides it, audited by the mode store).
@@ -162,7 +162,7 @@ async def opened(settings: Settings, env: Mapping[str, str] | None = None) -> As
 
 
 async def promotion_check(tenant: str, agent: str | None, old: str, new: str) -> str | None:
-    """``PROMOTION_CHECKS`` hook: None when a passed, fresh gate decision old -> new exists."""
+    """A ModeStore promotion check: None when a passed, fresh gate decision old -> new exists."""
     settings, ms = Settings.from_env(), MonitorSettings.from_env()
     async with opened(settings) as pools:
         latest = await MonitorStore(pools).latest_gate(tenant, new)
@@ -180,6 +180,6 @@ async def promotion_check(tenant: str, agent: str | None, old: str, new: str) ->
     return None
 
 
-def register() -> None:
-    """Make `vigil mode set` (and any ModeStore in this process) consult the gates."""
-    modes.register_promotion_check(CHECK_NAME, promotion_check)
+def promotion_checks() -> list[tuple[str, modes.PromotionCheck]]:
+    """The checks a ModeStore that may promote is built with (`vigil mode set`, the control service)."""
+    return [(CHECK_NAME, promotion_check)]

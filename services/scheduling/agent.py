@@ -236,6 +236,8 @@ class SchedulingAgent:
                 return await self._book(tenant, conversation, text, reading, turn, message_ref)
             if answer == "hedge":
                 return [Say(render.about("hedge_slot", conversation.selected["start"], turn.tz, language))]
+            if reading.ack:                        # "ok": read, not agreed; ask for the yes that books
+                return [Say(render.about("yes_to_book", conversation.selected["start"], turn.tz, language))]
         # "yes, cancel it" is a yes to one specific appointment only when the EHR holds just one
         if conversation.appointment and (reading.consents_to_cancel and turn.booked == 1
                                          or conversation.stage == "confirm-cancel" and answer == "yes"):

@@ -48,18 +48,6 @@ class When:
     day: date | None = None               # a specific date
     ambiguous: str = ""                   # why the text cannot be read one way
 
-    def describe(self) -> str:
-        bits = []
-        if self.day:
-            bits.append(self.day.strftime("%A %d %B").replace(" 0", " "))
-        elif self.weekdays:
-            bits.append(" or ".join(WEEKDAYS[d].capitalize() for d in sorted(self.weekdays)))
-        if self.part:
-            bits.append(self.part)
-        if self.at:
-            bits.append(self.at.strftime("%H:%M"))
-        return " ".join(bits) or "that time"
-
 
 def _day_start(d: date, now: datetime) -> datetime:
     return datetime.combine(d, time(0), tzinfo=now.tzinfo)

@@ -26,6 +26,8 @@ class DialogueEngine:
         r, language = turn.reading, turn.language
         when = dates.parse(r.date_text, turn.now)
         choice, no, cancel, move = r.choice, r.no, r.cancel, r.move
+        if choice is None and r.pick is not None and not (no or r.hedge or cancel or move or r.question):
+            choice = r.pick                     # a choice inside a sentence ("Let's do the second one.")
 
         if conversation.stage == "confirm-cancel":
             conversation.stage = "idle"
@@ -120,7 +122,7 @@ class DialogueEngine:
         if isinstance(failed[0], Escalate):
             return failed
         nearby = await slots.search(conversation, turn, None)
-        what = when.describe() if when is not None else render.say("in_the_next_days", language)
+        what = render.window(when, language) if when is not None else render.say("in_the_next_days", language)
         if nearby:
             return [Say(render.say("no_free_time", language, what=what))] + \
                 self._offer(conversation, turn, nearby, render.say("patient_intro", language))

@@ -8,6 +8,7 @@ date in the same message), ``hedge`` when the patient is undecided, ``no``, or "
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -19,6 +20,9 @@ _PICK_TABLES = {"en": (en.PICK, en.PICKS), "es": (es.PICK, es.PICKS)}
 LOGISTICS = ("location", "parking", "bring", "hours")
 #: Affirmatives too short or too common to mean yes on their own (Spanish "y" is "and").
 NOT_A_YES = frozenset({"y", "k", "si?", "ok?"})
+#: A bare acknowledgement in any language we read ("ok", "vale"): read, not agreed to a booking.
+ACKS = en.ACKS | es.ACKS
+_INTERJECTION = re.compile(r"^(?:ah|oh|hm+|mm+|well|ya|pues)\W+")
 
 
 def _source(code: str, text: str, folded: str) -> str:
@@ -49,6 +53,7 @@ class Reading:
     scheduling_words: bool = False
     greeting: bool = False
     availability: bool = False
+    ack: bool = False                      # a bare acknowledgement ("ok", "vale"): not a yes to book
     pick: int | None = None                # a choice named inside a longer message ("yes, the first one")
     logistics: list[str] = field(default_factory=list)
     choice: int | None = None
@@ -78,7 +83,7 @@ class Reading:
     @property
     def unintelligible(self) -> bool:
         """No word of any language we read, no digit, nothing recognised ("jjjjj", "kkkk ,,, ;;")."""
-        flags = (self.urgent, self.staff, self.yes, self.no, self.hedge, self.thanks, self.goodbye, self.status,
+        flags = (self.urgent, self.staff, self.yes, self.ack, self.no, self.hedge, self.thanks, self.goodbye, self.status,
                  self.cancel, self.move, self.question, self.greeting, self.availability, self.logistics)
         return (self.language == "" and self.margin == 0 and not any(flags) and self.pick is None
                 and not any(ch.isdigit() for ch in self.text) and not lang.known_words(self.text))
@@ -100,7 +105,9 @@ def read(text: str, languages: tuple[str, ...]) -> Reading:
                  "availability"):
         setattr(r, name, _hit(name, codes, text, folded))
     r.move = _hit("reschedule", codes, text, folded)
-    r.yes = _hit("yes", codes, text, folded) and folded.strip(" .!¡") not in NOT_A_YES
+    bare = folded.strip(" .!¡,")
+    r.ack = _INTERJECTION.sub("", bare) in ACKS
+    r.yes = _hit("yes", codes, text, folded) and bare not in NOT_A_YES and not r.ack
     r.logistics = [topic for topic in LOGISTICS if _hit(topic, codes, text, folded)]
     r.choice = ordinal(text, codes)
     r.pick = r.choice if r.choice is not None else pick(text, codes)

@@ -39,6 +39,24 @@ def when_bare(iso: str, tz: ZoneInfo, language: str = "en") -> str:
     return text[3:] if language == "es" and text.startswith("el ") else text
 
 
+def window(when, language: str = "en") -> str:
+    """A searched window (``dates.When``) in the patient's words: "on Tuesday 8 December in the
+    afternoon", "el martes o el jueves por la mañana"."""
+    spec = lang.get(language)
+    bits = []
+    if when.day:
+        bits.append(say("on_day", language, weekday=spec.weekdays[when.day.weekday()], day=when.day.day,
+                        month=spec.months[when.day.month - 1]))
+    elif when.weekdays:
+        bits.append(say("or", language).join(say("on_weekday", language, weekday=spec.weekdays[d])
+                                             for d in sorted(when.weekdays)))
+    if when.part:
+        bits.append(say(f"part_{when.part}", language))
+    if when.at:
+        bits.append(say("at_time", language, time=f"{when.at:%H:%M}"))
+    return " ".join(bits) or say("that_time", language)
+
+
 def _times(iso: str, tz: ZoneInfo, language: str, prefix: str = "") -> dict:
     return {f"{prefix}when": when(iso, tz, language), f"{prefix}when_bare": when_bare(iso, tz, language)}
 

@@ -4,17 +4,20 @@ Order of checks for a decision of a writable kind (urgent-task, routine-task, re
 
 1. The decision is in the ledger (recorded by triage; recorded here from the event otherwise,
    so silent decisions are always on record).
-2. Mode: the decision's own ``write`` flag and ``mode`` (what triage decided) AND the current
+2. The tenant's integration profile: without ``fhir`` in its results channels nothing is written
+   (the decision is on record; hl7out or CDS Hooks deliver it); with it, only the resource types
+   the EHR accepts go into the transaction (``resources.only_accepted`` says what degrades).
+3. Mode: the decision's own ``write`` flag and ``mode`` (what triage decided) AND the current
    state of the ``writeback`` agent (``ModeStore``): silent -> nothing is written; pilot -> only
    when the owner is in the pilot list. Such a decision is finished (committed), not retried.
-3. Kill switch (tenant-wide or ``writeback``), checked before any EHR call and again right
+4. Kill switch (tenant-wide or ``writeback``), checked before any EHR call and again right
    before the transaction (fresh read): the handler raises ``KillSwitchOn``, a RetryableError.
    Choice: the decision is *kept*, not dropped - it goes through the retry topics (5 s, 30 s,
    5 min) and then to the DLQ, from which ``vigil dlq replay --stage writeback`` writes it once
    the switch is off (writes are idempotent, so a replay never duplicates). Writes stop within
    ``modes.CACHE_TTL_S`` (1 s) of the switch.
-4. ``Writer.write``: idempotent, read-back verified (see ``writer``).
-5. The read-back refs go to the ledger (``record_writes``), and one
+5. ``Writer.write``: idempotent, read-back verified (see ``writer``).
+6. The read-back refs go to the ledger (``record_writes``), and one
    ``vigil.writeback.task-written`` event (note time -> written time, for time-to-alert) is
    emitted on ``actions`` - only when this delivery wrote something.
 
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from services.core.decisions import Decision
+from services.core.decisions import Decision, delivery_suppressed
 from services.core.errors import NotFoundError, RetryableError
 from services.core.logging import get_logger
 from services.writeback import resources as R
@@ -35,6 +38,8 @@ STAGE = "writeback"
 AGENT = "writeback"
 DECISION_TYPE = "vigil.triage.decision"
 TASK_WRITTEN = "vigil.writeback.task-written"
+#: The results channel this stage serves (``IntegrationProfile.results``).
+CHANNEL = "fhir"
 
 log = get_logger("vigil.writeback")
 
@@ -64,8 +69,12 @@ class Writeback:
         if d["kind"] not in R.WRITABLE_KINDS:
             return
         state = await self.deps.modes.state(tenant, AGENT)
-        why_not = self._suppressed(d, state)
+        why_not = delivery_suppressed(d, state)
         await self.deps.ledger.record_decision(tenant, _decision_row(d, why_not))
+        profile = self.deps.directory.get(tenant).integration
+        if not profile.delivers(CHANNEL):
+            ctx.log.info("writeback.not_a_channel", decision=d["decisionId"])
+            return
         if why_not:
             ctx.log.info("writeback.suppressed", reason=why_not, decision=d["decisionId"])
             return
@@ -77,7 +86,7 @@ class Writeback:
                 raise KillSwitchOn("writes are stopped by the kill switch")
 
         client = await self.deps.client(tenant)
-        outcome = await Writer(client).write(d, guard)
+        outcome = await Writer(client, profile.accepts).write(d, guard)
         try:
             await self.deps.ledger.record_writes(tenant, d["decisionId"], outcome.refs)
         except NotFoundError:  # recorded above; only a concurrent purge gets here
@@ -85,16 +94,6 @@ class Writeback:
         ctx.log.info("writeback.written", action=outcome.action, decision=d["decisionId"], refs=len(outcome.refs))
         if outcome.action != "none":
             ctx.emit("actions", ctx.child(TASK_WRITTEN, await self._written_fact(client, d, outcome)))
-
-    @staticmethod
-    def _suppressed(d: dict, state) -> str | None:
-        if d["mode"] == "silent" or d.get("write") is False:
-            return "mode-silent" if d["mode"] == "silent" else "not-written-by-triage"
-        if state.mode == "silent":
-            return "mode-silent"
-        if "pilot" in (d["mode"], state.mode) and (not d.get("owner") or d["owner"] not in state.pilot_practitioners):
-            return "pilot-owner-not-listed"
-        return None
 
     @staticmethod
     async def _written_fact(client, d: dict, outcome) -> dict:

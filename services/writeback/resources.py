@@ -36,6 +36,7 @@ How the evidence is represented: exactly the contract in the inbox module docstr
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import Callable
 
 from services.core.events import deterministic_id
 
@@ -281,6 +282,52 @@ def _post(full_url: str, resource: dict, if_none_exist: str | None = None) -> di
     if if_none_exist:
         request["ifNoneExist"] = if_none_exist
     return {"fullUrl": full_url, "resource": resource, "request": request}
+
+
+#: Who wrote it, when the EHR keeps no Device: a display-only Reference in Provenance / AuditEvent.
+DEVICE_DISPLAY = "Vigil irAE extraction (AI system)"
+
+
+def only_accepted(bundle: dict, accepts: Callable[[str], bool]) -> dict:
+    """The transaction without the entries whose type the tenant's EHR does not accept
+    (``IntegrationProfile.accepts``), and without references to them. What degrades:
+
+    - no Observation / DetectedIssue: the evidence stays on the Task (its inputs carry quote,
+      offsets, grade and source note); ``Task.focus`` is left out, Provenance targets the Task only;
+    - no Device: Provenance and AuditEvent name the AI system by display text instead of a reference;
+    - no Provenance: the Task's AIAST security label is the only AI-origin mark in the EHR (the
+      decision ledger still records what was written and from which note);
+    - no AuditEvent: the EHR has no audit entry of the write; Vigil's own ledger still has it.
+    The Task is never left out: a profile that delivers ``fhir`` must accept it
+    (``integration.FHIR_RESULT_REQUIRES``)."""
+    dropped = {e["fullUrl"] for e in bundle["entry"]
+               if e.get("fullUrl") and not accepts(e["resource"]["resourceType"])}
+    if any(not accepts(e["resource"]["resourceType"]) and e["resource"]["resourceType"] == "Task"
+           for e in bundle["entry"]):
+        raise ValueError("a FHIR results channel needs Task writes")
+    if not dropped:
+        return bundle
+
+    def gone(ref: dict | None) -> bool:
+        return bool(ref) and ref.get("reference", "").split("/_history/")[0] in dropped
+
+    entries = []
+    for entry in bundle["entry"]:
+        if entry.get("fullUrl") in dropped:
+            continue
+        resource = dict(entry["resource"])
+        rtype = resource["resourceType"]
+        if rtype == "Task" and gone(resource.get("focus")):
+            resource.pop("focus")
+        if rtype == "Provenance":
+            resource["target"] = [t for t in resource["target"] if not gone(t)]
+        if rtype == "AuditEvent":
+            resource["entity"] = [e for e in resource["entity"] if not gone(e.get("what"))]
+        if rtype in ("Provenance", "AuditEvent"):
+            resource["agent"] = [{**a, "who": {"display": DEVICE_DISPLAY}} if gone(a.get("who")) else a
+                                 for a in resource["agent"]]
+        entries.append({**entry, "resource": resource})
+    return {**bundle, "entry": entries}
 
 
 def create_bundle(decision: dict, now: datetime | None = None) -> dict:

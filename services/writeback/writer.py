@@ -52,9 +52,14 @@ def _ai_labelled(resource: dict) -> bool:
                for s in (resource.get("meta") or {}).get("security", []))
 
 
+def _all(_rtype: str) -> bool:
+    return True
+
+
 class Writer:
-    def __init__(self, client: FhirClient):
-        self.client = client
+    def __init__(self, client: FhirClient, accepts: Callable[[str], bool] = _all):
+        """``accepts(type)``: may this resource type be written to the tenant's EHR (its profile)?"""
+        self.client, self.accepts = client, accepts
 
     async def applied(self, decision: dict) -> dict | None:
         found = await self.client.search("Task", {"identifier": f"{R.DECISION_SYSTEM}|{decision['decisionId']}"})
@@ -71,7 +76,8 @@ class Writer:
         done, current = await asyncio.gather(self.applied(decision), self.open_episode_task(decision))
         if done is not None:
             return await self.read_back_existing(decision, done)
-        bundle = R.update_bundle(decision, current) if current else R.create_bundle(decision)
+        bundle = R.only_accepted(R.update_bundle(decision, current) if current else R.create_bundle(decision),
+                                 self.accepts)
         await guard()
         try:
             response = await self.client.transaction(bundle)
@@ -127,15 +133,20 @@ class Writer:
         """The decision was written before: report the Task, evidence, Provenance and Device as they are."""
         rtype = "DetectedIssue" if decision["kind"] == "urgent-task" else "Observation"
         ident = f"{R.DECISION_SYSTEM}|{decision['decisionId']}"
-        evidence = await self.client.search(rtype, {"identifier": ident})
-        if not evidence:
-            raise NotVerified(f"the Task of the decision exists but its {rtype} does not read back")
-        ev = evidence[0]
-        refs = [f"Task/{task['id']}/_history/{task['meta']['versionId']}",
-                f"{rtype}/{ev['id']}/_history/{ev['meta']['versionId']}"]
-        for prov in await self.client.search("Provenance", {"target": f"{rtype}/{ev['id']}"}):
-            refs.append(f"Provenance/{prov['id']}/_history/{prov['meta']['versionId']}")
-        devices = await self.client.search("Device", {
-            "identifier": f"{R.DEVICE_SYSTEM}|{R.device_key(decision['engineVersion'])}"})
-        refs += [f"Device/{d['id']}/_history/{d['meta']['versionId']}" for d in devices[:1]]
+        refs = [f"Task/{task['id']}/_history/{task['meta']['versionId']}"]
+        target = f"Task/{task['id']}"
+        if self.accepts(rtype):
+            evidence = await self.client.search(rtype, {"identifier": ident})
+            if not evidence:
+                raise NotVerified(f"the Task of the decision exists but its {rtype} does not read back")
+            ev = evidence[0]
+            refs.append(f"{rtype}/{ev['id']}/_history/{ev['meta']['versionId']}")
+            target = f"{rtype}/{ev['id']}"
+        if self.accepts("Provenance"):
+            for prov in await self.client.search("Provenance", {"target": target}):
+                refs.append(f"Provenance/{prov['id']}/_history/{prov['meta']['versionId']}")
+        if self.accepts("Device"):
+            devices = await self.client.search("Device", {
+                "identifier": f"{R.DEVICE_SYSTEM}|{R.device_key(decision['engineVersion'])}"})
+            refs += [f"Device/{d['id']}/_history/{d['meta']['versionId']}" for d in devices[:1]]
         return WriteOutcome("none", task, refs)

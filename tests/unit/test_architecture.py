@@ -12,11 +12,7 @@ from pathlib import Path
 SERVICES = Path(__file__).resolve().parents[2] / "services"
 COMMAND_LAYER = ("commands",)
 #: (importing file, imported service) -> why it is still there.
-KNOWN = {
-    ("services/control/app.py", "monitor"):
-        "control registers the monitor's promotion gates in process; to become a constructor argument fed "
-        "from the monitor over an API",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def imports_of(path: Path) -> set[str]:

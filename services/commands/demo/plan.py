@@ -20,7 +20,8 @@ from services.core.config import ConfigError, Settings
 #: a kept demo and a benchmark can run side by side.
 DEMO_PORT_BASE = 18100
 PORT_OFFSETS = {"ingest-http": 0, "ingest-mllp": 1, "inference": 2, "tools": 3, "control": 4, "console": 5,
-                "extraction": 10, "triage": 11, "writeback": 12, "scheduling": 13, "monitor": 14, "hl7": 15}
+                "extraction": 10, "triage": 11, "writeback": 12, "scheduling": 13, "monitor": 14, "hl7": 15,
+                "hl7out": 16}
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,10 @@ SERVICES: list[ServiceDef] = [
     ServiceDef("extraction", "stage", "extraction"),
     ServiceDef("triage", "stage", "triage"),
     ServiceDef("writeback", "stage", "writeback"),
+    ServiceDef("hl7out", "stage", "hl7out", required=False),
     ServiceDef("scheduling", "stage", "scheduling", required=False),
     ServiceDef("monitor", "stage", "monitor", required=False),
-    ServiceDef("control", "grpc", "control", required=False),
+    ServiceDef("control", "grpc", "control", required=False, module="services.commands.control_service"),
 ]
 
 

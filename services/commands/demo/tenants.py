@@ -25,7 +25,7 @@ from services.ehr.provision import AdminClient
 ALL_SCOPES = ["system/*.cruds"]
 TOOLS_SCOPE = "system/*.cruds"
 #: registry setting prefix -> SMART client id suffix (each service has its own client and key).
-SERVICE_CLIENTS = {"ehr": "ingest", "hl7": "hl7", "fhir": "tools", "writeback": "writeback"}
+SERVICE_CLIENTS = {"ehr": "ingest", "hl7": "hl7", "fhir": "tools", "writeback": "writeback", "hl7out": "hl7out"}
 SUBSCRIPTION_ACTIVE_TIMEOUT_S = 30.0
 ACTOR = "vigil-demo"
 

@@ -13,11 +13,16 @@ One loop per server process. Each round it leases the subscriptions with work du
   ``error`` (still retried), and the first success makes it ``active`` again.
 - ``active`` with ``heartbeatPeriod`` and nothing sent for that long: POST a ``heartbeat``.
 - ``end`` passed: status ``off``.
+- R4 criteria subscriptions (``spec.style`` r4) are never ``requested`` (no handshake) and have no
+  heartbeat; each event is one POST of the matching version (or an empty body), with the same
+  ordering, retries and ``error`` status as above.
+- The ``drop_notifications`` fault marks due events sent without sending them (a lost notification).
 Status changes are written to the Subscription resource as new versions.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timezone
 
 import httpx
@@ -25,7 +30,7 @@ import httpx
 from services.core.logging import get_logger
 from services.ehr.storage import Store
 from services.ehr.subscriptions import bundles, events, store as substore
-from services.ehr.subscriptions.spec import MAX_TIMEOUT_S
+from services.ehr.subscriptions.spec import MAX_TIMEOUT_S, R4
 from services.ehr.subscriptions.store import SubState
 
 log = get_logger("ehr.subscriptions.delivery")
@@ -44,6 +49,13 @@ POLL_INTERVAL_S = 0.5
 LEASE_S = MAX_TIMEOUT_S + 10
 LEASE_BATCH = 50
 CONCURRENCY = 16
+
+
+def _r4_body(st: SubState, event) -> tuple[bytes, str | None]:
+    """An R4 criteria notification: the version that matched as the body, or an empty body."""
+    if st.spec.content == "full-resource" and event.content is not None:
+        return json.dumps(event.content, separators=(",", ":")).encode(), st.spec.payload_type
+    return b"", None
 
 
 def backoff_s(failures: int) -> float:
@@ -116,11 +128,16 @@ class DeliveryWorker:
                 await substore.failed(self.store.platform, st, backoff_s(st.failures + 1), type(exc).__name__)
 
     async def _post(self, st: SubState, bundle: dict) -> str | None:
-        """POST a notification; None on a 2xx, else a short reason (no payload, no PHI)."""
+        """POST a notification Bundle; None on a 2xx, else a short reason (no payload, no PHI)."""
+        return await self._send(st, json.dumps(bundle, separators=(",", ":")).encode(), st.spec.payload_type)
+
+    async def _send(self, st: SubState, body: bytes, content_type: str | None) -> str | None:
+        """POST ``body`` with the channel headers; None on a 2xx, else a short reason."""
         headers = {name: value for name, value in st.spec.headers}
-        headers["Content-Type"] = st.spec.payload_type
+        if content_type:
+            headers["Content-Type"] = content_type
         try:
-            response = await self._http.post(st.spec.endpoint, json=bundle, headers=headers,
+            response = await self._http.post(st.spec.endpoint, content=body, headers=headers,
                                              timeout=st.spec.timeout_s)
         except httpx.HTTPError as exc:
             return type(exc).__name__
@@ -149,7 +166,15 @@ class DeliveryWorker:
         if not queued:  # nothing retained in the range (cannot happen unless rows were removed)
             await substore.delivered(self.store.platform, st, st.events_since_start)
             return
-        error = await self._post(st, bundles.notification(st, "event-notification", queued))
+        if await substore.notifications_dropped(self.store.platform, st.tenant):
+            # Fault injection (drop_notifications): the events count as sent, the endpoint never hears.
+            await substore.delivered(self.store.platform, st, queued[-1].number)
+            log.info("subscriptions.notification_dropped", tenant=st.tenant, subscription=st.id)
+            return
+        if st.spec.style == R4:
+            error = await self._send(st, *_r4_body(st, queued[0]))
+        else:
+            error = await self._post(st, bundles.notification(st, "event-notification", queued))
         if error is None:
             await substore.delivered(self.store.platform, st, queued[-1].number)
             if st.status == "error":

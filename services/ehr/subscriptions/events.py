@@ -2,8 +2,9 @@
 queue events for every write a topic covers, inside the transaction that made the write.
 
 An event is queued for a subscription when its topic covers the write (resource type and
-action) and every ``backport-filter-criteria`` matches the written version (for a delete,
-the version before it). Numbering is per subscription, gap-free and in commit order: the
+action; an R4 criteria subscription's pseudo-topic covers creates and updates of its type) and
+every ``backport-filter-criteria`` (or the R4 criteria) matches the written version (for a
+delete, the version before it). Numbering is per subscription, gap-free and in commit order: the
 subscription's row stays locked until the writing transaction ends.
 """
 from __future__ import annotations
@@ -76,6 +77,8 @@ async def _content_for_filters(conn, change: hooks.Change) -> dict | None:
 
 async def _queue_event(conn, change: hooks.Change) -> None:
     topics = topics_for(change.resource_type, change.action)
+    if change.action in specs.R4_ACTIONS:
+        topics.append(specs.r4_topic(change.resource_type))
     if not topics:
         return
     candidates = await store.candidates(conn, change.tenant, topics)
@@ -102,11 +105,15 @@ async def _queue_event(conn, change: hooks.Change) -> None:
 
 
 def _server_status(existing: store.SubState | None, spec: specs.SubscriptionSpec) -> str:
-    if spec.client_status in ("off", "requested"):
-        return spec.client_status
+    # R4 criteria subscriptions have no handshake: what would be "requested" is active at once.
+    asked = "active" if spec.style == specs.R4 else "requested"
+    if spec.client_status == "off":
+        return "off"
+    if spec.client_status == "requested":
+        return asked
     if existing is not None and existing.status == spec.client_status and existing.spec.same_channel(spec):
         return existing.status
-    return "requested"
+    return asked
 
 
 async def _sync_subscription(conn, change: hooks.Change) -> None:
@@ -134,12 +141,14 @@ async def on_write(conn, change: hooks.Change) -> None:
         if not _INTERNAL.get():
             await _sync_subscription(conn, change)
         return
-    if change.resource_type in _TOPIC_TYPES:
+    # Any type may be the subject of an R4 criteria subscription (created or updated versions).
+    if change.resource_type in _TOPIC_TYPES or change.action in specs.R4_ACTIONS:
         await _queue_event(conn, change)
 
 
 async def after_commit(change: hooks.Change) -> None:
     """hooks.POST_COMMIT callback: wake the delivery worker."""
-    if change.resource_type in _TOPIC_TYPES or change.resource_type == "Subscription":
+    if change.resource_type in _TOPIC_TYPES or change.resource_type == "Subscription" \
+            or change.action in specs.R4_ACTIONS:
         for wake in list(_wakers):
             wake()

@@ -15,7 +15,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from services.ehr.http import context, read_json
+from services.ehr import families
+from services.ehr.http import Ctx, context, read_json
 from services.ehr.outcome import bad_request, fhir_response, not_found
 from services.ehr.subscriptions import bundles, store as substore
 from services.ehr.subscriptions.spec import CONTENTS
@@ -42,13 +43,19 @@ async def _params(request: Request) -> list[tuple[str, str]]:
     return pairs
 
 
+def _offered(ctx: Ctx) -> Ctx:
+    """An epic-like EHR has no Subscriptions, so no Subscription operations either (403)."""
+    families.check_search(ctx.tenant.family, "Subscription", [])
+    return ctx
+
+
 def _number(name: str, raw: str) -> int:
     """An event number (a bigint in the event store)."""
     return whole_number(name, raw.strip(), 0, 2**63 - 1)
 
 
 async def status_instance(request: Request) -> Response:
-    ctx = await context(request)
+    ctx = _offered(await context(request))
     ctx.require("Subscription", "r")
     sid = check_id(request.path_params["rid"])
     await _params(request)  # instance level: id and status are ignored (IG), but the body must be valid
@@ -60,7 +67,7 @@ async def status_instance(request: Request) -> Response:
 
 
 async def status_type(request: Request) -> Response:
-    ctx = await context(request)
+    ctx = _offered(await context(request))
     ctx.require("Subscription", "s")
     ids, statuses = [], []
     for name, value in await _params(request):
@@ -79,7 +86,7 @@ async def status_type(request: Request) -> Response:
 
 
 async def events(request: Request) -> Response:
-    ctx = await context(request)
+    ctx = _offered(await context(request))
     ctx.require("Subscription", "r")
     sid = check_id(request.path_params["rid"])
     low, high, content = 1, None, None

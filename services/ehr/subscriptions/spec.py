@@ -16,6 +16,15 @@ A Subscription this server accepts:
   ``error`` are the server's to set: a client that sends them back unchanged (with the same
   channel and criteria) keeps the current state, otherwise it is read as ``requested``.
 Every problem is a 422 OperationOutcome naming the element.
+
+A classic R4 criteria-based Subscription (HAPI FHIR, Smile CDR, Medplum) is read by
+:func:`parse` too, when ``criteria`` is a search (``DocumentReference?status=current`` or just
+``Task``) rather than a topic canonical: ``channel.type`` = ``rest-hook``, ``channel.endpoint``,
+``channel.header``, and ``channel.payload`` = ``application/fhir+json`` (each matching version is
+POSTed as the body) or absent (an empty POST). Its spec has ``style`` ``r4``, the pseudo-topic
+``r4-criteria:<Type>``, the criteria as its one filter, content ``full-resource`` or ``empty``, no
+heartbeat and one event per notification. As in R4, there is no handshake: ``requested`` becomes
+``active`` at once, and deletions notify nothing (the criteria apply to the new version).
 """
 from __future__ import annotations
 
@@ -27,6 +36,7 @@ from urllib.parse import parse_qsl, urlsplit
 from services.ehr import search
 from services.ehr.outcome import FhirError, issue, unprocessable
 from services.ehr.subscriptions.topics import TOPICS
+from services.ehr.validation import resource_types
 
 EXT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
 FILTER_CRITERIA = EXT + "backport-filter-criteria"
@@ -45,6 +55,11 @@ MAX_TIMEOUT_S = 120
 DEFAULT_MAX_COUNT = 20
 MAX_MAX_COUNT = 1000
 MIN_HEARTBEAT_S = 1
+#: The two styles: Backport IG topics, classic R4 criteria.
+BACKPORT, R4 = "backport", "r4"
+R4_TOPIC_PREFIX = "r4-criteria:"
+#: R4 criteria apply to the new version of a created or updated resource (no notification on delete).
+R4_ACTIONS = ("create", "update")
 MAX_HEADERS = 10
 _HEADER = re.compile(r"^([A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}):[ \t]*([^\r\n]{0,4096})$")
 _RESERVED_HEADERS = ("content-type", "content-length", "host", "transfer-encoding", "connection")
@@ -69,13 +84,15 @@ class SubscriptionSpec:
     max_count: int
     client_status: str  # requested | active | error | off, as the client wrote it
     end: datetime | None
+    style: str = BACKPORT  # backport | r4
 
     def as_json(self) -> dict:
         return {"topic": self.topic, "filters": [[f.resource_type, f.query] for f in self.filters],
                 "endpoint": self.endpoint, "headers": [list(h) for h in self.headers],
                 "payload_type": self.payload_type, "content": self.content, "heartbeat_s": self.heartbeat_s,
                 "timeout_s": self.timeout_s, "max_count": self.max_count,
-                "client_status": self.client_status, "end": self.end.isoformat() if self.end else None}
+                "client_status": self.client_status, "end": self.end.isoformat() if self.end else None,
+                "style": self.style}
 
     def same_channel(self, other: "SubscriptionSpec") -> bool:
         """Equal apart from the status the client wrote."""
@@ -86,7 +103,7 @@ class SubscriptionSpec:
         return cls(data["topic"], tuple(Filter(t, q) for t, q in data["filters"]), data["endpoint"],
                    tuple((k, v) for k, v in data["headers"]), data["payload_type"], data["content"],
                    data["heartbeat_s"], data["timeout_s"], data["max_count"], data["client_status"],
-                   datetime.fromisoformat(data["end"]) if data.get("end") else None)
+                   datetime.fromisoformat(data["end"]) if data.get("end") else None, data.get("style", BACKPORT))
 
 
 class _Problems:
@@ -156,15 +173,20 @@ def _headers(channel: dict, problems: _Problems) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def parse(resource: dict) -> SubscriptionSpec:
-    """The spec of a (structurally valid) Subscription, or a 422 FhirError listing every problem."""
-    problems = _Problems()
-    topic_url = resource.get("criteria")
-    topic = TOPICS.get(topic_url) if isinstance(topic_url, str) else None
-    if topic is None:
-        problems.add("Subscription.criteria", "criteria must be one of this server's topic canonicals: "
-                                              + ", ".join(sorted(TOPICS)))
-    filters = _filters(resource, topic.resource_type if topic else None, problems)
+def r4_topic(resource_type: str) -> str:
+    return R4_TOPIC_PREFIX + resource_type
+
+
+def is_r4_criteria(criteria: object) -> bool:
+    """A search (``Type`` or ``Type?params``), not a topic canonical URL."""
+    return isinstance(criteria, str) and bool(_R4_CRITERIA.match(criteria))
+
+
+_R4_CRITERIA = re.compile(r"^[A-Z][A-Za-z]{1,63}(\?.*)?$")
+
+
+def _common(resource: dict, problems: _Problems) -> tuple[str, tuple, str, datetime | None]:
+    """endpoint, headers, status and end: read the same way in both styles."""
     channel = resource.get("channel") if isinstance(resource.get("channel"), dict) else {}
     if channel.get("type") != "rest-hook":
         problems.add("Subscription.channel.type", "only the rest-hook channel is supported")
@@ -172,17 +194,6 @@ def parse(resource: dict) -> SubscriptionSpec:
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         problems.add("Subscription.channel.endpoint", "a rest-hook needs an absolute http(s) endpoint URL")
-    payload_type = channel.get("payload") or ""
-    if payload_type not in PAYLOAD_TYPES:
-        problems.add("Subscription.channel.payload", f"payload must be one of {', '.join(PAYLOAD_TYPES)}")
-    contents = _ext_values(channel.get("_payload"), PAYLOAD_CONTENT)
-    content = contents[0] if len(contents) == 1 else None
-    if content not in CONTENTS:
-        problems.add("Subscription.channel.payload.extension(content)",
-                     f"exactly one backport-payload-content is required: {' | '.join(CONTENTS)}")
-    heartbeat = _one_int(channel, HEARTBEAT_PERIOD, "heartbeatPeriod", MIN_HEARTBEAT_S, 86400 * 7, problems)
-    timeout = _one_int(channel, TIMEOUT, "timeout", 1, MAX_TIMEOUT_S, problems)
-    max_count = _one_int(channel, MAX_COUNT, "maxCount", 1, MAX_MAX_COUNT, problems)
     headers = _headers(channel, problems)
     status = resource.get("status")
     if status not in ("requested", "active", "error", "off"):
@@ -195,6 +206,59 @@ def parse(resource: dict) -> SubscriptionSpec:
                 end = end.replace(tzinfo=timezone.utc)
         except ValueError:
             problems.add("Subscription.end", "end must be an instant")
+    return endpoint, headers, status, end
+
+
+def _parse_r4(resource: dict) -> SubscriptionSpec:
+    problems = _Problems()
+    rtype, _, query = resource["criteria"].partition("?")
+    filters: tuple[Filter, ...] = ()
+    if rtype == "Subscription" or rtype not in resource_types():
+        problems.add("Subscription.criteria", "criteria must be a search on a resource type this server holds, "
+                                              "e.g. DocumentReference?status=current")
+    elif query:
+        try:
+            search.parse(rtype, parse_qsl(query, keep_blank_values=True))
+            filters = (Filter(rtype, query),)
+        except FhirError as exc:
+            problems.add("Subscription.criteria", f"criteria are not a valid search: {exc.diagnostics}")
+    channel = resource.get("channel") if isinstance(resource.get("channel"), dict) else {}
+    payload_type = channel.get("payload") or ""
+    if payload_type and payload_type not in PAYLOAD_TYPES:
+        problems.add("Subscription.channel.payload", f"payload must be absent (an empty notification) or one of "
+                                                     f"{', '.join(PAYLOAD_TYPES)}")
+    endpoint, headers, status, end = _common(resource, problems)
+    if problems.issues:
+        raise unprocessable("The Subscription is not a valid R4 criteria-based subscription", problems.issues)
+    return SubscriptionSpec(r4_topic(rtype), filters, endpoint, headers, payload_type,
+                            "full-resource" if payload_type else "empty", None, DEFAULT_TIMEOUT_S, 1,
+                            status, end, R4)
+
+
+def parse(resource: dict) -> SubscriptionSpec:
+    """The spec of a (structurally valid) Subscription, or a 422 FhirError listing every problem."""
+    if is_r4_criteria(resource.get("criteria")):
+        return _parse_r4(resource)
+    problems = _Problems()
+    topic_url = resource.get("criteria")
+    topic = TOPICS.get(topic_url) if isinstance(topic_url, str) else None
+    if topic is None:
+        problems.add("Subscription.criteria", "criteria must be one of this server's topic canonicals: "
+                                              + ", ".join(sorted(TOPICS)))
+    filters = _filters(resource, topic.resource_type if topic else None, problems)
+    endpoint, headers, status, end = _common(resource, problems)
+    channel = resource.get("channel") if isinstance(resource.get("channel"), dict) else {}
+    payload_type = channel.get("payload") or ""
+    if payload_type not in PAYLOAD_TYPES:
+        problems.add("Subscription.channel.payload", f"payload must be one of {', '.join(PAYLOAD_TYPES)}")
+    contents = _ext_values(channel.get("_payload"), PAYLOAD_CONTENT)
+    content = contents[0] if len(contents) == 1 else None
+    if content not in CONTENTS:
+        problems.add("Subscription.channel.payload.extension(content)",
+                     f"exactly one backport-payload-content is required: {' | '.join(CONTENTS)}")
+    heartbeat = _one_int(channel, HEARTBEAT_PERIOD, "heartbeatPeriod", MIN_HEARTBEAT_S, 86400 * 7, problems)
+    timeout = _one_int(channel, TIMEOUT, "timeout", 1, MAX_TIMEOUT_S, problems)
+    max_count = _one_int(channel, MAX_COUNT, "maxCount", 1, MAX_MAX_COUNT, problems)
     if problems.issues:
         raise unprocessable("The Subscription is not a valid topic-based subscription", problems.issues)
     return SubscriptionSpec(topic.url, filters, endpoint, headers, payload_type, content, heartbeat,

@@ -163,11 +163,13 @@ async def events(conn: asyncpg.Connection, tenant: str, sid: str, low: int, high
 
 
 async def lease_due(conn: asyncpg.Connection, lease_s: float, limit: int) -> list[SubState]:
-    """Lease subscriptions with work due: a handshake, queued events, a heartbeat, or an end passed."""
+    """Lease subscriptions with work due: a handshake, queued events, a heartbeat, or an end passed.
+    Nothing is delivered for a tenant whose EHR plays the epic-like family (services.ehr.families)."""
     rows = await conn.fetch(
         f"""UPDATE ehr_sub_state s SET lease_until = now() + $1 * interval '1 second'
-        FROM (SELECT tenant, id FROM ehr_sub_state
+        FROM (SELECT tenant, id FROM ehr_sub_state q
               WHERE status IN ('requested', 'active', 'error') AND next_attempt_at <= now()
+                AND NOT EXISTS (SELECT 1 FROM ehr_tenants t WHERE t.id = q.tenant AND t.family = 'epic-like')
                 AND (lease_until IS NULL OR lease_until < now())
                 AND (status = 'requested' OR events_since_start > delivered_through
                      OR (status = 'active' AND spec->>'heartbeat_s' IS NOT NULL
@@ -178,6 +180,12 @@ async def lease_due(conn: asyncpg.Connection, lease_s: float, limit: int) -> lis
         WHERE s.tenant = d.tenant AND s.id = d.id
         RETURNING {', '.join('s.' + c.strip() for c in _COLUMNS.split(','))}""", lease_s, limit)
     return [_state(r) for r in rows]
+
+
+async def notifications_dropped(conn: asyncpg.Connection, tenant: str) -> bool:
+    """The tenant's ``drop_notifications`` fault (services.ehr.faults) is on."""
+    return bool(await conn.fetchval("SELECT (faults->>'drop_notifications')::boolean FROM ehr_tenants WHERE id=$1",
+                                    tenant))
 
 
 async def delivered(conn: asyncpg.Connection, st: SubState, through: int | None) -> None:

@@ -36,14 +36,18 @@ OTHER_DRUGS = (r"fluoropyrimidines?|5-?fu|fluorouracil|capecitabine|irinotecan|d
                r"|idelalisib|alpelisib|everolimus|temsirolimus|dabrafenib|trametinib|vemurafenib|encorafenib|binimetinib"
                r"|cobimetinib|olaparib|niraparib|bevacizumab|ramucirumab|cetuximab|panitumumab|trastuzumab(?:\s+deruxtecan)?"
                r"|enfortumab(?:\s+vedotin)?|sacituzumab|lenalidomide|(?:the\s+)?(?:tki|chemotherapy|chemo)")
+#: A drug's own toxicity named as the favoured explanation ("most consistent with lenvatinib (VEGFR
+#: TKI) toxicity", "typical of enfortumab vedotin skin toxicity").
+_TOXICITY = r"(?:\s*\([^)\n]{1,30}\))?[- ](?:induced|related|associated|toxicity|effect|(?:skin|gi|cutaneous)\s+toxicity|side\s+effect)"
 _DRUG_CAUSE = (rf"(?:{_CAUSE}|after\s+starting|since\s+starting|on)\s+(?:the\s+|his\s+|her\s+)?(?:{OTHER_DRUGS})"
-               rf"|(?:{OTHER_DRUGS})[- ](?:induced|related|associated|toxicity|effect)")
+               rf"|(?:(?:most\s+)?consistent\s+with|c/w|typical\s+of|favou?r(?:s|ed)?|most\s+likely)\s+(?:the\s+)?(?:{OTHER_DRUGS}){_TOXICITY}"
+               rf"|(?:{OTHER_DRUGS}){_TOXICITY}")
 
 ALTERNATIVE_CAUSES: dict[str, dict[str, str]] = {
     "colitis": {
         "acute": (r"c\.?\s*diff(?:icile)?(?:\s+(?:colitis|infection|toxin|pcr))?|cdiff|(?-i:CDI)|clostridi(?:um|oides)\s+difficile(?:\s+colitis)?"
                   r"|(?:infectious|bacterial|viral|ischemic|pseudomembranous|neutropenic|cmv)\s+(?:entero)?colitis"
-                  r"|(?:infectious|viral|bacterial|osmotic|antibiotic[- ]associated|chemotherapy[- ](?:induced|related|associated)|chemo[- ](?:induced|related))\s+diarrh(?:o)?ea"
+                  r"|(?:infectious|viral|bacterial|osmotic|antibiotic[- ]associated|chemotherapy[- ](?:induced|related|associated)|chemo[- ](?:induced|related))\s+diarrh(?:o)?ea|chemo(?:therapy)?\s+diarrh(?:o)?ea"
                   r"|(?:viral\s+)?gastroenteritis|norovirus|rotavirus|campylobacter|salmonella|shigella|giardia"
                   r"|stool\s+(?:cultures?|pcr|studies|panel)\s+(?:positive|\+)|gi\s+(?:pcr\s+)?panel\s+positive|radiation\s+proctitis"),
         "chronic": r"crohn'?s(?:\s+disease)?|ulcerative\s+colitis|inflammatory\s+bowel\s+disease|(?-i:IBD)|microscopic\s+colitis|irritable\s+bowel(?:\s+syndrome)?|(?-i:IBS)|short\s+gut",
@@ -52,7 +56,7 @@ ALTERNATIVE_CAUSES: dict[str, dict[str, str]] = {
     },
     "pneumonitis": {
         "acute": (r"radiation(?:[- ]induced)?\s+pneumonitis|radiation[- ]induced\s+lung\s+injury|post-?radiation\s+(?:changes|fibrosis|pneumonitis)"
-                  r"|pneumonia|(?-i:CAP|HCAP)|aspiration\s+(?:pneumonia|pneumonitis|event)|pneumocystis|(?-i:PJP|PCP)|covid(?:-?19)?(?:\s+pneumonia)?|sars-?cov-?2"
+                  r"|pneumonia|(?-i:CAP|HCAP)|aspiration\s+(?:pneumonia|pneumonitis|event)|pneumocystis|(?-i:PJP|PCP)|covid(?:-?19)?(?:\s+pneumonia)?(?!\s*(?:vaccines?|vaccinations?|boosters?|shots?|immunizations?|vax))|sars-?cov-?2"
                   r"|influenza\s+(?:a|b|infection|pneumonia|positive)|rsv\s+(?:positive|infection)|(?:bacterial|viral|fungal)\s+(?:pneumonia|infection)"
                   r"|lung\s+infection|(?:lower\s+)?respiratory\s+(?:tract\s+)?infection|lymphangitic\s+(?:spread|carcinomatosis)"
                   r"|(?:amiodarone|bleomycin|gemcitabine|docetaxel)[- ](?:induced|related)\s+(?:pneumonitis|lung\s+toxicity)|hypersensitivity\s+pneumonitis"),
@@ -86,7 +90,8 @@ ALTERNATIVE_CAUSES: dict[str, dict[str, str]] = {
         "acute": r"post-?partum\s+thyroiditis|subacute\s+(?:granulomatous\s+)?thyroiditis|de\s+quervain'?s?(?:\s+thyroiditis)?",
         "chronic": (r"hashimoto'?s?(?:\s+(?:thyroiditis|disease))?|graves'?(?:\s+disease)?|thyroidectomy|post-?surgical\s+hypothyroidism"
                     r"|congenital\s+hypothyroidism|radioactive\s+iodine|rai\s+ablation|post-?rai|(?:longstanding|long-standing|known|chronic|pre-?existing|lifelong)\s+hypothyroidism"
-                    r"|(?:longstanding|long-standing|known|pre-?existing)\s+(?:hyperthyroidism|thyroid\s+disease)|multinodular\s+goiter|toxic\s+(?:adenoma|nodule)"),
+                    r"|(?:longstanding|long-standing|known|pre-?existing)\s+(?:hyperthyroidism|thyroid\s+disease)|multinodular\s+goiter|toxic\s+(?:adenoma|nodule)"
+                    r"|post-?radiation\s+hypothyroidism|radiation[- ]induced\s+hypothyroidism|hypothyroidism\s+(?:is\s+|was\s+)?post-?radiation"),
         "local": r"amiodarone|iodinated\s+contrast|iodine\s+load|lithium",
     },
     "hypophysitis": {

@@ -130,7 +130,10 @@ def assertion(ent: Span) -> Assertion:
                       and not e.label_.startswith(ALT_PREFIX)), None)
         if resolved_in(text_of(ent.doc), ent.start_char, ent.end_char, ent.sent.end_char, layout, limit):
             negated = True
-    uncertain = POSS in categories or (_is_mention(ent) and ent.sent.text.rstrip().endswith("?"))
+    uncertain = POSS in categories or (_is_mention(ent) and (ent.sent.text.rstrip().endswith("?") or bool(
+        _QUESTIONED.search(text_of(ent.doc), max(0, ent.start_char - 20), ent.start_char))))
+    if _is_mention(ent) and _CONSIDERED_REJECTED.match(text_of(ent.doc), ent.end_char, ent.sent.end_char):
+        negated = True
     if uncertain and _treated(ent.sent.text):
         uncertain = False  # a working diagnosis being treated (taxonomy notes, rule 10)
     if ent.label_ not in (ICI, NON_ICI) and not ent.label_.startswith(ALT_PREFIX) and _DIFFERENTIAL.search(ent.sent.text):
@@ -139,6 +142,16 @@ def assertion(ent: Span) -> Assertion:
         negated=negated, uncertain=uncertain, hypothetical=hypothetical, family=family,
         historical=historical, ongoing=ongoing, ignored=policy in ("ignored", "review_of_systems"),
     )
+
+
+#: A question mark put before the term ("RFC: diarrhea on nivolumab - ?immune colitis").
+_QUESTIONED = re.compile(r"\?[ \t]*(?:[\w-]+[ \t]+){0,2}$")
+#: A diagnosis considered and then rejected in its sentence ("ICI hepatitis was considered but is
+#: not supported", "ICI myocarditis considered ..., but troponin explained by PE; not suspected").
+_CONSIDERED_REJECTED = re.compile(
+    r"[^.;\n]{0,40}?\b(?:was\s+|were\s+|is\s+|initially\s+|also\s+)*considered\b[^.\n]{0,200}?\b(?:but|however)\b"
+    r"[^.\n]{0,200}?\b(?:not\s+(?:supported|favou?red|suspected|likely|consistent)|unlikely|less\s+likely|ruled\s+out"
+    r"|excluded|explained\s+by)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -260,6 +273,7 @@ REASONS = {
     "predates_ici": "the condition predates the checkpoint inhibitor",
     "secondary_ai": "secondary adrenal insufficiency of a pituitary cause (hypophysitis)",
     "assessment": "the assessment of the same category decides otherwise",
+    "stale_problem_list": "only a problem-list entry, and the note says the condition resolved",
 }
 
 
@@ -354,7 +368,8 @@ def named_other_cause(ent: Span) -> bool:
 
 
 #: A checkpoint inhibitor named in brackets right after the mention ("Hypophysitis (ipilimumab)").
-_PAREN_DRUG = re.compile(rf"[ \t]*[,:-]?[ \t]*\([ \t]*(?:{ICI_DRUGS}|{GENERIC_IMMUNOTHERAPY})\b", re.IGNORECASE)
+_PAREN_DRUG = re.compile(rf"[ \t]*[,:-]?[ \t]*\([ \t]*(?:{ICI_DRUGS}|{GENERIC_IMMUNOTHERAPY})\b"
+                         rf"|[ \t]*[,:-][ \t]*(?-i:ICI|irAE)\b", re.IGNORECASE)
 
 #: How far after a mention an attribution phrase still belongs to it ("Diabetes, insulin-dependent,
 #: due to pembrolizumab").

@@ -111,6 +111,9 @@ class RulesEngine:
         verdicts = [Verdict(False, False, "assessment")
                     if v.present and ent.label_ in overruled and not _in_assessment(ent) else v
                     for ent, v in zip(mentions, verdicts)]
+        stale = _stale_problem_list(mentions, verdicts)
+        verdicts = [Verdict(False, False, "stale_problem_list") if v.present and ent.label_ in stale else v
+                    for ent, v in zip(mentions, verdicts)]
         # grades go to the mentions that stand (a rejected mention does not take its sentence's grade)
         mention_grades = _assign_grades(doc, [e for e, v in zip(mentions, verdicts) if v.present])
         for ent, verdict in zip(mentions, verdicts):
@@ -181,12 +184,33 @@ def _overruled_by_assessment(mentions: list[Span], verdicts: list[Verdict]) -> s
     return {category for category, absent in concluded.items() if absent}
 
 
+_RESOLVED_WORD = re.compile(r"\bresol(?:ved|ution)\b", re.IGNORECASE)
+
+
+def _stale_problem_list(mentions: list[Span], verdicts: list[Verdict]) -> set[str]:
+    """Categories present only as problem-list entries while the note says elsewhere that the same
+    condition resolved ("PROBLEM LIST: Immune-mediated colitis" / "HPI: her colitis ... resolved
+    completely a year ago"): a problem list is carried forward and lags behind the note."""
+    stale = set()
+    for category in {ent.label_ for ent in mentions}:
+        present = [ent for ent, v in zip(mentions, verdicts) if ent.label_ == category and v.present]
+        resolved = [ent for ent, v in zip(mentions, verdicts) if ent.label_ == category and not v.present
+                    and v.reason == "negated" and _RESOLVED_WORD.search(ent.sent.text)]
+        if present and resolved and all((section_at(e.doc, e.start)[0] or "") == "problem_list" for e in present) \
+                and not any((section_at(e.doc, e.start)[0] or "") == "problem_list" for e in resolved):
+            stale.add(category)
+    return stale
+
+
 def _heading_state(doc: Doc, ent: Span, state: Assertion) -> Assertion:
     """A problem heading ("Colitis:") takes its status from the line that follows it: when that
     line negates the same category ("No further diarrhea.", "Resolved.") the heading is negated."""
     after = doc[ent.end:ent.end + 2]
     if not any(t.text == ":" for t in after) or ent.sent.end >= len(doc):
         return state
+    text = doc.user_data.get("vigil_text", doc.text)
+    if _NORMAL_AFTER_HEADING.match(text, ent.end_char, ent.sent.end_char):  # "Hepatotoxicity: baseline LFTs normal."
+        return Assertion(True, state.uncertain, state.hypothetical, state.family, state.historical, False, state.ignored)
     following = _next_sentence(doc, ent.sent)
     if following is None:
         return state
@@ -197,6 +221,12 @@ def _heading_state(doc: Doc, ent: Span, state: Assertion) -> Assertion:
     if (body_negated or starts_resolved) and not any(modifiers.ONGOING == m.category for e in same for m in e._.modifiers):
         return Assertion(True, state.uncertain, state.hypothetical, state.family, state.historical, False, state.ignored)
     return state
+
+
+#: A heading whose own line says there is nothing to report.
+_NORMAL_AFTER_HEADING = re.compile(
+    r"[ \t]*:[ \t]*(?:[\w/-]+[ \t]+){0,3}?(?:normal|wnl|within\s+normal\s+limits|none|negative|unremarkable|n/?a|nl)\b"
+    r"[^;\n]{0,20}$", re.IGNORECASE)
 
 
 def _next_sentence(doc: Doc, sentence: Span) -> Span | None:

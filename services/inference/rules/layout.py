@@ -45,7 +45,11 @@ EDUCATION_SENTENCE = re.compile(
     r"|(?:risks?|side[- ]effects?|adverse\s+events?|irAEs?|toxicit(?:y|ies))\s+(?:were\s+|was\s+)?(?:discussed|reviewed|explained)"
     r"|\b(?:were|was)\s+(?:also\s+)?(?:mentioned|discussed|explained)\b"
     r"|\b(?:usually|typically|generally|commonly|often)\s+(?:looks?|presents?|causes?|starts?|shows?|appears?|begins?)\b"
-    r"|(?:most\s+)?common\s+(?:side\s+)?effects\s+(?:are|include)|wallet\s+card|written\s+info)",
+    r"|(?:most\s+)?common\s+(?:side\s+)?effects\s+(?:are|include)|wallet\s+card|written\s+info"
+    # order-set and protocol text: conditions to act on, not findings ("Hold pembrolizumab and notify
+    # provider for: Grade 2 pneumonitis; ...")
+    r"|(?:notify|page|call|contact)\s+(?:the\s+)?(?:provider|prescriber|physician|md|doctor|oncologist|oncology|team)"
+    r"\s+(?:for|if)\b|\bhold\s+(?:\w+\s+){1,2}(?:and\s+(?:\w+\s+){1,3})?(?:for|if)\s*:|\border\s+set\b|auto-?populated)",
     re.IGNORECASE)
 #: A line that opens a negative list ("Neg: fever, rash", "Negative for: ...", "Ruled out / not present: ...").
 NEGATIVE_LEAD = re.compile(

@@ -47,10 +47,14 @@ MODIFIER_RULES: list[tuple[str, str, str, int | None]] = [
                                "not favored", "thought unlikely", "felt unlikely", "considered unlikely", "felt to be unlikely")],
     *[(p, NEG, B, 6) for p in (
         "was ruled out", "has been ruled out", "negative", "neg", "is unlikely", "not present",
-        "have normalized", "has normalized", "now normal", "within normal limits", "wnl", "undetectable",
-        "not detected", "no longer present", "has cleared", "not explaining", "does not explain", "not explain", "cleared", "healed", "back to baseline",
+        "have normalized", "has normalized", "now normal", "within normal limits", "wnl", "no longer present", "has cleared", "not explaining", "does not explain", "not explain", "cleared", "healed", "back to baseline",
         "returned to baseline", "recovered", "not seen", "not supported",
     )],
+    # a lab read as absent right after the term ("HBV DNA undetectable"), not a value further on
+    # ("diabetes - permanent insulin deficiency (undetectable C-peptide)")
+    *[(p, NEG, B, 3) for p in ("undetectable", "not detected")],
+    # a rejection after a considered diagnosis ("ICI hepatitis was considered but is not supported")
+    *[(p, NEG, B, 14) for p in ("not an irae", "not irae", "not an ir-ae", "not an ici toxicity", "not ici toxicity")],
     # --- uncertainty ----------------------------------------------------------------------
     *[(p, POSS, F, 10) for p in (
         "rule out", "r/o", "possibly", "question of", "questionable", "suspect",
@@ -59,7 +63,8 @@ MODIFIER_RULES: list[tuple[str, str, str, int | None]] = [
         "could be", "could represent", "may represent", "cannot exclude", "can't exclude", "cannot rule out",
         "can't rule out", "evaluate for", "evaluation for", "eval for", "to evaluate for",
         "work up for", "workup for", "work-up for", "assess for", "screen for", "screening for", "checked for",
-        "check for", "to exclude", "concerned for", "raised concern for", "to look for", "look for", "considered",
+        "check for", "to exclude", "reassess for", "re-assess for", "re-evaluate for", "reevaluate for",
+        "re-evaluation for", "reevaluation for", "concerned for", "raised concern for", "to look for", "look for", "considered",
         "initially considered", "differential includes", "differential diagnosis", "ddx",         "vs.", "equivocal", "indeterminate", "uncertain", "unclear if", "unclear whether", "presumed vs",
     )],
     *[(p, POSS, BI, 8) for p in ("possible", "vs", "versus", "?", "suspected", "not excluded", "differential",
@@ -80,7 +85,10 @@ MODIFIER_RULES: list[tuple[str, str, str, int | None]] = [
     *[(p, HYPO, F, 16) for p in ("should he", "should she", "should the patient", "should there be",
                                   "should symptoms", "should she develop", "should he develop")],
     ("re:\\b(?:discussed|reviewed|went over|talked about)\\s+(?:the\\s+|possible\\s+|potential\\s+)*(?:risks?|side\\s+effects?|toxicit(?:y|ies)|warning\\s+signs|signs\\s+and\\s+symptoms|irAEs?|immune[- ]related\\s+adverse\\s+events)\\b", HYPO, F, 20),
-    *[(p, HYPO, B, 4) for p in ("precautions", "prophylaxis", "were to occur", "risk", "risks")],
+    *[(p, HYPO, B, 4) for p in ("precautions", "prophylaxis", "ppx", "were to occur", "risk", "risks")],
+    # a future resolution ("resumption OK after G2 hepatitis resolves to <=G1", "hold until colitis improves")
+    *[(p, HYPO, B, 5) for p in ("resolves", "resolves to", "improves to", "recovers to")],
+    *[(p, HYPO, F, 6) for p in ("until", "once", "if and when")],
     *[(p, HYPO, F, 10) for p in ("monitor", "monitoring", "surveillance", "to monitor", "continue to monitor")],
     # --- history ---------------------------------------------------------------------------
     *[(p, HIST, F, 12) for p in (

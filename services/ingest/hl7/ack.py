@@ -1,6 +1,7 @@
 """Original-mode acknowledgements: MSA AA/AE/AR and, for errors, an ERR segment.
 
-The ACK always uses the standard encoding characters ``|^~\\&`` and escapes every value,
+The ACK always uses the standard encoding characters ``|^~\\&`` and escapes every value
+(``services.core.hl7wire.escape``),
 so an error text can never break the ACK. A message too broken to read still gets an AR
 (with empty fields where the original header could not be read).
 """
@@ -10,19 +11,12 @@ import time
 import uuid
 from datetime import datetime, timezone
 
+from services.core.hl7wire import escape
 from services.ingest.hl7.errors import ERROR_NAMES, Hl7Error
 from services.ingest.hl7.parse import Header
 
 ACK_CODES = ("AA", "AE", "AR")
 MAX_TEXT = 80  # MSA-3 / ERR-8 kept short: a reason, not a dump
-_ESCAPES = (("\\", "\\E\\"), ("|", "\\F\\"), ("^", "\\S\\"), ("&", "\\T\\"), ("~", "\\R\\"),
-            ("\r", " "), ("\n", " "))
-
-
-def escape(value: str) -> str:
-    for char, replacement in _ESCAPES:
-        value = value.replace(char, replacement)
-    return value
 
 
 def _location(location: str) -> str:

@@ -9,21 +9,31 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections import OrderedDict
 
 from services.core.secrets import SecretSettings
 from services.ingest.hl7.mapping.common import first_identifier
 
 LABEL = "vigil/hl7-patient-key/v1"
 KEY_CHARS = 32
+#: Keys of recent patients kept in memory (a feed repeats the same patients: orders, results, notes).
+CACHE_SIZE = 10_000
 
 
 class PatientKeys:
     def __init__(self, secrets: SecretSettings):
         self._secret = secrets.derive(LABEL)
+        self._cache: OrderedDict[str, str] = OrderedDict()
 
     def of_identifier(self, tenant: str, system: str, value: str) -> str:
-        digest = hmac.new(self._secret, f"{tenant}|{system}|{value}".encode("utf-8"), hashlib.sha256).hexdigest()
-        return "pk-" + digest[:KEY_CHARS]
+        text = f"{tenant}|{system}|{value}"
+        key = self._cache.get(text)
+        if key is None:
+            key = "pk-" + hmac.new(self._secret, text.encode("utf-8"), hashlib.sha256).hexdigest()[:KEY_CHARS]
+            self._cache[text] = key
+            if len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return key
 
     def of_message(self, tenant: str, msg) -> str | None:
         """The key of a ``Message`` or a ``LightMessage`` (the same for both)."""

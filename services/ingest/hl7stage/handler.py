@@ -10,7 +10,9 @@ The message type decides, through ``HANDLERS`` (the stage's one table):
 - ``ADT``: the patient index is brought up to date;
 - ``SIU``: the patient index; the appointment itself is read from the EHR by scheduling.
 
-Every message with a PID refreshes the patient index. Other message types are acknowledged,
+Every message with a PID refreshes the patient index. A message Vigil sent itself (MSH-3 ``VIGIL``:
+an hl7out result the interface engine routed back to the feed) is logged in the receipt log and
+used for nothing else, so a result never becomes a new note. Other message types are acknowledged,
 kept on the topic and counted as unused. With the tenant setting ``hl7_copy_to_ehr`` (off by
 default; for a FHIR repository that wants a copy) the message's Patient, note, Encounter or
 Appointment are also written into the EHR, each write read back (a write the EHR did not keep is
@@ -30,6 +32,7 @@ from prometheus_client import Counter
 from services.core.bus import Context
 from services.core.errors import FatalError, NotFoundError, RetryableError
 from services.core.events import Event
+from services.core.hl7wire import VIGIL_APPLICATION
 from services.ingest import events as ev
 from services.ingest.hl7.datatypes import to_instant
 from services.ingest.hl7.errors import Hl7Error
@@ -73,6 +76,10 @@ class Hl7Stage:
             raise _fatal(exc) from None
         tenant = self.deps.tenant(ctx.tenant)
         await self._receipt(ctx, msg, data)
+        if msg.header.sending_application.upper() == VIGIL_APPLICATION:  # our own result, echoed back
+            USED.labels(ctx.tenant, "own-result").inc()
+            ctx.log.info("hl7.own_result", kind=msg.header.kind[:20])
+            return
         key = self.deps.keys.of_message(ctx.tenant, msg)
         if key is not None:
             await patients.remember(self.deps.pools, self.deps.keyring, ctx.tenant, key, msg)

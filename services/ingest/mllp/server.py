@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from hl7.mllp import InvalidBlockError, start_hl7_server
 from prometheus_client import Counter, Gauge
 
+from services.core.hl7wire import ENCODING
 from services.core.logging import get_logger
 from services.ingest.hl7.ack import build_ack
 from services.ingest.hl7.errors import DATA_TYPE_ERROR, SEGMENT_SEQUENCE, reject
 
 log = get_logger("ingest.mllp")
-ENCODING = "utf-8"
 MAX_BLOCK_BYTES = 2 * 1024 * 1024  # 2 MiB per framed message (notes are far smaller)
 IDLE_TIMEOUT_S = 300.0  # a connection silent for 5 minutes is closed
 MAX_CONNECTIONS = 64  # interface engines hold a few long-lived connections per feed
@@ -52,6 +52,10 @@ class MllpServer:
         self.limits = limits or MllpLimits()
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def serving(self) -> bool:
+        return self._server is not None and self._server.is_serving()
 
     @property
     def connections(self) -> int:

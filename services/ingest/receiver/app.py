@@ -1,4 +1,7 @@
-"""The notification endpoint: ``POST /notify/<tenant>`` (one explicit route table).
+"""The notification endpoints (one explicit route table): ``POST /notify/<tenant>`` for Backport IG
+notification Bundles, ``POST /notify/<tenant>/r4/<Type>`` for classic R4 criteria notifications
+(the resource, or an empty body; services.ingest.receiver.r4), and ``PUT
+/notify/<tenant>/r4/<Type>/<Type>/<id>``, the form HAPI FHIR and Smile CDR use for a payload.
 
 200 only after every event of the notification was published and acknowledged by the
 broker (or was a duplicate). 400/401/404/413/415 with an OperationOutcome for requests
@@ -20,7 +23,8 @@ from services.core.errors import FatalError, RetryableError, classify
 from services.core.logging import get_logger
 from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry, TenantError, check_tenant_id
-from services.ingest.receiver import auth, openapi
+from services.ingest.liveness import Liveness
+from services.ingest.receiver import auth, openapi, r4
 from services.ingest.receiver.handler import NotificationHandler
 from services.ingest.receiver.notification import BadNotification, parse_notification
 from services.ingest.receiver.outcome import accepted, outcome
@@ -36,6 +40,9 @@ class ReceiverContext:
     registry: Registry
     secrets: SecretSettings
     handler: NotificationHandler
+    r4: r4.R4Notifications | None = None  # made from ``handler`` when not given
+    #: The parts that make progress (services.ingest.liveness); None: nothing to check (tests).
+    liveness: Liveness | None = None
 
 
 async def _body(request: Request) -> bytes | None:
@@ -51,6 +58,18 @@ async def _body(request: Request) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _failure(tenant: str, exc: Exception) -> JSONResponse:
+    """A notification that failed while being handled: 503 (the EHR retries), 422 or 500."""
+    err = classify(exc)
+    log.warning("notify.failed", tenant=tenant, error_code=err.code, retryable=err.retryable)
+    if isinstance(err, RetryableError) or err.retryable:
+        return outcome(503, "transient", f"temporarily unavailable ({err.code}); retry",
+                       headers={"Retry-After": RETRY_AFTER_S})
+    if isinstance(err, FatalError) and err.code.startswith("http_"):
+        return outcome(422, "processing", f"the EHR refused a read this notification needs ({err.code})")
+    return outcome(500, "exception", f"internal error ({err.code})")
 
 
 def create_app(ctx: ReceiverContext) -> FastAPI:
@@ -83,18 +102,62 @@ def create_app(ctx: ReceiverContext) -> FastAPI:
         try:
             result = await ctx.handler.handle(tenant_cfg.id, note)
         except Exception as exc:
-            err = classify(exc)
-            log.warning("notify.failed", tenant=tenant_cfg.id, error_code=err.code, retryable=err.retryable)
-            if isinstance(err, RetryableError) or err.retryable:
-                return outcome(503, "transient", f"temporarily unavailable ({err.code}); retry",
-                               headers={"Retry-After": RETRY_AFTER_S})
-            if isinstance(err, FatalError) and err.code.startswith("http_"):
-                return outcome(422, "processing", f"the EHR refused a read this notification needs ({err.code})")
-            return outcome(500, "exception", f"internal error ({err.code})")
+            return _failure(tenant_cfg.id, exc)
+        return accepted(result.as_dict())
+
+    r4_notifications = ctx.r4 or r4.R4Notifications(ctx.handler)
+
+    async def notify_r4(tenant: str, resource_type: str, request: Request) -> JSONResponse:
+        """The R4 channel type's POST: the resource, or an empty body."""
+        return await _r4(tenant, resource_type, request, None)
+
+    async def notify_r4_put(tenant: str, resource_type: str, path_type: str, rid: str,
+                            request: Request) -> JSONResponse:
+        """HAPI FHIR / Smile CDR deliver a payload as PUT ``[endpoint]/[Type]/[id]``."""
+        if path_type != resource_type:
+            return outcome(404, "not-found", "the path's resource type differs from the endpoint's")
+        return await _r4(tenant, resource_type, request, rid)
+
+    async def _r4(tenant: str, resource_type: str, request: Request, rid: str | None) -> JSONResponse:
+        try:
+            tenant_cfg = ctx.registry.get(check_tenant_id(tenant))
+        except TenantError:
+            return outcome(404, "not-found", "unknown tenant")
+        if resource_type not in r4.TYPES:
+            return outcome(404, "not-found", f"R4 notifications are received for {', '.join(r4.TYPES)} only")
+        body = await _body(request)
+        if body is None:
+            return outcome(413, "too-costly", f"body larger than {MAX_BODY_BYTES} bytes")
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if body.strip() and media not in CONTENT_TYPES:
+            return outcome(415, "not-supported", "Content-Type must be application/fhir+json")
+        try:
+            auth.check_channel_token(ctx.secrets, tenant_cfg, request.headers.get("authorization"))
+        except auth.AuthError as exc:
+            log.info("notify.unauthenticated", tenant=tenant_cfg.id)
+            return outcome(401, "login", str(exc), headers={"WWW-Authenticate": "Bearer"})
+        profile = tenant_cfg.integration
+        if not profile.has_trigger(r4.TRIGGER):
+            return outcome(403, "forbidden", "this tenant's integration profile has no r4-criteria trigger")
+        try:
+            resource = r4.parse_resource(body, resource_type)
+            if rid is not None and (resource is None or resource["id"] != rid):
+                raise BadNotification("a PUT must carry the resource whose id is in the URL", "id")
+        except BadNotification as exc:
+            log.info("notify.bad_request", tenant=tenant_cfg.id, path=exc.path[:80])
+            return outcome(400, "invalid", str(exc))
+        try:
+            result = await r4_notifications.receive(tenant_cfg.id, resource_type, resource, profile)
+        except Exception as exc:
+            return _failure(tenant_cfg.id, exc)
         return accepted(result.as_dict())
 
     async def healthz(_request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
+        problems = ctx.liveness.problems() if ctx.liveness is not None else {}
+        if problems:
+            return JSONResponse({"status": "unhealthy", "problems": problems}, status_code=503)
+        parts = ctx.liveness.parts if ctx.liveness is not None else []
+        return JSONResponse({"status": "ok", "parts": parts})
 
     async def openapi_document(_request: Request) -> JSONResponse:
         return JSONResponse(openapi.document(ROUTES))
@@ -107,6 +170,8 @@ def create_app(ctx: ReceiverContext) -> FastAPI:
     #: The route table: path, handler, methods.
     ROUTES = [
         ("/notify/{tenant}", notify, ["POST"]),
+        ("/notify/{tenant}/r4/{resource_type}", notify_r4, ["POST"]),
+        ("/notify/{tenant}/r4/{resource_type}/{path_type}/{rid}", notify_r4_put, ["PUT"]),
         ("/healthz", healthz, ["GET"]),
         ("/openapi.json", openapi_document, ["GET"]),
     ]

@@ -40,6 +40,16 @@ def sign(secrets: SecretSettings, tenant: str, body: bytes) -> str:
     return SIGNATURE_PREFIX + hmac.new(signing_key(secrets, tenant), body, hashlib.sha256).hexdigest()
 
 
+def check_channel_token(secrets: SecretSettings, tenant: Tenant, authorization: str | None) -> None:
+    """R4 criteria notifications (``/notify/<tenant>/r4/<Type>``): the EHR sends only what
+    ``channel.header`` holds, so the tenant's bearer token is the whole check."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("missing bearer token (the Subscription's channel header)")
+    if not hmac.compare_digest(token.strip().encode(), channel_token(secrets, tenant.id).encode()):
+        raise AuthError("bearer token is not valid for this tenant")
+
+
 def check(secrets: SecretSettings, tenant: Tenant, authorization: str | None, signature: str | None,
           body: bytes) -> None:
     scheme, _, token = (authorization or "").partition(" ")

@@ -157,6 +157,11 @@ class NotificationHandler:
             await substore.advance(conn, tenant, sub, event.number,
                                    (resource.get("meta") or {}).get("lastUpdated") if published else None)
 
+    async def publish_resource(self, conn, tenant: str, resource: dict, result: Result) -> bool:
+        """Claim (resource, versionId) and publish it in the caller's transaction (R4 notifications and
+        catch-up searches, which carry no subscription event numbers)."""
+        return await self._publish_in(conn, tenant, resource, None, None, result)
+
     async def _publish_version(self, tenant: str, resource: dict, origin: str, sub: str | None,
                                number: int | None, result: Result) -> bool:
         async with self.pools.tx(tenant) as conn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from services.core.tenancy import TENANT_ID
 from services.ingest.receiver import auth
+from services.ingest.receiver.r4 import TYPES as R4_TYPES
 
 FHIR_JSON = "application/fhir+json"
 JSON = "application/json"
@@ -34,6 +35,26 @@ NOTIFICATION = {
             {"name": "subscription", "valueReference": {"reference": "Subscription/s1"}},
             {"name": "status", "valueCode": "active"}, {"name": "type", "valueCode": "heartbeat"},
             {"name": "events-since-subscription-start", "valueString": "0"}]}}]}],
+}
+
+R4_RESOURCE = {
+    "type": "object", "required": ["resourceType", "id", "meta"],
+    "description": "The version that matched the R4 Subscription's criteria (channel.payload set); an empty body "
+                   "is also accepted (no payload): ingest then searches by _lastUpdated for what changed.",
+    "properties": {"resourceType": {"enum": list(R4_TYPES)}, "id": {"type": "string"},
+                   "meta": {"type": "object", "required": ["versionId"],
+                            "properties": {"versionId": {"type": "string"}, "lastUpdated": {"type": "string"}}}},
+}
+_R4_ERRORS = {
+    400: "Not a resource of the endpoint's type with an id and meta.versionId (the diagnostics name the path)",
+    401: "Missing or wrong bearer token (the Subscription's channel header)",
+    403: "The tenant's integration profile has no r4-criteria trigger",
+    404: "Unknown tenant, or a resource type without an R4 endpoint",
+    413: "The body is larger than the receiver accepts (or its Content-Length is not a number)",
+    415: "A body whose Content-Type is not FHIR JSON",
+    422: "The EHR refused the search an empty notification needs",
+    500: "Unexpected failure (the receiver closes the connection: Connection: close)",
+    503: "The EHR, the broker or the database is briefly unavailable; retry after Retry-After",
 }
 
 _ERRORS = {
@@ -79,9 +100,54 @@ OPERATIONS: dict[tuple[str, str], dict] = {
         "responses": {"200": _outcome(200, "Accepted: an informational OperationOutcome with the counts"),
                       **{str(code): _outcome(code, text) for code, text in _ERRORS.items()}},
     },
-    ("/healthz", "GET"): {"summary": "Liveness", "security": [], "responses": {"200": {
-        "description": "Up", "content": {JSON: {"schema": {"type": "object", "required": ["status"],
-                                                           "properties": {"status": {"const": "ok"}}}}}}}},
+    ("/notify/{tenant}/r4/{resource_type}", "POST"): {
+        "summary": "Receive a classic R4 criteria-based Subscription notification (rest-hook): the resource or "
+                   "an empty body",
+        "description": "200 after the version was published and acknowledged by the broker, or recognised as a "
+                       "duplicate or an out-of-order (older) version, which publish nothing; for an empty body, "
+                       "after the _lastUpdated search found and published what changed. Nothing is published for a "
+                       "refused request.",
+        "parameters": [
+            {"name": "tenant", "in": "path", "required": True, "schema": {"type": "string",
+                                                                         "pattern": TENANT_ID.pattern}},
+            {"name": "resource_type", "in": "path", "required": True, "schema": {"enum": list(R4_TYPES)}},
+        ],
+        "requestBody": {"required": False, "content": {
+            FHIR_JSON: {"schema": {"$ref": _REF + "R4Resource"}},
+            JSON: {"schema": {"$ref": _REF + "R4Resource"}}}},
+        "security": [{"channelToken": []}],
+        "responses": {"200": _outcome(200, "Accepted: an informational OperationOutcome with the counts"),
+                      **{str(code): _outcome(code, text) for code, text in _R4_ERRORS.items()}},
+    },
+    ("/notify/{tenant}/r4/{resource_type}/{path_type}/{rid}", "PUT"): {
+        "summary": "Receive a classic R4 criteria notification delivered as HAPI FHIR and Smile CDR do: PUT of the "
+                   "resource to [endpoint]/[Type]/[id]",
+        "description": "As the POST, with the resource required and its id equal to the URL's.",
+        "parameters": [
+            {"name": "tenant", "in": "path", "required": True, "schema": {"type": "string",
+                                                                         "pattern": TENANT_ID.pattern}},
+            {"name": "resource_type", "in": "path", "required": True, "schema": {"enum": list(R4_TYPES)}},
+            {"name": "path_type", "in": "path", "required": True, "schema": {"enum": list(R4_TYPES)},
+             "description": "The resource type again (the EHR appends [Type]/[id] to the endpoint)"},
+            {"name": "rid", "in": "path", "required": True, "schema": {"type": "string",
+                                                                      "pattern": "^[A-Za-z0-9\\-.]{1,64}$"}},
+        ],
+        "requestBody": {"required": True, "content": {
+            FHIR_JSON: {"schema": {"$ref": _REF + "R4Resource"}},
+            JSON: {"schema": {"$ref": _REF + "R4Resource"}}}},
+        "security": [{"channelToken": []}],
+        "responses": {"200": _outcome(200, "Accepted: an informational OperationOutcome with the counts"),
+                      **{str(code): _outcome(code, text) for code, text in _R4_ERRORS.items()}},
+    },
+    ("/healthz", "GET"): {"summary": "Liveness: the listener, the watchdog, the pollers and publishing make progress",
+                          "security": [], "responses": {
+        "200": {"description": "Every part makes progress", "content": {JSON: {"schema": {
+            "type": "object", "required": ["status"], "properties": {
+                "status": {"const": "ok"}, "parts": {"type": "array", "items": {"type": "string"}}}}}}},
+        "503": {"description": "A part is stopped or stalled (restart the process)", "content": {JSON: {"schema": {
+            "type": "object", "required": ["status", "problems"], "properties": {
+                "status": {"const": "unhealthy"},
+                "problems": {"type": "object", "additionalProperties": {"type": "string"}}}}}}}}},
     ("/openapi.json", "GET"): {"summary": "This document", "security": [], "responses": {"200": {
         "description": "OpenAPI 3.1", "content": {JSON: {"schema": {"type": "object"}}}}}},
 }
@@ -101,11 +167,11 @@ def document(routes: list[tuple[str, object, list[str]]]) -> dict:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Vigil ingest: FHIR notification receiver", "version": "0.1.0",
-                 "description": "Receives R4 Subscriptions Backport IG notifications (rest-hook) per tenant. "
-                                "Errors are OperationOutcomes."},
+                 "description": "Receives R4 Subscriptions Backport IG notifications and classic R4 criteria-based "
+                                "notifications (rest-hook) per tenant. Errors are OperationOutcomes."},
         "paths": paths,
         "components": {
-            "schemas": {"OperationOutcome": OUTCOME, "Notification": NOTIFICATION},
+            "schemas": {"OperationOutcome": OUTCOME, "Notification": NOTIFICATION, "R4Resource": R4_RESOURCE},
             "securitySchemes": {"channelToken": {
                 "type": "http", "scheme": "bearer",
                 "description": "The per-tenant token the Subscription carries in channel.header "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncpg
 
-ORIGINS = ("subscription", "hl7", "backfill")
+ORIGINS = ("subscription", "hl7", "backfill", "poll")
 
 
 async def claim_version(conn: asyncpg.Connection, tenant: str, resource_type: str, resource_id: str,
@@ -28,6 +28,20 @@ async def version_seen(conn: asyncpg.Connection, tenant: str, resource_type: str
     return await conn.fetchval(
         "SELECT EXISTS (SELECT 1 FROM ingest_seen_versions WHERE tenant = $1 AND resource_type = $2 "
         "AND resource_id = $3 AND version_id = $4)", tenant, resource_type, resource_id, version_id)
+
+
+async def newer_version_seen(conn: asyncpg.Connection, tenant: str, resource_type: str, resource_id: str,
+                             version_id: str) -> bool:
+    """Was a later version of this resource already claimed? Versions compare as numbers when both are
+    whole numbers (HAPI FHIR, Smile CDR, the sandbox); opaque version ids never compare as later."""
+    if not version_id.isascii() or not version_id.isdigit() or len(version_id) > 18:
+        return False
+    return await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM ingest_seen_versions WHERE tenant = $1 AND resource_type = $2 "
+        "AND resource_id = $3 "
+        # CASE, not AND: PostgreSQL may cast before it filters, and a non-numeric id must not be cast
+        "AND CASE WHEN version_id ~ '^[0-9]{1,18}$' THEN version_id::bigint END > $4::bigint)",
+        tenant, resource_type, resource_id, int(version_id))
 
 
 async def claim_event_number(conn: asyncpg.Connection, tenant: str, subscription: str, event_number: int) -> bool:

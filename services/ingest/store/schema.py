@@ -12,6 +12,13 @@ ingest_documents        Vigil's document store: notes that did not come from the
 ingest_patients         the patient index HL7 keeps current: patient key (keyed hash of PID-3), the
                         EHR's Patient id once resolved, the identifiers sealed ("patient-index")
 
+Per-patient polling has its own migration module (``POLL_MODULE``, applied by :func:`migrate`):
+ingest_poll_patients    the watch list: one row per watched Patient id, where it came from, until when
+                        it is watched, its cursor (lastUpdated, id of the newest note seen) and the
+                        outcome of its last poll (an error code, never a message)
+ingest_poll_tenants     per tenant: the last round (start, end, counts), the last watch-list refresh
+                        and the last upload's counts
+
 Since AA is given on durable receipt, ``ingest_hl7_messages.raw`` is no longer written: the raw
 message lives on ``vigil.<tenant>.hl7-inbound`` (sealed). The column stays for older rows.
 """
@@ -135,6 +142,48 @@ CREATE TABLE IF NOT EXISTS ingest_patients (
 ]
 
 
+POLL_MODULE = "ingest_poll"
+
+POLL_STEPS = [
+    """
+CREATE TABLE IF NOT EXISTS ingest_poll_patients (
+    tenant text NOT NULL,
+    patient_id text NOT NULL,
+    source text NOT NULL CHECK (source IN ('checkpoint-inhibitors', 'uploaded')),
+    added_at timestamptz NOT NULL DEFAULT now(),
+    watch_until timestamptz,
+    cursor_updated timestamptz,
+    cursor_id text NOT NULL DEFAULT '',
+    last_polled timestamptz,
+    last_ok timestamptz,
+    last_error text,
+    consecutive_errors integer NOT NULL DEFAULT 0,
+    polls bigint NOT NULL DEFAULT 0,
+    notes bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, patient_id)
+);
+CREATE TABLE IF NOT EXISTS ingest_poll_tenants (
+    tenant text PRIMARY KEY,
+    round_started timestamptz,
+    round_finished timestamptz,
+    round_patients integer NOT NULL DEFAULT 0,
+    round_requests integer NOT NULL DEFAULT 0,
+    round_notes integer NOT NULL DEFAULT 0,
+    round_errors integer NOT NULL DEFAULT 0,
+    rounds bigint NOT NULL DEFAULT 0,
+    watch_refreshed timestamptz,
+    watch_refresh_error text,
+    upload_at timestamptz,
+    upload_entries integer NOT NULL DEFAULT 0,
+    upload_unresolved integer NOT NULL DEFAULT 0
+);
+""",
+    tenant_rls_sql("ingest_poll_patients", ("SELECT", "INSERT", "UPDATE", "DELETE")),
+    tenant_rls_sql("ingest_poll_tenants", ("SELECT", "INSERT", "UPDATE")),
+]
+
+
 async def migrate(admin_pool: asyncpg.Pool) -> int:
     """Apply pending steps with the platform (admin) connection; returns how many ran."""
-    return await ensure_schema(admin_pool, MODULE, STEPS)
+    return (await ensure_schema(admin_pool, MODULE, STEPS)
+            + await ensure_schema(admin_pool, POLL_MODULE, POLL_STEPS))

@@ -22,7 +22,15 @@ PATTERNS: dict[str, re.Pattern] = {
         r"blacked out", r"seizure", r"confus(ed|ion)", r"suicid\w*", r"vision loss", r"can'?t see", r"yellow (skin|eyes)",
         r"jaundice", r"fever of (39|40|41|10[2-5])", r"high fever", r"(diarrh?oea|diarrhea) \d+ times", r"heart racing",
         r"palpitations", r"severe weakness", r"can'?t (walk|stand)", r"blister(s|ing)?", r"skin (is )?peeling",
-        r"rash .{0,20}(mouth|eyes)", r"very (sick|unwell|weak)"),
+        r"rash .{0,20}(mouth|eyes)", r"very (sick|unwell|weak)",
+        # as patients write them: lay words, run-on sentences, misspellings
+        r"chest\W+(\w+\W+){0,3}(hurt(s|ing)?|pains?|painful|tight|pressure|aches?|aching)", r"my chest (hurts|is hurting)",
+        r"can'?t breath", r"cannot breath", r"(hard|trouble|difficult(y)?|struggl\w*) (to )?breath", r"out of breath",
+        r"can'?t (catch|get) my breath", r"blood in (it|there|the toilet|the bowl|my poop|my bm|my bowel movements?)",
+        r"(there'?s|there is|there was|there has been|theres been|there'?s been) (some |a lot of |lots of |a little |so much )?"
+        r"blood(?! (test|work|draw|results?|pressure|sugar|count))", r"bloody (poop|bm|bowel|mucus)", r"pooping blood",
+        r"bleeding from (my )?(butt|bottom|rectum)", r"dizzy when (i )?(stand|get up)", r"(really|very|so) dizzy",
+        r"light-?headed", r"(almost|nearly) (passed out|fainted|blacked out)", r"throw(ing)? up blood"),
     # asking for a person
     "staff": _any(r"(speak|talk) (to|with) (a |an |the |my )?(person|human|nurse|doctor|someone|somebody|staff|real person|oncologist)",
                   r"(nurse|doctor|someone|somebody|person|oncologist)( \w+)? (call|phone|ring|contact|text) me",
@@ -53,7 +61,8 @@ PATTERNS: dict[str, re.Pattern] = {
                    r"when is it( now| again)?\b", r"what time is it (again|now)", r"(have|having) nothing booked",
                    r"anything booked", r"(did|has) (something|anything) change(d)? with my (appointment|visit)",
                    r"when('s| is) the (appointment|visit)", r"what day is my", r"remind me (when|of) my",
-                   r"is my (appointment|visit) still", r"what is my appointment", r"when am i (booked|seeing|coming)"),
+                   r"is my (appointment|visit) still", r"what is my appointment", r"when am i (booked|seeing|coming)",
+                   r"what('?s| is) my (new |next |upcoming |updated )?(appointment|visit)( time| date)?\b"),
     "cancel": _any(r"cancel", r"call off", r"can'?t (make|come)", r"won'?t be able to (make|come)", r"not coming",
                    r"(don'?t|do not) want (the|my|an|this) (appointment|visit)", r"drop (the|my) appointment"),
     "reschedule": _any(r"reschedule", r"re-schedule", r"move", r"change", r"switch", r"different (day|time|date)",
@@ -73,8 +82,11 @@ PATTERNS: dict[str, re.Pattern] = {
 }
 #: A choice named inside a longer message ("yes, book the first one", "option 2 please").
 PICK = re.compile(r"\b(?:the )?(first|second|third|last|1st|2nd|3rd)(?: one| option| time| slot)?\b|"
-                  r"\b(?:option|number|no\.?|#) ?([123])\b|#([123])\b", _I)
-PICKS = {"first": 0, "1st": 0, "1": 0, "second": 1, "2nd": 1, "2": 1, "third": 2, "3rd": 2, "3": 2, "last": -1}
+                  r"\b(?:option|number|no\.?|#) ?([123]|one|two|three)\b|#([123])\b", _I)
+PICKS = {"first": 0, "1st": 0, "1": 0, "one": 0, "second": 1, "2nd": 1, "2": 1, "two": 1, "third": 2, "3rd": 2, "3": 2,
+         "three": 2, "last": -1}
+#: A bare acknowledgement: read, not agreed ("ok" to "Shall I book ...? Please reply yes or no").
+ACKS = frozenset({"ok", "okay", "okey", "k", "kk", "fine", "alright", "all right"})
 ORDINALS = {"1": 0, "one": 0, "first": 0, "1st": 0, "2": 1, "two": 1, "second": 1, "2nd": 1,
             "3": 2, "three": 2, "third": 2, "3rd": 2, "last": -1}
 ORDINAL = re.compile(r"^\s*(?:option\s*|number\s*|#\s*|the\s+)?(1st|2nd|3rd|1|2|3|one|two|three|first|second|third|last)"
@@ -141,6 +153,15 @@ TEXTS = {
     "no_free_time": "Sorry, I have no free time {what}.",
     "no_free_time_ask": "Sorry, I have no free time {what}. Which other day would suit you?",
     "in_the_next_days": "in the next days",
+    "yes_to_book": "To book {when}, please reply yes. Or tell me another day or time.",
+    "on_day": "on {weekday} {day} {month}",
+    "on_weekday": "on {weekday}",
+    "or": " or ",
+    "part_morning": "in the morning",
+    "part_afternoon": "in the afternoon",
+    "part_evening": "in the evening",
+    "at_time": "at {time}",
+    "that_time": "at that time",
     "hedge_slot": "No rush. I have not made any booking yet: {when} stays on offer for now. Reply yes when you want me to book "
                   "it, or tell me another day or time.",
     "hedge_offers": "No rush. I have not made any booking yet, and the times I offered stay open for now. Reply with the number "

@@ -25,7 +25,12 @@ PATTERNS: dict[str, re.Pattern] = {
         r"(piel|ojos) amarill[oa]s?", r"ictericia", r"fiebre (muy )?alta", r"fiebre de (39|40|41)", r"palpitaciones",
         r"el corazon (muy )?acelerado", r"debilidad (muy )?(fuerte|severa|intensa)", r"no puedo (caminar|andar|levantarme)",
         r"ampollas", r"erupcion (muy )?(fuerte|grave|severa)", r"suicid\w*", r"quitarme la vida",
-        r"me siento muy mal", r"estoy muy mal"),
+        r"me siento muy mal", r"estoy muy mal",
+        # como lo escriben los pacientes: palabras de todos los dias, sin acentos, con faltas
+        r"me duele (mucho |muchisimo )?(el|mi) pecho", r"el pecho me duele", r"(casi )?no puedo respirar", r"no respiro bien",
+        r"sangre en (el|la) (bano|inodoro|papel|taza)", r"(hay|habia|salio|sale|con) (mucha |un poco de |bastante )?sangre"
+        r"(?! (de|para) (analisis|examen|prueba))", r"sangrado", r"mare(o|ado|ada|arme) (al|cuando) (me )?(paro|levanto|pongo de pie)",
+        r"(muy|bien) maread[oa]", r"me mareo mucho", r"casi me desmay\w*"),
     "staff": _any(r"(me )?(puede|podria|pueden|podrian) llamar (una|un|la|el|alguien)",
                   r"llamar(me)? (alguien|una enfermera|un medico|una persona)", r"me (puede|pueden|podria|podrian) llamar",
                   r"(una|un) (enfermer[oa]|medic[oa]|doctor[a]?) (me )?(puede|podria)? ?llam(e|ar)",
@@ -59,7 +64,8 @@ PATTERNS: dict[str, re.Pattern] = {
                    r"a que hora es mi (cita|consulta|visita)",
                    r"(que dia|cuando) (tengo|es) (la|mi) (cita|consulta|visita)", r"tengo (una |alguna )?(cita|consulta)",
                    r"cual es mi (cita|hora)", r"mi proxima (cita|consulta|visita)", r"sigue (en pie )?mi (cita|consulta)",
-                   r"para cuando (es|tengo) (mi|la) cita", r"recuerdeme (mi|la) cita"),
+                   r"para cuando (es|tengo) (mi|la) cita", r"recuerdeme (mi|la) cita",
+                   r"(para )?cuando (quedo|queda) (mi|la) (cita|consulta|visita)"),
     "cancel": _any(r"cancel(ar|e|a|ela|arla|en)", r"anular", r"no puedo (ir|venir|asistir)", r"no voy a poder (ir|venir|asistir)",
                    r"no (quiero|necesito) (la|mi|esa|esta) (cita|consulta|visita)", r"no voy a ir", r"quitar (la|mi) cita"),
     "reschedule": _any(r"cambiar", r"cambie", r"mover", r"mueva", r"reprogramar", r"otro dia", r"otra hora", r"otra fecha",
@@ -75,6 +81,8 @@ PATTERNS: dict[str, re.Pattern] = {
     "scheduling_words": _any(r"cita", r"hora", r"horario", r"consulta", r"visita", r"reserv\w*", r"disponib\w*",
                              r"infusion", r"seguimiento"),
 }
+#: Un simple acuse de recibo: leido, no aceptado.
+ACKS = frozenset({"vale", "ok", "okay", "oki", "bueno", "entendido"})
 PICK = re.compile(r"\b(?:el|la|al|del|quiero el|quiero la) (primer[oa]?|segund[oa]|tercer[oa]?|ultim[oa])\b|"
                   r"\bopcion (1|2|3|uno|dos|tres)\b|^\W*(primer[oa]|segund[oa]|tercer[oa])\b", _I)
 PICKS = {"primero": 0, "primera": 0, "primer": 0, "1": 0, "uno": 0, "segundo": 1, "segunda": 1, "2": 1, "dos": 1,
@@ -149,6 +157,15 @@ TEXTS = {
     "no_free_time": "Lo siento, no tengo horas libres {what}.",
     "no_free_time_ask": "Lo siento, no tengo horas libres {what}. ¿Qué otro día le vendría bien?",
     "in_the_next_days": "en los próximos días",
+    "yes_to_book": "Para reservarle {when}, responda sí, por favor. O dígame otro día u otra hora.",
+    "on_day": "el {weekday} {day} de {month}",
+    "on_weekday": "el {weekday}",
+    "or": " o ",
+    "part_morning": "por la mañana",
+    "part_afternoon": "por la tarde",
+    "part_evening": "por la noche",
+    "at_time": "a las {time}",
+    "that_time": "a esa hora",
     "hedge_slot": "Sin prisa. Todavía no he hecho ninguna reserva: {when} sigue ofrecida por ahora. Responda sí cuando quiera "
                   "que la reserve, o dígame otro día u otra hora.",
     "hedge_offers": "Sin prisa. Todavía no he hecho ninguna reserva y las horas que le ofrecí siguen abiertas por ahora. "

@@ -20,7 +20,7 @@ from tests.integration.agents.notes import COLITIS_G2, doc_ref, finding, finding
 
 async def test_mode_precedence_cache_and_audit(agents):
     agents.registry(mode="silent")
-    store = ModeStore(agents.pools, agents.settings.tenants_file, ttl_s=0.3)
+    store = ModeStore(agents.pools, agents.settings.tenants_file, ttl_s=0.3, promotion_checks=())
     assert (await store.state(agents.tenant, "triage")).source == "registry"
     assert await store.get_mode(agents.tenant, "triage") == "silent"
     await store.set_mode(agents.tenant, "pilot", actor="ops:alice", reason="gate passed",
@@ -31,7 +31,7 @@ async def test_mode_precedence_cache_and_audit(agents):
     assert triage.writes_for("Practitioner/p1") and not triage.writes_for("Practitioner/p2")
     assert (await store.state(agents.tenant, "scheduling")).source == "agent"
     # another process (its own store and cache) sees a kill within the cache TTL
-    other = ModeStore(agents.pools, agents.settings.tenants_file, ttl_s=0.3)
+    other = ModeStore(agents.pools, agents.settings.tenants_file, ttl_s=0.3, promotion_checks=())
     assert not await other.is_killed(agents.tenant, "triage")
     await store.kill(agents.tenant, actor="ops:bob", reason="incident")
     assert not await other.is_killed(agents.tenant, "triage")  # still cached
@@ -45,34 +45,45 @@ async def test_mode_precedence_cache_and_audit(agents):
     assert json.loads(records[0].details)["from"] == "silent" and json.loads(records[0].details)["to"] == "pilot"
 
 
-async def test_promotion_checks_extension_point(agents):
+async def test_promotion_checks_are_a_constructor_argument(agents):
     agents.registry(mode="silent")
-    store = ModeStore(agents.pools, agents.settings.tenants_file)
-    assert modes.PROMOTION_CHECKS == []  # nothing refuses by default
     seen = []
 
     async def gate(tenant, agent, old, new):
         seen.append((tenant, agent, old, new))
         return "eval gate not passed" if new == "active" else None
 
-    modes.PROMOTION_CHECKS.append(("eval-gate", gate))
-    try:
-        await store.set_mode(agents.tenant, "pilot", actor="ops")
-        with pytest.raises(PromotionRefused, match="eval-gate: eval gate not passed"):
-            await store.set_mode(agents.tenant, "active", actor="ops")
-        assert await store.get_mode(agents.tenant) == "pilot"
-        with pytest.raises(Exception, match="needs a reason"):
-            await store.set_mode(agents.tenant, "active", actor="ops", force=True)
-        forced = await store.set_mode(agents.tenant, "active", actor="ops", force=True, reason="CMO sign-off")
-        assert forced.mode == "active"
-        await store.set_mode(agents.tenant, "silent", actor="ops")  # demotion: never checked
-    finally:
-        modes.PROMOTION_CHECKS.remove(("eval-gate", gate))
+    store = ModeStore(agents.pools, agents.settings.tenants_file, promotion_checks=[("eval-gate", gate)])
+    await store.set_mode(agents.tenant, "pilot", actor="ops")
+    with pytest.raises(PromotionRefused, match="eval-gate: eval gate not passed"):
+        await store.set_mode(agents.tenant, "active", actor="ops")
+    assert await store.get_mode(agents.tenant) == "pilot"
+    with pytest.raises(Exception, match="needs a reason"):
+        await store.set_mode(agents.tenant, "active", actor="ops", force=True)
+    forced = await store.set_mode(agents.tenant, "active", actor="ops", force=True, reason="CMO sign-off")
+    assert forced.mode == "active"
+    await store.set_mode(agents.tenant, "silent", actor="ops")  # demotion: never checked
     assert seen == [(agents.tenant, None, "silent", "pilot"), (agents.tenant, None, "pilot", "active"),
                     (agents.tenant, None, "pilot", "active")]
     async with agents.pools.tx(agents.tenant, readonly=True) as conn:
         last = (await audit.tail(conn, agents.tenant, 2))[0]
     assert json.loads(last.details)["forced"] is True and json.loads(last.details)["reason"] == "CMO sign-off"
+
+
+async def test_a_store_without_promotion_checks_refuses_every_promotion(agents):
+    agents.registry(mode="silent")
+    ungated = ModeStore(agents.pools, agents.settings.tenants_file)  # a process never wired to the gates
+    with pytest.raises(PromotionRefused, match="no promotion gate is configured"):
+        await ungated.set_mode(agents.tenant, "pilot", actor="ops")
+    assert await ungated.get_mode(agents.tenant) == "silent"
+    await ungated.kill(agents.tenant, actor="ops", reason="incident")  # kill switches never need a gate
+    assert await ungated.is_killed(agents.tenant)
+    forced = await ungated.set_mode(agents.tenant, "pilot", actor="ops", force=True, reason="signed off on paper")
+    assert forced.mode == "pilot"
+    async with agents.pools.tx(agents.tenant, readonly=True) as conn:
+        last = (await audit.tail(conn, agents.tenant, 1))[0]
+    details = json.loads(last.details)
+    assert details["forced"] is True and details["refusals"] == [modes.NO_GATE]
 
 
 def _json_line(output: str) -> str:
@@ -99,6 +110,9 @@ async def test_mode_and_kill_commands(agents):
     assert json.loads(got.output)["mode"] == "silent"
     got = await asyncio.to_thread(vigil, "mode", "set", "pilot", "--tenant", agents.tenant,
                                   "--pilot", "Practitioner/p7")
+    assert got.exit_code == 1 and "monitor-gate: no gate decision for silent -> pilot" in got.output
+    got = await asyncio.to_thread(vigil, "mode", "set", "pilot", "--tenant", agents.tenant,
+                                  "--pilot", "Practitioner/p7", "--force", "--reason", "pilot agreed")
     assert got.exit_code == 0 and "pilot" in got.output and "Practitioner/p7" in got.output
     got = await asyncio.to_thread(vigil, "mode", "set", "loud", "--tenant", agents.tenant)
     assert got.exit_code == 2 and "not one of" in got.output

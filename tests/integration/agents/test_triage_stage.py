@@ -107,7 +107,7 @@ async def test_silent_and_pilot_modes(agents):
         assert await agents.read("scheduling", 0, timeout=1.0) == []  # nothing is booked for a silent decision
         row = await ledger(agents).get(agents.tenant, silent["decisionId"])
         assert row["mode"] == "silent" and row["write"] is False and row["output"]["withinDays"] == 7
-        store = ModeStore(agents.pools, agents.settings.tenants_file)
+        store = ModeStore(agents.pools, agents.settings.tenants_file, promotion_checks=())
         await store.set_mode(agents.tenant, "pilot", actor="test", pilot_practitioners=[onc])
         await asyncio.sleep(1.2)  # the stage's mode cache (<= 1 s)
         await agents.publish("findings", [
@@ -120,7 +120,7 @@ async def test_silent_and_pilot_modes(agents):
 
 async def test_kill_switch_stops_decisions_within_seconds_without_restart(agents):
     patient, _ = await patient_with_oncologist(agents.ehr.client)
-    store = ModeStore(agents.pools, agents.settings.tenants_file)
+    store = ModeStore(agents.pools, agents.settings.tenants_file, promotion_checks=())
     async with agents.host(triage_specs(agents)):
         await agents.publish("findings", [findings(agents.tenant, patient, "k0", "1", [finding("colitis", 3)], n=0)])
         assert len(await agents.read("actions", 1)) == 1

@@ -4,12 +4,15 @@ headers and response bodies."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import httpx
 import pytest
 import schemathesis
 
+from services.core.integration import parse as parse_profile
 from services.core.secrets import SecretSettings
+from services.core.tenancy import Registry
 from services.ingest.receiver import auth
 from services.ingest.receiver.app import ReceiverContext, create_app
 from tests.fixtures.conformance import run_schemathesis
@@ -19,8 +22,11 @@ SECRETS = SecretSettings.from_env({"VIGIL_ENV": "test"})
 EXAMPLES_PER_OPERATION = 100
 
 
-async def test_the_receiver_conforms_to_its_openapi_document(ingest):
-    app = create_app(ReceiverContext(ingest.registry, SECRETS, ingest.handler))
+async def test_the_receiver_conforms_to_its_openapi_document(ingest, tmp_path):
+    # Both subscription styles, so the R4 route runs its handler (and its catch-up search) too.
+    profile = parse_profile(ingest.tenant.id, {"triggers": ["backport-topic", "r4-criteria", "hl7v2-feed"]})
+    registry = Registry(tmp_path / "tenants.toml", [replace(ingest.tenant, integration=profile)])
+    app = create_app(ReceiverContext(registry, SECRETS, ingest.handler))
     tenant = ingest.tenant.id
     loop = asyncio.get_running_loop()
     token = {"Authorization": f"Bearer {auth.channel_token(SECRETS, tenant)}"}
@@ -28,7 +34,8 @@ async def test_the_receiver_conforms_to_its_openapi_document(ingest):
                                  timeout=30) as http:
         response = await http.get("/openapi.json")
         assert response.status_code == 200 and set(response.json()["paths"]) == {
-            "/notify/{tenant}", "/healthz", "/openapi.json"}
+            "/notify/{tenant}", "/notify/{tenant}/r4/{resource_type}",
+            "/notify/{tenant}/r4/{resource_type}/{path_type}/{rid}", "/healthz", "/openapi.json"}
         schema = schemathesis.openapi.from_dict(response.json())
 
         async def send_async(case) -> httpx.Response:

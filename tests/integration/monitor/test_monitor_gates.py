@@ -12,8 +12,7 @@ from datetime import timedelta
 import pytest
 from typer.testing import CliRunner
 
-from services.core import audit, modes
-from services.monitor import gates
+from services.core import audit
 from services.core.db import create_pool
 from services.monitor import facts
 from services.monitor.store import utcnow
@@ -29,15 +28,6 @@ class Ran:
     returncode: int
     stdout: str
     stderr: str
-
-
-@pytest.fixture
-def gated():
-    """The promotion check registered in this process (as `vigil`'s entry point does), then removed."""
-    before = list(modes.PROMOTION_CHECKS)
-    gates.register()
-    yield
-    modes.PROMOTION_CHECKS[:] = before
 
 
 async def vigil(mon, *args, **env) -> Ran:
@@ -80,7 +70,7 @@ async def live_tasks(mon, n: int, overridden: int, tta_minutes: float) -> None:
                                     "colitis", "rules-1.0.0+test", "not-present" if action == "overridden" else None)
 
 
-async def test_gate_then_mode_set_refuses_without_a_passed_gate_unless_forced(mon, gated):
+async def test_gate_then_mode_set_refuses_without_a_passed_gate_unless_forced(mon):
     t = mon.tenant
     refused = await vigil_process(mon, "mode", "set", "pilot", "--tenant", t)
     assert refused.returncode == 1 and "no gate decision for silent -> pilot" in refused.stderr
@@ -120,7 +110,7 @@ async def test_gate_then_mode_set_refuses_without_a_passed_gate_unless_forced(mo
     assert demoted.returncode == 0, demoted.stderr
 
 
-async def test_active_gate_uses_live_override_rate_and_time_to_alert(mon, gated):
+async def test_active_gate_uses_live_override_rate_and_time_to_alert(mon):
     t = mon.tenant
     mon.registry(mode="pilot")
     await live_tasks(mon, 25, overridden=1, tta_minutes=30)
@@ -158,7 +148,7 @@ async def test_active_gate_uses_live_override_rate_and_time_to_alert(mon, gated)
     assert gate.returncode == 2 and "not a promotion" in gate.stderr
 
 
-async def test_gate_refuses_a_gold_set_the_engine_fails(mon, gated, tmp_path):
+async def test_gate_refuses_a_gold_set_the_engine_fails(mon, tmp_path):
     bad = tmp_path / "gold_bad.jsonl"
     lines = GOLD.read_text().splitlines()[:20]
     # every note claims a pneumonitis the notes never mention: precision and F1 collapse

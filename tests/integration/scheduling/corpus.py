@@ -36,7 +36,10 @@ from services.tools.action_ledger import ActionLedger
 from tests.fixtures.fake_llm import Reply, reply, tool_calls_reply
 from tests.integration.scheduling.conftest import slot_time
 
-CORPUS = Path(__file__).resolve().parents[2] / "data" / "conversations" / "conversations.jsonl"
+DATA = Path(__file__).resolve().parents[2] / "data" / "conversations"
+CORPUS = DATA / "conversations.jsonl"
+#: The corpora by name: the first one (64), and a second author's tune2 / holdout2 (30 each).
+CORPORA = {"conversations": CORPUS, "tune2": DATA / "tune2.jsonl", "holdout2": DATA / "holdout2.jsonl"}
 #: The fixed subset `make test` plays (both languages; staff changes, hedges, urgent symptoms,
 #: undeclared languages, duplicates, rapid fire, change of mind, logistics, cancel, reschedule).
 SUBSET = ("c002", "c006", "c013", "c019", "c026", "c029", "c045", "c050", "c051", "c060")
@@ -75,8 +78,8 @@ NOT_POLITE = re.compile(r"(did not understand|no le he entendido|I can only help
 SENTENCE = re.compile(r"(?<=[.?!])\s+|\n")
 
 
-def load(ids: tuple[str, ...] | None = None) -> list[dict]:
-    rows = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
+def load(ids: tuple[str, ...] | None = None, name: str = "conversations") -> list[dict]:
+    rows = [json.loads(line) for line in CORPORA[name].read_text(encoding="utf-8").splitlines() if line.strip()]
     return [r for r in rows if ids is None or r["id"] in ids]
 
 

@@ -66,7 +66,10 @@ async def test_tomorrow_at_three_goes_straight_to_confirmation(sched):
     await sched.open(patient)
     asked = await sched.say(patient, "tomorrow at 3")
     assert text(asked) == "Shall I book Tuesday 5 March at 15:00 for you? Please reply yes or no."
-    done = await sched.say(patient, "ok")
+    read = await sched.say(patient, "ok")                 # read, not agreed: the yes that books is asked for
+    assert text(read) == "To book Tuesday 5 March at 15:00, please reply yes. Or tell me another day or time."
+    assert await sched.booked(patient) == []
+    done = await sched.say(patient, "yes")
     assert text(done) == "Your appointment is booked for Tuesday 5 March at 15:00."
     assert [a["start"] for a in await sched.booked(patient)] == ["2030-03-05T15:00:00Z"]
 

@@ -26,17 +26,19 @@ from tests.unit.deploy.k8s_docs import OVERLAYS, ROOT, of_kind, one, tenants_of
 
 SERVICES_DIR = ROOT / "services"
 #: Stages built on services.core.bus (StageSpec); the monitor is a faust worker.
-BUS_STAGES = ("hl7", "extraction", "triage", "scheduling", "writeback")
+BUS_STAGES = ("hl7", "extraction", "triage", "scheduling", "writeback", "hl7out")
 #: Deployments whose code is not the package services/<name>/: name -> (entry module, package dir).
 #: The hl7 stage lives in the ingest package (it shares ingest's HL7 parsing and stores).
-OWN_PACKAGE = {"hl7": ("services.ingest.hl7stage.app", "ingest/hl7stage")}
+OWN_PACKAGE = {"hl7": ("services.ingest.hl7stage.app", "ingest/hl7stage"),
+               # the command layer wires the monitor's promotion gates into control (services/commands)
+               "control": ("services.commands.control_service", "control")}
 #: Settings the manifests pass that no code reads, each with its reason. The test below fails
 #: as soon as the code starts reading one of them, so this list cannot go stale.
 NOT_READ = {
     "VIGIL_SERVICE": "names the process for operators (kubectl exec ... env); informational",
 }
 #: Registry settings prefix -> the one service whose SMART client it configures (core/ehraccess).
-SMART_CLIENTS = {"fhir": "tools", "writeback": "writeback", "ehr": "ingest", "hl7": "hl7"}
+SMART_CLIENTS = {"fhir": "tools", "writeback": "writeback", "ehr": "ingest", "hl7": "hl7", "hl7out": "hl7out"}
 
 
 def deployments(docs):

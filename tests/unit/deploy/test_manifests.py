@@ -20,7 +20,7 @@ from tests.unit.deploy.k8s_docs import K8S, OVERLAYS, ROOT, of_kind, one, tenant
 
 K8S_VERSION = "1.32.0"
 #: Kafka consumers scaled by KEDA (their consumer groups and triggers: test_code_consistency.py).
-STAGES = {"hl7", "extraction", "triage", "scheduling", "writeback", "monitor"}
+STAGES = {"hl7", "extraction", "triage", "scheduling", "writeback", "hl7out", "monitor"}
 GRPC = {"tools", "inference", "control"}
 #: HTTP servers -> the container port their /healthz (the probes) is served on.
 HTTP = {"ingest": "notify", "cdshooks": "http"}
@@ -33,6 +33,7 @@ EGRESS = {
     "triage": {"kafka", "postgres", "redis", "tools"},
     "scheduling": {"kafka", "postgres", "redis", "tools", "inference"},
     "writeback": {"kafka", "postgres", "redis", "ehr"},
+    "hl7out": {"kafka", "postgres", "redis", "ehr", "hl7-engine"},  # Patient reads; MLLP to the engine
     "monitor": {"kafka", "postgres", "redis"},  # /readyz probes Redis too
     "tools": {"postgres", "redis", "ehr"},
     "inference": {"postgres", "redis", "llm"},

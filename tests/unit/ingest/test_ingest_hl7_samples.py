@@ -123,6 +123,7 @@ def test_patient_demographics_and_identifier_from_pid():
     patient = map_message(parse(sample("MDM-T02-03.hl7"))).patient
     body = patient.body
     assert body["identifier"][0] == {"system": "urn:vigil:hl7:sfac:patient:simulator-mrn", "value": "3196695816",
+                                     "assigner": {"display": "SIMULATOR MRN"},  # PID-3.4 as sent
                                      "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
                                                           "code": "MRN"}]}}
     assert len(body["identifier"]) == 2

@@ -5,7 +5,9 @@ import pytest
 
 from services.ingest.receiver import auth, openapi
 
-ROUTES = [("/notify/{tenant}", None, ["POST"]), ("/healthz", None, ["GET"]), ("/openapi.json", None, ["GET"])]
+ROUTES = [("/notify/{tenant}", None, ["POST"]), ("/notify/{tenant}/r4/{resource_type}", None, ["POST"]),
+          ("/notify/{tenant}/r4/{resource_type}/{path_type}/{rid}", None, ["PUT"]),
+          ("/healthz", None, ["GET"]), ("/openapi.json", None, ["GET"])]
 
 
 def test_the_document_lists_exactly_the_routes():
@@ -23,3 +25,10 @@ def test_notify_documents_its_auth_and_errors():
     assert {"200", "400", "401", "404", "413", "415", "422", "500", "503"} == set(notify["responses"])
     assert "Retry-After" in notify["responses"]["503"]["headers"]
     assert any(p["name"] == auth.SIGNATURE_HEADER for p in notify["parameters"])
+
+
+def test_r4_notify_documents_its_auth_errors_and_optional_body():
+    r4 = openapi.document(ROUTES)["paths"]["/notify/{tenant}/r4/{resource_type}"]["post"]
+    assert {"200", "400", "401", "403", "404", "413", "415", "422", "500", "503"} == set(r4["responses"])
+    assert r4["requestBody"]["required"] is False and r4["security"] == [{"channelToken": []}]
+    assert "WWW-Authenticate" in r4["responses"]["401"]["headers"]

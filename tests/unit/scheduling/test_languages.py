@@ -44,10 +44,16 @@ def test_requests_for_a_person(text):
     assert read(text).staff
 
 
-@pytest.mark.parametrize("text", ["yes", "yes please", "ok", "Sí, por favor", "sí", "si, reserve el primero",
-                                  "vale", "de acuerdo", "that works", "he says yes", "ah ok", "oh okay", "ya, vale"])
+@pytest.mark.parametrize("text", ["yes", "yes please", "Sí, por favor", "sí", "si, reserve el primero", "sure",
+                                  "de acuerdo", "that works", "he says yes", "go ahead", "yes ok"])
 def test_unambiguous_yes(text):
     assert read(text).answer == "yes"
+
+
+@pytest.mark.parametrize("text", ["ok", "OK.", "okay", "ah ok", "oh okay", "fine", "alright", "vale", "ya, vale", "bueno"])
+def test_a_bare_acknowledgement_is_read_not_agreed(text):
+    r = read(text)
+    assert r.ack and r.answer != "yes"
 
 
 @pytest.mark.parametrize("text", ["y", "Y", "k", "ok?", "si puedo ir el martes", "yes but can we do Tuesday instead?",
@@ -154,3 +160,46 @@ def test_dates_are_rendered_in_the_patients_language():
     assert render.ask_confirm({"start": "2030-03-05T15:00:00Z"}, utc, "es") == \
         "¿Quiere que le reserve el martes 5 de marzo a las 15:00? Responda sí o no, por favor."
     assert claims_action("Su cita está confirmada para el martes") and claims_action("Le he reservado la cita")
+
+
+@pytest.mark.parametrize("text, language, expected", [
+    ("next tuesday afternoon", "en", "on Tuesday 8 December in the afternoon"),
+    ("any morning on monday or thursday", "en", "on Monday or on Thursday in the morning"),
+    ("el martes que viene por la tarde", "es", "el martes 8 de diciembre por la tarde"),
+    ("el lunes o el jueves por la mañana", "es", "el lunes o el jueves por la mañana"),
+    ("mañana a las 3", "es", "el jueves 3 de diciembre a las 15:00"),
+])
+def test_a_searched_window_is_told_in_the_patients_language(text, language, expected):
+    now = datetime(2026, 12, 2, 9, 0, tzinfo=timezone.utc)  # a Wednesday
+    when = dates.parse(lang.get(language).to_english_dates(lang.fold(text)) if language == "es" else text, now)
+    assert render.window(when, language) == expected
+    sentence = render.say("no_free_time", language, what=render.window(when, language))
+    assert not any(name in sentence for name in lang.get("en" if language == "es" else "es").weekdays)
+
+
+@pytest.mark.parametrize("text", [
+    "Hi sorry for the slow reply. The diarrhea got worse and since last night there's been blood in it, quite a lot",
+    "sory my chest has been hurting realy bad and I cant breath good when i lay down",
+    "I get really dizzy when I stand up", "me duele mucho el pecho desde ayer", "hay sangre en el inodoro",
+])
+def test_urgent_symptoms_as_patients_write_them(text):
+    assert read(text).urgent
+
+
+@pytest.mark.parametrize("text", ["there is a blood test tomorrow", "is there blood work before the visit?",
+                                  "mañana tengo análisis de sangre"])
+def test_blood_tests_are_not_bleeding(text):
+    assert not read(text).urgent
+
+
+@pytest.mark.parametrize("text, index", [("Let's do the second one.", 1), ("I'll go with the last one", -1),
+                                         ("Back to the appointment then: number two.", 1),
+                                         ("Prefiero la tercera opción.", 2), ("Quisiera la primera", 0)])
+def test_a_choice_inside_a_sentence(text, index):
+    assert read(text).pick == index
+
+
+@pytest.mark.parametrize("text", ["What's my new appointment time?", "¿Cuándo quedó mi cita entonces?",
+                                  "Perdón, ¿para cuándo quedó mi cita?"])
+def test_status_questions(text):
+    assert read(text).status

@@ -80,6 +80,8 @@ def patient_identifiers(msg: Message) -> list[dict]:
         else:
             system = identifier_system(facility, f"patient:{urn_part(authority or 'pid')}")
         identifier: dict = {"system": system, "value": value}
+        if authority:  # the assigning authority as sent (the system above is normalised for a URN)
+            identifier["assigner"] = {"display": authority}
         id_type = field_value(pid, 3, rep, 5)
         if id_type:
             identifier["type"] = {"coding": [{"system": V2_0203, "code": id_type}]}
