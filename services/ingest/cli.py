@@ -17,7 +17,7 @@ console = Console()
 err = Console(stderr=True)
 
 subscribe_app = typer.Typer(help="Create or repair the tenant's Subscriptions in its EHR.")
-backfill_app = typer.Typer(help="Publish the tenant's DocumentReferences changed since a date.")
+backfill_app = typer.Typer(help="Publish the tenant's DocumentReferences changed since a date, or run a batch source.")
 
 
 def _fail(message: str, code: int = 1):
@@ -77,13 +77,18 @@ def subscribe(tenant: str = typer.Option(..., "--tenant", help="Tenant id.")) ->
 
 
 @backfill_app.callback(invoke_without_command=True)
-def backfill(tenant: str = typer.Option(..., "--tenant", help="Tenant id."),
-             since: str = typer.Option(..., "--since", help="Date or date-time (UTC if no offset)."),
+def backfill(ctx: typer.Context, tenant: str = typer.Option(None, "--tenant", help="Tenant id."),
+             since: str = typer.Option(None, "--since", help="Date or date-time (UTC if no offset)."),
              page_size: int = typer.Option(100, "--page-size", min=1, max=1000)) -> None:
-    """Page DocumentReferences by _lastUpdated, publish each version once; resumes from its checkpoint."""
+    """Page DocumentReferences by _lastUpdated, publish each version once; resumes from its checkpoint.
+    `vigil backfill run` reads a batch source instead; `vigil backfill status` lists the runs."""
     from services.ingest import backfill as job
     from services.ingest.runtime import runtime
 
+    if ctx.invoked_subcommand is not None:
+        return
+    if not tenant or not since:
+        _fail("--tenant and --since are required (or use `vigil backfill run` / `vigil backfill status`)", 2)
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
@@ -110,3 +115,8 @@ def backfill(tenant: str = typer.Option(..., "--tenant", help="Tenant id."),
         _fail(f"backfill of {cfg.id} stopped ({exc}); run the same command again to resume")
     console.print(f"{report.job}: {report.seen} seen, {report.published} published, "
                   f"{report.skipped} already published{' (resumed)' if report.resumed else ''}")
+
+
+from services.ingest.batch import cli as batch_cli  # noqa: E402  (its commands join `vigil backfill`)
+
+batch_cli.register(backfill_app)

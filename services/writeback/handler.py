@@ -88,6 +88,8 @@ class Writeback:
 
     @staticmethod
     def _suppressed(d: dict, state) -> str | None:
+        if d.get("run"):  # a batch run's decision (never on this stage's topic; refused if it ever were)
+            return "batch-run"
         if d["mode"] == "silent" or d.get("write") is False:
             return "mode-silent" if d["mode"] == "silent" else "not-written-by-triage"
         if state.mode == "silent":
