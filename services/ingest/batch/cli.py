@@ -16,7 +16,7 @@ from services.core.errors import VigilError
 from services.core.tenancy import Registry, TenantError
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 EXIT_BAD_INPUT = 2
 
