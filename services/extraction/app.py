@@ -19,13 +19,19 @@ from services.core.bus import StageSpec
 from services.core.bus.service import serve_stage
 from services.core.config import Settings
 from services.core.grpc import GrpcSettings
-from services.core.lanes import LANES, REALTIME, Lane, deprioritise, from_argv
+from services.core.lanes import BATCH, LANES, REALTIME, Lane, deprioritise, from_argv
 from services.extraction.handler import STAGE, Extraction
+
+
+BATCH_LANE = LANES[BATCH]
 
 
 def specs(clients: AgentClients, lane: Lane = LANES[REALTIME], **kw) -> list[StageSpec]:
     """The stage's one spec in ``lane`` (``kw``: retry / tuning overrides, for tests)."""
-    return [StageSpec(name=lane.stage(STAGE), input_stream=lane.events, handler=Extraction(clients, lane), **kw)]
+    if lane.batch:
+        return [StageSpec(name=BATCH_LANE.stage(STAGE), input_stream=BATCH_LANE.events,
+                          handler=Extraction(clients, BATCH_LANE), **kw)]
+    return [StageSpec(name=STAGE, input_stream="ehr-events", handler=Extraction(clients), **kw)]
 
 
 async def build(settings: Settings, env: Mapping[str, str], lane: Lane = LANES[REALTIME]):

@@ -24,7 +24,7 @@ from services.core.config import Settings
 from services.core.crypto import Keyring
 from services.core.db import create_pool, ensure_schema
 from services.core.grpc import GrpcSettings
-from services.core.lanes import LANES, REALTIME, Lane, deprioritise, from_argv
+from services.core.lanes import BATCH, LANES, REALTIME, Lane, deprioritise, from_argv
 from services.core.modes import ModeStore
 from services.core.secrets import SecretSettings
 from services.core.tenantdb import TenantPools
@@ -43,6 +43,8 @@ async def migrate(settings: Settings) -> None:
     finally:
         await pool.close()
 
+BATCH_LANE = LANES[BATCH]
+
 
 def specs(pools: TenantPools, clients: AgentClients, settings: Settings, lane: Lane = LANES[REALTIME],
           **kw) -> list[StageSpec]:
@@ -51,7 +53,7 @@ def specs(pools: TenantPools, clients: AgentClients, settings: Settings, lane: L
     triage = Triage(pools, keyring, ModeStore(pools, settings.tenants_file), TenantDirectory(settings.tenants_file),
                     clients, lane)
     if lane.batch:  # clinician feedback concerns live Tasks: the real-time instance handles it
-        return [StageSpec(name=lane.stage(AGENT), input_stream=lane.findings, handler=triage, **kw)]
+        return [StageSpec(name=BATCH_LANE.stage(AGENT), input_stream=BATCH_LANE.findings, handler=triage, **kw)]
     return [StageSpec(name=AGENT, input_stream="findings", handler=triage, **kw),
             StageSpec(name=f"{AGENT}-feedback", input_stream="feedback", handler=Feedback(pools), **kw)]
 

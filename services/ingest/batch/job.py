@@ -316,3 +316,23 @@ async def _rate(conn, tenant: str, row: JobRow) -> float | None:
     if r is None or r["n"] < 2 or r["t1"] <= r["t0"]:
         return None
     return (r["s1"] - r["s0"]) / (r["t1"] - r["t0"]).total_seconds()
+
+
+@dataclass(frozen=True)
+class RunDocument:
+    id: str
+    identifier_system: str
+    identifier_value: str
+    note_time: datetime | None
+    status: str
+
+
+async def documents_of(pools, tenant: str, name: str) -> list[RunDocument]:
+    """The notes the run stored (first version of each stored by it), for reports."""
+    async with pools.tx(check_tenant_id(tenant), readonly=True) as conn:
+        rows = await conn.fetch(
+            "SELECT id, identifier_system, identifier_value, note_time, status FROM ingest_documents "
+            "WHERE tenant = $1 AND control_id = $2 AND facility LIKE 'batch:%' ORDER BY identifier_value",
+            tenant, name)
+    return [RunDocument(r["id"], r["identifier_system"], r["identifier_value"], r["note_time"], r["status"])
+            for r in rows]
