@@ -88,6 +88,8 @@ def run(tenant: str = typer.Option(..., "--tenant", help="Tenant id."),
                 return await job.run(on_chunk)
     try:
         row = asyncio.run(go())
+    except KeyboardInterrupt:
+        _fail(f"run {name!r} interrupted; run the same command again to resume", 130)
     except (BatchJobError, BatchSourceError) as exc:
         _fail(str(exc), EXIT_BAD_INPUT)
     except (VigilError, OSError) as exc:

@@ -203,11 +203,14 @@ class BatchJob:
                     routed.append((BATCH_EVENTS, event))
             await self.publishers.publish(self.tenant, routed)
             counts.published = len(routed)
-            await conn.execute(
+            moved = await conn.execute(
                 "UPDATE ingest_batch_jobs SET position = $3, seen = seen + $4, stored = stored + $5, "
                 "published = published + $6, skipped = skipped + $7, no_text = no_text + $8, updated_at = now() "
-                "WHERE tenant = $1 AND name = $2", self.tenant, self.name, chunk[-1].position, counts.seen,
-                counts.stored, counts.published, counts.skipped, counts.no_text)
+                "WHERE tenant = $1 AND name = $2 AND position IS NOT DISTINCT FROM $9", self.tenant, self.name,
+                chunk[-1].position, counts.seen, counts.stored, counts.published, counts.skipped, counts.no_text,
+                row.position)
+            if moved.endswith(" 0"):  # the checkpoint moved under us: the same run is going on elsewhere
+                raise BatchJobError(f"run {self.name!r} is being run by another process; stop one of them")
             await conn.execute("INSERT INTO ingest_batch_progress (tenant, name, seen) VALUES ($1, $2, $3)",
                                self.tenant, self.name, row.seen + counts.seen)
         row.position = chunk[-1].position
@@ -309,10 +312,11 @@ async def progress(pools, tenant: str, name: str) -> list[tuple[datetime, int]]:
 async def _rate(conn, tenant: str, row: JobRow) -> float | None:
     """Notes per second: over the last ``RATE_WINDOW_S`` of progress while running, else overall
     (first to last committed chunk)."""
-    window = "AND at >= now() - make_interval(secs => $3)" if row.state == "running" else "AND $3::float8 IS NOT NULL"
     r = await conn.fetchrow(
-        f"SELECT min(at) AS t0, max(at) AS t1, min(seen) AS s0, max(seen) AS s1, count(*) AS n "
-        f"FROM ingest_batch_progress WHERE tenant = $1 AND name = $2 {window}", tenant, row.name, RATE_WINDOW_S)
+        "SELECT min(at) AS t0, max(at) AS t1, min(seen) AS s0, max(seen) AS s1, count(*) AS n "
+        "FROM ingest_batch_progress WHERE tenant = $1 AND name = $2 "
+        "AND ($3::float8 IS NULL OR at >= now() - make_interval(secs => $3))", tenant, row.name,
+        RATE_WINDOW_S if row.state == "running" else None)
     if r is None or r["n"] < 2 or r["t1"] <= r["t0"]:
         return None
     return (r["s1"] - r["s0"]) / (r["t1"] - r["t0"]).total_seconds()

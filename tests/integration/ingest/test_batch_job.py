@@ -179,3 +179,21 @@ async def test_cli_errors_are_clear(ingest, tmp_path):
                                "broken", "--quiet")
     assert code == 2 and "bad.jsonl:2" in err
     assert (await batch_job.get(ingest.pools, tenant, "broken")).state == "failed"
+
+
+async def test_the_same_run_in_two_processes_is_refused_at_the_checkpoint(ingest, tmp_path):
+    tenant = ingest.tenant.id
+    notes = tmp_path / "n.jsonl"
+    write_notes(notes, 6, "twice")
+    keys = PatientKeys(ingest.pools.secrets)
+
+    def job() -> batch_job.BatchJob:
+        return batch_job.BatchJob(tenant, "twice", "jsonl", JsonlSource(notes), pools=ingest.pools,
+                                  keyring=ingest.keyring, publishers=ingest.publishers, patient_keys=keys, chunk=3)
+    first, second = job(), job()
+    stale = await first.open()
+    await second.run(max_chunks=1)  # the other process checkpointed after note 3
+    with pytest.raises(batch_job.BatchJobError, match="another process"):
+        await first._chunk(list(first.source.notes())[:3], stale)
+    done = await second.run()
+    assert (done.seen, done.stored, done.published, done.state) == (6, 6, 6, "done")
