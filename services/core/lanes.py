@@ -13,9 +13,10 @@ stage process can be given fewer resources (``BATCH_NICE``) than the real-time o
 """
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,12 @@ LANES: dict[str, Lane] = {
     REALTIME: Lane(REALTIME, "ehr-events", "findings", "actions", ""),
     BATCH: Lane(BATCH, "batch-events", "batch-findings", "batch-decisions", "-batch"),
 }
-#: A batch-lane stage process lowers its CPU priority by this much (``os.nice``): on a shared host
-#: the real-time stages get the processor first whenever both have work.
-BATCH_NICE = 10
+#: A batch-lane stage process lowers its CPU priority by this much (``os.nice``; 19 is the lowest
+#: priority): on a shared host the real-time stages get the processor first whenever both have work.
+BATCH_NICE = 19
+#: ``VIGIL_BATCH_MAX_RATE``: notes per second one batch extraction process starts at most (0 or
+#: unset: no limit). The CPU budget of a backfill where the real-time lane shares the processors.
+RATE_VARIABLE = "VIGIL_BATCH_MAX_RATE"
 
 
 class LaneError(ValueError):
@@ -78,3 +82,37 @@ def deprioritise(chosen: Lane) -> None:
             os.nice(BATCH_NICE)
         except OSError:  # not permitted here: the lane still runs, only without the lower priority
             pass
+
+
+def max_rate(env: Mapping[str, str]) -> float:
+    """``VIGIL_BATCH_MAX_RATE`` (notes per second, 0 = no limit)."""
+    from services.core.config import ConfigError
+
+    raw = (env.get(RATE_VARIABLE) or "").strip()
+    if not raw:
+        return 0.0
+    try:
+        rate = float(raw)
+    except ValueError:
+        rate = -1.0
+    if not 0 <= rate <= 100_000:
+        raise ConfigError(f"{RATE_VARIABLE}={raw!r}: expected notes per second, 0 (no limit) to 100000")
+    return rate
+
+
+class Pacer:
+    """At most ``rate`` starts per second across the tasks of one process (0: no limit); a start
+    waits for its slot (slots are 1 / rate apart, none saved up while idle)."""
+
+    def __init__(self, rate: float = 0.0):
+        self.rate = rate
+        self._next = 0.0
+
+    async def wait(self) -> None:
+        if self.rate <= 0:
+            return
+        now = asyncio.get_running_loop().time()
+        slot = max(now, self._next)
+        self._next = slot + 1.0 / self.rate
+        if slot > now:
+            await asyncio.sleep(slot - now)

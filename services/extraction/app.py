@@ -6,7 +6,8 @@ Consumes ``ehr-events`` of every tenant in the registry (``services.core.bus.ser
 tools (VIGIL_GRPC_TOOLS_ADDR) and inference (VIGIL_GRPC_INFERENCE_ADDR) with its own service
 credential (``VIGIL_GRPC_TOKEN_*``), emits ``findings``. Health and metrics on VIGIL_METRICS_PORT.
 ``--lane batch`` runs the batch lane's instance instead (``services.core.lanes``): stage
-``extraction-batch`` on ``batch-events`` -> ``batch-findings``, at a lower CPU priority.
+``extraction-batch`` on ``batch-events`` -> ``batch-findings``, at the lowest CPU priority and at most
+``VIGIL_BATCH_MAX_RATE`` notes per second when set.
 """
 from __future__ import annotations
 
@@ -19,24 +20,25 @@ from services.core.bus import StageSpec
 from services.core.bus.service import serve_stage
 from services.core.config import Settings
 from services.core.grpc import GrpcSettings
-from services.core.lanes import BATCH, LANES, REALTIME, Lane, deprioritise, from_argv
+from services.core.lanes import BATCH, LANES, REALTIME, Lane, Pacer, deprioritise, from_argv, max_rate
 from services.extraction.handler import STAGE, Extraction
 
 
 BATCH_LANE = LANES[BATCH]
 
 
-def specs(clients: AgentClients, lane: Lane = LANES[REALTIME], **kw) -> list[StageSpec]:
-    """The stage's one spec in ``lane`` (``kw``: retry / tuning overrides, for tests)."""
+def specs(clients: AgentClients, lane: Lane = LANES[REALTIME], rate: float = 0.0, **kw) -> list[StageSpec]:
+    """The stage's one spec in ``lane`` (``rate``: the batch lane's notes/s budget, 0 = none;
+    ``kw``: retry / tuning overrides, for tests)."""
     if lane.batch:
         return [StageSpec(name=BATCH_LANE.stage(STAGE), input_stream=BATCH_LANE.events,
-                          handler=Extraction(clients, BATCH_LANE), **kw)]
+                          handler=Extraction(clients, BATCH_LANE, Pacer(rate)), **kw)]
     return [StageSpec(name=STAGE, input_stream="ehr-events", handler=Extraction(clients), **kw)]
 
 
 async def build(settings: Settings, env: Mapping[str, str], lane: Lane = LANES[REALTIME]):
     clients = AgentClients(GrpcSettings.from_env(env), sub=STAGE)
-    return specs(clients, lane), [clients]
+    return specs(clients, lane, max_rate(env) if lane.batch else 0.0), [clients]
 
 
 if __name__ == "__main__":

@@ -85,3 +85,4 @@ def test_report_page_has_the_three_plots_and_no_text(tmp_path):
     for png in ("rate.png", "per-month.png", "gate.png"):
         assert (tmp_path / png).stat().st_size > 1000 and png in body
     assert "precision" in body and "FAILED" in body
+

@@ -52,6 +52,9 @@ def run(tenant: str = typer.Option(..., "--tenant", help="Tenant id."),
     from services.ingest.batch.source import BatchSourceError
     from services.ingest.runtime import runtime
 
+    from services.core.lanes import BATCH, LANES, deprioritise
+
+    deprioritise(LANES[BATCH])  # a run is batch work: the real-time services get the processor first
     if not silent:
         _fail("batch runs are silent: their decisions go to the decision ledger only (use the real-time "
               "path for notes that should reach clinicians)", EXIT_BAD_INPUT)
