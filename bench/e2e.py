@@ -215,7 +215,10 @@ async def measure(pipe: Pipeline, rates: list[float], seconds: float, backfill: 
         proc = start_backfill(pipe, backfill, tag)
         while await batch_decided(pipe) < 20:  # the batch lane is busy before the first step
             await asyncio.sleep(0.5)
-        results["backfill"] = {"notes": backfill, "decided_before_steps": await batch_decided(pipe)}
+        import os
+
+        results["backfill"] = {"notes": backfill, "decided_before_steps": await batch_decided(pipe),
+                               "batch_max_rate": os.environ.get("VIGIL_BATCH_MAX_RATE") or "none"}
     for rate in rates:
         results["baseline"].append(await baseline_step(pipe, rate, seconds, f"{tag}-base-{rate:g}"))
         step = await pipeline_step(pipe, rate, seconds, f"{tag}-e2e-{rate:g}")
