@@ -182,10 +182,22 @@ def table(results: dict) -> str:
 
 
 async def batch_decided(pipe: Pipeline) -> int:
-    """Batch notes whose findings triage-batch has committed so far."""
+    """Batch notes whose findings triage-batch has committed so far (a stage commits per poll batch)."""
     from bench.crawl import committed
 
     return (await committed(pipe.plan.settings, TENANT.id, "triage-batch", "batch-findings"))[0]
+
+
+async def batch_noted(pipe: Pipeline) -> int:
+    """Batch notes with at least one decision in the ledger so far (read with the platform connection)."""
+    from services.core.db import create_pool
+
+    pool = await create_pool(pipe.plan.settings, min_size=1, max_size=1)
+    try:
+        return await pool.fetchval("SELECT count(DISTINCT findings_event_id) FROM vigil_decisions "
+                                   "WHERE tenant = $1 AND run IS NOT NULL", TENANT.id)
+    finally:
+        await pool.close()
 
 
 def start_backfill(pipe: Pipeline, n: int, tag: str):
@@ -218,6 +230,7 @@ async def measure(pipe: Pipeline, rates: list[float], seconds: float, backfill: 
         import os
 
         results["backfill"] = {"notes": backfill, "decided_before_steps": await batch_decided(pipe),
+                               "notes_with_decisions_before_steps": await batch_noted(pipe),
                                "batch_max_rate": os.environ.get("VIGIL_BATCH_MAX_RATE") or "none"}
     for rate in rates:
         results["baseline"].append(await baseline_step(pipe, rate, seconds, f"{tag}-base-{rate:g}"))
@@ -227,11 +240,14 @@ async def measure(pipe: Pipeline, rates: list[float], seconds: float, backfill: 
               f"{step['tasks_seen']}/{step['notes']} Tasks, sustained {step['sustained']}", flush=True)
     if proc is not None:
         results["backfill"]["decided_after_steps"] = await batch_decided(pipe)
+        results["backfill"]["notes_with_decisions_after_steps"] = await batch_noted(pipe)
         results["backfill"]["ingest_still_running"] = proc.poll() is None
         proc.terminate()
         proc.wait()
-        print(f"batch lane during the steps: {results['backfill']['decided_after_steps'] - results['backfill']['decided_before_steps']} "
-              f"notes decided (of a {backfill}-note backfill)", flush=True)
+        bf = results["backfill"]
+        print(f"batch lane during the steps: findings of {bf['decided_after_steps'] - bf['decided_before_steps']} "
+              f"notes committed by triage-batch, {bf['notes_with_decisions_after_steps'] - bf['notes_with_decisions_before_steps']}"
+              f" notes with decisions recorded (of a {backfill}-note backfill)", flush=True)
     sustained = [r["rate"] for r in results["pipeline"] if r["sustained"]]
     results["max_sustained_rate"] = max(sustained) if sustained else None
     return results
