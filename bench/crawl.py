@@ -3,9 +3,9 @@
 N realistic notes (the texts of ``tests/data/realistic/tune.jsonl``, about 3 KB median, repeated
 with new ids) are written to an NDJSON file and run as `vigil backfill run` (its own process:
 document store, sealed text, checkpoints, ``batch-events``) through the batch lane as in
-production: ``extraction --lane batch`` (GetNote from the store via tools, Extract on the batch
-lane's own inference server, rules engine) and ``triage --lane batch`` (silent decisions to the
-ledger and ``batch-decisions``), every service its own process (``Pipeline(batch_lane=True)``).
+production: ``extraction --lane batch`` (GetNote from the store and Extract with the rules engine,
+on the batch lane's own tools and inference servers) and ``triage --lane batch`` (silent decisions
+to the ledger and ``batch-decisions``), every service its own process (``Pipeline(batch_lane=True)``).
 The clock runs from the backfill's start until triage-batch has committed every note's findings.
 
 Baseline (same run, same notes): ``nlp(text)`` of the bare medspaCy pipeline in this process
@@ -153,7 +153,7 @@ def main(argv: list[str]) -> None:
     bare, bare_cpu_ms = bare_rate(texts)
     per_note = {name: (after[name] - before[name]) / n * 1000 for name in procs}
     per_note["backfill (vigil backfill run)"] = backfill_cpu / n * 1000
-    lane = {k: v for k, v in per_note.items() if k.endswith("-batch") or k.startswith("backfill") or k == "tools"}
+    lane = {k: v for k, v in per_note.items() if k.endswith("-batch") or k.startswith("backfill")}
     lane_cpu_ms = sum(lane.values())
     results = {"notes": n, "median_chars": sizes[len(sizes) // 2], "elapsed_s": round(elapsed, 2),
                "notes_per_s": round(rate, 1), "bare_medspacy_notes_per_s": round(bare, 1),
@@ -167,7 +167,7 @@ def main(argv: list[str]) -> None:
     print(f"{n} notes (median {results['median_chars']} chars) through the batch lane in {elapsed:.1f} s: "
           f"{rate:.1f} notes/s (goal {GOAL_RATE:.0f})")
     print(f"bare medspaCy on the same notes: {bare:.1f} notes/s; ratio {rate / bare:.3f} (goal {GOAL_RATIO})")
-    print(f"CPU per note: batch lane (backfill, tools, extraction-batch, inference-batch, triage-batch) "
+    print(f"CPU per note: batch lane (backfill, tools-batch, extraction-batch, inference-batch, triage-batch) "
           f"{lane_cpu_ms:.1f} ms vs bare medspaCy {bare_cpu_ms:.1f} ms: CPU ratio {bare_cpu_ms / lane_cpu_ms:.3f}; "
           f"load average {os.getloadavg()[0]:.1f} on {psutil.cpu_count()} cores")
     print("CPU per note (ms, user + system):")
