@@ -81,16 +81,21 @@ def target(current: str, to: str | None) -> str:
     return to
 
 
-async def gold_checks(ms: MonitorSettings, settings: Settings, tenant: str, env=None) -> list[Check]:
-    engine = tenant_engine(settings.tenants_file, tenant)
-    report = await run_eval(ms.gold, engine, tenant, resamples=ms.eval_resamples, env=env)
+def score_checks(report: dict, what: str) -> list[Check]:
+    """The gold gate's checks from a scoring report (``vigil eval --json``'s shape: ``n_notes``,
+    ``micro``, ``gates``); ``what`` names what was scored. Also the gate of `vigil crawl report`."""
     g = report["gates"]
-    version = report["engine"]["version"]
     return [Check("gold-f1", bool(g["f1_passed"]), g["f1_lower"], g["min_f1"],
-                  f"{engine} {version} on {report['n_notes']} gold notes: micro F1 {report['micro']['f1']:.3f}, "
+                  f"{what} on {report['n_notes']} gold notes: micro F1 {report['micro']['f1']:.3f}, "
                   f"95% lower bound {g['f1_lower']:.3f}"),
             Check("gold-precision", bool(g["precision_passed"]), g["precision_lower"], g["min_precision"],
                   f"micro precision {report['micro']['precision']:.3f}, 95% lower bound {g['precision_lower']:.3f}")]
+
+
+async def gold_checks(ms: MonitorSettings, settings: Settings, tenant: str, env=None) -> list[Check]:
+    engine = tenant_engine(settings.tenants_file, tenant)
+    report = await run_eval(ms.gold, engine, tenant, resamples=ms.eval_resamples, env=env)
+    return score_checks(report, f"{engine} {report['engine']['version']}")
 
 
 def live_period(ms: MonitorSettings, since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:

@@ -34,6 +34,7 @@ class Pipeline:
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     optional: bool = True  # also start the services the notes -> Tasks path does not need
+    batch_lane: bool = False  # also start the batch lane (its inference, extraction and triage instances)
     _watching: threading.Event = field(default_factory=threading.Event)
 
     # -- up -------------------------------------------------------------------------------
@@ -77,16 +78,20 @@ class Pipeline:
     def client(self, tenant: str) -> FhirClient:
         return FhirClient(f"{self.plan.settings.ehr_url}/fhir/{tenant}", credentials=self.driver_credentials[tenant])
 
+    def wanted(self, service: ServiceDef) -> bool:
+        return (self.optional or service.required or (service.batch and self.batch_lane)) and \
+            (self.batch_lane or not service.batch)
+
     def services(self) -> list[ServiceDef]:
-        return [s for s in SERVICES if available(s) and (self.optional or s.required)]
+        return [s for s in SERVICES if available(s) and self.wanted(s)]
 
     def start_services(self) -> None:
         self.supervisor = Supervisor(self.plan)
-        self.skipped = [s.name for s in SERVICES if not available(s) and (self.optional or s.required)]
+        self.skipped = [s.name for s in SERVICES if not available(s) and self.wanted(s)]
         for service in self.services():
             self.supervisor.start(service)
-        self.supervisor.wait_healthy([s.name for s in self.services() if s.required])
-        for service in [s for s in self.services() if not s.required]:
+        self.supervisor.wait_healthy([s.name for s in self.services() if s.required or s.batch])
+        for service in [s for s in self.services() if not s.required and not s.batch]:
             try:
                 self.supervisor.wait_healthy([service.name], timeout=OPTIONAL_HEALTH_TIMEOUT_S)
             except SupervisorError as exc:
