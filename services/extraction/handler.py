@@ -5,7 +5,8 @@ The note version named by the event is read through ``tools.GetNote`` (exact ver
 EHR or from Vigil's document store as the event's ``source`` says) and sent
 to ``inference.Extract``; both calls carry the stage's own credential for the event's tenant.
 Every other resource type, and deletions, are skipped (committed and counted). The note text
-never leaves this function except to inference; the event carries its sha256, not the text.
+never leaves this function except to inference; the event carries its sha256, not the text,
+and each evidence quote sealed with the tenant data key (``services.core.evidence``).
 """
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from datetime import datetime
 from prometheus_client import Counter
 
 from services.core.agentclients import AgentClients
+from services.core import evidence
 from services.core.bus import Context
+from services.core.crypto import Keyring
 from services.core.errors import FatalError
 from services.core.events import Event
 from vigil.v1 import inference_pb2, tools_pb2
@@ -80,8 +83,8 @@ def findings_data(event: Event, note, result) -> dict:
 
 
 class Extraction:
-    def __init__(self, clients: AgentClients):
-        self.clients = clients
+    def __init__(self, clients: AgentClients, keyring: Keyring):
+        self.clients, self.keyring = clients, keyring
 
     async def __call__(self, event: Event, ctx: Context) -> None:
         data = event.data
@@ -96,7 +99,8 @@ class Extraction:
         result = await self.clients.call("inference", ctx.tenant, "Extract", inference_pb2.ExtractRequest(
             document_id=note.document_id, version=note.version, text=note.text))
         out = findings_data(event, note, result)
-        ctx.emit("findings", ctx.child(FINDINGS_TYPE, out, key=out["patient"]))
+        sealed = await evidence.seal_findings(self.keyring, ctx.tenant, out)
+        ctx.emit("findings", ctx.child(FINDINGS_TYPE, sealed, key=out["patient"]))
         NOTES.labels(ctx.tenant, result.engine).inc()
         for f in out["findings"]:
             FINDINGS.labels(ctx.tenant, f["category"]).inc()

@@ -90,7 +90,7 @@ class Pipeline:
         self.inference = await inference_app.start(wb.settings, grpc, address="127.0.0.1:0", env={})
         self.agent_clients = AgentClients(grpc, sub="e2e", targets={
             "tools": f"127.0.0.1:{self.tools.port}", "inference": f"127.0.0.1:{self.inference.port}"})
-        self.specs = [*extraction_app.specs(self.agent_clients, retry=FAST_RETRY, tuning=FAST_TUNING),
+        self.specs = [*extraction_app.specs(self.agent_clients, wb.pools, retry=FAST_RETRY, tuning=FAST_TUNING),
                       *triage_app.specs(wb.pools, self.agent_clients, wb.settings, retry=FAST_RETRY,
                                         tuning=FAST_TUNING),
                       *writeback_app.specs(wb.deps, retry=FAST_RETRY, tuning=FAST_TUNING)]
