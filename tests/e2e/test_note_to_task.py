@@ -25,7 +25,7 @@ from services.core.db import create_pool, ensure_schema
 from services.core.fhir import attachment_text
 from services.core.grpc import GrpcSettings
 from services.core.tenancy import Registry, Tenant
-from services.ehr.inbox.session import login_token
+from services.ehr.inbox.session import issue_link
 from services.extraction import app as extraction_app
 from services.inference import app as inference_app
 from services.ingest.directory import EhrDirectory
@@ -220,9 +220,7 @@ async def test_note_becomes_one_task_updates_and_override_becomes_a_label(pipeli
         inbox = httpx.AsyncClient(base_url=wb.ehr.server.url, follow_redirects=True)
         try:
             r = await inbox.get(f"/inbox/{wb.tenant}/login",
-                                params={"token": login_token(wb.ehr.server.admin_secret, wb.tenant)})
-            csrf = re.search(r'name="csrf" value="([^"]+)"', r.text).group(1)
-            r = await inbox.post(f"/inbox/{wb.tenant}/practitioner", data={"practitioner": onc, "csrf": csrf})
+                                params={"token": issue_link(wb.ehr.server.admin_secret, wb.tenant, onc)})
             assert r.status_code == 200
             page = await inbox.get(f"/inbox/{wb.tenant}/tasks/{task['id']}")
             assert page.status_code == 200
