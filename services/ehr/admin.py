@@ -13,11 +13,17 @@ Every call needs ``Authorization: Bearer <VIGIL_EHR_ADMIN_SECRET>``.
   -> 201 ``{url, practitioner, expires_at}``: a sign-in link of the inbox for that practitioner
   (signed, single use, 15 min unless ``lifetime_s`` says less or up to 1 h; 404 for a
   practitioner not in the tenant's EHR)
+- ``PUT /admin/tenants/<tenant>/notify-signing-secret``  body ``{"secret": "<16-256 printable chars>"}``;
+  ``GET`` -> ``{"set": bool, "fingerprint": <first 16 hex of its sha256> | null}`` (never the secret);
+  ``DELETE`` stops signing. Every rest-hook POST of the tenant's Subscriptions then carries
+  ``X-Vigil-Signature: sha256=<hex HMAC-SHA256 of the body, keyed by the secret>``. The secret is
+  not in any FHIR resource, so a SMART client that reads Subscriptions cannot learn it.
 - ``GET | PUT | DELETE /admin/tenants/<tenant>/faults``  body (PUT) ``{"latency_ms", "error_rate",
   "error_status", "retry_after_s", "outage_s", "drop_writes"}``
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
 from datetime import datetime, timezone
@@ -34,6 +40,7 @@ from services.ehr.registry import Client
 from services.ehr.validation import ID_RE
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+NOTIFY_SECRET = re.compile(r"^[\x21-\x7e]{16,256}$")
 
 
 def _authorize(request: Request) -> None:
@@ -136,6 +143,35 @@ async def inbox_link(request: Request) -> Response:
                          "expires_at": datetime.fromtimestamp(link.expires, timezone.utc).isoformat()}, 201)
 
 
+def _fingerprint(secret: str | None) -> dict:
+    return {"set": secret is not None,
+            "fingerprint": hashlib.sha256(secret.encode()).hexdigest()[:16] if secret is not None else None}
+
+
+async def put_notify_secret(request: Request) -> Response:
+    _authorize(request)
+    tenant = await _tenant(request)
+    body = await read_json(request)
+    secret = body.get("secret") if isinstance(body, dict) else None
+    if not isinstance(secret, str) or not NOTIFY_SECRET.match(secret):
+        raise bad_request("secret must be 16-256 printable ASCII characters")
+    await services(request).registry.set_notify_secret(tenant, secret)
+    return JSONResponse(_fingerprint(secret))
+
+
+async def get_notify_secret(request: Request) -> Response:
+    _authorize(request)
+    tenant = await _tenant(request)
+    return JSONResponse(_fingerprint(await services(request).registry.notify_secret(tenant)))
+
+
+async def delete_notify_secret(request: Request) -> Response:
+    _authorize(request)
+    tenant = await _tenant(request)
+    await services(request).registry.set_notify_secret(tenant, None)
+    return JSONResponse(_fingerprint(None))
+
+
 async def get_faults(request: Request) -> Response:
     _authorize(request)
     state = await services(request).registry.tenant(await _tenant(request))
@@ -167,6 +203,9 @@ ROUTES = [
     ("/admin/tenants/{tenant}/clients/{client_id}", ["PUT"], put_client),
     ("/admin/tenants/{tenant}/clients/{client_id}", ["DELETE"], revoke_client),
     ("/admin/tenants/{tenant}/inbox-links", ["POST"], inbox_link),
+    ("/admin/tenants/{tenant}/notify-signing-secret", ["GET"], get_notify_secret),
+    ("/admin/tenants/{tenant}/notify-signing-secret", ["PUT"], put_notify_secret),
+    ("/admin/tenants/{tenant}/notify-signing-secret", ["DELETE"], delete_notify_secret),
     ("/admin/tenants/{tenant}/faults", ["GET"], get_faults),
     ("/admin/tenants/{tenant}/faults", ["PUT"], put_faults),
     ("/admin/tenants/{tenant}/faults", ["DELETE"], clear_faults),

@@ -57,6 +57,13 @@ class AdminClient:
             body["lifetime_s"] = lifetime_s
         return await self._call("POST", f"/admin/tenants/{tenant}/inbox-links", body)
 
+    async def set_notify_secret(self, tenant: str, secret: str) -> dict:
+        """The secret the sandbox signs the tenant's notifications with: ``{set, fingerprint}``."""
+        return await self._call("PUT", f"/admin/tenants/{tenant}/notify-signing-secret", {"secret": secret})
+
+    async def notify_secret(self, tenant: str) -> dict:
+        return await self._call("GET", f"/admin/tenants/{tenant}/notify-signing-secret")
+
     async def set_faults(self, tenant: str, **faults) -> dict:
         return await self._call("PUT", f"/admin/tenants/{tenant}/faults", faults)
 

@@ -31,7 +31,7 @@ from services.inference import app as inference_app
 from services.ingest.directory import EhrDirectory
 from services.ingest.publishing import Publishers
 from services.ingest.receiver.app import ReceiverContext, create_app as receiver_app
-from services.ingest.receiver.auth import channel_header
+from services.ingest.receiver.auth import channel_header, signing_secret
 from services.ingest.receiver.handler import NotificationHandler
 from services.ingest.store import schema as ingest_schema
 from services.ingest.subscribe import TOPICS, ensure_subscriptions
@@ -107,6 +107,8 @@ class Pipeline:
         self.server_task = asyncio.create_task(self.server.serve())
         while not self.server.started:
             await asyncio.sleep(0.02)
+        # the EHR signs its notifications (kept in its admin configuration, not in the Subscription)
+        await self.ehr.admin.set_notify_secret(wb.tenant, signing_secret(self.secrets, wb.tenant))
         rows = await ensure_subscriptions(self.client, f"http://127.0.0.1:{self.port}/notify/{wb.tenant}",
                                           channel_header(self.secrets, wb.tenant), TOPICS[:2])
         for row in rows:

@@ -73,7 +73,15 @@ async def register_clients(plan: DemoPlan, tenant: DemoTenant) -> tuple[dict, Sm
         # tools also books, holds and messages for the scheduling agent: its default scope is read-only
         settings["fhir_scope"] = TOOLS_SCOPE
         driver = await admin.new_client(tenant.id, "vigil-demo-driver", ALL_SCOPES)
+        # the EHR signs its notifications to ingest (the tenant's default notify_auth = "signature")
+        await admin.set_notify_secret(tenant.id, notify_signing_secret(tenant.id))
     return settings, driver
+
+
+def notify_signing_secret(tenant_id: str) -> str:
+    from services.ingest.receiver.auth import signing_secret
+
+    return signing_secret(SecretSettings.from_env(), tenant_id)
 
 
 def write_registry(plan: DemoPlan, demo_tenants, tenants: dict[str, dict], partitions: int = 4) -> Registry:
