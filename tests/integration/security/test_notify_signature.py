@@ -119,3 +119,34 @@ async def test_the_sandbox_admin_api_never_returns_the_secret(ingest, secrets):
     assert set_ == got and got["set"] is True and secret not in json.dumps(got)
     subs = await ingest.ehr.client.search("Subscription", {"_count": "100"})
     assert secret not in json.dumps(subs)
+
+
+async def test_notify_key_commands_print_and_configure_the_secret(ingest, secrets, tmp_path):
+    """`vigil notify-key show | sandbox`, each in its own process."""
+    import asyncio
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    t, server = ingest.tenant.id, ingest.ehr.server
+    ingest.registry.save()  # the CLI reads the registry file (notify_signing_keys: the default [1])
+    env = {**os.environ, "VIGIL_TENANTS_FILE": str(ingest.registry.path), "VIGIL_EHR_URL": server.url,
+           "VIGIL_EHR_ADMIN_SECRET": server.admin_secret, "VIGIL_ENV": "test"}
+    env.pop("VIGIL_MASTER_KEY", None)
+    env.pop("VIGIL_MASTER_KEY_FILE", None)
+
+    def vigil(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "services.cli", "notify-key", *args], env=env,
+                              cwd=Path(__file__).resolve().parents[3], capture_output=True, text=True, timeout=120)
+
+    shown = await asyncio.to_thread(vigil, "show", "--tenant", t)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == auth.signing_secret(secrets, t) and "generation 1" in shown.stderr
+    second = await asyncio.to_thread(vigil, "show", "--tenant", t, "--generation", "2")
+    assert second.stdout.strip() == auth.signing_secret(secrets, t, 2)
+    pushed = await asyncio.to_thread(vigil, "sandbox", "--tenant", t)
+    assert pushed.returncode == 0, pushed.stderr
+    assert (await ingest.ehr.admin.notify_secret(t))["fingerprint"] in pushed.stdout
+    bad = await asyncio.to_thread(vigil, "show", "--tenant", "Not A Tenant")
+    assert bad.returncode == 2
