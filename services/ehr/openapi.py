@@ -276,6 +276,20 @@ def operations() -> dict[tuple[str, str], dict]:
             body=_body({JSON: {"type": "object", "required": ["practitioner"], "properties": {
                 "practitioner": {"type": "string"}, "lifetime_s": {"type": "integer", "minimum": 1,
                                                                    "maximum": 3600}}}}), **admin),
+        ("/admin/tenants/{tenant}/notify-signing-secret", "PUT"): _op(
+            "Set the secret the tenant's rest-hook notifications are signed with (X-Vigil-Signature)", {
+                "200": _ok("Set", {"type": "object", "required": ["set", "fingerprint"]}, JSON),
+                **_errors(400, 401, 404, 413, 415)},
+            body=_body({JSON: {"type": "object", "required": ["secret"], "properties": {
+                "secret": {"type": "string", "minLength": 16, "maxLength": 256}}}}), **admin),
+        ("/admin/tenants/{tenant}/notify-signing-secret", "GET"): _op(
+            "Whether the tenant's notifications are signed, and the secret's fingerprint (never the secret)", {
+                "200": _ok("State", {"type": "object", "required": ["set", "fingerprint"]}, JSON),
+                **_errors(401, 404)}, **admin),
+        ("/admin/tenants/{tenant}/notify-signing-secret", "DELETE"): _op(
+            "Stop signing the tenant's notifications", {
+                "200": _ok("State", {"type": "object", "required": ["set", "fingerprint"]}, JSON),
+                **_errors(401, 404)}, **admin),
         (f"{I}/login", "GET"): _op("Redeem a practitioner's sign-in link: a session bound to that practitioner", {
             **_html("Signed in", 303), **_html("", 401, 404)},
             params=[_query("token", {"type": "string"})], **inbox),
