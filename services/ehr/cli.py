@@ -81,7 +81,7 @@ def seed(tenant: str = typer.Option(..., "--tenant", help="Tenant id; its EHR is
     print(json.dumps(summary, indent=2))
 
 
-def _admin_call(settings: EhrSettings, call):
+def _admin_call(settings: EhrSettings, call, missing: str = "tenant or client"):
     """Run ``await call(admin)`` against the sandbox's admin API; report errors and exit."""
     import httpx
 
@@ -95,7 +95,7 @@ def _admin_call(settings: EhrSettings, call):
     try:
         return asyncio.run(run())
     except NotFoundError:
-        typer.echo("error: no such tenant, client or practitioner on the EHR sandbox", err=True)
+        typer.echo(f"error: no such {missing} on the EHR sandbox", err=True)
         raise typer.Exit(1)
     except (UnauthenticatedError, ValidationError) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -194,7 +194,8 @@ def inbox_link(tenant: str = TENANT,
     if not ID_RE.match(practitioner):
         typer.echo("error: --practitioner must be a FHIR id (1-64 of A-Z a-z 0-9 - .)", err=True)
         raise typer.Exit(2)
-    result = _admin_call(settings, lambda admin: admin.inbox_link(tenant, practitioner, lifetime))
+    result = _admin_call(settings, lambda admin: admin.inbox_link(tenant, practitioner, lifetime),
+                         missing="tenant or practitioner")
     if as_json:
         typer.echo(json.dumps(result))
         return
