@@ -1,0 +1,126 @@
+"""Urgent symptoms in a patient's message, read with each language's symptom lexicon (``URGENCY`` in
+``services/scheduling/lang/<code>.py``). Deterministic and offline; it leans towards handing over:
+a safety miss is far worse than an extra call from a nurse.
+
+A lexicon has
+- ``concepts``: symptom concept -> entries; an entry is one phrase, or a tuple of phrases that must all
+  be found in the same sentence ("stomach" + "pain" + "really bad", "fever" + "38.5", "blood" + "stool");
+  the first phrase of a tuple is the anchor the guards look at;
+- ``not_symptoms``: idioms, tests and readings blanked out before anything is matched ("dying to know",
+  "blood test", "blood pressure", "me da dolor de cabeza", "análisis de sangre");
+- ``negation``: a cue in the same clause just before the anchor cancels it ("no chest pain", "sin fiebre");
+- ``hypothetical``: a cue in the same clause before the anchor cancels it ("if I get a rash");
+- ``past``: a cue anywhere in the clause cancels it ("the diarrhoea from last month", "years ago");
+- ``resolved``: a cue anywhere in the clause cancels it ("is gone", "ya se me quitó"), except for the
+  ``lasting`` concepts, which stay urgent after they pass (fainting, seizure, one-sided weakness, chest
+  pain, blood, breathing, suicidal thoughts).
+
+Text is matched lower case and accent-folded (``lang.fold``), so every lexicon is written that way.
+Each language's lexicon is applied to every message (mixed English/Spanish messages included).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+#: Sentences: split on . ! ? ; and new lines, but not on a decimal point ("38.5").
+_SENTENCE = re.compile(r"(?<!\d)\.(?!\d)|[!?¡¿;\n]+|\.(?=\s|$)")
+_WORDS_BEFORE = 5                           # how far back a negation or "if" cue reaches
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    code: str
+    concepts: dict[str, tuple[tuple[re.Pattern, ...], ...]]
+    lasting: frozenset[str]
+    not_symptoms: re.Pattern
+    clause_break: re.Pattern
+    negation: re.Pattern
+    hypothetical: re.Pattern
+    past: re.Pattern
+    resolved: re.Pattern
+
+
+@dataclass(frozen=True)
+class Finding:
+    concept: str
+    language: str
+    phrase: str
+
+
+def _alternation(phrases) -> re.Pattern:
+    return re.compile(r"(?<!\w)(?:" + "|".join(phrases) + r")(?!\w)")
+
+
+def compile_lexicon(code: str, table: dict) -> Lexicon:
+    """A language module's ``URGENCY`` table, compiled (a bad table fails at import, not on a message)."""
+    unknown = set(table["lasting"]) - set(table["concepts"])
+    if unknown:
+        raise ValueError(f"{code} URGENCY: lasting concepts not in the lexicon: {sorted(unknown)}")
+    concepts = {}
+    for name, entries in table["concepts"].items():
+        compiled = []
+        for entry in entries:
+            parts = (entry,) if isinstance(entry, str) else tuple(entry)
+            compiled.append(tuple(_alternation([p]) for p in parts))
+        concepts[name] = tuple(compiled)
+    return Lexicon(code=code, concepts=concepts, lasting=frozenset(table["lasting"]),
+                   not_symptoms=_alternation(table["not_symptoms"]), clause_break=_alternation(table["clause_break"]),
+                   negation=_alternation(table["negation"]), hypothetical=_alternation(table["hypothetical"]),
+                   past=_alternation(table["past"]), resolved=_alternation(table["resolved"]))
+
+
+def _clause(lexicon: Lexicon, sentence: str, at: int) -> tuple[str, str]:
+    """(the clause's text before position ``at``, the whole clause) of the clause holding ``at``."""
+    start, end = 0, len(sentence)
+    for m in lexicon.clause_break.finditer(sentence):
+        if m.end() <= at:
+            start = m.end()
+        elif m.start() >= at:
+            end = m.start()
+            break
+    for m in re.finditer(r",", sentence):
+        if m.end() <= at:
+            start = max(start, m.end())
+        elif m.start() >= at:
+            end = min(end, m.start())
+            break
+    return sentence[start:at], sentence[start:end]
+
+
+def _guarded(lexicon: Lexicon, concept: str, sentence: str, at: int) -> bool:
+    before, clause = _clause(lexicon, sentence, at)
+    recent = " ".join(before.split()[-_WORDS_BEFORE:])
+    if lexicon.negation.search(recent) or lexicon.hypothetical.search(before):
+        return True
+    if lexicon.past.search(clause):
+        return True
+    return concept not in lexicon.lasting and bool(lexicon.resolved.search(clause))
+
+
+def _sentences(lexicon: Lexicon, folded: str) -> list[str]:
+    cleaned = lexicon.not_symptoms.sub(" ~ ", folded)
+    return [s for s in _SENTENCE.split(cleaned) if s and s.strip()]
+
+
+def findings(folded: str, lexicons) -> list[Finding]:
+    """Every urgent concept found in accent-folded ``folded`` and not cancelled by a guard."""
+    found = []
+    for lexicon in lexicons:
+        for sentence in _sentences(lexicon, folded):
+            for concept, entries in lexicon.concepts.items():
+                for parts in entries:
+                    anchor = parts[0].search(sentence)
+                    if not anchor or not all(p.search(sentence) for p in parts[1:]):
+                        continue
+                    # the first occurrence of the anchor that no guard cancels
+                    hit = next((m for m in parts[0].finditer(sentence)
+                                if not _guarded(lexicon, concept, sentence, m.start())), None)
+                    if hit:
+                        found.append(Finding(concept, lexicon.code, hit.group(0)))
+                        break
+    return found
+
+
+def urgent(folded: str, lexicons) -> bool:
+    return bool(findings(folded, lexicons))
