@@ -25,7 +25,9 @@ from dataclasses import dataclass
 
 #: Sentences: split on . ! ? ; and new lines, but not on a decimal point ("38.5").
 _SENTENCE = re.compile(r"(?<!\d)\.(?!\d)|[!?¡¿;\n]+|\.(?=\s|$)")
-_WORDS_BEFORE = 5                           # how far back a negation or "if" cue reaches
+#: A symptom joined to a negated one ("no blisters or peeling"): the negation reaches it.
+_COORDINATED = re.compile(r"(?<!\w)(or|nor|ni|o)\s*$")
+_WORDS_BEFORE = 3                           # how far back a negation or "if" cue reaches
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ def _guarded(lexicon: Lexicon, concept: str, sentence: str, at: int) -> bool:
     recent = " ".join(before.split()[-_WORDS_BEFORE:])
     if lexicon.negation.search(recent) or lexicon.hypothetical.search(before):
         return True
+    if _COORDINATED.search(before) and lexicon.negation.search(before):
+        return True                         # "no fever or chills", "sin fiebre ni escalofríos"
     if lexicon.past.search(clause):
         return True
     return concept not in lexicon.lasting and bool(lexicon.resolved.search(clause))

@@ -76,11 +76,12 @@ URGENCY = {
     "concepts": {
         "chest": [
             r"chest (pain|pian|pains|pressure|tightness|tight|discomfort|heaviness)", r"\bcp\b",
-            r"chest ([\w']+ ){0,4}(hurt\w*|pain\w*|painful|tight|pressure|heavy|ache\w*|squeez\w*|burn\w*|crush\w*)",
+            r"chest ([\w']+ ){0,4}(hurt\w*|pain\w*|duele|dolor|painful|tight|pressure|heavy|ache\w*|squeez\w*|burn\w*|crush\w*)",
             r"(pain|pressure|tightness|squeezing) in (my|the|his|her) chest", r"heart attack"],
         "breathing": [
             r"short(ness)? of breath", r"out of breath", r"breathless\w*", r"winded", r"gasp\w*", r"wheez\w*", r"chok\w*",
-            r"(can'?t|cannot|can not|couldn'?t|could not|unable to|no puedo|no puede|hard to|struggling to|struggle to|"
+            r"(can'?t|cannot|can not|couldn'?t|could not|unable to|not able to|no puedo|no puede|hard to|struggling to|struggle to|"
+            r"hardly|barely|"
             r"trouble|difficulty|difficult to|hard time|problems?) ([\w']+ )?(breathe?|breath\w*|breth\w*)",
             r"can'?t (catch|get) (my|a full|a|his|her) breath", r"breathing ([\w']+ ){0,2}(fast|hard|heavy|heavily|rapid\w*|funny|"
             r"weird|noisy|labou?red|shallow)", r"(lips?|nails|fingertips|face) ([\w']+ ){0,3}(blue|grey|gray|purple|bluish)",
@@ -100,7 +101,8 @@ URGENCY = {
         "confusion": [
             r"confus\w*", r"disorient\w*", r"(not|isn'?t|wasn'?t|aren'?t) mak\w* (any )?sense",
             r"(doesn'?t|does not|didn'?t|don'?t) (know|recogni[sz]e) (me|us|where|what day|who)",
-            r"got lost ([\w']+ ){0,3}(driving|walking|going|coming|on the way)", r"couldn'?t remember (the way|how to|where)",
+            r"got lost ([\w']+ ){0,5}(home|every (day|week)|familiar|i always|i know|my own|i go)",
+            r"couldn'?t (remember|find) (the|my) way (home|back)", r"(not sure|doesn'?t know|don'?t know) what day it is",
             r"(very|so|really|too|extremely) (sleepy|drowsy)", r"hard to wake", r"won'?t wake up",
             r"acting (strange|weird|odd|funny|confused)", r"(keeps|kept) asking the same", r"slurr\w*",
             r"(trouble|difficulty) (speaking|talking|finding words)"],
@@ -110,17 +112,17 @@ URGENCY = {
                                            r"all over|couldn'?t talk|for (a|about a|like a) minute")],
         "skin": [
             r"blister\w*", r"peel\w*", r"(skin|it) (is )?(coming|falling) off", r"sores? ([\w']+ ){0,3}(mouth|lips?|tongue)",
-            r"(mouth|lips?|tongue) ([\w']+ ){0,4}sores?", r"ulcers? in (my|the) mouth",
+            r"(mouth|lips?|tongue) ([\w']+ ){0,4}(sores?|ulcers?)", r"ulcers? in (my|the) mouth",
             r"(lips?|face|tongue|eyes?|eyelids?) ([\w']+ ){0,3}(swell\w*|swollen|puff\w*)",
             r"(swell\w*|swollen) ([\w']+ ){0,3}(lips?|face|tongue)", r"rash ([\w']+ ){0,3}(all over|everywhere|spreading|face)",
             r"eyes? ([\w']+ ){0,2}crust\w*", r"rash .{0,20}(mouth|eyes)", r"hives ([\w']+ ){0,3}(all over|everywhere)"],
         "jaundice": [
             r"(skin|eyes?|ojos|she|he|looks?|look|turned|gone|going|whites of) ([\w']+ ){0,3}(yellow\w*|amarill\w*)",
             r"(yellow\w*) (skin|eyes)", r"jaundic\w*",
-            r"(urine|pee) ([\w']+ ){0,3}(dark|brown|like tea|like cola|tea[- ]colou?red|cola[- ]colou?red)",
+            r"(urine|pee) ([\w']+ ){0,4}(dark|brown|tea|cola|coke|like tea|like cola|tea[- ]colou?red|cola[- ]colou?red)",
             r"(dark|brown|tea[- ]colou?red|cola[- ]colou?red) (urine|pee)"],
         "fever": [
-            (_FEVER, _HOT), r"(high|very high|spiking|raging|burning) (fever|temp|temperature)",
+            (_FEVER, _HOT), (_HOT + r"( ?(c|f|degrees?|°c?|°f))? fever", r"."), r"(high|very high|spiking|raging|burning) (fever|temp|temperature)",
             (_FEVER, r"chills|rigors|shiver\w*|shaking|sweats|escalofrios")],
         "diarrhoea": [
             (r"diar\w*|stools?|bowel movements?|bms?|poop\w*|runs", r"(" + _MANY + r")\s+(or \d+\s+)?(times|x|stools|"
@@ -128,14 +130,16 @@ URGENCY = {
             (r"(" + _MANY + r")\s+(or \d+\s+)?(bowel movements?|stools|bms|watery|liquid|loose)", r"today|day|night|since"),
             (r"diar\w*|runs", r"every (hour|half hour|30 min\w*)|all (night|day)|nonstop|non-stop|can'?t leave the "
              r"(bathroom|toilet|house)|stuck (at home|in the bathroom)|won'?t stop|dehydrat\w*"),
-            r"(severe|terrible|horrible|awful|really bad|constant|explosive) diar\w*"],
+            r"(severe|terrible|horrible|awful|really bad|constant|explosive) diar\w*",
+            r"(can'?t|cannot|couldn'?t) (get off|leave|get away from|stay off) the (toilet|bathroom|loo)"],
         "abdominal": [
             (r"belly|stomach|abdom\w*|tummy|gut|side", r"pain\w*|pian|hurt\w*|ache\w*|aching|cramp\w*", _INTENSE),
+            r"can'?t (straighten|stand) up( straight)?",
             r"(severe|excruciating|unbearable|terrible|worst) (pain|cramps?)"],
         "vomiting": [
             r"(vomit\w*|throw\w* up|threw up|puk\w*) ([\w']+ ){0,3}(all day|all night|everything|nonstop|non-stop|every hour|"
             r"([4-9]|\d\d) times|constantly|won'?t stop)",
-            r"can'?t keep (anything|any\w*|water|food|fluids|liquids|it|down) ([\w']+ )?down", r"severe vomiting"],
+            r"can'?t stop (vomiting|throwing up|puking)", r"can'?t keep (anything|any\w*|water|food|fluids|liquids|it|down) ([\w']+ )?down", r"severe vomiting"],
         "headache_vision": [
             (r"headache|head ([\w']+ ){0,2}(hurt\w*|pound\w*|ach\w*|throb\w*|splitting|killing)|migraine", _INTENSE),
             r"(head|headache) ([\w']+ ){0,2}(is )?(pounding|splitting|throbbing)",
@@ -146,6 +150,7 @@ URGENCY = {
         "stroke_weakness": [
             r"(face|mouth|smile) ([\w']+ ){0,3}droop\w*", r"droopy", r"drooping",
             r"(one|left|right) side ([\w']+ ){0,3}(numb\w*|weak\w*|droop\w*|paraly\w*)",
+            r"(numb\w*|weak\w*|droop\w*|paraly\w*|tingl\w*) ([\w']+ ){0,4}(one|left|right|half (of )?(my|his|her)) (side|face|arm|leg)",
             r"(left|right|one) (arm|leg|hand|side|foot) ([\w']+ ){0,6}(numb\w*|weak\w*|heavy|paraly\w*|dead)",
             r"(arm|leg|hand|legs|arms) ([\w']+ ){0,3}(went|is|are|feels|felt|got|going|so|too|very) ([\w']+ ){0,2}(numb|weak|heavy|dead)",
             r"suddenly ([\w']+ ){0,2}(weak|numb)", r"can'?t (hold|grip|lift) (a|my|the|anything)",
@@ -160,13 +165,13 @@ URGENCY = {
             r"heart ([\w']+ ){0,3}(racing|pounding|going crazy|flutter\w*|skipping|beating (really |so |very )?(fast|hard)|"
             r"(very|so|really) fast|at 1[2-9]\d)", r"racing heart", r"palpitat\w*", r"(pulse|heart rate|hr) ([\w']+ ){0,2}(1[3-9]\d)"],
         "suicidal": [
-            r"suicid\w*", r"kill myself", r"end (it all|my life)", r"(don'?t|do not) want to (be alive|live|be here)",
-            r"better off (without me|if i (wasn'?t|weren'?t|was not|were not) (here|around|alive))", r"(hurt|harm) myself",
+            r"suicid\w*", r"kill(ing)? myself", r"end (it all|my life)", r"(don'?t|do not) want to (be alive|live|be here)",
+            r"better off (without me|if i (wasn'?t|weren'?t|was not|were not) (here|around|alive))", r"(hurt\w*|harm\w*) myself",
             r"no reason to live", r"want to die", r"wish i (was|were) dead", r"how i'?d do it"],
         "very_unwell": [
             r"feel\w* (so |really |very |just )?(terrible|awful|horrible|dreadful|like (i'?m )?dying|worse and worse)",
             r"(feel\w*|i'?m|i am|is) (so|very|really|extremely) (sick|unwell|ill)", r"very (sick|unwell)", r"deathly ill",
-            r"not the (normal|usual) (tired|tiredness|fatigue)", r"sleep\w* ([\w']+ ){0,2}(1[6-9]|2[0-4]) (hours|hrs|h)\b"],
+            r"(not|isn'?t|not like) (the |my )?(normal|usual) (tired\w*|fatigue|exhaustion)", r"sleep\w* ([\w']+ ){0,2}(1[6-9]|2[0-4]) (hours|hrs|h)\b"],
     },
     "lasting": ["chest", "breathing", "bleeding", "syncope", "seizure", "stroke_weakness", "suicidal", "confusion"],
     "not_symptoms": [
@@ -180,14 +185,21 @@ URGENCY = {
         r"couldn'?t breathe (in )?(there|that room|the waiting room|in the waiting room)",
         r"confus\w* (about|by|with|regarding) (the|your|this|which|how|where|when|why|what time|my (appointment|bill|"
         r"insurance|schedule|forms?))", r"(get|wake) up (so |that |this )?early", r"can'?t stand (the|waiting|it|him|her|them)",
-        r"pass(ed|ing)? out (the|flyers|forms)", r"faint (hope|idea|chance)"],
+        r"pass(ed|ing)? out (the|flyers|forms)", r"faint (hope|idea|chance|line|smell|sound|memory)",
+        r"(nearly|almost|gonna|going to|will) (have|had|give me) a heart attack", r"blackout dates", r"blacked out (dates|days)",
+        r"confus\w* (about|by|with|regarding|as to)",
+        r"(i'?m|i am) ([\w']+ ){0,2}confused(?=[^.!?]*(appointment|appt|time|slot|date|booking|reminder|message|text|app|"
+        r"portal|form|bill|letter|email|call))", r"got lost ([\w']+ ){0,4}(clinic|hospital|parking|building|office)",
+        r"(so |too )?(crowded|packed|full) ([\w']+ ){0,4}(couldn'?t|could not) breathe", r"(couldn'?t|could not) breathe lol"],
     "clause_break": [r"but", r"and", r"y", r"&", r"plus", r"though", r"although", r"however", r"anyway", r"pero", r"aunque",
                      r"also"],
     "negation": [r"no", r"not", r"never", r"without", r"denies", r"denied", r"deny", r"free of", r"nor", r"zero",
                  r"(don'?t|doesn'?t|didn'?t) (have|had|get|got|notice)( any)?", r"(haven'?t|hasn'?t) (had|got|noticed)( any)?",
-                 r"no more", r"ni", r"sin"],
-    "hypothetical": [r"if", r"what if", r"in case", r"how (many|much)"],
-    "past": [r"(\d+|a|two|three|few|several|many|couple of) (years?|months?) ago", r"last (month|year)",
+                 r"(haven'?t|hasn'?t|didn'?t|did not|have not|has not)", r"no more", r"ni", r"sin"],
+    "hypothetical": [r"if (i|you|he|she|they|we) (\w+ )?(get|gets|have|has|develop\w*|start\w*|ever|notice\w*|see|feel)",
+                     r"what if", r"in case", r"how (many|much)", r"is it (normal|ok|okay|bad) to", r"later on",
+                     r"in the future"],
+    "past": [r"((\d+|a|two|three|few|several|many|couple of) )?(years?|months?) ago", r"when i was (a|little|young)", r"last (month|year)",
              r"from (last|the other) (month|year)", r"years back", r"as a (kid|child|teen\w*)"],
     "resolved": [r"(is|are|was|were|it'?s|all) gone", r"gone now", r"went away", r"cleared( up)?", r"resolved",
                  r"better now", r"(is|are) better", r"all better", r"(has|have) stopped", r"stopped now", r"healed",
