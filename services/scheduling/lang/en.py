@@ -77,7 +77,8 @@ URGENCY = {
         "chest": [
             r"chest (pain|pian|pains|pressure|tightness|tight|discomfort|heaviness)", r"\bcp\b",
             r"chest ([\w']+ ){0,4}(hurt\w*|pain\w*|duele|dolor|painful|tight|pressure|heavy|ache\w*|squeez\w*|burn\w*|crush\w*)",
-            r"(pain|pressure|tightness|squeezing) in (my|the|his|her) chest", r"heart attack"],
+            r"(pain\w*|pressure|tight\w*|squeez\w*|heav\w*|weight|burning) (feeling |sensation )?(in|on|across) (my|the|his|her) "
+            r"chest", r"sitting on (my|his|her) chest", r"heart attack"],
         "breathing": [
             r"short(ness)? of breath", r"out of breath", r"breathless\w*", r"winded", r"gasp\w*", r"wheez\w*", r"chok\w*",
             r"(can'?t|cannot|can not|couldn'?t|could not|unable to|not able to|no puedo|no puede|hard to|struggling to|struggle to|"
@@ -85,17 +86,20 @@ URGENCY = {
             r"trouble|difficulty|difficult to|hard time|problems?) ([\w']+ )?(breathe?|breath\w*|breth\w*)",
             r"can'?t (catch|get) (my|a full|a|his|her) breath", r"breathing ([\w']+ ){0,2}(fast|hard|heavy|heavily|rapid\w*|funny|"
             r"weird|noisy|labou?red|shallow)", r"(lips?|nails|fingertips|face) ([\w']+ ){0,3}(blue|grey|gray|purple|bluish)",
-            r"(throat|airway|tongue) ([\w']+ ){0,4}(clos\w*|swell\w*|swollen|tight\w*)"],
+            r"(throat|airway|tongue) ([\w']+ ){0,4}(clos\w*|swell\w*|swollen|tight\w*)",
+            r"breathing (is|has been|got|getting|feels) ([\w']+ )?(bad|hard|difficult|worse|labou?red|tough)",
+            r"can'?t lie (flat|down) ([\w']+ ){0,4}breath\w*", r"(need|use|using) ([2-9]|two|three|four) pillows"],
         "bleeding": [
             (r"blood\w*|bleed\w*", _BODY_OUT), r"(black|tarry|maroon|negra|negro|negras) ([\w']+ )?(stools?|poop|poo|bms?|diar\w*)",
             r"(stools?|poop|poo|bms?|bowel movements?) ([\w']+ ){0,3}(black|tarry|negra|negro|maroon)", r"coffee[- ]grounds?",
             r"(there'?s|there is|there was|there has been|there'?s been|with) (some |a lot of |lots of |a little |so much )?blood",
-            r"bleeding (a lot|heavily|won'?t stop|that won'?t stop|from|everywhere)"],
+            r"bleeding (a lot|heavily|won'?t stop|that won'?t stop|from|everywhere)", r"(rectal|bowel|rectum) bleed\w*",
+            r"(nose ?bleed\w*|bleeding) ([\w']+ ){0,3}(won'?t|doesn'?t|didn'?t|not|will not) stop\w*"],
         "syncope": [
             r"pass(ed|ing|es)? out", r"faint(ed|ing|ish)?", r"black(ed|ing)? out", r"blackouts?",
             r"everything went (black|dark|white)", r"lost consciousness", r"collaps\w*"],
         "dizziness": [
-            r"(so|very|really|super|extremely|too|severely) (dizzy|dizy|dizzie|lightheaded|light-headed)",
+            r"(so|very|really|super|extremely|too|severely) (dizzy|dizy|dizzie|lightheaded|light-headed|woozy)",
             r"dizz?y ([\w']+ ){0,4}(fell|fall|falling|when i (stand|get up)|can'?t stand)", r"(fell|fall\w*) ([\w']+ ){0,3}dizz?y",
             r"light-?headed", r"room ([\w']+ ){0,2}spinning", r"(everything|world) ([\w']+ ){0,2}spinning", r"vertigo"],
         "confusion": [
@@ -104,7 +108,8 @@ URGENCY = {
             r"got lost ([\w']+ ){0,5}(home|every (day|week)|familiar|i always|i know|my own|i go)",
             r"couldn'?t (remember|find) (the|my) way (home|back)", r"(not sure|doesn'?t know|don'?t know) what day it is",
             r"(very|so|really|too|extremely) (sleepy|drowsy)", r"hard to wake", r"won'?t wake up",
-            r"acting (strange|weird|odd|funny|confused)", r"(keeps|kept) asking the same", r"slurr\w*",
+            r"acting (strange|weird|odd|funny|confused)", r"(talking|saying) (nonsense|gibberish|strange things)",
+            r"not (herself|himself|myself) ([\w']+ ){0,3}(confus\w*|nonsense|strange|weird|sleepy|lost)", r"(keeps|kept) asking the same", r"slurr\w*",
             r"(trouble|difficulty) (speaking|talking|finding words)"],
         "seizure": [
             r"seizure\w*", r"convuls\w*", (r"shak\w*|trembl\w*|jerk\w*|twitch\w*",
@@ -135,6 +140,7 @@ URGENCY = {
         "abdominal": [
             (r"belly|stomach|abdom\w*|tummy|gut|side", r"pain\w*|pian|hurt\w*|ache\w*|aching|cramp\w*", _INTENSE),
             r"can'?t (straighten|stand) up( straight)?",
+            r"(belly|stomach|abdomen|tummy|gut|side) (is |are )?killing me",
             r"(severe|excruciating|unbearable|terrible|worst) (pain|cramps?)"],
         "vomiting": [
             r"(vomit\w*|throw\w* up|threw up|puk\w*) ([\w']+ ){0,3}(all day|all night|everything|nonstop|non-stop|every hour|"
@@ -167,7 +173,8 @@ URGENCY = {
         "suicidal": [
             r"suicid\w*", r"kill(ing)? myself", r"end (it all|my life)", r"(don'?t|do not) want to (be alive|live|be here)",
             r"better off (without me|if i (wasn'?t|weren'?t|was not|were not) (here|around|alive))", r"(hurt\w*|harm\w*) myself",
-            r"no reason to live", r"want to die", r"wish i (was|were) dead", r"how i'?d do it"],
+            r"no reason to live", r"(thought|thinking|think) (about|of) (ending (it|my life|things)|not being here|dying)",
+            r"(go to sleep|fall asleep) and (not|never) wake up", r"want to die", r"wish i (was|were) dead", r"how i'?d do it"],
         "very_unwell": [
             r"feel\w* (so |really |very |just )?(terrible|awful|horrible|dreadful|like (i'?m )?dying|worse and worse)",
             r"(feel\w*|i'?m|i am|is) (so|very|really|extremely) (sick|unwell|ill)", r"very (sick|unwell)", r"deathly ill",
@@ -179,7 +186,8 @@ URGENCY = {
         r"cells?|labs?)", r"(donate|donating|give|giving) blood", r"bp", r"(dying|die) to (know|see|hear|try|get|find)",
         r"breathtaking", r"takes? (my|your) breath away", r"hold (your|my) breath", r"(my )?heart (goes|went) out",
         r"heart (sank|sinks|is set|was set)", r"pain in the (neck|butt|backside|ass)", r"off my chest",
-        r"(makes?|made|make) my head spin", r"(give|gives|gave|giving) me a headache", r"(is|are) killing me",
+        r"(makes?|made|make) my head spin", r"(give|gives|gave|giving) me a headache", r"(traffic|heat|wait\w*|commute|drive|parking|forms?|paperwork|this|that|it|job|work|boss|prices?|bills?|kids?|"
+        r"hold music|line) (is|are) killing me",
         r"sick (of|and tired)", r"bloody ([\w']+ )?(website|app|phone|portal|traffic|thing|forms?|system|parking|line|wait)",
         r"feel\w* (so |really |very )?(terrible|awful|bad|horrible) (about|for|that|to)",
         r"couldn'?t breathe (in )?(there|that room|the waiting room|in the waiting room)",

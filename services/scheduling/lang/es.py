@@ -82,7 +82,7 @@ URGENCY = {
             r"(no|apenas|casi no) (puedo|puede|podia|podemos|pude) respirar", r"no respir\w* bien", r"(me|le|te) cuesta (mucho )?respirar",
             r"(dificultad|problemas?) (para|al) respirar", r"(me|se|te) ahog\w*", r"ahogo", r"(me|le|te) falta (el )?(aire|aliento)",
             r"falta de (aire|aliento)", r"(me quedo|se queda|quedo|quede|me quede) sin (aire|aliento)", r"sin aire",
-            r"respir\w* (muy |bien )?(rapido|agitad\w*|con silbido|raro)", r"silbido", r"labios ([\w']+ ){0,2}(morados|azules|grises)",
+            r"respir\w* (muy |bien )?(rapido|agitad\w*|con silbido|raro|con dificultad|mal)", r"silbido", r"labios ([\w']+ ){0,2}(morados|azules|grises)",
             r"se (me|le) cierra la garganta", r"garganta ([\w']+ ){0,2}(cerrando|cierra|hinchada|cerrada)", r"asfixi\w*"],
         "bleeding": [
             (r"sangr\w*", _SALIDA), r"(heces|caca\w*|popo\w*|pupu\w*|deposicion\w*|excremento\w*) ([\w']+ ){0,2}(negr\w*|alquitran|como (el )?alquitran)",
@@ -93,14 +93,14 @@ URGENCY = {
         "dizziness": [
             r"(muy|tan|bien|super) marea\w*", r"marea\w* ([\w']+ ){0,4}(no me puedo|me cai|al pararme|al levantarme|cuando me "
             r"(paro|levanto|pongo de pie))", r"mareos? (muy )?(fuerte|intenso)s?", r"me mareo mucho", r"(todo|el cuarto) (me )?da vueltas",
-            r"vertigo"],
+            r"vertigo", (r"mare\w*", r"me cai|se cayo|caida|no me puedo (parar|levantar)")],
         "confusion": [
             r"confundid\w*", r"confusion", r"desorientad\w*", r"no (sabe|se) (que dia|donde esta|donde estoy|quien)",
             r"no (me|nos|la|lo|le) reconoce", r"(muy|bien|tan) (dormid\w*|somnolient\w*|adormilad\w*)",
             r"no (responde|respondia|reacciona|reaccionaba)", r"decaid\w*", r"(se|me) perd\w* ([\w']+ ){0,5}(a casa|de siempre|todos los dias|cada semana|que conozco|conocid\w*)",
             r"no (me acorde|recorde|recuerdo) (el camino|como)", r"habla (raro|arrastr\w*)", r"arrastra las palabras",
             r"no tiene sentido lo que dice", r"dice cosas sin sentido"],
-        "seizure": [r"convulsi\w*", r"ataque epilep\w*", (r"tembl\w*|sacud\w*", r"piso|suelo|no respond\w*|todo el cuerpo|"
+        "seizure": [r"convulsi\w*", r"ataque epilep\w*", (r"ataque", r"sacud\w*|tembl\w*|convuls\w*|espuma|no respond\w*"), (r"tembl\w*|sacud\w*", r"piso|suelo|no respond\w*|todo el cuerpo|"
                                                                                 r"todo\b")],
         "skin": [
             r"ampolla\w*", r"se (me|le) (esta |estan )?pel\w*", r"piel ([\w']+ ){0,3}pel\w*", r"pelando", r"despell\w*", r"llagas?", r"(ulceras|aftas) ([\w']+ ){0,2}boca",
@@ -136,12 +136,13 @@ URGENCY = {
             r"no (me|se) (puedo|puede) (levantar|parar|mover|enderezar)", r"debilidad (muy )?(fuerte|severa|intensa)",
             r"no puedo hablar bien"],
         "urine": [r"(no|casi no|sin|apenas) (he |ha )?(hecho pipi|orinad\w*|orino|orina|orinar|meado|hago pipi|hace pipi)",
-                  r"no (puedo|puede) orinar", r"casi sin orinar", (r"(mucha )?sed", r"orin\w*|pipi")],
+                  r"no (puedo|puede) orinar", r"(no|casi no) (he |ha )?ido a (orinar|hacer pipi)", r"casi sin orinar", (r"(mucha )?sed", r"orin\w*|pipi")],
         "heart": [r"(corazon|pulso) ([\w']+ ){0,3}(acelerad\w*|late (muy |bien )?(rapido|fuerte|fuertisimo)|a mil|desbocad\w*)",
-                  r"(me|le) late (muy |bien )?(rapido|fuerte) el corazon", r"palpitacion\w*", r"taquicardia",
+                  r"(me|le) late (muy |bien )?(rapido|fuerte) el corazon", r"palpitacion\w*", r"taquicardia", r"corazon ([\w']+ ){0,3}(se me sale|se sale)",
                   (r"corazon|pulso|latidos", r"rapid\w*|acelerad\w*|a mil|desbocad\w*|1[2-9]\d|late (muy |bien )?fuerte")],
         "suicidal": [r"suicid\w*", r"quitarme la vida", r"matarme", r"(no|ya no) quiero (seguir )?vivi\w*", r"mejor sin mi",
-                     r"hacerme dano", r"acabar con (todo|mi vida)", r"(pensado|pienso) (en )?como hacerlo", r"quiero morir\w*"],
+                     r"hacerme dano", r"acabar con (todo|mi vida)", r"(pensado|pienso) (en )?como hacerlo", r"quiero morir\w*",
+                     r"(quisiera|quiero|ojala) no despertar\w*", r"no despertar(me)? mas"],
         "very_unwell": [
             r"(me siento|se siente|siento|estoy|esta|me encuentro) (muy |bien |super |tan )(mal|enferm\w*)",
             r"(me siento|se siente|estoy|esta|me encuentro) (fatal|malisim\w*|horrible|terrible|pesim\w*)",
