@@ -70,6 +70,21 @@ CARERS_AND_MIXED = ["my wife can't breathe", "mi esposo tiene dolor de pecho", "
                     "fever of 39.2 last night, came down with tylenol, feel ok now",
                     "Can I move to Friday? Also there was blood in the toilet after I went."]
 
+#: lay and indirect wording of the same concepts.
+LAY_WORDING = ["I feel like an elephant is sitting on my chest", "can't lie flat, I need 3 pillows to breathe",
+               "my breathing is bad today", "respiro con dificultad", "rectal bleeding", "nosebleed that won't stop for an hour",
+               "me mareé y me caí", "I feel so woozy I can't stand", "she's not herself, talking nonsense",
+               "tuvo un ataque y se sacudía", "my stomach is killing me", "no he ido a orinar en todo el día",
+               "siento que el corazón se me sale", "I've thought about ending it", "quisiera no despertar",
+               "running a fever of 38.5", "diarrea con cólicos 7 veces", "throwing up everything I eat"]
+
+#: messages of patients who are well, or stable and known, or asking about admin: not urgent.
+ORDINARY = ["mild nausea in the morning, same as before, meds help", "joint aches same as last visit",
+            "I have a cold, sniffles, no fever", "tengo un poco de tos, nada más, ¿la cita sigue?", "un poco cansada, lo de siempre",
+            "the diarrhea is much better, just 1-2 times a day", "my heart rate was 72 on my watch",
+            "I'm going to the ER for my mom, not me, can we reschedule", "the CT of my chest is scheduled for Tuesday",
+            "my stomach is growling, is there a cafeteria?", "sin dolor, sin fiebre, todo bien", "who do I talk to about billing?"]
+
 #: guard -> messages that name a symptom and are not urgent.
 NEGATIVE = {
     "negation": ["no fever, no chills, all good", "I have no chest pain at all", "I don't have any blisters or peeling",
@@ -117,6 +132,16 @@ def test_every_concept_of_both_lexicons_has_examples_in_both_languages():
 @pytest.mark.parametrize("text", CARERS_AND_MIXED)
 def test_carers_mixed_language_and_played_down_messages_are_urgent(text):
     assert intents.urgent(text)
+
+
+@pytest.mark.parametrize("text", LAY_WORDING)
+def test_lay_and_indirect_wording_is_urgent(text):
+    assert intents.urgent(text)
+
+
+@pytest.mark.parametrize("text", ORDINARY)
+def test_ordinary_messages_of_well_or_stable_patients_are_not_urgent(text):
+    assert not intents.urgent(text), intents.urgent_findings(text)
 
 
 @pytest.mark.parametrize("guard, text", [(g, t) for g, texts in NEGATIVE.items() for t in texts])
