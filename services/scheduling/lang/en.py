@@ -128,9 +128,12 @@ URGENCY = {
             r"(dark|brown|tea[- ]colou?red|cola[- ]colou?red) (urine|pee)"],
         "fever": [
             (_FEVER, _HOT), (_HOT + r"( ?(c|f|degrees?|°c?|°f))? fever", r"."), r"(high|very high|spiking|raging|burning) (fever|temp|temperature)",
-            (_FEVER, r"chills|rigors|shiver\w*|shaking|sweats|escalofrios")],
+            (_FEVER, r"chills|rigors|shiver\w*|shaking|sweats|escalofrios"),
+            # a fever now, without a number: on immunotherapy any fever gets a call ("a low fever" does not match)
+            r"(i'?ve got|i got|i'?m running|running|(has|have) had|has|have|(has|have) got|with) (a )?"
+            r"(fever|temperature|temp)"],
         "diarrhoea": [
-            (r"diar\w*|stools?|bowel movements?|bms?|poop\w*|runs", r"(" + _MANY + r")\s+(or \d+\s+)?(times|x|stools|"
+            (r"diar\w*|stools?|bowel movements?|bms?|poop\w*|runs", r"(" + _MANY + r")\s*(or \d+\s+)?(times|x|stools|"
              r"bowel movements?|bms?|watery|liquid|loose)\b|\bx\s?(" + _MANY + r")\b"),
             (r"(" + _MANY + r")\s+(or \d+\s+)?(bowel movements?|stools|bms|watery|liquid|loose)", r"today|day|night|since"),
             (r"diar\w*|runs", r"every (hour|half hour|30 min\w*)|all (night|day)|nonstop|non-stop|can'?t leave the "
@@ -145,7 +148,8 @@ URGENCY = {
         "vomiting": [
             r"(vomit\w*|throw\w* up|threw up|puk\w*) ([\w']+ ){0,3}(all day|all night|everything|nonstop|non-stop|every hour|"
             r"([4-9]|\d\d) times|constantly|won'?t stop)",
-            r"can'?t stop (vomiting|throwing up|puking)", r"can'?t keep (anything|any\w*|water|food|fluids|liquids|it|down) ([\w']+ )?down", r"severe vomiting"],
+            r"can'?t stop (vomiting|throwing up|puking)", r"(keep|kept|still) (vomiting|throwing up|puking)",
+            r"(vomit\w*|throwing up|puking) (since|for) (last night|yesterday|this morning|hours|\d+ (hours|days)|two days)", r"can'?t keep (anything|any\w*|water|food|fluids|liquids|it|down) ([\w']+ )?down", r"severe vomiting"],
         "headache_vision": [
             (r"headache|head ([\w']+ ){0,2}(hurt\w*|pound\w*|ach\w*|throb\w*|splitting|killing)|migraine", _INTENSE),
             r"(head|headache) ([\w']+ ){0,2}(is )?(pounding|splitting|throbbing)",
@@ -203,9 +207,10 @@ URGENCY = {
                      r"also"],
     "negation": [r"no", r"not", r"never", r"without", r"denies", r"denied", r"deny", r"free of", r"nor", r"zero",
                  r"(don'?t|doesn'?t|didn'?t) (have|had|get|got|notice)( any)?", r"(haven'?t|hasn'?t) (had|got|noticed)( any)?",
-                 r"(haven'?t|hasn'?t|didn'?t|did not|have not|has not)", r"no more", r"ni", r"sin"],
+                 r"(haven'?t|hasn'?t|didn'?t|did not|have not|has not)", r"no more", r"ni", r"sin",
+                 r"(don'?t|doesn'?t|do not|does not|dont)\s*$"],
     "hypothetical": [r"if (i|you|he|she|they|we) (\w+ )?(get|gets|have|has|develop\w*|start\w*|ever|notice\w*|see|feel)",
-                     r"what if", r"in case", r"how (many|much)", r"is it (normal|ok|okay|bad) to", r"later on",
+                     r"what if", r"what (should|do) (i|we) do (if|when)", r"in case", r"how (many|much)", r"is it (normal|ok|okay|bad) to", r"later on",
                      r"in the future"],
     "past": [r"((\d+|a|two|three|few|several|many|couple of) )?(years?|months?) ago", r"when i was (a|little|young)", r"last (month|year)",
              r"from (last|the other) (month|year)", r"years back", r"as a (kid|child|teen\w*)"],
