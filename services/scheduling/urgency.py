@@ -36,7 +36,7 @@ class Lexicon:
     concepts: dict[str, tuple[tuple[re.Pattern, ...], ...]]
     lasting: frozenset[str]
     not_symptoms: re.Pattern
-    clause_break: re.Pattern
+    clause_break: re.Pattern                # also splits on commas and colons
     negation: re.Pattern
     hypothetical: re.Pattern
     past: re.Pattern
@@ -67,7 +67,8 @@ def compile_lexicon(code: str, table: dict) -> Lexicon:
             compiled.append(tuple(_alternation([p]) for p in parts))
         concepts[name] = tuple(compiled)
     return Lexicon(code=code, concepts=concepts, lasting=frozenset(table["lasting"]),
-                   not_symptoms=_alternation(table["not_symptoms"]), clause_break=_alternation(table["clause_break"]),
+                   not_symptoms=_alternation(table["not_symptoms"]),
+                   clause_break=re.compile(_alternation(table["clause_break"]).pattern + r"|[,:]"),
                    negation=_alternation(table["negation"]), hypothetical=_alternation(table["hypothetical"]),
                    past=_alternation(table["past"]), resolved=_alternation(table["resolved"]))
 
@@ -80,12 +81,6 @@ def _clause(lexicon: Lexicon, sentence: str, at: int) -> tuple[str, str]:
             start = m.end()
         elif m.start() >= at:
             end = m.start()
-            break
-    for m in re.finditer(r",", sentence):
-        if m.end() <= at:
-            start = max(start, m.end())
-        elif m.start() >= at:
-            end = min(end, m.start())
             break
     return sentence[start:at], sentence[start:end]
 

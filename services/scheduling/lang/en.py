@@ -158,7 +158,7 @@ URGENCY = {
             r"lost (my |the )?(vision|sight)", r"vision loss", r"eyelids? ([\w']+ ){0,2}droop\w*", r"light hurts my eyes",
             r"eye (is |are )?([\w']+ ){0,2}(painful|red and)"],
         "stroke_weakness": [
-            r"(face|mouth|smile) ([\w']+ ){0,3}droop\w*", r"droopy", r"drooping",
+            r"(face|mouth|smile) ([\w']+ ){0,3}(droop\w*|crooked|uneven|lopsided)", r"droopy", r"drooping",
             r"(one|left|right) side ([\w']+ ){0,3}(numb\w*|weak\w*|droop\w*|paraly\w*)",
             r"(numb\w*|weak\w*|droop\w*|paraly\w*|tingl\w*) ([\w']+ ){0,4}(one|left|right|half (of )?(my|his|her)) (side|face|arm|leg)",
             r"(left|right|one) (arm|leg|hand|side|foot) ([\w']+ ){0,6}(numb\w*|weak\w*|heavy|paraly\w*|dead)",
@@ -169,7 +169,7 @@ URGENCY = {
             r"(can'?t|cannot|couldn'?t) get (up|out of bed)", r"severe weakness"],
         "urine": [
             r"(haven'?t|hasn'?t|have not|has not|not|barely|hardly|can'?t|cannot|didn'?t|no) ([\w']+ )?(peed|peeing|pee|urinated|"
-            r"urinating|urinate)", r"no (urine|pee)", r"(little|hardly any|barely any|very little) (urine|pee)",
+            r"urinating|urinate)", r"no (urine|pee)", r"(pee\w*|urinat\w*) (very |so )?(little|hardly|barely)", r"(little|hardly any|barely any|very little) (urine|pee)",
             (r"thirst\w*", r"pee\w*|urinat\w*")],
         "heart": [
             r"heart ([\w']+ ){0,3}(racing|pounding|going crazy|flutter\w*|skipping|beating (really |so |very )?(fast|hard)|"

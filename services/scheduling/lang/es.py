@@ -100,7 +100,7 @@ URGENCY = {
             r"no (responde|respondia|reacciona|reaccionaba)", r"decaid\w*", r"(se|me) perd\w* ([\w']+ ){0,5}(a casa|de siempre|todos los dias|cada semana|que conozco|conocid\w*)",
             r"no (me acorde|recorde|recuerdo) (el camino|como)", r"habla (raro|arrastr\w*)", r"arrastra las palabras",
             r"no tiene sentido lo que dice", r"dice cosas sin sentido"],
-        "seizure": [r"convulsi\w*", r"ataque epilep\w*", (r"ataque", r"sacud\w*|tembl\w*|convuls\w*|espuma|no respond\w*"), (r"tembl\w*|sacud\w*", r"piso|suelo|no respond\w*|todo el cuerpo|"
+        "seizure": [r"convulsi\w*", r"ataque epilep\w*", (r"ataque", r"sacud\w*|tembl\w*|convuls\w*|espuma|no respond\w*"), (r"tembl\w*|tiembl\w*|sacud\w*", r"piso|suelo|no respond\w*|no contest\w*|todo el cuerpo|"
                                                                                 r"todo\b")],
         "skin": [
             r"ampolla\w*", r"se (me|le) (esta |estan )?pel\w*", r"piel ([\w']+ ){0,3}pel\w*", r"pelando", r"despell\w*", r"llagas?", r"(ulceras|aftas) ([\w']+ ){0,2}boca",
@@ -134,11 +134,11 @@ URGENCY = {
             r"(brazo|pierna|mano|lado) ([\w']+ ){0,3}(debil\w*|dormid\w*|entumid\w*|adormecid\w*|no (lo|la) puedo mover)",
             r"cara ([\w']+ ){0,2}(caida|torcida|chueca)",
             r"(adormec\w*|entumec\w*|dormid\w*|durmio|paraliz\w*) ([\w']+ ){0,3}(mitad|lado|medio) ([\w']+ ){0,2}(cara|cuerpo)", r"boca (torcida|chueca)", r"(tan|muy) debil\w*", r"debil\w* que no",
-            r"no (puedo|puede) (caminar|andar|levantarme|levantarse|pararme|pararse|subir|agarrar|sostener|mover)",
+            r"no (puedo|puede) (ni )?(caminar|andar|levantarme|levantarse|pararme|pararse|subir|agarrar|sostener|mover)",
             r"no (me|se) (puedo|puede) (levantar|parar|mover|enderezar)", r"debilidad (muy )?(fuerte|severa|intensa)",
             r"no puedo hablar bien"],
         "urine": [r"(no|casi no|sin|apenas) (he |ha )?(hecho pipi|orinad\w*|orino|orina|orinar|meado|hago pipi|hace pipi)",
-                  r"no (puedo|puede) orinar", r"(no|casi no) (he |ha )?ido a (orinar|hacer pipi)", r"casi sin orinar", (r"(mucha )?sed", r"orin\w*|pipi")],
+                  r"no (puedo|puede) orinar", r"(no|casi no) (he |ha )?ido a (orinar|hacer pipi)", r"casi sin orinar", r"orin\w* (muy |bien )?(poco|poquito|nada)", (r"(mucha )?sed", r"orin\w*|pipi")],
         "heart": [r"(corazon|pulso) ([\w']+ ){0,3}(acelerad\w*|late (muy |bien )?(rapido|fuerte|fuertisimo)|a mil|desbocad\w*)",
                   r"(me|le) late (muy |bien )?(rapido|fuerte) el corazon", r"palpitacion\w*", r"taquicardia", r"corazon ([\w']+ ){0,3}(se me sale|se sale)",
                   (r"corazon|pulso|latidos", r"rapid\w*|acelerad\w*|a mil|desbocad\w*|1[2-9]\d|late (muy |bien )?fuerte")],

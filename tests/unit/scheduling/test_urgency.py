@@ -78,14 +78,20 @@ LAY_WORDING = ["I feel like an elephant is sitting on my chest", "can't lie flat
                "me mareé y me caí", "I feel so woozy I can't stand", "she's not herself, talking nonsense",
                "tuvo un ataque y se sacudía", "my stomach is killing me", "no he ido a orinar en todo el día",
                "siento que el corazón se me sale", "I've thought about ending it", "quisiera no despertar",
-               "running a fever of 38.5", "diarrea con cólicos 7 veces", "throwing up everything I eat"]
+               "running a fever of 38.5", "diarrea con cólicos 7 veces", "throwing up everything I eat",
+               "orino muy poquito y oscuro", "le tiembla todo el cuerpo y no contesta", "me siento débil, no puedo ni caminar",
+               "my smile is crooked all of a sudden", "se me hincharon los labios y la lengua", "me sale sangre cuando hago popó",
+               "mi esposo se cayó y no responde", "he's gray and sweaty and says his chest hurts", "tummy pain 10/10"]
 
 #: messages of patients who are well, or stable and known, or asking about admin: not urgent.
 ORDINARY = ["mild nausea in the morning, same as before, meds help", "joint aches same as last visit",
             "I have a cold, sniffles, no fever", "tengo un poco de tos, nada más, ¿la cita sigue?", "un poco cansada, lo de siempre",
             "the diarrhea is much better, just 1-2 times a day", "my heart rate was 72 on my watch",
             "I'm going to the ER for my mom, not me, can we reschedule", "the CT of my chest is scheduled for Tuesday",
-            "my stomach is growling, is there a cafeteria?", "sin dolor, sin fiebre, todo bien", "who do I talk to about billing?"]
+            "my stomach is growling, is there a cafeteria?", "sin dolor, sin fiebre, todo bien", "who do I talk to about billing?",
+            "me duele un poco la rodilla como siempre, nada nuevo", "my back hurts a little from gardening, same as always",
+            "the wait was terrible last time", "my daughter had a fever last week, she's fine now", "8 am on the 6th please",
+            "¿el análisis de orina es el mismo día?", "stool sample drop off, where?", "la tos se me quitó"]
 
 #: guard -> messages that name a symptom and are not urgent.
 NEGATIVE = {
