@@ -212,7 +212,8 @@ URGENCY = {
     "hypothetical": [r"if (i|you|he|she|they|we) (\w+ )?(get|gets|have|has|develop\w*|start\w*|ever|notice\w*|see|feel)",
                      r"what if", r"what (should|do) (i|we) do (if|when)", r"in case", r"how (many|much)", r"is it (normal|ok|okay|bad) to", r"later on",
                      r"in the future"],
-    "past": [r"((\d+|a|two|three|few|several|many|couple of) )?(years?|months?) ago", r"when i was (a|little|young)", r"last (month|year)",
+    # "since last month" is still going on
+    "past": [r"(?<!since )((\d+|a|two|three|few|several|many|couple of) )?(years?|months?) ago", r"when i was (a|little|young)", r"(?<!since )last (month|year)",
              r"from (last|the other) (month|year)", r"years back", r"as a (kid|child|teen\w*)"],
     "resolved": [r"(is|are|was|were|it'?s|all) gone", r"gone now", r"went away", r"cleared( up)?", r"resolved",
                  r"better now", r"(is|are) better", r"all better", r"(has|have) stopped", r"stopped now", r"healed",

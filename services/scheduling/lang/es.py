@@ -164,8 +164,8 @@ URGENCY = {
                  r"sin", r"ni", r"nada de", r"tampoco", r"niega", r"ningun\w*", r"nunca", r"without"],
     "hypothetical": [r"si (me |le |te )?(da|dan|sale|salen|tengo|tiene|pasa|llega|empiez\w*|aparec\w*|vuelve)",
                      r"que pasa si", r"mas adelante", r"en el futuro", r"en caso de", r"por si", r"cuantas veces", r"cuanto"],
-    "past": [r"cuando (era|fui) (nino|nina|joven|chic[oa])", r"hace (\d+|un|una|dos|tres|varios|varias|muchos|muchas|unos|unas) (anos?|meses|mes)",
-             r"(del|el) (mes|ano) pasado", r"de (enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|octubre|"
+    "past": [r"cuando (era|fui) (nino|nina|joven|chic[oa])", r"(?<!desde )hace (\d+|un|una|dos|tres|varios|varias|muchos|muchas|unos|unas) (anos?|meses|mes)",
+             r"(del|el) (mes|ano) pasado", r"(?<!\d )de (enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|octubre|"
                                               r"noviembre|diciembre)", r"de (nino|nina|joven)"],
     "resolved": [r"(se (me |le )?)(quito|fue|paso|curo|ha quitado|ha ido)", r"ya (paso|no tengo|no tiene|se fue)",
                  r"(desaparecio|mejoro|mejore)", r"ya estoy (mejor|bien)", r"esta (mejor|bien) ya"],

@@ -166,6 +166,13 @@ def test_lasting_symptoms_stay_urgent_when_they_passed():
     assert not intents.urgent("the blisters went away with the cream")
 
 
+def test_a_symptom_going_on_since_a_past_date_is_not_past():
+    assert intents.urgent("diarrhea 8 times a day since last month")
+    assert intents.urgent("desde hace dos meses tengo diarrea 8 veces al día")
+    assert intents.urgent("tengo fiebre de 39 desde el 2 de diciembre")
+    assert not intents.urgent("la diarrea de octubre, 8 veces al día, ya pasó")
+
+
 def test_the_guard_is_per_clause():
     assert not intents.urgent("no chest pain")
     assert intents.urgent("no fever, but my chest hurts")
