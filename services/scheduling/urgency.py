@@ -6,6 +6,8 @@ A lexicon has
 - ``concepts``: symptom concept -> entries; an entry is one phrase, or a tuple of phrases that must all
   be found in the same sentence ("stomach" + "pain" + "really bad", "fever" + "38.5", "blood" + "stool");
   the first phrase of a tuple is the anchor the guards look at;
+- ``spellings``: (misspelling, word) pairs rewritten first ("siezure" -> "seizure", "bomito" -> "vomito");
+  letters repeated three times or more are cut to two ("dizzzy"), so shouting spellings read too;
 - ``not_symptoms``: idioms, tests and readings blanked out before anything is matched ("dying to know",
   "blood test", "blood pressure", "me da dolor de cabeza", "análisis de sangre");
 - ``negation``: a cue in the same clause just before the anchor cancels it ("no chest pain", "sin fiebre");
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 _SENTENCE = re.compile(r"(?<!\d)\.(?!\d)|[!?¡¿;\n]+|\.(?=\s|$)")
 #: A symptom joined to a negated one ("no blisters or peeling"): the negation reaches it.
 _COORDINATED = re.compile(r"(?<!\w)(or|nor|ni|o)\s*$")
+_REPEATED = re.compile(r"([^\W\d])\1{2,}")
 _WORDS_BEFORE = 3                           # how far back a negation or "if" cue reaches
 
 
@@ -34,6 +37,7 @@ _WORDS_BEFORE = 3                           # how far back a negation or "if" cu
 class Lexicon:
     code: str
     concepts: dict[str, tuple[tuple[re.Pattern, ...], ...]]
+    spellings: tuple[tuple[re.Pattern, str], ...]
     lasting: frozenset[str]
     not_symptoms: re.Pattern
     clause_break: re.Pattern                # also splits on commas and colons
@@ -66,7 +70,8 @@ def compile_lexicon(code: str, table: dict) -> Lexicon:
             parts = (entry,) if isinstance(entry, str) else tuple(entry)
             compiled.append(tuple(_alternation([p]) for p in parts))
         concepts[name] = tuple(compiled)
-    return Lexicon(code=code, concepts=concepts, lasting=frozenset(table["lasting"]),
+    spellings = tuple((_alternation([variant]), word) for variant, word in table["spellings"])
+    return Lexicon(code=code, concepts=concepts, spellings=spellings, lasting=frozenset(table["lasting"]),
                    not_symptoms=_alternation(table["not_symptoms"]),
                    clause_break=re.compile(_alternation(table["clause_break"]).pattern + r"|[,:]"),
                    negation=_alternation(table["negation"]), hypothetical=_alternation(table["hypothetical"]),
@@ -85,25 +90,31 @@ def _clause(lexicon: Lexicon, sentence: str, at: int) -> tuple[str, str]:
     return sentence[start:at], sentence[start:end]
 
 
-def _guarded(lexicon: Lexicon, concept: str, sentence: str, at: int) -> bool:
+def _guarded(lexicon: Lexicon, lexicons, concept: str, sentence: str, at: int) -> bool:
+    """Negation is read in the lexicon's own language (Spanish "no" starts "no puedo respirar"); "if",
+    past and resolved cues of any language count, for mixed messages ("la diarrea from last month")."""
     before, clause = _clause(lexicon, sentence, at)
     recent = " ".join(before.split()[-_WORDS_BEFORE:])
-    if lexicon.negation.search(recent) or lexicon.hypothetical.search(before):
+    if lexicon.negation.search(recent):
         return True
     if _COORDINATED.search(before) and lexicon.negation.search(before):
         return True                         # "no fever or chills", "sin fiebre ni escalofríos"
-    if lexicon.past.search(clause):
+    if any(other.hypothetical.search(before) or other.past.search(clause) for other in lexicons):
         return True
-    return concept not in lexicon.lasting and bool(lexicon.resolved.search(clause))
+    return concept not in lexicon.lasting and any(other.resolved.search(clause) for other in lexicons)
 
 
 def _sentences(lexicon: Lexicon, folded: str) -> list[str]:
-    cleaned = lexicon.not_symptoms.sub(" ~ ", folded)
+    cleaned = _REPEATED.sub(r"\1\1", folded)
+    for variant, word in lexicon.spellings:
+        cleaned = variant.sub(word, cleaned)
+    cleaned = lexicon.not_symptoms.sub(" ~ ", cleaned)
     return [s for s in _SENTENCE.split(cleaned) if s and s.strip()]
 
 
 def findings(folded: str, lexicons) -> list[Finding]:
     """Every urgent concept found in accent-folded ``folded`` and not cancelled by a guard."""
+    lexicons = tuple(lexicons)
     found = []
     for lexicon in lexicons:
         for sentence in _sentences(lexicon, folded):
@@ -114,7 +125,7 @@ def findings(folded: str, lexicons) -> list[Finding]:
                         continue
                     # the first occurrence of the anchor that no guard cancels
                     hit = next((m for m in parts[0].finditer(sentence)
-                                if not _guarded(lexicon, concept, sentence, m.start())), None)
+                                if not _guarded(lexicon, lexicons, concept, sentence, m.start())), None)
                     if hit:
                         found.append(Finding(concept, lexicon.code, hit.group(0)))
                         break

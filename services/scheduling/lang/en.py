@@ -184,6 +184,12 @@ URGENCY = {
             r"(feel\w*|i'?m|i am|is) (so|very|really|extremely) (sick|unwell|ill)", r"very (sick|unwell)", r"deathly ill",
             r"(not|isn'?t|not like) (the |my )?(normal|usual) (tired\w*|fatigue|exhaustion)", r"sleep\w* ([\w']+ ){0,2}(1[6-9]|2[0-4]) (hours|hrs|h)\b"],
     },
+    "spellings": [
+        (r"s(ie|ei|e|i)[sz]ures?", "seizure"), (r"vom+it+(ing)", r"vomit\1"), (r"vom+it+(ed)", r"vomit\1"),
+        (r"vom+it+", "vomit"), (r"dia[hr]{1,3}[aeo]{1,3}h?", "diarrhea"), (r"ches+t|chets|chezt", "chest"),
+        (r"yel+ow(\w*)", r"yellow\1"), (r"stomac?he?|stomack|stomch", "stomach"), (r"fevr|fver|feever|feaver|fevor", "fever"),
+        (r"pass?d out|past out", "passed out"), (r"headach|hedache|headake|hedake", "headache"), (r"fanted", "fainted"),
+        (r"brea?th?e?ing|breathin", "breathing"), (r"conf?used|confussed|confued", "confused")],
     "lasting": ["chest", "breathing", "bleeding", "syncope", "seizure", "stroke_weakness", "suicidal", "confusion"],
     "not_symptoms": [
         r"blood (tests?|work|draws?|drawn|results?|pressure|sugars?|counts?|bank|donations?|type|thinners?|panel|levels?|"

@@ -80,7 +80,7 @@ URGENCY = {
             r"infarto", r"ataque al corazon"],
         "breathing": [
             r"(no|apenas|casi no) (puedo|puede|podia|podemos|pude) respirar", r"no respir\w* bien", r"(me|le|te) cuesta (mucho )?respirar",
-            r"(dificultad|problemas?) (para|al) respirar", r"(me|se|te) ahog\w*", r"ahogo", r"(me|le|te) falta (el )?(aire|aliento)",
+            r"(dificultad|problemas?) (para|al) respirar", r"(me|se|te) ahog\w*", r"ahogo", r"ahogand\w*", r"(me|le|te) falta (el )?(aire|aliento)",
             r"falta de (aire|aliento)", r"(me quedo|se queda|quedo|quede|me quede) sin (aire|aliento)", r"sin aire",
             r"respir\w* (muy |bien )?(rapido|agitad\w*|con silbido|raro|con dificultad|mal)", r"silbido", r"labios ([\w']+ ){0,2}(morados|azules|grises)",
             r"se (me|le) cierra la garganta", r"garganta ([\w']+ ){0,2}(cerrando|cierra|hinchada|cerrada)", r"asfixi\w*"],
@@ -109,7 +109,9 @@ URGENCY = {
             r"la cara|se extiende)", r"se me cae la piel", r"piel ([\w']+ ){0,3}(cae|cayendo)"],
         "jaundice": [r"(piel|ojos|cara|se ve|se ven) ([\w']+ ){0,2}amarill\w*", r"amarill\w* ([\w']+ ){0,2}(piel|ojos)",
                      r"ictericia", r"orina ([\w']+ ){0,2}(oscura|como (te|coca|refresco)|cafe|marron)"],
-        "fever": [(_FIEBRE, _ALTA), r"fiebre (muy )?alta", r"(mucha|bastante) fiebre",
+        "fever": [(_FIEBRE, _ALTA),
+                  r"(tengo|tiene) (3[89]|4[0-2])([.,]\d+)?( ?(grados|°c?|c))?(?!\s+(anos|meses|dias|semanas|horas|minutos|"
+                  r"kilos|kg|libras|pesos|dolares|euros|citas))", r"fiebre (muy )?alta", r"(mucha|bastante) fiebre",
                   (_FIEBRE, r"escalofrios|temblores|chills"),
                   r"(tengo|tiene|tenemos|con|me dio|le dio|me subio la|le subio la) (mucha )?(fiebre|calentura)"],
         "diarrhoea": [
@@ -151,6 +153,10 @@ URGENCY = {
             r"no es (el|un) cansancio normal", r"duerm\w* ([\w']+ ){0,2}(1[6-9]|2[0-4]) horas", r"no (me )?puedo levantar",
             r"no se puede levantar"],
     },
+    "spellings": [
+        (r"bomit(\w*)", r"vomit\1"), (r"mariad([oa]s?)", r"maread\1"), (r"desmall(\w*)", r"desmay\1"),
+        (r"convulc(\w*)", r"convuls\1"), (r"amari?y(\w*)", r"amarill\1"), (r"dia(r|rr|hr)e+ah?", "diarrea"),
+        (r"respir+ar", "respirar"), (r"d", "de"), (r"q|k", "que"), (r"xq|pq", "porque")],
     "lasting": ["chest", "breathing", "bleeding", "syncope", "seizure", "stroke_weakness", "suicidal", "confusion"],
     "not_symptoms": [
         r"(analisis|examen|examenes|prueba|pruebas|estudios?|muestras?|extraccion|toma|laboratorio|conteo|grupo) de sangre",

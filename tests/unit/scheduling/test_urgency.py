@@ -166,6 +166,21 @@ def test_lasting_symptoms_stay_urgent_when_they_passed():
     assert not intents.urgent("the blisters went away with the cream")
 
 
+@pytest.mark.parametrize("text", [
+    "had a siezure", "vommiting blood", "diahrea 10 times", "chesst pain", "so dizzzy", "my eyes r yelow", "stomache pain 9/10",
+    "fevr 39", "passd out in the shower", "bomite sangre", "muy mariado", "me desmalle", "tuvo una convulcion",
+    "tengo los ojos amariyos", "diarea 9 veces", "dolor d pecho", "no puedo respirrar", "me estoy ahogando", "tengo 39",
+])
+def test_misspellings_and_texting_spellings(text):
+    assert intents.urgent(text)
+
+
+def test_guards_of_either_language_read_a_mixed_message():
+    assert not intents.urgent("la diarrea from last month, 8 veces al día, is gone")
+    assert not intents.urgent("tengo 39 años y quiero cambiar la cita")
+    assert intents.urgent("no aguanto el dolor de pecho")           # English "no" is not a Spanish negation
+
+
 def test_a_symptom_going_on_since_a_past_date_is_not_past():
     assert intents.urgent("diarrhea 8 times a day since last month")
     assert intents.urgent("desde hace dos meses tengo diarrea 8 veces al día")
