@@ -127,7 +127,7 @@ URGENCY = {
             r"(urine|pee) ([\w']+ ){0,4}(dark|brown|tea|cola|coke|like tea|like cola|tea[- ]colou?red|cola[- ]colou?red)",
             r"(dark|brown|tea[- ]colou?red|cola[- ]colou?red) (urine|pee)"],
         "fever": [
-            (_FEVER, _HOT), (_HOT + r"( ?(c|f|degrees?|°c?|°f))? fever", r"."), r"(high|very high|spiking|raging|burning) (fever|temp|temperature)",
+            (_FEVER, _HOT), r"(" + _HOT + r")( ?(c|f|degrees?|°c?|°f))? fever", r"(high|very high|spiking|raging|burning) (fever|temp|temperature)",
             (_FEVER, r"chills|rigors|shiver\w*|shaking|sweats|escalofrios"),
             # a fever now, without a number: on immunotherapy any fever gets a call ("a low fever" does not match)
             r"(i'?ve got|i got|i'?m running|running|(has|have) had|has|have|(has|have) got|with) (a )?"

@@ -181,6 +181,15 @@ def test_guards_of_either_language_read_a_mixed_message():
     assert intents.urgent("no aguanto el dolor de pecho")           # English "no" is not a Spanish negation
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("fever 100.2", False), ("fever 100.4", True), ("temp 37.5", False), ("101 fever", True), ("tengo 38,5", True),
+    ("can I come at 3:39?", False), ("I am 38 years old", False), ("40 minutes late sorry", False),
+    ("tengo 40 minutos de retraso", False), ("room 101 or 102?", False),
+])
+def test_fever_is_a_number_over_the_threshold_next_to_a_fever_word(text, expected):
+    assert intents.urgent(text) is expected
+
+
 def test_a_symptom_going_on_since_a_past_date_is_not_past():
     assert intents.urgent("diarrhea 8 times a day since last month")
     assert intents.urgent("desde hace dos meses tengo diarrea 8 veces al día")
