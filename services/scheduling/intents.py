@@ -1,6 +1,7 @@
 """What a patient's message says, by rules (deterministic, offline), read with the pattern tables
 of the tenant's languages (``services.scheduling.lang``). Urgent symptoms and requests for a
-person are looked for in every language we have a table for, whatever the tenant declared.
+person are looked for in every language we have a table for, whatever the tenant declared (urgent
+symptoms with each language's lexicon, ``services.scheduling.urgency``).
 
 ``read(text, languages)`` -> ``Reading``; ``Reading.answer`` is the answer to a yes/no question:
 ``yes`` only when it is unambiguous (a yes, and no hedge, no "no", no other question or new
@@ -12,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from services.scheduling import dates, lang
+from services.scheduling import dates, lang, urgency
 from services.scheduling.lang import LANGUAGES, en, es
 
 _ORDINAL_TABLES = {"en": (en.ORDINAL, en.ORDINALS), "es": (es.ORDINAL, es.ORDINALS)}
@@ -22,6 +23,7 @@ LOGISTICS = ("location", "parking", "bring", "hours")
 NOT_A_YES = frozenset({"y", "k", "si?", "ok?"})
 #: A bare acknowledgement in any language we read ("ok", "vale"): read, not agreed to a booking.
 ACKS = en.ACKS | es.ACKS
+_LEXICONS = tuple(spec.urgency for spec in LANGUAGES.values())
 _INTERJECTION = re.compile(r"^(?:ah|oh|hm+|mm+|well|ya|pues)\W+")
 
 
@@ -99,7 +101,7 @@ def read(text: str, languages: tuple[str, ...]) -> Reading:
     codes = [c for c in languages if c in LANGUAGES]
     detected, margin = lang.detect_scored(text, tuple(codes))
     r = Reading(text=text, language=detected, margin=margin)
-    r.urgent = _hit("urgent", LANGUAGES, text, folded)
+    r.urgent = urgent(text)
     r.staff = _hit("staff", LANGUAGES, text, folded)
     for name in ("no", "hedge", "thanks", "goodbye", "status", "cancel", "question", "scheduling_words", "greeting",
                  "availability"):
@@ -121,8 +123,13 @@ def read(text: str, languages: tuple[str, ...]) -> Reading:
 
 
 def urgent(text: str) -> bool:
-    folded = lang.fold(text)
-    return _hit("urgent", LANGUAGES, text, folded)
+    """Urgent symptoms, read with every language's lexicon (a mixed message needs both)."""
+    return urgency.urgent(lang.fold(text), _LEXICONS)
+
+
+def urgent_findings(text: str) -> list[urgency.Finding]:
+    """The urgent concepts found in ``text`` (concept, language, phrase), for tests and tuning."""
+    return urgency.findings(lang.fold(text), _LEXICONS)
 
 
 def pick(text: str, languages=("en", "es")) -> int | None:

@@ -1,6 +1,7 @@
 """The languages the agent understands and answers in: one module per language, each holding one
-pattern table (``PATTERNS``: urgent symptoms, asking for a person, yes, no, hedges, thanks,
-status, cancel, reschedule, logistics) and one text table (``TEXTS``: every fixed reply), plus
+pattern table (``PATTERNS``: asking for a person, yes, no, hedges, thanks, status, cancel,
+reschedule, logistics), one urgent-symptom lexicon (``URGENCY``, read by
+``services.scheduling.urgency``) and one text table (``TEXTS``: every fixed reply), plus
 its date words. ``detect`` tells which language a message is in: a declared one, ``OTHER`` (a
 language the tenant did not declare) or ``""`` (too short to tell: keep the conversation's)."""
 from __future__ import annotations
@@ -10,6 +11,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Callable
 
+from services.scheduling import urgency
 from services.scheduling.lang import en, es, foreign
 
 OTHER = "other"
@@ -24,11 +26,13 @@ class Language:
     months: tuple[str, ...]
     markers: frozenset[str]
     when_format: str                                   # {weekday} {day} {month} {time}
+    urgency: urgency.Lexicon
     to_english_dates: Callable[[str], str] = field(default=lambda text: text)
 
 
 LANGUAGES: dict[str, Language] = {
-    m.CODE: Language(m.CODE, m.PATTERNS, m.TEXTS, m.WEEKDAYS, m.MONTHS, m.MARKERS, m.WHEN_FORMAT, m.to_english_dates)
+    m.CODE: Language(m.CODE, m.PATTERNS, m.TEXTS, m.WEEKDAYS, m.MONTHS, m.MARKERS, m.WHEN_FORMAT,
+                     urgency.compile_lexicon(m.CODE, m.URGENCY), m.to_english_dates)
     for m in (en, es)}
 DEFAULT = "en"
 #: Letters of scripts no declared language uses (a message in them is in an undeclared language).

@@ -13,24 +13,6 @@ def _any(*alternatives: str, start: bool = False) -> re.Pattern:
 
 PATTERNS: dict[str, re.Pattern] = {
     # symptoms that must reach a human now (irAE red flags and general emergencies)
-    "urgent": _any(
-        r"chest (pain|pressure|tightness)", r"pain in (my|the) chest", r"short(ness)? of breath", r"can'?t breathe",
-        r"cannot breathe", r"(trouble|difficulty|hard|struggling to) breath(e|ing)", r"breathless",
-        r"severe (diarrh?oea|diarrhea|abdominal pain|stomach pain|belly pain|headache|rash|pain|vomiting|cramps?)",
-        r"(bloody|black|tarry) (stool|stools|poo|diarrh?oea|diarrhea)", r"blood in (my )?(stool|poo|urine|diarrh?oea|diarrhea)",
-        r"(diarrh?oea|diarrhea) with blood", r"coughing (up )?blood", r"vomiting blood", r"passed out", r"faint(ed|ing)?",
-        r"blacked out", r"seizure", r"confus(ed|ion)", r"suicid\w*", r"vision loss", r"can'?t see", r"yellow (skin|eyes)",
-        r"jaundice", r"fever of (39|40|41|10[2-5])", r"high fever", r"(diarrh?oea|diarrhea) \d+ times", r"heart racing",
-        r"palpitations", r"severe weakness", r"can'?t (walk|stand)", r"blister(s|ing)?", r"skin (is )?peeling",
-        r"rash .{0,20}(mouth|eyes)", r"very (sick|unwell|weak)",
-        # as patients write them: lay words, run-on sentences, misspellings
-        r"chest\W+(\w+\W+){0,3}(hurt(s|ing)?|pains?|painful|tight|pressure|aches?|aching)", r"my chest (hurts|is hurting)",
-        r"can'?t breath", r"cannot breath", r"(hard|trouble|difficult(y)?|struggl\w*) (to )?breath", r"out of breath",
-        r"can'?t (catch|get) my breath", r"blood in (it|there|the toilet|the bowl|my poop|my bm|my bowel movements?)",
-        r"(there'?s|there is|there was|there has been|theres been|there'?s been) (some |a lot of |lots of |a little |so much )?"
-        r"blood(?! (test|work|draw|results?|pressure|sugar|count))", r"bloody (poop|bm|bowel|mucus)", r"pooping blood",
-        r"bleeding from (my )?(butt|bottom|rectum)", r"dizzy when (i )?(stand|get up)", r"(really|very|so) dizzy",
-        r"light-?headed", r"(almost|nearly) (passed out|fainted|blacked out)", r"throw(ing)? up blood"),
     # asking for a person
     "staff": _any(r"(speak|talk) (to|with) (a |an |the |my )?(person|human|nurse|doctor|someone|somebody|staff|real person|oncologist)",
                   r"(nurse|doctor|someone|somebody|person|oncologist)( \w+)? (call|phone|ring|contact|text) me",
@@ -79,6 +61,169 @@ PATTERNS: dict[str, re.Pattern] = {
                            r"\b(what time|what day|which day)\b", _I),
     "scheduling_words": _any(r"appointment", r"slot", r"book", r"time", r"visit", r"schedule", r"available",
                              r"availability", r"infusion", r"follow[- ]?up"),
+}
+#: Urgent symptoms (``services.scheduling.urgency``): a lexicon of symptom concepts with the guards that
+#: cancel a match (negation, "if", past, resolved, idioms and tests). Lower case, accent-folded text.
+_BODY_OUT = (r"stools?|poop\w*|poo|bms?|bowel\w*|toilet|bowl|diar\w*|wip(e|ed|ing)|urine|pee\w*|vomit\w*|threw up|"
+             r"throw\w* up|puk\w*|cough\w*|spit\w*|rectum|butt|bottom|mucus|nose")
+_INTENSE = (r"severe|really bad|very bad|so bad|too bad|terrible|horrible|horrendous|awful|worst|unbearable|excruciating|"
+            r"intense|sharp|agoni\w*|[7-9] ?/ ?10|10 ?/ ?10|can'?t stand up( straight)?|doubled over|really (hurt\w*|bad)|"
+            r"so much|a lot|killing me|out of nowhere|sudden\w*")
+_FEVER = r"fever\w*|feaver|fevre|temp|temperature|febrile"
+_HOT = r"3[89]([.,]\d+)?|4[0-2]([.,]\d+)?|100[.,][4-9]\d*|10[1-6]([.,]\d+)?"
+_MANY = r"[6-9]|[1-9]\d|six|seven|eight|nine|ten|eleven|twelve|a dozen"
+URGENCY = {
+    "concepts": {
+        "chest": [
+            r"chest (pain|pian|pains|pressure|tightness|tight|discomfort|heaviness)", r"\bcp\b",
+            r"chest ([\w']+ ){0,4}(hurt\w*|pain\w*|duele|dolor|painful|tight|pressure|heavy|ache\w*|squeez\w*|burn\w*|crush\w*)",
+            r"(pain\w*|pressure|tight\w*|squeez\w*|heav\w*|weight|burning) (feeling |sensation )?(in|on|across) (my|the|his|her) "
+            r"chest", r"sitting on (my|his|her) chest", r"heart attack"],
+        "breathing": [
+            r"short(ness)? of breath", r"out of breath", r"breathless\w*", r"winded", r"gasp\w*", r"wheez\w*", r"chok\w*",
+            r"(can'?t|cannot|can not|couldn'?t|could not|unable to|not able to|no puedo|no puede|hard to|struggling to|struggle to|"
+            r"hardly|barely|"
+            r"trouble|difficulty|difficult to|hard time|problems?) ([\w']+ )?(breathe?|breath\w*|breth\w*)",
+            r"can'?t (catch|get) (my|a full|a|his|her) breath", r"breathing ([\w']+ ){0,2}(fast|hard|heavy|heavily|rapid\w*|funny|"
+            r"weird|noisy|labou?red|shallow)", r"(lips?|nails|fingertips|face) ([\w']+ ){0,3}(blue|grey|gray|purple|bluish)",
+            r"(throat|airway|tongue) ([\w']+ ){0,4}(clos\w*|swell\w*|swollen|tight\w*)",
+            r"breathing (is|has been|got|getting|feels) ([\w']+ )?(bad|hard|difficult|worse|labou?red|tough)",
+            r"can'?t lie (flat|down) ([\w']+ ){0,4}breath\w*", r"(need|use|using) ([2-9]|two|three|four) pillows"],
+        "bleeding": [
+            (r"blood\w*|bleed\w*", _BODY_OUT), r"(black|tarry|maroon|negra|negro|negras) ([\w']+ )?(stools?|poop|poo|bms?|diar\w*)",
+            r"(stools?|poop|poo|bms?|bowel movements?) ([\w']+ ){0,3}(black|tarry|negra|negro|maroon)", r"coffee[- ]grounds?",
+            r"(there'?s|there is|there was|there has been|there'?s been|with) (some |a lot of |lots of |a little |so much )?blood",
+            r"bleeding (a lot|heavily|won'?t stop|that won'?t stop|from|everywhere)", r"(rectal|bowel|rectum) bleed\w*",
+            r"(nose ?bleed\w*|bleeding) ([\w']+ ){0,3}(won'?t|doesn'?t|didn'?t|not|will not) stop\w*"],
+        "syncope": [
+            r"pass(ed|ing|es)? out", r"faint(ed|ing|ish)?", r"black(ed|ing)? out", r"blackouts?",
+            r"everything went (black|dark|white)", r"lost consciousness", r"collaps\w*"],
+        "dizziness": [
+            r"(so|very|really|super|extremely|too|severely) (dizzy|dizy|dizzie|lightheaded|light-headed|woozy)",
+            r"dizz?y ([\w']+ ){0,4}(fell|fall|falling|when i (stand|get up)|can'?t stand)", r"(fell|fall\w*) ([\w']+ ){0,3}dizz?y",
+            r"light-?headed", r"room ([\w']+ ){0,2}spinning", r"(everything|world) ([\w']+ ){0,2}spinning", r"vertigo"],
+        "confusion": [
+            r"confus\w*", r"disorient\w*", r"(not|isn'?t|wasn'?t|aren'?t) mak\w* (any )?sense",
+            r"(doesn'?t|does not|didn'?t|don'?t) (know|recogni[sz]e) (me|us|where|what day|who)",
+            r"got lost ([\w']+ ){0,5}(home|every (day|week)|familiar|i always|i know|my own|i go)",
+            r"couldn'?t (remember|find) (the|my) way (home|back)", r"(not sure|doesn'?t know|don'?t know) what day it is",
+            r"(very|so|really|too|extremely) (sleepy|drowsy)", r"hard to wake", r"won'?t wake up",
+            r"acting (strange|weird|odd|funny|confused)", r"(talking|saying) (nonsense|gibberish|strange things)",
+            r"not (herself|himself|myself) ([\w']+ ){0,3}(confus\w*|nonsense|strange|weird|sleepy|lost)", r"(keeps|kept) asking the same", r"slurr\w*",
+            r"(trouble|difficulty) (speaking|talking|finding words)"],
+        "seizure": [
+            r"seizure\w*", r"convuls\w*", (r"shak\w*|trembl\w*|jerk\w*|twitch\w*",
+                                           r"floor|ground|didn'?t answer|unresponsive|(wouldn'?t|didn'?t|not) respond\w*|"
+                                           r"all over|couldn'?t talk|for (a|about a|like a) minute")],
+        "skin": [
+            r"blister\w*", r"peel\w*", r"(skin|it) (is )?(coming|falling) off", r"sores? ([\w']+ ){0,3}(mouth|lips?|tongue)",
+            r"(mouth|lips?|tongue) ([\w']+ ){0,4}(sores?|ulcers?)", r"ulcers? in (my|the) mouth",
+            r"(lips?|face|tongue|eyes?|eyelids?) ([\w']+ ){0,3}(swell\w*|swollen|puff\w*)",
+            r"(swell\w*|swollen) ([\w']+ ){0,3}(lips?|face|tongue)", r"rash ([\w']+ ){0,3}(all over|everywhere|spreading|face)",
+            r"eyes? ([\w']+ ){0,2}crust\w*", r"rash .{0,20}(mouth|eyes)", r"hives ([\w']+ ){0,3}(all over|everywhere)"],
+        "jaundice": [
+            r"(skin|eyes?|ojos|she|he|looks?|look|turned|gone|going|whites of) ([\w']+ ){0,3}(yellow\w*|amarill\w*)",
+            r"(yellow\w*) (skin|eyes)", r"jaundic\w*",
+            r"(urine|pee) ([\w']+ ){0,4}(dark|brown|tea|cola|coke|like tea|like cola|tea[- ]colou?red|cola[- ]colou?red)",
+            r"(dark|brown|tea[- ]colou?red|cola[- ]colou?red) (urine|pee)"],
+        "fever": [
+            (_FEVER, _HOT), r"(" + _HOT + r")( ?(c|f|degrees?|°c?|°f))? fever", r"(high|very high|spiking|raging|burning) (fever|temp|temperature)",
+            (_FEVER, r"chills|rigors|shiver\w*|shaking|sweats|escalofrios"),
+            # a fever now, without a number: on immunotherapy any fever gets a call ("a low fever" does not match)
+            r"(i'?ve got|i got|i'?m running|running|(has|have) had|has|have|(has|have) got|with) (a )?"
+            r"(fever|temperature|temp)"],
+        "diarrhoea": [
+            (r"diar\w*|stools?|bowel movements?|bms?|poop\w*|runs", r"(" + _MANY + r")\s*(or \d+\s+)?(times|x|stools|"
+             r"bowel movements?|bms?|watery|liquid|loose)\b|\bx\s?(" + _MANY + r")\b"),
+            (r"(" + _MANY + r")\s+(or \d+\s+)?(bowel movements?|stools|bms|watery|liquid|loose)", r"today|day|night|since"),
+            (r"diar\w*|runs", r"every (hour|half hour|30 min\w*)|all (night|day)|nonstop|non-stop|can'?t leave the "
+             r"(bathroom|toilet|house)|stuck (at home|in the bathroom)|won'?t stop|dehydrat\w*"),
+            r"(severe|terrible|horrible|awful|really bad|constant|explosive) diar\w*",
+            r"(can'?t|cannot|couldn'?t) (get off|leave|get away from|stay off) the (toilet|bathroom|loo)"],
+        "abdominal": [
+            (r"belly|stomach|abdom\w*|tummy|gut|side", r"pain\w*|pian|hurt\w*|ache\w*|aching|cramp\w*", _INTENSE),
+            r"can'?t (straighten|stand) up( straight)?",
+            r"(belly|stomach|abdomen|tummy|gut|side) (is |are )?killing me",
+            r"(severe|excruciating|unbearable|terrible|worst) (pain|cramps?)"],
+        "vomiting": [
+            r"(vomit\w*|throw\w* up|threw up|puk\w*) ([\w']+ ){0,3}(all day|all night|everything|nonstop|non-stop|every hour|"
+            r"([4-9]|\d\d) times|constantly|won'?t stop)",
+            r"can'?t stop (vomiting|throwing up|puking)", r"(keep|kept|still) (vomiting|throwing up|puking)",
+            r"(vomit\w*|throwing up|puking) (since|for) (last night|yesterday|this morning|hours|\d+ (hours|days)|two days)", r"can'?t keep (anything|any\w*|water|food|fluids|liquids|it|down) ([\w']+ )?down", r"severe vomiting"],
+        "headache_vision": [
+            (r"headache|head ([\w']+ ){0,2}(hurt\w*|pound\w*|ach\w*|throb\w*|splitting|killing)|migraine", _INTENSE),
+            r"(head|headache) ([\w']+ ){0,2}(is )?(pounding|splitting|throbbing)",
+            r"blurr\w*", r"double vision", r"(seeing|see) double", r"can'?t see (well|anything|out of|clearly|straight|properly)",
+            r"vision ([\w']+ ){0,2}(blurry|blurred|spots|loss|gone|dark|changes?|black)", r"(spots|flashes) in my vision",
+            r"lost (my |the )?(vision|sight)", r"vision loss", r"eyelids? ([\w']+ ){0,2}droop\w*", r"light hurts my eyes",
+            r"eye (is |are )?([\w']+ ){0,2}(painful|red and)"],
+        "stroke_weakness": [
+            r"(face|mouth|smile) ([\w']+ ){0,3}(droop\w*|crooked|uneven|lopsided)", r"droopy", r"drooping",
+            r"(one|left|right) side ([\w']+ ){0,3}(numb\w*|weak\w*|droop\w*|paraly\w*)",
+            r"(numb\w*|weak\w*|droop\w*|paraly\w*|tingl\w*) ([\w']+ ){0,4}(one|left|right|half (of )?(my|his|her)) (side|face|arm|leg)",
+            r"(left|right|one) (arm|leg|hand|side|foot) ([\w']+ ){0,6}(numb\w*|weak\w*|heavy|paraly\w*|dead)",
+            r"(arm|leg|hand|legs|arms) ([\w']+ ){0,3}(went|is|are|feels|felt|got|going|so|too|very) ([\w']+ ){0,2}(numb|weak|heavy|dead)",
+            r"suddenly ([\w']+ ){0,2}(weak|numb)", r"can'?t (hold|grip|lift) (a|my|the|anything)",
+            r"(so|very|too|really|extremely|severely) weak", r"weak (that )?i can (barely|hardly|not|'?t)",
+            r"(can'?t|cannot|unable to|barely|hardly) (walk|stand up|get up|get out of bed|climb)",
+            r"(can'?t|cannot|couldn'?t) get (up|out of bed)", r"severe weakness"],
+        "urine": [
+            r"(haven'?t|hasn'?t|have not|has not|not|barely|hardly|can'?t|cannot|didn'?t|no) ([\w']+ )?(peed|peeing|pee|urinated|"
+            r"urinating|urinate)", r"no (urine|pee)", r"(pee\w*|urinat\w*) (very |so )?(little|hardly|barely)", r"(little|hardly any|barely any|very little) (urine|pee)",
+            (r"thirst\w*", r"pee\w*|urinat\w*")],
+        "heart": [
+            r"heart ([\w']+ ){0,3}(racing|pounding|going crazy|flutter\w*|skipping|beating (really |so |very )?(fast|hard)|"
+            r"(very|so|really) fast|at 1[2-9]\d)", r"racing heart", r"palpitat\w*", r"(pulse|heart rate|hr) ([\w']+ ){0,2}(1[3-9]\d)"],
+        "suicidal": [
+            r"suicid\w*", r"kill(ing)? myself", r"end (it all|my life)", r"(don'?t|do not) want to (be alive|live|be here)",
+            r"better off (without me|if i (wasn'?t|weren'?t|was not|were not) (here|around|alive))", r"(hurt\w*|harm\w*) myself",
+            r"no reason to live", r"(thought|thinking|think) (about|of) (ending (it|my life|things)|not being here|dying)",
+            r"(go to sleep|fall asleep) and (not|never) wake up", r"want to die", r"wish i (was|were) dead", r"how i'?d do it"],
+        "very_unwell": [
+            r"feel\w* (so |really |very |just )?(terrible|awful|horrible|dreadful|like (i'?m )?dying|worse and worse)",
+            r"(feel\w*|i'?m|i am|is) (so|very|really|extremely) (sick|unwell|ill)", r"very (sick|unwell)", r"deathly ill",
+            r"(not|isn'?t|not like) (the |my )?(normal|usual) (tired\w*|fatigue|exhaustion)", r"sleep\w* ([\w']+ ){0,2}(1[6-9]|2[0-4]) (hours|hrs|h)\b"],
+    },
+    "spellings": [
+        (r"s(ie|ei|e|i)[sz]ures?", "seizure"), (r"vom+it+(ing)", r"vomit\1"), (r"vom+it+(ed)", r"vomit\1"),
+        (r"vom+it+", "vomit"), (r"dia[hr]{1,3}[aeo]{1,3}h?", "diarrhea"), (r"ches+t|chets|chezt", "chest"),
+        (r"yel+ow(\w*)", r"yellow\1"), (r"stomac?he?|stomack|stomch", "stomach"), (r"fevr|fver|feever|feaver|fevor", "fever"),
+        (r"pass?d out|past out", "passed out"), (r"headach|hedache|headake|hedake", "headache"), (r"fanted", "fainted"),
+        (r"brea?th?e?ing|breathin", "breathing"), (r"conf?used|confussed|confued", "confused")],
+    "lasting": ["chest", "breathing", "bleeding", "syncope", "seizure", "stroke_weakness", "suicidal", "confusion"],
+    "not_symptoms": [
+        r"blood (tests?|work|draws?|drawn|results?|pressure|sugars?|counts?|bank|donations?|type|thinners?|panel|levels?|"
+        r"cells?|labs?)", r"(donate|donating|give|giving) blood", r"bp", r"(dying|die) to (know|see|hear|try|get|find)",
+        r"breathtaking", r"takes? (my|your) breath away", r"hold (your|my) breath", r"(my )?heart (goes|went) out",
+        r"heart (sank|sinks|is set|was set)", r"pain in the (neck|butt|backside|ass)", r"off my chest",
+        r"(makes?|made|make) my head spin", r"(give|gives|gave|giving) me a headache", r"(traffic|heat|wait\w*|commute|drive|parking|forms?|paperwork|this|that|it|job|work|boss|prices?|bills?|kids?|"
+        r"hold music|line) (is|are) killing me",
+        r"sick (of|and tired)", r"bloody ([\w']+ )?(website|app|phone|portal|traffic|thing|forms?|system|parking|line|wait)",
+        r"feel\w* (so |really |very )?(terrible|awful|bad|horrible) (about|for|that|to)",
+        r"couldn'?t breathe (in )?(there|that room|the waiting room|in the waiting room)",
+        r"confus\w* (about|by|with|regarding) (the|your|this|which|how|where|when|why|what time|my (appointment|bill|"
+        r"insurance|schedule|forms?))", r"(get|wake) up (so |that |this )?early", r"can'?t stand (the|waiting|it|him|her|them)",
+        r"pass(ed|ing)? out (the|flyers|forms)", r"faint (hope|idea|chance|line|smell|sound|memory)",
+        r"(nearly|almost|gonna|going to|will) (have|had|give me) a heart attack", r"blackout dates", r"blacked out (dates|days)",
+        r"confus\w* (about|by|with|regarding|as to)",
+        r"(i'?m|i am) ([\w']+ ){0,2}confused(?=[^.!?]*(appointment|appt|time|slot|date|booking|reminder|message|text|app|"
+        r"portal|form|bill|letter|email|call))", r"got lost ([\w']+ ){0,4}(clinic|hospital|parking|building|office)",
+        r"(so |too )?(crowded|packed|full) ([\w']+ ){0,4}(couldn'?t|could not) breathe", r"(couldn'?t|could not) breathe lol"],
+    "clause_break": [r"but", r"and", r"y", r"&", r"plus", r"though", r"although", r"however", r"anyway", r"pero", r"aunque",
+                     r"also"],
+    "negation": [r"no", r"not", r"never", r"without", r"denies", r"denied", r"deny", r"free of", r"nor", r"zero",
+                 r"(don'?t|doesn'?t|didn'?t) (have|had|get|got|notice)( any)?", r"(haven'?t|hasn'?t) (had|got|noticed)( any)?",
+                 r"(haven'?t|hasn'?t|didn'?t|did not|have not|has not)", r"no more", r"ni", r"sin",
+                 r"(don'?t|doesn'?t|do not|does not|dont)\s*$"],
+    "hypothetical": [r"if (i|you|he|she|they|we) (\w+ )?(get|gets|have|has|develop\w*|start\w*|ever|notice\w*|see|feel)",
+                     r"what if", r"what (should|do) (i|we) do (if|when)", r"in case", r"how (many|much)", r"is it (normal|ok|okay|bad) to", r"later on",
+                     r"in the future"],
+    # "since last month" is still going on
+    "past": [r"(?<!since )((\d+|a|two|three|few|several|many|couple of) )?(years?|months?) ago", r"when i was (a|little|young)", r"(?<!since )last (month|year)",
+             r"from (last|the other) (month|year)", r"years back", r"as a (kid|child|teen\w*)"],
+    "resolved": [r"(is|are|was|were|it'?s|all) gone", r"gone now", r"went away", r"cleared( up)?", r"resolved",
+                 r"better now", r"(is|are) better", r"all better", r"(has|have) stopped", r"stopped now", r"healed",
+                 r"no longer", r"(got|gotten|getting) better"],
 }
 #: A choice named inside a longer message ("yes, book the first one", "option 2 please").
 PICK = re.compile(r"\b(?:the )?(first|second|third|last|1st|2nd|3rd)(?: one| option| time| slot)?\b|"

@@ -13,24 +13,6 @@ def _any(*alternatives: str, start: bool = False) -> re.Pattern:
 
 
 PATTERNS: dict[str, re.Pattern] = {
-    "urgent": _any(
-        r"dolor (en el|de|del) pecho", r"(me duele|dolor en) el pecho", r"opresion en el pecho", r"presion en el pecho",
-        r"falta de (aire|aliento)", r"no puedo respirar", r"(me cuesta|dificultad para|problemas para) respirar",
-        r"me ahogo", r"me falta el (aire|aliento)", r"(diarrea|heces|caca|deposiciones?) con sangre",
-        r"sangre en (las |la |mis )?(heces|caca|orina|deposiciones?|diarrea)",
-        r"heces negras", r"diarrea (muy )?(fuerte|intensa|grave|severa)", r"diarrea \d+ veces",
-        r"dolor (de (estomago|barriga|cabeza)|abdominal) (muy )?(fuerte|intenso|severo)", r"vomit(o|ando|e) sangre",
-        r"tos con sangre", r"toso sangre", r"me desmaye", r"desmay(o|e|ado|ada|arme)", r"perdi el conocimiento",
-        r"convulsion(es)?", r"confundid[oa]", r"confusion", r"no veo", r"perdida de (la )?vision",
-        r"(piel|ojos) amarill[oa]s?", r"ictericia", r"fiebre (muy )?alta", r"fiebre de (39|40|41)", r"palpitaciones",
-        r"el corazon (muy )?acelerado", r"debilidad (muy )?(fuerte|severa|intensa)", r"no puedo (caminar|andar|levantarme)",
-        r"ampollas", r"erupcion (muy )?(fuerte|grave|severa)", r"suicid\w*", r"quitarme la vida",
-        r"me siento muy mal", r"estoy muy mal",
-        # como lo escriben los pacientes: palabras de todos los dias, sin acentos, con faltas
-        r"me duele (mucho |muchisimo )?(el|mi) pecho", r"el pecho me duele", r"(casi )?no puedo respirar", r"no respiro bien",
-        r"sangre en (el|la) (bano|inodoro|papel|taza)", r"(hay|habia|salio|sale|con) (mucha |un poco de |bastante )?sangre"
-        r"(?! (de|para) (analisis|examen|prueba))", r"sangrado", r"mare(o|ado|ada|arme) (al|cuando) (me )?(paro|levanto|pongo de pie)",
-        r"(muy|bien) maread[oa]", r"me mareo mucho", r"casi me desmay\w*"),
     "staff": _any(r"(me )?(puede|podria|pueden|podrian) llamar (una|un|la|el|alguien)",
                   r"llamar(me)? (alguien|una enfermera|un medico|una persona)", r"me (puede|pueden|podria|podrian) llamar",
                   r"(una|un) (enfermer[oa]|medic[oa]|doctor[a]?) (me )?(puede|podria)? ?llam(e|ar)",
@@ -80,6 +62,119 @@ PATTERNS: dict[str, re.Pattern] = {
                            r"\b(a que hora|que dia|cuando|donde|cual(es)?)\b", _I),
     "scheduling_words": _any(r"cita", r"hora", r"horario", r"consulta", r"visita", r"reserv\w*", r"disponib\w*",
                              r"infusion", r"seguimiento"),
+}
+#: Síntomas urgentes (``services.scheduling.urgency``): un léxico de conceptos de síntomas con las guardas que
+#: anulan una coincidencia (negación, "si", pasado, ya resuelto, modismos y análisis). Texto en minúsculas sin acentos.
+_SALIDA = (r"heces|caca|popo|pupu|deposicion\w*|evacuacion\w*|bano|inodoro|papel|taza|orina|pipi|vomit\w*|tos\w*|"
+           r"escup\w*|diarrea|limpi\w*|recto|excremento|nariz|moco\w*")
+_FUERTE = (r"muy fuerte|fuertes?|muchisimo|mucho|terrible|horrible|insoportable|intens[oa]|sever[oa]|grave|"
+           r"no me puedo enderezar|no aguanto|[7-9] ?/ ?10|10 ?/ ?10|de repente|el peor|la peor|espantos[oa]")
+_FIEBRE = r"fiebre|calentura|temperatura|febril"
+_ALTA = r"3[89]([.,]\d+)?|4[0-2]([.,]\d+)?|100[.,][4-9]\d*|10[1-6]([.,]\d+)?"
+_MUCHAS = r"[6-9]|[1-9]\d|seis|siete|ocho|nueve|diez|once|doce|una docena"
+URGENCY = {
+    "concepts": {
+        "chest": [
+            r"dolor ([\w']+ ){0,2}(en el|de|del) pecho", r"(me|le|te) duele ([\w']+ ){0,3}(el |mi |su )?pecho",
+            r"pecho ([\w']+ ){0,2}(apretado|duele|aprieta|oprime|arde|pesado)", r"(presion|opresion|peso) en el pecho",
+            r"infarto", r"ataque al corazon"],
+        "breathing": [
+            r"(no|apenas|casi no) (puedo|puede|podia|podemos|pude) respirar", r"no respir\w* bien", r"(me|le|te) cuesta (mucho )?respirar",
+            r"(dificultad|problemas?) (para|al) respirar", r"(me|se|te) ahog\w*", r"ahogo", r"ahogand\w*", r"(me|le|te) falta (el )?(aire|aliento)",
+            r"falta de (aire|aliento)", r"(me quedo|se queda|quedo|quede|me quede) sin (aire|aliento)", r"sin aire",
+            r"respir\w* (muy |bien )?(rapido|agitad\w*|con silbido|raro|con dificultad|mal)", r"silbido", r"labios ([\w']+ ){0,2}(morados|azules|grises)",
+            r"se (me|le) cierra la garganta", r"garganta ([\w']+ ){0,2}(cerrando|cierra|hinchada|cerrada)", r"asfixi\w*"],
+        "bleeding": [
+            (r"sangr\w*", _SALIDA), r"(heces|caca\w*|popo\w*|pupu\w*|deposicion\w*|excremento\w*) ([\w']+ ){0,2}(negr\w*|alquitran|como (el )?alquitran)",
+            r"(negr\w*) (heces|caca|popo)", r"(posos|asientos|granos) de cafe", r"cafe molido",
+            r"(hay|habia|salio|sale|con) (mucha |un poco de |bastante |algo de )?sangre", r"sangrado"],
+        "syncope": [r"desmay\w*", r"perd\w* el conocimiento", r"(me|se) (cai|cayo) (al suelo|redond\w*)", r"se desvanec\w*",
+                    r"todo (se puso|se me puso) (negro|oscuro)"],
+        "dizziness": [
+            r"(muy|tan|bien|super) marea\w*", r"marea\w* ([\w']+ ){0,4}(no me puedo|me cai|al pararme|al levantarme|cuando me "
+            r"(paro|levanto|pongo de pie))", r"mareos? (muy )?(fuerte|intenso)s?", r"me mareo mucho", r"(todo|el cuarto) (me )?da vueltas",
+            r"vertigo", (r"mare\w*", r"me cai|se cayo|caida|no me puedo (parar|levantar)")],
+        "confusion": [
+            r"confundid\w*", r"confusion", r"desorientad\w*", r"no (sabe|se) (que dia|donde esta|donde estoy|quien)",
+            r"no (me|nos|la|lo|le) reconoce", r"(muy|bien|tan) (dormid\w*|somnolient\w*|adormilad\w*)",
+            r"no (responde|respondia|reacciona|reaccionaba)", r"decaid\w*", r"(se|me) perd\w* ([\w']+ ){0,5}(a casa|de siempre|todos los dias|cada semana|que conozco|conocid\w*)",
+            r"no (me acorde|recorde|recuerdo) (el camino|como)", r"habla (raro|arrastr\w*)", r"arrastra las palabras",
+            r"no tiene sentido lo que dice", r"dice cosas sin sentido"],
+        "seizure": [r"convulsi\w*", r"ataque epilep\w*", (r"ataque", r"sacud\w*|tembl\w*|convuls\w*|espuma|no respond\w*"), (r"tembl\w*|tiembl\w*|sacud\w*", r"piso|suelo|no respond\w*|no contest\w*|todo el cuerpo|"
+                                                                                r"todo\b")],
+        "skin": [
+            r"ampolla\w*", r"se (me|le) (esta |estan )?pel\w*", r"piel ([\w']+ ){0,3}pel\w*", r"pelando", r"despell\w*", r"llagas?", r"(ulceras|aftas) ([\w']+ ){0,2}boca",
+            r"(labios|cara|lengua|ojos|parpados) ([\w']+ ){0,3}hinch\w*", r"hinch\w* ([\w']+ ){0,3}(labios|cara|lengua)",
+            r"(sarpullido|ronchas|erupcion|salpullido|granos) ([\w']+ ){0,4}(todo el cuerpo|toda la cara|todas partes|por todo|"
+            r"la cara|se extiende)", r"se me cae la piel", r"piel ([\w']+ ){0,3}(cae|cayendo)"],
+        "jaundice": [r"(piel|ojos|cara|se ve|se ven) ([\w']+ ){0,2}amarill\w*", r"amarill\w* ([\w']+ ){0,2}(piel|ojos)",
+                     r"ictericia", r"orina ([\w']+ ){0,2}(oscura|como (te|coca|refresco)|cafe|marron)"],
+        "fever": [(_FIEBRE, _ALTA),
+                  r"(tengo|tiene) (3[89]|4[0-2])([.,]\d+)?( ?(grados|°c?|c))?(?!\s+(anos|meses|dias|semanas|horas|minutos|"
+                  r"kilos|kg|libras|pesos|dolares|euros|citas))", r"fiebre (muy )?alta", r"(mucha|bastante) fiebre",
+                  (_FIEBRE, r"escalofrios|temblores|chills"),
+                  r"(tengo|tiene|tenemos|con|me dio|le dio|me subio la|le subio la) (mucha )?(fiebre|calentura)"],
+        "diarrhoea": [
+            (r"diarrea|deposicion\w*|evacuacion\w*|heces|caca|popo|cursos|obr\w*",
+             r"(" + _MUCHAS + r")\s*(o \d+\s+)?(veces|x|deposiciones|evacuaciones|times)\b|\bx\s?(" + _MUCHAS + r")\b"),
+            (r"diarrea", r"cada hora|toda la noche|todo el dia|sin parar|no (puedo|me deja) salir del bano|no para"),
+            r"no (puedo )?(salir|dejar de ir) del bano",
+            r"diarrea ([\w']+ )?(muy )?(fuerte|intensa|grave|severa|terrible|horrible)", r"(mucha|muchisima|terrible) diarrea"],
+        "abdominal": [(r"panza|barriga|estomago|abdomen|vientre|abdominal|colicos?|tripa|costado",
+                       r"dolor\w*|duele|colicos?|retortijon\w*", _FUERTE)],
+        "vomiting": [r"vomit\w* ([\w']+ ){0,3}(todo|todo el dia|toda la noche|sin parar|cada hora|([4-9]|\d\d) veces)",
+                     r"no (me )?(pasa|retengo|tolero|aguanta) (ni )?(el agua|nada|nada de liquidos|liquidos)",
+                     r"no (paro|puedo parar|deja) de vomitar", r"sigo vomitando",
+                     r"vomit\w* (desde|hace) (anoche|ayer|esta manana|horas|\d+ (horas|dias)|dos dias)"],
+        "headache_vision": [
+            (r"dolor de cabeza|(me|le) duele ([\w']+ ){0,2}la cabeza|migrana|jaqueca", _FUERTE), r"(me|le) late la cabeza",
+            r"veo ([\w']+ ){0,2}(doble|borroso|manchas|nublado)", r"vista ([\w']+ )?(borrosa|doble|nublada)", r"vision ([\w']+ )?(borrosa|doble)",
+            r"no veo (bien|nada|de un ojo|del ojo)", r"perd\w* (la )?(vista|vision)", r"perdida de (la )?vision",
+            r"parpados? ([\w']+ )?caid\w*"],
+        "stroke_weakness": [
+            r"se (me|le) debilit\w*", r"(se (me|le) )?(durmio|entumio|entumecio|adormecio) (\w+ )?(brazo|pierna|mano|cara|lado)", r"debil\w* ([\w']+ ){0,3}(brazo|pierna|lado|mano)",
+            r"(brazo|pierna|mano|lado) ([\w']+ ){0,3}(debil\w*|dormid\w*|entumid\w*|adormecid\w*|no (lo|la) puedo mover)",
+            r"cara ([\w']+ ){0,2}(caida|torcida|chueca)",
+            r"(adormec\w*|entumec\w*|dormid\w*|durmio|paraliz\w*) ([\w']+ ){0,3}(mitad|lado|medio) ([\w']+ ){0,2}(cara|cuerpo)", r"boca (torcida|chueca)", r"(tan|muy) debil\w*", r"debil\w* que no",
+            r"no (puedo|puede) (ni )?(caminar|andar|levantarme|levantarse|pararme|pararse|subir|agarrar|sostener|mover)",
+            r"no (me|se) (puedo|puede) (levantar|parar|mover|enderezar)", r"debilidad (muy )?(fuerte|severa|intensa)",
+            r"no puedo hablar bien"],
+        "urine": [r"(no|casi no|sin|apenas) (he |ha )?(hecho pipi|orinad\w*|orino|orina|orinar|meado|hago pipi|hace pipi)",
+                  r"no (puedo|puede) orinar", r"(no|casi no) (he |ha )?ido a (orinar|hacer pipi)", r"casi sin orinar", r"orin\w* (muy |bien )?(poco|poquito|nada)", (r"(mucha )?sed", r"orin\w*|pipi")],
+        "heart": [r"(corazon|pulso) ([\w']+ ){0,3}(acelerad\w*|late (muy |bien )?(rapido|fuerte|fuertisimo)|a mil|desbocad\w*)",
+                  r"(me|le) late (muy |bien )?(rapido|fuerte) el corazon", r"palpitacion\w*", r"taquicardia", r"corazon ([\w']+ ){0,3}(se me sale|se sale)",
+                  (r"corazon|pulso|latidos", r"rapid\w*|acelerad\w*|a mil|desbocad\w*|1[2-9]\d|late (muy |bien )?fuerte")],
+        "suicidal": [r"suicid\w*", r"quitarme la vida", r"matarme", r"(no|ya no) quiero (seguir )?vivi\w*", r"mejor sin mi",
+                     r"hacerme dano", r"acabar con (todo|mi vida)", r"(pensado|pienso) (en )?como hacerlo", r"quiero morir\w*",
+                     r"(quisiera|quiero|ojala) no despertar\w*", r"no despertar(me)? mas"],
+        "very_unwell": [
+            r"(me siento|se siente|siento|estoy|esta|me encuentro) (muy |bien |super |tan )(mal|enferm\w*)",
+            r"(me siento|se siente|estoy|esta|me encuentro) (fatal|malisim\w*|horrible|terrible|pesim\w*)",
+            r"no es (el|un) cansancio normal", r"duerm\w* ([\w']+ ){0,2}(1[6-9]|2[0-4]) horas", r"no (me )?puedo levantar",
+            r"no se puede levantar"],
+    },
+    "spellings": [
+        (r"bomit(\w*)", r"vomit\1"), (r"mariad([oa]s?)", r"maread\1"), (r"desmall(\w*)", r"desmay\1"),
+        (r"convulc(\w*)", r"convuls\1"), (r"amari?y(\w*)", r"amarill\1"), (r"dia(r|rr|hr)e+ah?", "diarrea"),
+        (r"respir+ar", "respirar"), (r"d", "de"), (r"q|k", "que"), (r"xq|pq", "porque")],
+    "lasting": ["chest", "breathing", "bleeding", "syncope", "seizure", "stroke_weakness", "suicidal", "confusion"],
+    "not_symptoms": [
+        r"(analisis|examen|examenes|prueba|pruebas|estudios?|muestras?|extraccion|toma|laboratorio|conteo|grupo) de sangre",
+        r"sacar(me|le|nos|te)? (la )?sangre", r"en la sangre", r"donar sangre", r"azucar",
+        r"presion (arterial )?([\w']+ )?(normal|bien|de \d+|\d+)", r"pastilla de la presion", r"me muero (por|de) \w+",
+        r"quita(r|n)? el aliento", r"me da(n)? dolor de cabeza", r"(se me|me) cayo el alma", r"harta?",
+        r"me siento (muy |tan )?mal (por|de que|con|de)", r"no veo la hora", r"(mi|la) vista (al|del|de la) \w+",
+        r"citas? de (los )?ojos", r"casi me (da|dio) un infarto (cuando|con|al)"],
+    "clause_break": [r"pero", r"aunque", r"sin embargo", r"y", r"e", r"but", r"though", r"and", r"ademas", r"tambien"],
+    "negation": [r"no\s*$", r"no (me |le |se )?(he|ha|hemos|han)( tenido| sentido| notado)?", r"no (tengo|tiene|hay|he tenido|ha tenido|siento|presento|noto|note)( nada de)?( ningun\w*)?",
+                 r"sin", r"ni", r"nada de", r"tampoco", r"niega", r"ningun\w*", r"nunca", r"without"],
+    "hypothetical": [r"si (me |le |te )?(da|dan|sale|salen|tengo|tiene|pasa|llega|empiez\w*|aparec\w*|vuelve)",
+                     r"que pasa si", r"mas adelante", r"en el futuro", r"en caso de", r"por si", r"cuantas veces", r"cuanto"],
+    "past": [r"cuando (era|fui) (nino|nina|joven|chic[oa])", r"(?<!desde )hace (\d+|un|una|dos|tres|varios|varias|muchos|muchas|unos|unas) (anos?|meses|mes)",
+             r"(del|el) (mes|ano) pasado", r"(?<!\d )de (enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|octubre|"
+                                              r"noviembre|diciembre)", r"de (nino|nina|joven)"],
+    "resolved": [r"(se (me |le )?)(quito|fue|paso|curo|ha quitado|ha ido)", r"ya (paso|no tengo|no tiene|se fue)",
+                 r"(desaparecio|mejoro|mejore)", r"ya estoy (mejor|bien)", r"esta (mejor|bien) ya"],
 }
 #: Un simple acuse de recibo: leido, no aceptado.
 ACKS = frozenset({"vale", "ok", "okay", "oki", "bueno", "entendido"})
