@@ -163,18 +163,34 @@ async def send_hl7_note(run: TenantRun, run_id: str, index: int, patient: DemoPa
     return note
 
 
-async def patient_view(cds_url: str, tenant: str, token: str, patient: str, user: str) -> list[dict]:
-    """The EHR's ``patient-view`` hook call as it opens a chart: the cards the CDS service returns."""
+#: A CDS service that answers 5xx (a busy shared database) is asked again, this many times in all.
+CDS_ATTEMPTS = 5
+CDS_BACKOFF_S = 1.0
+
+
+async def patient_view(cds_url: str, tenant: str, token_for, patient: str, user: str) -> list[dict]:
+    """The EHR's ``patient-view`` hook call as it opens a chart: the cards the CDS service returns.
+    ``token_for()`` mints a fresh JWT per attempt (a token's ``jti`` is good for one call)."""
     from services.cdshooks.cards import SERVICE_ID
 
     body = {"hook": "patient-view", "hookInstance": str(uuid.uuid4()),
             "context": {"userId": user, "patientId": patient}}
+    status = 0
     async with httpx.AsyncClient(timeout=30) as http:
-        response = await http.post(f"{cds_url}/{tenant}/cds-services/{SERVICE_ID}", json=body,
-                                   headers={"Authorization": f"Bearer {token}"})
-    if response.status_code != 200:
-        raise RuntimeError(f"{tenant}: CDS patient-view answered HTTP {response.status_code}")
-    return response.json().get("cards") or []
+        for attempt in range(CDS_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(CDS_BACKOFF_S * attempt)
+            try:
+                response = await http.post(f"{cds_url}/{tenant}/cds-services/{SERVICE_ID}", json=body,
+                                           headers={"Authorization": f"Bearer {token_for()}"})
+            except httpx.TransportError:
+                continue
+            status = response.status_code
+            if status == 200:
+                return response.json().get("cards") or []
+            if status < 500:
+                break
+    raise RuntimeError(f"{tenant}: CDS patient-view answered HTTP {status or 'nothing'}")
 
 
 async def send_message(run: TenantRun, patient_key: str, text: str, recipient: str) -> str:

@@ -204,8 +204,8 @@ async def cds_cards(pipe: Pipeline, runs: dict[str, driver.TenantRun]) -> dict[s
         kid = registry.get(t.id).setting("cds_client_kid")
         run, total = runs[t.id], 0
         for patient in run.patients.values():
-            token = cds_token(pipe.plan, t.id, kid, SERVICE_ID)
-            total += len(await driver.patient_view(pipe.plan.cds_url, t.id, token, patient,
+            total += len(await driver.patient_view(pipe.plan.cds_url, t.id,
+                                                   lambda: cds_token(pipe.plan, t.id, kid, SERVICE_ID), patient,
                                                    f"Practitioner/{run.practitioners['onc-1']}"))
         out[t.id] = total
     return out
