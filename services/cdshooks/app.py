@@ -25,6 +25,7 @@ import os
 from datetime import datetime, timezone
 from typing import Mapping
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -235,6 +236,13 @@ def create_app(settings: Settings, cds: CdsSettings, *, secrets: SecretSettings 
     app.state.vigil = state
     for method, path, handler in ROUTES:
         app.add_api_route(path, handler, methods=[method])
+
+    @app.exception_handler(asyncpg.TooManyConnectionsError)
+    @app.exception_handler(asyncpg.CannotConnectNowError)
+    @app.exception_handler(ConnectionError)
+    async def _database_unavailable(_request: Request, exc: Exception):
+        log.warning("cds.unavailable", error_class=type(exc).__name__)
+        return _error(503, "unavailable", "the request could not be served; try again")
 
     @app.exception_handler(VigilError)
     async def _vigil_error(_request: Request, exc: VigilError):

@@ -164,7 +164,7 @@ async def send_hl7_note(run: TenantRun, run_id: str, index: int, patient: DemoPa
 
 
 #: A CDS service that answers 5xx (a busy shared database) is asked again, this many times in all.
-CDS_ATTEMPTS = 5
+CDS_ATTEMPTS = 6
 CDS_BACKOFF_S = 1.0
 
 

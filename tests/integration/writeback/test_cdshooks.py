@@ -208,3 +208,19 @@ async def _all_recorded(wb, decision_ids: list[str]) -> bool:
         except NotFoundError:
             return False
     return True
+
+
+async def test_a_database_out_of_connections_is_a_503_not_a_500(wb_tenant, cds, monkeypatch):
+    """PostgreSQL refusing connections (too many clients) is a temporary 503 the EHR may retry."""
+    import asyncpg
+
+    from services.cdshooks import cards
+
+    async def refused(*_args, **_kwargs):
+        raise asyncpg.TooManyConnectionsError("sorry, too many clients already")
+
+    monkeypatch.setattr(cards, "open_findings", refused)
+    r = await cds.post(f"/{wb_tenant.tenant}/cds-services/irae-patient-view", json=hook_body("p-1"),
+                       headers={"Authorization": f"Bearer {token(cds, wb_tenant.tenant)}"})
+    assert r.status_code == 503 and r.json()["error"] == "unavailable"
+    assert "too many" not in r.text
