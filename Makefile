@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find protos -name '*.proto' 2>/dev/null | sort)
 
-.PHONY: install gen test test-unit test-integration demo bench bench-runtime bench-isolation bench-extraction bench-ehr bench-ingest bench-hl7 bench-grpc bench-writeback bench-scheduling test-conversations chaos browser dev-up dev-down clean
+.PHONY: install gen test test-unit test-integration demo bench bench-runtime bench-isolation bench-extraction bench-ehr bench-ingest bench-hl7 bench-grpc bench-writeback bench-scheduling bench-crawl test-conversations chaos browser dev-up dev-down clean
 
 install: $(VENV)/.installed gen
 
@@ -74,6 +74,10 @@ bench-extraction: install
 
 bench-ehr: dev-up
 	$(PY) -m bench.ehr
+
+# A silent crawl of N realistic notes through the batch lane vs bare medspaCy (CRAWL_N, default 2000).
+bench-crawl: dev-up
+	$(PY) -m bench.crawl $(CRAWL_N)
 
 bench-ingest: dev-up
 	$(PY) -m bench.ingest

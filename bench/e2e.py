@@ -12,8 +12,13 @@ last third <= ``CLIMB_FACTOR`` x p50 of the first third).
 Baseline (same run, same rates, same EHR): the note create followed directly by a Task create
 and a Task read, i.e. the EHR write + read path alone, with no pipeline in between.
 
-    python -m bench.e2e [--rates 2,3,5,10] [--seconds 12]
+    python -m bench.e2e [--rates 2,3,5,10] [--seconds 12] [--backfill N]
 Writes artifacts/bench/e2e.json and artifacts/bench/e2e.png.
+
+``--backfill N`` also starts the batch lane (``Pipeline(batch_lane=True)``) and, before the rate
+steps, a silent `vigil backfill run` of N realistic notes (``bench/crawl.py``'s NDJSON) for the
+same tenant: the real-time figures are then measured while the batch lane works through its
+backlog, and the result records how many batch notes were decided during the steps.
 """
 from __future__ import annotations
 
@@ -176,16 +181,73 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-async def measure(pipe: Pipeline, rates: list[float], seconds: float) -> dict:
+async def batch_decided(pipe: Pipeline) -> int:
+    """Batch notes whose findings triage-batch has committed so far (a stage commits per poll batch)."""
+    from bench.crawl import committed
+
+    return (await committed(pipe.plan.settings, TENANT.id, "triage-batch", "batch-findings"))[0]
+
+
+async def batch_noted(pipe: Pipeline) -> int:
+    """Batch notes with at least one decision in the ledger so far (read with the platform connection)."""
+    from services.core.db import create_pool
+
+    pool = await create_pool(pipe.plan.settings, min_size=1, max_size=1)
+    try:
+        return await pool.fetchval("SELECT count(DISTINCT findings_event_id) FROM vigil_decisions "
+                                   "WHERE tenant = $1 AND run IS NOT NULL", TENANT.id)
+    finally:
+        await pool.close()
+
+
+def start_backfill(pipe: Pipeline, n: int, tag: str):
+    """`vigil backfill run` of ``n`` realistic notes in its own process (its progress in the log folder)."""
+    import subprocess
+    import sys
+
+    from bench.crawl import write_notes
+    from services.commands.demo.plan import SERVICES
+
+    notes = OUT_DIR / "e2e-backfill.ndjson"
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    write_notes(notes, n, f"bf{tag}")
+    env = pipe.plan.service_env(next(s for s in SERVICES if s.name == "ingest"))
+    log = open(pipe.plan.logs_dir / "backfill.log", "ab")
+    return subprocess.Popen([sys.executable, "-m", "tests.fixtures.batch_cli", "backfill", "run", "--tenant", TENANT.id,
+                             "--source", "jsonl", str(notes), "--name", f"bench-{tag}", "--silent", "--quiet"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+async def measure(pipe: Pipeline, rates: list[float], seconds: float, backfill: int = 0) -> dict:
     tag = datetime.now(timezone.utc).strftime("%H%M%S")
     await pipeline_step(pipe, 1.0, WARM_UP_NOTES, f"{tag}-warm")
     results: dict = {"pipeline": [], "baseline": []}
+    proc = None
+    if backfill:
+        proc = start_backfill(pipe, backfill, tag)
+        while await batch_decided(pipe) < 20:  # the batch lane is busy before the first step
+            await asyncio.sleep(0.5)
+        import os
+
+        results["backfill"] = {"notes": backfill, "decided_before_steps": await batch_decided(pipe),
+                               "notes_with_decisions_before_steps": await batch_noted(pipe),
+                               "batch_max_rate": os.environ.get("VIGIL_BATCH_MAX_RATE") or "none"}
     for rate in rates:
         results["baseline"].append(await baseline_step(pipe, rate, seconds, f"{tag}-base-{rate:g}"))
         step = await pipeline_step(pipe, rate, seconds, f"{tag}-e2e-{rate:g}")
         results["pipeline"].append(step)
         print(f"rate {rate:g}/s: p50 {step['latency_s']['p50']} s, p95 {step['latency_s']['p95']} s, "
               f"{step['tasks_seen']}/{step['notes']} Tasks, sustained {step['sustained']}", flush=True)
+    if proc is not None:
+        results["backfill"]["decided_after_steps"] = await batch_decided(pipe)
+        results["backfill"]["notes_with_decisions_after_steps"] = await batch_noted(pipe)
+        results["backfill"]["ingest_still_running"] = proc.poll() is None
+        proc.terminate()
+        proc.wait()
+        bf = results["backfill"]
+        print(f"batch lane during the steps: findings of {bf['decided_after_steps'] - bf['decided_before_steps']} "
+              f"notes committed by triage-batch, {bf['notes_with_decisions_after_steps'] - bf['notes_with_decisions_before_steps']}"
+              f" notes with decisions recorded (of a {backfill}-note backfill)", flush=True)
     sustained = [r["rate"] for r in results["pipeline"] if r["sustained"]]
     results["max_sustained_rate"] = max(sustained) if sustained else None
     return results
@@ -195,23 +257,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", default="2,3,5,10", help="notes per second, comma-separated")
     parser.add_argument("--seconds", type=float, default=12.0, help="duration of each rate step")
+    parser.add_argument("--backfill", type=int, default=0, help="notes of a batch run going on meanwhile")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     configure("warning")
     plan = DemoPlan.create("bench", port_base=BENCH_PORT_BASE)
-    pipe = Pipeline(plan, (TENANT,), log=print, optional=False)
+    pipe = Pipeline(plan, (TENANT,), log=print, optional=False, batch_lane=args.backfill > 0)
     try:
         pipe.up()
-        results = asyncio.run(measure(pipe, rates, args.seconds))
+        results = asyncio.run(measure(pipe, rates, args.seconds, args.backfill))
     finally:
         pipe.down()
     results.update({"engine": "rules", "step_seconds": args.seconds, "services": [s.name for s in pipe.services()],
                     "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    (OUT_DIR / "e2e.json").write_text(json.dumps(results, indent=2, default=str))
-    plot(results, OUT_DIR / "e2e.png")
+    name = "e2e-backfill" if args.backfill else "e2e"
+    (OUT_DIR / f"{name}.json").write_text(json.dumps(results, indent=2, default=str))
+    plot(results, OUT_DIR / f"{name}.png")
     print(table(results))
-    print(f"wrote {OUT_DIR / 'e2e.json'} and {OUT_DIR / 'e2e.png'}")
+    print(f"wrote {OUT_DIR / f'{name}.json'} and {OUT_DIR / f'{name}.png'}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from services.commands import audit, dev, keys, modes, security, serve, tenant
+from services.commands import audit, crawl, dev, keys, modes, security, serve, tenant
 from services.commands import demo as demo_command
 from services.control import cli as control_cli
 from services.core import devstack
@@ -41,6 +41,7 @@ GROUPS: list[tuple[str, typer.Typer]] = [
     ("dlq", control_cli.dlq_app),
     ("token", control_cli.token_app),
     ("conversations", scheduling_cli.app),
+    ("crawl", crawl.app),
 ]
 
 devstack.register(ehr_cli.DEVSTACK_COMPONENT)  # `vigil dev up` starts the EHR sandbox

@@ -10,7 +10,8 @@ Columns: id, time, tenant, agent, patient, input refs and hashes (document id an
 findings event id, sha256 of the note text), engine, engine version, prompt hash, category,
 grade, kind, episode key, mode, write (whether writeback may write it), suppressed (why it was
 not emitted, e.g. ``kill-switch``), output (the decision event's data *without* the quote),
-confidence, quote (AES-GCM envelope, purpose ``ledger-quote``; the quote is PHI), written refs
+confidence, quote (AES-GCM envelope, purpose ``ledger-quote``; the quote is PHI), run (the batch
+run a silent retrospective decision belongs to; null on the real-time lane), written refs
 (``Type/id/_history/v``), task id, clinician action (accepted | overridden), its reason and time.
 
     ledger = DecisionLedger(pools, keyring)
@@ -79,6 +80,10 @@ CREATE INDEX IF NOT EXISTS vigil_decisions_task ON vigil_decisions (tenant, task
 CREATE INDEX IF NOT EXISTS vigil_decisions_episode ON vigil_decisions (tenant, episode_key);
 """,
     tenant_rls_sql("vigil_decisions", ("SELECT", "INSERT", "UPDATE")),
+    """
+ALTER TABLE vigil_decisions ADD COLUMN IF NOT EXISTS run text;
+CREATE INDEX IF NOT EXISTS vigil_decisions_run ON vigil_decisions (tenant, run) WHERE run IS NOT NULL;
+""",
 ]
 
 
@@ -104,12 +109,13 @@ class Decision:
     episode_action: str | None = None
     suppressed: str | None = None
     confidence: float | None = None
+    run: str | None = None                 # the batch run (silent retrospective run) it belongs to
     time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
 _COLUMNS = ("id", "time", "agent", "patient", "document_id", "document_version", "findings_event_id",
             "note_sha256", "engine", "engine_version", "prompt_hash", "category", "grade", "kind", "episode_key",
-            "episode_action", "mode", "write", "suppressed", "output", "confidence", "quote")
+            "episode_action", "mode", "write", "suppressed", "output", "confidence", "quote", "run")
 
 
 def delivery_suppressed(decision: dict, state) -> str | None:
@@ -117,6 +123,8 @@ def delivery_suppressed(decision: dict, state) -> str | None:
     ``vigil.triage.decision`` data, ``state`` the results agent's ``modes.AgentState``: triage's own
     mode and ``write`` flag first, then the agent's current mode and pilot list. (The kill switch
     is the caller's: it keeps the decision for a later replay instead of finishing it.)"""
+    if decision.get("run"):  # a batch run's decision: never on a results topic, refused if it ever were
+        return "batch-run"
     if decision["mode"] == "silent" or decision.get("write") is False:
         return "mode-silent" if decision["mode"] == "silent" else "not-written-by-triage"
     if state.mode == "silent":
@@ -230,6 +238,13 @@ class DecisionLedger:
             rows = [_row(r) for r in await conn.fetch(
                 "SELECT * FROM vigil_decisions WHERE time >= $1 ORDER BY time, id LIMIT $2", when, limit)]
         return [await self._quote(tenant, r, reveal_quote) for r in rows]
+
+    async def by_run(self, tenant: str, run: str) -> list[dict]:
+        """Every decision of one batch run (quotes not revealed), oldest first."""
+        async with self.pools.tx(check_tenant_id(tenant), readonly=True) as conn:
+            rows = [_row(r) for r in await conn.fetch(
+                "SELECT * FROM vigil_decisions WHERE run = $1 ORDER BY time, id", run)]
+        return [await self._quote(tenant, r, False) for r in rows]
 
     async def _quote(self, tenant: str, row: dict, reveal: bool) -> dict:
         blob = row.pop("quote", None)

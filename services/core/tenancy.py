@@ -29,7 +29,9 @@ TENANT_ID = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
 MODES = ("silent", "pilot", "active")
 
 #: Every stream a tenant has. Topic = vigil.<tenant>.<stream>.
-STREAMS = ("ehr-events", "findings", "actions", "scheduling", "feedback", "dlq", "hl7-inbound", "lab-results")
+#: ``batch-*`` are the batch lane's (``services.core.lanes``): backfill notes, their findings and decisions.
+STREAMS = ("ehr-events", "findings", "actions", "scheduling", "feedback", "dlq", "hl7-inbound", "lab-results",
+           "batch-events", "batch-findings", "batch-decisions")
 
 
 class TenantError(ValueError):

@@ -1,13 +1,18 @@
 """The extraction stage: wiring and start-up.
 
-    python -m services.extraction.app
+    python -m services.extraction.app [--lane realtime|batch]
 
 Consumes ``ehr-events`` of every tenant in the registry (``services.core.bus.service``), calls
 tools (VIGIL_GRPC_TOOLS_ADDR) and inference (VIGIL_GRPC_INFERENCE_ADDR) with its own service
 credential (``VIGIL_GRPC_TOKEN_*``), emits ``findings``. Health and metrics on VIGIL_METRICS_PORT.
+``--lane batch`` runs the batch lane's instance instead (``services.core.lanes``): stage
+``extraction-batch`` on ``batch-events`` -> ``batch-findings``, at the lowest CPU priority and at most
+``VIGIL_BATCH_MAX_RATE`` notes per second when set.
 """
 from __future__ import annotations
 
+import functools
+import sys
 from typing import Mapping
 
 from services.core.agentclients import AgentClients
@@ -15,18 +20,28 @@ from services.core.bus import StageSpec
 from services.core.bus.service import serve_stage
 from services.core.config import Settings
 from services.core.grpc import GrpcSettings
+from services.core.lanes import BATCH, LANES, REALTIME, Lane, Pacer, deprioritise, from_argv, max_rate
 from services.extraction.handler import STAGE, Extraction
 
 
-def specs(clients: AgentClients, **kw) -> list[StageSpec]:
-    """The stage's one spec (``kw``: retry / tuning overrides, for tests)."""
+BATCH_LANE = LANES[BATCH]
+
+
+def specs(clients: AgentClients, lane: Lane = LANES[REALTIME], rate: float = 0.0, **kw) -> list[StageSpec]:
+    """The stage's one spec in ``lane`` (``rate``: the batch lane's notes/s budget, 0 = none;
+    ``kw``: retry / tuning overrides, for tests)."""
+    if lane.batch:
+        return [StageSpec(name=BATCH_LANE.stage(STAGE), input_stream=BATCH_LANE.events,
+                          handler=Extraction(clients, BATCH_LANE, Pacer(rate)), **kw)]
     return [StageSpec(name=STAGE, input_stream="ehr-events", handler=Extraction(clients), **kw)]
 
 
-async def build(settings: Settings, env: Mapping[str, str]):
+async def build(settings: Settings, env: Mapping[str, str], lane: Lane = LANES[REALTIME]):
     clients = AgentClients(GrpcSettings.from_env(env), sub=STAGE)
-    return specs(clients), [clients]
+    return specs(clients, lane, max_rate(env) if lane.batch else 0.0), [clients]
 
 
 if __name__ == "__main__":
-    serve_stage(STAGE, build)
+    chosen = from_argv(sys.argv[1:])
+    deprioritise(chosen)
+    serve_stage(chosen.stage(STAGE), functools.partial(build, lane=chosen))

@@ -19,6 +19,7 @@ from services.core.agentclients import AgentClients
 from services.core.bus import Context
 from services.core.errors import FatalError
 from services.core.events import Event
+from services.core.lanes import LANES, REALTIME, Lane, Pacer
 from vigil.v1 import inference_pb2, tools_pb2
 
 STAGE = "extraction"
@@ -80,8 +81,10 @@ def findings_data(event: Event, note, result) -> dict:
 
 
 class Extraction:
-    def __init__(self, clients: AgentClients):
-        self.clients = clients
+    """``lane``: which findings stream the results go to (the batch lane's carry the run's name)."""
+
+    def __init__(self, clients: AgentClients, lane: Lane = LANES[REALTIME], pacer: Pacer | None = None):
+        self.clients, self.lane, self.pacer = clients, lane, pacer or Pacer()
 
     async def __call__(self, event: Event, ctx: Context) -> None:
         data = event.data
@@ -91,12 +94,15 @@ class Extraction:
         if data["action"] not in NOTE_ACTIONS:
             SKIPPED.labels(ctx.tenant, "action").inc()
             return
+        await self.pacer.wait()  # the batch lane's budget (no limit on the real-time lane)
         note = await self.clients.call("tools", ctx.tenant, "GetNote", tools_pb2.GetNoteRequest(
             document_id=data["id"], version=str(data["versionId"]), source=data.get("source") or "ehr"))
         result = await self.clients.call("inference", ctx.tenant, "Extract", inference_pb2.ExtractRequest(
             document_id=note.document_id, version=note.version, text=note.text))
         out = findings_data(event, note, result)
-        ctx.emit("findings", ctx.child(FINDINGS_TYPE, out, key=out["patient"]))
+        if data.get("run"):
+            out["run"] = data["run"]
+        ctx.emit(self.lane.findings, ctx.child(FINDINGS_TYPE, out, key=out["patient"]))
         NOTES.labels(ctx.tenant, result.engine).inc()
         for f in out["findings"]:
             FINDINGS.labels(ctx.tenant, f["category"]).inc()

@@ -267,6 +267,31 @@ def note_errors(note: GoldNote, findings: Sequence[Finding], decisions: Sequence
     return errors
 
 
+def summarise(scores: Sequence[NoteScore], *, gates: Gates = Gates(), resamples: int = BOOTSTRAP_RESAMPLES,
+              seed: int = BOOTSTRAP_SEED) -> dict:
+    """Detection scores of per-note counts: micro and per-category P/R/F1 with bootstrap 95% intervals,
+    and the gates on the micro lower bounds (shared by `vigil eval` and `vigil crawl report`)."""
+    micro = prf(*_totals(scores, CATEGORIES))
+    micro["ci95"] = bootstrap_interval(scores, CATEGORIES, resamples=resamples, seed=seed)
+    per_category = {}
+    for category in CATEGORIES:
+        tp, fp, fn = _totals(scores, [category])
+        entry = prf(tp, fp, fn)
+        entry.update(support=tp + fn, tp=tp, fp=fp, fn=fn,
+                     ci95=bootstrap_interval(scores, [category], resamples=resamples, seed=seed))
+        per_category[category] = entry
+    gate_report = {
+        "min_f1": gates.min_f1, "min_precision": gates.min_precision,
+        "f1_lower": micro["ci95"]["f1"][0], "precision_lower": micro["ci95"]["precision"][0],
+    }
+    gate_report["f1_passed"] = gate_report["f1_lower"] >= gates.min_f1
+    gate_report["precision_passed"] = gate_report["precision_lower"] >= gates.min_precision
+    gate_report["passed"] = gate_report["f1_passed"] and gate_report["precision_passed"]
+    tp, fp, fn = _totals(scores, CATEGORIES)
+    return {"n_notes": len(scores), "tp": tp, "fp": fp, "fn": fn, "micro": micro, "per_category": per_category,
+            "gates": gate_report}
+
+
 def evaluate(notes: Sequence[GoldNote], extract: Callable[[str], Sequence[Finding]], *,
              gates: Gates = Gates(), resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
              sentence_bounds: Callable[[str], list[tuple[int, int]]] = rules_sentence_bounds,
@@ -318,31 +343,12 @@ def evaluate(notes: Sequence[GoldNote], extract: Callable[[str], Sequence[Findin
         for finding in findings:
             evidence_total += 1
             evidence_exact += int(evidence_ok(note.text, finding, sentence_bounds))
-    micro = prf(*_totals(scores, CATEGORIES))
-    micro["ci95"] = bootstrap_interval(scores, CATEGORIES, resamples=resamples, seed=seed)
-    per_category = {}
-    for category in CATEGORIES:
-        tp, fp, fn = _totals(scores, [category])
-        entry = prf(tp, fp, fn)
-        entry.update(support=tp + fn, tp=tp, fp=fp, fn=fn,
-                     ci95=bootstrap_interval(scores, [category], resamples=resamples, seed=seed))
-        per_category[category] = entry
-    gate_report = {
-        "min_f1": gates.min_f1, "min_precision": gates.min_precision,
-        "f1_lower": micro["ci95"]["f1"][0], "precision_lower": micro["ci95"]["precision"][0],
-    }
-    gate_report["f1_passed"] = gate_report["f1_lower"] >= gates.min_f1
-    gate_report["precision_passed"] = gate_report["precision_lower"] >= gates.min_precision
-    gate_report["passed"] = gate_report["f1_passed"] and gate_report["precision_passed"]
-    tp, fp, fn = _totals(scores, CATEGORIES)
     report = {
-        "n_notes": len(notes), "tp": tp, "fp": fp, "fn": fn,
-        "micro": micro, "per_category": per_category,
+        **summarise(scores, gates=gates, resamples=resamples, seed=seed),
         "grade_accuracy": grade_right / grade_total if grade_total else None, "grade_n": grade_total,
         "evidence_exact_rate": evidence_exact / evidence_total if evidence_total else None,
         "evidence_n": evidence_total,
         "bootstrap": {"resamples": resamples, "seed": seed},
-        "gates": gate_report,
         "review": review,
         "by_tag": _breakdown(by_tag), "by_note_type": _breakdown(by_type), "by_length": _breakdown(by_length),
     }

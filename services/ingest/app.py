@@ -18,6 +18,7 @@ from services.ingest.config import IngestSettings
 from services.ingest.mllp.server import MllpServer
 from services.ingest.poll.runner import PollRunner
 from services.ingest.receiver.app import ReceiverContext, create_app
+from services.ingest.liveness import Liveness
 from services.ingest.receiver.watchdog import Watchdog
 from services.ingest.runtime import runtime
 
@@ -45,7 +46,8 @@ async def serve(settings: Settings | None = None, ingest: IngestSettings | None 
         poller = PollRunner(rt.registry, rt.pools, rt.publishers, rt.directory) if ingest.poll else None
         mllp = MllpServer(rt.pipeline, ingest.mllp_host, ingest.mllp_port, ingest.ssl_context(), ingest.mllp_limits)
         await mllp.start()
-        app = create_app(ReceiverContext(rt.registry, rt.secrets, rt.handler))
+        liveness = Liveness()
+        app = create_app(ReceiverContext(rt.registry, rt.secrets, rt.handler, liveness=liveness))
         tls = {"ssl_certfile": str(ingest.tls_cert), "ssl_keyfile": str(ingest.tls_key)} if ingest.tls_cert else {}
         http = uvicorn.Server(uvicorn.Config(app, host=ingest.http_host, port=ingest.http_port, log_level="warning",
                                              access_log=False, lifespan="off", **tls))
@@ -57,6 +59,12 @@ async def serve(settings: Settings | None = None, ingest: IngestSettings | None 
             await watchdog.prime()
         if poller is not None:
             poller.start()
+        liveness.add("mllp", lambda: None if mllp.serving else "listener closed")
+        liveness.add("publishing", rt.publishers.health.problem)
+        if ingest.watchdog:
+            liveness.add("watchdog", watchdog.problem)
+        if poller is not None:
+            liveness.add("polling", poller.problem)
         log.info("ingest.started", mllp_port=mllp.port, http_port=ingest.http_port,
                  polled_tenants=len(poller.pollers) if poller is not None else 0)
         try:

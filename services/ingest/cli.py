@@ -18,7 +18,7 @@ console = Console()
 err = Console(stderr=True)
 
 subscribe_app = typer.Typer(help="Create or repair the tenant's Subscriptions in its EHR.")
-backfill_app = typer.Typer(help="Publish the tenant's DocumentReferences changed since a date.")
+backfill_app = typer.Typer(help="Publish the tenant's DocumentReferences changed since a date, or run a batch source.")
 
 
 def _fail(message: str, code: int = 1):
@@ -97,14 +97,15 @@ def subscribe(tenant: str = typer.Option(..., "--tenant", help="Tenant id."),
 def backfill(ctx: typer.Context, tenant: str = typer.Option(None, "--tenant", help="Tenant id."),
              since: str = typer.Option(None, "--since", help="Date or date-time (UTC if no offset)."),
              page_size: int = typer.Option(100, "--page-size", min=1, max=1000)) -> None:
-    """Page DocumentReferences by _lastUpdated, publish each version once; resumes from its checkpoint."""
-    if ctx.invoked_subcommand is not None:
-        return
-    if not tenant or not since:
-        _fail("--tenant and --since are required (or a subcommand: vigil backfill export --help)", 2)
+    """Page DocumentReferences by _lastUpdated, publish each version once; resumes from its checkpoint.
+    `vigil backfill run` reads a batch source instead; `vigil backfill status` lists the runs."""
     from services.ingest import backfill as job
     from services.ingest.runtime import runtime
 
+    if ctx.invoked_subcommand is not None:
+        return
+    if not tenant or not since:
+        _fail("--tenant and --since are required (or a subcommand: vigil backfill run | status | export)", 2)
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
@@ -134,3 +135,6 @@ def backfill(ctx: typer.Context, tenant: str = typer.Option(None, "--tenant", he
 
 
 backfill_app.command("export")(export_cli.export)
+from services.ingest.batch import cli as batch_cli  # noqa: E402  (its commands join `vigil backfill`)
+
+batch_cli.register(backfill_app)

@@ -7,6 +7,7 @@ import asyncio
 from services.core.bus.publisher import Publisher
 from services.core.config import Settings
 from services.core.events import Event, encode_parts
+from services.ingest.liveness import PublishHealth
 
 
 class Publishers:
@@ -15,6 +16,7 @@ class Publishers:
         self._by_tenant: dict[str, Publisher] = {}
         self._lock = asyncio.Lock()
         self._started = False
+        self.health = PublishHealth()
 
     async def start(self) -> None:
         self._started = True
@@ -52,5 +54,10 @@ class Publishers:
             pub.check(event)
             key, value, headers = encode_parts(event)
             records.append((pub.topic(stream), key, value, headers))
-        for future in await pub.send_records(records):
-            await future
+        try:
+            for future in await pub.send_records(records):
+                await future
+        except Exception:
+            self.health.failed()
+            raise
+        self.health.succeeded()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import typer
@@ -37,6 +38,31 @@ def _settings(tenant: str):
         raise typer.Exit(EXIT_BAD_INPUT)
 
 
+SINCE_HELP = "Start of the period (inclusive): an ISO date (UTC midnight) or date-time."
+UNTIL_HELP = "End of the period (exclusive): an ISO date (UTC midnight) or date-time."
+
+
+def parse_when(value: str | None, option: str) -> datetime | None:
+    """An ISO date or date-time as an aware UTC datetime (naive = UTC); a bad value exits 2."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        typer.echo(f"error: {option} {value!r}: expected an ISO date (2026-01-31) or date-time "
+                   "(2026-01-31T08:00:00Z)", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+
+
+def period_options(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    start, end = parse_when(since, "--since"), parse_when(until, "--until")
+    if start is not None and end is not None and start >= end:
+        typer.echo(f"error: --since {since} is not before --until {until}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    return start, end
+
+
 def _run(coro):
     try:
         return asyncio.run(coro)
@@ -48,17 +74,20 @@ def _run(coro):
 @gate_app.callback()
 def gate(tenant: str = typer.Option(..., "--tenant"),
          to: str = typer.Option(None, "--to", help="pilot | active (default: the next mode)."),
+         since: str = typer.Option(None, "--since", help=SINCE_HELP + " Default: the gate window before --until."),
+         until: str = typer.Option(None, "--until", help=UNTIL_HELP + " Default: now."),
          as_json: bool = typer.Option(False, "--json")) -> None:
     """Evaluate whether TENANT may move to the next mode; the decision is recorded and audited."""
     from services.core.modes import ModeStore
     from services.monitor import gates
 
     settings, ms = _settings(tenant)
+    start, end = period_options(since, until)
 
     async def go():
         async with gates.opened(settings) as pools:
             return await gates.evaluate(ms, settings, pools, ModeStore(pools, settings.tenants_file), tenant, to,
-                                        actor=cli_actor())
+                                        actor=cli_actor(), since=start, until=end)
 
     result = _run(go())
     if as_json:
@@ -74,19 +103,77 @@ def gate(tenant: str = typer.Option(..., "--tenant"),
 
 
 @report_app.callback()
-def report(tenant: str = typer.Option(..., "--tenant"), out: Path = typer.Option(..., "--out")) -> None:
-    """Write OUT/index.html with plots: alerts per day, override rate, time to alert, drift, cost."""
-    from services.monitor import gates
+def report(tenant: str = typer.Option(..., "--tenant"),
+           out: Path = typer.Option(None, "--out", help="Write OUT/index.html and its PNG charts."),
+           since: str = typer.Option(None, "--since", help=SINCE_HELP + " Default: the first event counted."),
+           until: str = typer.Option(None, "--until", help=UNTIL_HELP + " Default: now."),
+           explain: str = typer.Option(None, "--explain", metavar="FIGURE",
+                                       help="List the ids behind FIGURE (notes, notes_with_findings, findings, "
+                                            "decisions, tasks_written, accepted, overridden, ignored, "
+                                            "override_rate, time_to_alert) instead of writing the report."),
+           as_json: bool = typer.Option(False, "--json", help="With --explain: JSON; else print the figures.")) -> None:
+    """Write OUT/index.html with charts over a period, or explain one figure with the ids behind it."""
+    from services.monitor import figures, gates, units
     from services.monitor.report.render import write_report
     from services.monitor.store import MonitorStore
 
     settings, ms = _settings(tenant)
+    start, end = period_options(since, until)
+    if explain is not None and explain not in figures.NAMES:
+        typer.echo(f"error: --explain {explain!r}: expected one of {', '.join(figures.NAMES)}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if out is None and explain is None and not as_json:
+        typer.echo("error: give --out DIR (the report), --explain FIGURE or --json (the figures)", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
 
     async def go():
         async with gates.opened(settings) as pools:
-            return await write_report(MonitorStore(pools), ms, tenant, out)
+            store = MonitorStore(pools)
+            if out is not None:
+                return await write_report(store, ms, tenant, out, start, end)
+            f = await figures.compute(store, tenant, start, end)
+            f.reconciliation = figures.reconcile(f, await figures.ledger_rows(pools, tenant, f.since))
+            return f
 
-    typer.echo(str(_run(go())))
+    got = _run(go())
+    if out is not None:
+        typer.echo(str(got))
+        return
+    if explain is None:
+        typer.echo(json.dumps(got.as_dict(), default=str))
+        return
+    figure = got.figures[explain]
+    rows = _explain_rows(got, explain)
+    if as_json:
+        typer.echo(json.dumps({"tenant": tenant, "figure": explain, "value": figure.value, "since": got.since,
+                               "until": got.until, "source": figure.source, "ids": rows}, default=str))
+        return
+    value = units.duration(figure.value) + " (p95)" if explain == "time_to_alert" else \
+        units.percent(figure.value) if explain == "override_rate" else str(figure.value)
+    typer.echo(f"{explain} = {value}: {tenant}, {units.period(got.since, got.until)}")
+    typer.echo(f"source: {figure.source}")
+    for row in rows:
+        typer.echo("\t".join(str(v) for v in row.values()))
+
+
+def _explain_rows(f, name: str) -> list[dict]:
+    """One row per id behind the figure, with what makes it count."""
+    ids = f.figures[name].ids
+    if name in ("tasks_written", "accepted", "overridden", "ignored", "override_rate", "time_to_alert"):
+        by_id = {t["task_id"]: t for t in f.tasks}
+        return [{"task": i, "decision": by_id[i]["decision_id"], "written": by_id[i]["written_time"],
+                 "outcome": by_id[i]["action"] or ("ignored" if by_id[i]["ignored_at"] else "open"),
+                 **({"reason": by_id[i]["reason"]} if by_id[i]["action"] == "overridden" else {}),
+                 **({"tta_seconds": by_id[i]["tta_seconds"]} if name == "time_to_alert" else {})} for i in ids]
+    if name == "decisions":
+        by_id = {d["decision_id"]: d for d in f.decisions}
+        return [{"decision": i, "note": by_id[i]["document"], "category": by_id[i]["category"],
+                 "kind": by_id[i]["kind"], "time": by_id[i]["time"]} for i in ids]
+    if name == "findings":
+        return [{"note": i.split("#")[0], "category": i.split("#")[1]} for i in ids]
+    by_doc = {n["document"]: n for n in f.notes}
+    return [{"note": i, "findings": by_doc[i]["findings"], "event": by_doc[i]["event_id"], "time": by_doc[i]["time"]}
+            for i in ids]
 
 
 @monitor_app.command("drift")

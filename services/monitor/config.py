@@ -4,15 +4,14 @@ Every threshold of the drift alerts and the promotion gates is here, with its va
 
 | variable | default | meaning |
 |---|---|---|
-| ``VIGIL_MONITOR_APP_ID`` | ``vigil-platform.monitor`` | faust app id = consumer group; prefix of the changelog topics |
-| ``VIGIL_MONITOR_TENANTS`` | (registry) | comma-separated tenant ids; default every registry tenant |
+| ``VIGIL_MONITOR_APP_ID`` | ``vigil-platform.monitor`` | faust app id = consumer group |
+| ``VIGIL_MONITOR_TENANTS`` | (registry) | comma-separated tenant ids; default every registry tenant, followed while it runs |
 | ``VIGIL_MONITOR_WINDOW_S`` | 3600 | tumbling window of the counters (seconds) |
-| ``VIGIL_MONITOR_OVERRIDE_WINDOW_DAYS`` | 30 | hopping window of the override rate (step 1 day) |
-| ``VIGIL_MONITOR_EXPIRES_DAYS`` | 35 | how long windows stay in the in-memory tables |
+| ``VIGIL_MONITOR_OVERRIDE_WINDOW_DAYS`` | 30 | trailing window of the override-rate gauge and alert (ending at the tenant's newest action) |
 | ``VIGIL_MONITOR_IGNORED_AFTER_S`` | 259200 | a Task with no clinician action after this long is *ignored* (72 h) |
 | ``VIGIL_MONITOR_PSI_MAX`` | 0.2 | PSI above this raises a drift alert |
 | ``VIGIL_MONITOR_F1_DROP_MAX`` | 0.05 | gold-set micro F1 below baseline by more than this raises an alert |
-| ``VIGIL_MONITOR_OVERRIDE_RATE_MAX`` | 0.10 | override rate over the hopping window above this raises an alert |
+| ``VIGIL_MONITOR_OVERRIDE_RATE_MAX`` | 0.10 | override rate over the trailing window above this raises an alert |
 | ``VIGIL_MONITOR_OVERRIDE_MIN_ACTIONS`` | 10 | fewer clinician actions in the window: no override alert |
 | ``VIGIL_MONITOR_BASELINE_DAYS`` / ``..._CURRENT_DAYS`` | 28 / 7 | PSI compares the current period with the baseline period before it |
 | ``VIGIL_MONITOR_DRIFT_MIN_COUNT`` | 50 | fewer observations in either period: PSI is not computed |
@@ -20,7 +19,7 @@ Every threshold of the drift alerts and the promotion gates is here, with its va
 | ``VIGIL_MONITOR_GOLD_INTERVAL_S`` | 86400 | how often the worker re-scores the gold set (0 = never) |
 | ``VIGIL_MONITOR_GOLD`` | ``tests/data/gold_dev.jsonl`` | the gold set (JSON Lines, the taxonomy's format) |
 | ``VIGIL_MONITOR_EVAL_RESAMPLES`` | 1000 | bootstrap resamples of the gold re-score and the gates |
-| ``VIGIL_MONITOR_FLUSH_S`` | 1.0 | how often window values go to PostgreSQL |
+| ``VIGIL_MONITOR_FLUSH_S`` | 1.0 | how often Tasks past the ignore threshold are marked ignored |
 | ``VIGIL_GATE_MAX_OVERRIDE_RATE`` | 0.10 | pilot -> active: override rate over the gate window at most this |
 | ``VIGIL_GATE_MAX_TTA_P95_S`` | 86400 | pilot -> active: time-to-alert p95 at most this (seconds) |
 | ``VIGIL_GATE_MIN_ACTIONS`` / ``VIGIL_GATE_MIN_TASKS`` | 20 / 20 | pilot -> active: at least this much live evidence |
@@ -62,7 +61,6 @@ class MonitorSettings:
     tenants: tuple[str, ...] = ()
     window_s: int = 3600
     override_window_days: int = 30
-    expires_days: int = 35
     ignored_after_s: int = 72 * 3600
     psi_max: float = 0.2
     f1_drop_max: float = 0.05
@@ -103,7 +101,6 @@ class MonitorSettings:
             app_id=app_id, tenants=tenants,
             window_s=_number(s, "VIGIL_MONITOR_WINDOW_S", 3600, 60, day, integer=True),
             override_window_days=_number(s, "VIGIL_MONITOR_OVERRIDE_WINDOW_DAYS", 30, 1, 365, integer=True),
-            expires_days=_number(s, "VIGIL_MONITOR_EXPIRES_DAYS", 35, 1, 400, integer=True),
             ignored_after_s=_number(s, "VIGIL_MONITOR_IGNORED_AFTER_S", 72 * 3600, 60, 90 * day, integer=True),
             psi_max=_number(s, "VIGIL_MONITOR_PSI_MAX", 0.2, 0.0, 10.0),
             f1_drop_max=_number(s, "VIGIL_MONITOR_F1_DROP_MAX", 0.05, 0.0, 1.0),

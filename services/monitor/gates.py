@@ -7,8 +7,10 @@ in one transaction):
 | to | check | passes when |
 |---|---|---|
 | pilot, active | ``gold-f1``, ``gold-precision`` | `vigil eval` on the gold set with the tenant's live engine passes its gates (lower 95% bounds) |
-| active | ``override-rate`` | over the last ``gate_window_days``: at least ``gate_min_actions`` clinician actions and overridden / (accepted + overridden) <= ``gate_max_override_rate`` |
-| active | ``time-to-alert-p95`` | at least ``gate_min_tasks`` Tasks with a note time and p95 (note time -> Task created) <= ``gate_max_tta_p95_s`` |
+| active | ``override-rate`` | on the Tasks written in the period (``--since/--until``, default the last ``gate_window_days``): at least ``gate_min_actions`` clinician actions and overridden / (accepted + overridden) <= ``gate_max_override_rate`` |
+| active | ``time-to-alert-p95`` | at least ``gate_min_tasks`` of those Tasks with a note time and p95 (note time -> Task created) <= ``gate_max_tta_p95_s`` |
+
+The live numbers are ``figures.compute`` over the period: the same figures `vigil report` shows.
 
 ``promotion_check`` is given to the ModeStores that may promote (``promotion_checks()``): `vigil mode set`
 is allowed a promotion old -> new only when the newest gate decision for ``new`` passed, was
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import AsyncIterator, Mapping
 
 from services.core import audit, modes
@@ -29,10 +31,10 @@ from services.core.errors import ValidationError
 from services.core.secrets import SecretSettings
 from services.core.tenancy import MODES, check_tenant_id
 from services.core.tenantdb import TenantPools
-from services.monitor import schema
+from services.monitor import figures, schema, units
 from services.monitor.config import MonitorSettings
 from services.monitor.evalrun import run_eval, tenant_engine
-from services.monitor.stats import percentile, rate
+from services.monitor.stats import percentile
 from services.monitor.store import MonitorStore, utcnow
 
 CHECK_NAME = "monitor-gate"
@@ -79,40 +81,54 @@ def target(current: str, to: str | None) -> str:
     return to
 
 
-async def gold_checks(ms: MonitorSettings, settings: Settings, tenant: str, env=None) -> list[Check]:
-    engine = tenant_engine(settings.tenants_file, tenant)
-    report = await run_eval(ms.gold, engine, tenant, resamples=ms.eval_resamples, env=env)
+def score_checks(report: dict, what: str) -> list[Check]:
+    """The gold gate's checks from a scoring report (``vigil eval --json``'s shape: ``n_notes``,
+    ``micro``, ``gates``); ``what`` names what was scored. Also the gate of `vigil crawl report`."""
     g = report["gates"]
-    version = report["engine"]["version"]
     return [Check("gold-f1", bool(g["f1_passed"]), g["f1_lower"], g["min_f1"],
-                  f"{engine} {version} on {report['n_notes']} gold notes: micro F1 {report['micro']['f1']:.3f}, "
+                  f"{what} on {report['n_notes']} gold notes: micro F1 {report['micro']['f1']:.3f}, "
                   f"95% lower bound {g['f1_lower']:.3f}"),
             Check("gold-precision", bool(g["precision_passed"]), g["precision_lower"], g["min_precision"],
                   f"micro precision {report['micro']['precision']:.3f}, 95% lower bound {g['precision_lower']:.3f}")]
 
 
-async def live_checks(ms: MonitorSettings, store: MonitorStore, tenant: str) -> list[Check]:
-    since = utcnow() - timedelta(days=ms.gate_window_days)
-    rows = await store.tasks(tenant, since)
-    acted = [r for r in rows if r["action"] and r["action_time"] and r["action_time"] >= since]
-    overridden = sum(1 for r in acted if r["action"] == "overridden")
-    value = rate(overridden, len(acted))
-    override = Check("override-rate", len(acted) >= ms.gate_min_actions and value is not None
+async def gold_checks(ms: MonitorSettings, settings: Settings, tenant: str, env=None) -> list[Check]:
+    engine = tenant_engine(settings.tenants_file, tenant)
+    report = await run_eval(ms.gold, engine, tenant, resamples=ms.eval_resamples, env=env)
+    return score_checks(report, f"{engine} {report['engine']['version']}")
+
+
+def live_period(ms: MonitorSettings, since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
+    """The gate's live-data period: ``[since, until)``, by default the last ``gate_window_days``."""
+    until = until or utcnow()
+    return since or until - timedelta(days=ms.gate_window_days), until
+
+
+async def live_checks(ms: MonitorSettings, store: MonitorStore, tenant: str, since: datetime | None = None,
+                      until: datetime | None = None) -> list[Check]:
+    """Override rate and time-to-alert p95 of the Tasks written in the period (``figures``: the same
+    numbers `vigil report` shows for that period)."""
+    f = await figures.compute(store, tenant, *live_period(ms, since, until))
+    overridden, acted = f.count("overridden"), f.count("accepted") + f.count("overridden")
+    value = f.value("override_rate")
+    period = units.period(f.since, f.until)
+    override = Check("override-rate", acted >= ms.gate_min_actions and value is not None
                      and value <= ms.gate_max_override_rate, value, ms.gate_max_override_rate,
-                     f"{overridden} overridden of {len(acted)} clinician actions in {ms.gate_window_days} days "
+                     f"{overridden} overridden of {acted} clinician actions on the Tasks written {period} "
                      f"(at least {ms.gate_min_actions} needed)")
-    tta = [r["tta_seconds"] for r in rows if r["tta_seconds"] is not None and r["written_time"] >= since]
+    tta = f.tta_seconds
     p95 = percentile(tta, 95)
     timely = Check("time-to-alert-p95", len(tta) >= ms.gate_min_tasks and p95 is not None
                    and p95 <= ms.gate_max_tta_p95_s, p95, ms.gate_max_tta_p95_s,
-                   f"p95 over {len(tta)} Tasks (at least {ms.gate_min_tasks} needed)"
-                   + (f": {p95 / 60:.1f} min" if p95 is not None else ""))
+                   f"p95 over {len(tta)} Tasks written {period} (at least {ms.gate_min_tasks} needed)"
+                   + (f": {units.duration(p95)} (gate {units.duration(ms.gate_max_tta_p95_s)})"
+                      if p95 is not None else ""))
     return [override, timely]
 
 
 async def evaluate(ms: MonitorSettings, settings: Settings, pools: TenantPools, mode_store: modes.ModeStore,
-                   tenant: str, to: str | None = None, *, actor: str, env: Mapping[str, str] | None = None
-                   ) -> GateResult:
+                   tenant: str, to: str | None = None, *, actor: str, env: Mapping[str, str] | None = None,
+                   since: datetime | None = None, until: datetime | None = None) -> GateResult:
     tenant = check_tenant_id(tenant)
     current = (await mode_store.state(tenant, fresh=True)).mode
     to_mode = target(current, to)
@@ -123,7 +139,7 @@ async def evaluate(ms: MonitorSettings, settings: Settings, pools: TenantPools, 
     checks += await gold_checks(ms, settings, tenant, env)
     store = MonitorStore(pools)
     if to_mode == "active":
-        checks += await live_checks(ms, store, tenant)
+        checks += await live_checks(ms, store, tenant, since, until)
     passed = all(c.passed for c in checks)
     async with pools.tx(tenant) as conn:
         decision_id = await store.add_gate_decision(conn, tenant, current, to_mode, passed,

@@ -15,7 +15,7 @@ DECISIONS = Counter("vigil_monitor_decisions_total", "Triage decisions", (*TCV, 
 TASKS = Counter("vigil_monitor_tasks_total", "Inbox Tasks by outcome (created, accepted, overridden, ignored)",
                 (*TCV, "outcome"))
 OVERRIDE_REASONS = Counter("vigil_monitor_override_reasons_total", "Overrides by reason code", (*TCV, "reason"))
-OVERRIDE_RATE = Gauge("vigil_monitor_override_rate", "Overridden / (accepted + overridden) in the hopping window",
+OVERRIDE_RATE = Gauge("vigil_monitor_override_rate", "Overridden / (accepted + overridden) in the trailing window",
                       TCV)
 TIME_TO_ALERT = Histogram("vigil_monitor_time_to_alert_seconds", "Note time -> Task created", TCV,
                           buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400, 172800, 604800))
@@ -29,4 +29,7 @@ GOLD_F1 = Gauge("vigil_monitor_gold_f1", "Micro F1 of the latest gold-set re-sco
 ALERTS = Counter("vigil_monitor_alerts_total", "Alerts raised", ("tenant", "kind", "dimension"))
 ALERT_ACTIVE = Gauge("vigil_monitor_alert_active", "1 while the latest check of this kind is over its threshold",
                      ("tenant", "kind", "dimension"))
-FLUSHED = Counter("vigil_monitor_window_rows_flushed_total", "Window rows written to PostgreSQL", ("tenant",))
+DUPLICATES = Counter("vigil_monitor_duplicates_total", "Events already counted (same event id): nothing changed",
+                     ("tenant", "type"))
+MONITORED = Gauge("vigil_monitor_tenant_monitored", "1 while the tenant's streams are subscribed, 0 once removed",
+                  ("tenant",))

@@ -1,8 +1,12 @@
 """The monitor's tables (tenant row-level security; written and read through ``TenantPools``).
 
+- ``monitor_events``: one row per event the monitor counted, keyed by (tenant, CloudEvents id):
+  the exactly-once guard (an event id already here is a redelivery and changes nothing) and the
+  rows every report figure is computed from (type, event time, note document, decision id,
+  Task id, category, model version, kind, number of findings).
 - ``monitor_windows``: one row per (tenant, window size, window start, metric, category, model
-  version) with the window's value as the stream processor last saw it (upserted, so a replay
-  converges instead of doubling).
+  version); the value is incremented in the transaction that records the event in
+  ``monitor_events``, so a redelivery or a monitor restart never counts an event twice.
 - ``monitor_tasks``: one row per inbox Task Vigil created: category, model version, kind, note
   time, written time, time-to-alert, the first clinician action (accepted | overridden, reason
   code, time), and when it was counted as ignored.
@@ -94,6 +98,27 @@ CREATE INDEX IF NOT EXISTS monitor_gate_latest ON monitor_gate_decisions (tenant
     tenant_rls_sql("monitor_alerts", ("SELECT", "INSERT")),
     tenant_rls_sql("monitor_gold_scores", ("SELECT", "INSERT")),
     tenant_rls_sql("monitor_gate_decisions", ("SELECT", "INSERT")),
+    """
+CREATE TABLE IF NOT EXISTS monitor_events (
+    tenant text NOT NULL,
+    event_id text NOT NULL,
+    type text NOT NULL,
+    time timestamptz NOT NULL,
+    document text,
+    decision_id text,
+    task_id text,
+    category text,
+    version text,
+    kind text,
+    findings integer,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, event_id)
+);
+CREATE INDEX IF NOT EXISTS monitor_events_time ON monitor_events (tenant, type, time);
+CREATE INDEX IF NOT EXISTS monitor_events_decision ON monitor_events (tenant, decision_id)
+    WHERE decision_id IS NOT NULL;
+""",
+    tenant_rls_sql("monitor_events", ("SELECT", "INSERT")),
 ]
 
 

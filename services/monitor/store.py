@@ -25,6 +25,21 @@ class WindowRow:
 
 
 @dataclass(frozen=True)
+class EventRow:
+    """What the monitor keeps of one counted event (``monitor_events``): ids and codes, no PHI."""
+    event_id: str
+    type: str
+    time: datetime
+    document: str | None = None       # "<DocumentReference id>/<version>" of the note
+    decision_id: str | None = None
+    task_id: str | None = None
+    category: str | None = None
+    version: str | None = None
+    kind: str | None = None
+    findings: int | None = None
+
+
+@dataclass(frozen=True)
 class Alert:
     id: str
     kind: str           # psi | gold-f1-drop | override-rate
@@ -39,33 +54,95 @@ class MonitorStore:
     def __init__(self, pools: TenantPools):
         self.pools = pools
 
-    # -- stream output -------------------------------------------------------------------------
-    async def upsert_windows(self, tenant: str, rows: list[WindowRow]) -> None:
-        async with self.pools.tx(tenant) as conn:
-            await conn.executemany(
-                "INSERT INTO monitor_windows (tenant, window_s, window_start, metric, category, version, value) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, window_s, window_start, metric, category, "
-                "version) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
-                [(tenant, r.window_s, r.start, r.metric, r.category, r.version, r.value) for r in rows])
+    # -- stream output (inside the caller's tenant transaction: ``claim`` first) -----------------
+    @staticmethod
+    async def claim(conn: asyncpg.Connection, tenant: str, row: EventRow) -> bool:
+        """Record ``row``; False when its event id was already counted (a redelivery)."""
+        got = await conn.fetchval(
+            "INSERT INTO monitor_events (tenant, event_id, type, time, document, decision_id, task_id, category, "
+            "version, kind, findings) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+            "ON CONFLICT (tenant, event_id) DO NOTHING RETURNING 1", tenant, row.event_id, row.type, row.time,
+            row.document, row.decision_id, row.task_id, row.category, row.version, row.kind, row.findings)
+        return got == 1
 
-    async def task_written(self, tenant: str, t: TaskWritten, version: str) -> None:
-        async with self.pools.tx(tenant) as conn:
-            await conn.execute(
-                "INSERT INTO monitor_tasks (tenant, task_id, decision_id, category, version, kind, note_time, "
-                "written_time, tta_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant, task_id) "
-                "DO UPDATE SET written_time = EXCLUDED.written_time, note_time = EXCLUDED.note_time, "
-                "tta_seconds = EXCLUDED.tta_seconds, kind = EXCLUDED.kind, decision_id = EXCLUDED.decision_id, "
-                "category = EXCLUDED.category, version = EXCLUDED.version WHERE monitor_tasks.written_time IS NULL",
-                tenant, t.task_id, t.decision_id, t.category, version, t.kind, t.note_time, t.written_time,
-                t.tta_seconds)
+    @staticmethod
+    async def add_to_windows(conn: asyncpg.Connection, tenant: str, rows: list[WindowRow]) -> dict[tuple, float]:
+        """Add each row's value to its window (one statement); returns {(metric, category, version): new value}."""
+        if not rows:
+            return {}
+        summed: dict[tuple, float] = {}
+        for r in rows:  # one row per key: ON CONFLICT DO UPDATE may touch a row once per statement
+            key = (r.window_s, r.start, r.metric, r.category, r.version)
+            summed[key] = summed.get(key, 0.0) + r.value
+        keys = list(summed)
+        got = await conn.fetch(
+            "INSERT INTO monitor_windows (tenant, window_s, window_start, metric, category, version, value) "
+            "SELECT $1, u.w, u.s, u.m, u.c, u.v, u.x FROM unnest($2::int[], $3::timestamptz[], $4::text[], "
+            "$5::text[], $6::text[], $7::float8[]) AS u(w, s, m, c, v, x) "
+            "ON CONFLICT (tenant, window_s, window_start, metric, category, version) DO UPDATE SET "
+            "value = monitor_windows.value + EXCLUDED.value, updated_at = now() "
+            "RETURNING metric, category, version, value", tenant, [k[0] for k in keys], [k[1] for k in keys],
+            [k[2] for k in keys], [k[3] for k in keys], [k[4] for k in keys], [summed[k] for k in keys])
+        return {(r["metric"], r["category"], r["version"]): float(r["value"]) for r in got}
 
-    async def task_action(self, tenant: str, a: TaskAction, category: str, version: str, reason: str) -> None:
-        async with self.pools.tx(tenant) as conn:
-            await conn.execute(
-                "INSERT INTO monitor_tasks (tenant, task_id, category, version, action, reason, action_time) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, task_id) DO UPDATE SET "
-                "action = EXCLUDED.action, reason = EXCLUDED.reason, action_time = EXCLUDED.action_time "
-                "WHERE monitor_tasks.action IS NULL", tenant, a.task_id, category, version, a.action, reason, a.time)
+    @staticmethod
+    async def decision_version(conn: asyncpg.Connection, tenant: str, decision_id: str) -> str | None:
+        return await conn.fetchval("SELECT version FROM monitor_events WHERE tenant = $1 AND decision_id = $2 AND "
+                                   "type = 'vigil.triage.decision' LIMIT 1", tenant, decision_id)
+
+    @staticmethod
+    async def task_row(conn: asyncpg.Connection, tenant: str, task_id: str) -> dict | None:
+        row = await conn.fetchrow("SELECT * FROM monitor_tasks WHERE tenant = $1 AND task_id = $2 FOR UPDATE",
+                                  tenant, task_id)
+        return dict(row) if row else None
+
+    @staticmethod
+    async def tta_samples(conn: asyncpg.Connection, tenant: str, category: str, version: str, start: datetime,
+                          end: datetime) -> list[float]:
+        rows = await conn.fetch("SELECT tta_seconds FROM monitor_tasks WHERE tenant = $1 AND category = $2 AND "
+                                "version = $3 AND written_time >= $4 AND written_time < $5 AND tta_seconds IS NOT "
+                                "NULL", tenant, category, version, start, end)
+        return [r["tta_seconds"] for r in rows]
+
+    async def trailing_actions(self, tenant: str, days: int, category: str | None = None,
+                               version: str | None = None) -> tuple[dict[str, int], datetime | None]:
+        """First clinician actions (of one category/version, or of all) in the ``days`` ending at the
+        tenant's newest action (its stream clock, so the order events arrive in does not matter):
+        ({action: n}, that newest action time)."""
+        async with self.pools.tx(tenant, readonly=True) as conn:
+            rows = await conn.fetch(
+                "WITH newest AS (SELECT max(action_time) AS m FROM monitor_tasks WHERE tenant = $1 AND action IS NOT "
+                "NULL AND written_time IS NOT NULL) SELECT action, count(*) AS n, (SELECT m FROM newest) AS m "
+                "FROM monitor_tasks WHERE tenant = $1 AND action IS NOT NULL AND written_time IS NOT NULL AND "
+                "action_time > (SELECT m FROM newest) - make_interval(days => $2) AND "
+                "action_time <= (SELECT m FROM newest) AND ($3::text IS NULL OR category = $3) AND "
+                "($4::text IS NULL OR version = $4) GROUP BY action", tenant, days, category, version)
+        return {r["action"]: r["n"] for r in rows}, (rows[0]["m"] if rows else None)
+
+    async def task_written(self, tenant: str, t: TaskWritten, version: str,
+                           conn: asyncpg.Connection | None = None) -> None:
+        if conn is None:
+            async with self.pools.tx(tenant) as own:
+                return await self.task_written(tenant, t, version, own)
+        await conn.execute(
+            "INSERT INTO monitor_tasks (tenant, task_id, decision_id, category, version, kind, note_time, "
+            "written_time, tta_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant, task_id) "
+            "DO UPDATE SET written_time = EXCLUDED.written_time, note_time = EXCLUDED.note_time, "
+            "tta_seconds = EXCLUDED.tta_seconds, kind = EXCLUDED.kind, decision_id = EXCLUDED.decision_id, "
+            "category = EXCLUDED.category, version = EXCLUDED.version WHERE monitor_tasks.written_time IS NULL",
+            tenant, t.task_id, t.decision_id, t.category, version, t.kind, t.note_time, t.written_time,
+            t.tta_seconds)
+
+    async def task_action(self, tenant: str, a: TaskAction, category: str, version: str, reason: str | None,
+                          conn: asyncpg.Connection | None = None) -> None:
+        if conn is None:
+            async with self.pools.tx(tenant) as own:
+                return await self.task_action(tenant, a, category, version, reason, own)
+        await conn.execute(
+            "INSERT INTO monitor_tasks (tenant, task_id, category, version, action, reason, action_time) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, task_id) DO UPDATE SET "
+            "action = EXCLUDED.action, reason = EXCLUDED.reason, action_time = EXCLUDED.action_time "
+            "WHERE monitor_tasks.action IS NULL", tenant, a.task_id, category, version, a.action, reason, a.time)
 
     async def mark_ignored(self, tenant: str, now: datetime, after_s: int) -> list[tuple[str, str]]:
         """Tasks still without an action ``after_s`` after they were written; returns (category, version)."""
@@ -159,6 +236,56 @@ class MonitorStore:
         async with self.pools.tx(tenant, readonly=True) as conn:
             rows = await conn.fetch("SELECT * FROM monitor_gate_decisions WHERE tenant = $1 ORDER BY time", tenant)
         return [_plain(r) for r in rows]
+
+    async def period_notes(self, tenant: str, since: datetime, until: datetime) -> list[dict]:
+        """One row per note (document version) whose findings event time lies in [since, until): its
+        newest findings event in that period (``findings`` = number of findings, ``category`` = their codes)."""
+        async with self.pools.tx(tenant, readonly=True) as conn:
+            rows = await conn.fetch(
+                "SELECT DISTINCT ON (document) event_id, document, time, findings, category, version "
+                "FROM monitor_events WHERE tenant = $1 AND type = 'vigil.extraction.findings' AND time >= $2 AND "
+                "time < $3 ORDER BY document, time DESC, event_id", tenant, since, until)
+        return [_plain(r) for r in rows]
+
+    async def period_decisions(self, tenant: str, since: datetime, until: datetime) -> list[dict]:
+        """One row per decision whose event time lies in [since, until)."""
+        async with self.pools.tx(tenant, readonly=True) as conn:
+            rows = await conn.fetch(
+                "SELECT DISTINCT ON (decision_id) event_id, decision_id, document, time, category, version, kind "
+                "FROM monitor_events WHERE tenant = $1 AND type = 'vigil.triage.decision' AND time >= $2 AND "
+                "time < $3 ORDER BY decision_id, time", tenant, since, until)
+        return [_plain(r) for r in rows]
+
+    async def period_tasks(self, tenant: str, since: datetime, until: datetime) -> list[dict]:
+        """Tasks written (created) in [since, until), with their outcome as known before ``until``."""
+        async with self.pools.tx(tenant, readonly=True) as conn:
+            rows = await conn.fetch(
+                "SELECT task_id, decision_id, category, version, kind, note_time, written_time, tta_seconds, "
+                "CASE WHEN action_time < $3 THEN action END AS action, "
+                "CASE WHEN action_time < $3 THEN reason END AS reason, "
+                "CASE WHEN action_time < $3 THEN action_time END AS action_time, "
+                "CASE WHEN ignored_at < $3 THEN ignored_at END AS ignored_at "
+                "FROM monitor_tasks WHERE tenant = $1 AND written_time >= $2 AND written_time < $3 "
+                "ORDER BY written_time, task_id", tenant, since, until)
+        return [_plain(r) for r in rows]
+
+    async def daily_all_between(self, tenant: str, since: datetime, until: datetime) -> list[dict]:
+        """``daily_all`` for windows starting in [since, until)."""
+        async with self.pools.tx(tenant, readonly=True) as conn:
+            rows = await conn.fetch(
+                "SELECT (window_start AT TIME ZONE 'UTC')::date AS day, metric, category, sum(value) AS v "
+                "FROM monitor_windows WHERE tenant = $1 AND window_start >= $2 AND window_start < $3 "
+                "GROUP BY 1, 2, 3 ORDER BY 1", tenant, since, until)
+        return [_plain(r) for r in rows]
+
+    async def data_span(self, tenant: str) -> tuple[datetime | None, datetime | None]:
+        """First and last event time the monitor counted for the tenant."""
+        async with self.pools.tx(tenant, readonly=True) as conn:
+            row = await conn.fetchrow(
+                "SELECT min(t) AS lo, max(t) AS hi FROM (SELECT time AS t FROM monitor_events WHERE tenant = $1 "
+                "UNION ALL SELECT coalesce(written_time, action_time) FROM monitor_tasks WHERE tenant = $1) AS s",
+                tenant)
+        return row["lo"], row["hi"]
 
     async def tasks(self, tenant: str, since: datetime | None = None) -> list[dict]:
         async with self.pools.tx(tenant, readonly=True) as conn:

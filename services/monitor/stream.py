@@ -1,44 +1,49 @@
-"""The stream processor: one faust agent over every tenant's findings, actions and feedback.
+"""The stream processor: one faust agent over every monitored tenant's findings, actions and feedback.
 
-State (faust tables, in memory, changelogged to ``<app id>-<table>-changelog``):
+Exactly once, by event id: each event is handled in one PostgreSQL transaction (the tenant's
+``TenantPools`` unit of work) that first records it in ``monitor_events``
+(``MonitorStore.claim``). An event id already there is a redelivery (a producer retry, a
+consumer restart before its offset was committed, a replay): it is counted in
+``vigil_monitor_duplicates_total`` and changes nothing else. Otherwise, in the same transaction,
+its counts are added to their tumbling windows (``monitor_windows``, ``window_s``, by event
+time) and its Task row is written (``monitor_tasks``). No state lives in the worker's memory
+that a restart could lose or double: the joins (a decision's model version for its Task, a
+Task's category for the clinician's action) are read from those tables.
 
-- ``counts``: tumbling windows (``window_s``) of every ``facts.Count`` per
-  (tenant, metric, category, version);
-- ``actions``: hopping windows (``override_window_days`` long, one-day step) of accepted and
-  overridden counts per (tenant, category, version), plus the tenant total (``*``/``*``);
-- ``tta``: tumbling windows of time-to-alert samples (seconds) per (tenant, category, version);
-- ``joins``: decision id -> model version (``d|``), Task id -> [category, version, action] (``t|``).
+Windows follow event time (the CloudEvents ``time`` attribute), so a replay lands in the windows
+it belongs to. The tenant comes from the topic name, never from the payload; an event whose
+``tenant`` extension disagrees with its topic, that fails its schema, or whose tenant is not
+monitored (any more) is counted in ``vigil_monitor_rejected_total`` and skipped.
 
-Windows follow event time (the CloudEvents ``time`` attribute), so a replay lands in the
-windows it belongs to. The tenant comes from the topic name, never from the payload; an event
-whose ``tenant`` extension disagrees with its topic, or that fails its schema, is counted in
-``vigil_monitor_rejected_total`` and skipped.
-
-Window values are upserted into ``monitor_windows`` every ``flush_s`` (a replay converges);
-Task rows and clinician actions are written inline, before the event is acknowledged.
+Clinician actions: only the first action on a Task counts. An action consumed before its Task
+(feedback and actions are different topics) is kept on a Task row without a written time and
+counted when the Task arrives.
 """
 from __future__ import annotations
 
+import asyncio
 import time
-from collections import defaultdict
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable
 
 from services.core import schemas
-from services.core.errors import ValidationError
+from services.core.errors import ValidationError, classify
 from services.core.events import Event, decode
 from services.core.logging import get_logger
 from services.core.tenancy import TenantError, tenant_of_topic
 from services.monitor import alerts, facts, metrics
 from services.monitor.config import MonitorSettings
 from services.monitor.stats import percentile, rate
-from services.monitor.store import Alert, MonitorStore, WindowRow
+from services.monitor.store import Alert, EventRow, MonitorStore, WindowRow
 
 log = get_logger("vigil.monitor")
-SEP = "\x1f"
 ALL = "*"
-#: At most this many time-to-alert samples per window and key are kept for the quantiles.
-TTA_SAMPLES_MAX = 5000
-PENDING = "pending"
+#: A retryable store error (PostgreSQL busy or restarting) is retried after 0.5 s, doubling up to
+#: 30 s, without end: the event is not acknowledged meanwhile, so it is never lost; /healthz turns
+#: 503 once no event completed for its stall window, and a restarted worker resumes at this event.
+#: Retrying is safe because the event id is claimed in the same transaction as its effects.
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0
 
 
 def headers_of(message) -> list[tuple[str, bytes]]:
@@ -46,21 +51,28 @@ def headers_of(message) -> list[tuple[str, bytes]]:
     return list(headers.items()) if isinstance(headers, dict) else list(headers)
 
 
-def event_time(fevent) -> float:
-    """Window timestamp of a faust event: its CloudEvents ``time`` header, else the record's."""
-    for name, raw in headers_of(fevent.message):
-        if name == "ce_time" and raw:
-            parsed = facts.parse_time(raw.decode("utf-8", "replace"))
-            if parsed is not None:
-                return parsed.timestamp()
-    return fevent.message.timestamp
+def window_start(when: datetime, window_s: int) -> datetime:
+    """Start of the tumbling window (aligned to the epoch) that holds ``when``."""
+    ts = when.timestamp()
+    return datetime.fromtimestamp(ts - ts % window_s, timezone.utc)
+
+
+@dataclass
+class Unit:
+    """One event's work inside its transaction; ``after`` runs once it committed (metrics, alerts)."""
+    tenant: str
+    event: Event
+    when: datetime
+    counts: list[facts.Count] = field(default_factory=list)
+    after: list[Callable] = field(default_factory=list)
+    override_checks: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Processor:
-    def __init__(self, ms: MonitorSettings, store: MonitorStore, counts, actions, tta, joins):
+    def __init__(self, ms: MonitorSettings, store: MonitorStore, tenants: set[str] | None = None):
         self.ms, self.store = ms, store
-        self.counts, self.actions, self.tta, self.joins = counts, actions, tta, joins
-        self.dirty: dict[str, dict[tuple, float]] = defaultdict(dict)
+        #: the tenants monitored now (None: every tenant whose topics reach the agent)
+        self.tenants = tenants
         self.watermark: dict[str, datetime] = {}
         self.last_event = self.last_flush = time.monotonic()
         #: (topic, partition) -> next offset to process, for the lag the liveness probe looks at
@@ -78,6 +90,9 @@ class Processor:
         except TenantError:
             metrics.REJECTED.labels("unknown", "topic").inc()
             return
+        if self.tenants is not None and tenant not in self.tenants:
+            metrics.REJECTED.labels(tenant, "not_monitored").inc()
+            return
         try:
             event = decode(message.key, message.value, headers_of(message))
             if event.tenant != tenant:
@@ -90,113 +105,168 @@ class Processor:
             log.warning("monitor.event_rejected", tenant=tenant, reason=exc.code, topic=message.topic,
                         offset=message.offset)
             return
-        metrics.EVENTS.labels(tenant, event.type).inc()
         when = event.time if event.time.tzinfo else event.time.replace(tzinfo=timezone.utc)
+        if handler is None:
+            metrics.EVENTS.labels(tenant, event.type).inc()
+            return
+        unit, attempt = Unit(tenant, event, when), 0
+        while True:
+            try:
+                counted = await self.process(unit, handler)
+                break
+            except Exception as exc:  # noqa: BLE001  (classified: retried or counted and logged)
+                err = classify(exc)
+                if not err.retryable:
+                    metrics.REJECTED.labels(tenant, f"store_{err.code}").inc()
+                    log.error("monitor.event_failed", tenant=tenant, event_id=event.id, error_type=type(exc).__name__,
+                              code=err.code)
+                    return
+                delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** attempt)
+                attempt += 1
+                log.warning("monitor.store_retry", tenant=tenant, event_id=event.id, attempt=attempt,
+                            error_type=type(exc).__name__, delay_s=delay)
+                await asyncio.sleep(delay)
+                unit = Unit(tenant, event, when)
         if tenant not in self.watermark or when > self.watermark[tenant]:
-            self.watermark[tenant] = when
-        if handler is not None:
-            await handler(tenant, event)
+            self.watermark[tenant] = when  # the tenant's stream clock: events its store accepted
+        if counted:
+            await self.after_commit(unit)
 
-    def count(self, tenant: str, c: facts.Count) -> None:
-        key = SEP.join((tenant, c.metric, c.category, c.version))
-        self.counts[key] += c.amount
-        start = self.counts.table.window.current(self.counts.get_timestamp())[0]
-        value = self.counts[key].value()
-        self.dirty[tenant][(start, c.metric, c.category, c.version)] = value
-        metrics.WINDOW_VALUE.labels(tenant, c.category, c.version, c.metric).set(value)
+    async def process(self, unit: Unit, handler) -> bool:
+        """Claim the event id and apply ``handler`` in one transaction; False for a duplicate.
+        Window gauges are set here; ``after_commit`` does the rest."""
+        row = self.row(unit)
+        if row is None:
+            return False
+        async with self.store.pools.tx(unit.tenant) as conn:
+            if not await self.store.claim(conn, unit.tenant, row):
+                metrics.DUPLICATES.labels(unit.tenant, unit.event.type).inc()
+                return False
+            await handler(unit, conn)
+            start = window_start(unit.when, self.ms.window_s)
+            values = await self.store.add_to_windows(conn, unit.tenant, [
+                WindowRow(self.ms.window_s, start, c.metric, c.category, c.version, c.amount) for c in unit.counts])
+        metrics.EVENTS.labels(unit.tenant, unit.event.type).inc()
+        for (metric, category, version), value in values.items():
+            metrics.WINDOW_VALUE.labels(unit.tenant, category, version, metric).set(value)
+        return True
 
-    async def findings(self, tenant: str, event: Event) -> None:
-        counts = facts.findings_counts(event.data)
-        for c in counts:
-            self.count(tenant, c)
+    async def after_commit(self, unit: Unit) -> None:
+        """Counters, then the override-rate gauge and alert (read back from the committed rows). A
+        failure of the latter is logged, not retried: the event is counted; the next action re-checks."""
+        for step in unit.after:
+            step()
+        try:
+            for category, version in unit.override_checks:
+                await self.override_rate(unit.tenant, category, version)
+        except Exception as exc:  # noqa: BLE001  (logged with its class; the counts are committed)
+            log.error("monitor.override_check_failed", tenant=unit.tenant, event_id=unit.event.id,
+                      error_type=type(exc).__name__, code=classify(exc).code)
+
+    def row(self, unit: Unit) -> EventRow | None:
+        """The ``monitor_events`` row of the event (what the report's figures are computed from)."""
+        e, data = unit.event, unit.event.data
+        version = (facts.code(data.get("engineVersion")) if data.get("engineVersion") else facts.UNKNOWN)
+        if e.type == facts.FINDINGS:
+            doc = data["document"]
+            found = data.get("findings") or []
+            return EventRow(e.id, e.type, unit.when, document=f"{doc['id']}/{doc.get('versionId', '')}",
+                            category=",".join(sorted({facts.code(f.get("category")) for f in found})) or None,
+                            version=version, findings=len(found))
+        if e.type == facts.DECISION:
+            doc = data.get("document") or {}
+            return EventRow(e.id, e.type, unit.when, document=f"{doc.get('id')}/{doc.get('versionId', '')}",
+                            decision_id=data["decisionId"], category=facts.code(data.get("category")),
+                            version=version, kind=facts.code(data.get("kind")))
+        if e.type == facts.TASK_WRITTEN:
+            if facts.parse_time(data.get("writtenTime")) is None:
+                metrics.REJECTED.labels(unit.tenant, "written_time").inc()
+                return None
+            return EventRow(e.id, e.type, unit.when, decision_id=data["decisionId"], task_id=data["task"]["id"],
+                            category=facts.code(data["category"]), kind=facts.code(data.get("action")))
+        if e.type == facts.TASK_UPDATED:
+            return EventRow(e.id, e.type, unit.when, task_id=data["task"]["id"], kind=facts.code(data.get("status")))
+        return None
+
+    async def findings(self, unit: Unit, conn) -> None:
+        t = unit.tenant
+        for c in facts.findings_counts(unit.event.data):
+            unit.counts.append(c)
             if c.metric == "notes":
-                metrics.NOTES.labels(tenant, c.version).inc()
+                unit.after.append(metrics.NOTES.labels(t, c.version).inc)
             elif c.metric == "findings":
-                metrics.FINDINGS.labels(tenant, c.category, c.version).inc()
+                unit.after.append(metrics.FINDINGS.labels(t, c.category, c.version).inc)
             elif c.metric.startswith("grade:"):
-                metrics.GRADES.labels(tenant, c.category, c.version, c.metric[6:]).inc()
+                unit.after.append(metrics.GRADES.labels(t, c.category, c.version, c.metric[6:]).inc)
 
-    async def decision(self, tenant: str, event: Event) -> None:
-        decision_id, version, counts = facts.decision_counts(event.data)
-        self.joins[SEP.join(("d", tenant, decision_id))] = version
+    async def decision(self, unit: Unit, conn) -> None:
+        _, version, counts = facts.decision_counts(unit.event.data)
         for c in counts:
-            self.count(tenant, c)
-            metrics.DECISIONS.labels(tenant, c.category, version, c.metric.split(":", 1)[1]).inc()
+            unit.counts.append(c)
+            unit.after.append(metrics.DECISIONS.labels(unit.tenant, c.category, version, c.metric.split(":", 1)[1]).inc)
 
-    async def task_written(self, tenant: str, event: Event) -> None:
-        t = facts.task_written(event.data)
-        if t is None:
-            metrics.REJECTED.labels(tenant, "written_time").inc()
-            return
-        version = self.joins.get(SEP.join(("d", tenant, t.decision_id))) or facts.UNKNOWN
-        task_key = SEP.join(("t", tenant, t.task_id))
-        known = self.joins.get(task_key)
+    async def task_written(self, unit: Unit, conn) -> None:
+        t, tenant = facts.task_written(unit.event.data), unit.tenant
+        version = await self.store.decision_version(conn, tenant, t.decision_id) or facts.UNKNOWN
         if not t.created:
-            self.count(tenant, facts.Count("tasks_updated", t.category, version))
-            if known is None:
-                self.joins[task_key] = [t.category, version, None]
+            unit.counts.append(facts.Count("tasks_updated", t.category, version))
             return
-        pending = known[3:] if known and known[2] == PENDING else None
-        if known is None or known[2] in (None, PENDING):
-            self.joins[task_key] = [t.category, version, None]
-        self.count(tenant, facts.Count("tasks_created", t.category, version))
-        self.count(tenant, facts.Count(f"tasks_created:{t.kind}", t.category, version))
-        metrics.TASKS.labels(tenant, t.category, version, "created").inc()
+        known = await self.store.task_row(conn, tenant, t.task_id)
+        if known is not None and known["written_time"] is not None:
+            return  # another event already created this Task (a second task-written with another id)
+        await self.store.task_written(tenant, t, version, conn)
+        unit.counts += [facts.Count("tasks_created", t.category, version),
+                        facts.Count(f"tasks_created:{t.kind}", t.category, version)]
+        unit.after.append(metrics.TASKS.labels(tenant, t.category, version, "created").inc)
         seconds = t.tta_seconds
         if seconds is not None:
-            metrics.TIME_TO_ALERT.labels(tenant, t.category, version).observe(seconds)
-            key = SEP.join((tenant, t.category, version))
-            if len(self.tta[key].value()) < TTA_SAMPLES_MAX:
-                self.tta[key] += [seconds]
-            samples = self.tta[key].value()
+            unit.after.append(lambda: metrics.TIME_TO_ALERT.labels(tenant, t.category, version).observe(seconds))
+            start = window_start(t.written_time, self.ms.window_s)
+            samples = await self.store.tta_samples(conn, tenant, t.category, version, start,
+                                                   start + timedelta(seconds=self.ms.window_s))
             for name, q in (("p50", 50), ("p95", 95)):
-                metrics.TTA_QUANTILE.labels(tenant, t.category, version, name).set(percentile(samples, q))
-        await self.store.task_written(tenant, t, version)
-        if pending:  # the clinician's action was consumed before the Task (replay): join it now
-            action, reason, when = pending
-            await self.apply_action(tenant, facts.TaskAction(t.task_id, action, reason, facts.parse_time(when)),
-                                    t.category, version)
+                unit.after.append(lambda name=name, value=percentile(samples, q):
+                                  metrics.TTA_QUANTILE.labels(tenant, t.category, version, name).set(value))
+        if known is not None and known["action"]:  # the action was consumed before the Task: count it now
+            await self.count_action(unit, facts.TaskAction(t.task_id, known["action"], known["reason"],
+                                                           known["action_time"]), t.category, version, conn,
+                                    reason=known["reason"])
 
-    async def task_updated(self, tenant: str, event: Event) -> None:
-        a = facts.task_action(event.data)
+    async def task_updated(self, unit: Unit, conn) -> None:
+        a = facts.task_action(unit.event.data)
         if a is None:
             return
-        task_key = SEP.join(("t", tenant, a.task_id))
-        known = self.joins.get(task_key)
-        if known is None:
-            # feedback and actions are different topics: on a replay the action can come first;
-            # it waits here (the row in PostgreSQL gets its category when the Task arrives)
-            self.joins[task_key] = [None, None, PENDING, a.action, a.reason, a.time.isoformat()]
-            await self.store.task_action(tenant, a, facts.UNKNOWN, facts.UNKNOWN, self.reason_of(a))
-            return
-        if known[2] is not None:
+        known = await self.store.task_row(conn, unit.tenant, a.task_id)
+        if known is not None and known["action"] is not None:
             return  # only the first clinician action of a Task counts
-        await self.apply_action(tenant, a, known[0], known[1])
+        await self.store.task_action(unit.tenant, a, known["category"] if known else facts.UNKNOWN,
+                                     known["version"] if known else facts.UNKNOWN, self.reason_of(a), conn)
+        if known is not None and known["written_time"] is not None:
+            await self.count_action(unit, a, known["category"], known["version"], conn, reason=self.reason_of(a))
 
     def reason_of(self, a: facts.TaskAction) -> str | None:
         return self.ms.reason_label(a.reason) if a.action == "overridden" else None
 
-    async def apply_action(self, tenant: str, a: facts.TaskAction, category: str, version: str) -> None:
-        self.joins[SEP.join(("t", tenant, a.task_id))] = [category, version, a.action]
-        reason = self.reason_of(a)
-        self.count(tenant, facts.Count(a.action, category, version))
-        metrics.TASKS.labels(tenant, category, version, a.action).inc()
+    async def count_action(self, unit: Unit, a: facts.TaskAction, category: str, version: str, conn, *,
+                           reason: str | None) -> None:
+        tenant = unit.tenant
+        unit.counts.append(facts.Count(a.action, category, version))
+        unit.after.append(metrics.TASKS.labels(tenant, category, version, a.action).inc)
         if reason is not None:
-            self.count(tenant, facts.Count(f"override_reason:{reason}", category, version))
-            metrics.OVERRIDE_REASONS.labels(tenant, category, version, reason).inc()
-        await self.store.task_action(tenant, a, category, version, reason)
-        for c, v in ((category, version), (ALL, ALL)):
-            base = SEP.join((tenant, c, v))
-            self.actions[f"{base}{SEP}{a.action}"] += 1
-            accepted, overridden = self.trailing(f"{base}{SEP}accepted"), self.trailing(f"{base}{SEP}overridden")
-            value = rate(overridden, accepted + overridden)
-            metrics.OVERRIDE_RATE.labels(tenant, c, v).set(value or 0.0)
-            await self.check_override(tenant, c, v, value, accepted + overridden, a.time)
+            unit.counts.append(facts.Count(f"override_reason:{reason}", category, version))
+            unit.after.append(metrics.OVERRIDE_REASONS.labels(tenant, category, version, reason).inc)
+        unit.override_checks += [(category, version), (ALL, ALL)]
 
-    def trailing(self, key: str) -> float:
-        """The hopping window that *ends* with the current event: the last ``override_window_days``."""
-        window = self.actions.table.window.earliest(self.actions.get_timestamp())
-        return self.actions[key][window]
+    async def override_rate(self, tenant: str, category: str, version: str) -> None:
+        """The override rate over the ``override_window_days`` ending at the tenant's newest action."""
+        counts, newest = await self.store.trailing_actions(tenant, self.ms.override_window_days,
+                                                           None if category == ALL else category,
+                                                           None if version == ALL else version)
+        accepted, overridden = counts.get("accepted", 0), counts.get("overridden", 0)
+        value = rate(overridden, accepted + overridden)
+        metrics.OVERRIDE_RATE.labels(tenant, category, version).set(value or 0.0)
+        if newest is not None:
+            await self.check_override(tenant, category, version, value, accepted + overridden, newest)
 
     async def check_override(self, tenant: str, category: str, version: str, value: float | None, n: float,
                              when: datetime) -> None:
@@ -213,26 +283,22 @@ class Processor:
 
     # -- periodic ------------------------------------------------------------------------------
     async def flush(self) -> None:
-        """Window values to PostgreSQL; Tasks past the ignore threshold are marked ignored."""
+        """Tasks past the ignore threshold (by each tenant's stream time) are marked ignored."""
         self.last_flush = time.monotonic()
-        dirty, self.dirty = self.dirty, defaultdict(dict)
-        for tenant, values in dirty.items():
-            rows = [WindowRow(self.ms.window_s, datetime.fromtimestamp(start, timezone.utc), metric, category,
-                              version, value) for (start, metric, category, version), value in values.items()]
-            try:
-                await self.store.upsert_windows(tenant, rows)
-            except Exception as exc:  # keep the values for the next flush; newer values win
-                for key, value in values.items():
-                    self.dirty[tenant].setdefault(key, value)
-                log.error("monitor.flush_failed", tenant=tenant, error_type=type(exc).__name__)
-                continue
-            metrics.FLUSHED.labels(tenant).inc(len(rows))
         for tenant, now in list(self.watermark.items()):
-            for category, version in await self.store.mark_ignored(tenant, now, self.ms.ignored_after_s):
+            if self.tenants is not None and tenant not in self.tenants:
+                continue
+            try:
+                marked = await self.store.mark_ignored(tenant, now, self.ms.ignored_after_s)
+            except Exception as exc:  # noqa: BLE001  (one tenant's store must not stop the others' sweep)
+                log.error("monitor.sweep_failed", tenant=tenant, error_type=type(exc).__name__,
+                          code=classify(exc).code)
+                continue
+            for category, version in marked:
                 metrics.TASKS.labels(tenant, category, version, "ignored").inc()
 
     def health(self, stall_s: float, highwater=None) -> dict:
-        """Live while the flush loop runs and, when records wait on a partition we consume, events
+        """Live while the sweep loop runs and, when records wait on a partition we consume, events
         were processed within ``stall_s`` (``highwater(topic, partition)`` -> int or None)."""
         now = time.monotonic()
         lag = 0

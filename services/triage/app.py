@@ -1,15 +1,19 @@
 """The triage stage: wiring and start-up.
 
-    python -m services.triage.app
+    python -m services.triage.app [--lane realtime|batch]
 
 Two stage specs per tenant (``services.core.bus.service``): ``triage`` consumes ``findings``
 and emits decisions on ``actions`` and follow-up requests on ``scheduling``; ``triage-feedback``
 consumes ``feedback`` and closes episodes whose Task the clinician completed or rejected.
 Reads and writes PostgreSQL as each tenant's own role (``TenantPools``); calls tools
-(VIGIL_GRPC_TOOLS_ADDR) with its own service credential.
+(VIGIL_GRPC_TOOLS_ADDR) with its own service credential. ``--lane batch`` runs the batch lane's
+instance instead (``services.core.lanes``): one spec, ``triage-batch`` on ``batch-findings``, silent
+decisions to the ledger and ``batch-decisions`` only, at a lower CPU priority.
 """
 from __future__ import annotations
 
+import functools
+import sys
 from typing import Mapping
 
 from services.core import decisions, modes
@@ -20,6 +24,7 @@ from services.core.config import Settings
 from services.core.crypto import Keyring
 from services.core.db import create_pool, ensure_schema
 from services.core.grpc import GrpcSettings
+from services.core.lanes import BATCH, LANES, REALTIME, Lane, deprioritise, from_argv
 from services.core.modes import ModeStore
 from services.core.secrets import SecretSettings
 from services.core.tenantdb import TenantPools
@@ -38,22 +43,29 @@ async def migrate(settings: Settings) -> None:
     finally:
         await pool.close()
 
+BATCH_LANE = LANES[BATCH]
 
-def specs(pools: TenantPools, clients: AgentClients, settings: Settings, **kw) -> list[StageSpec]:
-    """The stage's specs (``kw``: retry / tuning overrides, for tests)."""
+
+def specs(pools: TenantPools, clients: AgentClients, settings: Settings, lane: Lane = LANES[REALTIME],
+          **kw) -> list[StageSpec]:
+    """The stage's specs in ``lane`` (``kw``: retry / tuning overrides, for tests)."""
     keyring = Keyring(pools, pools.secrets)
     triage = Triage(pools, keyring, ModeStore(pools, settings.tenants_file), TenantDirectory(settings.tenants_file),
-                    clients)
+                    clients, lane)
+    if lane.batch:  # clinician feedback concerns live Tasks: the real-time instance handles it
+        return [StageSpec(name=BATCH_LANE.stage(AGENT), input_stream=BATCH_LANE.findings, handler=triage, **kw)]
     return [StageSpec(name=AGENT, input_stream="findings", handler=triage, **kw),
             StageSpec(name=f"{AGENT}-feedback", input_stream="feedback", handler=Feedback(pools), **kw)]
 
 
-async def build(settings: Settings, env: Mapping[str, str]):
+async def build(settings: Settings, env: Mapping[str, str], lane: Lane = LANES[REALTIME]):
     await migrate(settings)
     pools = TenantPools(settings, SecretSettings.from_env(env))
     clients = AgentClients(GrpcSettings.from_env(env), sub=AGENT)
-    return specs(pools, clients, settings), [clients, pools]
+    return specs(pools, clients, settings, lane), [clients, pools]
 
 
 if __name__ == "__main__":
-    serve_stage(AGENT, build)
+    chosen = from_argv(sys.argv[1:])
+    deprioritise(chosen)
+    serve_stage(chosen.stage(AGENT), functools.partial(build, lane=chosen))

@@ -14,6 +14,12 @@ decisions instead of deciding again.
   emitted (no episode is opened or updated); the input is committed.
 Follow-up requests are emitted only for decisions that may be written (a silent or pilot-excluded
 decision records ``withinDays`` in the ledger instead).
+
+The batch lane's instance (``Triage(..., lane=LANES["batch"])``, stage ``triage-batch``) decides a
+silent retrospective run: whatever the tenant's mode, its decisions are recorded with mode=silent,
+write=false and the run's name, join no episode (a past note must not reopen or escalate a live
+Task), need no owner, and go to ``batch-decisions`` - a stream writeback does not read - and never
+to ``scheduling``.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ from services.core.agentclients import AgentClients
 from services.core.bus import Context
 from services.core.crypto import Keyring
 from services.core.events import Event, deterministic_id
+from services.core.lanes import LANES, REALTIME, Lane
 from services.core.modes import ModeStore
 from services.core.tenantdb import TenantPools
 from services.core.tenantdir import TenantDirectory
@@ -45,8 +52,9 @@ CLOSED = Counter("vigil_triage_episodes_closed_total", "Episodes closed by clini
 
 class Triage:
     def __init__(self, pools: TenantPools, keyring: Keyring, modes: ModeStore, tenants: TenantDirectory,
-                 clients: AgentClients):
+                 clients: AgentClients, lane: Lane = LANES[REALTIME]):
         self.pools, self.keyring, self.modes, self.tenants, self.clients = pools, keyring, modes, tenants, clients
+        self.lane = lane
 
     async def owner(self, tenant: str, patient: str, settings: TriageSettings) -> str | None:
         context = await self.clients.call("tools", tenant, "GetPatientContext",
@@ -62,8 +70,10 @@ class Triage:
             return
         state = await self.modes.state(ctx.tenant, AGENT)
         patient = event.data["patient"]
-        owner = await self.owner(ctx.tenant, patient, settings)
-        write = state.writes_for(owner)
+        batch = self.lane.batch
+        owner = None if batch else await self.owner(ctx.tenant, patient, settings)
+        write = False if batch else state.writes_for(owner)
+        mode = "silent" if batch else state.mode
         suppressed = "kill-switch" if state.killed else None
         emitted: list[tuple[dict, int | None]] = []
         async with self.pools.tx(ctx.tenant) as conn:
@@ -75,7 +85,7 @@ class Triage:
                         emitted.append((await self._restore(ctx.tenant, conn, existing),
                                         existing["output"].get("withinDays") if existing["write"] else None))
                     continue
-                out, within = await self._decide(conn, ctx.tenant, event, p, decision_id, owner, state.mode,
+                out, within = await self._decide(conn, ctx.tenant, event, p, decision_id, owner, mode,
                                                  write, settings, suppressed)
                 if suppressed is None:
                     emitted.append((out, within if write else None))
@@ -84,8 +94,8 @@ class Triage:
             ctx.log.info("triage.suppressed", reason=suppressed, decisions=len(plans))
             return
         for out, within in emitted:
-            ctx.emit("actions", ctx.child(DECISION_TYPE, out))
-            if within is not None:
+            ctx.emit(self.lane.decisions, ctx.child(DECISION_TYPE, out))
+            if within is not None and not batch:
                 ctx.emit("scheduling", ctx.child(FOLLOWUP_TYPE, {
                     "decisionId": out["decisionId"], "patient": out["patient"], "category": out["category"],
                     "grade": out["grade"], "withinDays": within, "owner": out["owner"]}))
@@ -95,7 +105,7 @@ class Triage:
         data = event.data
         action = previous = None
         key = deterministic_id("no-episode", tenant, decision_id)
-        if joins_episode(p) and suppressed is None:
+        if joins_episode(p) and suppressed is None and not self.lane.batch:
             joined = await episodes.join(conn, tenant, data["patient"], p.category, p.grade, decision_id,
                                          settings.episode_idle_days)
             key, action, previous = joined.key, joined.action, joined.previous_grade
@@ -111,13 +121,16 @@ class Triage:
             out["episodeAction"] = action
         if p.confidence is not None:
             out["confidence"] = p.confidence
+        run = data.get("run") if self.lane.batch else None
+        if run:
+            out["run"] = run
         await ledger.insert(conn, tenant, ledger.Decision(
             id=decision_id, agent=AGENT, patient=data["patient"], category=p.category, kind=kind, mode=mode,
             write=decision_write, output=out, grade=grade, document_id=data["document"]["id"],
             document_version=data["document"]["versionId"], findings_event_id=event.id,
             note_sha256=data.get("noteSha256"), engine=data["engine"], engine_version=data["engineVersion"],
             prompt_hash=data.get("promptHash"), episode_key=key, episode_action=action, suppressed=suppressed,
-            confidence=p.confidence), self.keyring)
+            confidence=p.confidence, run=run), self.keyring)
         DECISIONS.labels(tenant, kind, mode, action or "none").inc()
         return out, within
 

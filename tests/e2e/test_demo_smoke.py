@@ -44,6 +44,10 @@ def pipeline(stack, tmp_path):
 def test_demo_day_delivers_results_on_each_tenants_channels(pipeline):
     rows, info = asyncio.run(runner.run_day(pipeline, 4, conversations=False))
     assert info["drained"], "pipeline did not drain"
+    # one clinician action per inbox Task, counted once each (not once per decision of the Task)
+    assert info["clinician_actions"] >= 2 and info["feedback_recorded"] == info["clinician_actions"]
+    assert info["period"].since < info["period"].until
+    assert sum(r.accepted + r.overridden for r in rows) == info["feedback_recorded"]
     assert [r.tenant for r in rows] == [t.id for t in pipeline.tenants]
     fhir_rows, (epic,) = rows[:2], rows[2:]
 

@@ -37,6 +37,7 @@ class Pipeline:
     failed: list[str] = field(default_factory=list)
     optional: bool = True  # also start the services the notes -> Tasks path does not need
     engine: InterfaceEngine | None = None  # the HL7v2 results receiver of tenants with an hl7v2 channel
+    batch_lane: bool = False  # also start the batch lane (its inference, extraction and triage instances)
     _watching: threading.Event = field(default_factory=threading.Event)
 
     # -- up -------------------------------------------------------------------------------
@@ -87,8 +88,12 @@ class Pipeline:
         """The notes -> results path needs it (for some tenant's integration profile)."""
         return service.required or service.name in tenant_setup.services_needed(self.tenants)
 
+    def wanted(self, service: ServiceDef) -> bool:
+        return (self.optional or self.required(service) or (service.batch and self.batch_lane)) and \
+            (self.batch_lane or not service.batch)
+
     def services(self) -> list[ServiceDef]:
-        return [s for s in SERVICES if available(s) and (self.optional or self.required(s))]
+        return [s for s in SERVICES if available(s) and self.wanted(s)]
 
     def start_engine(self) -> None:
         if any(t.profile().delivers("hl7v2") for t in self.tenants):
@@ -98,15 +103,15 @@ class Pipeline:
 
     def start_services(self) -> None:
         self.supervisor = Supervisor(self.plan)
-        self.skipped = [s.name for s in SERVICES if not available(s) and (self.optional or self.required(s))]
+        self.skipped = [s.name for s in SERVICES if not available(s) and self.wanted(s)]
         missing = sorted(set(self.skipped) & tenant_setup.services_needed(self.tenants))
         if missing:
             raise PipelineError(f"the tenants' integration profiles need {', '.join(missing)}, "
                                 "which this checkout lacks")
         for service in self.services():
             self.supervisor.start(service)
-        self.supervisor.wait_healthy([s.name for s in self.services() if self.required(s)])
-        for service in [s for s in self.services() if not self.required(s)]:
+        self.supervisor.wait_healthy([s.name for s in self.services() if self.required(s) or s.batch])
+        for service in [s for s in self.services() if not self.required(s) and not s.batch]:
             try:
                 self.supervisor.wait_healthy([service.name], timeout=OPTIONAL_HEALTH_TIMEOUT_S)
             except SupervisorError as exc:

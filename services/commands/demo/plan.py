@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.core.config import ConfigError, Settings
+from services.core.lanes import BATCH_NICE
 
 #: Ports are ``base + offset``; the demo, the chaos run and the benchmark use different bases so
 #: a kept demo and a benchmark can run side by side.
 DEMO_PORT_BASE = 18100
 PORT_OFFSETS = {"ingest-http": 0, "ingest-mllp": 1, "inference": 2, "tools": 3, "control": 4, "console": 5,
                 "extraction": 10, "triage": 11, "writeback": 12, "scheduling": 13, "monitor": 14, "hl7": 15,
-                "hl7out": 16, "cdshooks": 17, "engine": 18}
+                "hl7out": 16, "inference-batch": 6, "tools-batch": 7, "extraction-batch": 17, "triage-batch": 18,
+                "cdshooks": 19, "engine": 20}
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,10 @@ class ServiceDef:
     port_key: str   # which port (PORT_OFFSETS) its health answers on
     required: bool = True  # the notes -> Tasks path needs it; others are reported when they fail
     module: str = ""  # the module run with ``python -m`` (default ``services.<name>.app``)
+    args: tuple[str, ...] = ()  # command-line arguments after the module (e.g. ``--lane batch``)
+    nice: int = 0  # CPU priority decrement of the process (the batch lane's servers run below real time)
+    batch: bool = False  # part of the batch lane: started only when a pipeline asks for it
+
 
     @property
     def app_module(self) -> str:
@@ -51,7 +57,21 @@ SERVICES: list[ServiceDef] = [
     ServiceDef("scheduling", "stage", "scheduling", required=False),
     ServiceDef("monitor", "stage", "monitor", required=False),
     ServiceDef("control", "grpc", "control", required=False, module="services.commands.control_service"),
+    # The batch lane (services/core/lanes.py): its own stage instances and its own gRPC servers, at a
+    # lower CPU priority, so a backfill never sits in front of a real-time note.
+    ServiceDef("inference-batch", "grpc", "inference-batch", required=False, module="services.inference.app",
+               nice=BATCH_NICE, batch=True),
+    ServiceDef("tools-batch", "grpc", "tools-batch", required=False, module="services.tools.app", nice=BATCH_NICE,
+               batch=True),
+    ServiceDef("extraction-batch", "stage", "extraction-batch", required=False, module="services.extraction.app",
+               args=("--lane", "batch"), batch=True),
+    ServiceDef("triage-batch", "stage", "triage-batch", required=False, module="services.triage.app",
+               args=("--lane", "batch"), batch=True),
 ]
+#: Services whose inference (tools) server is the batch lane's own: the batch lane's gRPC servers
+#: themselves (they listen there) and the batch extraction (it calls them).
+BATCH_INFERENCE_CLIENTS = ("inference-batch", "extraction-batch")
+BATCH_TOOLS_CLIENTS = ("tools-batch", "extraction-batch")
 
 
 def available(service: ServiceDef) -> bool:
@@ -139,6 +159,10 @@ class DemoPlan:
                "PYTHONUNBUFFERED": "1"}
         if service.kind == "stage":
             env["VIGIL_METRICS_PORT"] = str(self.port(service.port_key))
+        if service.name in BATCH_INFERENCE_CLIENTS:
+            env["VIGIL_GRPC_INFERENCE_ADDR"] = f"127.0.0.1:{self.port('inference-batch')}"
+        if service.name in BATCH_TOOLS_CLIENTS:
+            env["VIGIL_GRPC_TOOLS_ADDR"] = f"127.0.0.1:{self.port('tools-batch')}"
         return env
 
     def busy_ports(self) -> list[int]:

@@ -148,7 +148,7 @@ def _delivered(pipe: Pipeline, t, rows: list[dict]) -> bool:
 
 
 async def drain(pipe: Pipeline, runs: dict[str, driver.TenantRun], watcher: driver.FindingsWatcher,
-                ledger: DecisionLedger, since: datetime, progress: Progress, triage_metrics: str,
+                ledger: DecisionLedger, period: summaries.RunPeriod, progress: Progress, triage_metrics: str,
                 timeout: float = DRAIN_TIMEOUT_S) -> bool:
     """Until every note has its findings event, triage has finished every findings event seen
     (its stage counters, from ``triage_metrics``) and every result is delivered on the tenant's
@@ -161,7 +161,7 @@ async def drain(pipe: Pipeline, runs: dict[str, driver.TenantRun], watcher: driv
         for t, run in runs.items():
             processed = sum(1 for n in run.notes if n.id in watcher.seen[t])
             progress.update(bars[t], completed=processed)
-            rows = await _polled(summaries.ledger_rows(ledger, run, since))
+            rows = await _polled(summaries.ledger_rows(ledger, run, period))
             triaged = await driver.stage_finished(triage_metrics, "triage", t)
             done &= rows is not None and processed == len(run.notes) and triaged >= len(watcher.seen[t]) \
                 and _delivered(pipe, tenants[t], rows)
@@ -173,12 +173,12 @@ async def drain(pipe: Pipeline, runs: dict[str, driver.TenantRun], watcher: driv
 
 
 async def clinician_round(pipe: Pipeline, runs: dict[str, driver.TenantRun], ledger: DecisionLedger,
-                          since: datetime) -> list[str]:
+                          period: summaries.RunPeriod) -> list[str]:
     """Per tenant: accept the first written Task, override the second (inbox pages)."""
     acted, secret = [], ehr_settings(pipe.plan).admin_secret
     for t, run in runs.items():
         tasks: list[tuple[str, str]] = []
-        for row in await summaries.ledger_rows(ledger, run, since):
+        for row in await summaries.ledger_rows(ledger, run, period):
             owner = (row.get("output") or {}).get("owner") or f"Practitioner/{run.practitioners['onc-1']}"
             if row.get("task_id") and row["task_id"] not in [x for x, _ in tasks]:
                 tasks.append((row["task_id"], owner.split("/")[-1]))
@@ -225,13 +225,15 @@ async def patient_conversations(runs: dict[str, driver.TenantRun], rounds: int =
     return answers
 
 
-async def wait_feedback(runs, ledger, since, expected: int, timeout: float = FEEDBACK_TIMEOUT_S) -> int:
+async def wait_feedback(runs, ledger, period: summaries.RunPeriod, expected: int,
+                        timeout: float = FEEDBACK_TIMEOUT_S) -> int:
+    """Until the ledger holds a clinician action for ``expected`` of the run's Tasks; returns how many."""
     deadline = time.monotonic() + timeout
     while True:
         seen = 0
         for run in runs.values():
-            rows = await _polled(summaries.ledger_rows(ledger, run, since)) or []
-            seen += sum(1 for r in rows if r.get("clinician_action"))
+            rows = await _polled(summaries.ledger_rows(ledger, run, period)) or []
+            seen += len(summaries.task_actions(rows, period))
         if seen >= expected or time.monotonic() > deadline:
             return seen
         await asyncio.sleep(POLL_S)
@@ -240,7 +242,7 @@ async def wait_feedback(runs, ledger, since, expected: int, timeout: float = FEE
 async def run_day(pipe: Pipeline, n_notes: int, *, conversations: bool = True
                   ) -> tuple[list[summaries.TenantSummary], dict]:
     run_id = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
-    since = datetime.now(timezone.utc) - timedelta(seconds=5)
+    period = summaries.RunPeriod(datetime.now(timezone.utc) - timedelta(seconds=5))
     pools, ledger = await _ledger(pipe.plan.settings)
     admin = await create_pool(pipe.plan.settings, min_size=1, max_size=2)
     watcher = driver.FindingsWatcher(pipe.plan.settings, [t.id for t in pipe.tenants])
@@ -251,16 +253,18 @@ async def run_day(pipe: Pipeline, n_notes: int, *, conversations: bool = True
         with Progress(*columns, console=console) as progress:
             await warm_up(pipe, run_id, watcher, progress)
             runs = await stream_day(pipe, n_notes, run_id, progress)
-            info["drained"] = await drain(pipe, runs, watcher, ledger, since, progress,
+            info["drained"] = await drain(pipe, runs, watcher, ledger, period, progress,
                                           f"http://127.0.0.1:{pipe.plan.port('triage')}/metrics")
         cards = await cds_cards(pipe, runs) if pipe.supervisor and "cdshooks" in pipe.supervisor.running else {}
         info["patient_answers"] = await patient_conversations(runs) if conversations else 0
-        acted = await clinician_round(pipe, runs, ledger, since)
+        acted = await clinician_round(pipe, runs, ledger, period)
         info["clinician_actions"] = len(acted)
-        info["feedback_recorded"] = await wait_feedback(runs, ledger, since, len(acted))
+        info["feedback_recorded"] = await wait_feedback(runs, ledger, period, len(acted))
+        period.close()
+        info["period"] = period
         tenants = {t.id: t for t in pipe.tenants}
         acknowledged = _acknowledged(pipe)
-        result = [await summaries.summarize(run, tenants[t].mode, watcher.seen[t], ledger, admin, since,
+        result = [await summaries.summarize(run, tenants[t].mode, watcher.seen[t], ledger, admin, period,
                                             results=tenants[t].profile().results, acknowledged=acknowledged,
                                             cds_cards=cards.get(t))
                   for t, run in runs.items()]
@@ -363,6 +367,10 @@ def run(keep: bool = False, notes: int = 12) -> list[summaries.TenantSummary]:
                           f"see the logs in {plan.logs_dir}[/]")
         console.print(f"clinician actions in the inbox: {info['clinician_actions']} "
                       f"({info['feedback_recorded']} recorded in the decision ledger)")
+        period = info["period"]
+        console.print("the monitor's report of just this run (its own period):")
+        for t in pipe.tenants:
+            console.print(f"  vigil report --tenant {t.id} {period.options()} --out {plan.folder / 'report' / t.id}")
         dead = [name for name in pipe.supervisor.dead() if name not in pipe.failed]
         if dead:
             console.print(f"[red]services that exited:[/] {', '.join(dead)}")

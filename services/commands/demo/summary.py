@@ -3,11 +3,16 @@ clinician actions), the tenant's EHR (Tasks, Vigil-written resources and Appoint
 patients), what the interface engine stand-in acknowledged (ORU results, by MSH-10), the cards the
 CDS service returned to patient-view calls, the dead-letter table, and the findings the watcher
 saw on the tenant's topic. ``delivery_line`` says how the results reached the tenant's clinicians.
+
+Every number counts this run only: its period (``RunPeriod``, from just before the first note to
+the end of the run) and its notes bound the ledger rows, and clinician actions are counted per
+inbox Task (the feedback path labels every decision of a Task, so decisions would count an action
+once per decision that updated the Task).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import asyncpg
 
@@ -80,9 +85,38 @@ class TenantSummary:
         return percentile(self.alert_seconds, 95)
 
 
-async def ledger_rows(ledger: DecisionLedger, run: TenantRun, since: datetime) -> list[dict]:
+@dataclass
+class RunPeriod:
+    """``[since, until)`` of one demo run; ``until`` is None while the run goes on."""
+    since: datetime
+    until: datetime | None = None
+
+    def __contains__(self, when: datetime | None) -> bool:
+        return when is not None and self.since <= when and (self.until is None or when < self.until)
+
+    def close(self) -> None:
+        self.until = datetime.now(timezone.utc)
+
+    def options(self) -> str:
+        """``--since S --until U`` to whole seconds that still cover the period (for `vigil report`)."""
+        until = (self.until or datetime.now(timezone.utc)).replace(microsecond=0) + timedelta(seconds=1)
+        return f"--since {self.since:%Y-%m-%dT%H:%M:%SZ} --until {until:%Y-%m-%dT%H:%M:%SZ}"
+
+
+async def ledger_rows(ledger: DecisionLedger, run: TenantRun, period: RunPeriod) -> list[dict]:
+    """The ledger's decisions on this run's notes, made within the run's period."""
     notes = {n.id for n in run.notes}
-    return [r for r in await ledger.since(run.tenant, since) if r.get("document_id") in notes]
+    return [r for r in await ledger.since(run.tenant, period.since)
+            if r.get("document_id") in notes and r["time"] in period]
+
+
+def task_actions(rows: list[dict], period: RunPeriod) -> dict[str, str]:
+    """Inbox Task id -> the clinician's action on it, recorded within the run's period."""
+    out: dict[str, str] = {}
+    for r in rows:
+        if r.get("task_id") and r.get("clinician_action") and r.get("action_time") in period:
+            out.setdefault(r["task_id"], r["clinician_action"])
+    return out
 
 
 def pending_writes(rows: list[dict]) -> list[dict]:
@@ -91,9 +125,9 @@ def pending_writes(rows: list[dict]) -> list[dict]:
             and not r.get("written_at")]
 
 
-async def dead_letter_count(admin: asyncpg.Pool, tenant: str, since: datetime) -> int:
-    return await admin.fetchval("SELECT count(*) FROM vigil_dead_letters WHERE tenant = $1 AND created_at >= $2",
-                                tenant, since)
+async def dead_letter_count(admin: asyncpg.Pool, tenant: str, period: RunPeriod) -> int:
+    return await admin.fetchval("SELECT count(*) FROM vigil_dead_letters WHERE tenant = $1 AND created_at >= $2 "
+                                "AND ($3::timestamptz IS NULL OR created_at < $3)", tenant, period.since, period.until)
 
 
 async def count_in_ehr(client: FhirClient, rtype: str, patients: list[str], **params) -> int:
@@ -121,14 +155,14 @@ def oru_times(rows: list[dict], tenant: str, acknowledged: dict[str, datetime]) 
 
 
 async def summarize(run: TenantRun, mode: str, seen: dict[str, int], ledger: DecisionLedger, admin: asyncpg.Pool,
-                    since: datetime, *, results: tuple[str, ...] = ("fhir",),
+                    period: RunPeriod, *, results: tuple[str, ...] = ("fhir",),
                     acknowledged: dict[str, datetime] | None = None, cds_cards: int | None = None) -> TenantSummary:
     s = TenantSummary(run.tenant, mode, notes=len(run.notes), results=tuple(results), hl7_notes=run.feed is not None,
                       cds_cards=cds_cards)
     note_ids = {n.id for n in run.notes}
     s.notes_processed = sum(1 for d in seen if d in note_ids)
     s.findings = sum(n for d, n in seen.items() if d in note_ids)
-    rows = await ledger_rows(ledger, run, since)
+    rows = await ledger_rows(ledger, run, period)
     s.decisions = len(rows)
     s.writable = sum(1 for r in rows if r["write"] and not r.get("suppressed") and r["kind"] != "none")
     created = {n.id: n.created for n in run.notes}
@@ -141,12 +175,12 @@ async def summarize(run: TenantRun, mode: str, seen: dict[str, int], ledger: Dec
             s.alert_seconds.append((r["written_at"] - created[r["document_id"]]).total_seconds())
         elif r["id"] in delivered and "fhir" not in results:  # time to the ORU's AA
             s.alert_seconds.append((delivered[r["id"]] - created[r["document_id"]]).total_seconds())
-        s.accepted += r.get("clinician_action") == "accepted"
-        s.overridden += r.get("clinician_action") == "overridden"
+    actions = list(task_actions(rows, period).values())
+    s.accepted, s.overridden = actions.count("accepted"), actions.count("overridden")
     patients = list(run.patients.values())
     s.tasks = await count_in_ehr(run.client, "Task", patients)
     s.ehr_vigil_resources = s.tasks + sum([await count_in_ehr(run.client, rtype, patients)
                                            for rtype in VIGIL_WRITTEN_TYPES if rtype != "Task"])
     s.followups_booked = await count_in_ehr(run.client, "Appointment", patients, status="booked")
-    s.dead_letters = await dead_letter_count(admin, run.tenant, since)
+    s.dead_letters = await dead_letter_count(admin, run.tenant, period)
     return s

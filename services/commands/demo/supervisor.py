@@ -70,9 +70,10 @@ class Supervisor:
     def start(self, service: ServiceDef) -> Running:
         log_path = self.plan.logs_dir / f"{service.name}.log"
         log = open(log_path, "ab")
-        proc = subprocess.Popen([sys.executable, "-m", service.app_module], stdout=log,
+        proc = subprocess.Popen([sys.executable, "-m", service.app_module, *service.args], stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                env=self.plan.service_env(service))
+                                env=self.plan.service_env(service),
+                                preexec_fn=(lambda: os.nice(service.nice)) if service.nice else None)
         log.close()
         previous = self.running.get(service.name)
         entry = Running(service, proc, str(log_path), previous.restarts + 1 if previous else 0)

@@ -54,6 +54,10 @@ class MllpServer:
         self._tasks: set[asyncio.Task] = set()
 
     @property
+    def serving(self) -> bool:
+        return self._server is not None and self._server.is_serving()
+
+    @property
     def connections(self) -> int:
         return len(self._tasks)
 

@@ -17,6 +17,7 @@ from datetime import timedelta
 from services.core.config import ConfigError
 from services.core.errors import RetryableError, classify
 from services.core.logging import get_logger
+from services.ingest.liveness import task_problem
 from services.ingest.poll import metrics
 from services.ingest.poll.bucket import TokenBucket
 from services.ingest.poll.patient import poll_patient
@@ -171,6 +172,14 @@ class PollRunner:
         self._stop.clear()
         self._tasks = [asyncio.create_task(p.run(self._stop), name=f"ingest-poll-{p.tenant.id}")
                        for p in self.pollers]
+
+    def problem(self) -> str | None:
+        """For liveness: every tenant's poller task runs."""
+        for task in self._tasks:
+            found = task_problem(task, f"poller {task.get_name().removeprefix('ingest-poll-')}")
+            if found:
+                return found
+        return None
 
     async def stop(self) -> None:
         self._stop.set()

@@ -23,6 +23,7 @@ from services.core.errors import FatalError, RetryableError, classify
 from services.core.logging import get_logger
 from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry, TenantError, check_tenant_id
+from services.ingest.liveness import Liveness
 from services.ingest.receiver import auth, openapi, r4
 from services.ingest.receiver.handler import NotificationHandler
 from services.ingest.receiver.notification import BadNotification, parse_notification
@@ -40,6 +41,8 @@ class ReceiverContext:
     secrets: SecretSettings
     handler: NotificationHandler
     r4: r4.R4Notifications | None = None  # made from ``handler`` when not given
+    #: The parts that make progress (services.ingest.liveness); None: nothing to check (tests).
+    liveness: Liveness | None = None
 
 
 async def _body(request: Request) -> bytes | None:
@@ -150,7 +153,11 @@ def create_app(ctx: ReceiverContext) -> FastAPI:
         return accepted(result.as_dict())
 
     async def healthz(_request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
+        problems = ctx.liveness.problems() if ctx.liveness is not None else {}
+        if problems:
+            return JSONResponse({"status": "unhealthy", "problems": problems}, status_code=503)
+        parts = ctx.liveness.parts if ctx.liveness is not None else []
+        return JSONResponse({"status": "ok", "parts": parts})
 
     async def openapi_document(_request: Request) -> JSONResponse:
         return JSONResponse(openapi.document(ROUTES))

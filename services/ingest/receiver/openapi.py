@@ -139,9 +139,15 @@ OPERATIONS: dict[tuple[str, str], dict] = {
         "responses": {"200": _outcome(200, "Accepted: an informational OperationOutcome with the counts"),
                       **{str(code): _outcome(code, text) for code, text in _R4_ERRORS.items()}},
     },
-    ("/healthz", "GET"): {"summary": "Liveness", "security": [], "responses": {"200": {
-        "description": "Up", "content": {JSON: {"schema": {"type": "object", "required": ["status"],
-                                                           "properties": {"status": {"const": "ok"}}}}}}}},
+    ("/healthz", "GET"): {"summary": "Liveness: the listener, the watchdog, the pollers and publishing make progress",
+                          "security": [], "responses": {
+        "200": {"description": "Every part makes progress", "content": {JSON: {"schema": {
+            "type": "object", "required": ["status"], "properties": {
+                "status": {"const": "ok"}, "parts": {"type": "array", "items": {"type": "string"}}}}}}},
+        "503": {"description": "A part is stopped or stalled (restart the process)", "content": {JSON: {"schema": {
+            "type": "object", "required": ["status", "problems"], "properties": {
+                "status": {"const": "unhealthy"},
+                "problems": {"type": "object", "additionalProperties": {"type": "string"}}}}}}}}},
     ("/openapi.json", "GET"): {"summary": "This document", "security": [], "responses": {"200": {
         "description": "OpenAPI 3.1", "content": {JSON: {"schema": {"type": "object"}}}}}},
 }

@@ -15,11 +15,13 @@ each R4 type (services.ingest.receiver.r4), which finds what a lost notification
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from services.core.errors import NotFoundError, classify
 from services.core.logging import get_logger
+from services.ingest.liveness import STALL_ROUNDS, STALL_SLACK_S, task_problem
 from services.ingest.receiver.handler import NotificationHandler
 from services.ingest.receiver.notification import BadNotification, parse_notification
 from services.ingest.receiver.r4 import STATE_PREFIX, TRIGGER as R4_TRIGGER, R4Notifications
@@ -40,9 +42,19 @@ class Watchdog:
         self.heartbeat_s, self.interval_s = heartbeat_s, interval_s
         self.r4 = R4Notifications(handler)
         self._task: asyncio.Task | None = None
+        self.last_round = time.monotonic()
 
     def start(self) -> None:
+        self.last_round = time.monotonic()
         self._task = asyncio.create_task(self._run(), name="ingest-watchdog")
+
+    def problem(self) -> str | None:
+        """For liveness: the task runs, and its last round is recent."""
+        stopped = task_problem(self._task, "watchdog")
+        if stopped:
+            return stopped
+        age = time.monotonic() - self.last_round
+        return f"no round for {age:.0f} s" if age > STALL_ROUNDS * self.interval_s + STALL_SLACK_S else None
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -69,6 +81,7 @@ class Watchdog:
                     await self.check_tenant(tenant.id)
                 except Exception as exc:  # one tenant's trouble must not stop the others' checks
                     log.warning("watchdog.tenant_failed", tenant=tenant.id, error_code=classify(exc).code)
+            self.last_round = time.monotonic()
 
     async def check_tenant(self, tenant: str, *, now: datetime | None = None) -> list[dict]:
         now = now or datetime.now(timezone.utc)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncpg
 
-ORIGINS = ("subscription", "hl7", "backfill", "poll")
+ORIGINS = ("subscription", "hl7", "backfill", "poll", "batch")
 
 
 async def claim_version(conn: asyncpg.Connection, tenant: str, resource_type: str, resource_id: str,

@@ -11,6 +11,10 @@ ingest_documents        Vigil's document store: notes that did not come from the
                         (HL7 now), one row per version, text sealed with the tenant key ("note-text")
 ingest_patients         the patient index HL7 keeps current: patient key (keyed hash of PID-3), the
                         EHR's Patient id once resolved, the identifiers sealed ("patient-index")
+ingest_batch_jobs       per named batch run (``services.ingest.batch.job``): source kind and PHI-free
+                        name, the last stored position (committed with the notes it covers), counts
+                        (seen, stored, published, skipped, no-text), total when known, state, times
+ingest_batch_progress   one row per committed chunk of a run: when, notes seen so far (rate over time)
 
 Per-patient polling has its own migration module (``POLL_MODULE``, applied by :func:`migrate`):
 ingest_poll_patients    the watch list: one row per watched Patient id, where it came from, until when
@@ -139,6 +143,36 @@ CREATE TABLE IF NOT EXISTS ingest_patients (
 """,
     tenant_rls_sql("ingest_documents", ("SELECT", "INSERT")),
     tenant_rls_sql("ingest_patients", ("SELECT", "INSERT", "UPDATE")),
+    """
+CREATE TABLE IF NOT EXISTS ingest_batch_jobs (
+    tenant text NOT NULL,
+    name text NOT NULL,
+    source_kind text NOT NULL,
+    source_name text NOT NULL,
+    position text,
+    total bigint,
+    seen bigint NOT NULL DEFAULT 0,
+    stored bigint NOT NULL DEFAULT 0,
+    published bigint NOT NULL DEFAULT 0,
+    skipped bigint NOT NULL DEFAULT 0,
+    no_text bigint NOT NULL DEFAULT 0,
+    state text NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'done', 'failed')),
+    error text,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz,
+    PRIMARY KEY (tenant, name)
+);
+CREATE TABLE IF NOT EXISTS ingest_batch_progress (
+    tenant text NOT NULL,
+    name text NOT NULL,
+    at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    seen bigint NOT NULL,
+    PRIMARY KEY (tenant, name, at)
+);
+""",
+    tenant_rls_sql("ingest_batch_jobs", ("SELECT", "INSERT", "UPDATE")),
+    tenant_rls_sql("ingest_batch_progress", ("SELECT", "INSERT")),
 ]
 
 

@@ -139,7 +139,10 @@ class MonitorHarness:
         return env
 
     async def publish(self, stream: str, events: list[Event]) -> None:
-        async with Publisher(self.settings, self.tenant) as pub:
+        await self.publish_for(self.tenant, stream, events)
+
+    async def publish_for(self, tenant: str, stream: str, events: list[Event]) -> None:
+        async with Publisher(self.settings, tenant) as pub:
             await pub.publish_many(stream, events)
 
     async def publish_all(self, groups: list[dict[str, list[Event]]]) -> None:
@@ -149,10 +152,12 @@ class MonitorHarness:
                 await self.publish(stream, events)
 
     @contextlib.asynccontextmanager
-    async def worker(self, **extra):
-        """The monitor worker for this tenant only, with its own app id (group and changelogs)."""
+    async def worker(self, *, app_id: str | None = None, registry: bool = False, **extra):
+        """The monitor worker for this tenant only (``registry``: for every tenant of the registry
+        file, followed while it runs), with its own app id (its consumer group)."""
         self.port = free_port()
-        env = self.env(VIGIL_MONITOR_TENANTS=self.tenant, VIGIL_MONITOR_APP_ID=f"vigil-platform.monitor-{self.tenant}",
+        scope = {} if registry else {"VIGIL_MONITOR_TENANTS": self.tenant}
+        env = self.env(**scope, VIGIL_MONITOR_APP_ID=app_id or f"vigil-platform.monitor-{self.tenant}",
                        VIGIL_METRICS_PORT=self.port, VIGIL_MONITOR_GOLD_INTERVAL_S=0, **extra)
         log = open(self.tmp / f"monitor-{len(self._procs)}.log", "wb")
         proc = subprocess.Popen([sys.executable, "-m", "services.monitor.app"], cwd=REPO, env=env, stdout=log,
@@ -200,6 +205,15 @@ class MonitorHarness:
             if time.monotonic() > deadline:
                 raise AssertionError(f"condition not met within {timeout} s")
             await asyncio.sleep(interval)
+
+    async def metric(self, name: str, tenant: str | None = None) -> float:
+        """Sum of a Prometheus series of the running worker for ``tenant`` (default this test's)."""
+        status, body = await self.get("/metrics")
+        if status != 200:
+            return 0.0
+        label = f'tenant="{tenant or self.tenant}"'
+        return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+                   if line.startswith(name + "{") and label in line)
 
     async def window_sum(self, metric: str, category: str | None = None) -> float:
         async with self.pools.tx(self.tenant, readonly=True) as conn:

@@ -119,6 +119,20 @@ async def test_active_gate_uses_live_override_rate_and_time_to_alert(mon):
     checks = {c["name"]: c for c in json.loads(gate.stdout)["checks"]}
     assert checks["override-rate"]["value"] == pytest.approx(1 / 25)
     assert checks["time-to-alert-p95"]["value"] == pytest.approx(30 * 60)
+    assert "30.0 min (gate 60.0 min)" in checks["time-to-alert-p95"]["detail"]
+    # --since/--until: the Tasks were written 3 days ago; a period that ended 5 days ago has none
+    until = (utcnow() - timedelta(days=5)).date().isoformat()
+    gate = await vigil(mon, "gate", "--tenant", t, "--to", "active", "--json", "--until", until,
+                       VIGIL_GATE_MAX_TTA_P95_S=3600)
+    assert gate.returncode == 1, gate.stdout + gate.stderr
+    checks = {c["name"]: c for c in json.loads(gate.stdout)["checks"]}
+    assert checks["override-rate"]["value"] is None and "of 0 clinician actions" in checks["override-rate"]["detail"]
+    assert not checks["time-to-alert-p95"]["passed"]
+    bad = await vigil(mon, "gate", "--tenant", t, "--to", "active", "--since", "last week")
+    assert bad.returncode == 2 and "--since" in bad.stderr
+    # the passed gate is the newest again
+    gate = await vigil(mon, "gate", "--tenant", t, "--to", "active", "--json", VIGIL_GATE_MAX_TTA_P95_S=3600)
+    assert gate.returncode == 0
     # stricter thresholds (settings) refuse the same live data, and mode set follows the newest decision
     gate = await vigil(mon, "gate", "--tenant", t, "--to", "active", "--json", VIGIL_GATE_MAX_TTA_P95_S=600,
                        VIGIL_GATE_MAX_OVERRIDE_RATE=0.02)

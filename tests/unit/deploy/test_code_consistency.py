@@ -1,7 +1,7 @@
 """The manifests against the code they run: every command starts a module that exists, every
 setting passed is one the code reads and parses, each stage's consumer groups (read from the
-stage's own StageSpecs) are what KEDA scales on and what the Kafka ACLs admit, the monitor's
-changelog topics exist, and each tenant's credentials reach exactly the service that uses them."""
+stage's own StageSpecs) are what KEDA scales on and what the Kafka ACLs admit, the monitor has
+no changelog topics, and each tenant's credentials reach exactly the service that uses them."""
 from __future__ import annotations
 
 import ast
@@ -16,6 +16,7 @@ import pytest
 from services.cdshooks.config import CdsSettings
 from services.commands.serve import SERVICES as SERVE_MODULES
 from services.core.config import Settings
+from services.core.lanes import BATCH, LANES
 from services.core.tenancy import Registry
 from services.ingest.config import IngestSettings
 from services.ingest.directory import DEFAULT_SCOPE as INGEST_DEFAULT_SCOPE
@@ -225,8 +226,18 @@ def test_services_holding_tenant_credentials_get_the_master_key(rendered):
 
 # ---- consumer groups, scaling, Kafka ACLs ------------------------------------------------------
 
-@cache
 def stage_specs(stage: str) -> tuple[tuple[str, str], ...]:
+    """The real-time lane's (spec name, input stream) of the stage (what its Deployment consumes)."""
+    return tuple(s for s in all_stage_specs(stage) if not s[0].endswith(LANES[BATCH].suffix))
+
+
+def batch_specs(stage: str) -> tuple[tuple[str, str], ...]:
+    """The batch lane's specs of the stage (``--lane batch``: own consumer groups, own topics)."""
+    return tuple(s for s in all_stage_specs(stage) if s[0].endswith(LANES[BATCH].suffix))
+
+
+@cache
+def all_stage_specs(stage: str) -> tuple[tuple[str, str], ...]:
     """(spec name, input stream) of every StageSpec(...) call in the stage's app module, both
     evaluated in the module's namespace (constants such as AGENT or HL7_INBOUND, f-strings)."""
     module = importlib.import_module(app_module(stage))
@@ -265,6 +276,8 @@ def test_stage_specs_are_read_from_the_code():
     assert ("feedback", "feedback") in stage_specs("writeback")
     assert all(stream for _, stream in stage_specs("scheduling"))
     assert stage_specs("hl7") == (("hl7", "hl7-inbound"),)
+    assert batch_specs("extraction") == (("extraction-batch", "batch-events"),)
+    assert batch_specs("triage") == (("triage-batch", "batch-findings"),)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -307,7 +320,7 @@ def test_kafka_users_admit_every_group_the_code_uses(overlay, rendered):
     for tenant in tenants_of(docs):
         acls = one(docs, "KafkaUser", f"vigil-{tenant}")["spec"]["authorization"]["acls"]
         for stage in BUS_STAGES:
-            for name, stream in stage_specs(stage):
+            for name, stream in all_stage_specs(stage):
                 assert _allows(acls, "group", f"vigil.{tenant}.{name}", "Read"), (tenant, name)
                 assert _allows(acls, "topic", f"vigil.{tenant}.{stream}", "Read"), (tenant, stream)
                 assert _allows(acls, "topic", f"vigil.{tenant}.{name}.retry.1", "Create"), (tenant, name)
@@ -323,17 +336,13 @@ def test_kafka_users_admit_every_group_the_code_uses(overlay, rendered):
     for tenant in tenants_of(docs):
         for stream in streams:
             assert _allows(platform, "topic", f"vigil.{tenant}.{stream}", "Read"), (tenant, stream)
-    monitor = importlib.import_module("services.monitor.app")
-    for topic in monitor.changelog_topics(group):
-        for op in ("Read", "Write", "Describe"):
-            assert _allows(platform, "topic", topic, op), (topic, op)
     assert not _allows(platform, "group", f"vigil.{tenants_of(docs)[0]}.triage", "Read")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_topic_partitions_follow_the_registry(overlay, rendered):
-    """Stages create retry topics, and the monitor its changelogs, with the registry's partition
-    count; each must equal the partitions of the tenant streams the manifests create."""
+    """Stages create retry topics with the registry's partition count; it must equal the partitions
+    of the tenant streams the manifests create. The monitor keeps no faust tables: no changelogs."""
     docs = rendered[overlay]
     registry = tomllib.loads(one(docs, "ConfigMap", "vigil-tenants")["data"]["tenants.toml"])["tenants"]
     topics = {t["spec"]["topicName"]: t["spec"] for t in of_kind(docs, "KafkaTopic")}
@@ -341,12 +350,7 @@ def test_topic_partitions_follow_the_registry(overlay, rendered):
         for name, topic in topics.items():
             if name.startswith(f"vigil.{tenant}."):
                 assert topic["partitions"] == spec["partitions"], (overlay, name)
-    counts = {spec["partitions"] for spec in registry.values()}
-    assert len(counts) == 1, "one monitor needs one partition count across its tenants"
-    group, _ = monitor_groups(docs)
-    for name in importlib.import_module("services.monitor.app").changelog_topics(group):
-        assert topics[name]["partitions"] == next(iter(counts)), (overlay, name)
-        assert topics[name]["config"]["cleanup.policy"] == "compact", name
+    assert not [name for name in topics if name.startswith("vigil-platform.monitor")], overlay
 
 
 # ---- tenant credentials ------------------------------------------------------------------------

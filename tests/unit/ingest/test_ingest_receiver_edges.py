@@ -139,4 +139,4 @@ def test_after_each_refusal_the_keep_alive_connection_still_serves(served, monke
             assert status != 500, "an unexpected failure says Connection: close"
         conn.request("GET", "/healthz")
         again = conn.getresponse()
-        assert again.status == 200 and json.loads(again.read()) == {"status": "ok"}, (path, status)
+        assert again.status == 200 and json.loads(again.read())["status"] == "ok", (path, status)

@@ -1,0 +1,181 @@
+"""Benchmark: a silent crawl through the batch lane, and bare medspaCy on the same notes in the same run.
+
+N realistic notes (the texts of ``tests/data/realistic/tune.jsonl``, about 3 KB median, repeated
+with new ids) are written to an NDJSON file and run as `vigil backfill run` (its own process:
+document store, sealed text, checkpoints, ``batch-events``) through the batch lane as in
+production: ``extraction --lane batch`` (GetNote from the store and Extract with the rules engine,
+on the batch lane's own tools and inference servers) and ``triage --lane batch`` (silent decisions
+to the ledger and ``batch-decisions``), every service its own process (``Pipeline(batch_lane=True)``).
+The clock runs from the backfill's start until triage-batch has committed every note's findings.
+
+Baseline (same run, same notes): ``nlp(text)`` of the bare medspaCy pipeline in this process
+(as ``bench/extraction.py`` measures it). Ratio = pipeline notes/s / bare notes/s. CPU per note is
+each of our processes' user + system CPU over the run divided by N (the broker, PostgreSQL and
+Redis are shared servers and not counted).
+
+    python -m bench.crawl [N]          (make bench-crawl; N defaults to 2000)
+Writes artifacts/bench/crawl.json.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psutil
+
+from services.commands.demo.pipeline import Pipeline
+from services.commands.demo.plan import SERVICES, DemoPlan
+from services.commands.demo.tenants import DemoTenant
+from services.core.logging import configure
+
+REPO = Path(__file__).resolve().parents[1]
+TUNE = REPO / "tests" / "data" / "realistic" / "tune.jsonl"
+BENCH_PORT_BASE = 18500
+TENANT = DemoTenant("bench-crawl", "Benchmark Crawl", "silent", {"engine": "rules"})
+DEFAULT_N = 2000
+OUT_DIR = Path("artifacts/bench")
+POLL_S = 0.5
+#: Give up when no note was finished for this long.
+STALL_S = 120.0
+GOAL_RATE = 150.0
+GOAL_RATIO = 0.7
+
+
+def write_notes(path: Path, n: int, tag: str) -> list[str]:
+    rows = [json.loads(line) for line in TUNE.read_text().splitlines() if line.strip()]
+    texts = []
+    with path.open("w") as out:
+        for i in range(n):
+            row = rows[i % len(rows)]
+            texts.append(row["text"])
+            out.write(json.dumps({"id": f"{tag}-{i:06d}", "text": row["text"], "note_type": row.get("note_type"),
+                                  "note_time": f"2025-{1 + i % 12:02d}-{1 + i % 28:02d}T10:00:00Z"}) + "\n")
+    return texts
+
+
+def bare_rate(texts: list[str]) -> tuple[float, float]:
+    """Bare medspaCy over the notes: (notes per second of wall time, CPU ms per note)."""
+    from services.inference.rules.pipeline import build_pipeline
+
+    nlp = build_pipeline(engine=False)
+    for text in texts[:20]:  # warm-up
+        nlp(text)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for text in texts:
+        nlp(text)
+    return len(texts) / (time.perf_counter() - started), (time.process_time() - cpu_started) / len(texts) * 1000
+
+
+def cpu(pid: int) -> float:
+    try:
+        times = psutil.Process(pid).cpu_times()
+        return times.user + times.system
+    except psutil.Error:
+        return 0.0
+
+
+async def committed(settings, tenant: str, group: str, stream: str) -> tuple[int, int]:
+    """(offsets committed by ``group`` on the stream, end offsets) summed over partitions."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    kwargs = settings.kafka.client_kwargs()
+    consumer, admin = AIOKafkaConsumer(enable_auto_commit=False, **kwargs), AIOKafkaAdminClient(**kwargs)
+    await consumer.start()
+    await admin.start()
+    try:
+        topic = f"vigil.{tenant}.{stream}"
+        await consumer.topics()  # fills the metadata partitions_for_topic reads
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        ends = await consumer.end_offsets(tps)
+        done = await admin.list_consumer_group_offsets(f"vigil.{tenant}.{group}", partitions=tps)
+        return (sum(max(0, done[tp].offset) for tp in tps if tp in done), sum(ends.values()))
+    finally:
+        await admin.close()
+        await consumer.stop()
+
+
+async def wait_done(settings, n: int, backfill: subprocess.Popen) -> tuple[int, float]:
+    """Until triage-batch committed ``n`` findings and extraction-batch committed every batch event;
+    returns the backfill's exit status and CPU seconds (reaped here with its resource usage)."""
+    last, last_change = -1, time.monotonic()
+    exited: tuple[int, float] | None = None
+    while True:
+        if exited is None:
+            pid, status, usage = os.wait4(backfill.pid, os.WNOHANG)
+            if pid:
+                exited = (os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime)
+                if exited[0] != 0:
+                    raise RuntimeError(f"vigil backfill run exited {exited[0]}: {backfill.stderr.read()[-800:]!r}")
+        findings_done, _ = await committed(settings, TENANT.id, "triage-batch", "batch-findings")
+        events_done, events_end = await committed(settings, TENANT.id, "extraction-batch", "batch-events")
+        if findings_done >= n and events_done >= events_end and exited is not None:
+            return exited
+        if findings_done != last:
+            last, last_change = findings_done, time.monotonic()
+        elif time.monotonic() - last_change > STALL_S:
+            raise RuntimeError(f"no progress for {STALL_S:.0f} s ({findings_done}/{n} notes decided)")
+        await asyncio.sleep(POLL_S)
+
+
+def main(argv: list[str]) -> None:
+    n = int(argv[1]) if len(argv) > 1 else DEFAULT_N
+    configure("warning")
+    tag = datetime.now(timezone.utc).strftime("c%H%M%S")
+    plan = DemoPlan.create("bench-crawl", port_base=BENCH_PORT_BASE)
+    pipe = Pipeline(plan, (TENANT,), log=print, optional=False, batch_lane=True)
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    notes = OUT_DIR / "crawl-notes.ndjson"
+    texts = write_notes(notes, n, tag)
+    sizes = sorted(map(len, texts))
+    try:
+        pipe.up()
+        procs = {name: r.proc.pid for name, r in pipe.supervisor.running.items()}
+        before = {name: cpu(pid) for name, pid in procs.items()}
+        env = plan.service_env(next(s for s in SERVICES if s.name == "ingest"))
+        started = time.perf_counter()
+        backfill = subprocess.Popen(
+            [sys.executable, "-m", "tests.fixtures.batch_cli", "backfill", "run", "--tenant", TENANT.id, "--source",
+             "jsonl", str(notes), "--name", tag, "--silent", "--quiet"], cwd=str(REPO), env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, backfill_cpu = asyncio.run(wait_done(plan.settings, n, backfill))
+        elapsed = time.perf_counter() - started
+        after = {name: cpu(pid) for name, pid in procs.items()}
+    finally:
+        pipe.down()
+    rate = n / elapsed
+    bare, bare_cpu_ms = bare_rate(texts)
+    per_note = {name: (after[name] - before[name]) / n * 1000 for name in procs}
+    per_note["backfill (vigil backfill run)"] = backfill_cpu / n * 1000
+    lane = {k: v for k, v in per_note.items() if k.endswith("-batch") or k.startswith("backfill")}
+    lane_cpu_ms = sum(lane.values())
+    results = {"notes": n, "median_chars": sizes[len(sizes) // 2], "elapsed_s": round(elapsed, 2),
+               "notes_per_s": round(rate, 1), "bare_medspacy_notes_per_s": round(bare, 1),
+               "ratio": round(rate / bare, 3), "cpu_ms_per_note": {k: round(v, 2) for k, v in per_note.items()},
+               "batch_lane_cpu_ms_per_note": round(lane_cpu_ms, 2), "bare_cpu_ms_per_note": round(bare_cpu_ms, 2),
+               "cpu_ratio": round(bare_cpu_ms / lane_cpu_ms, 3),
+               "load_average": os.getloadavg(),
+               "cores": psutil.cpu_count(), "goal": {"notes_per_s": GOAL_RATE, "ratio": GOAL_RATIO},
+               "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    (OUT_DIR / "crawl.json").write_text(json.dumps(results, indent=2))
+    print(f"{n} notes (median {results['median_chars']} chars) through the batch lane in {elapsed:.1f} s: "
+          f"{rate:.1f} notes/s (goal {GOAL_RATE:.0f})")
+    print(f"bare medspaCy on the same notes: {bare:.1f} notes/s; ratio {rate / bare:.3f} (goal {GOAL_RATIO})")
+    print(f"CPU per note: batch lane (backfill, tools-batch, extraction-batch, inference-batch, triage-batch) "
+          f"{lane_cpu_ms:.1f} ms vs bare medspaCy {bare_cpu_ms:.1f} ms: CPU ratio {bare_cpu_ms / lane_cpu_ms:.3f}; "
+          f"load average {os.getloadavg()[0]:.1f} on {psutil.cpu_count()} cores")
+    print("CPU per note (ms, user + system):")
+    for name, ms in sorted(per_note.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:32s} {ms:7.2f}")
+    print(f"  {'total (our processes)':32s} {sum(per_note.values()):7.2f}   on {psutil.cpu_count()} cores")
+    print(f"wrote {OUT_DIR / 'crawl.json'}")
+
+
+if __name__ == "__main__":
+    main(sys.argv)
