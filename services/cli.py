@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from services.commands import audit, crawl, dev, keys, modes, security, serve, tenant
+from services.commands import audit, crawl, dev, keys, modes, notify, security, serve, tenant
 from services.commands import demo as demo_command
 from services.control import cli as control_cli
 from services.core import devstack
@@ -32,6 +32,7 @@ GROUPS: list[tuple[str, typer.Typer]] = [
     ("kill", modes.kill_app),
     ("decisions", triage_cli.app),
     ("subscribe", ingest_cli.subscribe_app),
+    ("notify-key", notify.app),
     ("backfill", ingest_cli.backfill_app),
     ("hl7", hl7_cli.app),
     ("poll", poll_cli.app),

@@ -23,6 +23,9 @@ def _table(rows: list[devstack.Status]) -> Table:
         table.add_row(row.component, row.address, f"[{colors[row.state]}]{row.state}[/]",
                       "started by vigil" if row.owner == "vigil" else ("already there" if row.owner == "external" else "-"),
                       str(row.pid or ""))
+    for row in rows:
+        if row.warning:
+            table.add_row(f"[yellow]warning[/]", row.component, f"[yellow]{row.warning}[/]", "", "")
     return table
 
 

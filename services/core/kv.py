@@ -2,8 +2,11 @@
 as a per-tenant ACL user that Redis confines to that prefix (see ``tenant_client``)."""
 from __future__ import annotations
 
+from urllib.parse import urlparse
+
 import redis.asyncio as aioredis
 
+from services.core import probes
 from services.core.config import Settings
 from services.core.secrets import SecretSettings
 from services.core.tenancy import check_tenant_id
@@ -16,9 +19,29 @@ def key(tenant: str, *parts: str) -> str:
     return ":".join(("vigil", check_tenant_id(tenant), *parts))
 
 
-def admin_client(settings: Settings) -> aioredis.Redis:
-    """The platform's own connection (provisioning, dev tooling); agents use tenant clients."""
-    return aioredis.Redis.from_url(settings.redis_url, decode_responses=False)
+#: The platform's own ACL user on a Redis that Vigil started (``devstack``): the ``default`` user
+#: is disabled there, so every connection authenticates (this user, or a tenant's).
+PLATFORM_USER = "vigil-platform"
+
+
+def platform_password(secrets: SecretSettings) -> str:
+    return secrets.tenant_password("redis-platform", "platform")
+
+
+def platform_acl_rules(password: str) -> list[str]:
+    return ["reset", "on", f">{password}", "~*", "&*", "+@all"]
+
+
+def admin_client(settings: Settings, secrets: SecretSettings | None = None) -> aioredis.Redis:
+    """The platform's own connection (provisioning, the stage runtime's ledger); agents use tenant
+    clients. Credentials in ``VIGIL_REDIS_URL`` win; otherwise a server whose ``default`` user is
+    open is used as it is, and any other as ``PLATFORM_USER`` (password derived from the master
+    secret), the user Vigil creates when it starts its own Redis with ``default`` disabled."""
+    parsed = urlparse(settings.redis_url)
+    if parsed.username or parsed.password or probes.redis_default_open(*settings.redis_host_port) is not False:
+        return aioredis.Redis.from_url(settings.redis_url, decode_responses=False)
+    return aioredis.Redis.from_url(settings.redis_url, decode_responses=False, username=PLATFORM_USER,
+                                   password=platform_password(secrets or SecretSettings.from_env()))
 
 
 # --- per-tenant ACL users -------------------------------------------------------------

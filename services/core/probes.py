@@ -46,9 +46,19 @@ def probe_redis(host: str, port: int) -> str:
     reply = _exchange(host, port, b"PING\r\n", 5)
     if reply is None:
         return "down"
-    if reply.startswith(b"+PONG") or reply.startswith(b"-NOAUT") or reply.startswith(b"-ERR"):
+    if reply.startswith(b"+PONG") or reply.startswith(b"-NOAU") or reply.startswith(b"-ERR"):
         return "up"
     return "foreign"
+
+
+def redis_default_open(host: str, port: int) -> bool | None:
+    """True when Redis answers an unauthenticated PING: its ``default`` user is on without a
+    password (with all rights, unless someone restricted it), which makes per-tenant ACL users moot.
+    False when it asks for authentication; None when nothing answers."""
+    reply = _exchange(host, port, b"PING\r\n", 5)
+    if reply is None:
+        return None
+    return reply.startswith(b"+PONG")
 
 
 def probe_postgres(host: str, port: int) -> str:

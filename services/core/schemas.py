@@ -11,7 +11,9 @@ built-in ``date-time`` is more lenient than ours (RFC 3339 leap seconds, which
 ``datetime.fromisoformat`` - and so every consumer - refuses), its copy of the schema says so
 (``_fast_schema``); the unit tests compare both validators on a grid of times. Error
 messages name the event type, the JSON path and the failed keyword, never the offending
-value (payloads may hold PHI). To add an event type: write ``schemas/<type>.json``, add
+value (payloads may hold PHI). ``check_outgoing`` is what a producer adds: a property the
+schema marks ``"deprecated": true`` (the version-1 plain evidence ``quote``) is still accepted
+from old events but never produced (``ValidationError`` code ``deprecated``). To add an event type: write ``schemas/<type>.json``, add
 one line to ``SCHEMAS`` and a row to the event table in the docs.
 """
 from __future__ import annotations
@@ -118,6 +120,44 @@ def validate(event_type: str, data: object) -> None:
         # These messages name keys, not values: keys are schema vocabulary, safe to show.
         detail = f"{error.validator}: {_keys_named(error.message)}"
     raise ValidationError(f"{event_type}: {path}: {detail} failed", code="schema")
+
+
+@lru_cache(maxsize=None)
+def deprecated_paths(event_type: str) -> tuple[tuple[str, ...], ...]:
+    """The paths of the properties the type's schema marks deprecated ("*" = every array item)."""
+    found: list[tuple[str, ...]] = []
+
+    def walk(node: object, path: tuple[str, ...]) -> None:
+        if not isinstance(node, dict):
+            return
+        for name, sub in (node.get("properties") or {}).items():
+            if isinstance(sub, dict) and sub.get("deprecated") is True:
+                found.append(path + (name,))
+            walk(sub, path + (name,))
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], path + ("*",))
+
+    walk(validator(event_type).schema, ())
+    return tuple(found)
+
+
+def _present(data: object, path: tuple[str, ...]) -> bool:
+    if not path:
+        return True
+    head, rest = path[0], path[1:]
+    if head == "*":
+        return isinstance(data, list) and any(_present(item, rest) for item in data)
+    return isinstance(data, dict) and head in data and _present(data[head], rest)
+
+
+def check_outgoing(event_type: str, data: object) -> None:
+    """``validate``, and refuse a payload that uses a deprecated property (consumers still accept
+    it from old events; producers must not write it)."""
+    validate(event_type, data)
+    for path in deprecated_paths(event_type):
+        if _present(data, path):
+            raise ValidationError(f"{event_type}: {'/'.join(path)}: deprecated (produce the current version)",
+                                  code="deprecated")
 
 
 def _keys_named(message: str) -> str:

@@ -9,6 +9,15 @@ Every call needs ``Authorization: Bearer <VIGIL_EHR_ADMIN_SECRET>``.
 - ``GET  /admin/tenants/<tenant>/clients``  -> ``{"clients": [{client_id, scopes, kids, created_at, revoked_at}]}``
 - ``DELETE /admin/tenants/<tenant>/clients/<client_id>``  revoke: the next token request and the
   next call with an access token already issued to it are refused (401)
+- ``POST /admin/tenants/<tenant>/inbox-links``  body ``{"practitioner": "<id>", "lifetime_s": 900}``
+  -> 201 ``{url, practitioner, expires_at}``: a sign-in link of the inbox for that practitioner
+  (signed, single use, 15 min unless ``lifetime_s`` says less or up to 1 h; 404 for a
+  practitioner not in the tenant's EHR)
+- ``PUT /admin/tenants/<tenant>/notify-signing-secret``  body ``{"secret": "<16-256 printable chars>"}``;
+  ``GET`` -> ``{"set": bool, "fingerprint": <first 16 hex of its sha256> | null}`` (never the secret);
+  ``DELETE`` stops signing. Every rest-hook POST of the tenant's Subscriptions then carries
+  ``X-Vigil-Signature: sha256=<hex HMAC-SHA256 of the body, keyed by the secret>``. The secret is
+  not in any FHIR resource, so a SMART client that reads Subscriptions cannot learn it.
 - ``GET | PUT | DELETE /admin/tenants/<tenant>/faults``  body (PUT) ``{"latency_ms", "error_rate",
   "error_status", "retry_after_s", "outage_s", "drop_writes", "drop_notifications"}``
 - ``GET | PUT /admin/tenants/<tenant>/family``  body (PUT) ``{"family": "epic-like" | "fhir-server"}``:
@@ -16,8 +25,10 @@ Every call needs ``Authorization: Bearer <VIGIL_EHR_ADMIN_SECRET>``.
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
+from datetime import datetime, timezone
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -26,9 +37,12 @@ from services.core.tenancy import TenantError, check_tenant_id
 from services.ehr import auth, families, faults
 from services.ehr.http import base_url, read_json, services
 from services.ehr.outcome import FhirError, bad_request, not_found
+from services.ehr.inbox import session as inbox_session
 from services.ehr.registry import Client
+from services.ehr.validation import ID_RE
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+NOTIFY_SECRET = re.compile(r"^[\x21-\x7e]{16,256}$")
 
 
 def _authorize(request: Request) -> None:
@@ -107,6 +121,59 @@ async def revoke_client(request: Request) -> Response:
     return JSONResponse({"tenant": tenant, "client_id": client_id, "revoked_at": revoked.isoformat()})
 
 
+async def inbox_link(request: Request) -> Response:
+    _authorize(request)
+    tenant = await _tenant(request)
+    body = await read_json(request)
+    practitioner = body.get("practitioner") if isinstance(body, dict) else None
+    lifetime = body.get("lifetime_s", inbox_session.LINK_LIFETIME_S) if isinstance(body, dict) else None
+    if not isinstance(practitioner, str) or not ID_RE.match(practitioner):
+        raise bad_request("practitioner must be the id of a Practitioner of this EHR")
+    if type(lifetime) is not int or not 0 < lifetime <= inbox_session.LINK_LIFETIME_MAX_S:
+        raise bad_request(f"lifetime_s must be an integer 1-{inbox_session.LINK_LIFETIME_MAX_S}")
+    svc = services(request)
+    async with svc.store.transaction(tenant) as tx:
+        try:
+            await tx.read("Practitioner", practitioner)
+        except FhirError:
+            raise not_found(f"There is no Practitioner '{practitioner}' for tenant '{tenant}'") from None
+    token = inbox_session.issue_link(svc.settings.admin_secret, tenant, practitioner, lifetime)
+    link = inbox_session.read_link(svc.settings.admin_secret, tenant, token)
+    root = svc.settings.public_url or str(request.base_url).rstrip("/")
+    return JSONResponse({"tenant": tenant, "practitioner": practitioner,
+                         "url": f"{root}/inbox/{tenant}/login?token={token}",
+                         "expires_at": datetime.fromtimestamp(link.expires, timezone.utc).isoformat()}, 201)
+
+
+def _fingerprint(secret: str | None) -> dict:
+    return {"set": secret is not None,
+            "fingerprint": hashlib.sha256(secret.encode()).hexdigest()[:16] if secret is not None else None}
+
+
+async def put_notify_secret(request: Request) -> Response:
+    _authorize(request)
+    tenant = await _tenant(request)
+    body = await read_json(request)
+    secret = body.get("secret") if isinstance(body, dict) else None
+    if not isinstance(secret, str) or not NOTIFY_SECRET.match(secret):
+        raise bad_request("secret must be 16-256 printable ASCII characters")
+    await services(request).registry.set_notify_secret(tenant, secret)
+    return JSONResponse(_fingerprint(secret))
+
+
+async def get_notify_secret(request: Request) -> Response:
+    _authorize(request)
+    tenant = await _tenant(request)
+    return JSONResponse(_fingerprint(await services(request).registry.notify_secret(tenant)))
+
+
+async def delete_notify_secret(request: Request) -> Response:
+    _authorize(request)
+    tenant = await _tenant(request)
+    await services(request).registry.set_notify_secret(tenant, None)
+    return JSONResponse(_fingerprint(None))
+
+
 async def get_faults(request: Request) -> Response:
     _authorize(request)
     state = await services(request).registry.tenant(await _tenant(request))
@@ -157,6 +224,10 @@ ROUTES = [
     ("/admin/tenants/{tenant}/clients", ["GET"], list_clients),
     ("/admin/tenants/{tenant}/clients/{client_id}", ["PUT"], put_client),
     ("/admin/tenants/{tenant}/clients/{client_id}", ["DELETE"], revoke_client),
+    ("/admin/tenants/{tenant}/inbox-links", ["POST"], inbox_link),
+    ("/admin/tenants/{tenant}/notify-signing-secret", ["GET"], get_notify_secret),
+    ("/admin/tenants/{tenant}/notify-signing-secret", ["PUT"], put_notify_secret),
+    ("/admin/tenants/{tenant}/notify-signing-secret", ["DELETE"], delete_notify_secret),
     ("/admin/tenants/{tenant}/faults", ["GET"], get_faults),
     ("/admin/tenants/{tenant}/faults", ["PUT"], put_faults),
     ("/admin/tenants/{tenant}/faults", ["DELETE"], clear_faults),

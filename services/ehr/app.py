@@ -36,6 +36,7 @@ async def open_services(settings: EhrSettings) -> Services:
         await ensure_schema(platform, "ehr", storage.STEPS)
         await ensure_schema(platform, "ehr_export", export_jobs.STEPS)
         await ensure_schema(platform, "ehr_families", families.STEPS)
+        await ensure_schema(platform, "ehr_notify", storage.NOTIFY_STEPS)
         async with platform.acquire() as conn:
             password = await set_service_password(conn, storage.EHR_ROLE, SecretSettings.from_env())
         pool = await create_pool(settings.core, min_size=2, max_size=POOL_MAX, init=storage.init_connection,

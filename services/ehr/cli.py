@@ -1,9 +1,10 @@
-"""`vigil ehr serve | seed | client add | client list | client revoke | family set | family show`:
-the EHR sandbox, its SMART clients and the EHR family each tenant plays (through the admin API at
-VIGIL_EHR_URL, with VIGIL_EHR_ADMIN_SECRET) and its dev-stack component.
+"""`vigil ehr serve | seed | client add | client list | client revoke | family set | family show |
+inbox-link`: the EHR sandbox, its SMART clients, the EHR family each tenant plays and inbox sign-in
+links (through the admin API at VIGIL_EHR_URL, with VIGIL_EHR_ADMIN_SECRET) and its dev-stack
+component.
 
-Exit codes of `client` and `family`: 0 ok; 1 no such tenant or client, or the sandbox is
-unreachable; 2 usage or a refused admin secret."""
+Exit codes of `client`, `family` and `inbox-link`: 0 ok; 1 no such tenant, client or practitioner,
+or the sandbox is unreachable; 2 usage or a refused admin secret."""
 from __future__ import annotations
 
 import asyncio
@@ -84,7 +85,7 @@ def seed(tenant: str = typer.Option(..., "--tenant", help="Tenant id; its EHR is
     print(json.dumps(summary, indent=2))
 
 
-def _admin_call(settings: EhrSettings, call):
+def _admin_call(settings: EhrSettings, call, missing: str = "tenant or client"):
     """Run ``await call(admin)`` against the sandbox's admin API; report errors and exit."""
     import httpx
 
@@ -98,7 +99,7 @@ def _admin_call(settings: EhrSettings, call):
     try:
         return asyncio.run(run())
     except NotFoundError:
-        typer.echo("error: no such tenant or client on the EHR sandbox", err=True)
+        typer.echo(f"error: no such {missing} on the EHR sandbox", err=True)
         raise typer.Exit(1)
     except (UnauthenticatedError, ValidationError) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -203,6 +204,28 @@ def family_show(tenant: str = TENANT) -> None:
     """The EHR family the tenant's sandbox plays."""
     settings, tenant = _settings(), _check_tenant(tenant)
     typer.echo(_admin_call(settings, lambda admin: admin.get_family(tenant))["family"])
+
+
+@app.command("inbox-link")
+def inbox_link(tenant: str = TENANT,
+               practitioner: str = typer.Option(..., "--practitioner", help="The Practitioner's id in the EHR."),
+               lifetime: int = typer.Option(None, "--lifetime", min=1, max=3600,
+                                            help="Seconds the link stays valid (default 900)."),
+               as_json: bool = typer.Option(False, "--json")) -> None:
+    """A sign-in link of the tenant's inbox for one practitioner: signed, single use, 15 minutes."""
+    from services.ehr.validation import ID_RE
+
+    settings, tenant = _settings(), _check_tenant(tenant)
+    if not ID_RE.match(practitioner):
+        typer.echo("error: --practitioner must be a FHIR id (1-64 of A-Z a-z 0-9 - .)", err=True)
+        raise typer.Exit(2)
+    result = _admin_call(settings, lambda admin: admin.inbox_link(tenant, practitioner, lifetime),
+                         missing="tenant or practitioner")
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(result["url"])
+    typer.echo(f"for Practitioner/{practitioner} of {tenant}; one use, valid until {result['expires_at']}", err=True)
 
 
 def _start_ehr(settings: Settings, workdir: Path, host: str, port: int) -> None:

@@ -306,18 +306,33 @@ def operations() -> dict[tuple[str, str], dict]:
             "no Task/Observation/Provenance writes) or fhir-server", {
                 "200": _ok("Family", "Family", JSON), **_errors(400, 401, 404, 413, 415)},
             body=_body({JSON: {"$ref": _REF + "FamilyRequest"}}), **admin),
-        (f"{I}/login", "GET"): _op("Start an inbox session from a login link", {
+        ("/admin/tenants/{tenant}/inbox-links", "POST"): _op(
+            "A sign-in link of the inbox for one practitioner (signed, single use, 15 min by default)", {
+                "201": _ok("Link", {"type": "object", "required": ["url", "practitioner", "expires_at"]}, JSON),
+                **_errors(400, 401, 404, 413, 415)},
+            body=_body({JSON: {"type": "object", "required": ["practitioner"], "properties": {
+                "practitioner": {"type": "string"}, "lifetime_s": {"type": "integer", "minimum": 1,
+                                                                   "maximum": 3600}}}}), **admin),
+        ("/admin/tenants/{tenant}/notify-signing-secret", "PUT"): _op(
+            "Set the secret the tenant's rest-hook notifications are signed with (X-Vigil-Signature)", {
+                "200": _ok("Set", {"type": "object", "required": ["set", "fingerprint"]}, JSON),
+                **_errors(400, 401, 404, 413, 415)},
+            body=_body({JSON: {"type": "object", "required": ["secret"], "properties": {
+                "secret": {"type": "string", "minLength": 16, "maxLength": 256}}}}), **admin),
+        ("/admin/tenants/{tenant}/notify-signing-secret", "GET"): _op(
+            "Whether the tenant's notifications are signed, and the secret's fingerprint (never the secret)", {
+                "200": _ok("State", {"type": "object", "required": ["set", "fingerprint"]}, JSON),
+                **_errors(401, 404)}, **admin),
+        ("/admin/tenants/{tenant}/notify-signing-secret", "DELETE"): _op(
+            "Stop signing the tenant's notifications", {
+                "200": _ok("State", {"type": "object", "required": ["set", "fingerprint"]}, JSON),
+                **_errors(401, 404)}, **admin),
+        (f"{I}/login", "GET"): _op("Redeem a practitioner's sign-in link: a session bound to that practitioner", {
             **_html("Signed in", 303), **_html("", 401, 404)},
             params=[_query("token", {"type": "string"})], **inbox),
-        (I, "GET"): _op("The inbox: choose a practitioner, then their open Tasks", _html("Page", 200, 401, 404),
-                        **inbox),
-        (f"{I}/practitioner", "POST"): _op("Choose the practitioner", {
-            **_html("Chosen", 303), **_html("", 400, 401, 403, 404, 413)},
-            body=_form({"practitioner": {"type": "string"}, "csrf": {"type": "string"}}), **inbox),
-        (f"{I}/switch", "GET"): _op("Choose another practitioner", {**_html("Back to the choice", 303),
-                                                                     **_html("", 401, 404)}, **inbox),
-        (f"{I}/tasks/{{tid}}", "GET"): _op("One Task with its evidence", _html("Page", 200, 401, 404),
-                                           params=[tid], **inbox),
+        (I, "GET"): _op("The signed-in practitioner's open Tasks", _html("Page", 200, 401, 404), **inbox),
+        (f"{I}/tasks/{{tid}}", "GET"): _op("One Task with its evidence (403: another practitioner's Task)",
+                                           _html("Page", 200, 401, 403, 404), params=[tid], **inbox),
         **{(f"{I}/tasks/{{tid}}/{verb}", "POST"): _op(f"{verb.capitalize()} the Task", {
             **_html("Done", 303), **_html("", 400, 401, 403, 404, 409, 413)}, params=[tid],
             body=_form({"version": {"type": "string"}, "csrf": {"type": "string"}, "reason": {"type": "string"},

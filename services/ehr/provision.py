@@ -50,6 +50,20 @@ class AdminClient:
     async def revoke_client(self, tenant: str, client_id: str) -> dict:
         return await self._call("DELETE", f"/admin/tenants/{tenant}/clients/{client_id}")
 
+    async def inbox_link(self, tenant: str, practitioner: str, lifetime_s: int | None = None) -> dict:
+        """A sign-in link of the tenant's inbox for one practitioner: ``{url, practitioner, expires_at}``."""
+        body: dict = {"practitioner": practitioner}
+        if lifetime_s is not None:
+            body["lifetime_s"] = lifetime_s
+        return await self._call("POST", f"/admin/tenants/{tenant}/inbox-links", body)
+
+    async def set_notify_secret(self, tenant: str, secret: str) -> dict:
+        """The secret the sandbox signs the tenant's notifications with: ``{set, fingerprint}``."""
+        return await self._call("PUT", f"/admin/tenants/{tenant}/notify-signing-secret", {"secret": secret})
+
+    async def notify_secret(self, tenant: str) -> dict:
+        return await self._call("GET", f"/admin/tenants/{tenant}/notify-signing-secret")
+
     async def set_faults(self, tenant: str, **faults) -> dict:
         return await self._call("PUT", f"/admin/tenants/{tenant}/faults", faults)
 

@@ -90,6 +90,15 @@ class Registry:
         if state is not None:
             state.family = family
 
+    async def set_notify_secret(self, tenant: str, secret: str | None) -> None:
+        """The secret this EHR signs the tenant's rest-hook notifications with (None: stop signing)."""
+        async with self.store.connection(tenant) as conn:
+            await conn.execute("UPDATE ehr_tenants SET notify_signing_secret=$2 WHERE id=$1", tenant, secret)
+
+    async def notify_secret(self, tenant: str) -> str | None:
+        async with self.store.connection(tenant) as conn:
+            return await conn.fetchval("SELECT notify_signing_secret FROM ehr_tenants WHERE id=$1", tenant)
+
     async def put_client(self, client: Client) -> None:
         async with self.store.connection(client.tenant) as conn:
             await conn.execute(

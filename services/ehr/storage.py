@@ -93,6 +93,11 @@ STEPS = [
     # a revoked SMART client keeps its row (listed as revoked); registering it again reinstates it
     "ALTER TABLE ehr_clients ADD COLUMN IF NOT EXISTS revoked_at timestamptz;\n",
 ]
+#: Module ``ehr_notify``: the secret rest-hook notifications are signed with (set through the admin
+#: API; never in a FHIR resource, so no FHIR reader learns it).
+NOTIFY_STEPS = [
+    "ALTER TABLE ehr_tenants ADD COLUMN IF NOT EXISTS notify_signing_secret text;\n",
+]
 #: The role the request pool connects as (created by STEPS; password set at start-up).
 EHR_ROLE = "vigil_ehr"
 

@@ -5,7 +5,8 @@ The note version named by the event is read through ``tools.GetNote`` (exact ver
 EHR or from Vigil's document store as the event's ``source`` says) and sent
 to ``inference.Extract``; both calls carry the stage's own credential for the event's tenant.
 Every other resource type, and deletions, are skipped (committed and counted). The note text
-never leaves this function except to inference; the event carries its sha256, not the text.
+never leaves this function except to inference; the event carries its sha256, not the text,
+and each evidence quote sealed with the tenant data key (``services.core.evidence``).
 """
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from datetime import datetime
 from prometheus_client import Counter
 
 from services.core.agentclients import AgentClients
+from services.core import evidence
 from services.core.bus import Context
+from services.core.crypto import Keyring
 from services.core.errors import FatalError
 from services.core.events import Event
 from services.core.lanes import LANES, REALTIME, Lane, Pacer
@@ -81,10 +84,12 @@ def findings_data(event: Event, note, result) -> dict:
 
 
 class Extraction:
-    """``lane``: which findings stream the results go to (the batch lane's carry the run's name)."""
+    """``lane``: which findings stream the results go to (the batch lane's carry the run's name);
+    evidence quotes leave sealed with the tenant's data key (``services.core.evidence``)."""
 
-    def __init__(self, clients: AgentClients, lane: Lane = LANES[REALTIME], pacer: Pacer | None = None):
-        self.clients, self.lane, self.pacer = clients, lane, pacer or Pacer()
+    def __init__(self, clients: AgentClients, keyring: Keyring, lane: Lane = LANES[REALTIME],
+                 pacer: Pacer | None = None):
+        self.clients, self.keyring, self.lane, self.pacer = clients, keyring, lane, pacer or Pacer()
 
     async def __call__(self, event: Event, ctx: Context) -> None:
         data = event.data
@@ -102,7 +107,8 @@ class Extraction:
         out = findings_data(event, note, result)
         if data.get("run"):
             out["run"] = data["run"]
-        ctx.emit(self.lane.findings, ctx.child(FINDINGS_TYPE, out, key=out["patient"]))
+        sealed = await evidence.seal_findings(self.keyring, ctx.tenant, out)
+        ctx.emit(self.lane.findings, ctx.child(FINDINGS_TYPE, sealed, key=out["patient"]))
         NOTES.labels(ctx.tenant, result.engine).inc()
         for f in out["findings"]:
             FINDINGS.labels(ctx.tenant, f["category"]).inc()

@@ -20,12 +20,16 @@ silent retrospective run: whatever the tenant's mode, its decisions are recorded
 write=false and the run's name, join no episode (a past note must not reopen or escalate a live
 Task), need no owner, and go to ``batch-decisions`` - a stream writeback does not read - and never
 to ``scheduling``.
+
+Evidence quotes arrive sealed (``services.core.evidence``; a version-1 event with a plain quote is
+handled too), are opened in memory, stored encrypted in the ledger and leave sealed again on the
+decision event.
 """
 from __future__ import annotations
 
 from prometheus_client import Counter
 
-from services.core import decisions as ledger
+from services.core import decisions as ledger, evidence
 from services.core.agentclients import AgentClients
 from services.core.bus import Context
 from services.core.crypto import Keyring
@@ -64,7 +68,7 @@ class Triage:
 
     async def __call__(self, event: Event, ctx: Context) -> None:
         settings = TriageSettings.from_tenant(self.tenants.get(ctx.tenant))
-        plans = plan(event.data, settings)
+        plans = plan(await evidence.open_findings(self.keyring, ctx.tenant, event.data), settings)
         if not plans:
             EMPTY.labels(ctx.tenant).inc()
             return
@@ -94,7 +98,8 @@ class Triage:
             ctx.log.info("triage.suppressed", reason=suppressed, decisions=len(plans))
             return
         for out, within in emitted:
-            ctx.emit(self.lane.decisions, ctx.child(DECISION_TYPE, out))
+            ctx.emit(self.lane.decisions,
+                     ctx.child(DECISION_TYPE, await evidence.seal_decision(self.keyring, ctx.tenant, out)))
             if within is not None and not batch:
                 ctx.emit("scheduling", ctx.child(FOLLOWUP_TYPE, {
                     "decisionId": out["decisionId"], "patient": out["patient"], "category": out["category"],

@@ -22,11 +22,14 @@ Order of checks for a decision of a writable kind (urgent-task, routine-task, re
    emitted on ``actions`` - only when this delivery wrote something.
 
 Other event types on ``actions`` (scheduling messages, our own task-written) are ignored.
+The decision's evidence quote arrives sealed with the tenant key (``services.core.evidence``) and
+is opened in memory (a version-1 decision with a plain quote is handled too).
 """
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from services.core import evidence
 from services.core.decisions import Decision, delivery_suppressed
 from services.core.errors import NotFoundError, RetryableError
 from services.core.logging import get_logger
@@ -68,6 +71,7 @@ class Writeback:
         d, tenant = event.data, ctx.tenant
         if d["kind"] not in R.WRITABLE_KINDS:
             return
+        d = await evidence.open_decision(self.deps.keyring, tenant, d)
         state = await self.deps.modes.state(tenant, AGENT)
         why_not = delivery_suppressed(d, state)
         await self.deps.ledger.record_decision(tenant, _decision_row(d, why_not))

@@ -51,7 +51,7 @@ pytestmark = pytest.mark.xdist_group("batch-lane")
 
 
 def batch_specs(pipe, wb) -> list:
-    return [*extraction_app.specs(pipe.agent_clients, BATCH_LANE, retry=FAST_RETRY, tuning=FAST_TUNING),
+    return [*extraction_app.specs(pipe.agent_clients, wb.pools, BATCH_LANE, retry=FAST_RETRY, tuning=FAST_TUNING),
             *triage_app.specs(wb.pools, pipe.agent_clients, wb.settings, BATCH_LANE, retry=FAST_RETRY,
                               tuning=FAST_TUNING)]
 

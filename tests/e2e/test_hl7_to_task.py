@@ -86,7 +86,7 @@ async def test_hl7_feed_during_ehr_trouble_ends_as_one_task_per_note(pipeline, w
         patients.append(pid)
     deps = Hl7Deps(wb.settings, pipeline.secrets, registry=registry, clients={wb.tenant: client}, migrate=False)
     specs = [*hl7_app.specs(deps, retry=OUTAGE_RETRY, tuning=FAST_TUNING),
-             *extraction_app.specs(pipeline.agent_clients, retry=OUTAGE_RETRY, tuning=FAST_TUNING),
+             *extraction_app.specs(pipeline.agent_clients, wb.pools, retry=OUTAGE_RETRY, tuning=FAST_TUNING),
              *triage_app.specs(wb.pools, pipeline.agent_clients, wb.settings, retry=OUTAGE_RETRY, tuning=FAST_TUNING),
              *writeback_app.specs(wb.deps, retry=OUTAGE_RETRY, tuning=FAST_TUNING)]
     await ensure_stage_topics(wb.stack, Tenant(id=wb.tenant), specs)

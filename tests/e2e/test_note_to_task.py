@@ -25,13 +25,13 @@ from services.core.db import create_pool, ensure_schema
 from services.core.fhir import attachment_text
 from services.core.grpc import GrpcSettings
 from services.core.tenancy import Registry, Tenant
-from services.ehr.inbox.session import login_token
+from services.ehr.inbox.session import issue_link
 from services.extraction import app as extraction_app
 from services.inference import app as inference_app
 from services.ingest.directory import EhrDirectory
 from services.ingest.publishing import Publishers
 from services.ingest.receiver.app import ReceiverContext, create_app as receiver_app
-from services.ingest.receiver.auth import channel_header
+from services.ingest.receiver.auth import channel_header, signing_secret
 from services.ingest.receiver.handler import NotificationHandler
 from services.ingest.store import schema as ingest_schema
 from services.ingest.subscribe import TOPICS, ensure_subscriptions
@@ -90,7 +90,7 @@ class Pipeline:
         self.inference = await inference_app.start(wb.settings, grpc, address="127.0.0.1:0", env={})
         self.agent_clients = AgentClients(grpc, sub="e2e", targets={
             "tools": f"127.0.0.1:{self.tools.port}", "inference": f"127.0.0.1:{self.inference.port}"})
-        self.specs = [*extraction_app.specs(self.agent_clients, retry=FAST_RETRY, tuning=FAST_TUNING),
+        self.specs = [*extraction_app.specs(self.agent_clients, wb.pools, retry=FAST_RETRY, tuning=FAST_TUNING),
                       *triage_app.specs(wb.pools, self.agent_clients, wb.settings, retry=FAST_RETRY,
                                         tuning=FAST_TUNING),
                       *writeback_app.specs(wb.deps, retry=FAST_RETRY, tuning=FAST_TUNING)]
@@ -107,6 +107,8 @@ class Pipeline:
         self.server_task = asyncio.create_task(self.server.serve())
         while not self.server.started:
             await asyncio.sleep(0.02)
+        # the EHR signs its notifications (kept in its admin configuration, not in the Subscription)
+        await self.ehr.admin.set_notify_secret(wb.tenant, signing_secret(self.secrets, wb.tenant))
         rows = await ensure_subscriptions(self.client, f"http://127.0.0.1:{self.port}/notify/{wb.tenant}",
                                           channel_header(self.secrets, wb.tenant), TOPICS[:2])
         for row in rows:
@@ -220,9 +222,7 @@ async def test_note_becomes_one_task_updates_and_override_becomes_a_label(pipeli
         inbox = httpx.AsyncClient(base_url=wb.ehr.server.url, follow_redirects=True)
         try:
             r = await inbox.get(f"/inbox/{wb.tenant}/login",
-                                params={"token": login_token(wb.ehr.server.admin_secret, wb.tenant)})
-            csrf = re.search(r'name="csrf" value="([^"]+)"', r.text).group(1)
-            r = await inbox.post(f"/inbox/{wb.tenant}/practitioner", data={"practitioner": onc, "csrf": csrf})
+                                params={"token": issue_link(wb.ehr.server.admin_secret, wb.tenant, onc)})
             assert r.status_code == 200
             page = await inbox.get(f"/inbox/{wb.tenant}/tasks/{task['id']}")
             assert page.status_code == 200

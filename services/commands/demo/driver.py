@@ -254,10 +254,8 @@ async def clinician_decides(ehr_url: str, admin_secret: str, tenant: str, practi
                             decision: str, reason: str | None = None) -> int:
     """Sign in to the tenant's inbox as ``practitioner`` and accept or override one Task."""
     async with httpx.AsyncClient(base_url=ehr_url, timeout=30, follow_redirects=True) as http:
-        token = inbox_session.login_token(admin_secret, tenant)
-        page = await http.get(f"/inbox/{tenant}/login", params={"token": token})
-        csrf = _CSRF.search(page.text).group(1)
-        await http.post(f"/inbox/{tenant}/practitioner", data={"csrf": csrf, "practitioner": practitioner})
+        token = inbox_session.issue_link(admin_secret, tenant, practitioner)  # the practitioner's own link
+        await http.get(f"/inbox/{tenant}/login", params={"token": token})
         page = await http.get(f"/inbox/{tenant}/tasks/{task_id}")
         version = _VERSION.search(page.text)
         if version is None:

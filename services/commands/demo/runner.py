@@ -317,8 +317,11 @@ def print_urls(pipe: Pipeline) -> None:
         if not t.fhir_results:  # no Task in its EHR: the clinicians see ORU results and cards
             console.print(f"inbox {t.id}: none (results by {', '.join(t.profile().results)})")
             continue
-        token = inbox_session.login_token(secret, t.id)
-        console.print(f"inbox {t.id}: {pipe.plan.settings.ehr_url}/inbox/{t.id}/login?token={token}")
+        for key, practitioner in sorted(pipe.practitioners.get(t.id, {}).items()):
+            token = inbox_session.issue_link(secret, t.id, practitioner)
+            console.print(f"inbox {t.id} ({key}): {pipe.plan.settings.ehr_url}/inbox/{t.id}/login?token={token}")
+    console.print(f"inbox links work once and for {inbox_session.LINK_LIFETIME_S // 60} minutes; a new one: "
+                  "vigil ehr inbox-link --tenant T --practitioner P")
     if pipe.supervisor and "control" in pipe.supervisor.running and \
             pipe.plan.service_env(pipe.supervisor.running["control"].service)["VIGIL_CONTROL_CONSOLE_ADDR"] != "off":
         console.print(f"console: {pipe.plan.console_url}")

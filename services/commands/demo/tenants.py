@@ -22,6 +22,8 @@ from services.commands import tenant as tenant_command
 from services.commands.demo.plan import DemoPlan
 from services.core import modes
 from services.core.db import create_pool
+from services.core.errors import NotFoundError
+from services.core.logging import get_logger
 from services.core.fhir import FhirClient, SmartCredentials, new_client_key
 from services.core.integration import parse as parse_profile
 from services.core.secrets import SecretSettings
@@ -30,6 +32,8 @@ from services.core.tenantdb import TenantPools
 from services.ehr import seed as ehr_seed
 from services.ehr.config import EhrSettings
 from services.ehr.provision import AdminClient
+
+log = get_logger("vigil.demo")
 
 ALL_SCOPES = ["system/*.cruds"]
 TOOLS_SCOPE = "system/*.cruds"
@@ -133,10 +137,25 @@ async def register_clients(plan: DemoPlan, tenant: DemoTenant) -> tuple[dict, Sm
         # tools also books, holds and messages for the scheduling agent: its default scope is read-only
         settings["fhir_scope"] = TOOLS_SCOPE
         driver = await admin.new_client(tenant.id, "vigil-demo-driver", ALL_SCOPES)
+        # the EHR signs its notifications to ingest (the tenant's default notify_auth = "signature")
+        try:
+            await admin.set_notify_secret(tenant.id, notify_signing_secret(tenant.id))
+        except NotFoundError:
+            # an EHR sandbox of an older version (already running, not started by this demo) cannot
+            # sign: say so, and make the weaker mode explicit for this tenant only
+            settings["notify_auth"] = "header-token"
+            log.warning("demo.ehr_cannot_sign", tenant=tenant.id, ehr=plan.settings.ehr_url,
+                        fallback="notify_auth=header-token", fix="restart the EHR sandbox")
     # the HL7 feed files PID-3 under the MRN the demo patients carry
     settings["hl7_patient_identifier_system"] = ehr_seed.MRN
     settings.update(cds_client(plan, tenant.id))
     return settings, driver
+
+
+def notify_signing_secret(tenant_id: str) -> str:
+    from services.ingest.receiver.auth import signing_secret
+
+    return signing_secret(SecretSettings.from_env(), tenant_id)
 
 
 def cds_client(plan: DemoPlan, tenant_id: str) -> dict:

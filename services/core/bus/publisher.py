@@ -6,7 +6,7 @@
     await pub.stop()
 
 ``publish`` raises ``ValidationError`` before anything is sent if the payload does not
-match its schema or the event belongs to another tenant, and ``PermissionError`` for a
+match its schema (or uses a property the schema marks deprecated, ``schemas.check_outgoing``) or the event belongs to another tenant, and ``PermissionError`` for a
 topic outside ``vigil.<tenant>.``. The idempotent producer is not enabled (the broker does
 not support InitProducerId); duplicates from producer retries carry the same event id and
 are dropped by the consumer's ledger.
@@ -70,7 +70,7 @@ class Publisher:
         if event.tenant != self.tenant:
             raise ValidationError(f"event of tenant {event.tenant!r} cannot be published for {self.tenant!r}",
                                   code="tenant_mismatch")
-        schemas.validate(event.type, event.data)
+        schemas.check_outgoing(event.type, event.data)
 
     async def send(self, stream: str, event: Event) -> asyncio.Future:
         """Validate and enqueue; returns the delivery future (await it for the broker ack)."""

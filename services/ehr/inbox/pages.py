@@ -1,10 +1,11 @@
 """The inbox pages and their one route table.
 
-- ``GET  /inbox/<tenant>/login?token=<login token>``: start a session (cookie scoped to the tenant)
-- ``GET  /inbox/<tenant>``: choose a practitioner, then that practitioner's open Tasks
-- ``POST /inbox/<tenant>/practitioner``, ``GET /inbox/<tenant>/switch``
+- ``GET  /inbox/<tenant>/login?token=<link token>``: redeem a practitioner's sign-in link (signed,
+  15 min, single use; ``session``) and start a session bound to that practitioner
+- ``GET  /inbox/<tenant>``: the practitioner's open Tasks
 - ``GET  /inbox/<tenant>/tasks/<id>``; ``POST .../accept``; ``POST .../override``
-Without a session for this tenant every page is 401; a Task not in this tenant is 404.
+Without a session for this tenant every page is 401; a Task not in this tenant is 404; a Task
+owned by another practitioner is 403 (to see it or act on it, that practitioner signs in).
 """
 from __future__ import annotations
 
@@ -50,14 +51,18 @@ async def _tenant(request: Request) -> str:
     return tenant
 
 
-async def _session(request: Request, *, practitioner: bool = True) -> tuple[str, sessions.Session]:
+async def _session(request: Request) -> tuple[str, sessions.Session]:
     tenant = await _tenant(request)
     found = sessions.decode(services(request).settings.admin_secret, tenant, request.cookies.get(sessions.COOKIE))
     if found is None:
-        raise _Stop(_message(tenant, 401, "Sign in", "Open the inbox with your hospital's inbox link to sign in."))
-    if practitioner and not found.practitioner:
-        raise _Stop(RedirectResponse(f"/inbox/{tenant}", 303))
+        raise _Stop(_message(tenant, 401, "Sign in", "Open the inbox with your own sign-in link to sign in."))
     return tenant, found
+
+
+def _owned(s: sessions.Session, task: dict) -> None:
+    """Only the Task's owner sees it and acts on it here (403 for anyone else)."""
+    if (task.get("owner") or {}).get("reference") != f"Practitioner/{s.practitioner}":
+        raise _Stop(_message(s.tenant, 403, "Not yours", "This task belongs to another practitioner's inbox."))
 
 
 async def _form(request: Request, s: sessions.Session) -> dict:
@@ -88,10 +93,20 @@ def _with_cookie(response: Response, request: Request, s: sessions.Session) -> R
 @_page
 async def login(request: Request) -> Response:
     tenant = await _tenant(request)
-    if not sessions.check_login_token(services(request).settings.admin_secret, tenant,
-                                      request.query_params.get("token", "")):
-        return _message(tenant, 401, "Sign in", "This inbox link is not valid.")
-    return _with_cookie(RedirectResponse(f"/inbox/{tenant}", 303), request, sessions.new_session(tenant))
+    svc = services(request)
+    link = sessions.read_link(svc.settings.admin_secret, tenant, request.query_params.get("token", ""))
+    if link is None:
+        return _message(tenant, 401, "Sign in", "This sign-in link is not valid or has expired; ask for a new one.")
+    async with svc.store.transaction(tenant) as tx:
+        try:
+            await tx.read("Practitioner", link.practitioner)
+        except FhirError:
+            return _message(tenant, 401, "Sign in", "This sign-in link names no practitioner of this EHR.")
+    if not await svc.registry.use_jti(tenant, sessions.LINK_JTI_CLIENT, link.nonce, link.expires):
+        log.info("inbox.link_reused", tenant=tenant)
+        return _message(tenant, 401, "Sign in", "This sign-in link was already used; ask for a new one.")
+    log.info("inbox.signed_in", tenant=tenant)
+    return _with_cookie(RedirectResponse(f"/inbox/{tenant}", 303), request, sessions.new_session(link))
 
 
 async def _practitioner_name(request: Request, tenant: str, pid: str) -> str:
@@ -104,36 +119,11 @@ async def _practitioner_name(request: Request, tenant: str, pid: str) -> str:
 
 @_page
 async def home(request: Request) -> Response:
-    tenant, s = await _session(request, practitioner=False)
-    csrf = s.csrf(services(request).settings.admin_secret)
+    tenant, s = await _session(request)
     async with services(request).store.transaction(tenant) as tx:
-        if not s.practitioner:
-            return _render("pick.html", tenant=tenant, csrf=csrf, practitioners=await views.practitioners(tx))
         tasks = await views.open_tasks(tx, s.practitioner)
     return _render("list.html", tenant=tenant, tasks=tasks,
                    practitioner_name=await _practitioner_name(request, tenant, s.practitioner))
-
-
-@_page
-async def choose(request: Request) -> Response:
-    tenant, s = await _session(request, practitioner=False)
-    pid = str((await _form(request, s)).get("practitioner", ""))
-    if not ID_RE.match(pid):
-        return _message(tenant, 400, "Not found", "Choose a practitioner from the list.")
-    async with services(request).store.transaction(tenant) as tx:
-        try:
-            await tx.read("Practitioner", pid)
-        except FhirError:
-            return _message(tenant, 404, "Not found", "That practitioner is not in this EHR.")
-    chosen = sessions.Session(s.tenant, pid, s.nonce, s.expires)
-    return _with_cookie(RedirectResponse(f"/inbox/{tenant}", 303), request, chosen)
-
-
-@_page
-async def switch(request: Request) -> Response:
-    tenant, s = await _session(request, practitioner=False)
-    return _with_cookie(RedirectResponse(f"/inbox/{tenant}", 303), request,
-                        sessions.Session(s.tenant, None, s.nonce, s.expires))
 
 
 async def _task_page(request: Request, tenant: str, s: sessions.Session, task_id: str, status: int = 200,
@@ -145,6 +135,7 @@ async def _task_page(request: Request, tenant: str, s: sessions.Session, task_id
             view = await views.task_view(tx, task_id)
         except FhirError:
             return _message(tenant, 404, "Not found", "There is no such task in this inbox.")
+    _owned(s, view.task)
     return _render("task.html", status, tenant=tenant, v=view, csrf=s.csrf(services(request).settings.admin_secret),
                    reasons=actions.OVERRIDE_REASONS,
                    practitioner_name=await _practitioner_name(request, tenant, s.practitioner), **extra)
@@ -168,6 +159,7 @@ async def _decide(request: Request, decision: str) -> Response:
     svc = services(request)
     try:
         async with svc.store.transaction(tenant, drop_writes=(await svc.registry.tenant(tenant)).faults.drop_writes) as tx:
+            _owned(s, (await tx.read("Task", task_id)).content)
             await actions.decide(tx, task_id, version, s.practitioner, decision, form.get("reason") or None,
                                  str(form.get("comment", "")))
     except FhirError as exc:
@@ -193,8 +185,6 @@ I = "/inbox/{tenant}"
 ROUTES: list[tuple[str, list[str], object]] = [
     (f"{I}/login", ["GET"], login),
     (I, ["GET"], home),
-    (f"{I}/practitioner", ["POST"], choose),
-    (f"{I}/switch", ["GET"], switch),
     (f"{I}/tasks/{{tid}}", ["GET"], task),
     (f"{I}/tasks/{{tid}}/accept", ["POST"], accept),
     (f"{I}/tasks/{{tid}}/override", ["POST"], override),

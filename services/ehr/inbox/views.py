@@ -30,11 +30,6 @@ def person_name(resource: dict | None) -> str:
     return "(no name)"
 
 
-async def practitioners(tx: Tx) -> list[tuple[str, str]]:
-    _, rows = await search.run(tx, search.parse("Practitioner", [("_count", str(LIST_LIMIT))]), limit=LIST_LIMIT)
-    return sorted(((r.id, person_name(r.content)) for r in rows), key=lambda p: p[1].lower())
-
-
 def inputs(task: dict, code: str) -> list:
     out = []
     for item in task.get("input") or []:

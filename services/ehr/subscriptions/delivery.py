@@ -22,12 +22,15 @@ Status changes are written to the Subscription resource as new versions.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 from datetime import datetime, timezone
 
 import httpx
 
 from services.core.logging import get_logger
+from services.ehr.registry import Registry
 from services.ehr.storage import Store
 from services.ehr.subscriptions import bundles, events, store as substore
 from services.ehr.subscriptions.spec import MAX_TIMEOUT_S, R4
@@ -49,6 +52,9 @@ POLL_INTERVAL_S = 0.5
 LEASE_S = MAX_TIMEOUT_S + 10
 LEASE_BATCH = 50
 CONCURRENCY = 16
+#: The signature header of rest-hook POSTs when the tenant has a signing secret: ``sha256=<hex>``.
+SIGNATURE_HEADER = "X-Vigil-Signature"
+SIGNATURE_PREFIX = "sha256="
 
 
 def _r4_body(st: SubState, event) -> tuple[bytes, str | None]:
@@ -63,8 +69,9 @@ def backoff_s(failures: int) -> float:
 
 
 class DeliveryWorker:
-    def __init__(self, store: Store, *, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(self, store: Store, *, transport: httpx.AsyncBaseTransport | None = None, registry=None):
         self.store = store
+        self.registry = registry or Registry(store)
         self._http = httpx.AsyncClient(transport=transport, follow_redirects=False)
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -132,10 +139,18 @@ class DeliveryWorker:
         return await self._send(st, json.dumps(bundle, separators=(",", ":")).encode(), st.spec.payload_type)
 
     async def _send(self, st: SubState, body: bytes, content_type: str | None) -> str | None:
-        """POST ``body`` with the channel headers; None on a 2xx, else a short reason."""
+        """POST ``body`` with the channel headers; None on a 2xx, else a short reason. When the
+        tenant has a notification signing secret (admin API), the body is signed with it (both
+        subscription styles)."""
         headers = {name: value for name, value in st.spec.headers}
         if content_type:
             headers["Content-Type"] = content_type
+        try:
+            secret = await self.registry.notify_secret(st.tenant)
+        except Exception as exc:  # the database may be briefly unavailable: not sent unsigned, retried
+            return f"signing secret unavailable ({type(exc).__name__})"
+        if secret is not None:
+            headers[SIGNATURE_HEADER] = SIGNATURE_PREFIX + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
         try:
             response = await self._http.post(st.spec.endpoint, content=body, headers=headers,
                                              timeout=st.spec.timeout_s)

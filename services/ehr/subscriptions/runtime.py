@@ -14,7 +14,7 @@ async def start(services) -> DeliveryWorker:
     events.configure(services.settings.public_url)
     hooks.register_in_transaction(events.on_write)
     hooks.register_post_commit(events.after_commit)
-    worker = DeliveryWorker(services.store)
+    worker = DeliveryWorker(services.store, registry=services.registry)
     worker.start()
     return worker
 

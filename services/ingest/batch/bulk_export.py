@@ -354,3 +354,21 @@ async def export(client: FhirClient, directory: str | Path, request: ExportReque
 
 
 __all__ = ["export", "ExportRequest", "ExportResult", "ExportError", "next_wait", "STATE_FILE"]
+
+
+def open_source(path: Path, **options: str) -> BulkNdjsonSource:
+    """`vigil backfill run --source bulk-export DIR`: the files a finished `vigil backfill export`
+    downloaded to DIR (its state file says it completed); read as Bulk NDJSON."""
+    from services.ingest.batch import bulk_ndjson
+    from services.ingest.batch.source import BatchSourceError
+
+    state = Path(path) / STATE_FILE
+    if not state.exists():
+        raise BatchSourceError(f"{Path(path).name}: no {STATE_FILE} here: run `vigil backfill export --dir` first")
+    data = json.loads(state.read_text(encoding="utf-8"))
+    files = data.get("files") or {}
+    named = [name for name, _ in _file_names((data.get("manifest") or {}).get("output") or [])]
+    if "manifest" not in data or "binaries_fetched" not in data or any(files.get(n) != "done" for n in named):
+        raise BatchSourceError(f"{Path(path).name}: the export there has not finished: run `vigil backfill export` "
+                               "again with the same --dir to resume it")
+    return bulk_ndjson.open_source(Path(path), **options)

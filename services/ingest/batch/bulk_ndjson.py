@@ -318,3 +318,11 @@ class BulkNdjsonSource:
 
 
 __all__ = ["BulkNdjsonSource", "resource_type_of", "FHIR_ID_SYSTEM"]
+
+
+def open_source(path: Path, *, patient_system: str | None = None, strict: str = "false") -> BulkNdjsonSource:
+    """The reader `vigil backfill run --source bulk-ndjson DIR` builds: every ``*.ndjson`` of an export
+    directory (``--option patient_system=`` picks the Patient identifier used; ``strict=true`` stops
+    at the first bad line)."""
+    return BulkNdjsonSource.from_directory(path, patient_system=patient_system,
+                                           strict=strict.lower() in ("1", "true", "yes"))

@@ -359,3 +359,19 @@ class OmopNoteSource:
 
 
 __all__ = ["OmopNoteSource", "PersonMap", "NOTE_SYSTEM", "PERSON_SYSTEM", "COLUMNS", "REQUIRED"]
+
+
+def open_source(path: Path, *, mapping: str | None = None, identifier_column: str | None = None,
+                identifier_system: str | None = None, tz: str = "UTC", strict: str = "false") -> OmopNoteSource:
+    """The reader `vigil backfill run --source omop PATH` builds; its ``--option`` pairs: ``mapping=``
+    a person mapping CSV, or ``identifier_column=`` + ``identifier_system=``; ``tz=`` the zone of
+    OMOP's offset-less times; ``strict=true`` to stop at the first bad row."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        zone = ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BatchSourceError(f"--option tz={tz!r} is not an IANA time zone") from None
+    persons = PersonMap.from_csv(mapping) if mapping else None
+    return OmopNoteSource(path, persons=persons, identifier_column=identifier_column,
+                          identifier_system=identifier_system, tz=zone, strict=strict.lower() in ("1", "true", "yes"))

@@ -87,11 +87,13 @@ def create_app(ctx: ReceiverContext) -> FastAPI:
         if body is None:
             return outcome(413, "too-costly", f"body larger than {MAX_BODY_BYTES} bytes")
         try:
-            auth.check(ctx.secrets, tenant_cfg, request.headers.get("authorization"),
-                       request.headers.get(auth.SIGNATURE_HEADER), body)
+            auth.check(ctx.secrets, tenant_cfg, request.headers, body)
         except auth.AuthError as exc:
             log.info("notify.unauthenticated", tenant=tenant_cfg.id)
             return outcome(401, "login", str(exc), headers={"WWW-Authenticate": "Bearer"})
+        except auth.AuthConfigError as exc:  # the registry entry is wrong: refuse, say which setting
+            log.error("notify.auth_misconfigured", tenant=tenant_cfg.id)
+            return outcome(503, "transient", str(exc), headers={"Retry-After": RETRY_AFTER_S})
         try:
             note = parse_notification(json.loads(body))
         except (ValueError, RecursionError) as exc:
@@ -132,7 +134,7 @@ def create_app(ctx: ReceiverContext) -> FastAPI:
         if body.strip() and media not in CONTENT_TYPES:
             return outcome(415, "not-supported", "Content-Type must be application/fhir+json")
         try:
-            auth.check_channel_token(ctx.secrets, tenant_cfg, request.headers.get("authorization"))
+            auth.check(ctx.secrets, tenant_cfg, request.headers, body)
         except auth.AuthError as exc:
             log.info("notify.unauthenticated", tenant=tenant_cfg.id)
             return outcome(401, "login", str(exc), headers={"WWW-Authenticate": "Bearer"})

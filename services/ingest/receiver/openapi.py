@@ -90,8 +90,12 @@ OPERATIONS: dict[tuple[str, str], dict] = {
                                                                          "pattern": TENANT_ID.pattern}},
             {"name": auth.SIGNATURE_HEADER, "in": "header", "required": False,
              "schema": {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"},
-             "description": "HMAC-SHA256 of the body with the tenant's derived key (required where the tenant "
-                            "sets notify_signature_required)"},
+             "description": "HMAC-SHA256 of the raw body keyed by the tenant's notification signing secret "
+                            "(required unless the tenant sets notify_auth = \"header-token\"); or "
+                            f"{auth.MEDPLUM_SIGNATURE_HEADER} (hex, Medplum's form)"},
+            {"name": auth.MEDPLUM_SIGNATURE_HEADER, "in": "header", "required": False,
+             "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+             "description": "Medplum's signature header: hex HMAC-SHA256 of the raw body"},
         ],
         "requestBody": {"required": True, "content": {
             FHIR_JSON: {"schema": {"$ref": _REF + "Notification"}},

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.core.fhir import FhirClient
 from services.ehr.inbox import OVERRIDE_SYSTEM, session as inbox_session
 from tests.fixtures.inbox import NOTE_TEXT, QUOTE, writeback_task
 from tests.fixtures.subscriptions import subscription_resource
@@ -17,6 +18,10 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "artifacts" / "screenshots"
+
+
+def _token(url: str) -> str:
+    return url.split("token=", 1)[1]
 
 
 async def _people(client) -> tuple[str, str]:
@@ -40,15 +45,14 @@ async def test_override_in_browser_updates_task_and_notifies(ehr_tenant, ehr_ser
     sub = (await client.create(subscription_resource("task-updated", subscriber.url, content="full-resource",
                                                      filters=[f"Task?owner=Practitioner/{doctor}"]))).resource
     await subscriber.wait_for(lambda: subscriber.of_type("handshake"), what="handshake")
-    token = inbox_session.login_token(ehr_server.admin_secret, ehr_tenant.tenant)
+    async with ehr_server.admin() as admin:
+        url = (await admin.inbox_link(ehr_tenant.tenant, doctor))["url"]
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
             page = await browser.new_page(viewport={"width": 1100, "height": 1000})
-            await page.goto(f"{ehr_server.url}/inbox/{ehr_tenant.tenant}/login?token={token}")
-            await page.select_option("#practitioner", doctor)
-            await page.click("button[type=submit]")
+            await page.goto(url)
             rows = page.locator("tbody tr")
             assert await rows.count() == 2
             assert "urgent" in await rows.nth(0).inner_text()  # most urgent first
@@ -96,15 +100,18 @@ async def test_inbox_never_shows_another_tenants_task(ehr_tenant, ehr_server, te
     other = "x" + tenant_id[1:]
     async with ehr_server.admin() as admin:
         await admin.create_tenant(other)
+        creds = await admin.new_client(other, "vigil-test", ["system/*.cruds"])
+        async with FhirClient(ehr_server.base(other), credentials=creds) as other_client:
+            elsewhere = (await other_client.create({"resourceType": "Practitioner",
+                                                    "name": [{"family": "Elsewhere"}]})).id
+        other_link = _token((await admin.inbox_link(other, elsewhere))["url"])
     async with httpx.AsyncClient(base_url=ehr_server.url, follow_redirects=False) as http:
         # no session: 401
         assert (await http.get(f"/inbox/{ehr_tenant.tenant}/tasks/{task['id']}")).status_code == 401
-        # a wrong login token: 401, the other tenant's token does not open this inbox
-        bad = inbox_session.login_token(ehr_server.admin_secret, other)
-        assert (await http.get(f"/inbox/{ehr_tenant.tenant}/login", params={"token": bad})).status_code == 401
-        # sign in to the other tenant and pick nobody: this tenant's task is 404 there, and its cookie is not
-        # accepted here
-        response = await http.get(f"/inbox/{other}/login", params={"token": bad})
+        # a wrong sign-in link: 401, the other tenant's link does not open this inbox
+        assert (await http.get(f"/inbox/{ehr_tenant.tenant}/login", params={"token": other_link})).status_code == 401
+        # sign in to the other tenant: this tenant's task is 404 there, and its cookie is not accepted here
+        response = await http.get(f"/inbox/{other}/login", params={"token": other_link})
         assert response.status_code == 303
         cookie = response.cookies[inbox_session.COOKIE]
         assert f"Path=/inbox/{other}" in response.headers["set-cookie"]

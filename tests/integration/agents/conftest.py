@@ -12,10 +12,11 @@ import pytest
 
 from tests.fixtures.kafka import read_topic  # noqa: F401 (re-exported for the tests here)
 
-from services.core import decisions, kv, modes
+from services.core import decisions, evidence, kv, modes
 from services.core.agentclients import AgentClients
 from services.core.bus import ConsumerTuning, Publisher, RetryPolicy, ensure_stage_topics
 from services.core.bus.service import StageHost
+from services.core.crypto import Keyring
 from services.core.db import create_pool, ensure_schema
 from services.core.events import Event, decode
 from services.core.grpc import GrpcSettings
@@ -80,8 +81,15 @@ class Agents:
         return tenant
 
     async def publish(self, stream: str, events: list[Event]) -> None:
+        """Publish as a stage would: evidence quotes sealed with the tenant key."""
+        keyring = Keyring(self.pools)
         async with Publisher(self.stack, self.tenant) as pub:
-            await pub.publish_many(stream, events)
+            await pub.publish_many(stream, [await evidence.seal_event(keyring, e) for e in events])
+
+    async def opened(self, events: list[Event]) -> list[Event]:
+        """Events read from a topic with their evidence quotes opened."""
+        keyring = Keyring(self.pools)
+        return [await evidence.open_event(keyring, e) for e in events]
 
     async def read(self, stream: str, want: int, timeout: float = 30.0, settle: float = 0.0) -> list[Event]:
         return [decode(m.key, m.value, m.headers) for m in

@@ -19,14 +19,15 @@ async def test_note_event_becomes_one_findings_event_with_exact_offsets(agents):
     events = [changed(agents.tenant, "DocumentReference", created.id, str(updated.version), patient, "update"),
               changed(agents.tenant, "Patient", patient, "1", patient),
               changed(agents.tenant, "Appointment", "appt-1", "1", patient)]
-    specs = extraction_app.specs(agents.clients, retry=FAST_RETRY, tuning=FAST_TUNING)
+    specs = extraction_app.specs(agents.clients, agents.pools, retry=FAST_RETRY, tuning=FAST_TUNING)
     skipped_before = REGISTRY.get_sample_value("vigil_extraction_skipped_total",
                                                {"tenant": agents.tenant, "reason": "resource_type"}) or 0
     await agents.publish("ehr-events", events)
     async with agents.host(specs):
         out = await agents.read("findings", 1, settle=2.0)
     assert len(out) == 1, "exactly one findings event per note; other resource types produce nothing"
-    data = out[0].data
+    assert out[0].data["findings"] and all("quote" not in f and f["quoteSealed"] for f in out[0].data["findings"])
+    data = (await agents.opened(out))[0].data
     assert out[0].causationid == events[0].id and out[0].key == patient
     assert data["document"] == {"id": created.id, "versionId": str(updated.version)}
     assert data["patient"] == patient and data["engine"] == "rules" and data["engineVersion"]
@@ -51,7 +52,7 @@ async def test_tools_unavailable_is_retried_not_lost(agents):
     doc = await client.create(doc_ref(patient, COLITIS_G3))
     port = agents.tools.port
     await agents.tools.stop()
-    specs = extraction_app.specs(agents.clients, retry=FAST_RETRY.__class__(
+    specs = extraction_app.specs(agents.clients, agents.pools, retry=FAST_RETRY.__class__(
         quick_attempts=1, retry_backoff_s=(2.0, 2.0)), tuning=FAST_TUNING)
     await agents.publish("ehr-events", [changed(agents.tenant, "DocumentReference", doc.id, str(doc.version), patient)])
     async with agents.host(specs):

@@ -36,8 +36,10 @@ async def test_grade3_urgent_grade2_routine_with_followup(agents, stack):
         findings(agents.tenant, p2, "doc-b", "1", [finding("hepatitis", 2, "G2 transaminitis", start=5),
                                                    finding("hepatitis", 1, "mild ALT rise", start=90)])])
     async with agents.host(triage_specs(agents)):
-        actions = await agents.read("actions", 2, settle=1.5)
+        wire = await agents.read("actions", 2, settle=1.5)
         followups = await agents.read("scheduling", 1, settle=0.5)
+    assert all("quote" not in e.data["finding"] and e.data["finding"]["quoteSealed"] for e in wire)
+    actions = await agents.opened(wire)
     by_patient = {e.data["patient"]: e.data for e in actions}
     assert len(actions) == 2
     urgent, routine = by_patient[p1], by_patient[p2]
@@ -168,8 +170,32 @@ async def test_redelivered_findings_reemit_the_recorded_decision(agents):
     first, second = Ctx(), Ctx()
     await handler(event, first)
     await handler(event, second)
-    assert [(s, e.id, e.data) for s, e in first.out] == [(s, e.id, e.data) for s, e in second.out]
+    # the same decision (a sealed quote differs in its nonce only: compare the opened payloads)
+    opened = [[(s, e.id, e.data) for s, e in zip([s for s, _ in ctx.out], await agents.opened([e for _, e in ctx.out]))]
+              for ctx in (first, second)]
+    assert opened[0] == opened[1] and opened[0][0][2]["finding"]["quote"] == "grade 2 nephritis"
     assert [s for s, _ in first.out] == ["actions", "scheduling"]
     async with agents.pools.tx(agents.tenant, readonly=True) as conn:
         n = await conn.fetchval("SELECT count(*) FROM vigil_triage_episodes WHERE patient = $1", patient)
     assert n == 1
+
+
+async def test_a_version_1_findings_event_replayed_raw_is_handled_and_leaves_sealed(agents):
+    """A dead letter from before quotes were sealed, replayed byte for byte (``send_raw``, as the
+    control service replays): triage opens nothing, decides as before, and its decision is sealed."""
+    from services.core.bus import Publisher
+    from services.core.events import encode
+
+    p1, onc1 = await patient_with_oncologist(agents.ehr.client)
+    quote = "grade 3 immune-mediated colitis"
+    old = findings(agents.tenant, p1, "doc-v1", "1", [finding("colitis", 3, quote, start=40)])
+    record = encode(old)
+    assert quote.encode() in record.value  # version 1: the quote in clear
+    async with Publisher(agents.stack, agents.tenant) as pub:
+        await (await pub.send_raw(f"vigil.{agents.tenant}.findings", record.key, record.value, record.headers))
+    async with agents.host(triage_specs(agents)):
+        wire = await agents.read("actions", 1)
+    assert "quote" not in wire[0].data["finding"] and wire[0].data["finding"]["quoteSealed"]
+    (decision,) = await agents.opened(wire)
+    assert decision.data["finding"]["quote"] == quote and decision.data["owner"] == onc1
+    assert await agents.read("dlq", 0, timeout=0.5) == []

@@ -9,7 +9,7 @@ import pytest
 import uvicorn
 
 from services.ingest.receiver.app import ReceiverContext, create_app
-from services.ingest.receiver.auth import channel_header
+from services.ingest.receiver.auth import channel_header, signing_secret
 from services.ingest.subscribe import TOPICS, ensure_subscriptions
 from tests.fixtures.ports import free_port
 
@@ -60,6 +60,7 @@ async def wait_for(predicate, timeout: float = 30.0, step: float = 0.3):
 async def subscribe(ingest, receiver, secrets, content: str) -> str:
     t, client = ingest.tenant.id, ingest.ehr.client
     topic = replace(TOPICS[0], content=content)
+    await ingest.ehr.admin.set_notify_secret(t, signing_secret(secrets, t))  # the EHR signs its notifications
     rows = await ensure_subscriptions(client, f"http://127.0.0.1:{receiver.port}/notify/{t}",
                                       channel_header(secrets, t), [topic])
     sub = rows[0]["id"]

@@ -74,7 +74,8 @@ async def test_fuzz_notification_endpoint(ingest, http, kind, path, value, raw):
     else:
         body = raw
     r = await http.post(f"/notify/{t}", content=body, headers={
-        "Content-Type": "application/fhir+json", "Authorization": f"Bearer {auth.channel_token(SECRETS, t)}"})
+        "Content-Type": "application/fhir+json", "Authorization": f"Bearer {auth.channel_token(SECRETS, t)}",
+        auth.SIGNATURE_HEADER: auth.sign(SECRETS, t, body)})
     assert r.status_code < 500, r.text
     assert r.json()["resourceType"] == "OperationOutcome"
     tally.statuses[r.status_code] = tally.statuses.get(r.status_code, 0) + 1

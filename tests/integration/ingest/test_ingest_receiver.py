@@ -42,7 +42,7 @@ def auth_secrets():
     return SecretSettings.from_env({"VIGIL_ENV": "test"})
 
 
-def headers(tenant: str, body: bytes | None = None, *, signed: bool = False) -> dict:
+def headers(tenant: str, body: bytes | None = None, *, signed: bool = True) -> dict:
     out = {"Content-Type": "application/fhir+json",
            "Authorization": f"Bearer {auth.channel_token(auth_secrets(), tenant)}"}
     if signed and body is not None:
@@ -144,21 +144,24 @@ async def test_auth_and_bad_requests_are_4xx_and_publish_nothing(ingest, http):
     doc = (await client.create(note(await make_patient(client)))).resource
     good = json.dumps(notification("sub-1", "event-notification", since=1, events=[(1, doc)])).encode()
     base = {"Content-Type": "application/fhir+json"}
+    transaction = json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": []}).encode()
+    patient = json.dumps({"resourceType": "Patient"}).encode()
     cases = [
         ({**base}, good, 401),
         ({**base, "Authorization": "Bearer wrong"}, good, 401),
         ({**headers(t), auth.SIGNATURE_HEADER: "sha256=00"}, good, 401),
-        ({**headers("other-tenant")}, good, 401),
-        ({**headers(t), "Content-Type": "text/plain"}, good, 415),
-        (headers(t), b"{not json", 400),
-        (headers(t), json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": []}).encode(), 400),
-        (headers(t), json.dumps({"resourceType": "Patient"}).encode(), 400),
+        (headers(t), good, 401),  # the channel-header token alone: the tenant requires a signature
+        ({**headers("other-tenant", good)}, good, 401),
+        ({**headers(t, good), "Content-Type": "text/plain"}, good, 415),
+        (headers(t, b"{not json"), b"{not json", 400),
+        (headers(t, transaction), transaction, 400),
+        (headers(t, patient), patient, 400),
     ]
     for hdrs, body, status in cases:
         r = await http.post(f"/notify/{t}", content=body, headers=hdrs)
         assert r.status_code == status, (status, r.text)
         assert r.json()["resourceType"] == "OperationOutcome"
-    r = await http.post(f"/notify/unknown-{uuid.uuid4().hex[:6]}", content=good, headers=headers(t))
+    r = await http.post(f"/notify/unknown-{uuid.uuid4().hex[:6]}", content=good, headers=headers(t, good))
     assert r.status_code == 404
     signed = await post(http, t, json.loads(good), signed=True)
     assert signed.status_code == 200

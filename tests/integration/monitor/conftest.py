@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from services.core import modes
+from services.core import crypto, evidence, modes
 from services.core.bus import Publisher
-from services.core.db import create_pool
+from services.core.crypto import Keyring
+from services.core.db import create_pool, ensure_schema
 from services.core.events import Event, deterministic_id
 from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry, Tenant
@@ -142,8 +143,10 @@ class MonitorHarness:
         await self.publish_for(self.tenant, stream, events)
 
     async def publish_for(self, tenant: str, stream: str, events: list[Event]) -> None:
+        """Publish as the stages would: evidence quotes sealed with the tenant key."""
+        keyring = Keyring(self.pools)
         async with Publisher(self.settings, tenant) as pub:
-            await pub.publish_many(stream, events)
+            await pub.publish_many(stream, [await evidence.seal_event(keyring, e) for e in events])
 
     async def publish_all(self, groups: list[dict[str, list[Event]]]) -> None:
         for stream in ("findings", "actions", "feedback"):
@@ -232,6 +235,7 @@ async def mon(stack, tenant_id, mon_secrets, tmp_path):
     admin = await create_pool(stack, min_size=1, max_size=2)
     await schema.ensure_schema(admin)
     await modes.ensure_schema(admin)
+    await ensure_schema(admin, crypto.SCHEMA_MODULE, crypto.SCHEMA_STEPS)  # the quotes are sealed
     async with admin.acquire() as conn:
         await provision_tenant_role(conn, tenant_id, mon_secrets)
     await ensure_tenant_topics(stack, Tenant(id=tenant_id, partitions=4))

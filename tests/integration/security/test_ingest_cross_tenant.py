@@ -33,7 +33,7 @@ async def test_notify_needs_the_routes_own_tenant_credentials(ingest, other_ehr,
     a = ingest.tenant
     b_id, b_client, _ = other_ehr
     b = Tenant(id=b_id, display_name="victim", partitions=4, mode="active", hl7_facilities=("BRAVOFAC",),
-               settings={"notify_signature_required": True})
+               settings={})  # notify_auth defaults to "signature"
     registry = Registry(tmp_path / "two.toml", [a, b])
     b_doc = (await b_client.create({
         "resourceType": "DocumentReference", "status": "current",
@@ -46,7 +46,7 @@ async def test_notify_needs_the_routes_own_tenant_credentials(ingest, other_ehr,
     stolen = json.dumps(notification("sub-x", "event-notification", since=1, events=[(1, b_doc)],
                                      content="id-only")).encode()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ingest") as http:
-        ok = await http.post(f"/notify/{a.id}", content=handshake, headers=_headers(a.id, handshake))
+        ok = await http.post(f"/notify/{a.id}", content=handshake, headers=_headers(a.id, handshake, a.id))
         assert ok.status_code == 200, ok.text  # the control case
         for name, path, headers in [
             ("ingest: /notify/A with tenant B's channel token", a.id, _headers(b_id, handshake)),
@@ -59,12 +59,13 @@ async def test_notify_needs_the_routes_own_tenant_credentials(ingest, other_ehr,
         ]:
             response = await http.post(f"/notify/{path}", content=handshake, headers=headers)
             adversary.check(name, response.status_code == 401, f"HTTP {response.status_code}")
-        response = await http.post(f"/notify/{a.id}", content=stolen, headers=_headers(a.id, stolen))
+        response = await http.post(f"/notify/{a.id}", content=stolen, headers=_headers(a.id, stolen, a.id))
         adversary.check("ingest: notification to A naming B's DocumentReference (id-only)",
                         response.status_code >= 400 or "published=0" in response.text,
                         f"HTTP {response.status_code}")
         unknown = "t" + uuid.uuid4().hex[:12]
-        response = await http.post(f"/notify/{unknown}", content=handshake, headers=_headers(unknown, handshake))
+        response = await http.post(f"/notify/{unknown}", content=handshake,
+                                   headers=_headers(unknown, handshake, unknown))
         adversary.check("ingest: /notify/<unregistered tenant> with a token derived for it",
                         response.status_code == 404, f"HTTP {response.status_code}")
     published = await ingest.events(want=1, timeout=3, settle=0)

@@ -69,14 +69,14 @@ async def test_pipeline_slice_logs_no_phi(agents, shared_data, captured_logs):
     assert len(notes) >= 8 and sum(kind == "name" for _, kind in markers) >= 4, summary
     events = [changed(agents.tenant, "DocumentReference", n["id"], n["meta"]["versionId"],
                       n["subject"]["reference"].split("/")[-1]) for n in notes if n.get("subject")]
-    specs = (extraction_app.specs(agents.clients, retry=FAST_RETRY, tuning=FAST_TUNING)
+    specs = (extraction_app.specs(agents.clients, agents.pools, retry=FAST_RETRY, tuning=FAST_TUNING)
              + triage_app.specs(agents.pools, agents.clients, agents.settings, retry=FAST_RETRY, tuning=FAST_TUNING))
     await agents.publish("ehr-events", events)
     async with agents.host(specs):
         found = await agents.read("findings", len(events), settle=1.0)
         actions = await agents.read("actions", 1, settle=2.0)
     assert len(found) == len(events), "every seeded note produced its findings event"
-    quotes = [(f["quote"], "quote") for e in found for f in e.data["findings"]]
+    quotes = [(f["quote"], "quote") for e in await agents.opened(found) for f in e.data["findings"]]
     assert quotes and actions, "the oncology notes yielded findings and triage acted on them"
     texts = [attachment_text(c["attachment"]) for n in notes for c in n.get("content", [])]
     markers += quotes + [(s, "note") for t in texts for s in note_snippets(t)]

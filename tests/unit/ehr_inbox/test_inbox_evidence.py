@@ -1,6 +1,8 @@
 """Evidence spans on the note text and the inbox session cookie (no servers)."""
 from __future__ import annotations
 
+import time
+
 from services.ehr.inbox import INPUT_SYSTEM, session, views
 
 
@@ -40,5 +42,9 @@ def test_session_cookie_is_bound_to_its_tenant_and_signature():
     expired = session.encode(secret, session.Session("tenanta", "p1", "n", 1))
     assert session.decode(secret, "tenanta", expired) is None
     assert s.check_csrf(secret, s.csrf(secret)) and not s.check_csrf(secret, "0" * 64)
-    assert session.check_login_token(secret, "tenanta", session.login_token(secret, "tenanta"))
-    assert not session.check_login_token(secret, "tenanta", session.login_token(secret, "tenantb"))
+    link = session.issue_link(secret, "tenanta", "p1")
+    assert session.read_link(secret, "tenanta", link).practitioner == "p1"
+    assert session.read_link(secret, "tenantb", link) is None
+    assert session.read_link(secret, "tenanta", link, now=time.time() + session.LINK_LIFETIME_S + 1) is None
+    assert session.decode(secret, "tenanta", link) is None  # a link is not a session cookie, nor the reverse
+    assert session.read_link(secret, "tenanta", raw) is None

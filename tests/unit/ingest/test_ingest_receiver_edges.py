@@ -43,8 +43,10 @@ def client(tmp_path):
     return make
 
 
-def headers(**extra) -> dict:
-    return {"Content-Type": "application/fhir+json",
+def headers(body: bytes | str = b"", **extra) -> dict:
+    """The tenant's EHR's headers: channel token and the body's signature."""
+    raw = body.encode() if isinstance(body, str) else body
+    return {"Content-Type": "application/fhir+json", auth.SIGNATURE_HEADER: auth.sign(SECRETS, TENANT.id, raw),
             "Authorization": f"Bearer {auth.channel_token(SECRETS, TENANT.id)}", **extra}
 
 
@@ -58,9 +60,11 @@ def test_event_numbers_must_be_ascii_whole_numbers(since, number):
 async def test_bad_numbers_and_lengths_are_refused_before_the_handler(client):
     async with client(RefusingHandler()) as http:
         for since in ("\u00b2", "9" * 5000):
-            r = await http.post(f"/notify/{TENANT.id}", content=json.dumps(notification(since)), headers=headers())
+            body = json.dumps(notification(since))
+            r = await http.post(f"/notify/{TENANT.id}", content=body, headers=headers(body))
             assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome", r.text
-        r = await http.post(f"/notify/{TENANT.id}", content=b'{"n": ' + b"9" * 5000 + b"}", headers=headers())
+        body = b'{"n": ' + b"9" * 5000 + b"}"
+        r = await http.post(f"/notify/{TENANT.id}", content=body, headers=headers(body))
         assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome"
         for length in (b"\xb2", b"9" * 5000):
             r = await http.post(f"/notify/{TENANT.id}", content=b"{}", headers=headers(**{"Content-Length": length}))
@@ -121,8 +125,10 @@ def test_after_each_refusal_the_keep_alive_connection_still_serves(served, monke
         ("/notify/nosuchtenant", good, b"{}", 404),
         (f"/notify/{TENANT.id}", {**good, "Content-Type": "text/plain"}, b"{}", 415),
         (f"/notify/{TENANT.id}", {**good, "Authorization": "Bearer wrong"}, b"{}", 401),
-        (f"/notify/{TENANT.id}", good, b"{" * 10, 400),
-        (f"/notify/{TENANT.id}", good, json.dumps(notification("\u00b2")).encode(), 400),
+        (f"/notify/{TENANT.id}", good, b"{" * 10, 401),  # signed over another body
+        (f"/notify/{TENANT.id}", headers(b"{" * 10), b"{" * 10, 400),
+        (f"/notify/{TENANT.id}", headers(json.dumps(notification("\u00b2"))), json.dumps(notification("\u00b2")).encode(),
+         400),
         (f"/notify/{TENANT.id}", good, b"x" * (5 * 1024 * 1024 + 1), 413),
         (f"/notify/{TENANT.id}", good, b"{}", 500),
     ]
