@@ -8,7 +8,8 @@ and every hook / feedback call must carry a JWT of *that* tenant's CDS client (`
 - ``GET  /{tenant}/cds-services``: discovery (no PHI; no token needed); empty for a tenant whose
   integration profile does not deliver ``cds-hooks`` (its hooks and feedback are then 404)
 - ``POST /{tenant}/cds-services/irae-patient-view``: ``patient-view`` -> cards for the
-  patient's open AI findings (``cards``)
+  patient's open AI findings (``cards``: per open Task, or per open episode for a tenant whose
+  EHR takes no FHIR results)
 - ``POST /{tenant}/cds-services/irae-patient-view/feedback``: accepted / overridden (with an
   override reason and comment) -> the label store (``services.core.labels``, source
   ``cds-hooks``) and the decision ledger (``record_feedback``)
@@ -24,6 +25,7 @@ import os
 from datetime import datetime, timezone
 from typing import Mapping
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -46,6 +48,8 @@ OUTCOMES = ("accepted", "overridden")
 #: The results channel this service serves (``IntegrationProfile.results``): a tenant whose profile
 #: lacks it has no CDS service (discovery lists none, hooks and feedback are 404).
 CHANNEL = "cds-hooks"
+#: A tenant that also takes FHIR results has Tasks: its cards are per Task, with an inbox link.
+FHIR_CHANNEL = "fhir"
 MAX_FEEDBACK_ITEMS = 50
 
 
@@ -144,7 +148,8 @@ async def hook(request: Request, tenant: str, service_id: str):
         raise BadRequest("context.patientId is required")
     user = context.get("userId") if isinstance(context.get("userId"), str) else None
     out = []
-    for finding in await cards.open_findings(state.pools, state.keyring, tenant, patient):
+    tasks = state.tenant(tenant).integration.delivers(FHIR_CHANNEL)
+    for finding in await cards.open_findings(state.pools, state.keyring, tenant, patient, tasks=tasks):
         c = cards.card(tenant, finding, state.cds.inbox_url)
         await cards.remember(state.redis(tenant), tenant, c, finding, patient, user)
         out.append(c)
@@ -231,6 +236,13 @@ def create_app(settings: Settings, cds: CdsSettings, *, secrets: SecretSettings 
     app.state.vigil = state
     for method, path, handler in ROUTES:
         app.add_api_route(path, handler, methods=[method])
+
+    @app.exception_handler(asyncpg.TooManyConnectionsError)
+    @app.exception_handler(asyncpg.CannotConnectNowError)
+    @app.exception_handler(ConnectionError)
+    async def _database_unavailable(_request: Request, exc: Exception):
+        log.warning("cds.unavailable", error_class=type(exc).__name__)
+        return _error(503, "unavailable", "the request could not be served; try again")
 
     @app.exception_handler(VigilError)
     async def _vigil_error(_request: Request, exc: VigilError):

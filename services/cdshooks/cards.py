@@ -1,8 +1,13 @@
 """``patient-view`` cards: one card per open Vigil Task of the patient (from the decision ledger:
 decisions that were written and have no clinician action yet), labelled as AI-generated.
 
-Each issued card is remembered in the tenant's Redis (``CARD_TTL_S``) with the Task and the
-decision ids behind it, so the feedback endpoint can label the right decisions.
+A tenant whose EHR takes no FHIR results (an Epic-like site: ``results`` without ``fhir`` in its
+integration profile) has no Task: its cards are one per open episode instead (decisions of a
+result kind that the mode let through, not suppressed, no clinician action yet), with no inbox
+link; the card itself is where the clinician sees and answers the finding.
+
+Each issued card is remembered in the tenant's Redis (``CARD_TTL_S``) with the Task (or none) and
+the decision ids behind it, so the feedback endpoint can label the right decisions.
 """
 from __future__ import annotations
 
@@ -36,27 +41,40 @@ FROM vigil_decisions
 WHERE patient = $1 AND task_id IS NOT NULL AND clinician_action IS NULL AND jsonb_array_length(written_refs) > 0
 ORDER BY time
 """
+#: Decisions that become a result (the kinds writeback and hl7out deliver).
+RESULT_KINDS = ("urgent-task", "routine-task", "review-task")
+_OPEN_NO_TASK_SQL = """
+SELECT id, coalesce(episode_key, id) AS card_key, category, grade, kind, engine_version, time, quote
+FROM vigil_decisions
+WHERE patient = $1 AND kind = ANY($2::text[]) AND write AND suppressed IS NULL AND clinician_action IS NULL
+ORDER BY time
+"""
 
 
 def card_uuid(tenant: str, task_id: str) -> str:
     return deterministic_id(tenant, "cds-card", task_id)
 
 
-async def open_findings(pools, keyring, tenant: str, patient: str) -> list[dict]:
-    """Per open Task: its decisions, highest grade, newest engine version, newest quote."""
+async def open_findings(pools, keyring, tenant: str, patient: str, *, tasks: bool = True) -> list[dict]:
+    """Per open Task (``tasks``; else per open episode of a tenant without Tasks): its decisions,
+    highest grade, newest engine version, newest quote."""
     async with pools.tx(tenant, readonly=True) as conn:
-        rows = [dict(r) for r in await conn.fetch(_OPEN_SQL, patient)]
-    tasks: dict[str, list[dict]] = defaultdict(list)
+        if tasks:
+            rows = [dict(r) for r in await conn.fetch(_OPEN_SQL, patient)]
+        else:
+            rows = [{**dict(r), "task_id": None} for r in await conn.fetch(_OPEN_NO_TASK_SQL, patient,
+                                                                           list(RESULT_KINDS))]
+    groups: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
-        tasks[row["task_id"]].append(row)
+        groups[row["task_id"] or f"episode:{row['card_key']}"].append(row)
     out = []
-    for task_id, group in tasks.items():
+    for key, group in groups.items():
         newest = group[-1]
         quote = None
         if newest["quote"] is not None and keyring is not None:
             quote = (await keyring.decrypt(tenant, bytes(newest["quote"]), QUOTE_PURPOSE)).decode("utf-8")
         grades = [r["grade"] for r in group if r["grade"] is not None]
-        out.append({"task_id": task_id, "decisions": [r["id"] for r in group], "category": newest["category"],
+        out.append({"key": key, "task_id": newest["task_id"], "decisions": [r["id"] for r in group], "category": newest["category"],
                     "grade": max(grades) if grades else None, "urgent": any(r["kind"] == "urgent-task" for r in group),
                     "engine_version": newest["engine_version"], "quote": quote, "time": newest["time"]})
     out.sort(key=lambda f: (not f["urgent"], -(f["grade"] or 0), f["time"]))
@@ -72,16 +90,22 @@ def card(tenant: str, finding: dict, inbox_url: str) -> dict:
         detail.append(f"Evidence in the note: \"{finding['quote']}\"")
     detail.append("Review the evidence before acting; accept or override in the inbox.")
     indicator = "critical" if finding["urgent"] else ("warning" if (finding["grade"] or 0) >= 2 else "info")
-    return {"uuid": card_uuid(tenant, finding["task_id"]),
+    task = finding["task_id"]
+    if task is None:
+        detail[-1] = "Review the evidence before acting; accept or override this card."
+    out = {"uuid": card_uuid(tenant, task or finding["key"]),
             "summary": f"[AI] Possible irAE: {label}{grade}"[:140],
             "detail": "\n\n".join(detail), "indicator": indicator,
             "source": {"label": "Vigil (AI-generated)", "topic": {
                 "system": "https://vigil.health/fhir/CodeSystem/cds-topic", "code": "irae-finding",
                 "display": "Immune-related adverse event finding"}},
-            "links": [{"label": "Review the evidence in the inbox", "type": "absolute",
-                       "url": f"{inbox_url}/inbox/{tenant}/tasks/{finding['task_id']}"}],
             "overrideReasons": [{"system": OVERRIDE_SYSTEM, "code": c, "display": d} for c, d in OVERRIDE_REASONS],
-            "extension": {"vigil-security-label": AI_LABEL, "vigil-task": f"Task/{finding['task_id']}"}}
+            "extension": {"vigil-security-label": AI_LABEL}}
+    if task is not None:
+        out["links"] = [{"label": "Review the evidence in the inbox", "type": "absolute",
+                         "url": f"{inbox_url}/inbox/{tenant}/tasks/{task}"}]
+        out["extension"]["vigil-task"] = f"Task/{task}"
+    return out
 
 
 async def remember(redis, tenant: str, c: dict, finding: dict, patient: str, user: str | None) -> None:

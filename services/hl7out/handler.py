@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
+from services.core import evidence
 from services.core.decisions import delivery_suppressed
 from services.core.errors import RetryableError
 from services.hl7out import patients
@@ -49,6 +50,7 @@ async def deliver(deps: Deps, event, ctx) -> None:
     profile = tenant.integration
     if not profile.delivers(CHANNEL) or d["kind"] not in RESULT_KINDS:
         return
+    d = await evidence.open_decision(deps.keyring, tenant.id, d)  # the quote arrives sealed (as in writeback)
     state = await deps.modes.state(tenant.id, AGENT)
     why_not = delivery_suppressed(d, state)
     if why_not:

@@ -1,11 +1,15 @@
 """The pipeline driver: demo patients and notes written into the EHR through FHIR (so they flow
-subscription -> ingest -> extraction -> triage -> writeback like a real EHR's), a watcher on the
+subscription -> ingest -> extraction -> triage -> writeback like a real EHR's) or, for a tenant
+whose EHR sends notes by HL7v2, sent as MDM^T02 over MLLP to ingest's listener (as its interface
+engine would: hl7 stage -> extraction -> triage -> hl7out), CDS Hooks patient-view calls made as
+the EHR makes them, a watcher on the
 tenants' ``findings`` topics, the drain check against the decision ledger, and clinician
 decisions made through the inbox pages.
 """
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -13,8 +17,10 @@ from datetime import datetime, timezone
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from hl7.mllp import open_hl7_connection
 
 from services.commands.demo.notes import ClinicDay, DemoPatient
+from services.core import hl7wire
 from services.core.config import Settings
 from services.core.events import decode
 from services.core.fhir import FhirClient
@@ -46,6 +52,8 @@ class TenantRun:
     patients: dict[str, str] = field(default_factory=dict)  # demo key -> Patient id
     notes: list[SentNote] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    feed: "Hl7Feed | None" = None   # set for a tenant whose notes arrive as an HL7v2 feed
+    mrns: dict[str, str] = field(default_factory=dict)  # demo key -> MRN (PID-3)
 
 
 def _patient_entries(run_id: str, patient: DemoPatient, oncologist_id: str) -> list[dict]:
@@ -81,6 +89,7 @@ async def create_patients(run: TenantRun, run_id: str, day: ClinicDay) -> None:
     locations = [e["response"]["location"] for e in response["entry"]]
     patient_ids = [loc.split("/")[1] for loc in locations if loc.startswith("Patient/")]
     run.patients = dict(zip(keys, patient_ids))
+    run.mrns = {key: f"DEMO-{run_id}-{key}" for key in keys}
 
 
 async def send_note(run: TenantRun, run_id: str, index: int, patient_key: str, text: str,
@@ -94,6 +103,94 @@ async def send_note(run: TenantRun, run_id: str, index: int, patient_key: str, t
                     parse_time(stored["meta"]["lastUpdated"]))
     run.notes.append(note)
     return note
+
+
+ACK_TIMEOUT_S = 15.0
+
+
+class Hl7Feed:
+    """One tenant's HL7v2 note feed into ingest's MLLP listener, on one long-lived connection
+    (as an interface engine keeps one): MDM^T02 per note; a note counts as sent on AA only."""
+
+    def __init__(self, host: str, port: int, facility: str):
+        self.host, self.port, self.facility = host, port, facility
+        self._reader = self._writer = None
+
+    async def send(self, text: str) -> hl7wire.Ack:
+        if self._writer is None:
+            self._reader, self._writer = await open_hl7_connection(self.host, self.port, encoding=hl7wire.ENCODING)
+        self._writer.writeblock(text.encode(hl7wire.ENCODING))
+        await self._writer.drain()
+        block = await asyncio.wait_for(self._reader.readblock(), ACK_TIMEOUT_S)
+        return hl7wire.parse_ack(block.decode(hl7wire.ENCODING))
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            await self._writer.wait_closed()
+            self._reader = self._writer = None
+
+
+def mdm_t02(facility: str, control_id: str, document_number: str, mrn: str, family: str, given: str,
+            author_npi: str, text: str, when: datetime) -> str:
+    """An MDM^T02 (original document notification and content) as an Epic-style feed sends a
+    progress note: TXA-12 the unique document number, the text in OBX-5 (TX), line breaks kept."""
+    e, stamp = hl7wire.escape, when.strftime("%Y%m%d%H%M%S")
+    return "\r".join([
+        f"MSH|^~\\&|NOTES|{e(facility)}|VIGIL|VIGIL|{stamp}||MDM^T02^MDM_T02|{e(control_id)}|P|2.5.1",
+        f"EVN|T02|{stamp}",
+        f"PID|1||{e(mrn)}^^^{e(facility)}^MR||{e(family)}^{e(given)}",
+        f"TXA|1|PN|TX|{stamp}|{e(author_npi)}|{stamp}||||||{e(document_number)}|||||AU",
+        f"OBX|1|TX|11506-3^Progress note^LN||{e(text, keep_breaks=True)}||||||F"]) + "\r"
+
+
+async def send_hl7_note(run: TenantRun, run_id: str, index: int, patient: DemoPatient, text: str,
+                        expect: str | None, author_npi: str) -> SentNote:
+    """The note as its interface engine sends it; its id is the document store's id for TXA-12."""
+    from services.ingest.hl7.mapping.common import identifier_system
+    from services.ingest.store.documents import document_id
+
+    number = f"demo-{run_id}-{index:04d}"
+    control = "D" + hashlib.sha256(number.encode()).hexdigest()[:19].upper()  # MSH-10: at most 20 characters
+    message = mdm_t02(run.feed.facility, control, number, run.mrns[patient.key], patient.family,
+                      patient.given, author_npi, text, datetime.now(timezone.utc))
+    ack = await run.feed.send(message)
+    if not ack.accepted:
+        raise RuntimeError(f"{run.tenant}: ingest answered {ack.code} to note {index} (error {ack.error_code})")
+    note = SentNote(run.tenant, document_id(run.tenant, identifier_system(run.feed.facility, "document"), number),
+                    run.patients[patient.key], expect, datetime.now(timezone.utc))
+    run.notes.append(note)
+    return note
+
+
+#: A CDS service that answers 5xx (a busy shared database) is asked again, this many times in all.
+CDS_ATTEMPTS = 6
+CDS_BACKOFF_S = 1.0
+
+
+async def patient_view(cds_url: str, tenant: str, token_for, patient: str, user: str) -> list[dict]:
+    """The EHR's ``patient-view`` hook call as it opens a chart: the cards the CDS service returns.
+    ``token_for()`` mints a fresh JWT per attempt (a token's ``jti`` is good for one call)."""
+    from services.cdshooks.cards import SERVICE_ID
+
+    body = {"hook": "patient-view", "hookInstance": str(uuid.uuid4()),
+            "context": {"userId": user, "patientId": patient}}
+    status = 0
+    async with httpx.AsyncClient(timeout=30) as http:
+        for attempt in range(CDS_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(CDS_BACKOFF_S * attempt)
+            try:
+                response = await http.post(f"{cds_url}/{tenant}/cds-services/{SERVICE_ID}", json=body,
+                                           headers={"Authorization": f"Bearer {token_for()}"})
+            except httpx.TransportError:
+                continue
+            status = response.status_code
+            if status == 200:
+                return response.json().get("cards") or []
+            if status < 500:
+                break
+    raise RuntimeError(f"{tenant}: CDS patient-view answered HTTP {status or 'nothing'}")
 
 
 async def send_message(run: TenantRun, patient_key: str, text: str, recipient: str) -> str:

@@ -1,5 +1,6 @@
-"""Bring the whole pipeline up for a plan (stack, tenants, services, subscriptions) and take
-down exactly what was brought up. Shared by `vigil demo`, the chaos suite and the benchmark.
+"""Bring the whole pipeline up for a plan (stack, tenants, services, subscriptions, and the
+interface engine stand-in when a tenant's results go out as HL7v2) and take down exactly what
+was brought up. Shared by `vigil demo`, the chaos suite and the benchmark.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from services.commands.demo import tenants as tenant_setup
+from services.commands.demo.engine import InterfaceEngine
 from services.commands.demo.plan import SERVICES, DemoPlan, ServiceDef, available
 from services.commands.demo.supervisor import Supervisor, SupervisorError
 from services.core import devstack
@@ -34,6 +36,7 @@ class Pipeline:
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     optional: bool = True  # also start the services the notes -> Tasks path does not need
+    engine: InterfaceEngine | None = None  # the HL7v2 results receiver of tenants with an hl7v2 channel
     batch_lane: bool = False  # also start the batch lane (its inference, extraction and triage instances)
     _watching: threading.Event = field(default_factory=threading.Event)
 
@@ -69,6 +72,9 @@ class Pipeline:
                     summary = await tenant_setup.seed(client)
                     self.practitioners[t.id] = await tenant_setup.practitioner_ids(client)
                 state = await tenant_setup.set_modes(self.plan, t, self.practitioners[t.id])
+                # seeded first, then the family: an epic-like EHR has its data but takes no Vigil writes
+                family = await tenant_setup.set_family(self.plan, t)
+                self.log(f"{t.id}: EHR plays {family}; results by {', '.join(t.profile().results)}")
                 self.log(f"{t.id}: seeded ({len(summary['oncology']['patients'])} patients, "
                          f"{summary['oncology']['slots']} slots, Synthea sample: "
                          f"{summary['synthea'].get('reason') or ('loaded' if summary['synthea']['loaded'] else 'already there')}); "
@@ -78,20 +84,34 @@ class Pipeline:
     def client(self, tenant: str) -> FhirClient:
         return FhirClient(f"{self.plan.settings.ehr_url}/fhir/{tenant}", credentials=self.driver_credentials[tenant])
 
+    def required(self, service: ServiceDef) -> bool:
+        """The notes -> results path needs it (for some tenant's integration profile)."""
+        return service.required or service.name in tenant_setup.services_needed(self.tenants)
+
     def wanted(self, service: ServiceDef) -> bool:
-        return (self.optional or service.required or (service.batch and self.batch_lane)) and \
+        return (self.optional or self.required(service) or (service.batch and self.batch_lane)) and \
             (self.batch_lane or not service.batch)
 
     def services(self) -> list[ServiceDef]:
         return [s for s in SERVICES if available(s) and self.wanted(s)]
 
+    def start_engine(self) -> None:
+        if any(t.profile().delivers("hl7v2") for t in self.tenants):
+            self.engine = InterfaceEngine(port=self.plan.port("engine"))
+            self.engine.start()
+            self.log(f"interface engine stand-in (HL7v2 results, AA) on 127.0.0.1:{self.engine.port}")
+
     def start_services(self) -> None:
         self.supervisor = Supervisor(self.plan)
         self.skipped = [s.name for s in SERVICES if not available(s) and self.wanted(s)]
+        missing = sorted(set(self.skipped) & tenant_setup.services_needed(self.tenants))
+        if missing:
+            raise PipelineError(f"the tenants' integration profiles need {', '.join(missing)}, "
+                                "which this checkout lacks")
         for service in self.services():
             self.supervisor.start(service)
-        self.supervisor.wait_healthy([s.name for s in self.services() if s.required or s.batch])
-        for service in [s for s in self.services() if not s.required and not s.batch]:
+        self.supervisor.wait_healthy([s.name for s in self.services() if self.required(s) or s.batch])
+        for service in [s for s in self.services() if not self.required(s) and not s.batch]:
             try:
                 self.supervisor.wait_healthy([service.name], timeout=OPTIONAL_HEALTH_TIMEOUT_S)
             except SupervisorError as exc:
@@ -102,6 +122,9 @@ class Pipeline:
 
     async def subscribe(self) -> None:
         for t in self.tenants:
+            if not t.topic_subscriptions:
+                self.log(f"{t.id}: no Subscriptions (its notes arrive on the HL7v2 feed)")
+                continue
             async with self.client(t.id) as client:
                 rows = await tenant_setup.subscribe(self.plan, client, t.id)
             self.log(f"{t.id}: {len(rows)} Subscriptions active")
@@ -109,6 +132,7 @@ class Pipeline:
     def up(self, tenant_settings: dict[str, dict] | None = None) -> None:
         self.up_stack()
         self.setup_tenants(tenant_settings)
+        self.start_engine()
         self.start_services()
         self._watching.clear()
         self.supervisor.watch(self._watching, self.log)
@@ -123,12 +147,14 @@ class Pipeline:
 
         async def unsubscribe() -> None:
             for t in self.tenants:
-                if t.id in self.driver_credentials:
+                if t.id in self.driver_credentials and t.topic_subscriptions:
                     async with self.client(t.id) as client:
                         await tenant_setup.unsubscribe(self.plan, client)
         try:
             asyncio.run(unsubscribe())
         except Exception as exc:  # the EHR may be down already; the services are stopped regardless
             self.log(f"could not remove Subscriptions: {type(exc).__name__}")
+        if self.engine is not None:
+            self.engine.stop()
         if self.started_stack:
             devstack.down(self.plan.settings, log=self.log, only=self.started_stack)

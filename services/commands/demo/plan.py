@@ -22,7 +22,8 @@ from services.core.lanes import BATCH_NICE
 DEMO_PORT_BASE = 18100
 PORT_OFFSETS = {"ingest-http": 0, "ingest-mllp": 1, "inference": 2, "tools": 3, "control": 4, "console": 5,
                 "extraction": 10, "triage": 11, "writeback": 12, "scheduling": 13, "monitor": 14, "hl7": 15,
-                "hl7out": 16, "inference-batch": 6, "tools-batch": 7, "extraction-batch": 17, "triage-batch": 18}
+                "hl7out": 16, "inference-batch": 6, "tools-batch": 7, "extraction-batch": 17, "triage-batch": 18,
+                "cdshooks": 19, "engine": 20}
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ SERVICES: list[ServiceDef] = [
     ServiceDef("triage", "stage", "triage"),
     ServiceDef("writeback", "stage", "writeback"),
     ServiceDef("hl7out", "stage", "hl7out", required=False),
+    ServiceDef("cdshooks", "http", "cdshooks", required=False),
     ServiceDef("scheduling", "stage", "scheduling", required=False),
     ServiceDef("monitor", "stage", "monitor", required=False),
     ServiceDef("control", "grpc", "control", required=False, module="services.commands.control_service"),
@@ -132,6 +134,10 @@ class DemoPlan:
         return f"http://127.0.0.1:{self.port('ingest-http')}"
 
     @property
+    def cds_url(self) -> str:
+        return f"http://127.0.0.1:{self.port('cdshooks')}"
+
+    @property
     def console_url(self) -> str:
         return f"http://127.0.0.1:{self.port('console')}"
 
@@ -147,6 +153,7 @@ class DemoPlan:
                "VIGIL_GRPC_CONTROL_ADDR": f"127.0.0.1:{self.port('control')}",
                "VIGIL_INGEST_HTTP_HOST": "127.0.0.1", "VIGIL_INGEST_HTTP_PORT": str(self.port("ingest-http")),
                "VIGIL_INGEST_MLLP_HOST": "127.0.0.1", "VIGIL_INGEST_MLLP_PORT": str(self.port("ingest-mllp")),
+               "VIGIL_CDS_HOST": "127.0.0.1", "VIGIL_CDS_PORT": str(self.port("cdshooks")),
                "VIGIL_CONTROL_CONSOLE_ADDR": (f"127.0.0.1:{self.port('console')}" if console_available()
                                               else "off"),
                "PYTHONUNBUFFERED": "1"}

@@ -1,5 +1,6 @@
-"""`vigil demo`: the whole pipeline on the embedded stack, a synthetic clinic day for two
-tenants, clinician decisions in the inbox, and a summary computed from what was written."""
+"""`vigil demo`: the whole pipeline on the embedded stack, a synthetic clinic day for three
+tenants (two FHIR servers, one Epic-like site fed by HL7v2), clinician decisions in the inbox,
+CDS Hooks patient-view calls, and a summary computed from what was written and delivered."""
 from __future__ import annotations
 
 import asyncio
@@ -18,7 +19,8 @@ from services.commands.demo.notes import NEGATIVE_NOTES, clinic_day
 from services.commands.demo.pipeline import Pipeline, PipelineError
 from services.commands.demo.plan import DemoPlan
 from services.commands.demo.supervisor import SupervisorError
-from services.commands.demo.tenants import DEMO_TENANTS, ehr_settings
+from services.commands.demo.tenants import DEMO_TENANTS, cds_token, ehr_settings
+from services.ehr import seed as ehr_seed
 from services.core import devstack
 from services.core.config import ConfigError
 from services.core.crypto import Keyring
@@ -30,7 +32,7 @@ from services.core.tenantdb import TenantPools
 from services.ehr.inbox import session as inbox_session
 
 console = Console()
-#: Notes are written at this pace (a busy clinic compressed: ~3 notes/s over both tenants).
+#: Notes are written at this pace (a busy clinic compressed: ~3 notes/s per tenant).
 NOTE_INTERVAL_S = 0.3
 DRAIN_TIMEOUT_S = 180.0
 WARM_UP_TIMEOUT_S = 60.0
@@ -46,6 +48,25 @@ async def _ledger(settings):
     return pools, DecisionLedger(pools, Keyring(pools, pools.secrets))
 
 
+def tenant_run(pipe: Pipeline, t) -> driver.TenantRun:
+    run = driver.TenantRun(t.id, pipe.client(t.id), pipe.practitioners[t.id])
+    if t.hl7_feed:  # its interface engine sends the notes to ingest's MLLP listener
+        run.feed = driver.Hl7Feed("127.0.0.1", pipe.plan.port("ingest-mllp"), t.id.upper())
+    return run
+
+
+NPIS = {key: npi for key, _family, _given, npi, _specialty in ehr_seed.PRACTITIONERS}
+
+
+async def send_planned(run: driver.TenantRun, run_id: str, index: int, day, patient_key: str, text: str,
+                       expect: str | None, author_key: str) -> driver.SentNote:
+    """One note into the tenant's EHR (FHIR) or down its HL7v2 feed."""
+    if run.feed is not None:
+        patient = next(p for p in day.patients if p.key == patient_key)
+        return await driver.send_hl7_note(run, run_id, index, patient, text, expect, NPIS[author_key])
+    return await driver.send_note(run, run_id, index, patient_key, text, expect, run.practitioners[author_key])
+
+
 async def warm_up(pipe: Pipeline, run_id: str, watcher: driver.FindingsWatcher, progress: Progress,
                   timeout: float = WARM_UP_TIMEOUT_S) -> None:
     """One negative note per tenant through ingest and extraction (consumer groups joined, channels
@@ -53,12 +74,14 @@ async def warm_up(pipe: Pipeline, run_id: str, watcher: driver.FindingsWatcher, 
     bar = progress.add_task("warming up (one note per tenant)", total=len(pipe.tenants))
     pending = {}
     for t in pipe.tenants:
-        run = driver.TenantRun(t.id, pipe.client(t.id), pipe.practitioners[t.id])
+        run = tenant_run(pipe, t)
         async with run.client:
             day = clinic_day(1, seed=0)
             await driver.create_patients(run, f"{run_id}-warm", day)
-            note = await driver.send_note(run, f"{run_id}-warm", 0, day.patients[0].key, NEGATIVE_NOTES[0].format(
-                drug=day.patients[0].drug), None, run.practitioners["onc-1"])
+            note = await send_planned(run, f"{run_id}-warm", 0, day, day.patients[0].key, NEGATIVE_NOTES[0].format(
+                drug=day.patients[0].drug), None, "onc-1")
+        if run.feed is not None:
+            await run.feed.close()
         pending[t.id] = note.id
     deadline = time.monotonic() + timeout
     while pending and time.monotonic() < deadline:
@@ -72,7 +95,7 @@ async def warm_up(pipe: Pipeline, run_id: str, watcher: driver.FindingsWatcher, 
 async def stream_day(pipe: Pipeline, n_notes: int, run_id: str, progress: Progress) -> dict[str, driver.TenantRun]:
     runs = {}
     for index, t in enumerate(pipe.tenants):
-        run = driver.TenantRun(t.id, pipe.client(t.id), pipe.practitioners[t.id])
+        run = tenant_run(pipe, t)
         await run.client.start()
         day = clinic_day(n_notes, seed=hash((run_id, t.id)) & 0xFFFF)
         await driver.create_patients(run, run_id, day)
@@ -82,11 +105,14 @@ async def stream_day(pipe: Pipeline, n_notes: int, run_id: str, progress: Progre
         for t, (run, day) in runs.items():
             if i < len(day.notes):
                 planned = day.notes[i]
-                author = run.practitioners[next(p.oncologist for p in day.patients if p.key == planned.patient)]
-                await driver.send_note(run, run_id, i, planned.patient, planned.text, planned.expect, author)
+                author = next(p.oncologist for p in day.patients if p.key == planned.patient)
+                await send_planned(run, run_id, i, day, planned.patient, planned.text, planned.expect, author)
                 progress.advance(bars[t])
         await asyncio.sleep(NOTE_INTERVAL_S)
     for t, (run, day) in runs.items():
+        if run.feed is not None:  # patient messages reach Vigil through the EHR's subscriptions: none here
+            await run.feed.close()
+            continue
         for message in day.messages:
             await driver.send_message(run, message.patient, message.text, run.practitioners["onc-1"])
     return {t: run for t, (run, _) in runs.items()}
@@ -101,10 +127,33 @@ async def _polled(coro):
         return None
 
 
-async def drain(runs: dict[str, driver.TenantRun], watcher: driver.FindingsWatcher, ledger: DecisionLedger,
-                period: summaries.RunPeriod, progress: Progress, triage_metrics: str, timeout: float = DRAIN_TIMEOUT_S) -> bool:
+def _acknowledged(pipe: Pipeline) -> dict:
+    """MSH-10 -> when the interface engine stand-in first acknowledged it."""
+    out = {}
+    for d in pipe.engine.received if pipe.engine is not None else []:
+        out.setdefault(d.control_id, d.at)
+    return out
+
+
+def _delivered(pipe: Pipeline, t, rows: list[dict]) -> bool:
+    """Every result of the tenant has reached it: written to the EHR (FHIR), acknowledged by the
+    interface engine (HL7v2), or (CDS Hooks only) recorded in the ledger, where the cards come from."""
+    profile = t.profile(pipe.plan)
+    if profile.delivers("fhir"):
+        return not summaries.pending_writes(rows)
+    if profile.delivers("hl7v2"):
+        expected = summaries.result_rows(rows)
+        return len(summaries.oru_times(rows, t.id, _acknowledged(pipe))) == len(expected)
+    return True
+
+
+async def drain(pipe: Pipeline, runs: dict[str, driver.TenantRun], watcher: driver.FindingsWatcher,
+                ledger: DecisionLedger, period: summaries.RunPeriod, progress: Progress, triage_metrics: str,
+                timeout: float = DRAIN_TIMEOUT_S) -> bool:
     """Until every note has its findings event, triage has finished every findings event seen
-    (its stage counters, from ``triage_metrics``) and every writable decision is written."""
+    (its stage counters, from ``triage_metrics``) and every result is delivered on the tenant's
+    channel (``_delivered``)."""
+    tenants = {t.id: t for t in pipe.tenants}
     bars = {t: progress.add_task(f"{t} notes through the pipeline", total=len(r.notes)) for t, r in runs.items()}
     deadline = time.monotonic() + timeout
     while True:
@@ -115,7 +164,7 @@ async def drain(runs: dict[str, driver.TenantRun], watcher: driver.FindingsWatch
             rows = await _polled(summaries.ledger_rows(ledger, run, period))
             triaged = await driver.stage_finished(triage_metrics, "triage", t)
             done &= rows is not None and processed == len(run.notes) and triaged >= len(watcher.seen[t]) \
-                and not summaries.pending_writes(rows)
+                and _delivered(pipe, tenants[t], rows)
         if done:
             return True
         if time.monotonic() > deadline:
@@ -139,6 +188,31 @@ async def clinician_round(pipe: Pipeline, runs: dict[str, driver.TenantRun], led
             if status == 200:
                 acted.append(f"{t}/{task_id}")
     return acted
+
+
+async def cds_cards(pipe: Pipeline, runs: dict[str, driver.TenantRun]) -> dict[str, int]:
+    """Per tenant that takes results as CDS Hooks cards: the EHR opens each run patient's chart
+    (one patient-view call each, a fresh JWT of the tenant's CDS client) and the cards are counted."""
+    from services.cdshooks.cards import SERVICE_ID
+    from services.core.tenancy import Registry
+
+    registry = Registry.load(pipe.plan.settings.tenants_file)
+    out = {}
+    for t in pipe.tenants:
+        if t.id not in runs or not t.profile().delivers("cds-hooks"):
+            continue
+        kid = registry.get(t.id).setting("cds_client_kid")
+        run, total = runs[t.id], 0
+        try:
+            for patient in run.patients.values():
+                total += len(await driver.patient_view(pipe.plan.cds_url, t.id,
+                                                       lambda: cds_token(pipe.plan, t.id, kid, SERVICE_ID), patient,
+                                                       f"Practitioner/{run.practitioners['onc-1']}"))
+        except RuntimeError as exc:  # the summary shows "-" rather than a partial count
+            console.print(f"[yellow]{exc}; its cards are not counted (see {pipe.plan.logs_dir / 'cdshooks.log'})[/]")
+            continue
+        out[t.id] = total
+    return out
 
 
 async def patient_conversations(runs: dict[str, driver.TenantRun], rounds: int = PATIENT_ROUNDS) -> int:
@@ -179,16 +253,20 @@ async def run_day(pipe: Pipeline, n_notes: int, *, conversations: bool = True
         with Progress(*columns, console=console) as progress:
             await warm_up(pipe, run_id, watcher, progress)
             runs = await stream_day(pipe, n_notes, run_id, progress)
-            info["drained"] = await drain(runs, watcher, ledger, period, progress,
+            info["drained"] = await drain(pipe, runs, watcher, ledger, period, progress,
                                           f"http://127.0.0.1:{pipe.plan.port('triage')}/metrics")
+        cards = await cds_cards(pipe, runs) if pipe.supervisor and "cdshooks" in pipe.supervisor.running else {}
         info["patient_answers"] = await patient_conversations(runs) if conversations else 0
         acted = await clinician_round(pipe, runs, ledger, period)
         info["clinician_actions"] = len(acted)
         info["feedback_recorded"] = await wait_feedback(runs, ledger, period, len(acted))
         period.close()
         info["period"] = period
-        modes = {t.id: t.mode for t in pipe.tenants}
-        result = [await summaries.summarize(run, modes[t], watcher.seen[t], ledger, admin, period)
+        tenants = {t.id: t for t in pipe.tenants}
+        acknowledged = _acknowledged(pipe)
+        result = [await summaries.summarize(run, tenants[t].mode, watcher.seen[t], ledger, admin, period,
+                                            results=tenants[t].profile().results, acknowledged=acknowledged,
+                                            cds_cards=cards.get(t))
                   for t, run in runs.items()]
         for run in runs.values():
             await run.client.close()
@@ -209,7 +287,12 @@ SUMMARY_ROWS = [
     ("notes (through the pipeline / sent)", lambda s: f"{s.notes_processed}/{s.notes}"),
     ("findings", lambda s: str(s.findings)),
     ("decisions (written)", lambda s: f"{s.decisions} ({s.written})"),
+    ("notes arrive by", lambda s: "HL7v2 feed" if s.hl7_notes else "FHIR subscription"),
+    ("results by", lambda s: ", ".join(s.results)),
     ("Tasks in the EHR", lambda s: str(s.tasks)),
+    ("ORU results delivered (AA)", lambda s: _fmt(s.oru_delivered, "d")),
+    ("CDS cards (patient-view)", lambda s: _fmt(s.cds_cards, "d")),
+    ("Vigil resources in the EHR", lambda s: str(s.ehr_vigil_resources)),
     ("follow-ups booked", lambda s: str(s.followups_booked)),
     ("dead letters", lambda s: str(s.dead_letters)),
     ("override rate", lambda s: _fmt(s.override_rate, ".0%")),
@@ -231,6 +314,9 @@ def summary_table(rows: list[summaries.TenantSummary]) -> Table:
 def print_urls(pipe: Pipeline) -> None:
     secret = ehr_settings(pipe.plan).admin_secret
     for t in pipe.tenants:
+        if not t.fhir_results:  # no Task in its EHR: the clinicians see ORU results and cards
+            console.print(f"inbox {t.id}: none (results by {', '.join(t.profile().results)})")
+            continue
         for key, practitioner in sorted(pipe.practitioners.get(t.id, {}).items()):
             token = inbox_session.issue_link(secret, t.id, practitioner)
             console.print(f"inbox {t.id} ({key}): {pipe.plan.settings.ehr_url}/inbox/{t.id}/login?token={token}")
@@ -276,6 +362,9 @@ def run(keep: bool = False, notes: int = 12) -> list[summaries.TenantSummary]:
         console.print(f"[dim]services up ({', '.join(pipe.supervisor.running)}); logs in {plan.logs_dir}[/]")
         rows, info = asyncio.run(run_day(pipe, notes))
         console.print(summary_table(rows))
+        console.print("how results reached the clinicians:")
+        for row in rows:
+            console.print(f"  {row.delivery_line()}")
         if not info["drained"]:
             console.print(f"[yellow]the pipeline did not drain within {DRAIN_TIMEOUT_S:.0f}s; "
                           f"see the logs in {plan.logs_dir}[/]")

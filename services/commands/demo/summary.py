@@ -1,6 +1,8 @@
 """The per-tenant summary, computed from real data only: the decision ledger (decisions, writes,
-clinician actions), the tenant's EHR (Tasks and Appointments of the run's patients), the
-dead-letter table, and the findings the watcher saw on the tenant's topic.
+clinician actions), the tenant's EHR (Tasks, Vigil-written resources and Appointments of the run's
+patients), what the interface engine stand-in acknowledged (ORU results, by MSH-10), the cards the
+CDS service returned to patient-view calls, the dead-letter table, and the findings the watcher
+saw on the tenant's topic. ``delivery_line`` says how the results reached the tenant's clinicians.
 
 Every number counts this run only: its period (``RunPeriod``, from just before the first note to
 the end of the run) and its notes bound the ledger rows, and clinician actions are counted per
@@ -17,6 +19,11 @@ import asyncpg
 from services.commands.demo.driver import TenantRun
 from services.core.decisions import DecisionLedger
 from services.core.fhir import FhirClient
+
+#: What Vigil writes about a patient into an EHR that takes FHIR results (writeback).
+VIGIL_WRITTEN_TYPES = ("Task", "Observation", "DetectedIssue")
+#: Decision kinds delivered as results (Task, ORU, card).
+RESULT_KINDS = ("urgent-task", "routine-task", "review-task")
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -41,6 +48,11 @@ class TenantSummary:
     tasks: int = 0              # Tasks in the EHR for the run's patients
     followups_booked: int = 0   # booked Appointments for the run's patients
     dead_letters: int = 0
+    results: tuple[str, ...] = ("fhir",)   # the tenant's results channels (integration profile)
+    hl7_notes: bool = False     # its notes came as an HL7v2 feed
+    oru_delivered: int | None = None   # results the interface engine acknowledged AA (hl7v2 channel)
+    cds_cards: int | None = None       # cards patient-view returned for the run's patients
+    ehr_vigil_resources: int = 0       # Task / Observation / DetectedIssue of the run's patients
     accepted: int = 0
     overridden: int = 0
     alert_seconds: list[float] = field(default_factory=list)
@@ -49,6 +61,20 @@ class TenantSummary:
     def override_rate(self) -> float | None:
         acted = self.accepted + self.overridden
         return self.overridden / acted if acted else None
+
+    def delivery_line(self) -> str:
+        """How the results reached the clinicians, in one line."""
+        notes = f"{self.notes} {'HL7 notes' if self.hl7_notes else 'notes'}"
+        parts = []
+        if "fhir" in self.results:
+            parts.append(f"{self.tasks} Tasks in the inbox (FHIR)")
+        if "hl7v2" in self.results:
+            parts.append(f"{self.oru_delivered or 0} ORU results delivered to the interface engine (AA)")
+        if "cds-hooks" in self.results and self.cds_cards is not None:
+            parts.append(f"{self.cds_cards} CDS cards" + (" available" if "fhir" in self.results else ""))
+        if "fhir" not in self.results:
+            parts.append(f"{self.ehr_vigil_resources} resources written to the EHR")
+        return f"{self.tenant}: {notes} -> {', '.join(parts)}"
 
     @property
     def p50(self) -> float | None:
@@ -111,9 +137,28 @@ async def count_in_ehr(client: FhirClient, rtype: str, patients: list[str], **pa
     return total
 
 
+def result_rows(rows: list[dict]) -> list[dict]:
+    """Decisions the mode lets through as a result (whatever the channel)."""
+    return [r for r in rows if r["write"] and not r.get("suppressed") and r["kind"] in RESULT_KINDS]
+
+
+def oru_times(rows: list[dict], tenant: str, acknowledged: dict[str, datetime]) -> dict[str, datetime]:
+    """Decision id -> when the interface engine acknowledged its result (hl7out's MSH-10)."""
+    from services.hl7out.message import control_id
+
+    out = {}
+    for r in result_rows(rows):
+        when = acknowledged.get(control_id(tenant, r["id"], 1))
+        if when is not None:
+            out[r["id"]] = when
+    return out
+
+
 async def summarize(run: TenantRun, mode: str, seen: dict[str, int], ledger: DecisionLedger, admin: asyncpg.Pool,
-                    period: RunPeriod) -> TenantSummary:
-    s = TenantSummary(run.tenant, mode, notes=len(run.notes))
+                    period: RunPeriod, *, results: tuple[str, ...] = ("fhir",),
+                    acknowledged: dict[str, datetime] | None = None, cds_cards: int | None = None) -> TenantSummary:
+    s = TenantSummary(run.tenant, mode, notes=len(run.notes), results=tuple(results), hl7_notes=run.feed is not None,
+                      cds_cards=cds_cards)
     note_ids = {n.id for n in run.notes}
     s.notes_processed = sum(1 for d in seen if d in note_ids)
     s.findings = sum(n for d, n in seen.items() if d in note_ids)
@@ -121,14 +166,21 @@ async def summarize(run: TenantRun, mode: str, seen: dict[str, int], ledger: Dec
     s.decisions = len(rows)
     s.writable = sum(1 for r in rows if r["write"] and not r.get("suppressed") and r["kind"] != "none")
     created = {n.id: n.created for n in run.notes}
+    delivered = oru_times(rows, run.tenant, acknowledged or {}) if "hl7v2" in results else {}
+    if "hl7v2" in results:
+        s.oru_delivered = len(delivered)
     for r in rows:
         if r.get("written_at"):
             s.written += 1
             s.alert_seconds.append((r["written_at"] - created[r["document_id"]]).total_seconds())
+        elif r["id"] in delivered and "fhir" not in results:  # time to the ORU's AA
+            s.alert_seconds.append((delivered[r["id"]] - created[r["document_id"]]).total_seconds())
     actions = list(task_actions(rows, period).values())
     s.accepted, s.overridden = actions.count("accepted"), actions.count("overridden")
     patients = list(run.patients.values())
     s.tasks = await count_in_ehr(run.client, "Task", patients)
+    s.ehr_vigil_resources = s.tasks + sum([await count_in_ehr(run.client, rtype, patients)
+                                           for rtype in VIGIL_WRITTEN_TYPES if rtype != "Task"])
     s.followups_booked = await count_in_ehr(run.client, "Appointment", patients, status="booked")
     s.dead_letters = await dead_letter_count(admin, run.tenant, period)
     return s

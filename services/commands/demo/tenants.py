@@ -1,12 +1,20 @@
 """Tenant setup for the demo: the EHR tenant and its SMART clients, the registry entry (with the
 client ids and key files each service reads), the onboarding steps of `vigil tenant add`, the
-seed data of `vigil ehr seed`, the mode, and (once ingest runs) the Subscriptions of
-`vigil subscribe`.
+seed data of `vigil ehr seed`, the EHR family its sandbox plays, the mode, and (once ingest runs)
+the Subscriptions of `vigil subscribe` (for tenants whose profile has topic subscriptions).
+
+A tenant's integration profile (``DemoTenant.integration``) is written to the registry as
+``[tenants.<id>.integration]``; an ``hl7_out`` channel points at the plan's interface engine
+stand-in (``engine``). Each tenant also gets a CDS client (its own ES384 key; the JWKS under the
+plan's folder), so the demo can call the CDS service's patient-view hook as the EHR would.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +24,8 @@ from services.core import modes
 from services.core.db import create_pool
 from services.core.errors import NotFoundError
 from services.core.logging import get_logger
-from services.core.fhir import FhirClient, SmartCredentials
+from services.core.fhir import FhirClient, SmartCredentials, new_client_key
+from services.core.integration import parse as parse_profile
 from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry, Tenant
 from services.core.tenantdb import TenantPools
@@ -32,6 +41,9 @@ TOOLS_SCOPE = "system/*.cruds"
 SERVICE_CLIENTS = {"ehr": "ingest", "hl7": "hl7", "fhir": "tools", "writeback": "writeback", "hl7out": "hl7out"}
 SUBSCRIPTION_ACTIVE_TIMEOUT_S = 30.0
 ACTOR = "vigil-demo"
+#: The issuer of the demo's CDS client (the EHR calling the hooks); one key per tenant.
+CDS_ISSUER = "https://ehr.demo.vigil.health"
+CDS_TOKEN_LIFETIME_S = 60
 
 
 @dataclass(frozen=True)
@@ -41,14 +53,62 @@ class DemoTenant:
     mode: str                     # silent | pilot | active
     settings: dict                # free-form registry settings (engine, follow-up days, ...)
     pilot_oncologists: tuple[str, ...] = ()   # seed keys (onc-1 ...) on the pilot list
+    family: str = "fhir-server"   # what its EHR sandbox plays (services/ehr/families.py)
+    #: ``[integration]`` table (services/core/integration.py); None: the default profile. An
+    #: ``hl7v2`` results channel gets ``hl7_out`` pointed at the plan's interface engine.
+    integration: dict | None = None
 
+    def profile(self, plan: DemoPlan | None = None):
+        table = dict(self.integration) if self.integration is not None else None
+        if table is not None and "hl7v2" in table.get("results", ()):
+            table["hl7_out"] = {"host": "127.0.0.1", "port": plan.port("engine") if plan else 1,
+                                "message": "ORU^R01", "receiving_application": "ENGINE",
+                                "receiving_facility": self.id.upper(), "timeout_s": 5.0, **table.get("hl7_out", {})}
+        return parse_profile(self.id, table)
+
+    @property
+    def hl7_feed(self) -> bool:
+        """Its notes arrive as an HL7v2 feed (MDM^T02 over MLLP), not as FHIR writes."""
+        return self.profile().has_trigger("hl7v2-feed") and not self.topic_subscriptions
+
+    @property
+    def topic_subscriptions(self) -> bool:
+        return self.profile().has_trigger("backport-topic")
+
+    @property
+    def fhir_results(self) -> bool:
+        return self.profile().delivers("fhir")
+
+
+#: An Epic-like site: notes by its interface engine's HL7v2 feed, results as ORU^R01 to the engine
+#: and as CDS Hooks cards, nothing written to its EHR (which refuses Task / Observation / ... writes).
+EPIC_LIKE_PROFILE = {"family": "epic-like", "triggers": ["hl7v2-feed"], "note_sources": ["document-store"],
+                     "results": ["hl7v2", "cds-hooks"], "ehr_accepts": []}
 
 DEMO_TENANTS: tuple[DemoTenant, ...] = (
     DemoTenant("northvalley", "North Valley Oncology", "active",
                {"engine": "rules", "followup_within_days": 7}),
     DemoTenant("lakeshore", "Lakeshore Cancer Center", "pilot",
                {"engine": "rules", "followup_within_days": 14}, pilot_oncologists=("onc-1", "onc-2")),
+    DemoTenant("riverbend", "Riverbend Health (Epic-like)", "active",
+               {"engine": "rules", "followup_within_days": 7}, family="epic-like", integration=EPIC_LIKE_PROFILE),
 )
+
+
+def services_needed(tenants) -> set[str]:
+    """The optional services some tenant's profile cannot do without."""
+    needed = set()
+    for t in tenants:
+        if t.integration is None:
+            continue
+        profile = t.profile()
+        if profile.has_trigger("hl7v2-feed"):
+            needed.add("hl7")
+        if profile.delivers("hl7v2"):
+            needed.add("hl7out")
+        if profile.delivers("cds-hooks"):
+            needed.add("cdshooks")
+    return needed
 
 
 def ehr_settings(plan: DemoPlan) -> EhrSettings:
@@ -86,6 +146,9 @@ async def register_clients(plan: DemoPlan, tenant: DemoTenant) -> tuple[dict, Sm
             settings["notify_auth"] = "header-token"
             log.warning("demo.ehr_cannot_sign", tenant=tenant.id, ehr=plan.settings.ehr_url,
                         fallback="notify_auth=header-token", fix="restart the EHR sandbox")
+    # the HL7 feed files PID-3 under the MRN the demo patients carry
+    settings["hl7_patient_identifier_system"] = ehr_seed.MRN
+    settings.update(cds_client(plan, tenant.id))
     return settings, driver
 
 
@@ -95,13 +158,41 @@ def notify_signing_secret(tenant_id: str) -> str:
     return signing_secret(SecretSettings.from_env(), tenant_id)
 
 
+def cds_client(plan: DemoPlan, tenant_id: str) -> dict:
+    """A fresh CDS client key for the tenant: the private key beside the SMART keys, its JWKS
+    where the CDS service reads it; returns the registry settings naming them."""
+    pem, jwk = new_client_key("ES384")
+    _write_key(plan.keys_dir / f"{tenant_id}-cds-client.pem", pem)
+    jwks = plan.keys_dir / f"{tenant_id}-cds-jwks.json"
+    jwks.write_text(json.dumps({"keys": [jwk]}), encoding="utf-8")
+    return {"cds_client_iss": CDS_ISSUER, "cds_jwks_file": str(jwks), "cds_client_kid": jwk["kid"]}
+
+
+def cds_token(plan: DemoPlan, tenant_id: str, kid: str, service_id: str) -> str:
+    """A CDS Hooks JWT, as the EHR mints one per hook call (fresh ``jti``, short-lived)."""
+    import jwt
+
+    now = int(time.time())
+    key = (plan.keys_dir / f"{tenant_id}-cds-client.pem").read_text(encoding="utf-8")
+    claims = {"iss": CDS_ISSUER, "aud": f"{plan.cds_url}/{tenant_id}/cds-services/{service_id}", "iat": now,
+              "exp": now + CDS_TOKEN_LIFETIME_S, "jti": uuid.uuid4().hex}
+    return jwt.encode(claims, key, algorithm="ES384", headers={"kid": kid})
+
+
+async def set_family(plan: DemoPlan, tenant: DemoTenant) -> str:
+    """The EHR family the tenant's sandbox plays (the admin API of `vigil ehr family set`)."""
+    async with AdminClient(plan.settings.ehr_url, ehr_settings(plan).admin_secret) as admin:
+        return (await admin.set_family(tenant.id, tenant.family)).get("family", tenant.family)
+
+
 def write_registry(plan: DemoPlan, demo_tenants, tenants: dict[str, dict], partitions: int = 4) -> Registry:
     """The plan's registry (4 partitions: the broker's default, so existing topics match)."""
     registry = Registry(plan.settings.tenants_file)
     for t in demo_tenants:
         if t.id in tenants:
             registry.put(Tenant(id=t.id, display_name=t.display_name, partitions=partitions, mode=t.mode,
-                                hl7_facilities=(t.id.upper(),), settings=tenants[t.id]))
+                                hl7_facilities=(t.id.upper(),), settings=tenants[t.id],
+                                integration=t.profile(plan)))
     registry.save()
     return registry
 

@@ -151,3 +151,76 @@ async def test_a_tenants_token_does_not_open_another_tenants_hooks(wb_tenant, cd
                          pem_b, algorithm="ES384", headers={"kid": jwk_b["kid"]})
     r = await cds.post(f"/{t}/cds-services/irae-patient-view", json=body, headers={"Authorization": f"Bearer {b_token}"})
     assert r.status_code == 401
+
+
+async def test_a_tenant_without_fhir_results_gets_one_card_per_open_episode(wb_tenant, cds):
+    """An Epic-like tenant (results: cds-hooks, no fhir): writeback writes nothing, yet the card is
+    there, one per open episode, without an inbox link; its feedback labels the decisions."""
+    import dataclasses
+
+    from services.core.integration import parse as parse_profile
+    from services.core.tenancy import Registry
+
+    wb = wb_tenant
+    entry = Registry.load(wb.path).get(wb.tenant)
+    Registry(wb.path, [dataclasses.replace(entry, integration=parse_profile(wb.tenant, {
+        "family": "epic-like", "triggers": ["hl7v2-feed"], "note_sources": ["document-store"],
+        "results": ["cds-hooks"], "ehr_accepts": []}))]).save()
+    pid = await patient(wb)
+    doc = await wb.note(pid)
+    first = wb.decision(pid, doc, kind="routine-task", grade=2)
+    second = wb.decision(pid, doc, kind="urgent-task", grade=3, n=1)  # the same episode, later
+    other = wb.decision(pid, doc, kind="routine-task", grade=1, n=2, write=False)  # silent: not a result
+    events = (first, second, other)
+    async with wb.host():
+        await wb.publish("actions", list(events))
+        await wb.wait(lambda: _all_recorded(wb, [e.data["decisionId"] for e in events]))
+    assert await wb.count("Task", patient=pid) == 0  # nothing written to the EHR
+
+    auth = {"Authorization": f"Bearer {token(cds, wb.tenant)}"}
+    r = await cds.post(f"/{wb.tenant}/cds-services/irae-patient-view", json=hook_body(pid), headers=auth)
+    assert r.status_code == 200, r.text
+    (card,) = r.json()["cards"]
+    assert card["indicator"] == "critical" and card["summary"] == "[AI] Possible irAE: colitis, grade 3"
+    assert "links" not in card and "vigil-task" not in card["extension"]
+    assert card["extension"]["vigil-security-label"]["code"] == "AIAST"
+
+    fb = {"feedback": [{"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": "2026-11-22T10:00:00Z"}]}
+    r = await cds.post(f"/{wb.tenant}/cds-services/irae-patient-view/feedback", json=fb, headers={
+        "Authorization": f"Bearer {token(cds, wb.tenant, path='irae-patient-view/feedback')}"})
+    assert r.status_code == 200, r.text
+    for e in (first, second):
+        assert (await wb.deps.ledger.get(wb.tenant, e.data["decisionId"]))["clinician_action"] == "accepted"
+        (label,) = await wb.deps.labels.for_decision(wb.tenant, e.data["decisionId"])
+        assert label["task_id"] is None and label["action"] == "accepted"
+    assert (await wb.deps.ledger.get(wb.tenant, other.data["decisionId"]))["clinician_action"] is None
+    r = await cds.post(f"/{wb.tenant}/cds-services/irae-patient-view", json=hook_body(pid),
+                       headers={"Authorization": f"Bearer {token(cds, wb.tenant)}"})
+    assert r.json() == {"cards": []}
+
+
+async def _all_recorded(wb, decision_ids: list[str]) -> bool:
+    from services.core.errors import NotFoundError
+
+    for d in decision_ids:
+        try:
+            await wb.deps.ledger.get(wb.tenant, d)
+        except NotFoundError:
+            return False
+    return True
+
+
+async def test_a_database_out_of_connections_is_a_503_not_a_500(wb_tenant, cds, monkeypatch):
+    """PostgreSQL refusing connections (too many clients) is a temporary 503 the EHR may retry."""
+    import asyncpg
+
+    from services.cdshooks import cards
+
+    async def refused(*_args, **_kwargs):
+        raise asyncpg.TooManyConnectionsError("sorry, too many clients already")
+
+    monkeypatch.setattr(cards, "open_findings", refused)
+    r = await cds.post(f"/{wb_tenant.tenant}/cds-services/irae-patient-view", json=hook_body("p-1"),
+                       headers={"Authorization": f"Bearer {token(cds, wb_tenant.tenant)}"})
+    assert r.status_code == 503 and r.json()["error"] == "unavailable"
+    assert "too many" not in r.text
