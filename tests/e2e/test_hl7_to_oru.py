@@ -71,7 +71,7 @@ async def test_hl7_only_site_gets_one_oru_per_finding_and_no_fhir_writes(pipelin
     out_deps = Hl7OutDeps(wb.settings, pipeline.secrets, pools=wb.pools)
     out_deps.client = NoEhr().client
     specs = [*hl7_app.specs(hl7_deps, retry=FAST_RETRY, tuning=FAST_TUNING),
-             *extraction_app.specs(pipeline.agent_clients, retry=FAST_RETRY, tuning=FAST_TUNING),
+             *extraction_app.specs(pipeline.agent_clients, wb.pools, retry=FAST_RETRY, tuning=FAST_TUNING),
              *triage_app.specs(wb.pools, pipeline.agent_clients, wb.settings, retry=FAST_RETRY, tuning=FAST_TUNING),
              *writeback_app.specs(wb.deps, retry=FAST_RETRY, tuning=FAST_TUNING),
              *hl7out_app.specs(out_deps, retry=FAST_RETRY, tuning=FAST_TUNING)]
