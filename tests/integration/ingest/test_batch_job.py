@@ -156,7 +156,7 @@ async def test_cli_errors_are_clear(ingest, tmp_path):
     write_notes(notes, 3, "err")
     env = cli_env(ingest, registry)
     code, _, err = await vigil(env, "backfill", "run", "--tenant", tenant, "--source", "omop", str(notes), "--name", "x")
-    assert code == 2 and "no reader in this build" in err
+    assert code == 2 and "the NOTE table needs the columns note_id, person_id" in err  # not an OMOP NOTE file
     code, _, err = await vigil(env, "backfill", "run", "--tenant", tenant, "--source", "csv", str(notes), "--name", "x")
     assert code == 2 and "unknown source kind 'csv'" in err
     code, _, err = await vigil(env, "backfill", "run", "--tenant", tenant, "--source", "jsonl", str(notes),

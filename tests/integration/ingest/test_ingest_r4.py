@@ -21,6 +21,7 @@ from services.core.integration import parse as parse_profile
 from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry
 from services.ingest.receiver.app import ReceiverContext, create_app
+from services.ingest.receiver import auth
 from services.ingest.receiver.auth import channel_header, channel_token
 from services.ingest.receiver.watchdog import Watchdog
 from services.ingest.subscribe import R4_CRITERIA, ensure_r4_subscriptions
@@ -50,6 +51,8 @@ class R4Setup:
         return f"http://127.0.0.1:{self.port}/notify/{self.tenant.id}"
 
     async def start(self) -> None:
+        # the EHR signs the tenant's notifications (the default notify_auth is "signature")
+        await self.ingest.ehr.admin.set_notify_secret(self.tenant.id, auth.signing_secret(self.secrets, self.tenant.id))
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
                                                     access_log=False, lifespan="off"))
         self.task = asyncio.create_task(self.server.serve())
@@ -69,9 +72,12 @@ class R4Setup:
         return rows[0]["id"]
 
     async def post(self, body: bytes, token: str | None = "valid", rtype: str = "DocumentReference",
-                   put_id: str | None = None):
-        """POST to the type's endpoint, or (``put_id``) PUT to ``<endpoint>/<Type>/<id>`` as HAPI FHIR does."""
+                   put_id: str | None = None, signed: bool = True):
+        """POST to the type's endpoint, or (``put_id``) PUT to ``<endpoint>/<Type>/<id>`` as HAPI FHIR does;
+        signed as the EHR signs unless ``signed`` is false."""
         headers = {"Content-Type": "application/fhir+json"}
+        if signed:
+            headers[auth.SIGNATURE_HEADER] = auth.sign(self.secrets, self.tenant.id, body)
         if token == "valid":
             headers["Authorization"] = f"Bearer {channel_token(self.secrets, self.tenant.id)}"
         elif token is not None:
@@ -198,6 +204,8 @@ async def test_a_wrong_or_missing_channel_token_is_401_and_publishes_nothing(ing
         assert response.headers["content-type"].startswith("application/fhir+json")
         body = response.json()
         assert body["resourceType"] == "OperationOutcome" and body["issue"][0]["code"] == "login"
+    unsigned = await r4.post(json.dumps(doc).encode(), signed=False)  # the token alone, as any FHIR reader has it
+    assert unsigned.status_code == 401 and "signature" in unsigned.json()["issue"][0]["diagnostics"]
     bad = await r4.post(b'{"resourceType": "Task", "id": "x", "meta": {"versionId": "1"}}')
     assert bad.status_code == 400 and bad.json()["issue"][0]["diagnostics"].startswith("resourceType")
     assert (await r4.post(b"{}", rtype="Observation")).status_code == 404
@@ -206,7 +214,8 @@ async def test_a_wrong_or_missing_channel_token_is_401_and_publishes_nothing(ing
 
 async def test_a_tenant_without_the_r4_trigger_is_refused(ingest, secrets, tmp_path):
     app = create_app(ReceiverContext(ingest.registry, secrets, ingest.handler))  # the default profile
-    token = {"Authorization": f"Bearer {channel_token(secrets, ingest.tenant.id)}"}
+    token = {"Authorization": f"Bearer {channel_token(secrets, ingest.tenant.id)}",
+             auth.SIGNATURE_HEADER: auth.sign(secrets, ingest.tenant.id, b"")}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ingest") as http:
         response = await http.post(f"/notify/{ingest.tenant.id}/r4/DocumentReference", content=b"", headers=token)
     assert response.status_code == 403 and response.json()["issue"][0]["code"] == "forbidden"
