@@ -38,12 +38,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterator
 
-from services.ingest.batch.source import BatchNote, BatchSourceError
+from services.ingest.batch.source import BatchNote, BatchSourceError, Rejections
 
 SOURCE = "bulk-ndjson"
 FHIR_ID_SYSTEM = "urn:vigil:fhir:DocumentReference"
 LOINC = "http://loinc.org"
-MAX_KEPT_ERRORS = 100
 _BINARY_REF = re.compile(r"(?:^|/)Binary/([A-Za-z0-9\-.]{1,64})$")
 _TYPE_IN_NAME = re.compile(r"^([A-Z][A-Za-z]+)(?:[.\-_]\d+)?\.ndjson$")
 
@@ -118,7 +117,7 @@ def _identifier(identifiers, system: str | None) -> tuple[str, str] | None:
     return str(found[0].get("system") or ""), str(found[0]["value"])
 
 
-class BulkNdjsonSource:
+class BulkNdjsonSource(Rejections):
     def __init__(self, documents: list[str | Path], patients: list[str | Path] = (),
                  binaries: list[str | Path] = (), *, fetcher: Fetcher | None = None,
                  patient_system: str | None = None, note_system: str | None = None, strict: bool = False,
@@ -131,10 +130,8 @@ class BulkNdjsonSource:
             raise ValueError("DocumentReference files must have distinct names (positions name the file)")
         self.name = name or f"bulk-ndjson:{self.documents[0].parent.name if self.documents else '-'}"
         self.fetcher, self.patient_system, self.note_system = fetcher, patient_system, note_system
-        self.strict, self.on_reject = strict, on_reject
-        self.rejected = 0
+        self._init_rejections(strict, on_reject)
         self.withdrawn = 0
-        self.errors: list[BatchSourceError] = []
         self._patient_index: dict[str, tuple[str, str] | None] | None = None
         self._binary_index: dict[str, tuple[int, int]] | None = None
 
@@ -221,14 +218,7 @@ class BulkNdjsonSource:
     # --- notes ------------------------------------------------------------------------
 
     def _reject(self, path: Path, line: int, bad: _Bad) -> None:
-        error = BatchSourceError(f"{path.name} line {line}, field {bad.field}: {bad.problem}")
-        if self.strict:
-            raise error
-        self.rejected += 1
-        if len(self.errors) < MAX_KEPT_ERRORS:
-            self.errors.append(error)
-        if self.on_reject is not None:
-            self.on_reject(error)
+        self._report(BatchSourceError(f"{path.name} line {line}, field {bad.field}: {bad.problem}"))
 
     def _text(self, resource: dict) -> tuple[str | None, str]:
         attachments = [c.get("attachment") for c in resource.get("content") or []

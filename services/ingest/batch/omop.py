@@ -36,7 +36,7 @@ from datetime import date, datetime, time, timezone, tzinfo
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from services.ingest.batch.source import BatchNote, BatchSourceError
+from services.ingest.batch.source import BatchNote, BatchSourceError, Rejections
 
 SOURCE = "omop"
 #: The identifier system of OMOP note ids and, without a mapping, of person ids.
@@ -52,7 +52,6 @@ CONTENT_TYPE = "text/plain; charset=utf-8"
 #: The largest field a CSV record may hold (a note's text): 16 MiB of characters.
 MAX_FIELD_CHARS = 16 * 1024 * 1024
 #: Rejected rows kept with their message (all are counted).
-MAX_KEPT_ERRORS = 100
 #: Bytes of a CSV hashed into its fingerprint.
 FINGERPRINT_BYTES = 64 * 1024
 #: Parquet rows decoded at a time (a few hundred notes of a few KB each).
@@ -141,7 +140,7 @@ def _when(row: dict, tz: tzinfo) -> datetime:
     raise _Rejected("note_date", "empty (note_date is required)")
 
 
-class OmopNoteSource:
+class OmopNoteSource(Rejections):
     """The notes of one OMOP NOTE file (``.csv`` or ``.parquet``), in file order."""
 
     def __init__(self, path: str | Path, *, persons: PersonMap | None = None, identifier_column: str | None = None,
@@ -160,9 +159,7 @@ class OmopNoteSource:
         self.persons, self.identifier_system = persons, identifier_system
         self.identifier_column = identifier_column.strip().lower() if identifier_column else None
         self.note_system, self.person_system, self.tz = note_system, person_system, tz
-        self.strict, self.on_reject = strict, on_reject
-        self.rejected = 0
-        self.errors: list[BatchSourceError] = []
+        self._init_rejections(strict, on_reject)
 
     # --- rows -> notes ----------------------------------------------------------------
 
@@ -198,14 +195,7 @@ class OmopNoteSource:
                          content_type=CONTENT_TYPE, position=position)
 
     def _reject(self, where: str, problem: _Rejected) -> None:
-        error = BatchSourceError(f"{where}, column {problem.column}: {problem.problem}")
-        if self.strict:
-            raise error
-        self.rejected += 1
-        if len(self.errors) < MAX_KEPT_ERRORS:
-            self.errors.append(error)
-        if self.on_reject is not None:
-            self.on_reject(error)
+        self._report(BatchSourceError(f"{where}, column {problem.column}: {problem.problem}"))
 
     def _check_columns(self, names: Iterable[str], where: str) -> None:
         names = set(names)

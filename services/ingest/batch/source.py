@@ -11,11 +11,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 
 class BatchSourceError(ValueError):
     """The input cannot be read as this source's format; the message names the file, line and field."""
+
+
+#: Rejected records kept (with their messages) per source; the rest are only counted.
+MAX_KEPT_ERRORS = 100
+
+
+class Rejections:
+    """Bad records are reported and skipped, never silently: counted in ``rejected``, the first
+    ``MAX_KEPT_ERRORS`` kept in ``errors``, each passed to ``on_reject``; with ``strict`` the first
+    one stops the read instead. Readers call ``_report`` with an error that names where, never what."""
+
+    def _init_rejections(self, strict: bool, on_reject: Callable[[BatchSourceError], None] | None) -> None:
+        self.strict, self.on_reject = strict, on_reject
+        self.rejected = 0
+        self.errors: list[BatchSourceError] = []
+
+    def _report(self, error: BatchSourceError) -> None:
+        if self.strict:
+            raise error
+        self.rejected += 1
+        if len(self.errors) < MAX_KEPT_ERRORS:
+            self.errors.append(error)
+        if self.on_reject is not None:
+            self.on_reject(error)
 
 
 @dataclass(frozen=True)
