@@ -12,8 +12,7 @@ def _any(*alternatives: str, start: bool = False) -> re.Pattern:
 
 
 PATTERNS: dict[str, re.Pattern] = {
-    # symptoms that must reach a human now (irAE red flags and general emergencies)
-    # asking for a person
+    # asking for a person (urgent symptoms are the URGENCY table below)
     "staff": _any(r"(speak|talk) (to|with) (a |an |the |my )?(person|human|nurse|doctor|someone|somebody|staff|real person|oncologist)",
                   r"(nurse|doctor|someone|somebody|person|oncologist)( \w+)? (call|phone|ring|contact|text) me",
                   r"(have|get) (a|the|my) (nurse|doctor|someone) (to )?(call|phone|contact) me", r"call me back",
