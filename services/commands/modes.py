@@ -1,100 +1,94 @@
-"""`vigil mode get | set` and `vigil kill`: tenant and agent modes, pilot list, kill switches.
+"""`vigil mode get | set | pilot` and `vigil kill`: tenant and agent modes, pilot list, kill switches.
 
-Changes are stored in PostgreSQL (``services.core.modes``), audited, and obeyed by the running
-stages within about a second. `mode set` runs the monitor's promotion gates
-(``services.monitor.gates.promotion_checks``) for a promotion; `--force --reason ...` overrides a refusal (audited).
+Every command is a call to the control service (VIGIL_GRPC_CONTROL_ADDR), which alone writes the
+modes table (``services.control.modes``), with an operator credential: ``--token`` or
+VIGIL_OPERATOR_TOKEN (``vigil token issue``); an operator acts on its own tenant, a platform admin
+on the tenant it names. The control service audits every change, and the running stages obey it
+within about a second. `mode set` is checked against the monitor's promotion gates, which the
+control service runs for a promotion; `--force --reason ...` overrides a refusal (audited).
+
+Exit codes: 0 ok; 1 refused (a promotion the gates hold back) or the control service unreachable;
+2 usage or authorization error (bad option, missing or invalid token, another tenant).
 """
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from typing import AsyncIterator
 
 import typer
 
-from services.core import modes
-from services.core.audit import cli_actor as actor
-from services.core.config import ConfigError, Settings
-from services.core.db import create_pool
-from services.core.errors import VigilError
-from services.core.secrets import SecretSettings
+from services.control.cli import TOKEN, call_control
+from services.core.modes import TENANT_WIDE
 from services.core.tenancy import MODES, TenantError, check_tenant_id
-from services.core.tenantdb import TenantPools
-from services.monitor import gates
+from vigil.v1 import control_pb2 as pb
 
-mode_app = typer.Typer(help="Tenant and agent modes (silent | pilot | active).", no_args_is_help=True)
+mode_app = typer.Typer(help="Tenant and agent modes (silent | pilot | active), through the control service.",
+                       no_args_is_help=True)
 kill_app = typer.Typer(help="Kill switch of a tenant or one of its agents (stops writes within seconds).")
+TENANT = typer.Option(..., "--tenant", help="The tenant (an operator token acts on its own tenant only).")
+AGENT = typer.Option(None, "--agent", help="One agent (triage, writeback, ...); default: the whole tenant.")
 
 
-@contextlib.asynccontextmanager
-async def store(settings: Settings) -> AsyncIterator[modes.ModeStore]:
-    admin = await create_pool(settings, min_size=1, max_size=1)
+def _tenant(tenant: str) -> str:
     try:
-        await modes.ensure_schema(admin)
-    finally:
-        await admin.close()
-    pools = TenantPools(settings, SecretSettings.from_env())
-    try:
-        yield modes.ModeStore(pools, settings.tenants_file, promotion_checks=gates.promotion_checks())
-    finally:
-        await pools.close()
-
-
-def _run(tenant: str, work) -> modes.AgentState:
-    try:
-        check_tenant_id(tenant)
-        settings = Settings.from_env()
-    except (ConfigError, TenantError) as exc:
+        return check_tenant_id(tenant)
+    except TenantError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
 
-    async def go():
-        async with store(settings) as s:
-            return await work(s)
 
-    try:
-        return asyncio.run(go())
-    except VigilError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1)
-
-
-def _print(state: modes.AgentState, as_json: bool) -> None:
+def _print(state: pb.ModeState, as_json: bool) -> None:
+    agent = state.agent or TENANT_WIDE
     if as_json:
-        print(json.dumps(state.as_dict()))
+        print(json.dumps({"tenant": state.tenant, "agent": agent, "mode": state.mode, "source": state.source,
+                          "killed": state.killed, "pilot_practitioners": list(state.pilot_practitioners)}))
         return
-    who = state.tenant if state.agent == modes.TENANT_WIDE else f"{state.tenant}/{state.agent}"
+    who = state.tenant if agent == TENANT_WIDE else f"{state.tenant}/{agent}"
     pilot = f", pilot: {', '.join(state.pilot_practitioners)}" if state.pilot_practitioners else ""
     typer.echo(f"{who}: {state.mode} (from {state.source}){' KILLED' if state.killed else ''}{pilot}")
 
 
 @mode_app.command("get")
-def get(tenant: str = typer.Option(..., "--tenant"), agent: str = typer.Option(None, "--agent"),
-        as_json: bool = typer.Option(False, "--json")) -> None:
+def get(tenant: str = TENANT, agent: str = AGENT, as_json: bool = typer.Option(False, "--json"),
+        token: str = TOKEN) -> None:
     """The effective mode (and kill switch) of a tenant or one agent."""
-    _print(_run(tenant, lambda s: s.state(tenant, agent, fresh=True)), as_json)
+    request = pb.GetModeRequest(tenant=_tenant(tenant), agent=agent or "")
+    _print(call_control(lambda c: c.call("GetMode", request), token), as_json)
 
 
 @mode_app.command("set")
-def set_(mode: str = typer.Argument(..., help=f"One of {', '.join(MODES)}."),
-         tenant: str = typer.Option(..., "--tenant"), agent: str = typer.Option(None, "--agent"),
+def set_(mode: str = typer.Argument(..., help=f"One of {', '.join(MODES)}."), tenant: str = TENANT,
+         agent: str = AGENT,
          pilot: list[str] = typer.Option(None, "--pilot", help="Practitioner/<id> allowed in pilot (repeat)."),
          force: bool = typer.Option(False, "--force", help="Override a refused promotion (needs --reason)."),
-         reason: str = typer.Option("", "--reason"), as_json: bool = typer.Option(False, "--json")) -> None:
+         reason: str = typer.Option("", "--reason"), as_json: bool = typer.Option(False, "--json"),
+         token: str = TOKEN) -> None:
     """Set the mode of a tenant or one agent; promotions are checked, demotions are immediate."""
     if mode not in MODES:
         typer.echo(f"error: mode {mode!r} is not one of {', '.join(MODES)}", err=True)
         raise typer.Exit(2)
-    state = _run(tenant, lambda s: s.set_mode(tenant, mode, agent=agent, actor=actor(), reason=reason, force=force,
-                                              pilot_practitioners=list(pilot) if pilot else None))
-    _print(state, as_json)
+    if force and not reason:
+        typer.echo("error: --force needs --reason (the override is audited)", err=True)
+        raise typer.Exit(2)
+    request = pb.SetModeRequest(tenant=_tenant(tenant), agent=agent or "", mode=mode, reason=reason, force=force,
+                                pilot_practitioners=list(pilot or ()))
+    _print(call_control(lambda c: c.call("SetMode", request), token), as_json)
+
+
+@mode_app.command("pilot")
+def pilot_(practitioners: list[str] = typer.Argument(None, help="Practitioner/<id> (repeat); none clears the list."),
+           tenant: str = TENANT, agent: str = AGENT, reason: str = typer.Option("", "--reason"),
+           as_json: bool = typer.Option(False, "--json"), token: str = TOKEN) -> None:
+    """Replace the pilot list of a tenant or one agent (the mode is unchanged)."""
+    request = pb.SetPilotRequest(tenant=_tenant(tenant), agent=agent or "", practitioners=list(practitioners or ()),
+                                 reason=reason)
+    _print(call_control(lambda c: c.call("SetPilot", request), token), as_json)
 
 
 @kill_app.callback(invoke_without_command=True)
-def kill(tenant: str = typer.Option(..., "--tenant"), agent: str = typer.Option(None, "--agent"),
+def kill(tenant: str = TENANT, agent: str = AGENT,
          off: bool = typer.Option(False, "--off", help="Turn the switch off again."),
-         reason: str = typer.Option("", "--reason"), as_json: bool = typer.Option(False, "--json")) -> None:
+         reason: str = typer.Option("", "--reason"), as_json: bool = typer.Option(False, "--json"),
+         token: str = TOKEN) -> None:
     """Turn the kill switch of a tenant (or one agent) on, or off with --off."""
-    state = _run(tenant, lambda s: s.kill(tenant, agent, on=not off, actor=actor(), reason=reason))
-    _print(state, as_json)
+    request = pb.KillRequest(tenant=_tenant(tenant), agent=agent or "", on=not off, reason=reason)
+    _print(call_control(lambda c: c.call("Kill", request), token), as_json)

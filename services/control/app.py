@@ -24,13 +24,13 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import asyncpg
 
+from services.control import modes as control_modes
 from services.control import store
 from services.control.authz import CONTROL_ROLES, Authz
 from services.control.indexer import DlqIndexer
 from services.control.replay import Replayer
 from services.control.servicer import ControlServicer
 from services.core import audit, audit_checkpoints, crypto, modes
-from services.core.bus import store as bus_store
 from services.core.bus.publisher import make_producer
 from services.core.config import ConfigError, Settings
 from services.core.crypto import Keyring
@@ -51,9 +51,8 @@ DEFAULT_CONSOLE_ADDR = "127.0.0.1:8090"
 async def migrate(admin: asyncpg.Pool) -> None:
     """Every table the control service reads or writes (idempotent)."""
     for module, steps in ((crypto.SCHEMA_MODULE, crypto.SCHEMA_STEPS), (audit.SCHEMA_MODULE, audit.SCHEMA_STEPS),
-                          (bus_store.MODULE, bus_store.STEPS), (store.MODULE, store.STEPS)):
+                          (store.MODULE, store.STEPS), (control_modes.SCHEMA_MODULE, control_modes.SCHEMA_STEPS)):
         await ensure_schema(admin, module, steps)
-    await modes.ensure_schema(admin)
 
 
 def registry_tenants(settings: Settings) -> Callable[[], list[str]]:
@@ -107,8 +106,8 @@ async def start(settings: Settings, grpc_settings: GrpcSettings, *, address: str
     producer = make_producer(settings)
     await producer.start()
     authz = Authz(pools, admin)
-    servicer = ControlServicer(pools, admin, keyring, indexer, Replayer(pools, keyring, producer),
-                               modes.ModeStore(pools, settings.tenants_file, promotion_checks=promotion_checks), authz)
+    writer = control_modes.ModeAdmin(pools, settings.tenants_file, promotion_checks=promotion_checks)
+    servicer = ControlServicer(pools, admin, keyring, indexer, Replayer(pools, keyring, producer), writer, authz)
     server = await start_server([(control_pb2_grpc.add_ControlServicer_to_server, servicer, SERVICE_NAME)],
                                 grpc_settings, address or grpc_settings.address("control"),
                                 allowed_roles=CONTROL_ROLES, on_denied=authz.on_grpc_denied,

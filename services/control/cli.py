@@ -33,7 +33,8 @@ from services.core import audit, revocation
 from services.core.audit import cli_actor
 from services.core.config import ConfigError, Settings
 from services.core.db import create_pool, ensure_schema
-from services.core.errors import (PermissionDeniedError, UnauthenticatedError, ValidationError, VigilError)
+from services.core.errors import (PermissionDeniedError, RetryableError, UnauthenticatedError, ValidationError,
+                                  VigilError)
 from services.core.grpc import GrpcSettings
 from services.core.tenancy import TenantError
 from services.core.tokens import ADMIN_ROLE, MAX_TTL_SECONDS, PLATFORM_TENANT, ROLES, TokenSettings, issue
@@ -43,6 +44,7 @@ dlq_app = typer.Typer(help="Dead letters: list, inspect, replay, purge, stats.",
 token_app = typer.Typer(help="Operator credentials for the control service.", no_args_is_help=True)
 
 OK, NOTHING, USAGE = 0, 1, 2
+UNREACHABLE = ("grpc_unavailable", "grpc_deadline_exceeded")
 USAGE_ERRORS = (PermissionDeniedError, UnauthenticatedError, ValidationError, ConfigError, TenantError)
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -79,8 +81,9 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _run(coro_fn, token: str | None):
-    """Run ``coro_fn(client)``; map errors to exit codes in one place."""
+def call_control(coro_fn, token: str | None):
+    """Run ``coro_fn(client)`` against the control service (VIGIL_GRPC_CONTROL_ADDR); map errors to
+    exit codes in one place (also used by `vigil mode` and `vigil kill`)."""
     token = token or os.environ.get("VIGIL_OPERATOR_TOKEN")
     if not token:
         raise _fail("an operator token is required (--token or VIGIL_OPERATOR_TOKEN)", USAGE)
@@ -96,6 +99,11 @@ def _run(coro_fn, token: str | None):
         return asyncio.run(main())
     except USAGE_ERRORS as exc:
         raise _fail(f"{type(exc).__name__}: {exc}", USAGE) from None
+    except RetryableError as exc:
+        if exc.code in UNREACHABLE:
+            raise _fail(f"the control service at {settings.address('control')} is unreachable ({exc.code}); "
+                        "is it running, and is VIGIL_GRPC_CONTROL_ADDR right?", NOTHING) from None
+        raise _fail(f"{type(exc).__name__}: {exc}", NOTHING) from None
     except VigilError as exc:
         raise _fail(f"{type(exc).__name__}: {exc}", NOTHING) from None
 
@@ -142,7 +150,7 @@ def ls(tenant: str = TENANT, stage: str = STAGE, error_class: str = ERROR_CLASS,
             if not page_token:
                 break
         return items, total
-    items, total = _run(go, token)
+    items, total = call_control(go, token)
     if as_json:
         typer.echo(json.dumps({"total": total, "items": [_json(i) for i in items]}))
     else:
@@ -162,7 +170,7 @@ def show(dlq_id: str = typer.Argument(..., help="The dead letter's id (dlq-id)."
          payload: bool = typer.Option(False, "--payload", help="Include the payload (operators of the tenant)."),
          as_json: bool = AS_JSON, token: str = TOKEN) -> None:
     """Headers, attempt history, the full error and (if permitted) the payload."""
-    detail = _run(lambda c: c.call("GetDeadLetter", pb.GetDeadLetterRequest(id=dlq_id, tenant=tenant or "",
+    detail = call_control(lambda c: c.call("GetDeadLetter", pb.GetDeadLetterRequest(id=dlq_id, tenant=tenant or "",
                                                                              include_payload=payload)), token)
     if as_json:
         out = _json(detail)
@@ -224,7 +232,7 @@ def replay(tenant: str = TENANT, stage: str = STAGE, error_class: str = ERROR_CL
                 bar.update(task, total=step.total, completed=step.checkpoint, job=step.job_id, sent=step.sent,
                            held=step.skipped_loop_guard)
         return last
-    last = _run(go, token)
+    last = call_control(go, token)
     if last is None:
         raise _fail("the service ended the replay without a result", NOTHING)
     if not as_json:
@@ -257,7 +265,7 @@ def purge(tenant: str = TENANT, stage: str = STAGE,
         raise _fail("purge needs --older-than or --id", USAGE)
     request = pb.PurgeRequest(tenant=tenant or "", stage=stage or "", status=status, ids=list(ids or ()),
                               older_than_s=duration_s(older_than) if older_than else 0, dry_run=dry_run)
-    result = _run(lambda c: c.call("Purge", request), token)
+    result = call_control(lambda c: c.call("Purge", request), token)
     if as_json:
         typer.echo(json.dumps(_json(result)))
     else:
@@ -269,7 +277,7 @@ def purge(tenant: str = TENANT, stage: str = STAGE,
 def stats(tenant: str = TENANT, window: str = typer.Option("24h", "--new-within", help="New-fingerprint window."),
           as_json: bool = AS_JSON, token: str = TOKEN) -> None:
     """DLQ depth and oldest age per tenant and stage; fingerprints first seen recently."""
-    result = _run(lambda c: c.call("Stats", pb.StatsRequest(tenant=tenant or "",
+    result = call_control(lambda c: c.call("Stats", pb.StatsRequest(tenant=tenant or "",
                                                             new_fingerprint_window_s=duration_s(window))), token)
     if as_json:
         typer.echo(json.dumps(_json(result)))

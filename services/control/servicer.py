@@ -12,11 +12,11 @@ import time
 from services.control import convert, store
 from services.control.authz import Authz
 from services.control.indexer import PURPOSE, DlqIndexer
+from services.control.modes import ModeAdmin
 from services.control.replay import DEFAULT_MAX_REPLAYS, Replayer, check_rate
 from services.core.crypto import Keyring
 from services.core.errors import NotFoundError, ValidationError
 from services.core.grpc import current_caller
-from services.core.modes import ModeStore
 from services.core.tenantdb import TenantPools
 from vigil.v1 import control_pb2 as pb
 from vigil.v1 import control_pb2_grpc
@@ -27,7 +27,7 @@ MAX_PURGE_IDS = 10_000
 
 class ControlServicer(control_pb2_grpc.ControlServicer):
     def __init__(self, pools: TenantPools, admin, keyring: Keyring, indexer: DlqIndexer, replayer: Replayer,
-                 modes: ModeStore, authz: Authz):
+                 modes: ModeAdmin, authz: Authz):
         self.pools, self.admin, self.keyring, self.indexer = pools, admin, keyring, indexer
         self.replayer, self.modes, self.authz = replayer, modes, authz
 
@@ -169,10 +169,16 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
                                           actor=f"{claims.role}:{claims.sub}", reason=request.reason,
                                           force=request.force,
                                           pilot_practitioners=list(request.pilot_practitioners) or None)
-        return convert.mode_state(state)  # ModeStore appends the audit record in its own transaction
+        return convert.mode_state(state)  # ModeAdmin appends the audit record in its own transaction
 
     async def Kill(self, request, context):
         claims, tenant = await self._tenant("Kill", request.tenant)
         state = await self.modes.kill(tenant, request.agent or None, request.on, actor=f"{claims.role}:{claims.sub}",
                                       reason=request.reason)
+        return convert.mode_state(state)
+
+    async def SetPilot(self, request, context):
+        claims, tenant = await self._tenant("SetPilot", request.tenant)
+        state = await self.modes.set_pilot(tenant, list(request.practitioners), agent=request.agent or None,
+                                           actor=f"{claims.role}:{claims.sub}", reason=request.reason)
         return convert.mode_state(state)

@@ -7,64 +7,42 @@ stored in PostgreSQL. The effective mode of an agent is its own override, else t
 override, else the registry. A kill switch exists per tenant (agent ``*``) and per agent; an
 agent is killed when either is on.
 
-Table ``vigil_modes`` (tenant RLS, read and written through ``TenantPools``), one row per
-(tenant, agent); agent ``*`` is the tenant-wide row. Every change is appended to the tenant's
-audit chain in the same transaction.
+Table ``vigil_modes`` (tenant RLS), one row per (tenant, agent); agent ``*`` is the tenant-wide
+row. The control service owns it: it alone migrates and writes it (``services.control.modes``,
+behind its SetMode / SetPilot / Kill RPCs; `vigil mode` and `vigil kill` call those), and appends
+every change to the tenant's audit chain in the same transaction. This module only reads.
 
 Reads go through ``ModeStore``'s cache: one query per tenant at most every ``CACHE_TTL_S``
-seconds, so a change made by any process (CLI, control service) takes effect everywhere
-within about a second without a restart.
+seconds, so a change made through the control service takes effect in every process within
+about a second without a restart. Before the control service has ever migrated the table there
+is no override to read: every tenant runs in its registry mode, and nothing can be killed yet.
 
 Promotions (a move to a mode that writes more: silent -> pilot -> active) are checked by the
-``promotion_checks`` a ModeStore is built with (the command layer passes the monitor's gates).
-A check returns ``None`` to allow or a short reason to refuse; ``force=True`` with a reason
-overrides, audited. A store built without ``promotion_checks`` refuses every promotion (a process
-that was not wired to the gates cannot promote silent -> active unchecked); ``()`` says, in so
-many words, that no gate applies. Demotions and kill switches are never checked.
+``promotion_checks`` the control service's writer is built with; the type of such a check is
+declared here so the command layer (the monitor's gates) can build one without importing control.
 """
 from __future__ import annotations
 
 import json
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Sequence
+from typing import Awaitable, Callable
 
-from services.core import audit
-from services.core.errors import ConflictError, ValidationError
+import asyncpg
+
+from services.core.errors import ValidationError
+from services.core.logging import get_logger
 from services.core.tenancy import MODES, Registry, check_tenant_id
-from services.core.tenantdb import TenantPools, tenant_rls_sql
+from services.core.tenantdb import TenantPools
 
+log = get_logger("vigil.modes")
 TENANT_WIDE = "*"
 #: Seconds a process reuses a tenant's mode rows (a kill switch takes effect within this).
 CACHE_TTL_S = 1.0
 MODE_RANK = {m: i for i, m in enumerate(MODES)}  # silent 0 < pilot 1 < active 2
 
-SCHEMA_MODULE = "core.modes"
-SCHEMA_STEPS = [
-    """
-CREATE TABLE IF NOT EXISTS vigil_modes (
-    tenant text NOT NULL,
-    agent text NOT NULL,
-    mode text CHECK (mode IS NULL OR mode IN ('silent', 'pilot', 'active')),
-    killed boolean NOT NULL DEFAULT false,
-    pilot_practitioners jsonb,
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    updated_by text NOT NULL,
-    PRIMARY KEY (tenant, agent)
-);
-""",
-    tenant_rls_sql("vigil_modes", ("SELECT", "INSERT", "UPDATE")),
-]
-
-
-class PromotionRefused(ConflictError):
-    code = "promotion_refused"
-
-
 #: ``await check(tenant, agent, old_mode, new_mode)`` -> None or a refusal reason.
 PromotionCheck = Callable[[str, str | None, str, str], Awaitable[str | None]]
-#: The refusal of a store that was given no promotion checks at all.
-NO_GATE = "no promotion gate is configured in this process (promote with `vigil mode set` or the control service)"
 
 
 @dataclass(frozen=True)
@@ -89,7 +67,7 @@ class AgentState:
                 "killed": self.killed, "pilot_practitioners": list(self.pilot_practitioners)}
 
 
-def _agent(agent: str | None) -> str:
+def check_agent(agent: str | None) -> str:
     if agent is None or agent == TENANT_WIDE:
         return TENANT_WIDE
     if not agent.replace("-", "").replace("_", "").isalnum() or len(agent) > 40:
@@ -98,13 +76,17 @@ def _agent(agent: str | None) -> str:
 
 
 class ModeStore:
-    """Get and set modes and kill switches of tenants; ``registry`` supplies the default mode."""
+    """Read the modes and kill switches of tenants (cached); ``registry`` supplies the default mode.
+    The control service's writer (``services.control.modes.ModeAdmin``) extends it."""
 
-    def __init__(self, pools: TenantPools, registry_path=None, *, ttl_s: float = CACHE_TTL_S,
-                 promotion_checks: Sequence[tuple[str, PromotionCheck]] | None = None):
+    def __init__(self, pools: TenantPools, registry_path=None, *, ttl_s: float = CACHE_TTL_S):
         self.pools, self.registry_path, self.ttl_s = pools, registry_path, ttl_s
-        self.promotion_checks = None if promotion_checks is None else tuple(promotion_checks)
         self._cache: dict[str, tuple[float, dict[str, dict]]] = {}
+        self._warned_missing = False
+
+    def forget(self, tenant: str) -> None:
+        """Drop the cached rows of ``tenant`` (after a write in this process)."""
+        self._cache.pop(tenant, None)
 
     def _registry_mode(self, tenant: str) -> str:
         if self.registry_path is not None:
@@ -118,15 +100,21 @@ class ModeStore:
         now = time.monotonic()
         if cached and not fresh and now - cached[0] < self.ttl_s:
             return cached[1]
-        async with self.pools.tx(tenant, readonly=True) as conn:
-            rows = {r["agent"]: dict(r) for r in await conn.fetch(
-                "SELECT agent, mode, killed, pilot_practitioners, updated_at, updated_by FROM vigil_modes "
-                "WHERE tenant = $1", tenant)}
+        try:
+            async with self.pools.tx(tenant, readonly=True) as conn:
+                rows = {r["agent"]: dict(r) for r in await conn.fetch(
+                    "SELECT agent, mode, killed, pilot_practitioners, updated_at, updated_by FROM vigil_modes "
+                    "WHERE tenant = $1", tenant)}
+        except asyncpg.UndefinedTableError:  # the control service never ran here: no override exists yet
+            if not self._warned_missing:
+                log.warning("modes.table_missing", detail="no overrides; registry modes apply")
+                self._warned_missing = True
+            rows = {}
         self._cache[tenant] = (now, rows)
         return rows
 
     async def state(self, tenant: str, agent: str | None = None, *, fresh: bool = False) -> AgentState:
-        tenant, agent = check_tenant_id(tenant), _agent(agent)
+        tenant, agent = check_tenant_id(tenant), check_agent(agent)
         rows = await self._rows(tenant, fresh)
         wide, own = rows.get(TENANT_WIDE) or {}, (rows.get(agent) or {}) if agent != TENANT_WIDE else {}
         if own.get("mode"):
@@ -144,72 +132,3 @@ class ModeStore:
 
     async def is_killed(self, tenant: str, agent: str | None = None) -> bool:
         return (await self.state(tenant, agent)).killed
-
-    async def set_mode(self, tenant: str, mode: str, *, agent: str | None = None, actor: str,
-                       reason: str = "", force: bool = False, pilot_practitioners: list[str] | None = None
-                       ) -> AgentState:
-        """Set the tenant's (or one agent's) mode; promotions run the store's ``promotion_checks``."""
-        tenant, agent = check_tenant_id(tenant), _agent(agent)
-        if mode not in MODES:
-            raise ValidationError(f"mode {mode!r} is not one of {', '.join(MODES)}", code="bad_mode")
-        if force and not reason:
-            raise ValidationError("a forced promotion needs a reason", code="force_without_reason")
-        old = (await self.state(tenant, agent, fresh=True)).mode
-        refusals: list[str] = []
-        if MODE_RANK[mode] > MODE_RANK[old]:
-            if self.promotion_checks is None:
-                refusals.append(NO_GATE)
-            for name, check in self.promotion_checks or ():
-                why = await check(tenant, None if agent == TENANT_WIDE else agent, old, mode)
-                if why:
-                    refusals.append(f"{name}: {why}")
-        if refusals and not force:
-            raise PromotionRefused(f"promotion {old} -> {mode} refused: " + "; ".join(refusals))
-        pilot = json.dumps(sorted(set(pilot_practitioners))) if pilot_practitioners is not None else None
-        async with self.pools.tx(tenant) as conn:
-            await conn.execute(
-                "INSERT INTO vigil_modes (tenant, agent, mode, pilot_practitioners, updated_by) "
-                "VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT (tenant, agent) DO UPDATE SET mode = EXCLUDED.mode, "
-                "pilot_practitioners = COALESCE(EXCLUDED.pilot_practitioners, vigil_modes.pilot_practitioners), "
-                "updated_at = now(), updated_by = EXCLUDED.updated_by", tenant, agent, mode, pilot, actor)
-            await audit.append(conn, tenant, actor, "mode.set", [f"vigil:mode/{agent}"], {
-                "agent": agent, "from": old, "to": mode, "reason": reason[:200], "forced": bool(refusals and force),
-                "refusals": refusals, "pilot_practitioners": json.loads(pilot) if pilot else None})
-        return await self.state(tenant, agent, fresh=True)
-
-    async def set_pilot(self, tenant: str, practitioners: list[str], *, agent: str | None = None,
-                        actor: str) -> AgentState:
-        tenant, agent = check_tenant_id(tenant), _agent(agent)
-        for ref in practitioners:
-            if not ref.startswith(("Practitioner/", "PractitionerRole/")):
-                raise ValidationError(f"pilot entry {ref!r} is not a Practitioner reference", code="bad_reference")
-        pilot = json.dumps(sorted(set(practitioners)))
-        async with self.pools.tx(tenant) as conn:
-            await conn.execute(
-                "INSERT INTO vigil_modes (tenant, agent, pilot_practitioners, updated_by) VALUES ($1, $2, $3::jsonb, $4) "
-                "ON CONFLICT (tenant, agent) DO UPDATE SET pilot_practitioners = EXCLUDED.pilot_practitioners, "
-                "updated_at = now(), updated_by = EXCLUDED.updated_by", tenant, agent, pilot, actor)
-            await audit.append(conn, tenant, actor, "mode.pilot", [f"vigil:mode/{agent}"],
-                               {"agent": agent, "pilot_practitioners": json.loads(pilot)})
-        return await self.state(tenant, agent, fresh=True)
-
-    async def kill(self, tenant: str, agent: str | None = None, on: bool = True, *, actor: str,
-                   reason: str = "") -> AgentState:
-        """Turn the kill switch of the tenant (``agent=None``) or of one agent on or off."""
-        tenant, agent = check_tenant_id(tenant), _agent(agent)
-        async with self.pools.tx(tenant) as conn:
-            await conn.execute(
-                "INSERT INTO vigil_modes (tenant, agent, killed, updated_by) VALUES ($1, $2, $3, $4) "
-                "ON CONFLICT (tenant, agent) DO UPDATE SET killed = EXCLUDED.killed, updated_at = now(), "
-                "updated_by = EXCLUDED.updated_by", tenant, agent, on, actor)
-            await audit.append(conn, tenant, actor, "kill.on" if on else "kill.off", [f"vigil:mode/{agent}"],
-                               {"agent": agent, "reason": reason[:200]})
-        return await self.state(tenant, agent, fresh=True)
-
-
-async def ensure_schema(pool) -> None:
-    """Migrate (admin pool): the modes table and the audit log it appends to."""
-    from services.core.db import ensure_schema as migrate
-
-    await migrate(pool, audit.SCHEMA_MODULE, audit.SCHEMA_STEPS)
-    await migrate(pool, SCHEMA_MODULE, SCHEMA_STEPS)

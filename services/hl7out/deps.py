@@ -7,7 +7,6 @@ from __future__ import annotations
 from services.core import modes
 from services.core.config import Settings
 from services.core.crypto import Keyring
-from services.core.db import create_pool
 from services.core.ehraccess import EhrAccess
 from services.core.errors import FatalError
 from services.core.fhir import FhirClient, FhirClients
@@ -39,12 +38,7 @@ class Deps:
         self._clients = FhirClients()
 
     async def start(self) -> None:
-        admin = await create_pool(self.settings, min_size=1, max_size=1)
-        try:
-            await modes.ensure_schema(admin)
-        finally:
-            await admin.close()
-        self.check_profiles()
+        self.check_profiles()  # modes are read only: the control service migrates their table
 
     def check_profiles(self) -> None:
         """Log, at start-up, every tenant whose results channel cannot work (its TLS trust file), so a

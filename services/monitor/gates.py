@@ -27,6 +27,7 @@ from typing import AsyncIterator, Mapping
 from services.core import audit, modes
 from services.core.config import Settings
 from services.core.db import create_pool
+from services.core.db import ensure_schema as migrate
 from services.core.errors import ValidationError
 from services.core.secrets import SecretSettings
 from services.core.tenancy import MODES, check_tenant_id
@@ -156,7 +157,7 @@ async def opened(settings: Settings, env: Mapping[str, str] | None = None) -> As
     admin = await create_pool(settings, min_size=1, max_size=1)
     try:
         await schema.ensure_schema(admin)
-        await modes.ensure_schema(admin)
+        await migrate(admin, audit.SCHEMA_MODULE, audit.SCHEMA_STEPS)  # gate decisions are audited
     finally:
         await admin.close()
     pools = TenantPools(settings, SecretSettings.from_env(env))

@@ -16,7 +16,7 @@ import functools
 import sys
 from typing import Mapping
 
-from services.core import decisions, modes
+from services.core import decisions
 from services.core.agentclients import AgentClients
 from services.core.bus import StageSpec
 from services.core.bus.service import serve_stage
@@ -37,7 +37,6 @@ async def migrate(settings: Settings) -> None:
     """Create the tables triage uses (admin DSN; idempotent, safe with concurrent start-ups)."""
     pool = await create_pool(settings, min_size=1, max_size=1)
     try:
-        await modes.ensure_schema(pool)
         await decisions.ensure_schema(pool)
         await ensure_schema(pool, episodes.SCHEMA_MODULE, episodes.SCHEMA_STEPS)
     finally:

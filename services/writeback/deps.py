@@ -44,7 +44,6 @@ class Deps:
     async def start(self) -> None:
         admin = await create_pool(self.settings, min_size=1, max_size=1)
         try:
-            await modes.ensure_schema(admin)
             await decisions.ensure_schema(admin)
             await labels.ensure_schema(admin)
         finally:

@@ -71,15 +71,20 @@ class Pipeline:
                 async with self.client(t.id) as client:
                     summary = await tenant_setup.seed(client)
                     self.practitioners[t.id] = await tenant_setup.practitioner_ids(client)
-                state = await tenant_setup.set_modes(self.plan, t, self.practitioners[t.id])
                 # seeded first, then the family: an epic-like EHR has its data but takes no Vigil writes
                 family = await tenant_setup.set_family(self.plan, t)
                 self.log(f"{t.id}: EHR plays {family}; results by {', '.join(t.profile().results)}")
                 self.log(f"{t.id}: seeded ({len(summary['oncology']['patients'])} patients, "
                          f"{summary['oncology']['slots']} slots, Synthea sample: "
-                         f"{summary['synthea'].get('reason') or ('loaded' if summary['synthea']['loaded'] else 'already there')}); "
-                         f"mode {state.mode}, pilot list {len(state.pilot_practitioners)}")
+                         f"{summary['synthea'].get('reason') or ('loaded' if summary['synthea']['loaded'] else 'already there')})")
         asyncio.run(seed())
+
+    async def set_modes(self) -> None:
+        """Each tenant's mode and pilot list, kill switch off: through the control service (it alone
+        writes modes), once it is up and before any note arrives (the Subscriptions come after)."""
+        for t in self.tenants:
+            state = await tenant_setup.set_modes(self.plan, t, self.practitioners[t.id])
+            self.log(f"{t.id}: mode {state.mode}, pilot list {len(state.pilot_practitioners)} (via control)")
 
     def client(self, tenant: str) -> FhirClient:
         return FhirClient(f"{self.plan.settings.ehr_url}/fhir/{tenant}", credentials=self.driver_credentials[tenant])
@@ -134,6 +139,7 @@ class Pipeline:
         self.setup_tenants(tenant_settings)
         self.start_engine()
         self.start_services()
+        asyncio.run(self.set_modes())
         self._watching.clear()
         self.supervisor.watch(self._watching, self.log)
         asyncio.run(self.subscribe())

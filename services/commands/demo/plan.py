@@ -56,7 +56,8 @@ SERVICES: list[ServiceDef] = [
     ServiceDef("cdshooks", "http", "cdshooks", required=False),
     ServiceDef("scheduling", "stage", "scheduling", required=False),
     ServiceDef("monitor", "stage", "monitor", required=False),
-    ServiceDef("control", "grpc", "control", required=False, module="services.commands.control_service"),
+    # required: the demo sets each tenant's mode and pilot list through it (it alone writes modes)
+    ServiceDef("control", "grpc", "control", module="services.commands.control_service"),
     # The batch lane (services/core/lanes.py): its own stage instances and its own gRPC servers, at a
     # lower CPU priority, so a backfill never sits in front of a real-time note.
     ServiceDef("inference-batch", "grpc", "inference-batch", required=False, module="services.inference.app",

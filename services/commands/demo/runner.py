@@ -19,12 +19,11 @@ from services.commands.demo.notes import NEGATIVE_NOTES, clinic_day
 from services.commands.demo.pipeline import Pipeline, PipelineError
 from services.commands.demo.plan import DemoPlan
 from services.commands.demo.supervisor import SupervisorError
-from services.commands.demo.tenants import DEMO_TENANTS, cds_token, ehr_settings
+from services.commands.demo.tenants import DEMO_TENANTS, cds_token, control_client, ehr_settings
 from services.ehr import seed as ehr_seed
 from services.core import devstack
 from services.core.config import ConfigError
 from services.core.crypto import Keyring
-from services.core.db import create_pool
 from services.core.errors import RetryableError, VigilError
 from services.core.decisions import DecisionLedger
 from services.core.secrets import SecretSettings
@@ -244,7 +243,6 @@ async def run_day(pipe: Pipeline, n_notes: int, *, conversations: bool = True
     run_id = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
     period = summaries.RunPeriod(datetime.now(timezone.utc) - timedelta(seconds=5))
     pools, ledger = await _ledger(pipe.plan.settings)
-    admin = await create_pool(pipe.plan.settings, min_size=1, max_size=2)
     watcher = driver.FindingsWatcher(pipe.plan.settings, [t.id for t in pipe.tenants])
     await watcher.start()
     info: dict = {}
@@ -264,16 +262,16 @@ async def run_day(pipe: Pipeline, n_notes: int, *, conversations: bool = True
         info["period"] = period
         tenants = {t.id: t for t in pipe.tenants}
         acknowledged = _acknowledged(pipe)
-        result = [await summaries.summarize(run, tenants[t].mode, watcher.seen[t], ledger, admin, period,
-                                            results=tenants[t].profile().results, acknowledged=acknowledged,
-                                            cds_cards=cards.get(t))
-                  for t, run in runs.items()]
+        async with control_client(pipe.plan) as control:  # dead-letter counts: the control service's API
+            result = [await summaries.summarize(run, tenants[t].mode, watcher.seen[t], ledger, control, period,
+                                                results=tenants[t].profile().results, acknowledged=acknowledged,
+                                                cds_cards=cards.get(t))
+                      for t, run in runs.items()]
         for run in runs.values():
             await run.client.close()
         return result, info
     finally:
         await watcher.stop()
-        await admin.close()
         await pools.close()
 
 

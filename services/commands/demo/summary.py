@@ -1,7 +1,7 @@
 """The per-tenant summary, computed from real data only: the decision ledger (decisions, writes,
 clinician actions), the tenant's EHR (Tasks, Vigil-written resources and Appointments of the run's
 patients), what the interface engine stand-in acknowledged (ORU results, by MSH-10), the cards the
-CDS service returned to patient-view calls, the dead-letter table, and the findings the watcher
+CDS service returned to patient-view calls, the dead letters (the control service's ListDeadLetters), and the findings the watcher
 saw on the tenant's topic. ``delivery_line`` says how the results reached the tenant's clinicians.
 
 Every number counts this run only: its period (``RunPeriod``, from just before the first note to
@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-import asyncpg
 
 from services.commands.demo.driver import TenantRun
 from services.core.decisions import DecisionLedger
@@ -125,9 +124,18 @@ def pending_writes(rows: list[dict]) -> list[dict]:
             and not r.get("written_at")]
 
 
-async def dead_letter_count(admin: asyncpg.Pool, tenant: str, period: RunPeriod) -> int:
-    return await admin.fetchval("SELECT count(*) FROM vigil_dead_letters WHERE tenant = $1 AND created_at >= $2 "
-                                "AND ($3::timestamptz IS NULL OR created_at < $3)", tenant, period.since, period.until)
+async def dead_letter_count(control, tenant: str, period: RunPeriod) -> int:
+    """Events the tenant's stages dead-lettered in the period, from the control service's index
+    (``ListDeadLetters``; the bus's dead letters are read through control, never by SQL)."""
+    from vigil.v1 import control_pb2 as pb
+
+    def ms(when: datetime | None, ceil: bool = False) -> int:
+        return int(when.timestamp() * 1000) + int(ceil) if when else 0
+
+    page = await control.call("ListDeadLetters", pb.ListDeadLettersRequest(
+        tenant=tenant, page_size=1, filter=pb.DeadLetterFilter(status="any", since_ms=ms(period.since),
+                                                               until_ms=ms(period.until, ceil=True))))
+    return page.total
 
 
 async def count_in_ehr(client: FhirClient, rtype: str, patients: list[str], **params) -> int:
@@ -154,7 +162,7 @@ def oru_times(rows: list[dict], tenant: str, acknowledged: dict[str, datetime]) 
     return out
 
 
-async def summarize(run: TenantRun, mode: str, seen: dict[str, int], ledger: DecisionLedger, admin: asyncpg.Pool,
+async def summarize(run: TenantRun, mode: str, seen: dict[str, int], ledger: DecisionLedger, control,
                     period: RunPeriod, *, results: tuple[str, ...] = ("fhir",),
                     acknowledged: dict[str, datetime] | None = None, cds_cards: int | None = None) -> TenantSummary:
     s = TenantSummary(run.tenant, mode, notes=len(run.notes), results=tuple(results), hl7_notes=run.feed is not None,
@@ -182,5 +190,5 @@ async def summarize(run: TenantRun, mode: str, seen: dict[str, int], ledger: Dec
     s.ehr_vigil_resources = s.tasks + sum([await count_in_ehr(run.client, rtype, patients)
                                            for rtype in VIGIL_WRITTEN_TYPES if rtype != "Task"])
     s.followups_booked = await count_in_ehr(run.client, "Appointment", patients, status="booked")
-    s.dead_letters = await dead_letter_count(admin, run.tenant, period)
+    s.dead_letters = await dead_letter_count(control, run.tenant, period)
     return s

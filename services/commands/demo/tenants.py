@@ -19,16 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.commands import tenant as tenant_command
-from services.commands.demo.plan import DemoPlan
-from services.core import modes
-from services.core.db import create_pool
+from services.commands.demo.plan import SERVICES, DemoPlan
 from services.core.errors import NotFoundError
 from services.core.logging import get_logger
 from services.core.fhir import FhirClient, SmartCredentials, new_client_key
 from services.core.integration import parse as parse_profile
 from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry, Tenant
-from services.core.tenantdb import TenantPools
 from services.ehr import seed as ehr_seed
 from services.ehr.config import EhrSettings
 from services.ehr.provision import AdminClient
@@ -234,21 +231,29 @@ async def practitioner_ids(client: FhirClient) -> dict[str, str]:
     return ids
 
 
-async def set_modes(plan: DemoPlan, tenant: DemoTenant, practitioners: dict[str, str]) -> modes.AgentState:
-    admin = await create_pool(plan.settings, min_size=1, max_size=1)
-    try:
-        await modes.ensure_schema(admin)
-    finally:
-        await admin.close()
-    pools = TenantPools(plan.settings, SecretSettings.from_env())
-    try:
-        store = modes.ModeStore(pools, plan.settings.tenants_file)
-        await store.kill(tenant.id, None, on=False, actor=ACTOR, reason="demo start")
-        pilot = [f"Practitioner/{practitioners[k]}" for k in tenant.pilot_oncologists if k in practitioners]
-        return await store.set_mode(tenant.id, tenant.mode, actor=ACTOR, reason="demo setup", force=True,
-                                    pilot_practitioners=pilot)
-    finally:
-        await pools.close()
+def control_client(plan: DemoPlan, tenant: str | None = None):
+    """A client of the plan's control service: as ``tenant``'s operator, or as a platform admin
+    (every tenant's dead-letter counts, never a payload) when no tenant is given."""
+    from services.control.client import ControlClient
+    from services.core.grpc import GrpcSettings
+    from services.core.tokens import ADMIN_ROLE, PLATFORM_TENANT, issue
+
+    grpc_settings = GrpcSettings.from_env(plan.service_env(next(s for s in SERVICES if s.name == "control")))
+    token = issue(grpc_settings.tokens, sub=ACTOR, tenant=tenant or PLATFORM_TENANT,
+                  role="operator" if tenant else ADMIN_ROLE)
+    return ControlClient(grpc_settings, token)
+
+
+async def set_modes(plan: DemoPlan, tenant: DemoTenant, practitioners: dict[str, str]):
+    """The tenant's mode and pilot list, and its kill switch off, through the control service (which
+    alone writes modes), as the tenant's operator; returns the control service's ``ModeState``."""
+    from vigil.v1 import control_pb2 as pb
+
+    pilot = [f"Practitioner/{practitioners[k]}" for k in tenant.pilot_oncologists if k in practitioners]
+    async with control_client(plan, tenant.id) as control:
+        await control.call("Kill", pb.KillRequest(tenant=tenant.id, on=False, reason="demo start"))
+        return await control.call("SetMode", pb.SetModeRequest(
+            tenant=tenant.id, mode=tenant.mode, reason="demo setup", force=True, pilot_practitioners=pilot))
 
 
 async def subscribe(plan: DemoPlan, client: FhirClient, tenant_id: str) -> list[dict]:
