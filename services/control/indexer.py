@@ -3,8 +3,11 @@
 No consumer group: the indexer assigns the partitions of each tenant's dlq topic itself and
 keeps its positions in ``vigil_dlq_index_offsets`` (platform table), advanced only after the
 rows are committed. Rows are keyed by dlq id (``ON CONFLICT DO NOTHING``), so re-reading a
-record after a crash changes nothing. The runtime writes its ``vigil_dead_letters`` row
-(stack, attempt history) before it produces the dead letter, so the row is there to join.
+record after a crash changes nothing. The record is the whole dead letter: the stage runtime
+writes no table, and puts the stack trace and the attempt history in the ``dlq-stack`` and
+``dlq-history`` headers (``services.core.bus.failures``); the stack is stored encrypted, the
+history in its own column, and neither among the headers kept in clear. This index is the one
+dead-letter table, and the control service its one writer and reader.
 
 ``await indexer.sync()`` catches up once (every known tenant, or the given ones) and is what
 the servicer calls before answering, so a listing is never behind the topic; ``run(stop)``
@@ -21,6 +24,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.control import metrics, store
+from services.core.bus.failures import DLQ_DETAIL_HEADERS
 from services.core.bus.topics import dlq_topic
 from services.core.config import Settings
 from services.core.crypto import Keyring
@@ -38,6 +42,15 @@ PURPOSE = "dlq"
 
 def _text(headers, name: str) -> str:
     return header_value(headers, name) or ""
+
+
+def _history(raw: str | None) -> str:
+    """The attempt history header as a JSON array (``[]`` when absent or not a JSON array)."""
+    try:
+        value = json.loads(raw) if raw else []
+    except ValueError:
+        return "[]"
+    return json.dumps(value if isinstance(value, list) else [])
 
 
 def _int(headers, name: str) -> int:
@@ -131,18 +144,14 @@ class DlqIndexer:
         return added
 
     async def _index(self, tenant: str, records) -> int:
-        ids = [_text(r.headers, "dlq-id") for r in records]
-        async with self.admin.acquire() as conn:
-            details = {r["id"]: r for r in await conn.fetch(
-                "SELECT id, stack, history FROM vigil_dead_letters WHERE tenant = $1 AND id = ANY($2::text[])",
-                tenant, [i for i in ids if i])}
         rows = []
-        for record, dlq_id in zip(records, ids):
+        for record in records:
+            dlq_id = _text(record.headers, "dlq-id")
             if not dlq_id:
                 log.warning("dlq_index.record_without_id", tenant=tenant, partition=record.partition,
                             offset=record.offset)
                 continue
-            rows.append(await self._row(tenant, record, dlq_id, details.get(dlq_id)))
+            rows.append(await self._row(tenant, record, dlq_id))
         added = 0
         async with self.pools.tx(tenant) as conn:
             for row in rows:
@@ -163,11 +172,11 @@ class DlqIndexer:
                         metrics.NEW_FINGERPRINTS.labels(tenant=tenant, stage=row[2]).inc()
         return added
 
-    async def _row(self, tenant: str, record, dlq_id: str, detail) -> tuple:
+    async def _row(self, tenant: str, record, dlq_id: str) -> tuple:
         h = record.headers or ()
-        headers = [[k, v.decode("utf-8", "replace")] for k, v in h]
-        stack = (detail["stack"] if detail else "") or ""
-        history = detail["history"] if detail else json.dumps([])
+        headers = [[k, v.decode("utf-8", "replace")] for k, v in h if k not in DLQ_DETAIL_HEADERS]
+        stack = _text(h, "dlq-stack")
+        history = _history(header_value(h, "dlq-history"))
         return (tenant, dlq_id, _text(h, "dlq-stage"), header_value(h, "ce_id"), header_value(h, "ce_type"),
                 _text(h, "dlq-original-topic"), _int(h, "dlq-original-partition"), _int(h, "dlq-original-offset"),
                 _text(h, "dlq-error-class"), _text(h, "dlq-error-code"), _text(h, "dlq-stack-fingerprint"),
@@ -176,5 +185,5 @@ class DlqIndexer:
                 await self.keyring.encrypt(tenant, record.key, PURPOSE) if record.key is not None else None,
                 await self.keyring.encrypt(tenant, record.value or b"", PURPOSE),
                 await self.keyring.encrypt(tenant, stack.encode(), PURPOSE),
-                history if isinstance(history, str) else json.dumps(history), json.dumps(headers),
+                history, json.dumps(headers),
                 record.partition, record.offset, header_value(h, "vigil-replay-job"))

@@ -1,11 +1,12 @@
 """The control service's tables: the dead-letter index, replay jobs, loop-guard counts, fingerprints.
 
-Why an index of its own: ``vigil_dead_letters`` (written by the stage runtime) holds the stack
-and attempt history but not the payload, and has no row-level security. The indexer
-(``indexer.py``) reads each tenant's ``dlq`` topic and writes one row per dead letter here,
-joined with the runtime's row by dlq id at index time: bounded headers in clear, the record
-key and payload and the full stack encrypted with the tenant's data key (purpose ``dlq``),
-the patient key also as a hash so it can be filtered on without being stored in clear.
+``vigil_dlq_entries`` is the one dead-letter table: the stage runtime only publishes dead
+letters to each tenant's ``dlq`` topic (the bus's record of them, stack and attempt history in
+its headers), and the indexer (``indexer.py``) reads the topic and writes one row per dead letter
+here: bounded headers in clear, the record key and payload and the stack encrypted with the
+tenant's data key (purpose ``dlq``), the patient key also as a hash so it can be filtered on
+without being stored in clear. Only the control service reads it; everyone else (the CLI, the
+console, the demo's summary) asks the control service's API.
 Every table below has forced tenant RLS; all reads and writes go through ``TenantPools``.
 Only ``vigil_dlq_index_offsets`` (topic positions, no tenant data) is platform-level.
 

@@ -1,8 +1,8 @@
 """The per-tenant summary, computed from real data only: the decision ledger (decisions, writes,
 clinician actions), the tenant's EHR (Tasks, Vigil-written resources and Appointments of the run's
 patients), what the interface engine stand-in acknowledged (ORU results, by MSH-10), the cards the
-CDS service returned to patient-view calls, the dead letters (the control service's ListDeadLetters), and the findings the watcher
-saw on the tenant's topic. ``delivery_line`` says how the results reached the tenant's clinicians.
+CDS service returned to patient-view calls, the dead letters (the control service's
+``ListDeadLetters``), and the findings the watcher saw on the tenant's topic. ``delivery_line`` says how the results reached the tenant's clinicians.
 
 Every number counts this run only: its period (``RunPeriod``, from just before the first note to
 the end of the run) and its notes bound the ledger rows, and clinician actions are counted per

@@ -25,8 +25,9 @@ What the runtime guarantees:
   with the ``RetryPolicy.retry_backoff_s`` schedule, then to ``vigil.<t>.dlq``; while a
   patient's event waits in retry, that patient's later events are parked behind it;
 - ``FatalError``, ``ValidationError``, unknown exceptions and malformed or schema-invalid
-  input go straight to the DLQ (bounded ``dlq-*`` headers; stack and history in the
-  ``vigil_dead_letters`` table); the consumer never crashes on bad input;
+  input go straight to the DLQ (bounded ``dlq-*`` headers, the stack and attempt history
+  among them; no table: the control service indexes the dlq topic and serves it); the
+  consumer never crashes on bad input;
 - a redelivered event whose processing completed is skipped (Redis ledger, TTL); a database
   side effect is exactly-once when guarded by ``await ctx.claim(conn)`` in its transaction;
 - ``StageRunner.health()["live"]`` turns false when the poll loop stops making progress.

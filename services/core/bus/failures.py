@@ -3,8 +3,11 @@
 Retry records keep the original ``ce_*`` headers and value and add ``vigil-*`` headers:
 origin topic/partition/offset/timestamp, attempts so far, first failure time, due time and a
 bounded attempt history. Dead-letter records keep the original value byte for byte, the
-original ``ce_*`` headers (so the type is kept) and add the bounded ``dlq-*`` headers below;
-the full stack trace and history go to PostgreSQL (``store.record_dead_letter``).
+original ``ce_*`` headers (so the type is kept) and add the bounded ``dlq-*`` headers below,
+including the stack trace (its last ``STACK_MAX`` characters) and the attempt history. The dlq
+topic is the whole record of a dead letter: the runtime writes no table. The control service
+indexes the topic into its ``vigil_dlq_entries`` (stack and payload encrypted there) and serves it
+(`vigil dlq`, the console); nothing else reads dead letters.
 """
 from __future__ import annotations
 
@@ -12,16 +15,20 @@ import hashlib
 import json
 import traceback
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 from services.core.events import deterministic_id, header_value
 
 MESSAGE_MAX = 200
 HISTORY_MAX = 16
+#: Characters of the stack trace a dead letter carries (the end: the innermost frames and the error).
+STACK_MAX = 16_384
 
 DLQ_HEADERS = ("dlq-id", "dlq-original-topic", "dlq-original-partition", "dlq-original-offset",
                "dlq-original-timestamp", "dlq-stage", "dlq-attempts", "dlq-first-failure", "dlq-last-failure",
                "dlq-error-class", "dlq-error-code", "dlq-stack-fingerprint", "dlq-message")
+#: The detail headers: the (bounded) stack trace and the attempt history as JSON. The control
+#: service stores them encrypted / apart, never among the headers it keeps in clear.
+DLQ_DETAIL_HEADERS = ("dlq-stack", "dlq-history")
 
 
 def fingerprint(exc: BaseException) -> str:
@@ -31,13 +38,10 @@ def fingerprint(exc: BaseException) -> str:
     return hashlib.sha256(f"{type(exc).__name__}|{site}".encode()).hexdigest()[:16]
 
 
-def utc_from_ms(ms: int | None) -> datetime:
-    """A failure time (epoch milliseconds, as in the headers) as a UTC datetime (for PostgreSQL)."""
-    return datetime.fromtimestamp((ms or 0) / 1000, tz=timezone.utc)
-
-
 def stack_text(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    """The stack trace, its last ``STACK_MAX`` characters (marked when cut)."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return text if len(text) <= STACK_MAX else "[...]" + text[-(STACK_MAX - 5):]
 
 
 def short_message(exc: BaseException) -> str:
@@ -99,22 +103,10 @@ def retry_headers(original, trail: Trail, due_ms: int) -> list[tuple[str, bytes]
 
 
 def dlq_headers(original, trail: Trail, stage: str, last_ms: int, exc_class: str, code: str, fp: str,
-                message: str) -> list[tuple[str, bytes]]:
+                message: str, stack: str = "") -> list[tuple[str, bytes]]:
     values = (trail.dead_letter_id(stage), trail.origin_topic, trail.origin_partition, trail.origin_offset,
               trail.origin_timestamp, stage, trail.attempts, trail.first_failure_ms or last_ms, last_ms,
               exc_class, code, fp, message)
-    return _ce_headers(original) + [(k, str(v).encode()) for k, v in zip(DLQ_HEADERS, values)]
-
-
-def dead_letter_row(tenant: str, stage: str, headers, event, trail: Trail, exc: BaseException, error_code: str,
-                    fp: str, message: str, now_ms: int) -> dict:
-    """The PostgreSQL row of a dead letter (``store.record_dead_letter``): full stack and history.
-    ``event`` is None for a record that never decoded (its id and type then come from its headers)."""
-    return {"id": trail.dead_letter_id(stage), "tenant": tenant, "stage": stage,
-            "event_id": event.id if event else header_value(headers, "ce_id"),
-            "event_type": event.type if event else header_value(headers, "ce_type"),
-            "original_topic": trail.origin_topic, "original_partition": trail.origin_partition,
-            "original_offset": trail.origin_offset, "error_class": type(exc).__name__, "error_code": error_code,
-            "fingerprint": fp, "message": message, "stack": stack_text(exc), "attempts": trail.attempts,
-            "history": trail.history, "first_failure": utc_from_ms(trail.first_failure_ms),
-            "last_failure": utc_from_ms(now_ms)}
+    detail = (stack[-STACK_MAX:], json.dumps(trail.history, separators=(",", ":")))
+    return (_ce_headers(original) + [(k, str(v).encode()) for k, v in zip(DLQ_HEADERS, values)]
+            + [(k, v.encode()) for k, v in zip(DLQ_DETAIL_HEADERS, detail)])

@@ -28,7 +28,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInPro
 
 from services.core import schemas
 from services.core.bus import metrics, store
-from services.core.bus.failures import Trail, dead_letter_row, dlq_headers, fingerprint, retry_headers, short_message
+from services.core.bus.failures import Trail, dlq_headers, fingerprint, retry_headers, short_message, stack_text
 from services.core.bus.batch import BatchState, Tail, retrieve_exception
 from services.core.bus.context import Context, Handler, StageSpec
 from services.core.bus.deadline import Deadlines
@@ -422,9 +422,8 @@ class StageRunner:
         fp = fingerprint(exc)
         trail.failed(type(exc).__name__, err.code, fp, now_ms, attempts)
         message = short_message(exc)
-        headers = dlq_headers(m.headers, trail, self.spec.name, now_ms, type(exc).__name__, err.code, fp, message)
-        await store.record_dead_letter(self._pool, dead_letter_row(self.tenant, self.spec.name, m.headers, event, trail,
-                                                                   exc, err.code, fp, message, now_ms))
+        headers = dlq_headers(m.headers, trail, self.spec.name, now_ms, type(exc).__name__, err.code, fp, message,
+                              stack_text(exc))  # the dlq record is the whole dead letter (no table here)
         outbox.append((dlq_topic(self.tenant), m.key, m.value or b"", headers))
         metrics.DEAD_LETTERED.labels(**self._labels).inc()
         log.warning("event_dead_lettered", stage=self.spec.name, tenant=self.tenant, error_code=err.code,

@@ -12,7 +12,8 @@ import pytest
 
 from tests.fixtures.kafka import read_topic  # noqa: F401 (re-exported for the tests here)
 
-from services.core import decisions, evidence, kv, modes
+from services.control import modes as control_modes
+from services.core import decisions, evidence, kv
 from services.core.agentclients import AgentClients
 from services.core.bus import ConsumerTuning, Publisher, RetryPolicy, ensure_stage_topics
 from services.core.bus.service import StageHost
@@ -47,7 +48,7 @@ def grpc_settings() -> GrpcSettings:
 async def provisioned(stack, tenant_id, secrets):
     """The test tenant's PostgreSQL role and Redis ACL user, and every table the agents use."""
     admin = await create_pool(stack, min_size=1, max_size=2)
-    await modes.ensure_schema(admin)
+    await control_modes.ensure_schema(admin)  # the modes table (the control service owns it)
     await decisions.ensure_schema(admin)
     await ensure_schema(admin, episodes.SCHEMA_MODULE, episodes.SCHEMA_STEPS)
     async with admin.acquire() as conn:

@@ -1,5 +1,7 @@
-"""Modes and kill switches (PostgreSQL, RLS, audit, cache), and the `vigil mode`, `vigil kill`,
-`vigil decisions show | rerun` commands against the real stack and loopback gRPC services."""
+"""Modes and kill switches (PostgreSQL, RLS, audit, cache: the control service's writer and the
+readers every stage has), and the `vigil decisions show | rerun` commands against the real stack
+and loopback gRPC services. `vigil mode` and `vigil kill` call the control service: their tests
+are in tests/integration/control/test_modes_api.py."""
 from __future__ import annotations
 
 import asyncio
@@ -10,8 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from services.cli import app as cli
-from services.core import audit, modes
-from services.core.modes import ModeStore, PromotionRefused
+from services.control.modes import NO_GATE, ModeAdmin, PromotionRefused
+from services.core import audit
+from services.core.modes import ModeStore
 from services.triage import app as triage_app
 
 from tests.integration.agents.conftest import FAST_RETRY, FAST_TUNING, TEST_KEY
@@ -20,7 +23,7 @@ from tests.integration.agents.notes import COLITIS_G2, doc_ref, finding, finding
 
 async def test_mode_precedence_cache_and_audit(agents):
     agents.registry(mode="silent")
-    store = ModeStore(agents.pools, agents.settings.tenants_file, ttl_s=0.3, promotion_checks=())
+    store = ModeAdmin(agents.pools, agents.settings.tenants_file, ttl_s=0.3, promotion_checks=())
     assert (await store.state(agents.tenant, "triage")).source == "registry"
     assert await store.get_mode(agents.tenant, "triage") == "silent"
     await store.set_mode(agents.tenant, "pilot", actor="ops:alice", reason="gate passed",
@@ -31,7 +34,7 @@ async def test_mode_precedence_cache_and_audit(agents):
     assert triage.writes_for("Practitioner/p1") and not triage.writes_for("Practitioner/p2")
     assert (await store.state(agents.tenant, "scheduling")).source == "agent"
     # another process (its own store and cache) sees a kill within the cache TTL
-    other = ModeStore(agents.pools, agents.settings.tenants_file, ttl_s=0.3, promotion_checks=())
+    other = ModeStore(agents.pools, agents.settings.tenants_file, ttl_s=0.3)
     assert not await other.is_killed(agents.tenant, "triage")
     await store.kill(agents.tenant, actor="ops:bob", reason="incident")
     assert not await other.is_killed(agents.tenant, "triage")  # still cached
@@ -53,7 +56,7 @@ async def test_promotion_checks_are_a_constructor_argument(agents):
         seen.append((tenant, agent, old, new))
         return "eval gate not passed" if new == "active" else None
 
-    store = ModeStore(agents.pools, agents.settings.tenants_file, promotion_checks=[("eval-gate", gate)])
+    store = ModeAdmin(agents.pools, agents.settings.tenants_file, promotion_checks=[("eval-gate", gate)])
     await store.set_mode(agents.tenant, "pilot", actor="ops")
     with pytest.raises(PromotionRefused, match="eval-gate: eval gate not passed"):
         await store.set_mode(agents.tenant, "active", actor="ops")
@@ -72,7 +75,7 @@ async def test_promotion_checks_are_a_constructor_argument(agents):
 
 async def test_a_store_without_promotion_checks_refuses_every_promotion(agents):
     agents.registry(mode="silent")
-    ungated = ModeStore(agents.pools, agents.settings.tenants_file)  # a process never wired to the gates
+    ungated = ModeAdmin(agents.pools, agents.settings.tenants_file)  # a control process never wired to the gates
     with pytest.raises(PromotionRefused, match="no promotion gate is configured"):
         await ungated.set_mode(agents.tenant, "pilot", actor="ops")
     assert await ungated.get_mode(agents.tenant) == "silent"
@@ -83,7 +86,7 @@ async def test_a_store_without_promotion_checks_refuses_every_promotion(agents):
     async with agents.pools.tx(agents.tenant, readonly=True) as conn:
         last = (await audit.tail(conn, agents.tenant, 1))[0]
     details = json.loads(last.details)
-    assert details["forced"] is True and details["refusals"] == [modes.NO_GATE]
+    assert details["forced"] is True and details["refusals"] == [NO_GATE]
 
 
 def _json_line(output: str) -> str:
@@ -96,33 +99,6 @@ def _env(agents, **extra) -> dict:
     return {"VIGIL_TENANTS_FILE": str(s.tenants_file), "VIGIL_POSTGRES_DSN": s.postgres_dsn,
             "VIGIL_REDIS_URL": s.redis_url, "VIGIL_KAFKA_BOOTSTRAP": s.kafka.bootstrap, "VIGIL_ENV": "test",
             "VIGIL_GRPC_TOKEN_KEY": TEST_KEY, **extra}
-
-
-async def test_mode_and_kill_commands(agents):
-    runner, env = CliRunner(), _env(agents)
-    agents.registry(mode="silent")
-
-    def vigil(*args):
-        return runner.invoke(cli, list(args), env=env)
-
-    got = await asyncio.to_thread(vigil, "mode", "get", "--tenant", agents.tenant, "--agent", "triage", "--json")
-    assert got.exit_code == 0, got.output
-    assert json.loads(got.output)["mode"] == "silent"
-    got = await asyncio.to_thread(vigil, "mode", "set", "pilot", "--tenant", agents.tenant,
-                                  "--pilot", "Practitioner/p7")
-    assert got.exit_code == 1 and "monitor-gate: no gate decision for silent -> pilot" in got.output
-    got = await asyncio.to_thread(vigil, "mode", "set", "pilot", "--tenant", agents.tenant,
-                                  "--pilot", "Practitioner/p7", "--force", "--reason", "pilot agreed")
-    assert got.exit_code == 0 and "pilot" in got.output and "Practitioner/p7" in got.output
-    got = await asyncio.to_thread(vigil, "mode", "set", "loud", "--tenant", agents.tenant)
-    assert got.exit_code == 2 and "not one of" in got.output
-    got = await asyncio.to_thread(vigil, "kill", "--tenant", agents.tenant, "--agent", "triage", "--json")
-    assert got.exit_code == 0 and json.loads(got.output)["killed"] is True
-    assert await ModeStore(agents.pools, agents.settings.tenants_file).is_killed(agents.tenant, "triage")
-    got = await asyncio.to_thread(vigil, "kill", "--tenant", agents.tenant, "--agent", "triage", "--off", "--json")
-    assert json.loads(got.output)["killed"] is False
-    got = await asyncio.to_thread(vigil, "kill", "--tenant", "Bad_Tenant")
-    assert got.exit_code == 2 and "invalid tenant id" in got.output
 
 
 async def test_decisions_show_and_rerun(agents):

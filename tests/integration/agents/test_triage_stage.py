@@ -11,7 +11,7 @@ import asyncpg
 from services.core.crypto import Keyring
 from services.core.decisions import DecisionLedger
 from services.core.events import Event
-from services.core.modes import ModeStore
+from services.control.modes import ModeAdmin
 from services.triage import app as triage_app
 
 from tests.integration.agents.conftest import FAST_RETRY, FAST_TUNING
@@ -109,7 +109,7 @@ async def test_silent_and_pilot_modes(agents):
         assert await agents.read("scheduling", 0, timeout=1.0) == []  # nothing is booked for a silent decision
         row = await ledger(agents).get(agents.tenant, silent["decisionId"])
         assert row["mode"] == "silent" and row["write"] is False and row["output"]["withinDays"] == 7
-        store = ModeStore(agents.pools, agents.settings.tenants_file, promotion_checks=())
+        store = ModeAdmin(agents.pools, agents.settings.tenants_file, promotion_checks=())
         await store.set_mode(agents.tenant, "pilot", actor="test", pilot_practitioners=[onc])
         await asyncio.sleep(1.2)  # the stage's mode cache (<= 1 s)
         await agents.publish("findings", [
@@ -122,7 +122,7 @@ async def test_silent_and_pilot_modes(agents):
 
 async def test_kill_switch_stops_decisions_within_seconds_without_restart(agents):
     patient, _ = await patient_with_oncologist(agents.ehr.client)
-    store = ModeStore(agents.pools, agents.settings.tenants_file, promotion_checks=())
+    store = ModeAdmin(agents.pools, agents.settings.tenants_file, promotion_checks=())
     async with agents.host(triage_specs(agents)):
         await agents.publish("findings", [findings(agents.tenant, patient, "k0", "1", [finding("colitis", 3)], n=0)])
         assert len(await agents.read("actions", 1)) == 1

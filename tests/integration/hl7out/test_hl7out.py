@@ -323,12 +323,12 @@ async def test_the_kill_switch_keeps_results_for_a_replay_that_sends_each_once(h
     h7.deps.modes = modes.ModeStore(h7.wb.pools, h7.wb.path, ttl_s=0.0)  # no cache: the switch acts at once
     pid = await h7.patient("MRN-K")
     ev = h7.wb.decision(pid, await h7.wb.note(pid))
-    await h7.deps.modes.kill(h7.wb.tenant, "writeback", actor="test", reason="test")
+    await h7.wb.modes.kill(h7.wb.tenant, "writeback", actor="test", reason="test")
     async with h7.host() as host:
         await h7.wb.publish("actions", [ev])
         await _dead_letters(h7, 1)
         assert receiver.received == [], "nothing is sent while the results agent is killed"
-        await h7.deps.modes.kill(h7.wb.tenant, "writeback", on=False, actor="test")
+        await h7.wb.modes.kill(h7.wb.tenant, "writeback", on=False, actor="test")
         await forget_processed(h7.wb)
         await h7.wb.publish("actions", [ev])  # what `vigil dlq replay` does: the same event again
         await receiver.wait(lambda r: r.accepted())

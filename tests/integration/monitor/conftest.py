@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from services.core import crypto, evidence, modes
+from services.control import modes as control_modes
+from services.core import crypto, evidence
 from services.core.bus import Publisher
 from services.core.crypto import Keyring
 from services.core.db import create_pool, ensure_schema
@@ -234,7 +235,7 @@ def mon_secrets() -> SecretSettings:
 async def mon(stack, tenant_id, mon_secrets, tmp_path):
     admin = await create_pool(stack, min_size=1, max_size=2)
     await schema.ensure_schema(admin)
-    await modes.ensure_schema(admin)
+    await control_modes.ensure_schema(admin)  # the modes table (the control service owns it)
     await ensure_schema(admin, crypto.SCHEMA_MODULE, crypto.SCHEMA_STEPS)  # the quotes are sealed
     async with admin.acquire() as conn:
         await provision_tenant_role(conn, tenant_id, mon_secrets)

@@ -146,7 +146,7 @@ async def test_silent_mode_records_but_writes_nothing(wb_tenant):
     doc = await wb.note(pid)
     ev = wb.decision(pid, doc, mode="silent", write=False)
     live = wb.decision(pid, doc, n=1)
-    await wb.deps.modes.set_mode(wb.tenant, "silent", actor="test")
+    await wb.modes.set_mode(wb.tenant, "silent", actor="test")
     async with wb.host() as host:
         await wb.publish("actions", [ev, live])
         row = await wb.wait(lambda: _recorded(wb, live.data["decisionId"]))
@@ -162,7 +162,7 @@ async def test_pilot_writes_only_for_listed_owners(wb_tenant):
     doc = await wb.note(pid)
     listed = wb.decision(pid, doc, mode="pilot", owner="Practitioner/pilot-1", episode="e1")
     other = wb.decision(pid, doc, mode="pilot", owner="Practitioner/other", episode="e2", n=1)
-    await wb.deps.modes.set_mode(wb.tenant, "pilot", actor="test", force=True, reason="test",
+    await wb.modes.set_mode(wb.tenant, "pilot", actor="test", force=True, reason="test",
                                  pilot_practitioners=["Practitioner/pilot-1"])
     async with wb.host():
         await wb.publish("actions", [other, listed])
@@ -190,13 +190,13 @@ async def test_kill_switch_stops_writes_within_seconds_and_replay_writes_once(wb
     async with wb.host():
         await wb.publish("actions", [first])
         await wb.wait(lambda: written(wb, first.data["decisionId"]))
-        await wb.deps.modes.kill(wb.tenant, "writeback", actor="test", reason="test")
+        await wb.modes.kill(wb.tenant, "writeback", actor="test", reason="test")
         await asyncio.sleep(1.2)  # > modes.CACHE_TTL_S: every process sees the switch
         await wb.publish("actions", [blocked])
         dead = await _dlq(wb, 1)
         assert dead and await wb.count("Task", patient=pid) == 1
         assert (await wb.deps.ledger.get(wb.tenant, blocked.data["decisionId"]))["written_refs"] == []
-        await wb.deps.modes.kill(wb.tenant, "writeback", on=False, actor="test")
+        await wb.modes.kill(wb.tenant, "writeback", on=False, actor="test")
         await forget_processed(wb)
         await asyncio.sleep(1.2)
         await wb.publish("actions", [blocked])  # what `vigil dlq replay` does: the same event again

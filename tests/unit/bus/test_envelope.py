@@ -1,10 +1,12 @@
 """Envelope, schema and naming rules of the bus (no servers)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from services.core import schemas
-from services.core.bus.failures import DLQ_HEADERS, Trail, dlq_headers
+from services.core.bus.failures import DLQ_DETAIL_HEADERS, DLQ_HEADERS, STACK_MAX, Trail, dlq_headers, stack_text
 from services.core.bus.policy import RetryPolicy
 from services.core.bus.topics import resolve, retry_topic
 from services.core.errors import ValidationError
@@ -83,6 +85,23 @@ def test_dlq_headers_are_complete_and_bounded():
     names = [k for k, _ in headers]
     assert all(n in names for n in DLQ_HEADERS) and "ce_type" in names
     assert header_value(headers, "dlq-original-offset") == "42" and header_value(headers, "dlq-attempts") == "3"
+    assert json.loads(header_value(headers, "dlq-history"))[-1]["code"] == "http_503"
+
+
+def test_dlq_headers_carry_the_stack_bounded():
+    class Msg:
+        topic, partition, offset, timestamp, headers = "vigil.acme.ehr-events", 0, 7, 1000, encode(_event()).headers
+
+    try:
+        raise ValueError("z" * STACK_MAX + " inner failure")  # a trace longer than STACK_MAX
+    except ValueError as exc:
+        text = stack_text(exc)
+    assert len(text) == STACK_MAX and text.startswith("[...]") and text.rstrip().endswith("inner failure")
+    trail = Trail.from_record(Msg, 0)
+    trail.failed("ValueError", "error", "abc", 2000, 1)
+    headers = dlq_headers(Msg.headers, trail, "extraction", 2000, "ValueError", "error", "abc", "m", text)
+    assert header_value(headers, "dlq-stack") == text
+    assert all(n in [k for k, _ in headers] for n in DLQ_DETAIL_HEADERS)
 
 
 def test_default_retry_schedule():
