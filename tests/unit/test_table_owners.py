@@ -35,16 +35,17 @@ GENERIC = {"add", "insert", "kill", "append", "update", "get", "put", "delete", 
 PLUMBING = {
     "vigil_audit_log": "core/audit.py: every service appends its audit records",
     "vigil_bus_effects": "core/bus: each stage's exactly-once effect claims",
-    "vigil_dead_letters": "core/bus: each stage records what it dead-letters",
     "vigil_tenant_keys": "core/crypto.py: data keys created on first use by whichever service seals first",
     "vigil_revoked_tokens": "core/revocation.py: the credential deny list",
     "vigil_schema_steps": "core/db.py: each service's migrations",
 }
+#: Tables read only by their owner: everyone else asks the owner's API (control's dead-letter index).
+OWNER_READS_ONLY = {"vigil_dlq_entries", "vigil_dlq_fingerprints", "vigil_dlq_replay_counts", "vigil_dlq_replay_jobs"}
+READ = re.compile(r"\b(?:FROM|JOIN)\s+([a-z_][a-z0-9_]*)", re.I)
 #: table -> (the writers today, the owner it moves to). Shrinks as ownership moves.
 KNOWN = {
     "vigil_decisions": ({"triage", "writeback", "cdshooks"}, "triage"),
     "vigil_labels": ({"writeback", "cdshooks"}, "monitor"),
-    "vigil_modes": ({"control", "commands"}, "control"),
 }
 
 
@@ -161,6 +162,34 @@ def test_docs_list_every_table_with_its_owner():
     for table, owner in rows.items():
         expected = KNOWN[table][1] if table in KNOWN else ("core (plumbing)" if table in PLUMBING else created[table])
         assert owner.strip() == expected, f"docs/tables.md: {table} owner {owner.strip()!r}, expected {expected!r}"
+
+
+def readers(root: Path = SERVICES) -> dict[str, set[str]]:
+    """table -> packages whose SQL reads it (FROM / JOIN)."""
+    found: dict[str, set[str]] = defaultdict(set)
+    for path in root.rglob("*.py"):
+        for text in _strings(ast.parse(path.read_text(encoding="utf-8"))):
+            for match in READ.finditer(text):
+                found[match.group(1).lower()].add(_package(path, root))
+    return found
+
+
+def test_owner_only_tables_are_read_by_their_owner_alone():
+    created, _ = analysed()
+    seen = readers()
+    for table in sorted(OWNER_READS_ONLY):
+        assert table in created, f"{table} is no longer created; update OWNER_READS_ONLY"
+        assert seen.get(table, set()) <= {created[table]}, \
+            f"{table} is read by SQL outside {created[table]}: {sorted(seen[table] - {created[table]})} (use its API)"
+
+
+def test_the_read_check_sees_a_foreign_reader(tmp_path):
+    root = tmp_path / "services"
+    for package in ("control", "commands"):
+        (root / package).mkdir(parents=True)
+    (root / "control" / "store.py").write_text('SQL = "CREATE TABLE x_index (id text)"\nQ = "SELECT id FROM x_index"\n')
+    (root / "commands" / "summary.py").write_text('Q = "SELECT count(*) FROM x_index WHERE id = $1"\n')
+    assert readers(root)["x_index"] == {"control", "commands"}
 
 
 def test_the_check_sees_a_second_writer(tmp_path):

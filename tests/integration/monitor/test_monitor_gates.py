@@ -1,4 +1,5 @@
-"""`vigil gate` and the promotion check behind `vigil mode set`, run as the real command."""
+"""`vigil gate` and the promotion check behind `vigil mode set`, run as the real command against the
+control service as the manifests start it (its own process, the monitor's gates wired in)."""
 from __future__ import annotations
 
 import asyncio
@@ -16,6 +17,7 @@ from services.core import audit
 from services.core.db import create_pool
 from services.monitor import facts
 from services.monitor.store import utcnow
+from tests.fixtures.control import control_process, operator_token
 from tests.integration.monitor.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -30,16 +32,27 @@ class Ran:
     stderr: str
 
 
+@pytest.fixture
+async def control(mon):
+    """The control service in its own process, with the monitor's promotion gates (mode set calls it)."""
+    async with control_process(mon.env(), inherit=False) as running:
+        mon.control_env = running.env(operator_token(mon.tenant))
+        yield running
+    assert running.exit_code == 0
+
+
 async def vigil(mon, *args, **env) -> Ran:
     """The `vigil` command in-process (CliRunner); the gold-set score still runs `vigil eval` as a child."""
     from services.cli import app
 
+    env = {**getattr(mon, "control_env", {}), **env}
     got = await asyncio.to_thread(CliRunner().invoke, app, list(args), env=mon.env(**FAST_EVAL, **env))
     return Ran(got.exit_code, got.stdout, got.stderr)
 
 
 async def vigil_process(mon, *args, **env) -> subprocess.CompletedProcess:
-    """The real `vigil` entry point (``main()`` wires the gates into `mode set`)."""
+    """The real `vigil` entry point, in a process of its own."""
+    env = {**getattr(mon, "control_env", {}), **env}
     return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "services.cli", *args], cwd=REPO,
                                    env=mon.env(**FAST_EVAL, **env), capture_output=True, text=True, timeout=240)
 
@@ -70,7 +83,7 @@ async def live_tasks(mon, n: int, overridden: int, tta_minutes: float) -> None:
                                     "colitis", "rules-1.0.0+test", "not-present" if action == "overridden" else None)
 
 
-async def test_gate_then_mode_set_refuses_without_a_passed_gate_unless_forced(mon):
+async def test_gate_then_mode_set_refuses_without_a_passed_gate_unless_forced(mon, control):
     t = mon.tenant
     refused = await vigil_process(mon, "mode", "set", "pilot", "--tenant", t)
     assert refused.returncode == 1 and "no gate decision for silent -> pilot" in refused.stderr
@@ -93,7 +106,7 @@ async def test_gate_then_mode_set_refuses_without_a_passed_gate_unless_forced(mo
     assert refused.returncode == 1 and "the latest gate for active failed" in refused.stderr
     assert "override-rate" in refused.stderr
     no_reason = await vigil(mon, "mode", "set", "active", "--tenant", t, "--force")
-    assert no_reason.returncode == 1 and "needs a reason" in no_reason.stderr
+    assert no_reason.returncode == 2 and "needs --reason" in no_reason.stderr  # a usage error, caught by the CLI
     forced = await vigil(mon, "mode", "set", "active", "--tenant", t, "--force", "--reason", "CMO sign-off", "--json")
     assert forced.returncode == 0, forced.stderr
     assert json.loads(forced.stdout)["mode"] == "active"
@@ -110,7 +123,7 @@ async def test_gate_then_mode_set_refuses_without_a_passed_gate_unless_forced(mo
     assert demoted.returncode == 0, demoted.stderr
 
 
-async def test_active_gate_uses_live_override_rate_and_time_to_alert(mon):
+async def test_active_gate_uses_live_override_rate_and_time_to_alert(mon, control):
     t = mon.tenant
     mon.registry(mode="pilot")
     await live_tasks(mon, 25, overridden=1, tta_minutes=30)
