@@ -161,7 +161,7 @@ async def test_active_gate_uses_live_override_rate_and_time_to_alert(mon, contro
     assert gate.returncode == 2 and "not a promotion" in gate.stderr
 
 
-async def test_gate_refuses_a_gold_set_the_engine_fails(mon, tmp_path):
+async def test_gate_refuses_a_gold_set_the_engine_fails(mon, control, tmp_path):
     bad = tmp_path / "gold_bad.jsonl"
     lines = GOLD.read_text().splitlines()[:20]
     # every note claims a pneumonitis the notes never mention: precision and F1 collapse
