@@ -247,9 +247,7 @@ def main() -> int:
     pipe = Pipeline(plan, tenants(llm.base_url), log=print, optional=False)
     failures: list[str] = []
     try:
-        pipe.up()
-        pipe.supervisor.start(CONTROL)
-        pipe.supervisor.wait_healthy(["control"])
+        pipe.up()  # the control service comes up with the pipeline (it sets the tenants' modes)
         since = datetime.now(timezone.utc) - timedelta(seconds=2)
         chaos = Chaos(pipe, redis, llm)
         notes, poison = asyncio.run(load(pipe, chaos, args.rate, args.seconds, since.strftime("%H%M%S")))
