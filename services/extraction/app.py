@@ -16,6 +16,7 @@ import functools
 import sys
 from typing import Mapping
 
+from services.core import contracts
 from services.core import crypto
 from services.core.agentclients import AgentClients
 from services.core.bus import StageSpec
@@ -40,7 +41,7 @@ def specs(clients: AgentClients, pools: TenantPools, lane: Lane = LANES[REALTIME
     if lane.batch:
         return [StageSpec(name=BATCH_LANE.stage(STAGE), input_stream=BATCH_LANE.events,
                           handler=Extraction(clients, keyring, BATCH_LANE, Pacer(rate)), **kw)]
-    return [StageSpec(name=STAGE, input_stream="ehr-events", handler=Extraction(clients, keyring), **kw)]
+    return [StageSpec(name=STAGE, input_stream=contracts.EHR_EVENTS, handler=Extraction(clients, keyring), **kw)]
 
 
 async def migrate(settings: Settings) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from services.core import contracts
 from services.core import crypto
 from services.core.agentclients import AgentClients
 from services.core.bus import StageSpec
@@ -82,8 +83,8 @@ def build_agent(settings: Settings, pools: TenantPools, clients: AgentClients, *
 
 
 def specs(agent: SchedulingAgent, **kw) -> list[StageSpec]:
-    return [StageSpec(name=AGENT, input_stream="scheduling", handler=FollowupRequests(agent), **kw),
-            StageSpec(name=f"{AGENT}-messages", input_stream="ehr-events", handler=PatientMessages(agent), **kw)]
+    return [StageSpec(name=AGENT, input_stream=contracts.SCHEDULING, handler=FollowupRequests(agent), **kw),
+            StageSpec(name=f"{AGENT}-messages", input_stream=contracts.EHR_EVENTS, handler=PatientMessages(agent), **kw)]
 
 
 async def build(settings: Settings, env: Mapping[str, str]):

@@ -16,6 +16,7 @@ import functools
 import sys
 from typing import Mapping
 
+from services.core import contracts
 from services.core import decisions, modes
 from services.core.agentclients import AgentClients
 from services.core.bus import StageSpec
@@ -54,8 +55,8 @@ def specs(pools: TenantPools, clients: AgentClients, settings: Settings, lane: L
                     clients, lane)
     if lane.batch:  # clinician feedback concerns live Tasks: the real-time instance handles it
         return [StageSpec(name=BATCH_LANE.stage(AGENT), input_stream=BATCH_LANE.findings, handler=triage, **kw)]
-    return [StageSpec(name=AGENT, input_stream="findings", handler=triage, **kw),
-            StageSpec(name=f"{AGENT}-feedback", input_stream="feedback", handler=Feedback(pools), **kw)]
+    return [StageSpec(name=AGENT, input_stream=contracts.FINDINGS, handler=triage, **kw),
+            StageSpec(name=f"{AGENT}-feedback", input_stream=contracts.FEEDBACK, handler=Feedback(pools), **kw)]
 
 
 async def build(settings: Settings, env: Mapping[str, str], lane: Lane = LANES[REALTIME]):
