@@ -31,7 +31,7 @@ from fastapi.responses import JSONResponse
 
 from services.cdshooks import auth, cards
 from services.cdshooks.config import CdsClient, CdsSettings
-from services.core import kv
+from services.core import httpserver, kv, serving
 from services.core.config import ConfigError, Settings
 from services.core.crypto import Keyring
 from services.core.decisions import DecisionLedger
@@ -261,26 +261,15 @@ def create_app(settings: Settings, cds: CdsSettings, *, secrets: SecretSettings 
 
 async def serve(env: Mapping[str, str] | None = None) -> None:
     """Serve until SIGINT/SIGTERM (``vigil serve cdshooks``); ConfigError on bad settings."""
-    import uvicorn
-
     source = os.environ if env is None else env
     settings = Settings.from_env(source)
     cds = CdsSettings.from_env(source, settings.ehr_url)
     configure(settings.log_level)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, cds), host=cds.host, port=cds.port,
-                                           access_log=False, log_level="warning"))
-    log.info("cdshooks.started", host=cds.host, port=cds.port)
-    await server.serve()
+    await httpserver.serve("cdshooks", create_app(settings, cds), cds.host, cds.port, lifespan="on")
 
 
 def main() -> None:
-    import asyncio
-
-    try:
-        asyncio.run(serve())
-    except ConfigError as exc:
-        print(f"error: {exc}", flush=True)
-        raise SystemExit(2)
+    serving.main(serve)
 
 
 if __name__ == "__main__":

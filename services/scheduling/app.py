@@ -22,7 +22,7 @@ from services.core.bus.service import serve_stage
 from services.core.config import Settings
 from services.core.crypto import Keyring
 from services.core.db import create_pool, ensure_schema
-from services.core.grpc import GrpcSettings
+from services.core.grpc.settings import GrpcSettings
 from services.core.llmclient import LlmEndpoint
 from services.core.secrets import SecretSettings
 from services.core.tenantdb import TenantPools

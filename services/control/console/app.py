@@ -26,7 +26,8 @@ from services.control.client import ControlClient
 from services.control.console import session as sess
 from services.core.errors import (NotFoundError, PermissionDeniedError, UnauthenticatedError, ValidationError,
                                   VigilError)
-from services.core.grpc import GrpcSettings
+from services.core.grpc.settings import GrpcSettings
+from services.core.httpserver import RunningHttp, start_http
 from services.core.logging import get_logger
 from services.core.secrets import SecretSettings
 from services.core.tokens import ADMIN_ROLE, verify
@@ -235,32 +236,7 @@ def create_app(settings: ConsoleSettings, grpc_settings: GrpcSettings) -> FastAP
     return app
 
 
-@dataclass
-class RunningConsole:
-    server: object
-    task: asyncio.Task
-    port: int
-
-    async def stop(self) -> None:
-        self.server.should_exit = True
-        await self.task
-
-
 async def serve_console(settings: ConsoleSettings, grpc_settings: GrpcSettings, host: str, port: int
-                        ) -> RunningConsole:
-    """Serve the console in this event loop (port 0 picks a free port)."""
-    import socket
-
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, grpc_settings), log_level="warning",
-                                           access_log=False, lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            await task
-        await asyncio.sleep(0.02)
-    return RunningConsole(server, task, sock.getsockname()[1])
+                        ) -> RunningHttp:
+    """Serve the console in this event loop (port 0 picks a free port); returns once it listens."""
+    return await start_http(create_app(settings, grpc_settings), host, port)

@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.control.client import ControlClient
 from services.core.errors import ConflictError
-from services.core.grpc import GrpcSettings
+from services.core.grpc.settings import GrpcSettings
 from services.core.modes import NO_GATE
 from services.core.tokens import issue
 from services.monitor.gates import CHECK_NAME
