@@ -25,17 +25,16 @@ import os
 from datetime import datetime, timezone
 from typing import Mapping
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from services.cdshooks import auth, cards
 from services.cdshooks.config import CdsClient, CdsSettings
-from services.core import httpserver, kv, serving
+from services.core import httperrors, httpserver, kv, serving
 from services.core.config import ConfigError, Settings
 from services.core.crypto import Keyring
 from services.core.decisions import DecisionLedger
-from services.core.errors import PermissionDeniedError, VigilError
+from services.core.errors import NotFoundError, PermissionDeniedError, ValidationError
 from services.core.labels import Label, LabelStore
 from services.core.logging import configure, get_logger
 from services.core.secrets import SecretSettings
@@ -53,11 +52,11 @@ FHIR_CHANNEL = "fhir"
 MAX_FEEDBACK_ITEMS = 50
 
 
-class BadRequest(VigilError):
+class BadRequest(ValidationError):
     code = "bad_request"
 
 
-class NotFound(VigilError):
+class NotFound(NotFoundError):
     code = "not_found"
 
 
@@ -237,26 +236,19 @@ def create_app(settings: Settings, cds: CdsSettings, *, secrets: SecretSettings 
     for method, path, handler in ROUTES:
         app.add_api_route(path, handler, methods=[method])
 
-    @app.exception_handler(asyncpg.TooManyConnectionsError)
-    @app.exception_handler(asyncpg.CannotConnectNowError)
-    @app.exception_handler(ConnectionError)
-    async def _database_unavailable(_request: Request, exc: Exception):
-        log.warning("cds.unavailable", error_class=type(exc).__name__)
-        return _error(503, "unavailable", "the request could not be served; try again")
-
-    @app.exception_handler(VigilError)
-    async def _vigil_error(_request: Request, exc: VigilError):
-        if isinstance(exc, auth.Unauthorized):
-            log.info("cds.unauthorized", reason=exc.code)
-            return _error(401, "unauthorized", "the request's token was refused")
-        if isinstance(exc, NotFound):
-            return _error(404, "not_found", str(exc))
-        if isinstance(exc, BadRequest):
-            return _error(400, "bad_request", str(exc))
-        log.warning("cds.error", error_code=exc.code, error_class=type(exc).__name__)
-        return _error(503 if exc.retryable else 500, exc.code, "the request could not be served")
-
+    httperrors.install(app, _render_failure, log_event="cds.request_failed")
     return app
+
+
+def _render_failure(_request: Request, failure: httperrors.Failure) -> JSONResponse:
+    """A failed request as ``{"error", "message"}``; only our own 400/404 messages are echoed."""
+    if failure.status == 401:
+        return _error(401, "unauthorized", "the request's token was refused")
+    if failure.status in (400, 404):
+        return _error(failure.status, failure.error.code, str(failure.error))
+    if failure.error.retryable:
+        return _error(503, "unavailable", "the request could not be served; try again")
+    return _error(failure.status, failure.error.code, "the request could not be served")
 
 
 async def serve(env: Mapping[str, str] | None = None) -> None:

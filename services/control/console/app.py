@@ -24,8 +24,8 @@ from google.protobuf.json_format import MessageToDict
 
 from services.control.client import ControlClient
 from services.control.console import session as sess
-from services.core.errors import (NotFoundError, PermissionDeniedError, UnauthenticatedError, ValidationError,
-                                  VigilError)
+from services.core import httperrors
+from services.core.errors import VigilError
 from services.core.grpc.settings import GrpcSettings
 from services.core.httpserver import RunningHttp, start_http
 from services.core.logging import get_logger
@@ -59,14 +59,6 @@ class ConsoleSettings:
                    (source.get("VIGIL_ENV") or "dev") == "prod")
 
 
-def _status_of(exc: VigilError) -> int:
-    for cls, status in ((UnauthenticatedError, 401), (PermissionDeniedError, 403), (NotFoundError, 404),
-                        (ValidationError, 400)):
-        if isinstance(exc, cls):
-            return status
-    return 502
-
-
 def create_app(settings: ConsoleSettings, grpc_settings: GrpcSettings) -> FastAPI:
     app = FastAPI(title="Vigil control console", docs_url=None, redoc_url=None, openapi_url=None)
     jobs: dict[str, dict] = {}
@@ -88,8 +80,12 @@ def create_app(settings: ConsoleSettings, grpc_settings: GrpcSettings) -> FastAP
                                                           if s else "", **ctx}, status_code=http_status)
 
     def error(request: Request, s, exc: VigilError) -> HTMLResponse:
-        return page(request, "error.html", s, _status_of(exc), message=str(exc) or exc.code,
-                    status=_status_of(exc))
+        status = httperrors.failure(exc).status
+        return page(request, "error.html", s, status, message=str(exc) or exc.code, status=status)
+
+    def unexpected(request: Request, failure: httperrors.Failure) -> HTMLResponse:
+        s = current(request)
+        return page(request, "error.html", s, failure.status, message=failure.error.code, status=failure.status)
 
     async def login_form(request: Request):
         return page(request, "login.html", None)
@@ -233,6 +229,7 @@ def create_app(settings: ConsoleSettings, grpc_settings: GrpcSettings) -> FastAP
     ]
     for method, path, handler in sorted(ROUTES, key=lambda r: r[1].endswith(".json"), reverse=True):
         app.add_api_route(path, handler, methods=[method], response_class=HTMLResponse if method == "GET" else None)
+    httperrors.install(app, unexpected, log_event="console.request_failed")
     return app
 
 
