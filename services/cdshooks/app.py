@@ -37,6 +37,7 @@ from services.core.decisions import DecisionLedger
 from services.core.errors import NotFoundError, PermissionDeniedError, ValidationError
 from services.core.labels import Label, LabelStore
 from services.core.logging import configure, get_logger
+from services.core.routes import Route
 from services.core.secrets import SecretSettings
 from services.core.tenancy import TenantError, check_tenant_id
 from services.core.tenantdb import TenantPools
@@ -211,12 +212,12 @@ async def healthz(request: Request):
     return {"status": "ok"}
 
 
-#: The one route table: (method, path, handler).
+#: The one route table.
 ROUTES = [
-    ("GET", "/healthz", healthz),
-    ("GET", "/{tenant}/cds-services", discovery),
-    ("POST", "/{tenant}/cds-services/{service_id}", hook),
-    ("POST", "/{tenant}/cds-services/{service_id}/feedback", feedback),
+    Route("/healthz", ("GET",), healthz),
+    Route("/{tenant}/cds-services", ("GET",), discovery),
+    Route("/{tenant}/cds-services/{service_id}", ("POST",), hook),
+    Route("/{tenant}/cds-services/{service_id}/feedback", ("POST",), feedback),
 ]
 
 
@@ -233,8 +234,8 @@ def create_app(settings: Settings, cds: CdsSettings, *, secrets: SecretSettings 
 
     app = FastAPI(title="Vigil CDS Hooks", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.vigil = state
-    for method, path, handler in ROUTES:
-        app.add_api_route(path, handler, methods=[method])
+    for path, methods, handler in ROUTES:
+        app.add_api_route(path, handler, methods=list(methods))
 
     httperrors.install(app, _render_failure, log_event="cds.request_failed")
     return app

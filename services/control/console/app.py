@@ -29,6 +29,7 @@ from services.core.errors import VigilError
 from services.core.grpc.settings import GrpcSettings
 from services.core.httpserver import RunningHttp, start_http
 from services.core.logging import get_logger
+from services.core.routes import Route
 from services.core.secrets import SecretSettings
 from services.core.tokens import ADMIN_ROLE, verify
 from vigil.v1 import control_pb2 as pb
@@ -221,14 +222,15 @@ def create_app(settings: ConsoleSettings, grpc_settings: GrpcSettings) -> FastAP
 
     #: The console's only routing table.
     ROUTES = [
-        ("GET", "/login", login_form), ("POST", "/login", login), ("GET", "/logout", logout), ("GET", "/", home),
-        ("GET", "/healthz", healthz), ("GET", "/t/{tenant}/dlq", dlq_list),
-        ("GET", "/t/{tenant}/dlq/{dlq_id}", dlq_detail),
-        ("POST", "/t/{tenant}/replay", replay), ("GET", "/t/{tenant}/replays/{job_id}", replay_page),
-        ("GET", "/t/{tenant}/replays/{job_id}.json", replay_json),
+        Route("/login", ("GET",), login_form), Route("/login", ("POST",), login), Route("/logout", ("GET",), logout),
+        Route("/", ("GET",), home), Route("/healthz", ("GET",), healthz), Route("/t/{tenant}/dlq", ("GET",), dlq_list),
+        Route("/t/{tenant}/dlq/{dlq_id}", ("GET",), dlq_detail),
+        Route("/t/{tenant}/replay", ("POST",), replay), Route("/t/{tenant}/replays/{job_id}", ("GET",), replay_page),
+        Route("/t/{tenant}/replays/{job_id}.json", ("GET",), replay_json),
     ]
-    for method, path, handler in sorted(ROUTES, key=lambda r: r[1].endswith(".json"), reverse=True):
-        app.add_api_route(path, handler, methods=[method], response_class=HTMLResponse if method == "GET" else None)
+    for path, methods, handler in sorted(ROUTES, key=lambda r: r.path.endswith(".json"), reverse=True):
+        app.add_api_route(path, handler, methods=list(methods),
+                          response_class=HTMLResponse if "GET" in methods else None)
     httperrors.install(app, unexpected, log_event="console.request_failed")
     return app
 

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 
 from services.core import httperrors
 from services.core.logging import get_logger
+from services.core.routes import Route
 from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry, TenantError, check_tenant_id
 from services.ingest.liveness import Liveness
@@ -180,15 +181,15 @@ def create_app(ctx: ReceiverContext) -> FastAPI:
     async def openapi_document(_request: Request) -> JSONResponse:
         return JSONResponse(openapi.document(ROUTES))
 
-    #: The route table: path, handler, methods.
+    #: The route table.
     ROUTES = [
-        ("/notify/{tenant}", notify, ["POST"]),
-        ("/notify/{tenant}/r4/{resource_type}", notify_r4, ["POST"]),
-        ("/notify/{tenant}/r4/{resource_type}/{path_type}/{rid}", notify_r4_put, ["PUT"]),
-        ("/healthz", healthz, ["GET"]),
-        ("/openapi.json", openapi_document, ["GET"]),
+        Route("/notify/{tenant}", ("POST",), notify),
+        Route("/notify/{tenant}/r4/{resource_type}", ("POST",), notify_r4),
+        Route("/notify/{tenant}/r4/{resource_type}/{path_type}/{rid}", ("PUT",), notify_r4_put),
+        Route("/healthz", ("GET",), healthz),
+        Route("/openapi.json", ("GET",), openapi_document),
     ]
-    for path, endpoint, methods in ROUTES:
-        app.add_api_route(path, endpoint, methods=methods)
+    for path, methods, endpoint in ROUTES:
+        app.add_api_route(path, endpoint, methods=list(methods))
     httperrors.install(app, _render_failure, log_event="notify.crashed")
     return app
