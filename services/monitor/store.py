@@ -244,7 +244,8 @@ class MonitorStore:
         async with self.pools.tx(tenant, readonly=True) as conn:
             rows = await conn.fetch(
                 "SELECT DISTINCT ON (document) event_id, document, time, findings, category, version "
-                f"FROM monitor_events WHERE tenant = $1 AND type = '{contracts.EXTRACTION_FINDINGS}' AND time >= $2 AND "
+                f"FROM monitor_events WHERE tenant = $1 AND type = '{contracts.EXTRACTION_FINDINGS}' "
+                "AND time >= $2 AND "
                 "time < $3 ORDER BY document, time DESC, event_id", tenant, since, until)
         return [_plain(r) for r in rows]
 

@@ -84,7 +84,8 @@ def build_agent(settings: Settings, pools: TenantPools, clients: AgentClients, *
 
 def specs(agent: SchedulingAgent, **kw) -> list[StageSpec]:
     return [StageSpec(name=AGENT, input_stream=contracts.SCHEDULING, handler=FollowupRequests(agent), **kw),
-            StageSpec(name=f"{AGENT}-messages", input_stream=contracts.EHR_EVENTS, handler=PatientMessages(agent), **kw)]
+            StageSpec(name=f"{AGENT}-messages", input_stream=contracts.EHR_EVENTS, handler=PatientMessages(agent),
+                      **kw)]
 
 
 async def build(settings: Settings, env: Mapping[str, str]):

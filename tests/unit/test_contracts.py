@@ -107,7 +107,8 @@ def test_the_schema_check_fails_on_a_missing_or_an_undeclared_schema(tmp_path):
             (schemas.SCHEMA_DIR / contracts.schema_file(event_type)).read_bytes())
     assert schema_mismatches(contracts.EVENT_TYPES, tmp_path) == []
 
-    (tmp_path / "vigil.triage.extra.json").write_text('{"$id": "https://vigil.example/schemas/vigil.triage.extra.json"}')
+    extra = tmp_path / "vigil.triage.extra.json"
+    extra.write_text('{"$id": "https://vigil.example/schemas/vigil.triage.extra.json"}')
     assert schema_mismatches(contracts.EVENT_TYPES, tmp_path) == [
         "schemas/vigil.triage.extra.json: no event type in contracts.EVENT_TYPES"]
 
