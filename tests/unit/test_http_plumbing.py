@@ -116,3 +116,16 @@ def test_every_http_service_route_table_has_one_shape():
 
     for table in (CDS_ROUTES, EHR_ROUTES):
         assert table and all(isinstance(r, Route) and r.path.startswith("/") and r.methods for r in table)
+
+
+def test_no_service_hand_rolls_its_serve_loop():
+    """Signal handling and uvicorn servers live in core/serving.py and core/httpserver.py only."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    allowed = {root / "services/core/serving.py", root / "services/core/httpserver.py"}
+    found = [f"{path.relative_to(root)}: {needle}" for path in sorted((root / "services").rglob("*.py"))
+             if path not in allowed
+             for needle in ("add_signal_handler", "uvicorn.Server(", "uvicorn.run(", "uvicorn.Config(")
+             if needle in path.read_text(encoding="utf-8")]
+    assert found == []
