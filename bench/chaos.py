@@ -152,7 +152,7 @@ async def load(pipe: Pipeline, chaos: Chaos, rate: float, seconds: float, tag: s
 
 def control_client(pipe: Pipeline, tenant: str):
     from services.control.client import ControlClient
-    from services.core.grpc import GrpcSettings
+    from services.core.grpc.settings import GrpcSettings
 
     token = issue(TokenSettings.from_env(), sub="chaos", tenant=tenant, role="operator", ttl_seconds=600)
     return ControlClient(GrpcSettings.from_env(pipe.plan.service_env(CONTROL)), token)

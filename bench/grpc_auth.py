@@ -4,7 +4,7 @@ error mapping) vs a bare grpc.aio server running the same handler, in the same r
 Both servers answer Inference.Extract with an empty response on loopback; N calls, C in flight,
 split into ROUNDS alternating rounds (raw, vigil, raw, ...) and the median rate of each is
 reported, so load from other processes on the machine hits both sides alike.
-Vigil: ``services.core.grpc.start_server`` + ``connect`` (HS256 token minted once per tenant and
+Vigil: ``services.core.grpc.server.start_server`` + ``connect`` (HS256 token minted once per tenant and
 verified on every call). Raw: ``grpc.aio.server()`` with no interceptor, an insecure channel,
 no metadata. Prints both rates and the ratio Vigil / raw.
 
@@ -19,7 +19,10 @@ import time
 
 import grpc
 
-from services.core.grpc import GrpcSettings, connect, current_caller, start_server
+from services.core.grpc.auth import current_caller
+from services.core.grpc.client import connect
+from services.core.grpc.server import start_server
+from services.core.grpc.settings import GrpcSettings
 from services.core.tokens import TokenSource
 from vigil.v1 import inference_pb2, inference_pb2_grpc
 

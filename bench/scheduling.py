@@ -26,7 +26,7 @@ from services.core.agentclients import AgentClients
 from services.core.config import Settings
 from services.core.db import create_pool
 from services.core.fhir import FhirClient
-from services.core.grpc import GrpcSettings
+from services.core.grpc.settings import GrpcSettings
 from services.core.logging import configure
 from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry, Tenant

@@ -25,19 +25,19 @@ import os
 from datetime import datetime, timezone
 from typing import Mapping
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from services.cdshooks import auth, cards
 from services.cdshooks.config import CdsClient, CdsSettings
-from services.core import kv
+from services.core import httperrors, httpserver, kv, serving
 from services.core.config import ConfigError, Settings
 from services.core.crypto import Keyring
 from services.core.decisions import DecisionLedger
-from services.core.errors import PermissionDeniedError, VigilError
+from services.core.errors import NotFoundError, PermissionDeniedError, ValidationError
 from services.core.labels import Label, LabelStore
 from services.core.logging import configure, get_logger
+from services.core.routes import Route
 from services.core.secrets import SecretSettings
 from services.core.tenancy import TenantError, check_tenant_id
 from services.core.tenantdb import TenantPools
@@ -53,11 +53,11 @@ FHIR_CHANNEL = "fhir"
 MAX_FEEDBACK_ITEMS = 50
 
 
-class BadRequest(VigilError):
+class BadRequest(ValidationError):
     code = "bad_request"
 
 
-class NotFound(VigilError):
+class NotFound(NotFoundError):
     code = "not_found"
 
 
@@ -212,12 +212,12 @@ async def healthz(request: Request):
     return {"status": "ok"}
 
 
-#: The one route table: (method, path, handler).
+#: The one route table.
 ROUTES = [
-    ("GET", "/healthz", healthz),
-    ("GET", "/{tenant}/cds-services", discovery),
-    ("POST", "/{tenant}/cds-services/{service_id}", hook),
-    ("POST", "/{tenant}/cds-services/{service_id}/feedback", feedback),
+    Route("/healthz", ("GET",), healthz),
+    Route("/{tenant}/cds-services", ("GET",), discovery),
+    Route("/{tenant}/cds-services/{service_id}", ("POST",), hook),
+    Route("/{tenant}/cds-services/{service_id}/feedback", ("POST",), feedback),
 ]
 
 
@@ -234,53 +234,35 @@ def create_app(settings: Settings, cds: CdsSettings, *, secrets: SecretSettings 
 
     app = FastAPI(title="Vigil CDS Hooks", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.vigil = state
-    for method, path, handler in ROUTES:
-        app.add_api_route(path, handler, methods=[method])
+    for path, methods, handler in ROUTES:
+        app.add_api_route(path, handler, methods=list(methods))
 
-    @app.exception_handler(asyncpg.TooManyConnectionsError)
-    @app.exception_handler(asyncpg.CannotConnectNowError)
-    @app.exception_handler(ConnectionError)
-    async def _database_unavailable(_request: Request, exc: Exception):
-        log.warning("cds.unavailable", error_class=type(exc).__name__)
-        return _error(503, "unavailable", "the request could not be served; try again")
-
-    @app.exception_handler(VigilError)
-    async def _vigil_error(_request: Request, exc: VigilError):
-        if isinstance(exc, auth.Unauthorized):
-            log.info("cds.unauthorized", reason=exc.code)
-            return _error(401, "unauthorized", "the request's token was refused")
-        if isinstance(exc, NotFound):
-            return _error(404, "not_found", str(exc))
-        if isinstance(exc, BadRequest):
-            return _error(400, "bad_request", str(exc))
-        log.warning("cds.error", error_code=exc.code, error_class=type(exc).__name__)
-        return _error(503 if exc.retryable else 500, exc.code, "the request could not be served")
-
+    httperrors.install(app, _render_failure, log_event="cds.request_failed")
     return app
+
+
+def _render_failure(_request: Request, failure: httperrors.Failure) -> JSONResponse:
+    """A failed request as ``{"error", "message"}``; only our own 400/404 messages are echoed."""
+    if failure.status == 401:
+        return _error(401, "unauthorized", "the request's token was refused")
+    if failure.status in (400, 404):
+        return _error(failure.status, failure.error.code, str(failure.error))
+    if failure.error.retryable:
+        return _error(503, "unavailable", "the request could not be served; try again")
+    return _error(failure.status, failure.error.code, "the request could not be served")
 
 
 async def serve(env: Mapping[str, str] | None = None) -> None:
     """Serve until SIGINT/SIGTERM (``vigil serve cdshooks``); ConfigError on bad settings."""
-    import uvicorn
-
     source = os.environ if env is None else env
     settings = Settings.from_env(source)
     cds = CdsSettings.from_env(source, settings.ehr_url)
     configure(settings.log_level)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, cds), host=cds.host, port=cds.port,
-                                           access_log=False, log_level="warning"))
-    log.info("cdshooks.started", host=cds.host, port=cds.port)
-    await server.serve()
+    await httpserver.serve("cdshooks", create_app(settings, cds), cds.host, cds.port, lifespan="on")
 
 
 def main() -> None:
-    import asyncio
-
-    try:
-        asyncio.run(serve())
-    except ConfigError as exc:
-        print(f"error: {exc}", flush=True)
-        raise SystemExit(2)
+    serving.main(serve)
 
 
 if __name__ == "__main__":

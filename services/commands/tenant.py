@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.core import contracts
 from services.core.config import Settings
 from services.core.tenancy import MODES, Registry, Tenant, TenantError
 from services.core.topics import ensure_tenant_topics
@@ -85,7 +86,8 @@ def show(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
         raise typer.Exit(2)
     data = {"id": tenant.id, **tenant.to_table(), "integration": tenant.integration.to_table(),
             "integration_declared": tenant.integration.declared, "fhir_base": tenant.fhir_base(settings.ehr_url),
-            "topics": [tenant.topic(s) for s in ("ehr-events", "findings", "actions", "scheduling", "feedback", "dlq")]}
+            "topics": [tenant.topic(s) for s in (contracts.EHR_EVENTS, contracts.FINDINGS, contracts.ACTIONS,
+                                                       contracts.SCHEDULING, contracts.FEEDBACK, contracts.DLQ)]}
     if as_json:
         print(json.dumps(data))
     else:

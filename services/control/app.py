@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -35,7 +34,9 @@ from services.core.bus.publisher import make_producer
 from services.core.config import ConfigError, Settings
 from services.core.crypto import Keyring
 from services.core.db import create_pool, ensure_schema
-from services.core.grpc import GrpcSettings, RunningServer, start_server
+from services.core import serving
+from services.core.grpc.server import RunningServer, serve as grpc_serve, start_server
+from services.core.grpc.settings import GrpcSettings
 from services.core.revocation import DenyList
 from services.core.logging import configure, get_logger
 from services.core.secrets import SecretSettings
@@ -138,23 +139,23 @@ async def serve(env: Mapping[str, str] | None = None,
     console_at = console_address(source)
     if promotion_checks is None:
         log.warning("control.no_promotion_gate", detail="SetMode promotions are refused unless forced")
-    app = await start(settings, grpc_settings, promotion_checks=promotion_checks)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    console = None
-    if console_at is not None:
+
+    async def start_all() -> serving.Running:
+        app = await start(settings, grpc_settings, promotion_checks=promotion_checks)
+        if console_at is None:
+            return app
         from services.control.console.app import ConsoleSettings, serve_console
 
         target = f"127.0.0.1:{app.port}"
-        console = await serve_console(ConsoleSettings.from_env(source, control_target=target), grpc_settings,
-                                      *console_at)
-    log.info("control.started", port=app.port, console=console_at)
-    await stop.wait()
-    if console is not None:
-        await console.stop()
-    await app.stop()
+        try:
+            console = await serve_console(ConsoleSettings.from_env(source, control_target=target), grpc_settings,
+                                          *console_at)
+        except BaseException:
+            await app.stop()
+            raise
+        return serving.Together(app, console)
+
+    await grpc_serve("control", start_all, console=console_at)
 
 
 if __name__ == "__main__":  # without the gates: promotions refused (see services.commands.control_service)

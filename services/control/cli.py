@@ -35,7 +35,7 @@ from services.core.config import ConfigError, Settings
 from services.core.db import create_pool, ensure_schema
 from services.core.errors import (PermissionDeniedError, RetryableError, UnauthenticatedError, ValidationError,
                                   VigilError)
-from services.core.grpc import GrpcSettings
+from services.core.grpc.settings import GrpcSettings
 from services.core.tenancy import TenantError
 from services.core.tokens import ADMIN_ROLE, MAX_TTL_SECONDS, PLATFORM_TENANT, ROLES, TokenSettings, issue
 from vigil.v1 import control_pb2 as pb

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import grpc
 
-from services.core.grpc import GrpcSettings, error_from_rpc
+from services.core.grpc.settings import GrpcSettings
+from services.core.grpc.status import error_from_rpc
 from vigil.v1 import control_pb2_grpc
 
 CALL_TIMEOUT_S = 30.0

@@ -16,7 +16,7 @@ from services.control.modes import ModeAdmin
 from services.control.replay import DEFAULT_MAX_REPLAYS, Replayer, check_rate
 from services.core.crypto import Keyring
 from services.core.errors import NotFoundError, ValidationError
-from services.core.grpc import current_caller
+from services.core.grpc.auth import current_caller
 from services.core.tenantdb import TenantPools
 from vigil.v1 import control_pb2 as pb
 from vigil.v1 import control_pb2_grpc

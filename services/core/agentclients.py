@@ -1,5 +1,5 @@
 """Per-tenant gRPC stubs for agents: one channel per (service, tenant), each call carrying that
-tenant's service credential (``services.core.grpc.connect``), and one call wrapper that maps a
+tenant's service credential (``services.core.grpc.client.connect``), and one call wrapper that maps a
 failed RPC into ``services.core.errors`` (UNAVAILABLE / DEADLINE_EXCEEDED -> RetryableError).
 
     clients = AgentClients(grpc_settings, sub="extraction")
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import grpc
 
-from services.core.grpc import GrpcSettings, connect, error_from_rpc
+from services.core.grpc.client import connect
+from services.core.grpc.settings import GrpcSettings
+from services.core.grpc.status import error_from_rpc
 from services.core.tokens import TokenSource
 
 #: Deadline of one agent -> tools/inference call (seconds); the stage's handler timeout is larger.

@@ -21,6 +21,7 @@ import base64
 import binascii
 import dataclasses
 
+from services.core import contracts
 from services.core.crypto import DecryptionError, Keyring
 from services.core.events import Event
 
@@ -79,8 +80,8 @@ async def open_decision(keyring: Keyring, tenant: str, data: dict) -> dict:
 
 #: Event type -> (seal, open) of its payload: the one table of event types that carry quotes.
 BY_TYPE = {
-    "vigil.extraction.findings": (seal_findings, open_findings),
-    "vigil.triage.decision": (seal_decision, open_decision),
+    contracts.EXTRACTION_FINDINGS: (seal_findings, open_findings),
+    contracts.TRIAGE_DECISION: (seal_decision, open_decision),
 }
 
 

@@ -18,6 +18,8 @@ import os
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from services.core import contracts
+
 
 @dataclass(frozen=True)
 class Lane:
@@ -40,8 +42,8 @@ REALTIME = "realtime"
 BATCH = "batch"
 #: lane name -> its streams. Every lane is listed here.
 LANES: dict[str, Lane] = {
-    REALTIME: Lane(REALTIME, "ehr-events", "findings", "actions", ""),
-    BATCH: Lane(BATCH, "batch-events", "batch-findings", "batch-decisions", "-batch"),
+    REALTIME: Lane(REALTIME, contracts.EHR_EVENTS, contracts.FINDINGS, contracts.ACTIONS, ""),
+    BATCH: Lane(BATCH, contracts.BATCH_EVENTS, contracts.BATCH_FINDINGS, contracts.BATCH_DECISIONS, "-batch"),
 }
 #: A batch-lane stage process lowers its CPU priority by this much (``os.nice``; 19 is the lowest
 #: priority): on a shared host the real-time stages get the processor first whenever both have work.

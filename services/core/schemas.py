@@ -14,7 +14,7 @@ messages name the event type, the JSON path and the failed keyword, never the of
 value (payloads may hold PHI). ``check_outgoing`` is what a producer adds: a property the
 schema marks ``"deprecated": true`` (the version-1 plain evidence ``quote``) is still accepted
 from old events but never produced (``ValidationError`` code ``deprecated``). To add an event type: write ``schemas/<type>.json``, add
-one line to ``SCHEMAS`` and a row to the event table in the docs.
+its constant to ``services.core.contracts`` and a row to the event table in the docs.
 """
 from __future__ import annotations
 
@@ -27,22 +27,13 @@ from pathlib import Path
 import jsonschema_rs
 from jsonschema import Draft202012Validator, FormatChecker
 
+from services.core import contracts
 from services.core.errors import ValidationError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
-#: CloudEvents type -> schema file (relative to SCHEMA_DIR).
-SCHEMAS: dict[str, str] = {
-    "vigil.ehr.resource-changed": "vigil.ehr.resource-changed.json",
-    "vigil.ehr.task-updated": "vigil.ehr.task-updated.json",
-    "vigil.extraction.findings": "vigil.extraction.findings.json",
-    "vigil.triage.decision": "vigil.triage.decision.json",
-    "vigil.scheduling.message": "vigil.scheduling.message.json",
-    "vigil.triage.followup-request": "vigil.triage.followup-request.json",
-    "vigil.writeback.task-written": "vigil.writeback.task-written.json",
-    "vigil.ingest.hl7-received": "vigil.ingest.hl7-received.json",
-    "vigil.ingest.lab-result": "vigil.ingest.lab-result.json",
-}
+#: CloudEvents type -> schema file (relative to SCHEMA_DIR); the types are ``services.core.contracts``'s.
+SCHEMAS: dict[str, str] = {event_type: contracts.schema_file(event_type) for event_type in contracts.EVENT_TYPES}
 
 _FORMATS = FormatChecker(formats=())
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
+from services.core import contracts
 from services.core.integration import DEFAULT as DEFAULT_PROFILE, IntegrationProfile, ProfileError, parse as parse_profile
 
 TENANT_ID = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
@@ -30,8 +31,7 @@ MODES = ("silent", "pilot", "active")
 
 #: Every stream a tenant has. Topic = vigil.<tenant>.<stream>.
 #: ``batch-*`` are the batch lane's (``services.core.lanes``): backfill notes, their findings and decisions.
-STREAMS = ("ehr-events", "findings", "actions", "scheduling", "feedback", "dlq", "hl7-inbound", "lab-results",
-           "batch-events", "batch-findings", "batch-decisions")
+STREAMS = contracts.STREAMS
 
 
 class TenantError(ValueError):

@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from services.core.routes import Route
 from services.core.tenancy import TenantError, check_tenant_id
 from services.ehr import auth, families, faults
 from services.ehr.http import base_url, read_json, services
@@ -218,19 +219,19 @@ async def put_family(request: Request) -> Response:
     return JSONResponse({"tenant": tenant, "family": family})
 
 
-ROUTES = [
-    ("/admin/tenants", ["POST"], create_tenant),
-    ("/admin/tenants", ["GET"], list_tenants),
-    ("/admin/tenants/{tenant}/clients", ["GET"], list_clients),
-    ("/admin/tenants/{tenant}/clients/{client_id}", ["PUT"], put_client),
-    ("/admin/tenants/{tenant}/clients/{client_id}", ["DELETE"], revoke_client),
-    ("/admin/tenants/{tenant}/inbox-links", ["POST"], inbox_link),
-    ("/admin/tenants/{tenant}/notify-signing-secret", ["GET"], get_notify_secret),
-    ("/admin/tenants/{tenant}/notify-signing-secret", ["PUT"], put_notify_secret),
-    ("/admin/tenants/{tenant}/notify-signing-secret", ["DELETE"], delete_notify_secret),
-    ("/admin/tenants/{tenant}/faults", ["GET"], get_faults),
-    ("/admin/tenants/{tenant}/faults", ["PUT"], put_faults),
-    ("/admin/tenants/{tenant}/faults", ["DELETE"], clear_faults),
-    ("/admin/tenants/{tenant}/family", ["GET"], get_family),
-    ("/admin/tenants/{tenant}/family", ["PUT"], put_family),
+ROUTES: list[Route] = [
+    Route("/admin/tenants", ["POST"], create_tenant),
+    Route("/admin/tenants", ["GET"], list_tenants),
+    Route("/admin/tenants/{tenant}/clients", ["GET"], list_clients),
+    Route("/admin/tenants/{tenant}/clients/{client_id}", ["PUT"], put_client),
+    Route("/admin/tenants/{tenant}/clients/{client_id}", ["DELETE"], revoke_client),
+    Route("/admin/tenants/{tenant}/inbox-links", ["POST"], inbox_link),
+    Route("/admin/tenants/{tenant}/notify-signing-secret", ["GET"], get_notify_secret),
+    Route("/admin/tenants/{tenant}/notify-signing-secret", ["PUT"], put_notify_secret),
+    Route("/admin/tenants/{tenant}/notify-signing-secret", ["DELETE"], delete_notify_secret),
+    Route("/admin/tenants/{tenant}/faults", ["GET"], get_faults),
+    Route("/admin/tenants/{tenant}/faults", ["PUT"], put_faults),
+    Route("/admin/tenants/{tenant}/faults", ["DELETE"], clear_faults),
+    Route("/admin/tenants/{tenant}/family", ["GET"], get_family),
+    Route("/admin/tenants/{tenant}/family", ["PUT"], put_family),
 ]

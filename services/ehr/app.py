@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 
+from services.core import httperrors
 from services.core.db import create_pool, ensure_schema
 from services.core.logging import get_logger
 from services.core.secrets import SecretSettings
@@ -81,20 +82,26 @@ def create_app(settings: EhrSettings) -> FastAPI:
             exc.status_code, "HTTP error")
         return error_response(FhirError(exc.status_code, text, code))
 
-    @app.exception_handler(asyncpg.DeadlockDetectedError)
-    async def deadlock(request: Request, exc: Exception):
-        return error_response(FhirError(409, "The write conflicted with a concurrent write; retry it", "conflict"))
+    httperrors.install(app, _failure_response, log_event="ehr.request.failed", statuses=FAILURE_STATUSES)
+    return app
 
-    @app.exception_handler(asyncpg.DataError)
-    async def data_error(request: Request, exc: Exception):
-        return error_response(FhirError(400, f"A value could not be processed: {type(exc).__name__}", "invalid"))
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception):
+#: The sandbox's own rows of the status mapping (``services.core.httperrors``): a deadlock between
+#: two writes is a conflict the client resolves by retrying; a value PostgreSQL refuses is invalid input.
+FAILURE_STATUSES = ((asyncpg.DeadlockDetectedError, 409), (asyncpg.DataError, 400))
+#: HTTP status -> (OperationOutcome issue code, diagnostics) of a failure no handler answered itself.
+FAILURE_OUTCOMES = {400: ("invalid", "A value could not be processed: {cls}"),
+                    401: ("login", "Authentication failed"), 403: ("forbidden", "Not allowed"),
+                    404: ("not-found", "Not found"),
+                    409: ("conflict", "The write conflicted with a concurrent write; retry it"),
+                    503: ("transient", "Temporarily unavailable ({cls}); retry")}
+
+
+def _failure_response(_request: Request, failure: httperrors.Failure):
+    if failure.unexpected:
         # The server ends the connection after an unexpected error; Connection: close tells the
         # client so, and its next request opens a new connection instead of failing on a reset one.
-        log.error("ehr.request.crashed", error=type(exc).__name__)
-        return error_response(FhirError(500, f"Internal error ({type(exc).__name__})", "exception",
+        return error_response(FhirError(500, f"Internal error ({failure.exception_class})", "exception",
                                         headers={"Connection": "close"}))
-
-    return app
+    code, text = FAILURE_OUTCOMES.get(failure.status, ("exception", "Internal error ({cls})"))
+    return error_response(FhirError(failure.status, text.format(cls=failure.exception_class), code))

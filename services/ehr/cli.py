@@ -41,14 +41,16 @@ def _settings() -> EhrSettings:
 def serve(host: str = typer.Option(None, help="Bind address (default: from VIGIL_EHR_URL)."),
           port: int = typer.Option(None, help="Port (default: from VIGIL_EHR_URL).")) -> None:
     """Serve the sandbox at /fhir/<tenant>/ (admin API at /admin, health at /healthz)."""
-    import uvicorn
-
+    from services.core import httpserver, serving
+    from services.core.logging import configure
     from services.ehr.app import create_app
 
     settings = _settings()
+    configure(settings.core.log_level)
     default_host, default_port = settings.core.ehr_host_port
-    uvicorn.run(create_app(settings), host=host or default_host, port=port or default_port,
-                log_level=settings.core.log_level, access_log=False)
+    sandbox = create_app(settings)
+    serving.main(lambda: httpserver.serve("ehr.server", sandbox, host or default_host, port or default_port,
+                                          lifespan="on"))
 
 
 @app.command()

@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from services.core.routes import Route
 from services.ehr import admin, auth, capability, families, interactions, openapi, scheduling, search, transactions
 from services.ehr.config import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from services.ehr.http import FORM_TYPE, base_url, context, read_body, read_json, resource_response
@@ -200,31 +201,31 @@ async def healthz(request: Request) -> Response:
 
 
 F = "/fhir/{tenant}"
-#: (path, methods, handler). Operations come before /{rtype}/{rid} so "$find" is not taken for an id.
-ROUTES: list[tuple[str, list[str], object]] = [
-    ("/healthz", ["GET"], healthz),
-    ("/openapi.json", ["GET"], openapi_document),
+#: Operations come before /{rtype}/{rid} so "$find" is not taken for an id.
+ROUTES: list[Route] = [
+    Route("/healthz", ["GET"], healthz),
+    Route("/openapi.json", ["GET"], openapi_document),
     *admin.ROUTES,
     *inbox_pages.ROUTES,
-    (f"{F}/metadata", ["GET"], metadata),
-    (f"{F}/.well-known/smart-configuration", ["GET"], smart_configuration),
-    (f"{F}/auth/token", ["POST"], token),
-    (F, ["POST"], bundle),
-    (F + "/", ["POST"], bundle),
+    Route(f"{F}/metadata", ["GET"], metadata),
+    Route(f"{F}/.well-known/smart-configuration", ["GET"], smart_configuration),
+    Route(f"{F}/auth/token", ["POST"], token),
+    Route(F, ["POST"], bundle),
+    Route(F + "/", ["POST"], bundle),
     *subscription_ops.ROUTES,
     *bulk_ops.ROUTES,
-    (f"{F}/Appointment/$find", ["GET", "POST"], scheduling.find),
-    (f"{F}/Appointment/$book", ["POST"], scheduling.book),
-    (f"{F}/{{rtype}}/_search", ["POST"], search_type),
-    (f"{F}/{{rtype}}/_history", ["GET"], history),
-    (f"{F}/{{rtype}}/{{rid}}/_history/{{vid}}", ["GET"], vread),
-    (f"{F}/{{rtype}}/{{rid}}/_history", ["GET"], history),
-    (f"{F}/{{rtype}}/{{rid}}", ["GET"], read),
-    (f"{F}/{{rtype}}/{{rid}}", ["PUT"], update),
-    (f"{F}/{{rtype}}/{{rid}}", ["DELETE"], delete),
-    (f"{F}/{{rtype}}", ["GET"], search_type),
-    (f"{F}/{{rtype}}", ["POST"], create),
-    (f"{F}/{{rtype}}", ["PUT"], conditional_update),
+    Route(f"{F}/Appointment/$find", ["GET", "POST"], scheduling.find),
+    Route(f"{F}/Appointment/$book", ["POST"], scheduling.book),
+    Route(f"{F}/{{rtype}}/_search", ["POST"], search_type),
+    Route(f"{F}/{{rtype}}/_history", ["GET"], history),
+    Route(f"{F}/{{rtype}}/{{rid}}/_history/{{vid}}", ["GET"], vread),
+    Route(f"{F}/{{rtype}}/{{rid}}/_history", ["GET"], history),
+    Route(f"{F}/{{rtype}}/{{rid}}", ["GET"], read),
+    Route(f"{F}/{{rtype}}/{{rid}}", ["PUT"], update),
+    Route(f"{F}/{{rtype}}/{{rid}}", ["DELETE"], delete),
+    Route(f"{F}/{{rtype}}", ["GET"], search_type),
+    Route(f"{F}/{{rtype}}", ["POST"], create),
+    Route(f"{F}/{{rtype}}", ["PUT"], conditional_update),
 ]
 
 __all__ = ["ROUTES", "FORM_TYPE"]

@@ -16,6 +16,7 @@ import functools
 import sys
 from typing import Mapping
 
+from services.core import contracts
 from services.core import crypto
 from services.core.agentclients import AgentClients
 from services.core.bus import StageSpec
@@ -23,7 +24,7 @@ from services.core.bus.service import serve_stage
 from services.core.config import Settings
 from services.core.crypto import Keyring
 from services.core.db import create_pool, ensure_schema
-from services.core.grpc import GrpcSettings
+from services.core.grpc.settings import GrpcSettings
 from services.core.lanes import BATCH, LANES, REALTIME, Lane, Pacer, deprioritise, from_argv, max_rate
 from services.core.secrets import SecretSettings
 from services.core.tenantdb import TenantPools
@@ -40,7 +41,7 @@ def specs(clients: AgentClients, pools: TenantPools, lane: Lane = LANES[REALTIME
     if lane.batch:
         return [StageSpec(name=BATCH_LANE.stage(STAGE), input_stream=BATCH_LANE.events,
                           handler=Extraction(clients, keyring, BATCH_LANE, Pacer(rate)), **kw)]
-    return [StageSpec(name=STAGE, input_stream="ehr-events", handler=Extraction(clients, keyring), **kw)]
+    return [StageSpec(name=STAGE, input_stream=contracts.EHR_EVENTS, handler=Extraction(clients, keyring), **kw)]
 
 
 async def migrate(settings: Settings) -> None:

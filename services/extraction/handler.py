@@ -16,6 +16,7 @@ from datetime import datetime
 
 from prometheus_client import Counter
 
+from services.core import contracts
 from services.core.agentclients import AgentClients
 from services.core import evidence
 from services.core.bus import Context
@@ -26,7 +27,7 @@ from services.core.lanes import LANES, REALTIME, Lane, Pacer
 from vigil.v1 import inference_pb2, tools_pb2
 
 STAGE = "extraction"
-FINDINGS_TYPE = "vigil.extraction.findings"
+FINDINGS_TYPE = contracts.EXTRACTION_FINDINGS
 NOTE_TYPES = ("DocumentReference",)
 NOTE_ACTIONS = ("create", "update")
 #: A note-type code (LOINC or a local code) as the findings schema accepts it; anything else is left out.

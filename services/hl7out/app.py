@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Awaitable, Callable, Mapping
 
+from services.core import contracts
 from services.core.bus import StageSpec
 from services.core.bus.service import serve_stage
 from services.core.config import Settings
@@ -36,7 +37,7 @@ class Hl7OutStage:
 
 def specs(deps: Deps, **kw) -> list[StageSpec]:
     """The stage's spec (``kw``: retry / tuning overrides, for tests)."""
-    return [StageSpec(name=STAGE, input_stream="actions", handler=Hl7OutStage(deps), **kw)]
+    return [StageSpec(name=STAGE, input_stream=contracts.ACTIONS, handler=Hl7OutStage(deps), **kw)]
 
 
 async def build(settings: Settings, env: Mapping[str, str]):

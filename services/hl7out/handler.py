@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
+from services.core import contracts
 from services.core import evidence
 from services.core.decisions import delivery_suppressed
 from services.core.errors import RetryableError
@@ -30,7 +31,7 @@ from services.hl7out.message import Target, build, control_id
 STAGE = "hl7out"
 #: Results channels share the results agent's mode and kill switch.
 AGENT = "writeback"
-DECISION_TYPE = "vigil.triage.decision"
+DECISION_TYPE = contracts.TRIAGE_DECISION
 RESULT_KINDS = ("urgent-task", "routine-task", "review-task")
 CHANNEL = "hl7v2"
 #: A decision's result message is version 1; a corrected result would be a later version (new MSH-10).

@@ -7,7 +7,7 @@ The last check before findings leave the service is structural and applies to ev
 from __future__ import annotations
 
 from services.core.errors import ValidationError
-from services.core.grpc import current_caller
+from services.core.grpc.auth import current_caller
 from services.core.logging import get_logger
 from services.core.tenantdir import TenantDirectory
 from services.inference import metrics

@@ -5,11 +5,10 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 
-import uvicorn
-
+from services.core import serving
 from services.core.config import ConfigError, Settings
+from services.core.httpserver import start_http
 from services.core.integration import ProfileError
 from services.core.logging import configure, get_logger
 from services.core.tenancy import Registry, TenantError
@@ -27,15 +26,11 @@ log = get_logger("ingest")
 
 async def serve(settings: Settings | None = None, ingest: IngestSettings | None = None,
                 stop: asyncio.Event | None = None) -> None:
-    settings = settings or Settings.from_env()
+    if settings is None:
+        settings = Settings.from_env()
+        configure(settings.log_level)
     ingest = ingest or IngestSettings.from_env()
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
+    stop = serving.stop_on_signals(stop)
     try:
         registry = Registry.load(settings.tenants_file)
     except (TenantError, ProfileError) as exc:
@@ -48,10 +43,12 @@ async def serve(settings: Settings | None = None, ingest: IngestSettings | None 
         await mllp.start()
         liveness = Liveness()
         app = create_app(ReceiverContext(rt.registry, rt.secrets, rt.handler, liveness=liveness))
-        tls = {"ssl_certfile": str(ingest.tls_cert), "ssl_keyfile": str(ingest.tls_key)} if ingest.tls_cert else {}
-        http = uvicorn.Server(uvicorn.Config(app, host=ingest.http_host, port=ingest.http_port, log_level="warning",
-                                             access_log=False, lifespan="off", **tls))
-        http_task = asyncio.create_task(http.serve())
+        try:
+            http = await start_http(app, ingest.http_host, ingest.http_port, certfile=ingest.tls_cert,
+                                    keyfile=ingest.tls_key)
+        except BaseException:
+            await mllp.stop()
+            raise
         watchdog = Watchdog(rt.registry, rt.pools, rt.handler, rt.directory)
         if ingest.watchdog:
             watchdog.start()
@@ -65,7 +62,7 @@ async def serve(settings: Settings | None = None, ingest: IngestSettings | None 
             liveness.add("watchdog", watchdog.problem)
         if poller is not None:
             liveness.add("polling", poller.problem)
-        log.info("ingest.started", mllp_port=mllp.port, http_port=ingest.http_port,
+        log.info("ingest.started", mllp_port=mllp.port, http_port=http.port,
                  polled_tenants=len(poller.pollers) if poller is not None else 0)
         try:
             await stop.wait()
@@ -73,11 +70,9 @@ async def serve(settings: Settings | None = None, ingest: IngestSettings | None 
             if poller is not None:
                 await poller.stop()
             await watchdog.stop()
-            http.should_exit = True
-            await http_task
+            await http.stop()
             await mllp.stop()
 
 
 if __name__ == "__main__":
-    configure(Settings.from_env().log_level)
-    asyncio.run(serve())
+    serving.main(serve)

@@ -10,12 +10,13 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from services.core import contracts
 from services.core.events import Event, deterministic_id
 
-RESOURCE_CHANGED = "vigil.ehr.resource-changed"
-TASK_UPDATED = "vigil.ehr.task-updated"
-EHR_EVENTS = "ehr-events"
-FEEDBACK = "feedback"
+RESOURCE_CHANGED = contracts.RESOURCE_CHANGED
+TASK_UPDATED = contracts.TASK_UPDATED
+EHR_EVENTS = contracts.EHR_EVENTS
+FEEDBACK = contracts.FEEDBACK
 PUBLISHED_TYPES = ("DocumentReference", "Task", "Communication", "Appointment", "Encounter", "Patient")
 #: Where the patient reference lives, per resource type.
 PATIENT_PATHS = {"DocumentReference": ("subject",), "Task": ("for",), "Communication": ("subject",),

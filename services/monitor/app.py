@@ -38,6 +38,7 @@ import faust
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from services.core import contracts
 from services.core import probes
 from services.core.bus.service import metrics_host
 from services.core.config import ConfigError, Settings
@@ -55,7 +56,7 @@ from services.monitor.tenants import TenantSet
 
 log = get_logger("vigil.monitor")
 
-STREAMS = ("findings", "actions", "feedback")
+STREAMS = (contracts.FINDINGS, contracts.ACTIONS, contracts.FEEDBACK)
 #: How often the registry file is checked for added or removed tenants (seconds).
 REGISTRY_POLL_S = 5.0
 #: faust's conductor waits this long after a subscription change before re-subscribing (its

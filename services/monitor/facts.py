@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from services.monitor.stats import note_length_bin
+from services.core import contracts
 
-FINDINGS = "vigil.extraction.findings"
-DECISION = "vigil.triage.decision"
-TASK_WRITTEN = "vigil.writeback.task-written"
-TASK_UPDATED = "vigil.ehr.task-updated"
+FINDINGS = contracts.EXTRACTION_FINDINGS
+DECISION = contracts.TRIAGE_DECISION
+TASK_WRITTEN = contracts.TASK_WRITTEN
+TASK_UPDATED = contracts.TASK_UPDATED
 WHOLE_NOTE = "*"
 UNKNOWN = "unknown"
 #: Task status -> clinician action (the writeback feedback stage uses the same mapping).

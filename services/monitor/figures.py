@@ -30,6 +30,7 @@ from datetime import datetime, timedelta, timezone
 
 import asyncpg
 
+from services.core import contracts
 from services.core.decisions import DecisionLedger
 from services.monitor.stats import percentile, rate
 from services.monitor.store import MonitorStore
@@ -41,7 +42,7 @@ SOURCES = {
     "notes": "monitor_events: findings events (distinct document versions), event time in the period",
     "notes_with_findings": "monitor_events: findings events with at least one finding",
     "findings": "monitor_events: findings of each note's newest findings event",
-    "decisions": "monitor_events: vigil.triage.decision events, event time in the period",
+    "decisions": f"monitor_events: {contracts.TRIAGE_DECISION} events, event time in the period",
     "tasks_written": "monitor_tasks: Tasks created (task-written, action created), written time in the period",
     "accepted": "monitor_tasks: first clinician action 'accepted' on those Tasks, before the period's end",
     "overridden": "monitor_tasks: first clinician action 'overridden' on those Tasks, before the period's end",

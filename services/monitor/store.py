@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import asyncpg
 
+from services.core import contracts
 from services.core.tenantdb import TenantPools
 from services.monitor.facts import TaskAction, TaskWritten
 
@@ -88,7 +89,7 @@ class MonitorStore:
     @staticmethod
     async def decision_version(conn: asyncpg.Connection, tenant: str, decision_id: str) -> str | None:
         return await conn.fetchval("SELECT version FROM monitor_events WHERE tenant = $1 AND decision_id = $2 AND "
-                                   "type = 'vigil.triage.decision' LIMIT 1", tenant, decision_id)
+                                   f"type = '{contracts.TRIAGE_DECISION}' LIMIT 1", tenant, decision_id)
 
     @staticmethod
     async def task_row(conn: asyncpg.Connection, tenant: str, task_id: str) -> dict | None:
@@ -243,7 +244,8 @@ class MonitorStore:
         async with self.pools.tx(tenant, readonly=True) as conn:
             rows = await conn.fetch(
                 "SELECT DISTINCT ON (document) event_id, document, time, findings, category, version "
-                "FROM monitor_events WHERE tenant = $1 AND type = 'vigil.extraction.findings' AND time >= $2 AND "
+                f"FROM monitor_events WHERE tenant = $1 AND type = '{contracts.EXTRACTION_FINDINGS}' "
+                "AND time >= $2 AND "
                 "time < $3 ORDER BY document, time DESC, event_id", tenant, since, until)
         return [_plain(r) for r in rows]
 
@@ -252,7 +254,7 @@ class MonitorStore:
         async with self.pools.tx(tenant, readonly=True) as conn:
             rows = await conn.fetch(
                 "SELECT DISTINCT ON (decision_id) event_id, decision_id, document, time, category, version, kind "
-                "FROM monitor_events WHERE tenant = $1 AND type = 'vigil.triage.decision' AND time >= $2 AND "
+                f"FROM monitor_events WHERE tenant = $1 AND type = '{contracts.TRIAGE_DECISION}' AND time >= $2 AND "
                 "time < $3 ORDER BY decision_id, time", tenant, since, until)
         return [_plain(r) for r in rows]
 

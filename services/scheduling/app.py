@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from services.core import contracts
 from services.core import crypto
 from services.core.agentclients import AgentClients
 from services.core.bus import StageSpec
@@ -21,7 +22,7 @@ from services.core.bus.service import serve_stage
 from services.core.config import Settings
 from services.core.crypto import Keyring
 from services.core.db import create_pool, ensure_schema
-from services.core.grpc import GrpcSettings
+from services.core.grpc.settings import GrpcSettings
 from services.core.llmclient import LlmEndpoint
 from services.core.secrets import SecretSettings
 from services.core.tenantdb import TenantPools
@@ -82,8 +83,9 @@ def build_agent(settings: Settings, pools: TenantPools, clients: AgentClients, *
 
 
 def specs(agent: SchedulingAgent, **kw) -> list[StageSpec]:
-    return [StageSpec(name=AGENT, input_stream="scheduling", handler=FollowupRequests(agent), **kw),
-            StageSpec(name=f"{AGENT}-messages", input_stream="ehr-events", handler=PatientMessages(agent), **kw)]
+    return [StageSpec(name=AGENT, input_stream=contracts.SCHEDULING, handler=FollowupRequests(agent), **kw),
+            StageSpec(name=f"{AGENT}-messages", input_stream=contracts.EHR_EVENTS, handler=PatientMessages(agent),
+                      **kw)]
 
 
 async def build(settings: Settings, env: Mapping[str, str]):

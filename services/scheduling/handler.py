@@ -4,18 +4,19 @@ Communications (``ehr-events``) are the next turn; a changed Appointment of a pa
 ``vigil.scheduling.message`` event on ``actions`` (a reference to the Communication, never text)."""
 from __future__ import annotations
 
+from services.core import contracts
 from services.core.events import Event
 from services.scheduling.agent import SchedulingAgent, TurnResult
 
 AGENT = "scheduling"
-FOLLOWUP_TYPE = "vigil.triage.followup-request"
-CHANGED_TYPE = "vigil.ehr.resource-changed"
-MESSAGE_TYPE = "vigil.scheduling.message"
+FOLLOWUP_TYPE = contracts.FOLLOWUP_REQUEST
+CHANGED_TYPE = contracts.RESOURCE_CHANGED
+MESSAGE_TYPE = contracts.SCHEDULING_MESSAGE
 
 
 def _emit(ctx, result: TurnResult) -> None:
     for communication in result.sent:
-        ctx.emit("actions", ctx.child(MESSAGE_TYPE, {
+        ctx.emit(contracts.ACTIONS, ctx.child(MESSAGE_TYPE, {
             "conversationId": result.conversation_id, "patient": result.patient,
             "text": {"reference": f"Communication/{communication}"}}, key=result.patient))
 

@@ -10,15 +10,16 @@ tenant's EHR is read with that tenant's own FHIR client.
 """
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 from dataclasses import dataclass
 from typing import Mapping
 
 from services.core.config import Settings
 from services.core.db import create_pool, ensure_schema
-from services.core.grpc import SERVICE_ROLES, GrpcSettings, RunningServer, start_server
+from services.core.grpc.auth import SERVICE_ROLES
+from services.core import serving
+from services.core.grpc.server import RunningServer, serve as grpc_serve, start_server
+from services.core.grpc.settings import GrpcSettings
 from services.core.revocation import DenyList
 from services.core.logging import configure, get_logger
 from services.core.secrets import SecretSettings
@@ -113,15 +114,9 @@ async def serve(env: Mapping[str, str] | None = None) -> None:
     source = os.environ if env is None else env
     settings = Settings.from_env(source)
     configure(settings.log_level)
-    app = await start(settings, GrpcSettings.from_env(source))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    log.info("tools.started", port=app.port)
-    await stop.wait()
-    await app.stop()
+    grpc_settings = GrpcSettings.from_env(source)
+    await grpc_serve("tools", lambda: start(settings, grpc_settings))
 
 
 if __name__ == "__main__":
-    asyncio.run(serve())
+    serving.main(serve)

@@ -11,7 +11,7 @@ import base64
 import binascii
 
 from services.core.errors import ConflictError, ValidationError, VigilError
-from services.core.grpc import current_caller
+from services.core.grpc.auth import current_caller
 from services.core.logging import get_logger
 from services.core.tenantdir import TenantDirectory
 from services.tools.clients import TenantFhir, check_id, ehr_refused

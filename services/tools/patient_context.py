@@ -9,7 +9,7 @@ import asyncio
 import re
 
 from services.core.errors import VigilError
-from services.core.grpc import current_caller
+from services.core.grpc.auth import current_caller
 from services.core.ici import ICI_NAMES, ICI_RXNORM, RXNORM, ici_drug  # noqa: F401 (re-exported)
 from services.core.logging import get_logger
 from services.core.tenantdir import TenantDirectory

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from services.core.errors import ValidationError
-from services.core.grpc import current_caller
+from services.core.grpc.auth import current_caller
 from services.core.tenancy import Tenant
 from services.core.tenantdir import TenantDirectory
 from services.tools.action_ledger import ActionLedger

@@ -16,6 +16,7 @@ import functools
 import sys
 from typing import Mapping
 
+from services.core import contracts
 from services.core import decisions
 from services.core.agentclients import AgentClients
 from services.core.bus import StageSpec
@@ -23,7 +24,7 @@ from services.core.bus.service import serve_stage
 from services.core.config import Settings
 from services.core.crypto import Keyring
 from services.core.db import create_pool, ensure_schema
-from services.core.grpc import GrpcSettings
+from services.core.grpc.settings import GrpcSettings
 from services.core.lanes import BATCH, LANES, REALTIME, Lane, deprioritise, from_argv
 from services.core.modes import ModeStore
 from services.core.secrets import SecretSettings
@@ -53,8 +54,8 @@ def specs(pools: TenantPools, clients: AgentClients, settings: Settings, lane: L
                     clients, lane)
     if lane.batch:  # clinician feedback concerns live Tasks: the real-time instance handles it
         return [StageSpec(name=BATCH_LANE.stage(AGENT), input_stream=BATCH_LANE.findings, handler=triage, **kw)]
-    return [StageSpec(name=AGENT, input_stream="findings", handler=triage, **kw),
-            StageSpec(name=f"{AGENT}-feedback", input_stream="feedback", handler=Feedback(pools), **kw)]
+    return [StageSpec(name=AGENT, input_stream=contracts.FINDINGS, handler=triage, **kw),
+            StageSpec(name=f"{AGENT}-feedback", input_stream=contracts.FEEDBACK, handler=Feedback(pools), **kw)]
 
 
 async def build(settings: Settings, env: Mapping[str, str], lane: Lane = LANES[REALTIME]):

@@ -22,7 +22,7 @@ from services.core.config import ConfigError, Settings
 from services.core.crypto import Keyring
 from services.core.db import create_pool
 from services.core.errors import VigilError
-from services.core.grpc import GrpcSettings
+from services.core.grpc.settings import GrpcSettings
 from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry, TenantError, check_tenant_id
 from services.core.tenantdb import TenantPools

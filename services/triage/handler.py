@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
+from services.core import contracts
 from services.core import decisions as ledger, evidence
 from services.core.agentclients import AgentClients
 from services.core.bus import Context
@@ -43,8 +44,8 @@ from services.triage.policy import Plan, TriageSettings, effective, joins_episod
 from vigil.v1 import tools_pb2
 
 AGENT = "triage"
-DECISION_TYPE = "vigil.triage.decision"
-FOLLOWUP_TYPE = "vigil.triage.followup-request"
+DECISION_TYPE = contracts.TRIAGE_DECISION
+FOLLOWUP_TYPE = contracts.FOLLOWUP_REQUEST
 #: Task statuses after which the episode's Task is no longer open in the inbox.
 CLOSING_STATUSES = ("completed", "rejected", "cancelled", "failed", "entered-in-error")
 
@@ -101,7 +102,7 @@ class Triage:
             ctx.emit(self.lane.decisions,
                      ctx.child(DECISION_TYPE, await evidence.seal_decision(self.keyring, ctx.tenant, out)))
             if within is not None and not batch:
-                ctx.emit("scheduling", ctx.child(FOLLOWUP_TYPE, {
+                ctx.emit(contracts.SCHEDULING, ctx.child(FOLLOWUP_TYPE, {
                     "decisionId": out["decisionId"], "patient": out["patient"], "category": out["category"],
                     "grade": out["grade"], "withinDays": within, "owner": out["owner"]}))
 

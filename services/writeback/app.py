@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from services.core import contracts
 from services.core.bus import StageSpec
 from services.core.bus.service import serve_stage
 from services.core.config import Settings
@@ -27,8 +28,8 @@ from services.writeback.handler import STAGE, Writeback
 
 def specs(deps: Deps, **kw) -> list[StageSpec]:
     """The two specs (``kw``: retry / tuning overrides, for tests)."""
-    return [StageSpec(name=STAGE, input_stream="actions", handler=Writeback(deps), **kw),
-            StageSpec(name=FEEDBACK_STAGE, input_stream="feedback", handler=Feedback(deps), **kw)]
+    return [StageSpec(name=STAGE, input_stream=contracts.ACTIONS, handler=Writeback(deps), **kw),
+            StageSpec(name=FEEDBACK_STAGE, input_stream=contracts.FEEDBACK, handler=Feedback(deps), **kw)]
 
 
 async def build(settings: Settings, env: Mapping[str, str]):

@@ -17,13 +17,14 @@ clinician's action is added to the decision ledger (``record_feedback``).
 """
 from __future__ import annotations
 
+from services.core import contracts
 from services.core.errors import NotFoundError
 from services.core.labels import Label
 from services.writeback import resources as R
 from services.writeback.deps import Deps
 
 STAGE = "feedback"
-TASK_UPDATED = "vigil.ehr.task-updated"
+TASK_UPDATED = contracts.TASK_UPDATED
 ACTIONS = {"accepted": "accepted", "in-progress": "accepted", "completed": "accepted",
            "rejected": "overridden", "cancelled": "overridden"}
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from services.core import contracts
 from services.core import evidence
 from services.core.decisions import Decision, delivery_suppressed
 from services.core.errors import NotFoundError, RetryableError
@@ -39,8 +40,8 @@ from services.writeback.writer import Writer
 
 STAGE = "writeback"
 AGENT = "writeback"
-DECISION_TYPE = "vigil.triage.decision"
-TASK_WRITTEN = "vigil.writeback.task-written"
+DECISION_TYPE = contracts.TRIAGE_DECISION
+TASK_WRITTEN = contracts.TASK_WRITTEN
 #: The results channel this stage serves (``IntegrationProfile.results``).
 CHANNEL = "fhir"
 
@@ -97,7 +98,7 @@ class Writeback:
             raise RetryableError("the decision vanished from the ledger", code="ledger_missing") from None
         ctx.log.info("writeback.written", action=outcome.action, decision=d["decisionId"], refs=len(outcome.refs))
         if outcome.action != "none":
-            ctx.emit("actions", ctx.child(TASK_WRITTEN, await self._written_fact(client, d, outcome)))
+            ctx.emit(contracts.ACTIONS, ctx.child(TASK_WRITTEN, await self._written_fact(client, d, outcome)))
 
     @staticmethod
     async def _written_fact(client, d: dict, outcome) -> dict:

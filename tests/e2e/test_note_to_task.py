@@ -23,7 +23,7 @@ from services.core.bus.service import StageHost
 from services.core.events import decode
 from services.core.db import create_pool, ensure_schema
 from services.core.fhir import attachment_text
-from services.core.grpc import GrpcSettings
+from services.core.grpc.settings import GrpcSettings
 from services.core.tenancy import Registry, Tenant
 from services.ehr.inbox.session import issue_link
 from services.extraction import app as extraction_app

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from hl7.mllp import open_hl7_connection
 
 from services.commands.demo.notes import ClinicDay, DemoPatient
+from services.core import contracts
 from services.core import hl7wire
 from services.core.config import Settings
 from services.core.events import decode
@@ -217,8 +218,8 @@ class FindingsWatcher:
         consumer = AIOKafkaConsumer(enable_auto_commit=False, **self.settings.kafka.client_kwargs())
         await consumer.start()
         await consumer.topics()  # refreshes the metadata
-        parts = [TopicPartition(topic_name(t, "findings"), p) for t in self.tenants
-                 for p in sorted(consumer.partitions_for_topic(topic_name(t, "findings")) or ())]
+        parts = [TopicPartition(topic_name(t, contracts.FINDINGS), p) for t in self.tenants
+                 for p in sorted(consumer.partitions_for_topic(topic_name(t, contracts.FINDINGS)) or ())]
         consumer.assign(parts)
         await consumer.seek_to_end(*parts)
         for tp in parts:  # resolve the end offsets now, before any note is sent

@@ -235,7 +235,7 @@ def control_client(plan: DemoPlan, tenant: str | None = None):
     """A client of the plan's control service: as ``tenant``'s operator, or as a platform admin
     (every tenant's dead-letter counts, never a payload) when no tenant is given."""
     from services.control.client import ControlClient
-    from services.core.grpc import GrpcSettings
+    from services.core.grpc.settings import GrpcSettings
     from services.core.tokens import ADMIN_ROLE, PLATFORM_TENANT, issue
 
     grpc_settings = GrpcSettings.from_env(plan.service_env(next(s for s in SERVICES if s.name == "control")))

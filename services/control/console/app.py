@@ -24,10 +24,12 @@ from google.protobuf.json_format import MessageToDict
 
 from services.control.client import ControlClient
 from services.control.console import session as sess
-from services.core.errors import (NotFoundError, PermissionDeniedError, UnauthenticatedError, ValidationError,
-                                  VigilError)
-from services.core.grpc import GrpcSettings
+from services.core import httperrors
+from services.core.errors import VigilError
+from services.core.grpc.settings import GrpcSettings
+from services.core.httpserver import RunningHttp, start_http
 from services.core.logging import get_logger
+from services.core.routes import Route
 from services.core.secrets import SecretSettings
 from services.core.tokens import ADMIN_ROLE, verify
 from vigil.v1 import control_pb2 as pb
@@ -58,14 +60,6 @@ class ConsoleSettings:
                    (source.get("VIGIL_ENV") or "dev") == "prod")
 
 
-def _status_of(exc: VigilError) -> int:
-    for cls, status in ((UnauthenticatedError, 401), (PermissionDeniedError, 403), (NotFoundError, 404),
-                        (ValidationError, 400)):
-        if isinstance(exc, cls):
-            return status
-    return 502
-
-
 def create_app(settings: ConsoleSettings, grpc_settings: GrpcSettings) -> FastAPI:
     app = FastAPI(title="Vigil control console", docs_url=None, redoc_url=None, openapi_url=None)
     jobs: dict[str, dict] = {}
@@ -87,8 +81,12 @@ def create_app(settings: ConsoleSettings, grpc_settings: GrpcSettings) -> FastAP
                                                           if s else "", **ctx}, status_code=http_status)
 
     def error(request: Request, s, exc: VigilError) -> HTMLResponse:
-        return page(request, "error.html", s, _status_of(exc), message=str(exc) or exc.code,
-                    status=_status_of(exc))
+        status = httperrors.failure(exc).status
+        return page(request, "error.html", s, status, message=str(exc) or exc.code, status=status)
+
+    def unexpected(request: Request, failure: httperrors.Failure) -> HTMLResponse:
+        s = current(request)
+        return page(request, "error.html", s, failure.status, message=failure.error.code, status=failure.status)
 
     async def login_form(request: Request):
         return page(request, "login.html", None)
@@ -224,43 +222,20 @@ def create_app(settings: ConsoleSettings, grpc_settings: GrpcSettings) -> FastAP
 
     #: The console's only routing table.
     ROUTES = [
-        ("GET", "/login", login_form), ("POST", "/login", login), ("GET", "/logout", logout), ("GET", "/", home),
-        ("GET", "/healthz", healthz), ("GET", "/t/{tenant}/dlq", dlq_list),
-        ("GET", "/t/{tenant}/dlq/{dlq_id}", dlq_detail),
-        ("POST", "/t/{tenant}/replay", replay), ("GET", "/t/{tenant}/replays/{job_id}", replay_page),
-        ("GET", "/t/{tenant}/replays/{job_id}.json", replay_json),
+        Route("/login", ("GET",), login_form), Route("/login", ("POST",), login), Route("/logout", ("GET",), logout),
+        Route("/", ("GET",), home), Route("/healthz", ("GET",), healthz), Route("/t/{tenant}/dlq", ("GET",), dlq_list),
+        Route("/t/{tenant}/dlq/{dlq_id}", ("GET",), dlq_detail),
+        Route("/t/{tenant}/replay", ("POST",), replay), Route("/t/{tenant}/replays/{job_id}", ("GET",), replay_page),
+        Route("/t/{tenant}/replays/{job_id}.json", ("GET",), replay_json),
     ]
-    for method, path, handler in sorted(ROUTES, key=lambda r: r[1].endswith(".json"), reverse=True):
-        app.add_api_route(path, handler, methods=[method], response_class=HTMLResponse if method == "GET" else None)
+    for path, methods, handler in sorted(ROUTES, key=lambda r: r.path.endswith(".json"), reverse=True):
+        app.add_api_route(path, handler, methods=list(methods),
+                          response_class=HTMLResponse if "GET" in methods else None)
+    httperrors.install(app, unexpected, log_event="console.request_failed")
     return app
 
 
-@dataclass
-class RunningConsole:
-    server: object
-    task: asyncio.Task
-    port: int
-
-    async def stop(self) -> None:
-        self.server.should_exit = True
-        await self.task
-
-
 async def serve_console(settings: ConsoleSettings, grpc_settings: GrpcSettings, host: str, port: int
-                        ) -> RunningConsole:
-    """Serve the console in this event loop (port 0 picks a free port)."""
-    import socket
-
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, grpc_settings), log_level="warning",
-                                           access_log=False, lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            await task
-        await asyncio.sleep(0.02)
-    return RunningConsole(server, task, sock.getsockname()[1])
+                        ) -> RunningHttp:
+    """Serve the console in this event loop (port 0 picks a free port); returns once it listens."""
+    return await start_http(create_app(settings, grpc_settings), host, port)

@@ -22,14 +22,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import signal
 import time
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from services.core import probes
+from services.core import probes, serving
 from services.core.bus.policy import tune_gc
 from services.core.bus.runtime import StageRunner, StageSpec
 from services.core.bus.topics import ensure_stage_topics
@@ -234,10 +233,7 @@ async def serve(name: str, build: Build, env: Mapping[str, str] | None = None) -
     specs, resources = await build(settings, source)
     specs = [dataclasses.replace(spec, retry=spec.retry.with_env(source)) for spec in specs]
     host = StageHost(settings, specs, port=metrics_port(source), host=metrics_host(source), resources=resources)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = serving.stop_on_signals()
     await host.start()
     log.info(f"{name}.started", port=host.port)
     try:
@@ -248,8 +244,4 @@ async def serve(name: str, build: Build, env: Mapping[str, str] | None = None) -
 
 def serve_stage(name: str, build: Build) -> None:
     """Entry point of ``python -m services.<stage>.app``: exit 2 with a message on bad settings."""
-    try:
-        asyncio.run(serve(name, build))
-    except ConfigError as exc:
-        print(f"error: {exc}", flush=True)
-        raise SystemExit(2)
+    serving.main(lambda: serve(name, build))

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from services.core import contracts
 from services.core.config import Settings
 from services.core.tenancy import STREAMS, Tenant, topic_name, topic_prefix
 from services.core.topics import ensure_topics
 
-DLQ_STREAM = "dlq"
+DLQ_STREAM = contracts.DLQ
 
 
 def retry_topic(tenant: str, stage: str, level: int) -> str:

@@ -32,6 +32,7 @@ from datetime import datetime, timedelta, timezone
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from services.core.routes import Route
 from services.core.logging import get_logger
 from services.ehr.bulk import jobs, snapshot
 from services.ehr.http import Ctx, context
@@ -265,11 +266,11 @@ def _f(path: str) -> str:
 
 
 #: Inserted before the generic /{rtype}/{rid} routes (first match wins).
-ROUTES: list[tuple[str, list[str], object]] = [
-    (_f("/$export"), ["GET"], system_export),
-    (_f("/Patient/$export"), ["GET"], patient_export),
-    (_f("/Group/{rid}/$export"), ["GET"], group_export),
-    (_f("/$export-status/{job}"), ["GET"], status),
-    (_f("/$export-status/{job}"), ["DELETE"], cancel),
-    (_f("/$export-file/{job}/{name}"), ["GET"], download),
+ROUTES: list[Route] = [
+    Route(_f("/$export"), ["GET"], system_export),
+    Route(_f("/Patient/$export"), ["GET"], patient_export),
+    Route(_f("/Group/{rid}/$export"), ["GET"], group_export),
+    Route(_f("/$export-status/{job}"), ["GET"], status),
+    Route(_f("/$export-status/{job}"), ["DELETE"], cancel),
+    Route(_f("/$export-file/{job}/{name}"), ["GET"], download),
 ]

@@ -15,6 +15,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from services.core.routes import Route
 from services.core.logging import get_logger
 from services.core.tenancy import TENANT_ID
 from services.ehr import values
@@ -182,10 +183,10 @@ async def override(request: Request) -> Response:
 
 
 I = "/inbox/{tenant}"
-ROUTES: list[tuple[str, list[str], object]] = [
-    (f"{I}/login", ["GET"], login),
-    (I, ["GET"], home),
-    (f"{I}/tasks/{{tid}}", ["GET"], task),
-    (f"{I}/tasks/{{tid}}/accept", ["POST"], accept),
-    (f"{I}/tasks/{{tid}}/override", ["POST"], override),
+ROUTES: list[Route] = [
+    Route(f"{I}/login", ["GET"], login),
+    Route(I, ["GET"], home),
+    Route(f"{I}/tasks/{{tid}}", ["GET"], task),
+    Route(f"{I}/tasks/{{tid}}/accept", ["POST"], accept),
+    Route(f"{I}/tasks/{{tid}}/override", ["POST"], override),
 ]

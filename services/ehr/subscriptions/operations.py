@@ -15,6 +15,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from services.core.routes import Route
 from services.ehr import families
 from services.ehr.http import Ctx, context, read_json
 from services.ehr.outcome import bad_request, fhir_response, not_found
@@ -119,8 +120,8 @@ def _f(path: str) -> str:
 
 
 #: Inserted before the generic /{rtype}/{rid} routes (first match wins).
-ROUTES: list[tuple[str, list[str], object]] = [
-    (_f("/$status"), ["GET", "POST"], status_type),
-    (_f("/{rid}/$status"), ["GET", "POST"], status_instance),
-    (_f("/{rid}/$events"), ["GET", "POST"], events),
+ROUTES: list[Route] = [
+    Route(_f("/$status"), ["GET", "POST"], status_type),
+    Route(_f("/{rid}/$status"), ["GET", "POST"], status_instance),
+    Route(_f("/{rid}/$events"), ["GET", "POST"], events),
 ]

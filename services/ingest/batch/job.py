@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator
 
+from services.core import contracts
 from services.core.events import Event
 from services.core.logging import get_logger
 from services.core.tenancy import check_tenant_id
@@ -44,7 +45,7 @@ log = get_logger("vigil.ingest.batch")
 #: (~1 ms each per note at 200), small enough that a crash redoes little and a transaction holds
 #: its advisory locks briefly.
 CHUNK = 200
-BATCH_EVENTS = "batch-events"
+BATCH_EVENTS = contracts.BATCH_EVENTS
 ORIGIN = "batch"
 FACILITY_PREFIX = "batch:"
 STATES = ("running", "done", "failed")

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 from services.ingest.hl7.datatypes import to_instant
 from services.ingest.hl7.parse import Message, field_value, repetitions
+from services.core import contracts
 
-LAB_RESULT = "vigil.ingest.lab-result"
-LAB_RESULTS = "lab-results"
+LAB_RESULT = contracts.LAB_RESULT
+LAB_RESULTS = contracts.LAB_RESULTS
 PURPOSE = "lab-result"
 RESULT_TYPES = ("NM", "SN", "ST", "CWE", "CE", "CNE", "CX", "TS", "DTM", "DT", "TM", "NA")
 

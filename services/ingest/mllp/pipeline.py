@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 
 from prometheus_client import Counter
 
+from services.core import contracts
 from services.core.errors import classify
 from services.core.events import Event, deterministic_id
 from services.core.logging import get_logger
@@ -39,8 +40,8 @@ from services.ingest.hl7.validate import check_header
 
 log = get_logger("ingest.mllp")
 RAW_PURPOSE = "hl7-raw"
-HL7_INBOUND = "hl7-inbound"
-HL7_RECEIVED = "vigil.ingest.hl7-received"
+HL7_INBOUND = contracts.HL7_INBOUND
+HL7_RECEIVED = contracts.HL7_RECEIVED
 APPLICATIONS_SETTING = "hl7_applications"
 
 MESSAGES = Counter("vigil_ingest_hl7_messages_total", "HL7 messages answered, by tenant, message type and ACK code",

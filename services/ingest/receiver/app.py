@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from services.core.errors import FatalError, RetryableError, classify
+from services.core import httperrors
 from services.core.logging import get_logger
+from services.core.routes import Route
 from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry, TenantError, check_tenant_id
 from services.ingest.liveness import Liveness
@@ -60,16 +61,32 @@ async def _body(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
+#: HTTP status -> OperationOutcome issue code.
+ISSUE_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 409: "conflict", 422: "processing",
+               503: "transient"}
+
+
 def _failure(tenant: str, exc: Exception) -> JSONResponse:
     """A notification that failed while being handled: 503 (the EHR retries), 422 or 500."""
-    err = classify(exc)
-    log.warning("notify.failed", tenant=tenant, error_code=err.code, retryable=err.retryable)
-    if isinstance(err, RetryableError) or err.retryable:
+    answer = httperrors.failure(exc)
+    log.warning("notify.failed", tenant=tenant, error_code=answer.error.code, retryable=answer.error.retryable)
+    return _render_failure(None, answer)
+
+
+def _render_failure(_request, answer: httperrors.Failure) -> JSONResponse:
+    """The failure as an OperationOutcome; its status is ``services.core.httperrors``' except where
+    the EHR refused a read the notification needs: that is neither the caller's fault nor ours (422)."""
+    err = answer.error
+    if answer.unexpected:  # a defect: the server closes the connection after it, say so
+        return outcome(500, "exception", f"internal error ({answer.exception_class})", headers={"Connection": "close"})
+    if err.retryable:
         return outcome(503, "transient", f"temporarily unavailable ({err.code}); retry",
                        headers={"Retry-After": RETRY_AFTER_S})
-    if isinstance(err, FatalError) and err.code.startswith("http_"):
+    if err.code.startswith("http_"):
         return outcome(422, "processing", f"the EHR refused a read this notification needs ({err.code})")
-    return outcome(500, "exception", f"internal error ({err.code})")
+    if answer.status >= 500:
+        return outcome(answer.status, "exception", f"internal error ({err.code})")
+    return outcome(answer.status, ISSUE_CODES.get(answer.status, "processing"), str(err) or err.code)
 
 
 def create_app(ctx: ReceiverContext) -> FastAPI:
@@ -164,19 +181,15 @@ def create_app(ctx: ReceiverContext) -> FastAPI:
     async def openapi_document(_request: Request) -> JSONResponse:
         return JSONResponse(openapi.document(ROUTES))
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error("notify.crashed", error=type(exc).__name__)
-        return outcome(500, "exception", f"internal error ({type(exc).__name__})", headers={"Connection": "close"})
-
-    #: The route table: path, handler, methods.
+    #: The route table.
     ROUTES = [
-        ("/notify/{tenant}", notify, ["POST"]),
-        ("/notify/{tenant}/r4/{resource_type}", notify_r4, ["POST"]),
-        ("/notify/{tenant}/r4/{resource_type}/{path_type}/{rid}", notify_r4_put, ["PUT"]),
-        ("/healthz", healthz, ["GET"]),
-        ("/openapi.json", openapi_document, ["GET"]),
+        Route("/notify/{tenant}", ("POST",), notify),
+        Route("/notify/{tenant}/r4/{resource_type}", ("POST",), notify_r4),
+        Route("/notify/{tenant}/r4/{resource_type}/{path_type}/{rid}", ("PUT",), notify_r4_put),
+        Route("/healthz", ("GET",), healthz),
+        Route("/openapi.json", ("GET",), openapi_document),
     ]
-    for path, endpoint, methods in ROUTES:
-        app.add_api_route(path, endpoint, methods=methods)
+    for path, methods, endpoint in ROUTES:
+        app.add_api_route(path, endpoint, methods=list(methods))
+    httperrors.install(app, _render_failure, log_event="notify.crashed")
     return app

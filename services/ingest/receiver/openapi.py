@@ -158,14 +158,14 @@ OPERATIONS: dict[tuple[str, str], dict] = {
 
 
 def document(routes: list[tuple[str, object, list[str]]]) -> dict:
-    """The OpenAPI document of ``routes`` (the receiver's route table: path, endpoint, methods)."""
+    """The OpenAPI document of ``routes`` (the receiver's route table, ``services.core.routes.Route`` rows)."""
     paths: dict[str, dict] = {}
-    for path, _endpoint, methods in routes:
+    for path, methods, _endpoint in routes:
         for method in methods:
             if (path, method) not in OPERATIONS:
                 raise LookupError(f"route {method} {path} has no OpenAPI operation")
             paths.setdefault(path, {})[method.lower()] = OPERATIONS[(path, method)]
-    stale = set(OPERATIONS) - {(p, m) for p, _, methods in routes for m in methods}
+    stale = set(OPERATIONS) - {(p, m) for p, methods, _ in routes for m in methods}
     if stale:
         raise LookupError(f"OpenAPI operations without a route: {sorted(stale)}")
     return {

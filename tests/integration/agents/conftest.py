@@ -20,7 +20,7 @@ from services.core.bus.service import StageHost
 from services.core.crypto import Keyring
 from services.core.db import create_pool, ensure_schema
 from services.core.events import Event, decode
-from services.core.grpc import GrpcSettings
+from services.core.grpc.settings import GrpcSettings
 from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry, Tenant, topic_name
 from services.core.tenantdb import TenantPools, provision_tenant_role, quote_ident, tenant_role

@@ -8,7 +8,7 @@ import pytest
 from services.control.client import ControlClient
 from services.control.modes import NO_GATE
 from services.core.errors import ConflictError
-from services.core.grpc import GrpcSettings
+from services.core.grpc.settings import GrpcSettings
 from services.monitor.gates import CHECK_NAME
 from tests.fixtures.control import TOKEN_KEY, control_process, operator_token
 

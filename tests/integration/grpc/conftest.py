@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.core.grpc import GrpcSettings
+from services.core.grpc.settings import GrpcSettings
 from services.core.tokens import TokenSettings, TokenSource
 from tests.fixtures.tls import make_self_signed
 

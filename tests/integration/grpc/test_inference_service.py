@@ -6,7 +6,8 @@ import grpc
 import pytest
 
 from services.core import errors
-from services.core.grpc import connect, error_from_rpc
+from services.core.grpc.client import connect
+from services.core.grpc.status import error_from_rpc
 from services.core.tenancy import Registry, Tenant
 from services.core.tokens import TokenSource
 from services.inference import app as inference_app

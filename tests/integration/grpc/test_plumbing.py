@@ -9,7 +9,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from services.core import errors
-from services.core.grpc import GrpcSettings, connect, current_caller, error_from_rpc, start_server
+from services.core.grpc.auth import current_caller
+from services.core.grpc.client import connect
+from services.core.grpc.server import start_server
+from services.core.grpc.settings import GrpcSettings
+from services.core.grpc.status import error_from_rpc
 from services.core.tokens import TokenSettings, TokenSource, issue
 from vigil.v1 import inference_pb2, inference_pb2_grpc
 
@@ -256,7 +260,7 @@ async def test_eddsa_tokens_servers_hold_only_the_public_key(tmp_path, tenant_id
 
 
 async def test_channels_open_one_channel_per_service_and_tenant(server, grpc_settings, tenant_id):
-    from services.core.grpc import Channels
+    from services.core.grpc.client import Channels
 
     channels = Channels(grpc_settings, sub="triage", targets={"inference": f"127.0.0.1:{server.port}"})
     try:

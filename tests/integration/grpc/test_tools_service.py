@@ -13,7 +13,7 @@ import grpc
 import jwt as pyjwt
 import pytest
 
-from services.core.grpc import connect
+from services.core.grpc.client import connect
 from services.core.tenancy import Registry, Tenant
 from services.core.tokens import TokenSource, issue
 from services.tools import app as tools_app

@@ -16,7 +16,7 @@ import pytest
 from services.core import crypto, kv
 from services.core.agentclients import AgentClients
 from services.core.db import create_pool, ensure_schema
-from services.core.grpc import GrpcSettings
+from services.core.grpc.settings import GrpcSettings
 from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry, Tenant
 from services.core.tenantdb import TenantPools, provision_tenant_role, quote_ident, tenant_role

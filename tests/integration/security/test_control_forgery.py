@@ -10,7 +10,7 @@ import uuid
 from services.control.authz import Authz
 from services.core import audit
 from services.core.errors import PermissionDeniedError
-from services.core.grpc import check_request_tenant
+from services.core.grpc.auth import check_request_tenant
 from services.core.tokens import Claims
 from vigil.v1 import control_pb2 as pb
 

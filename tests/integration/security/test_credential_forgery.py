@@ -10,7 +10,7 @@ import jwt
 import pytest
 
 from services.core.errors import PermissionDeniedError, UnauthenticatedError
-from services.core.grpc import check_request_tenant
+from services.core.grpc.auth import check_request_tenant
 from services.core.tokens import AUDIENCE, ISSUER, TokenSettings, issue, verify
 from vigil.v1 import inference_pb2, tools_pb2
 

@@ -10,7 +10,7 @@ import json
 import pytest
 from google.protobuf import text_format
 
-from services.core.grpc import connect
+from services.core.grpc.client import connect
 from services.core.tenancy import Registry, Tenant
 from services.core.tokens import TokenSource
 from services.inference import app as inference_app

@@ -3,19 +3,20 @@ from __future__ import annotations
 
 import pytest
 
+from services.core.routes import Route
 from services.ingest.receiver import auth, openapi
 
-ROUTES = [("/notify/{tenant}", None, ["POST"]), ("/notify/{tenant}/r4/{resource_type}", None, ["POST"]),
-          ("/notify/{tenant}/r4/{resource_type}/{path_type}/{rid}", None, ["PUT"]),
-          ("/healthz", None, ["GET"]), ("/openapi.json", None, ["GET"])]
+ROUTES = [Route("/notify/{tenant}", ["POST"], None), Route("/notify/{tenant}/r4/{resource_type}", ["POST"], None),
+          Route("/notify/{tenant}/r4/{resource_type}/{path_type}/{rid}", ["PUT"], None),
+          Route("/healthz", ["GET"], None), Route("/openapi.json", ["GET"], None)]
 
 
 def test_the_document_lists_exactly_the_routes():
     doc = openapi.document(ROUTES)
     assert {(p, m.upper()) for p, item in doc["paths"].items() for m in item} == {
-        (p, m) for p, _, methods in ROUTES for m in methods}
+        (p, m) for p, methods, _ in ROUTES for m in methods}
     with pytest.raises(LookupError):
-        openapi.document([*ROUTES, ("/other", None, ["GET"])])
+        openapi.document([*ROUTES, Route("/other", ["GET"], None)])
     with pytest.raises(LookupError):
         openapi.document(ROUTES[:1])
 

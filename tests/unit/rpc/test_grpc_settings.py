@@ -8,7 +8,9 @@ import pytest
 
 from services.core import errors
 from services.core.config import ConfigError
-from services.core.grpc import GrpcSettings, check_request_tenant, status_of
+from services.core.grpc.auth import check_request_tenant
+from services.core.grpc.settings import GrpcSettings
+from services.core.grpc.status import status_of
 from services.core.tokens import DEV_HMAC_KEY, TokenSettings, TokenSource, issue, verify
 from vigil.v1 import inference_pb2
 
@@ -93,7 +95,7 @@ def test_request_tenant_check():
 
 
 def test_verified_credentials_are_cached_but_still_expire(monkeypatch):
-    from services.core import grpc as vigil_grpc
+    from services.core.grpc import auth as vigil_grpc
 
     settings = TokenSettings.for_tests(KEY.encode(), ttl_seconds=60)
     interceptor = vigil_grpc.AuthInterceptor(settings)
@@ -119,7 +121,7 @@ def test_token_issue_defaults_to_one_hour_and_names_the_jti(monkeypatch):
     from typer.testing import CliRunner
 
     from services.cli import app
-    from services.core.grpc import DEFAULT_ROLES
+    from services.core.grpc.auth import DEFAULT_ROLES
 
     monkeypatch.setenv("VIGIL_GRPC_TOKEN_KEY", "k" * 48)
     result = CliRunner().invoke(app, ["token", "issue", "--tenant", "tacme", "--sub", "oncall"])
