@@ -18,6 +18,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from services.inference.rules.modifiers import MODIFIER_RULES, TERMINATING_TYPES
+from services.inference.rules.scan import Scanner, fold
 from services.inference.rules.sections import section_rules
 from services.inference.rules.vocabulary import target_table
 
@@ -26,9 +27,18 @@ from services.inference.rules.vocabulary import target_table
 _ABBREVIATION = re.compile(r"^(?:vs|dr|mr|mrs|ms|st|approx|gr|e\.g|i\.e|etc|pt|no|fig|hx|sx|dx|tx|q|wk|wks|mo|yr|yrs|b\.i\.d|t\.i\.d)$",
                            re.IGNORECASE)
 LINE_BOUNDARY = "vigil_line_boundaries"
+#: ``doc.user_data`` key of the note text (``parse`` puts it there; it is ``doc.text``).
+TEXT_KEY = "vigil_text"
 MISSPELLINGS = "vigil_misspellings"
 _JOIN = re.compile(r"^[ \t]*(?:-[ \t]*)?$")
 _IR_PREFIX = re.compile(r"\bir[ \t]*-[ \t]*$", re.IGNORECASE)
+
+
+def note_text(doc: Doc) -> str:
+    """The note text: the one ``parse`` was given, else rebuilt from the tokens (spaCy builds
+    ``doc.text`` anew on every access)."""
+    text = doc.user_data.get(TEXT_KEY)
+    return text if text is not None else doc.text_with_ws
 
 
 @Language.component(MISSPELLINGS)
@@ -41,7 +51,7 @@ def mark_misspellings(doc: Doc) -> Doc:
     from services.inference.rules.spelling import misspellings
     from services.inference.rules.vocabulary import is_qualified
 
-    text = doc.text
+    text = note_text(doc)
     found = misspellings(text)
     if not found:
         return doc
@@ -142,7 +152,7 @@ class TargetSpans:
             # (the same matches as the full pattern, without trying every qualifier at every position)
             body = term_body(terms[strength]) if strength in terms else None
             full = re.compile(rule.pattern, re.IGNORECASE)
-            self.rules.append((rule, re.compile(body, re.IGNORECASE) if body else full, full if body else None))
+            self.rules.append((rule, Scanner(re.compile(body, re.IGNORECASE) if body else full), full if body else None))
 
     def __call__(self, doc: Doc) -> Doc:
         from medspacy.common.util import prune_overlapping_matches
@@ -150,11 +160,12 @@ class TargetSpans:
 
         from services.inference.rules.vocabulary import QUALIFIER_BEFORE
 
-        text = doc.text_with_ws
+        text = note_text(doc)
+        folded = fold(text)
         matches: list[tuple[int, int, int]] = []
-        for index, (_, pattern, full) in enumerate(self.rules):
+        for index, (_, scanner, full) in enumerate(self.rules):
             previous_end = 0
-            for found in pattern.finditer(text):
+            for found in scanner.finditer(text, folded):
                 start, end = found.start(), found.end()
                 if start < previous_end:
                     continue
@@ -243,7 +254,7 @@ class SectionSpans:
     def __call__(self, doc: Doc) -> Doc:
         from medspacy.common.util import prune_overlapping_matches
 
-        text = doc.text_with_ws
+        text = note_text(doc)
         matches: list[tuple[int, int, int]] = []
         for index, (_, pattern) in enumerate(self.rules):
             for found in pattern.finditer(text):
@@ -296,7 +307,10 @@ def get_pipeline() -> Language:
 
 
 def parse(text: str) -> Doc:
-    """Run the shared pipeline; serialised because spaCy matchers are not thread-safe."""
+    """Run the shared pipeline; serialised because spaCy matchers are not thread-safe. The note
+    text rides along in ``doc.user_data`` (``note_text``) so no component rebuilds it."""
     nlp = get_pipeline()
     with _LOCK:
-        return nlp(text)
+        doc = nlp.make_doc(text)
+        doc.user_data[TEXT_KEY] = text
+        return nlp(doc)
