@@ -8,9 +8,10 @@ on the batch lane's own tools and inference servers) and ``triage --lane batch``
 to the ledger and ``batch-decisions``), every service its own process (``Pipeline(batch_lane=True)``).
 The clock runs from the backfill's start until triage-batch has committed every note's findings.
 
-Baseline (same run, same notes): ``nlp(text)`` of the bare medspaCy pipeline in this process
-(as ``bench/extraction.py`` measures it). Ratio = pipeline notes/s / bare notes/s. CPU per note is
-each of our processes' user + system CPU over the run divided by N (the broker, PostgreSQL and
+Baseline (same run, same notes): ``nlp(text)`` of bare medspaCy in this process: medspaCy's
+tokenizer, spaCy's sentencizer, medspaCy's TargetMatcher and ConText with the engine's target and
+modifier rules, no Vigil code (``bare_medspacy``). Ratio = pipeline notes/s / bare notes/s. CPU per note is
+each of our processes' user + system CPU (with its worker processes) over the run divided by N (the broker, PostgreSQL and
 Redis are shared servers and not counted).
 
     python -m bench.crawl [N]          (make bench-crawl; N defaults to 2000)
@@ -59,11 +60,28 @@ def write_notes(path: Path, n: int, tag: str) -> list[str]:
     return texts
 
 
+def bare_medspacy():
+    """The bare medspaCy pipeline, with no Vigil code: medspaCy's tokenizer, spaCy's sentencizer,
+    medspaCy's TargetMatcher and ConText, loaded with the engine's own target and modifier rules."""
+    import medspacy
+    from medspacy.context import ConTextRule
+
+    from services.inference.rules.modifiers import MODIFIER_RULES, TERMINATING_TYPES
+    from services.inference.rules.pipeline import _context_rule, target_rules
+
+    nlp = medspacy.load(medspacy_enable=["medspacy_tokenizer", "medspacy_target_matcher"], load_rules=False)
+    nlp.add_pipe("sentencizer", before="medspacy_target_matcher")
+    nlp.get_pipe("medspacy_target_matcher").add(target_rules())
+    context = nlp.add_pipe("medspacy_context", config={"rules": None, "span_attrs": None,
+                                                       "terminating_types": TERMINATING_TYPES})
+    context.add([_context_rule(ConTextRule, phrase, category, direction, scope)
+                 for phrase, category, direction, scope in MODIFIER_RULES])
+    return nlp
+
+
 def bare_rate(texts: list[str]) -> tuple[float, float]:
     """Bare medspaCy over the notes: (notes per second of wall time, CPU ms per note)."""
-    from services.inference.rules.pipeline import build_pipeline
-
-    nlp = build_pipeline(engine=False)
+    nlp = bare_medspacy()
     for text in texts[:20]:  # warm-up
         nlp(text)
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -73,9 +91,18 @@ def bare_rate(texts: list[str]) -> tuple[float, float]:
 
 
 def cpu(pid: int) -> float:
+    """User + system CPU seconds of the process and its live children (the inference server's
+    rules-engine worker processes)."""
     try:
-        times = psutil.Process(pid).cpu_times()
-        return times.user + times.system
+        process = psutil.Process(pid)
+        total = 0.0
+        for p in (process, *process.children(recursive=True)):
+            try:
+                times = p.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                pass
+        return total
     except psutil.Error:
         return 0.0
 
