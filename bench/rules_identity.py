@@ -3,7 +3,8 @@
 A speed change to ``services/inference/rules`` must not change one decision. This writes, for
 every note of every JSON Lines set under ``tests/data`` that has a ``text`` (the gold sets, the
 realistic sets, the patient-message sets), the engine's findings and the decision on every
-category mention (``RulesEngine.explain``), plus ``candidate_mentions``; then compares two such
+category mention (``RulesEngine.explain``), ``candidate_mentions``, and the pipeline's spans
+(label, tokens, sentence, ConText modifiers with their scopes); then compares two such
 snapshots note by note.
 
     python -m bench.rules_identity write BEFORE.json       (on the old code)
@@ -39,6 +40,7 @@ def labelled_notes() -> list[tuple[str, str]]:
 
 def snapshot() -> dict:
     from services.inference.rules.engine import RulesEngine
+    from services.inference.rules.pipeline import parse
 
     engine = RulesEngine()
     out = {}
@@ -47,7 +49,14 @@ def snapshot() -> dict:
         findings, decisions = engine.explain(text)
         out[key] = {"findings": [f.to_dict() for f in findings], "decisions": [d.to_dict() for d in decisions],
                     "candidate": engine.candidate_mentions(text)}
-    return {"version": engine.version, "cpu_s": round(time.process_time() - started, 2), "notes": out}
+    cpu_s = time.process_time() - started
+    for key, text in labelled_notes():
+        if text.strip():  # the pipeline's own output: every span, its sentence and its ConText modifiers
+            doc = parse(text)
+            out[key]["spans"] = [[e.label_, e.start, e.end, e.sent.start, e.sent.end,
+                                  [[m.category, *m.modifier_span, *m.scope_span] for m in e._.modifiers]]
+                                 for e in doc.ents]
+    return {"version": engine.version, "cpu_s": round(cpu_s, 2), "notes": out}
 
 
 def compare(before: dict, after: dict) -> int:
