@@ -9,16 +9,23 @@ calls medspaCy's own method only when it passes; everything else (which pairs, t
 the methods do) is medspaCy's, so scopes, edges and ``Span._.modifiers`` are the same.
 
 ``quicken(context)`` turns the pipeline's ConText component into ``QuickConText`` (its
-``__call__`` is medspaCy 1.3.1's with ``QuickGraph``); another medspaCy version is left as it is.
+``__call__`` is medspaCy 1.3.1's with ``QuickGraph``) and its regular-expression matcher into
+``QuickRegexMatcher`` (the note text built once, not once per pattern); another medspaCy version
+is left as it is.
 """
 from __future__ import annotations
 
 import medspacy
+from medspacy.common.regex_matcher import RegexMatcher
+from medspacy.common.util import get_token_for_char
 from medspacy.context import ConText
 from medspacy.context.context_graph import ConTextGraph
 from medspacy.context.context_modifier import ConTextModifier
 from medspacy.util import tuple_overlaps
 from spacy.tokens import Doc
+
+#: ``doc.user_data`` key of the note text (``pipeline.TEXT_KEY``; not imported: pipeline imports this module).
+TEXT_KEY = "vigil_text"
 
 #: The medspaCy release whose ``ConText.__call__`` / ``ConTextGraph`` this module follows.
 MEDSPACY_VERSION = "1.3.1"
@@ -92,8 +99,42 @@ class QuickConText(ConText):
         return doc
 
 
+class QuickRegexMatcher(RegexMatcher):
+    """medspaCy 1.3.1's ``RegexMatcher.__call__`` with the note text taken once per note (from
+    ``parse``'s ``doc.user_data``, else built once) instead of rebuilt for every pattern."""
+
+    def __call__(self, doc: Doc):
+        text = doc.user_data.get(TEXT_KEY)
+        if text is None:
+            text = doc.text_with_ws
+        matches = []
+        for (match_id, patterns) in self._patterns.items():
+            for pattern in patterns:
+                on_match = self._callbacks[match_id]
+                for re_match in pattern.finditer(text):
+                    span = doc.char_span(re_match.start(), re_match.end())
+                    if span is None:
+                        start = get_token_for_char(doc, re_match.start(), resolve=self.resolve_start)
+                        end = get_token_for_char(doc, re_match.end(), resolve=self.resolve_end)
+                        if end is None:
+                            end_index = len(doc)
+                        else:
+                            end_index = end.i
+                        span = doc[start.i:end_index]
+                    if len(span):
+                        match = (match_id, span.start, span.end)
+                        matches.append(match)
+                    if on_match is not None:
+                        on_match(self, doc, len(matches) - 1, matches)
+        return matches
+
+
 def quicken(context: ConText) -> ConText:
-    """The same component, answering through ``QuickConText`` (when medspaCy is the release it follows)."""
+    """The same component, answering through ``QuickConText`` and ``QuickRegexMatcher`` (when
+    medspaCy is the release they follow)."""
     if medspacy.__version__ == MEDSPACY_VERSION and type(context) is ConText:
         context.__class__ = QuickConText
+        regex = context._ConText__matcher._MedspacyMatcher__regex_matcher
+        if type(regex) is RegexMatcher:
+            regex.__class__ = QuickRegexMatcher
     return context

@@ -18,6 +18,7 @@ import threading
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from services.inference.rules import context as context_module
 from services.inference.rules.context import quicken
 from services.inference.rules.modifiers import MODIFIER_RULES, TERMINATING_TYPES
 from services.inference.rules.scan import Scanner, fold
@@ -30,7 +31,7 @@ _ABBREVIATION = re.compile(r"^(?:vs|dr|mr|mrs|ms|st|approx|gr|e\.g|i\.e|etc|pt|n
                            re.IGNORECASE)
 LINE_BOUNDARY = "vigil_line_boundaries"
 #: ``doc.user_data`` key of the note text (``parse`` puts it there; it is ``doc.text``).
-TEXT_KEY = "vigil_text"
+TEXT_KEY = context_module.TEXT_KEY
 MISSPELLINGS = "vigil_misspellings"
 _JOIN = re.compile(r"^[ \t]*(?:-[ \t]*)?$")
 _IR_PREFIX = re.compile(r"\bir[ \t]*-[ \t]*$", re.IGNORECASE)
@@ -85,27 +86,32 @@ def mark_misspellings(doc: Doc) -> Doc:
 @Language.component(LINE_BOUNDARY)
 def mark_line_boundaries(doc: Doc) -> Doc:
     """A new line starts a sentence unless it continues a wrapped one (starts lower-case
-    after a single line break); an abbreviation's period never ends one."""
-    for i in range(1, len(doc)):
-        token, prev = doc[i], doc[i - 1]
-        if token.is_space:
+    after a single line break); an abbreviation's period never ends one. (Token texts, spaces and
+    whitespace are read once into lists: spaCy makes a new Token object on every ``doc[i]``.)"""
+    tokens = list(doc)
+    texts = [t.text for t in tokens]
+    after = [t.whitespace_ for t in tokens]
+    space = [t.is_space for t in tokens]
+    for i in range(1, len(tokens)):
+        if space[i]:
             continue
-        gap = prev.whitespace_ if not prev.is_space else prev.text + prev.whitespace_
+        text = texts[i]
+        gap = after[i - 1] if not space[i - 1] else texts[i - 1] + after[i - 1]
         j = i - 1
-        while j >= 0 and doc[j].is_space:
+        while j >= 0 and space[j]:
             j -= 1
             if j >= 0:
-                gap = doc[j].whitespace_ + gap
+                gap = after[j] + gap
         if "\n" in gap:
-            wrapped = token.text[:1].islower() and gap.count("\n") == 1 and j >= 0 and doc[j].text not in (":", ".", "?", "!")
-            token.is_sent_start = not wrapped
-        elif j >= 1 and doc[j].text == "." and not doc[j - 1].whitespace_ and (
-                _ABBREVIATION.match(doc[j - 1].text)
-                or (len(doc[j - 1].text) == 1 and doc[j - 1].is_alpha and token.text[:1].islower())):
-            token.is_sent_start = False
-        elif j >= 0 and len(doc[j].text) > 1 and doc[j].text.endswith(".") and token.text[:1].isupper() \
-                and not _ABBREVIATION.match(doc[j].text[:-1]) and doc[j].text[:-1].lower() != "c":
-            token.is_sent_start = True  # the tokenizer kept the period on its word ("B.")
+            wrapped = text[:1].islower() and gap.count("\n") == 1 and j >= 0 and texts[j] not in (":", ".", "?", "!")
+            tokens[i].is_sent_start = not wrapped
+        elif j >= 1 and texts[j] == "." and not after[j - 1] and (
+                _ABBREVIATION.match(texts[j - 1])
+                or (len(texts[j - 1]) == 1 and tokens[j - 1].is_alpha and text[:1].islower())):
+            tokens[i].is_sent_start = False
+        elif j >= 0 and len(texts[j]) > 1 and texts[j].endswith(".") and text[:1].isupper() \
+                and not _ABBREVIATION.match(texts[j][:-1]) and texts[j][:-1].lower() != "c":
+            tokens[i].is_sent_start = True  # the tokenizer kept the period on its word ("B.")
     return doc
 
 
