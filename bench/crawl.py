@@ -159,6 +159,22 @@ async def wait_done(settings, n: int, backfill: subprocess.Popen, reniced=()) ->
         await asyncio.sleep(POLL_S)
 
 
+async def drain(settings) -> None:
+    """Until the batch lane has no backlog (events of an earlier, interrupted run): the clock and
+    the CPU counters start on an idle lane."""
+    last, last_change = None, time.monotonic()
+    while True:
+        findings_done, findings_end = await committed(settings, TENANT.id, "triage-batch", "batch-findings")
+        events_done, events_end = await committed(settings, TENANT.id, "extraction-batch", "batch-events")
+        if events_done >= events_end and findings_done >= findings_end:
+            return
+        if (findings_done, events_done) != last:
+            last, last_change = (findings_done, events_done), time.monotonic()
+        elif time.monotonic() - last_change > STALL_S:
+            raise RuntimeError(f"the batch lane's backlog does not drain ({events_end - events_done} events left)")
+        await asyncio.sleep(POLL_S)
+
+
 def renice(pids, value: int = 0) -> None:
     """Set the CPU priority of the processes and their children (``--renice``)."""
     for pid in pids:
@@ -188,6 +204,9 @@ def main(argv: list[str]) -> None:
     try:
         pipe.up()
         procs = {name: r.proc.pid for name, r in pipe.supervisor.running.items()}
+        if reniced:
+            renice(procs.values())
+        asyncio.run(drain(plan.settings))
         before = {name: cpu(pid) for name, pid in procs.items()}
         env = plan.service_env(next(s for s in SERVICES if s.name == "ingest"))
         started = time.perf_counter()
