@@ -29,6 +29,7 @@ from services.inference.llm.client import RetryPolicy
 from services.inference.llm.engine import LlmEngine
 from services.inference.llm.ledger import Ledger
 from services.inference.routing import Router, RulesAdapter
+from services.inference.rules.workers import RulesPool, workers_from_env
 from vigil.v1 import inference_pb2, inference_pb2_grpc
 
 log = get_logger("vigil.inference")
@@ -71,6 +72,7 @@ class InferenceApp:
     redis: TenantRedis
     llm: LlmEngine
     tenant_pools: TenantPools
+    rules: RulesAdapter | None = None
 
     @property
     def port(self) -> int:
@@ -78,6 +80,8 @@ class InferenceApp:
 
     async def stop(self) -> None:
         await self.server.stop()
+        if self.rules is not None:
+            await asyncio.to_thread(self.rules.close)
         await self.llm.close()
         await self.redis.close()
         await self.tenant_pools.close()
@@ -88,6 +92,8 @@ async def start(settings: Settings, grpc_settings: GrpcSettings, *, address: str
                 env: Mapping[str, str] | None = None, policy: RetryPolicy = RetryPolicy(),
                 shared_redis=None) -> InferenceApp:
     """Start the service. ``shared_redis`` replaces per-tenant ACL clients (development only)."""
+    source_env = os.environ if env is None else env
+    workers = workers_from_env(source_env)  # a bad VIGIL_RULES_WORKERS stops the start-up here
     secrets = SecretSettings.from_env(env)
     pool = await create_pool(settings)
     tenant_pools = TenantPools(settings, secrets)
@@ -96,13 +102,16 @@ async def start(settings: Settings, grpc_settings: GrpcSettings, *, address: str
     await ensure_schema(pool, crypto.SCHEMA_MODULE, crypto.SCHEMA_STEPS)
     redis = TenantRedis(settings, secrets, shared_redis)
     llm = LlmEngine(ledger, redis, crypto.Keyring(tenant_pools, secrets), policy=policy, env=env)
-    rules = RulesAdapter()
+    rules_pool = RulesPool(workers) if workers > 1 else None
+    if rules_pool is not None:
+        await asyncio.to_thread(rules_pool.warm)
+    rules = RulesAdapter(pool=rules_pool)
     router = Router(rules, llm)
     servicer = InferenceServicer(Extract(TenantDirectory(settings.tenants_file), router))
     server = await start_server([(inference_pb2_grpc.add_InferenceServicer_to_server, servicer, SERVICE_NAME)],
                                 grpc_settings, address or grpc_settings.address("inference"),
                                 allowed_roles=SERVICE_ROLES, revocations=await DenyList(settings).start())
-    return InferenceApp(server, pool, redis, llm, tenant_pools)
+    return InferenceApp(server, pool, redis, llm, tenant_pools, rules)
 
 
 async def serve(env: Mapping[str, str] | None = None) -> None:

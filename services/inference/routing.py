@@ -20,6 +20,7 @@ from services.inference.findings import Finding
 from services.inference.llm.config import ENGINE_NAMES, tenant_engine
 from services.inference.result import BudgetExhausted, EngineOutput
 from services.inference.rules.engine import RulesEngine
+from services.inference.rules.workers import RulesPool
 
 
 class Engine(Protocol):
@@ -27,14 +28,24 @@ class Engine(Protocol):
 
 
 class RulesAdapter:
-    """The rules engine (synchronous, CPU-bound) run off the event loop, answering EngineOutput."""
+    """The rules engine (synchronous, CPU-bound) run off the event loop, answering EngineOutput:
+    on a thread, or in a pool of worker processes (``pool``, ``rules/workers.py``) when the server
+    is to use more than one core."""
 
-    def __init__(self, engine: RulesEngine | None = None):
+    def __init__(self, engine: RulesEngine | None = None, pool: RulesPool | None = None):
         self.engine = engine or RulesEngine()
+        self.pool = pool
 
     async def extract(self, tenant: Tenant, document_id: str, text: str) -> EngineOutput:
-        findings = await asyncio.to_thread(self.engine.extract, text)
+        if self.pool is not None:
+            findings = await self.pool.extract(text)
+        else:
+            findings = await asyncio.to_thread(self.engine.extract, text)
         return EngineOutput(findings, "rules", self.engine.version)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
 
 
 class Router:

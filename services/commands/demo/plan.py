@@ -16,6 +16,7 @@ from pathlib import Path
 
 from services.core.config import ConfigError, Settings
 from services.core.lanes import BATCH_NICE
+from services.inference.rules.workers import VARIABLE as RULES_WORKERS
 
 #: Ports are ``base + offset``; the demo, the chaos run and the benchmark use different bases so
 #: a kept demo and a benchmark can run side by side.
@@ -160,6 +161,8 @@ class DemoPlan:
                "PYTHONUNBUFFERED": "1"}
         if service.kind == "stage":
             env["VIGIL_METRICS_PORT"] = str(self.port(service.port_key))
+        if service.name == "inference-batch":  # a backfill uses every core (niced: real time comes first)
+            env.setdefault(RULES_WORKERS, "auto")
         if service.name in BATCH_INFERENCE_CLIENTS:
             env["VIGIL_GRPC_INFERENCE_ADDR"] = f"127.0.0.1:{self.port('inference-batch')}"
         if service.name in BATCH_TOOLS_CLIENTS:

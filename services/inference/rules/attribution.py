@@ -52,6 +52,20 @@ def text_of(doc: Doc) -> str:
     return text if text is not None else doc.text
 
 
+_SENTENCE_STARTS = "vigil_sentence_starts"
+
+
+def sentence_start(span: Span) -> int:
+    """``span.sent.start``, computed once per span of a parsed note (spaCy walks the tokens to
+    find the sentence on every access)."""
+    cache = span.doc.user_data.setdefault(_SENTENCE_STARTS, {})
+    key = (span.start, span.end)
+    start = cache.get(key)
+    if start is None:
+        start = cache[key] = span.sent.start
+    return start
+
+
 def ents_of(doc: Doc) -> tuple[Span, ...]:
     """The target spans (spaCy rebuilds ``doc.ents`` on every access)."""
     ents = doc.user_data.get("vigil_ents")
@@ -126,7 +140,7 @@ def assertion(ent: Span) -> Assertion:
     if layout is not None and ent.label_ not in (ICI, IMMUNE, NON_ICI) and not ent.label_.startswith(ALT_PREFIX):
         limit = next((e.start_char for e in ents_of(ent.doc)
                       if e.start_char > ent.end_char and e.label_ not in (ICI, IMMUNE, NON_ICI)
-                      and (e.label_ != ent.label_ or e.sent.start != ent.sent.start)
+                      and (e.label_ != ent.label_ or sentence_start(e) != sentence_start(ent))
                       and not e.label_.startswith(ALT_PREFIX)), None)
         if resolved_in(text_of(ent.doc), ent.start_char, ent.end_char, ent.sent.end_char, layout, limit):
             negated = True

@@ -14,7 +14,7 @@ from spacy.tokens import Doc, Span
 
 from services.inference.findings import CATEGORIES, Finding
 from services.inference.rules import alternatives, grades, modifiers, sections, vocabulary
-from services.inference.rules.attribution import Assertion, Verdict, assertion, judge, note_context
+from services.inference.rules.attribution import Assertion, Verdict, assertion, judge, note_context, text_of
 from services.inference.rules.layout import build_layout
 from services.inference.rules.pipeline import header_regex, parse, section_at
 
@@ -208,7 +208,7 @@ def _heading_state(doc: Doc, ent: Span, state: Assertion) -> Assertion:
     after = doc[ent.end:ent.end + 2]
     if not any(t.text == ":" for t in after) or ent.sent.end >= len(doc):
         return state
-    text = doc.user_data.get("vigil_text", doc.text)
+    text = text_of(doc)
     if _NORMAL_AFTER_HEADING.match(text, ent.end_char, ent.sent.end_char):  # "Hepatotoxicity: baseline LFTs normal."
         return Assertion(True, state.uncertain, state.hypothetical, state.family, state.historical, False, state.ignored)
     following = _next_sentence(doc, ent.sent)
@@ -254,7 +254,7 @@ def _assign_grades(doc: Doc, mentions: list[Span]) -> dict[int, tuple[int, bool]
             for _ in range(2):
                 following = _next_sentence(doc, following)
                 if following is None or any(e.label_ in CATEGORIES for e in following.ents) \
-                        or "\n\n" in doc.user_data.get("vigil_text", doc.text)[sentence.end_char:following.start_char]:
+                        or "\n\n" in text_of(doc)[sentence.end_char:following.start_char]:
                     break
                 borrowed = grades.find_grades(following.text, offset=following.start_char)
                 if borrowed:

@@ -6,7 +6,8 @@ rules only (no default rule files, no QuickUMLS: nothing is read from or written
 
 ``build_pipeline(engine=False)`` is what ``bench.extraction`` runs as the bare medspaCy baseline;
 ``get_pipeline()`` caches the engine's pipeline (its own target component, same matches as
-medspaCy's TargetMatcher but built for speed, and the misspelling component).
+medspaCy's TargetMatcher but built for speed, ConText through ``rules/context.py`` (same results,
+fewer calls), and the misspelling component).
 """
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ import threading
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from services.inference.rules import context as context_module
+from services.inference.rules.context import quicken
 from services.inference.rules.modifiers import MODIFIER_RULES, TERMINATING_TYPES
+from services.inference.rules.scan import Scanner, fold
 from services.inference.rules.sections import section_rules
 from services.inference.rules.vocabulary import target_table
 
@@ -26,9 +30,18 @@ from services.inference.rules.vocabulary import target_table
 _ABBREVIATION = re.compile(r"^(?:vs|dr|mr|mrs|ms|st|approx|gr|e\.g|i\.e|etc|pt|no|fig|hx|sx|dx|tx|q|wk|wks|mo|yr|yrs|b\.i\.d|t\.i\.d)$",
                            re.IGNORECASE)
 LINE_BOUNDARY = "vigil_line_boundaries"
+#: ``doc.user_data`` key of the note text (``parse`` puts it there; it is ``doc.text``).
+TEXT_KEY = context_module.TEXT_KEY
 MISSPELLINGS = "vigil_misspellings"
 _JOIN = re.compile(r"^[ \t]*(?:-[ \t]*)?$")
 _IR_PREFIX = re.compile(r"\bir[ \t]*-[ \t]*$", re.IGNORECASE)
+
+
+def note_text(doc: Doc) -> str:
+    """The note text: the one ``parse`` was given, else rebuilt from the tokens (spaCy builds
+    ``doc.text`` anew on every access)."""
+    text = doc.user_data.get(TEXT_KEY)
+    return text if text is not None else doc.text_with_ws
 
 
 @Language.component(MISSPELLINGS)
@@ -41,7 +54,7 @@ def mark_misspellings(doc: Doc) -> Doc:
     from services.inference.rules.spelling import misspellings
     from services.inference.rules.vocabulary import is_qualified
 
-    text = doc.text
+    text = note_text(doc)
     found = misspellings(text)
     if not found:
         return doc
@@ -73,27 +86,32 @@ def mark_misspellings(doc: Doc) -> Doc:
 @Language.component(LINE_BOUNDARY)
 def mark_line_boundaries(doc: Doc) -> Doc:
     """A new line starts a sentence unless it continues a wrapped one (starts lower-case
-    after a single line break); an abbreviation's period never ends one."""
-    for i in range(1, len(doc)):
-        token, prev = doc[i], doc[i - 1]
-        if token.is_space:
+    after a single line break); an abbreviation's period never ends one. (Token texts, spaces and
+    whitespace are read once into lists: spaCy makes a new Token object on every ``doc[i]``.)"""
+    tokens = list(doc)
+    texts = [t.text for t in tokens]
+    after = [t.whitespace_ for t in tokens]
+    space = [t.is_space for t in tokens]
+    for i in range(1, len(tokens)):
+        if space[i]:
             continue
-        gap = prev.whitespace_ if not prev.is_space else prev.text + prev.whitespace_
+        text = texts[i]
+        gap = after[i - 1] if not space[i - 1] else texts[i - 1] + after[i - 1]
         j = i - 1
-        while j >= 0 and doc[j].is_space:
+        while j >= 0 and space[j]:
             j -= 1
             if j >= 0:
-                gap = doc[j].whitespace_ + gap
+                gap = after[j] + gap
         if "\n" in gap:
-            wrapped = token.text[:1].islower() and gap.count("\n") == 1 and j >= 0 and doc[j].text not in (":", ".", "?", "!")
-            token.is_sent_start = not wrapped
-        elif j >= 1 and doc[j].text == "." and not doc[j - 1].whitespace_ and (
-                _ABBREVIATION.match(doc[j - 1].text)
-                or (len(doc[j - 1].text) == 1 and doc[j - 1].is_alpha and token.text[:1].islower())):
-            token.is_sent_start = False
-        elif j >= 0 and len(doc[j].text) > 1 and doc[j].text.endswith(".") and token.text[:1].isupper() \
-                and not _ABBREVIATION.match(doc[j].text[:-1]) and doc[j].text[:-1].lower() != "c":
-            token.is_sent_start = True  # the tokenizer kept the period on its word ("B.")
+            wrapped = text[:1].islower() and gap.count("\n") == 1 and j >= 0 and texts[j] not in (":", ".", "?", "!")
+            tokens[i].is_sent_start = not wrapped
+        elif j >= 1 and texts[j] == "." and not after[j - 1] and (
+                _ABBREVIATION.match(texts[j - 1])
+                or (len(texts[j - 1]) == 1 and tokens[j - 1].is_alpha and text[:1].islower())):
+            tokens[i].is_sent_start = False
+        elif j >= 0 and len(texts[j]) > 1 and texts[j].endswith(".") and text[:1].isupper() \
+                and not _ABBREVIATION.match(texts[j][:-1]) and texts[j][:-1].lower() != "c":
+            tokens[i].is_sent_start = True  # the tokenizer kept the period on its word ("B.")
     return doc
 
 
@@ -142,7 +160,7 @@ class TargetSpans:
             # (the same matches as the full pattern, without trying every qualifier at every position)
             body = term_body(terms[strength]) if strength in terms else None
             full = re.compile(rule.pattern, re.IGNORECASE)
-            self.rules.append((rule, re.compile(body, re.IGNORECASE) if body else full, full if body else None))
+            self.rules.append((rule, Scanner(re.compile(body, re.IGNORECASE) if body else full), full if body else None))
 
     def __call__(self, doc: Doc) -> Doc:
         from medspacy.common.util import prune_overlapping_matches
@@ -150,11 +168,12 @@ class TargetSpans:
 
         from services.inference.rules.vocabulary import QUALIFIER_BEFORE
 
-        text = doc.text_with_ws
+        text = note_text(doc)
+        folded = fold(text)
         matches: list[tuple[int, int, int]] = []
-        for index, (_, pattern, full) in enumerate(self.rules):
+        for index, (_, scanner, full) in enumerate(self.rules):
             previous_end = 0
-            for found in pattern.finditer(text):
+            for found in scanner.finditer(text, folded):
                 start, end = found.start(), found.end()
                 if start < previous_end:
                     continue
@@ -210,6 +229,7 @@ def build_pipeline(engine: bool = True) -> Language:
     context.add([_context_rule(ConTextRule, phrase, category, direction, scope)
                  for phrase, category, direction, scope in MODIFIER_RULES])
     if engine:
+        quicken(context)  # same scopes and edges, fewer calls (rules/context.py)
         nlp.add_pipe(SECTIONS)
     else:
         sectionizer = nlp.add_pipe("medspacy_sectionizer", config={"rules": None, "span_attrs": None})
@@ -243,7 +263,7 @@ class SectionSpans:
     def __call__(self, doc: Doc) -> Doc:
         from medspacy.common.util import prune_overlapping_matches
 
-        text = doc.text_with_ws
+        text = note_text(doc)
         matches: list[tuple[int, int, int]] = []
         for index, (_, pattern) in enumerate(self.rules):
             for found in pattern.finditer(text):
@@ -296,7 +316,10 @@ def get_pipeline() -> Language:
 
 
 def parse(text: str) -> Doc:
-    """Run the shared pipeline; serialised because spaCy matchers are not thread-safe."""
+    """Run the shared pipeline; serialised because spaCy matchers are not thread-safe. The note
+    text rides along in ``doc.user_data`` (``note_text``) so no component rebuilds it."""
     nlp = get_pipeline()
     with _LOCK:
-        return nlp(text)
+        doc = nlp.make_doc(text)
+        doc.user_data[TEXT_KEY] = text
+        return nlp(doc)
