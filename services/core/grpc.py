@@ -38,6 +38,7 @@ from grpc_reflection.v1alpha import reflection
 from services.core import errors
 from services.core.config import ConfigError
 from services.core.logging import get_logger
+from services.core.tenantcache import TenantCache
 from services.core.tokens import ADMIN_ROLE, CLOCK_SKEW_SECONDS, Claims, TokenSettings, TokenSource, verify
 
 if TYPE_CHECKING:
@@ -457,16 +458,11 @@ class Channels:
         self.settings = settings
         self.tokens = TokenSource(settings.tokens, sub=sub, role=role)
         self.targets = dict(targets or {})
-        self._channels: dict[tuple[str, str], grpc.aio.Channel] = {}
+        self._channels: TenantCache[grpc.aio.Channel] = TenantCache(name="grpc")
 
     def get(self, service: str, tenant: str) -> grpc.aio.Channel:
-        channel = self._channels.get((service, tenant))
-        if channel is None:
-            channel = connect(self.settings, service, self.tokens, tenant, target=self.targets.get(service))
-            self._channels[(service, tenant)] = channel
-        return channel
+        return self._channels.get_now((service, tenant), lambda: connect(
+            self.settings, service, self.tokens, tenant, target=self.targets.get(service)))
 
     async def close(self) -> None:
-        channels, self._channels = list(self._channels.values()), {}
-        for channel in channels:
-            await channel.close()
+        await self._channels.close()

@@ -41,26 +41,15 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         self.Extract = extract
 
 
-class TenantRedis:
-    """One Redis client (own pool, tenant ACL user) per tenant, created on first use."""
+class TenantRedis(kv.TenantClients):
+    """The tenants' Redis clients (``kv.TenantClients``), or one shared client in development."""
 
     def __init__(self, settings: Settings, secrets: SecretSettings, shared=None):
-        self.settings = settings
-        self.secrets = secrets
+        super().__init__(settings, secrets)
         self.shared = shared
-        self._clients: dict[str, object] = {}
 
     def __call__(self, tenant: str):
-        if self.shared is not None:
-            return self.shared
-        client = self._clients.get(tenant)
-        if client is None:
-            client = self._clients[tenant] = kv.tenant_client(self.settings, tenant, self.secrets)
-        return client
-
-    async def close(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
+        return self.shared if self.shared is not None else super().__call__(tenant)
 
 
 @dataclass

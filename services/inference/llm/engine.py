@@ -11,6 +11,7 @@ from jsonschema import Draft202012Validator
 from services.core.crypto import Keyring
 from services.core.logging import get_logger
 from services.core.tenancy import Tenant
+from services.core.tenantcache import TenantCache
 from services.inference import metrics
 from services.inference.llm import evidence, prompt
 from services.inference.llm.cache import ResponseCache
@@ -53,22 +54,17 @@ class LlmEngine:
         self.keyring = keyring
         self.policy = policy
         self.env = os.environ if env is None else env
-        self._clients: dict[tuple, ChatClient] = {}
+        self._clients: TenantCache[ChatClient] = TenantCache(name="llm")
 
     def config(self, tenant: Tenant) -> LlmConfig:
         return LlmConfig.from_tenant(tenant, self.env)
 
     def _client(self, config: LlmConfig) -> ChatClient:
-        ident = (config.tenant, config.base_url, config.api_key, config.timeout_seconds)
-        client = self._clients.get(ident)
-        if client is None:
-            client = self._clients[ident] = ChatClient(config, self.policy)
-        return client
+        ident = (config.base_url, config.model, config.api_key, config.timeout_seconds)
+        return self._clients.get_now(config.tenant, lambda: ChatClient(config, self.policy), ident=ident)
 
     async def close(self) -> None:
-        for client in self._clients.values():
-            await client.close()
-        self._clients.clear()
+        await self._clients.close()
 
     async def check_budget(self, config: LlmConfig) -> None:
         if config.daily_budget_usd <= 0:
