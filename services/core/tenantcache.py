@@ -40,6 +40,12 @@ class _Held(Generic[R]):
     resource: R
 
 
+def _pending(made: Any) -> bool:
+    """Did an async factory return a coroutine or future? (Not just "awaitable": some clients, such
+    as redis.asyncio.Redis, are awaitable objects themselves.)"""
+    return inspect.iscoroutine(made) or asyncio.isfuture(made)
+
+
 async def close_resource(resource: Any) -> None:
     """Default closer: ``aclose()``, else ``close()``, else ``stop()``, awaited when a coroutine."""
     for name in ("aclose", "close", "stop"):
@@ -84,7 +90,7 @@ class TenantCache(Generic[R]):
             if held is not None and held.ident == ident:
                 return held.resource
             resource = make()
-            if inspect.isawaitable(resource):
+            if _pending(resource):
                 resource = await resource
             self._held[key] = _Held(ident, resource)
         if held is not None:
@@ -98,7 +104,9 @@ class TenantCache(Generic[R]):
         if held is not None and held.ident == ident:
             return held.resource
         resource = make()
-        if inspect.isawaitable(resource):
+        if _pending(resource):
+            if inspect.iscoroutine(resource):
+                resource.close()
             raise TypeError("get_now needs a synchronous factory; use await get()")
         self._held[key] = _Held(ident, resource)
         if held is not None:
