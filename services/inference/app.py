@@ -23,6 +23,7 @@ from services.core.logging import configure, get_logger
 from services.core.secrets import SecretSettings
 from services.core.tenantdb import TenantPools
 from services.core.tenantdir import TenantDirectory
+from services.inference.chat import Chat
 from services.inference.extract import Extract
 from services.inference.llm.client import RetryPolicy
 from services.inference.llm.engine import LlmEngine
@@ -37,8 +38,9 @@ SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["Inference"].full_name
 class InferenceServicer(inference_pb2_grpc.InferenceServicer):
     """One operation module per RPC; this table is the service's only routing."""
 
-    def __init__(self, extract: Extract):
+    def __init__(self, extract: Extract, chat: Chat):
         self.Extract = extract
+        self.Chat = chat
 
 
 class TenantRedis(kv.TenantClients):
@@ -86,7 +88,8 @@ async def start(settings: Settings, grpc_settings: GrpcSettings, *, address: str
     llm = LlmEngine(ledger, redis, crypto.Keyring(tenant_pools, secrets), policy=policy, env=env)
     rules = RulesAdapter()
     router = Router(rules, llm)
-    servicer = InferenceServicer(Extract(TenantDirectory(settings.tenants_file), router))
+    tenants = TenantDirectory(settings.tenants_file)
+    servicer = InferenceServicer(Extract(tenants, router), Chat(tenants, llm))
     server = await start_server([(inference_pb2_grpc.add_InferenceServicer_to_server, servicer, SERVICE_NAME)],
                                 grpc_settings, address or grpc_settings.address("inference"),
                                 allowed_roles=SERVICE_ROLES, revocations=await DenyList(settings).start())
