@@ -6,12 +6,13 @@ budget per tenant and one cost ledger (``inference_llm_usage``, written by this 
 The tenant is the caller's credential's; the conversation id is the ledger row's document id.
 Message texts are never logged. A spent budget is not retried (an agent talking to a patient
 hands over to staff rather than waiting for the next UTC day): FAILED_PRECONDITION, code
-``budget_exhausted``.
+``budget_exhausted``; so is a tenant without the purpose's settings (``llm_not_configured``).
 """
 from __future__ import annotations
 
 import json
 
+from services.core.config import ConfigError
 from services.core.errors import ConflictError, ValidationError
 from services.core.grpc import current_caller
 from services.core.logging import get_logger
@@ -81,6 +82,8 @@ class Chat:
             config, turn = await self.llm.chat(tenant, request.purpose, request.conversation_id, messages, tools)
         except BudgetExhausted:
             raise ConflictError("the tenant's daily LLM budget is spent", code="budget_exhausted") from None
+        except ConfigError as exc:   # names the tenant and setting, never a key
+            raise ConflictError(str(exc), code="llm_not_configured") from None
         log.info("inference.chat", tenant=tenant.id, purpose=request.purpose, model=config.model,
                  tool_calls=len(turn.tool_calls), prompt_tokens=turn.prompt_tokens,
                  completion_tokens=turn.completion_tokens)
