@@ -72,12 +72,7 @@ class State:
         self.ledger = DecisionLedger(self.pools, self.keyring)
         self.labels = LabelStore(self.pools)
         self.directory = TenantDirectory(settings.tenants_file)
-        self._redis: dict[str, object] = {}
-
-    def redis(self, tenant: str):
-        if tenant not in self._redis:
-            self._redis[tenant] = kv.tenant_client(self.settings, tenant, self.secrets)
-        return self._redis[tenant]
+        self.redis = kv.TenantClients(settings, self.secrets)
 
     def tenant(self, raw: str):
         try:
@@ -86,8 +81,7 @@ class State:
             raise NotFound("unknown tenant") from None
 
     async def close(self) -> None:
-        for client in self._redis.values():
-            await client.aclose()
+        await self.redis.close()
         if self._own_pools:
             await self.pools.close()
 

@@ -13,6 +13,7 @@ import grpc
 from services.core.grpc.client import connect
 from services.core.grpc.settings import GrpcSettings
 from services.core.grpc.status import error_from_rpc
+from services.core.tenantcache import TenantCache
 from services.core.tokens import TokenSource
 
 #: Deadline of one agent -> tools/inference call (seconds); the stage's handler timeout is larger.
@@ -34,16 +35,17 @@ class AgentClients:
                  deadline_s: float = CALL_DEADLINE_S):
         self.settings, self.tokens = settings, TokenSource(settings.tokens, sub=sub)
         self.targets, self.deadline_s = dict(targets or {}), deadline_s
-        self._channels: dict[tuple[str, str], grpc.aio.Channel] = {}
-        self._stubs: dict[tuple[str, str], object] = {}
+        #: (service, tenant) -> (channel, stub); the cache closes the channel
+        self._stubs: TenantCache[tuple[grpc.aio.Channel, object]] = TenantCache(
+            close=lambda held: held[0].close(), name="grpc")
+
+    def _open(self, service: str, tenant: str) -> tuple[grpc.aio.Channel, object]:
+        channel = connect(self.settings, service, self.tokens, tenant, target=self.targets.get(service))
+        return channel, _stub_class(service)(channel)
 
     def stub(self, service: str, tenant: str):
-        key = (service, tenant)
-        if key not in self._stubs:
-            channel = connect(self.settings, service, self.tokens, tenant, target=self.targets.get(service))
-            self._channels[key] = channel
-            self._stubs[key] = _stub_class(service)(channel)
-        return self._stubs[key]
+        """The stub of ``service`` for ``tenant`` over that tenant's own channel (made on first use)."""
+        return self._stubs.get_now((service, tenant), lambda: self._open(service, tenant))[1]
 
     async def call(self, service: str, tenant: str, method: str, request):
         try:
@@ -52,6 +54,4 @@ class AgentClients:
             raise error_from_rpc(exc) from None
 
     async def close(self) -> None:
-        channels, self._channels, self._stubs = list(self._channels.values()), {}, {}
-        for channel in channels:
-            await channel.close()
+        await self._stubs.close()

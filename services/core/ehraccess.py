@@ -12,16 +12,27 @@ from the tenant registry under that service's prefix::
     <prefix>_scope = "..."                          # scopes requested (default: the service's)
     <prefix>_token_url = ""                         # optional; discovered from .well-known otherwise
 
-Prefixes in use: ``fhir`` (tools), ``writeback`` (writeback), ``ehr`` (ingest). Without a client
-id the EHR is called without authentication, which is refused when VIGIL_ENV=prod.
+Prefixes in use: ``fhir`` (tools), ``writeback`` (writeback), ``hl7out`` (hl7out), ``ehr`` (ingest),
+``hl7`` (ingest's hl7 stage). Without a client id the EHR is called without authentication, which
+is refused when VIGIL_ENV=prod.
+
+``EhrClients`` is the one loader of a service's per-tenant EHR clients: the tenant's access read
+from the registry as above, one started ``FhirClient`` per tenant (own pool, own credentials,
+CapabilityStatement read when made), replaced when the tenant's base URL or credentials change::
+
+    ehr = EhrClients(settings.ehr_url, settings.environment, prefix="writeback",
+                     default_scope=WRITE_SCOPE, tenants=TenantDirectory(settings.tenants_file).get)
+    client = await ehr.client("northvalley")      # or a Tenant
+    await ehr.close()
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Mapping
 
 from services.core.config import ConfigError
-from services.core.fhir import ALGORITHMS, SmartCredentials
+from services.core.fhir import ALGORITHMS, FhirClient, FhirClients, SmartCredentials
 from services.core.tenancy import Tenant
 
 
@@ -56,3 +67,37 @@ class EhrAccess:
                                        scope=tenant.setting(f"{prefix}_scope") or default_scope,
                                        token_url=tenant.setting(f"{prefix}_token_url") or None)
         return cls(tenant.id, tenant.fhir_base(ehr_url), credentials)
+
+
+class EhrClients:
+    """One service's EHR clients, one per tenant, under the service's SMART prefix.
+
+    ``tenants`` resolves a tenant id (``TenantDirectory.get`` or ``Registry.get``); callers that
+    hold a ``Tenant`` already may pass it instead of the id. ``fixed`` (tests) maps tenant ids to
+    started clients used as they are and never closed here."""
+
+    def __init__(self, ehr_url: str, environment: str, *, prefix: str, default_scope: str,
+                 tenants: Callable[[str], Tenant] | None = None, fixed: Mapping[str, FhirClient] | None = None):
+        self.ehr_url, self.environment = ehr_url, environment
+        self.prefix, self.default_scope = prefix, default_scope
+        self.tenants = tenants
+        self._fixed = dict(fixed or {})
+        self._clients = FhirClients()
+
+    def access(self, tenant: Tenant) -> EhrAccess:
+        return EhrAccess.from_tenant(tenant, self.ehr_url, self.environment, prefix=self.prefix,
+                                     default_scope=self.default_scope)
+
+    async def client(self, tenant: str | Tenant) -> FhirClient:
+        tenant_id = tenant if isinstance(tenant, str) else tenant.id
+        if tenant_id in self._fixed:
+            return self._fixed[tenant_id]
+        if isinstance(tenant, str):
+            if self.tenants is None:
+                raise TypeError("EhrClients.client(tenant id) needs a tenants lookup; pass the Tenant")
+            tenant = self.tenants(tenant)
+        access = self.access(tenant)
+        return await self._clients.get(tenant_id, access.base_url, access.credentials)
+
+    async def close(self) -> None:
+        await self._clients.close()

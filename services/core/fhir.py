@@ -26,6 +26,7 @@ import httpx
 import jwt
 
 from services.core.errors import FatalError, RetryableError, VigilError, classify, from_http_status
+from services.core.tenantcache import TenantCache
 
 DEFAULT_TIMEOUT_S = 30.0
 MAX_CONNECTIONS = 20
@@ -334,31 +335,23 @@ class FhirClients:
     gets a new client and its old pool is retired; tenants never wait on each other's start-up."""
 
     def __init__(self) -> None:
-        self._clients: dict[str, tuple[tuple, FhirClient]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._cache: TenantCache[FhirClient] = TenantCache(name="fhir")
 
     async def get(self, tenant: str, base_url: str, credentials: SmartCredentials | None = None,
                   **kwargs) -> FhirClient:
-        ident = (base_url, credentials)
-        lock = self._locks.setdefault(tenant, asyncio.Lock())
-        async with lock:
-            held = self._clients.get(tenant)
-            if held is not None and held[0] == ident:
-                return held[1]
+        async def make() -> FhirClient:
             client = FhirClient(base_url, credentials=credentials, **kwargs)
             try:
                 await client.start()
             except BaseException:
                 await client.close()
                 raise
-            self._clients[tenant] = (ident, client)
-        if held is not None:
-            await held[1].close()
-        return client
+            return client
+
+        return await self._cache.get(tenant, make, ident=(base_url, credentials))
 
     async def close(self) -> None:
-        clients, self._clients = [c for _, c in self._clients.values()], {}
-        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+        await self._cache.close()
 
 
 __all__ = ["FhirClient", "FhirClients", "SmartCredentials", "WriteResult", "new_client_key", "attachment_text",

@@ -10,6 +10,7 @@ from services.core import probes
 from services.core.config import Settings
 from services.core.secrets import SecretSettings
 from services.core.tenancy import check_tenant_id
+from services.core.tenantcache import TenantCache
 
 #: Connections in one tenant's Redis pool (per process).
 TENANT_POOL_MAX = 8
@@ -132,3 +133,26 @@ def tenant_client(settings: Settings, tenant: str, secrets: SecretSettings | Non
     return aioredis.Redis.from_url(settings.redis_url, username=tenant_user(tenant),
                                    password=secrets.tenant_password("redis", tenant),
                                    max_connections=max_connections, decode_responses=decode_responses)
+
+
+class TenantClients:
+    """The process's Redis clients, one per tenant (own pool, the tenant's ACL user), made on first
+    use (``services.core.tenantcache``); ``close()`` on shutdown.
+
+        redis = TenantClients(settings, secrets)
+        await redis(tenant).get(key(tenant, "x"))
+    """
+
+    def __init__(self, settings: Settings, secrets: SecretSettings | None = None, *, decode_responses: bool = False,
+                 max_connections: int = TENANT_POOL_MAX):
+        self.settings, self.secrets = settings, secrets
+        self.decode_responses, self.max_connections = decode_responses, max_connections
+        self._clients: TenantCache[aioredis.Redis] = TenantCache(close=lambda c: c.aclose(), name="redis")
+
+    def __call__(self, tenant: str) -> aioredis.Redis:
+        return self._clients.get_now(check_tenant_id(tenant), lambda: tenant_client(
+            self.settings, tenant, self.secrets, max_connections=self.max_connections,
+            decode_responses=self.decode_responses))
+
+    async def close(self) -> None:
+        await self._clients.close()

@@ -45,6 +45,7 @@ from services.core.config import Settings
 from services.core.errors import FatalError
 from services.core.secrets import SecretSettings
 from services.core.tenancy import check_tenant_id
+from services.core.tenantcache import TenantCache
 
 APP_ROLE = "vigil_app"
 TENANT_ROLE_PREFIX = "vigil_tenant_"
@@ -162,22 +163,19 @@ class TenantPools:
         self.secrets = secrets or SecretSettings.from_env()
         self.min_size, self.max_size = min_size, max_size
         self.statement_timeout_ms = statement_timeout_ms
-        self._pools: dict[str, asyncpg.Pool] = {}
-        self._lock = asyncio.Lock()
+        self._pools: TenantCache[asyncpg.Pool] = TenantCache(name="postgres")
 
     async def pool(self, tenant: str) -> asyncpg.Pool:
         tenant = check_tenant_id(tenant)
-        existing = self._pools.get(tenant)
-        if existing is not None:
-            return existing
-        async with self._lock:
-            if tenant not in self._pools:
-                with _role_missing(tenant):
-                    self._pools[tenant] = await asyncpg.create_pool(
-                        self.settings.postgres_dsn, user=tenant_role(tenant),
-                        password=self.secrets.tenant_password("postgres", tenant),
-                        min_size=self.min_size, max_size=self.max_size)
-            return self._pools[tenant]
+
+        async def make() -> asyncpg.Pool:
+            with _role_missing(tenant):
+                return await asyncpg.create_pool(
+                    self.settings.postgres_dsn, user=tenant_role(tenant),
+                    password=self.secrets.tenant_password("postgres", tenant),
+                    min_size=self.min_size, max_size=self.max_size)
+
+        return await self._pools.get(tenant, make)
 
     @contextlib.asynccontextmanager
     async def tx(self, tenant: str, *, readonly: bool = False,
@@ -210,8 +208,7 @@ class TenantPools:
             await pool.release(conn)
 
     async def close(self) -> None:
-        pools, self._pools = list(self._pools.values()), {}
-        await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
+        await self._pools.close()
 
 
 @contextlib.contextmanager

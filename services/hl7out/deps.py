@@ -7,9 +7,9 @@ from __future__ import annotations
 from services.core import modes
 from services.core.config import Settings
 from services.core.crypto import Keyring
-from services.core.ehraccess import EhrAccess
+from services.core.ehraccess import EhrClients
 from services.core.errors import FatalError
-from services.core.fhir import FhirClient, FhirClients
+from services.core.fhir import FhirClient
 from services.core.logging import get_logger
 from services.core.secrets import SecretSettings
 from services.core.tenantdb import TenantPools
@@ -34,8 +34,8 @@ class Deps:
         self.modes = modes.ModeStore(self.pools, settings.tenants_file)
         self.directory = TenantDirectory(settings.tenants_file)
         self.links = Links()
-        self._fixed = dict(clients or {})            # tests: a started client per tenant
-        self._clients = FhirClients()
+        self.ehr = EhrClients(settings.ehr_url, settings.environment, prefix=PREFIX, default_scope=READ_SCOPE,
+                              tenants=self.directory.get, fixed=clients)   # tests: a started client per tenant
 
     async def start(self) -> None:
         self.check_profiles()  # modes are read only: the control service migrates their table
@@ -60,14 +60,10 @@ class Deps:
                 log.warning("hl7out.tls_unusable", tenant=tenant.id, error_code=exc.code)
 
     async def client(self, tenant: str) -> FhirClient:
-        if tenant in self._fixed:
-            return self._fixed[tenant]
-        access = EhrAccess.from_tenant(self.directory.get(tenant), self.settings.ehr_url, self.settings.environment,
-                                       prefix=PREFIX, default_scope=READ_SCOPE)
-        return await self._clients.get(tenant, access.base_url, access.credentials)
+        return await self.ehr.client(tenant)
 
     async def close(self) -> None:
         await self.links.close()
-        await self._clients.close()
+        await self.ehr.close()
         if self._own_pools:
             await self.pools.close()

@@ -34,6 +34,7 @@ from hl7.mllp import InvalidBlockError, open_hl7_connection
 from services.core.errors import FatalError, RetryableError
 from services.core.hl7wire import ENCODING, Ack, AckError, parse_ack
 from services.core.integration import Hl7Out
+from services.core.tenantcache import TenantCache
 
 #: An ACK is a few hundred bytes; anything past this is not an ACK.
 MAX_ACK_BYTES = 64 * 1024
@@ -146,16 +147,10 @@ class Links:
     """The tenants' links, made when first used; a changed profile gets a new link."""
 
     def __init__(self):
-        self._links: dict[str, Link] = {}
+        self._links: TenantCache[Link] = TenantCache(name="mllp")
 
     async def get(self, tenant: str, target: Hl7Out) -> Link:
-        link = self._links.get(tenant)
-        if link is not None and link.target != target:
-            await link.close()
-            link = None
-        if link is None:
-            link = self._links[tenant] = Link(target)
-        return link
+        return await self._links.get(tenant, lambda: Link(target), ident=target)
 
     def _drop(self) -> None:
         """Forget the connection at once (no await): its next bytes may be an ACK nobody waits for."""
@@ -164,6 +159,4 @@ class Links:
             writer.close()
 
     async def close(self) -> None:
-        links, self._links = list(self._links.values()), {}
-        for link in links:
-            await link.close()
+        await self._links.close()

@@ -24,6 +24,7 @@ from services.core.logging import configure, get_logger
 from services.core.secrets import SecretSettings
 from services.core.tenantdb import TenantPools
 from services.core.tenantdir import TenantDirectory
+from services.inference.chat import Chat
 from services.inference.extract import Extract
 from services.inference.llm.client import RetryPolicy
 from services.inference.llm.engine import LlmEngine
@@ -39,30 +40,20 @@ SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["Inference"].full_name
 class InferenceServicer(inference_pb2_grpc.InferenceServicer):
     """One operation module per RPC; this table is the service's only routing."""
 
-    def __init__(self, extract: Extract):
+    def __init__(self, extract: Extract, chat: Chat):
         self.Extract = extract
+        self.Chat = chat
 
 
-class TenantRedis:
-    """One Redis client (own pool, tenant ACL user) per tenant, created on first use."""
+class TenantRedis(kv.TenantClients):
+    """The tenants' Redis clients (``kv.TenantClients``), or one shared client in development."""
 
     def __init__(self, settings: Settings, secrets: SecretSettings, shared=None):
-        self.settings = settings
-        self.secrets = secrets
+        super().__init__(settings, secrets)
         self.shared = shared
-        self._clients: dict[str, object] = {}
 
     def __call__(self, tenant: str):
-        if self.shared is not None:
-            return self.shared
-        client = self._clients.get(tenant)
-        if client is None:
-            client = self._clients[tenant] = kv.tenant_client(self.settings, tenant, self.secrets)
-        return client
-
-    async def close(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
+        return self.shared if self.shared is not None else super().__call__(tenant)
 
 
 @dataclass
@@ -107,7 +98,8 @@ async def start(settings: Settings, grpc_settings: GrpcSettings, *, address: str
         await asyncio.to_thread(rules_pool.warm)
     rules = RulesAdapter(pool=rules_pool)
     router = Router(rules, llm)
-    servicer = InferenceServicer(Extract(TenantDirectory(settings.tenants_file), router))
+    tenants = TenantDirectory(settings.tenants_file)
+    servicer = InferenceServicer(Extract(tenants, router), Chat(tenants, llm))
     server = await start_server([(inference_pb2_grpc.add_InferenceServicer_to_server, servicer, SERVICE_NAME)],
                                 grpc_settings, address or grpc_settings.address("inference"),
                                 allowed_roles=SERVICE_ROLES, revocations=await DenyList(settings).start())

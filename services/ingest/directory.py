@@ -10,8 +10,8 @@ from __future__ import annotations
 
 
 from services.core.config import Settings
-from services.core.ehraccess import EhrAccess
-from services.core.fhir import FhirClient, FhirClients, SmartCredentials
+from services.core.ehraccess import EhrAccess, EhrClients
+from services.core.fhir import FhirClient, SmartCredentials
 from services.core.tenancy import Registry
 from services.ingest.ehr import TenantEhr
 from services.ingest.hl7.mapping.common import Mapping
@@ -30,18 +30,14 @@ class EhrDirectory:
     def __init__(self, settings: Settings, registry: Registry, clients: dict[str, FhirClient] | None = None,
                  prefix: str = "ehr"):
         self.settings, self.registry, self.prefix = settings, registry, prefix
-        self._clients = FhirClients()
-        self._fixed = dict(clients or {})
+        self.ehr = EhrClients(settings.ehr_url, settings.environment, prefix=prefix, default_scope=DEFAULT_SCOPE,
+                              tenants=registry.get, fixed=clients)
 
     async def __call__(self, tenant: str) -> TenantEhr:
-        if tenant in self._fixed:
-            return TenantEhr(self._fixed[tenant])
-        cfg = self.registry.get(tenant)
-        client = await self._clients.get(tenant, cfg.fhir_base(self.settings.ehr_url), credentials_for(cfg, self.settings, self.prefix))
-        return TenantEhr(client)
+        return TenantEhr(await self.ehr.client(tenant))
 
     async def write(self, tenant: str, mapping: Mapping) -> list[tuple[dict, str]]:
         return await (await self(tenant)).write(tenant, mapping)
 
     async def close(self) -> None:
-        await self._clients.close()
+        await self.ehr.close()

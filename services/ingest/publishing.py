@@ -2,19 +2,17 @@
 per tenant: a tenant's events never share a client with another tenant's."""
 from __future__ import annotations
 
-import asyncio
-
 from services.core.bus.publisher import Publisher
 from services.core.config import Settings
 from services.core.events import Event, encode_parts
+from services.core.tenantcache import TenantCache
 from services.ingest.liveness import PublishHealth
 
 
 class Publishers:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self._by_tenant: dict[str, Publisher] = {}
-        self._lock = asyncio.Lock()
+        self._by_tenant: TenantCache[Publisher] = TenantCache(close=lambda pub: pub.stop(), name="publisher")
         self._started = False
         self.health = PublishHealth()
 
@@ -22,24 +20,19 @@ class Publishers:
         self._started = True
 
     async def stop(self) -> None:
-        publishers, self._by_tenant = list(self._by_tenant.values()), {}
-        for pub in publishers:
-            await pub.stop()
+        await self._by_tenant.close()
         self._started = False
 
     async def for_tenant(self, tenant: str) -> Publisher:
         if not self._started:
             raise RuntimeError("Publishers.start() was not called")
-        pub = self._by_tenant.get(tenant)
-        if pub is not None:  # the common case: started before, no lock to take
+
+        async def make() -> Publisher:
+            pub = Publisher(self.settings, tenant)
+            await pub.start()
             return pub
-        async with self._lock:
-            pub = self._by_tenant.get(tenant)
-            if pub is None:
-                pub = Publisher(self.settings, tenant)
-                await pub.start()
-                self._by_tenant[tenant] = pub
-            return pub
+
+        return await self._by_tenant.get(tenant, make)
 
     async def publish(self, tenant: str, routed: list[tuple[str, Event]]) -> None:
         """Send every (stream, event) and return once the broker acknowledged all of them.

@@ -7,8 +7,9 @@ requests on ``scheduling``; ``scheduling-messages`` consumes ``ehr-events`` and 
 Communications. Both emit ``vigil.scheduling.message`` on ``actions``. Conversation state lives in
 Redis (tenant ACL client, encrypted with the tenant's key); tools are called over gRPC
 (VIGIL_GRPC_TOOLS_ADDR) with the stage's own credential. Tenants choose the engine with
-``settings.scheduling_engine`` (dialogue | llm; llm endpoint: ``services.core.llmclient``,
-prefix ``scheduling_llm``).
+``settings.scheduling_engine`` (dialogue | llm). The llm engine's model calls go through the
+inference service (VIGIL_GRPC_INFERENCE_ADDR, ``Chat``), which reads the endpoint
+(``scheduling_llm_*``, ``services.inference.llm.config``) and counts every call in its cost ledger.
 """
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ from services.core.config import Settings
 from services.core.crypto import Keyring
 from services.core.db import create_pool, ensure_schema
 from services.core.grpc.settings import GrpcSettings
-from services.core.llmclient import LlmEndpoint
 from services.core.secrets import SecretSettings
 from services.core.tenantdb import TenantPools
 from services.core.tenantdir import TenantDirectory
@@ -32,30 +32,6 @@ from services.scheduling.consent import ConsentLedger
 from services.scheduling.handler import AGENT, FollowupRequests, PatientMessages
 from services.scheduling.llm_engine import LlmEngine
 from services.scheduling.state import ConversationStore
-
-LLM_PREFIX = "scheduling_llm"
-
-
-class LlmEngines:
-    """One LlmEngine (own OpenAI client) per tenant endpoint; rebuilt when the settings change."""
-
-    def __init__(self, env: Mapping[str, str] | None = None):
-        self.env = env
-        self._engines: dict[str, tuple[LlmEndpoint, LlmEngine]] = {}
-
-    def __call__(self, tenant) -> LlmEngine:
-        endpoint = LlmEndpoint.from_tenant(tenant, LLM_PREFIX, self.env)
-        held = self._engines.get(tenant.id)
-        if held is None or held[0] != endpoint:
-            held = (endpoint, LlmEngine(endpoint.client(), endpoint.model))
-            self._engines[tenant.id] = held
-        return held[1]
-
-    async def close(self) -> None:
-        engines, self._engines = list(self._engines.values()), {}
-        for _, engine in engines:
-            await engine.client.close()
-
 
 class Resources:
     def __init__(self, *closables):
@@ -74,11 +50,12 @@ async def migrate(settings: Settings) -> None:
         await pool.close()
 
 
-def build_agent(settings: Settings, pools: TenantPools, clients: AgentClients, *, llm: LlmEngines | None = None,
+def build_agent(settings: Settings, pools: TenantPools, clients: AgentClients, *,
                 clock=None) -> tuple[SchedulingAgent, ConversationStore]:
     store = ConversationStore(settings, Keyring(pools, pools.secrets), pools.secrets)
+    llm = LlmEngine(clients)      # model calls go through inference.Chat, counted in its cost ledger
     agent = SchedulingAgent(clients, store, TenantDirectory(settings.tenants_file),
-                            consents=ConsentLedger(clients), llm_engines=llm or LlmEngines(), clock=clock)
+                            consents=ConsentLedger(clients), llm_engines=lambda tenant: llm, clock=clock)
     return agent, store
 
 
@@ -93,9 +70,8 @@ async def build(settings: Settings, env: Mapping[str, str]):
     secrets = SecretSettings.from_env(env)
     pools = TenantPools(settings, secrets)
     clients = AgentClients(GrpcSettings.from_env(env), sub=AGENT)
-    llm = LlmEngines(env)
-    agent, store = build_agent(settings, pools, clients, llm=llm)
-    return specs(agent), [Resources(store, llm, clients, pools)]
+    agent, store = build_agent(settings, pools, clients)
+    return specs(agent), [Resources(store, clients, pools)]
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""The LLM tool-calling engine: an OpenAI-compatible model (per tenant, ``services.core.llmclient``)
-with function definitions for the scheduling tools. The model chooses tools; this module runs them
+"""The LLM tool-calling engine: the tenant's model for scheduling, reached through the inference
+service's ``Chat`` (its settings ``scheduling_llm_*``, budget and cost ledger live there), with
+function definitions for the scheduling tools. The model chooses tools; this module runs them
 through the tools service (the ledger records every side effect) and decides what may be said:
 
 - ``book_slot`` and ``cancel_appointment`` never act: they propose (the slot held and re-validated,
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, time, timedelta
 
+from services.core.agentclients import AgentClients
 from services.core.errors import RetryableError, VigilError, classify
 from services.core.logging import get_logger
 from services.scheduling import actions, prompt, render, slots
@@ -22,6 +24,7 @@ from services.scheduling.engine import Turn
 from services.scheduling.guard import claims_action
 from services.scheduling.replies import Escalate, Say
 from services.scheduling.state import Conversation
+from vigil.v1 import inference_pb2
 
 log = get_logger("vigil.scheduling.llm")
 #: Model calls per patient message (tool rounds + the final answer).
@@ -30,11 +33,32 @@ MAX_ROUNDS = 5
 HISTORY_TURNS = 20
 
 
+#: The inference service's name for this agent's model calls (settings ``scheduling_llm_*``).
+PURPOSE = "scheduling"
+TOOL_DEFINITIONS = [inference_pb2.ToolDefinition(name=t["function"]["name"], description=t["function"]["description"],
+                                                 parameters_json=json.dumps(t["function"]["parameters"]))
+                    for t in prompt.TOOLS]
+
+
+def chat_message(message: dict) -> inference_pb2.ChatMessage:
+    return inference_pb2.ChatMessage(
+        role=message["role"], content=message.get("content") or "", tool_call_id=message.get("tool_call_id", ""),
+        tool_calls=[inference_pb2.ToolCall(id=c["id"], name=c["function"]["name"], arguments=c["function"]["arguments"])
+                    for c in message.get("tool_calls", ())])
+
+
 class LlmEngine:
+    """One engine for every tenant: each model call is the tenant's own ``inference.Chat``."""
+
     name = "llm"
 
-    def __init__(self, client, model: str):
-        self.client, self.model = client, model
+    def __init__(self, clients: AgentClients):
+        self.clients = clients
+
+    async def _ask(self, turn: Turn, conversation: Conversation, messages: list[dict]):
+        request = inference_pb2.ChatRequest(purpose=PURPOSE, conversation_id=conversation.id,
+                                            messages=[chat_message(m) for m in messages], tools=TOOL_DEFINITIONS)
+        return (await self.clients.call("inference", turn.tools.tenant, "Chat", request)).message
 
     async def open(self, conversation: Conversation, turn: Turn) -> list:
         found = await slots.search(conversation, turn, None)
@@ -65,25 +89,22 @@ class LlmEngine:
         final = ""
         for _ in range(MAX_ROUNDS):
             try:
-                completion = await self.client.chat.completions.create(model=self.model, messages=messages,
-                                                                        tools=prompt.TOOLS)
-            except Exception as exc:  # the openai client's errors -> our hierarchy (retryable or not)
+                message = await self._ask(turn, conversation, messages)
+            except Exception as exc:  # the inference call's errors, in our hierarchy (retryable or not)
                 err = classify(exc)
                 if isinstance(err, RetryableError):
                     raise err from None
-                log.warning("scheduling.llm_failed", error_type=type(exc).__name__)
+                log.warning("scheduling.llm_failed", error_type=type(exc).__name__, error_code=err.code)
                 return [Escalate("engine-error", text=render.say("safe_reply", turn.language))]
-            message = completion.choices[0].message
-            calls = message.tool_calls or []
+            calls = list(message.tool_calls)
             if not calls:
                 final = message.content or ""
                 break
             messages.append({"role": "assistant", "content": message.content or "",
                              "tool_calls": [{"id": c.id, "type": "function",
-                                             "function": {"name": c.function.name,
-                                                          "arguments": c.function.arguments}} for c in calls]})
+                                             "function": {"name": c.name, "arguments": c.arguments}} for c in calls]})
             for call in calls:
-                result = await self._run(conversation, turn, call.function.name, call.function.arguments, state)
+                result = await self._run(conversation, turn, call.name, call.arguments, state)
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)})
         return self._replies(final, state, turn.language)
 

@@ -59,12 +59,7 @@ class ConversationStore:
     def __init__(self, settings: Settings, keyring: Keyring, secrets: SecretSettings | None = None,
                  ttl_s: int = CONVERSATION_TTL_S):
         self.settings, self.keyring, self.secrets, self.ttl_s = settings, keyring, secrets, ttl_s
-        self._clients: dict = {}
-
-    def client(self, tenant: str):
-        if tenant not in self._clients:
-            self._clients[tenant] = kv.tenant_client(self.settings, tenant, self.secrets)
-        return self._clients[tenant]
+        self.client = kv.TenantClients(settings, secrets)
 
     @staticmethod
     def _key(tenant: str, patient: str) -> str:
@@ -98,6 +93,4 @@ class ConversationStore:
         await self.client(tenant).eval(_RELEASE, 1, kv.key(tenant, "conversation-lock", patient), token)
 
     async def close(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await client.aclose()
+        await self.client.close()

@@ -31,7 +31,7 @@ from services.tools.appointments import ListAppointments
 from services.tools.book import Book
 from services.tools.cancel import Cancel
 from services.tools.document_store import DocumentStore
-from services.tools.clients import TenantFhir
+from services.tools.clients import TenantFhir, tenant_fhir
 from services.tools.find_slots import FindSlots
 from services.tools.get_action import GetAction
 from services.tools.get_note import GetNote
@@ -100,7 +100,7 @@ async def start(settings: Settings, grpc_settings: GrpcSettings, *, address: str
     await migrate(settings)
     secrets = secrets or SecretSettings.from_env()
     tenants = TenantDirectory(settings.tenants_file)
-    fhir = TenantFhir(settings.ehr_url, settings.environment)
+    fhir = tenant_fhir(settings.ehr_url, settings.environment)
     pools, holds = TenantPools(settings, secrets), SlotHolds(settings, secrets)
     servicer = ToolsServicer(tenants, fhir, SchedulingDeps(tenants, fhir, ActionLedger(pools), holds),
                              DocumentStore(pools))

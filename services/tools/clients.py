@@ -1,12 +1,11 @@
-"""One FHIR client (own connection pool, own SMART credentials) per tenant."""
+"""One FHIR client (own connection pool, own SMART credentials) per tenant, and FHIR id checks."""
 from __future__ import annotations
 
 import re
 
 from services.core.errors import FatalError, PermissionDeniedError, UnauthenticatedError, ValidationError
-from services.core.fhir import FhirClient, FhirClients
-from services.core.tenancy import Tenant
-from services.tools.config import access_for
+from services.core.ehraccess import EhrClients
+from services.tools.config import DEFAULT_SCOPE, PREFIX
 
 #: FHIR id / versionId syntax (R4: [A-Za-z0-9\-\.]{1,64}).
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -18,18 +17,13 @@ def check_id(name: str, value: str) -> str:
     return value
 
 
-class TenantFhir:
-    def __init__(self, ehr_url: str, environment: str):
-        self.ehr_url = ehr_url
-        self.environment = environment
-        self._clients = FhirClients()
+def tenant_fhir(ehr_url: str, environment: str) -> EhrClients:
+    """The tools service's EHR clients (its own SMART client, ``services.tools.config``)."""
+    return EhrClients(ehr_url, environment, prefix=PREFIX, default_scope=DEFAULT_SCOPE)
 
-    async def client(self, tenant: Tenant) -> FhirClient:
-        access = access_for(tenant, self.ehr_url, self.environment)
-        return await self._clients.get(tenant.id, access.base_url, access.credentials)
 
-    async def close(self) -> None:
-        await self._clients.close()
+#: What the operation modules hold: ``await fhir.client(tenant)`` with the caller's Tenant.
+TenantFhir = EhrClients
 
 
 def ehr_refused(exc: Exception) -> Exception:

@@ -16,14 +16,9 @@ when VIGIL_ENV=prod.
 """
 from __future__ import annotations
 
-from services.core.ehraccess import EhrAccess
-from services.core.tenancy import Tenant
 
 #: Reads for agents, plus exactly the writes the scheduling tools make: $book (Appointment create,
 #: Slot update), cancel (Appointment/Slot update), messages (Communication) and staff Tasks.
 DEFAULT_SCOPE = ("system/*.rs system/Appointment.cu system/Slot.u system/Communication.c system/Task.c")
 PREFIX = "fhir"
 
-
-def access_for(tenant: Tenant, ehr_url: str, environment: str) -> EhrAccess:
-    return EhrAccess.from_tenant(tenant, ehr_url, environment, prefix=PREFIX, default_scope=DEFAULT_SCOPE)

@@ -5,8 +5,6 @@ through the tenant's own Redis ACL client (``services.core.kv.tenant_client``).
 """
 from __future__ import annotations
 
-import asyncio
-
 from services.core import kv
 from services.core.config import Settings
 from services.core.secrets import SecretSettings
@@ -20,14 +18,10 @@ _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del
 class SlotHolds:
     def __init__(self, settings: Settings, secrets: SecretSettings | None = None):
         self.settings, self.secrets = settings, secrets
-        self._clients: dict = {}
-        self._lock = asyncio.Lock()
+        self._clients = kv.TenantClients(settings, secrets, decode_responses=True)
 
     async def client(self, tenant: str):
-        async with self._lock:
-            if tenant not in self._clients:
-                self._clients[tenant] = kv.tenant_client(self.settings, tenant, self.secrets, decode_responses=True)
-            return self._clients[tenant]
+        return self._clients(tenant)
 
     @staticmethod
     def key(tenant: str, slot_id: str) -> str:
@@ -56,6 +50,4 @@ class SlotHolds:
         return bool(await redis.eval(_RELEASE, 1, self.key(tenant, slot_id), holder))
 
     async def close(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await client.aclose()
+        await self._clients.close()

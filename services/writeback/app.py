@@ -11,7 +11,7 @@ one runner per tenant and stage, /healthz /readyz /metrics on VIGIL_METRICS_PORT
   (``feedback.Feedback``).
 
 Each tenant's EHR client is SMART Backend Services with the tenant's writeback credentials
-(``config.EhrAccess``), its own connection pool, its CapabilityStatement read when first used.
+(``services.core.ehraccess.EhrClients``), its own connection pool, its CapabilityStatement read when first used.
 """
 from __future__ import annotations
 

@@ -13,14 +13,9 @@ when VIGIL_ENV=prod (a ConfigError: the decision goes to the DLQ, nothing is wri
 """
 from __future__ import annotations
 
-from services.core.ehraccess import EhrAccess
-from services.core.tenancy import Tenant
 
 #: What writeback needs: search/read Tasks and evidence (idempotency + read-back), write them.
 WRITE_SCOPE = ("system/Task.crus system/Observation.crs system/DetectedIssue.crs system/Provenance.crs "
                "system/AuditEvent.cr system/Device.crs system/DocumentReference.r")
 PREFIX = "writeback"
 
-
-def access_for(tenant: Tenant, ehr_url: str, environment: str) -> EhrAccess:
-    return EhrAccess.from_tenant(tenant, ehr_url, environment, prefix=PREFIX, default_scope=WRITE_SCOPE)

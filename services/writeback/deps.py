@@ -8,12 +8,13 @@ from services.core import decisions, labels, modes
 from services.core.config import Settings
 from services.core.crypto import Keyring
 from services.core.db import create_pool
-from services.core.fhir import FhirClient, FhirClients
+from services.core.ehraccess import EhrClients
+from services.core.fhir import FhirClient
 from services.core.secrets import SecretSettings
 from services.core.tenantdir import TenantDirectory
 from services.core.tenantdb import TenantPools
 from services.core.logging import get_logger
-from services.writeback.config import access_for
+from services.writeback.config import PREFIX, WRITE_SCOPE
 
 log = get_logger("vigil.writeback")
 
@@ -38,8 +39,8 @@ class Deps:
         self.ledger = decisions.DecisionLedger(self.pools, self.keyring)
         self.labels = labels.LabelStore(self.pools)
         self.directory = TenantDirectory(settings.tenants_file)
-        self._fixed = dict(clients or {})            # tests: a started client per tenant
-        self._clients = FhirClients()
+        self.ehr = EhrClients(settings.ehr_url, settings.environment, prefix=PREFIX, default_scope=WRITE_SCOPE,
+                              tenants=self.directory.get, fixed=clients)   # tests: a started client per tenant
 
     async def start(self) -> None:
         admin = await create_pool(self.settings, min_size=1, max_size=1)
@@ -71,12 +72,9 @@ class Deps:
 
     async def client(self, tenant: str) -> FhirClient:
         """The tenant's EHR client (CapabilityStatement read when it is first made)."""
-        if tenant in self._fixed:
-            return self._fixed[tenant]
-        access = access_for(self.directory.get(tenant), self.settings.ehr_url, self.settings.environment)
-        return await self._clients.get(tenant, access.base_url, access.credentials)
+        return await self.ehr.client(tenant)
 
     async def close(self) -> None:
-        await self._clients.close()
+        await self.ehr.close()
         if self._own_pools:
             await self.pools.close()

@@ -6,6 +6,7 @@ from typing import Mapping
 import grpc
 
 from services.core.grpc.settings import MESSAGE_OPTIONS, GrpcSettings
+from services.core.tenantcache import TenantCache
 from services.core.tokens import TokenSource
 
 
@@ -51,16 +52,11 @@ class Channels:
         self.settings = settings
         self.tokens = TokenSource(settings.tokens, sub=sub, role=role)
         self.targets = dict(targets or {})
-        self._channels: dict[tuple[str, str], grpc.aio.Channel] = {}
+        self._channels: TenantCache[grpc.aio.Channel] = TenantCache(name="grpc")
 
     def get(self, service: str, tenant: str) -> grpc.aio.Channel:
-        channel = self._channels.get((service, tenant))
-        if channel is None:
-            channel = connect(self.settings, service, self.tokens, tenant, target=self.targets.get(service))
-            self._channels[(service, tenant)] = channel
-        return channel
+        return self._channels.get_now((service, tenant), lambda: connect(
+            self.settings, service, self.tokens, tenant, target=self.targets.get(service)))
 
     async def close(self) -> None:
-        channels, self._channels = list(self._channels.values()), {}
-        for channel in channels:
-            await channel.close()
+        await self._channels.close()

@@ -45,6 +45,22 @@ class Completion:
     attempts: int
 
 
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str       # JSON text, as the model wrote it
+
+
+@dataclass(frozen=True)
+class ChatTurn:
+    content: str
+    tool_calls: tuple[ToolCall, ...]
+    prompt_tokens: int
+    completion_tokens: int
+    attempts: int
+
+
 class ChatClient:
     """One ``AsyncOpenAI`` client per tenant endpoint (its own connection pool)."""
 
@@ -58,12 +74,30 @@ class ChatClient:
         await self._client.close()
 
     async def complete(self, messages: list[dict], response_format: dict) -> Completion:
+        response, attempts = await self._create(messages=messages, response_format=response_format, temperature=0)
+        choice = response.choices[0] if response.choices else None
+        prompt_tokens, completion_tokens = _tokens(response)
+        return Completion(content=(choice.message.content or "") if choice else "",
+                          prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, attempts=attempts)
+
+    async def chat(self, messages: list[dict], tools: list[dict]) -> ChatTurn:
+        """One tool-calling turn: the model's message (text and/or tool calls) and its token counts."""
+        kwargs = {"tools": tools} if tools else {}
+        response, attempts = await self._create(messages=messages, **kwargs)
+        message = response.choices[0].message if response.choices else None
+        calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments or "")
+                      for c in (message.tool_calls or [] if message else []))
+        prompt_tokens, completion_tokens = _tokens(response)
+        return ChatTurn(content=(message.content or "") if message else "", tool_calls=calls,
+                        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, attempts=attempts)
+
+    async def _create(self, **kwargs):
+        """``chat.completions.create`` under the retry policy; returns (response, attempts)."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                response = await self._client.chat.completions.create(
-                    model=self.config.model, messages=messages, response_format=response_format, temperature=0)
+                return await self._client.chat.completions.create(model=self.config.model, **kwargs), attempt
             except openai.APIStatusError as exc:
                 err = from_http_status(exc.status_code, f"LLM endpoint answered HTTP {exc.status_code}",
                                        exc.response.headers.get("retry-after"))
@@ -71,12 +105,6 @@ class ChatClient:
                 err = RetryableError("LLM endpoint timed out", code="timeout")
             except openai.APIConnectionError:
                 err = RetryableError("LLM endpoint unreachable", code="connection")
-            else:
-                choice = response.choices[0] if response.choices else None
-                usage = response.usage
-                return Completion(content=(choice.message.content or "") if choice else "",
-                                  prompt_tokens=usage.prompt_tokens if usage else 0,
-                                  completion_tokens=usage.completion_tokens if usage else 0, attempts=attempt)
             if not isinstance(err, RetryableError):
                 raise err
             delay = err.retry_after if err.retry_after is not None else self.policy.backoff(attempt)
@@ -87,4 +115,6 @@ class ChatClient:
             await asyncio.sleep(delay)
 
 
-
+def _tokens(response) -> tuple[int, int]:
+    usage = response.usage
+    return (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)

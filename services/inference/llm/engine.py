@@ -11,10 +11,11 @@ from jsonschema import Draft202012Validator
 from services.core.crypto import Keyring
 from services.core.logging import get_logger
 from services.core.tenancy import Tenant
+from services.core.tenantcache import TenantCache
 from services.inference import metrics
 from services.inference.llm import evidence, prompt
 from services.inference.llm.cache import ResponseCache
-from services.inference.llm.client import ChatClient, Completion, RetryPolicy
+from services.inference.llm.client import ChatClient, ChatTurn, Completion, RetryPolicy
 from services.inference.llm.config import LlmConfig
 from services.inference.llm.ledger import Ledger, Usage, seconds_until_next_day
 from services.inference.result import BudgetExhausted, EngineOutput
@@ -53,22 +54,33 @@ class LlmEngine:
         self.keyring = keyring
         self.policy = policy
         self.env = os.environ if env is None else env
-        self._clients: dict[tuple, ChatClient] = {}
+        self._clients: TenantCache[ChatClient] = TenantCache(name="llm")
 
-    def config(self, tenant: Tenant) -> LlmConfig:
-        return LlmConfig.from_tenant(tenant, self.env)
+    def config(self, tenant: Tenant, purpose: str = "extraction") -> LlmConfig:
+        return LlmConfig.from_tenant(tenant, self.env, purpose)
 
     def _client(self, config: LlmConfig) -> ChatClient:
-        ident = (config.tenant, config.base_url, config.api_key, config.timeout_seconds)
-        client = self._clients.get(ident)
-        if client is None:
-            client = self._clients[ident] = ChatClient(config, self.policy)
-        return client
+        ident = (config.base_url, config.model, config.api_key, config.timeout_seconds)
+        return self._clients.get_now((config.purpose, config.tenant), lambda: ChatClient(config, self.policy),
+                                     ident=ident)
+
+    async def chat(self, tenant: Tenant, purpose: str, conversation_id: str, messages: list[dict],
+                   tools: list[dict]) -> tuple[LlmConfig, ChatTurn]:
+        """One tool-calling turn for an agent (``purpose``), within the tenant's daily budget and
+        recorded in the cost ledger like every extraction call."""
+        config = self.config(tenant, purpose)
+        await self.check_budget(config)
+        turn = await self._client(config).chat(messages, tools)
+        cost = config.cost(turn.prompt_tokens, turn.completion_tokens)
+        await self.ledger.record(Usage(config.tenant, conversation_id, config.model, prompt.messages_hash(messages),
+                                       turn.prompt_tokens, turn.completion_tokens, cost, "ok", purpose))
+        metrics.LLM_TOKENS.labels(config.tenant, "prompt").inc(turn.prompt_tokens)
+        metrics.LLM_TOKENS.labels(config.tenant, "completion").inc(turn.completion_tokens)
+        metrics.LLM_COST.labels(config.tenant).inc(cost)
+        return config, turn
 
     async def close(self) -> None:
-        for client in self._clients.values():
-            await client.close()
-        self._clients.clear()
+        await self._clients.close()
 
     async def check_budget(self, config: LlmConfig) -> None:
         if config.daily_budget_usd <= 0:

@@ -1,7 +1,8 @@
 """Token and cost accounting per tenant in PostgreSQL, and the daily budget check.
 
 One row per model call (and per cache hit, at zero cost), so spend, hit rate and retries can
-be reported per tenant and day. Days are UTC. The table has forced row-level security
+be reported per tenant, day and purpose (extraction, the scheduling agent's conversations): every
+model call of the platform goes through this service, and this service alone writes the table. Days are UTC. The table has forced row-level security
 (``services.core.tenantdb``): rows are written and read only through the tenant's own pool and
 role, one transaction per unit of work, so one tenant can neither see nor spend another's budget.
 """
@@ -32,6 +33,9 @@ STEPS = [
         outcome text NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS inference_llm_usage_tenant_day ON inference_llm_usage (tenant, day)",
+    # what the call was for (services.inference.llm.config.PURPOSES); document_id holds the
+    # conversation id for the scheduling agent's calls
+    "ALTER TABLE inference_llm_usage ADD COLUMN IF NOT EXISTS purpose text NOT NULL DEFAULT 'extraction'",
 ]
 OUTCOMES = ("ok", "repaired", "invalid", "cache_hit")
 
@@ -46,6 +50,7 @@ class Usage:
     completion_tokens: int
     cost_usd: float
     outcome: str
+    purpose: str = "extraction"
 
 
 def today() -> dt.date:
@@ -81,9 +86,9 @@ class Ledger:
         async with self.tenants.tx(usage.tenant) as conn:
             await conn.execute(
                 "INSERT INTO inference_llm_usage (tenant, day, document_id, model, prompt_hash, prompt_tokens,"
-                " completion_tokens, cost_usd, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                " completion_tokens, cost_usd, outcome, purpose) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 usage.tenant, today(), usage.document_id, usage.model, usage.prompt_hash, usage.prompt_tokens,
-                usage.completion_tokens, usage.cost_usd, usage.outcome)
+                usage.completion_tokens, usage.cost_usd, usage.outcome, usage.purpose)
 
     async def spent_today(self, tenant: str) -> float:
         async with self.tenants.tx(tenant, readonly=True) as conn:

@@ -58,6 +58,16 @@ def system_prompt() -> str:
     return text
 
 
+def messages_hash(messages: list[dict]) -> str:
+    """sha256 of the system messages of an agent's chat turn (its prompt, as the ledger names it)."""
+    digest = hashlib.sha256()
+    for message in messages:
+        if message.get("role") == "system":
+            digest.update((message.get("content") or "").encode())
+            digest.update(b"\0")
+    return digest.hexdigest()
+
+
 def prompt_hash() -> str:
     """sha256 of the system prompt and the response schema: changes when either changes."""
     digest = hashlib.sha256(system_prompt().encode())

@@ -2,6 +2,8 @@
 users), the rules engine, and the scripted OpenAI-compatible server for the llm and hybrid routes."""
 from __future__ import annotations
 
+import json
+
 import grpc
 import pytest
 
@@ -145,3 +147,78 @@ async def test_forged_and_unknown_tenants_are_denied(service, grpc_settings, adv
     with adversary.attempt("inference Extract: credential for an unregistered tenant", grpc.aio.AioRpcError) as unknown:
         await extract(running, grpc_settings, "nobody-registered")
     assert forged.error.code() == unknown.error.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def chat(running, grpc_settings, as_tenant, **fields):
+    tokens = TokenSource(grpc_settings.tokens, sub="scheduling")
+    request = inference_pb2.ChatRequest(**{
+        "purpose": "scheduling", "conversation_id": "conv-1",
+        "messages": [inference_pb2.ChatMessage(role="system", content="You book follow-ups."),
+                     inference_pb2.ChatMessage(role="user", content="Tuesday?")],
+        "tools": [inference_pb2.ToolDefinition(name="find_slots", description="d",
+                                               parameters_json='{"type": "object", "properties": {}}')],
+        **fields})
+    async with connect(grpc_settings, "inference", tokens, as_tenant, target=f"127.0.0.1:{running.port}") as channel:
+        return await inference_pb2_grpc.InferenceStub(channel).Chat(request, timeout=30)
+
+
+@pytest.fixture
+async def chat_service(stack, tmp_path, provision, fake_llm, grpc_settings):
+    ids = {name: await provision() for name in ("chat", "unset")}
+    registry = Registry(tmp_path / "tenants.toml", [
+        Tenant(id=ids["chat"], settings={"scheduling_llm_base_url": fake_llm.base_url,
+                                         "scheduling_llm_model": "chat-model",
+                                         "scheduling_llm_price_input_per_mtok": 1.0}),
+        Tenant(id=ids["unset"], settings={})])
+    registry.save()
+    running = await inference_app.start(stack.with_overrides(tenants_file=registry.path), grpc_settings,
+                                        address="127.0.0.1:0", env={"VIGIL_ENV": "test"},
+                                        policy=RetryPolicy(backoff_base=0.05, backoff_max=0.2))
+    yield running, ids
+    await running.stop()
+
+
+async def test_chat_passes_the_turn_through_and_records_it(chat_service, grpc_settings, fake_llm):
+    from tests.fixtures.fake_llm import tool_calls_reply
+
+    running, ids = chat_service
+    fake_llm.script(tool_calls_reply(("find_slots", {"date_from": "2030-03-05"}), prompt_tokens=70,
+                                     completion_tokens=5))
+    answer = await chat(running, grpc_settings, ids["chat"])
+    assert answer.model == "chat-model" and (answer.prompt_tokens, answer.completion_tokens) == (70, 5)
+    [call] = answer.message.tool_calls
+    assert call.name == "find_slots" and json.loads(call.arguments) == {"date_from": "2030-03-05"}
+    body = fake_llm.requests[-1].body
+    assert body["model"] == "chat-model" and body["messages"][1] == {"role": "user", "content": "Tuesday?"}
+    assert body["tools"][0]["function"]["name"] == "find_slots"
+    [row] = await Ledger(running.pool, running.tenant_pools).rows(ids["chat"])
+    assert (row["purpose"], row["document_id"], row["prompt_tokens"], row["outcome"]) == ("scheduling", "conv-1",
+                                                                                         70, "ok")
+    assert float(row["cost_usd"]) == pytest.approx(70e-6)
+
+
+@pytest.mark.parametrize("fields, code", [
+    ({"purpose": "poetry"}, "bad_purpose"), ({"conversation_id": ""}, "bad_conversation_id"),
+    ({"messages": []}, "bad_messages"),
+    ({"messages": [inference_pb2.ChatMessage(role="root", content="x")]}, "bad_role"),
+    ({"tools": [inference_pb2.ToolDefinition(name="t", parameters_json="{not json")]}, "bad_tools")])
+async def test_bad_chat_requests_are_invalid_argument(chat_service, grpc_settings, fake_llm, fields, code):
+    running, ids = chat_service
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await chat(running, grpc_settings, ids["chat"], **fields)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert dict(info.value.trailing_metadata())["vigil-error-code"] == code
+    assert not fake_llm.requests
+
+
+async def test_chat_for_a_tenant_without_the_setting_fails_without_a_call(chat_service, grpc_settings, fake_llm):
+    running, ids = chat_service
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await chat(running, grpc_settings, ids["unset"])
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert dict(info.value.trailing_metadata())["vigil-error-code"] == "llm_not_configured"
+    assert "scheduling_llm_base_url" in info.value.details()
+    with pytest.raises(grpc.aio.AioRpcError) as forged:
+        await chat(running, grpc_settings, ids["unset"], tenant=ids["chat"])
+    assert forged.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert not fake_llm.requests

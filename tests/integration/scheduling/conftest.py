@@ -20,7 +20,8 @@ from services.core.grpc.settings import GrpcSettings
 from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry, Tenant
 from services.core.tenantdb import TenantPools, provision_tenant_role, quote_ident, tenant_role
-from services.scheduling.app import LlmEngines, build_agent
+from services.inference import app as inference_app
+from services.scheduling.app import build_agent
 from services.tools import app as tools_app
 from services.tools.config import DEFAULT_SCOPE as TOOLS_SCOPE  # the tools client's default scopes
 
@@ -77,6 +78,7 @@ class Scheduling:
         self._creds, self._key_file, self.grpc_settings = creds, key_file, grpc_settings
         self.settings = stack.with_overrides(tenants_file=path)
         self.agents: list = []
+        self.inference = None
 
     def registry(self, **settings) -> None:
         Registry(self.path, [Tenant(id=self.tenant, mode="active", partitions=4, ehr_base_url=self.ehr.base_url,
@@ -85,11 +87,21 @@ class Scheduling:
                                               "fhir_key_id": self._creds.kid,
                                               "time_zone": "UTC", **settings})]).save()
 
-    def new_agent(self, llm_env: dict | None = None):
+    async def start_inference(self, env: dict | None = None):
+        """The inference service on loopback (the llm engine's model calls go through its Chat);
+        agents made after this call use it."""
+        if self.inference is None:
+            self.inference = await inference_app.start(self.settings, self.grpc_settings, address="127.0.0.1:0",
+                                                        env={"VIGIL_ENV": "test", **(env or {})})
+        return self.inference
+
+    def new_agent(self):
         """A fresh agent instance (own gRPC channels and Redis clients): a new process, same Redis."""
-        clients = AgentClients(self.grpc_settings, sub="scheduling", targets={"tools": f"127.0.0.1:{self.tools.port}"})
-        agent, store = build_agent(self.settings, self.pools, clients, llm=LlmEngines(llm_env or {}),
-                                   clock=lambda: NOW)
+        targets = {"tools": f"127.0.0.1:{self.tools.port}"}
+        if self.inference is not None:
+            targets["inference"] = f"127.0.0.1:{self.inference.port}"
+        clients = AgentClients(self.grpc_settings, sub="scheduling", targets=targets)
+        agent, store = build_agent(self.settings, self.pools, clients, clock=lambda: NOW)
         self.agents.append((agent, store, clients))
         self.agent = agent
         return agent
@@ -99,7 +111,6 @@ class Scheduling:
             if held[0] is agent:
                 await held[1].close()
                 await held[2].close()
-                await held[0].llm_engines.close()
                 self.agents.remove(held)
 
     async def slots(self, practitioner: str, times: list[datetime]) -> dict[datetime, str]:
@@ -175,3 +186,5 @@ async def sched(stack, tenant_id, ehr_tenant, provisioned, secrets, tmp_path):
         for agent, *_ in list(handle.agents):
             await handle.close_agent(agent)
         await handle.tools.stop(grace=0)                 # no calls in flight at teardown
+        if handle.inference is not None:
+            await handle.inference.stop()

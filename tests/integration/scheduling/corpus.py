@@ -381,6 +381,7 @@ async def run(sched, engine: str, conversations: list[dict], fake_llm=None) -> F
     model = ClaimingModel()
     if engine == "llm":
         fake_llm.serve(model)
+        await sched.start_inference()
         settings |= {"scheduling_engine": "llm", "scheduling_llm_base_url": fake_llm.base_url,
                      "scheduling_llm_model": "fake-model"}
     sched.registry(**settings)

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from services.inference.llm.ledger import Ledger
 from services.scheduling import prompt, render
 from tests.fixtures.fake_llm import reply, tool_calls_reply
 from tests.integration.scheduling.conftest import slot_time
@@ -21,7 +22,8 @@ def text(result) -> str:
 
 
 @pytest.fixture
-def llm_sched(sched, fake_llm):
+async def llm_sched(sched, fake_llm):
+    await sched.start_inference()
     sched.registry(scheduling_engine="llm", scheduling_llm_base_url=fake_llm.base_url,
                    scheduling_llm_model="fake-model")
     sched.new_agent()
@@ -125,3 +127,46 @@ async def test_llm_endpoint_failure_goes_to_staff(llm_sched, fake_llm):
     assert text(result) == render.SAFE_REPLY
     assert [t["businessStatus"]["text"] for t in await sched.tasks(patient)] == ["engine-error"]
     assert await sched.appointments(patient) == []
+
+
+async def test_scheduling_model_calls_are_counted_in_the_inference_cost_ledger(sched, fake_llm):
+    """The scheduling agent never calls the model itself: inference's Chat does, within the tenant's
+    budget, and records each call in its own ledger (purpose ``scheduling``, the conversation id as
+    the document, the tenant's scheduling prices)."""
+    await sched.start_inference()
+    sched.registry(scheduling_engine="llm", scheduling_llm_base_url=fake_llm.base_url,
+                   scheduling_llm_model="fake-model", scheduling_llm_price_input_per_mtok=1.0,
+                   scheduling_llm_price_output_per_mtok=2.0)
+    sched.new_agent()
+    patient = await sched.patient()
+    opened = await sched.open(patient)
+    fake_llm.script(
+        tool_calls_reply(("find_slots", {"date_from": "2030-03-05", "date_to": "2030-03-05"}),
+                         prompt_tokens=300, completion_tokens=40),
+        reply("I have Tuesday 5 March at 09:00. Would that suit you?", prompt_tokens=500, completion_tokens=30))
+    await sched.say(patient, "Anything on Tuesday?")
+    rows = await Ledger(None, sched.pools).rows(sched.tenant)
+    assert [(r["purpose"], r["document_id"], r["model"], r["prompt_tokens"], r["completion_tokens"], r["outcome"])
+            for r in rows] == [("scheduling", opened.conversation_id, "fake-model", 300, 40, "ok"),
+                               ("scheduling", opened.conversation_id, "fake-model", 500, 30, "ok")]
+    assert [float(r["cost_usd"]) for r in rows] == pytest.approx([380e-6, 560e-6])
+    assert await Ledger(None, sched.pools).spent_today(sched.tenant) == pytest.approx(940e-6)
+
+
+async def test_a_spent_budget_hands_the_conversation_to_staff(sched, fake_llm):
+    """The tenant's daily budget covers every purpose: once extraction and scheduling spent it, the
+    scheduling agent's next model call is refused by inference and the patient goes to staff."""
+    await sched.start_inference()
+    sched.registry(scheduling_engine="llm", scheduling_llm_base_url=fake_llm.base_url,
+                   scheduling_llm_model="fake-model", scheduling_llm_price_input_per_mtok=1.0,
+                   llm_daily_budget_usd=0.0001)
+    sched.new_agent()
+    patient = await sched.patient()
+    await sched.open(patient)
+    fake_llm.script(reply("Which day suits you?", prompt_tokens=200, completion_tokens=10))
+    await sched.say(patient, "Anything on Tuesday?")               # 0.0002 USD: the budget is spent
+    calls = len(fake_llm.requests)
+    result = await sched.say(patient, "Or Wednesday?")
+    assert len(fake_llm.requests) == calls                         # refused before the endpoint
+    assert text(result) == render.SAFE_REPLY
+    assert [t["businessStatus"]["text"] for t in await sched.tasks(patient)] == ["engine-error"]

@@ -32,7 +32,8 @@ def test_key_from_file(tmp_path):
 @pytest.mark.parametrize("changes, message", [
     ({"llm_base_url": "ftp://x"}, "llm_base_url"),
     ({"llm_model": ""}, "llm_model"),
-    ({"llm_api_key_file": "/k"}, "exactly one"),
+    ({"llm_api_key_file": "/k"}, "are exclusive"),
+    ({"llm_timeout_seconds": 601}, "llm_timeout_seconds"),
     ({"llm_api_key_env": "MISSING"}, "MISSING is not set"),
     ({"llm_over_budget": "panic"}, "llm_over_budget"),
     ({"llm_daily_budget_usd": -1}, "llm_daily_budget_usd"),
@@ -49,3 +50,20 @@ def test_engine_setting():
     assert tenant_engine(tenant(engine="hybrid")) == "hybrid"
     with pytest.raises(ConfigError):
         tenant_engine(tenant(engine="gpt"))
+
+
+def test_every_purpose_reads_its_endpoint_with_the_same_rules():
+    settings = {**BASE, "scheduling_llm_base_url": "http://127.0.0.1:9/v2/", "scheduling_llm_model": "chat-m",
+                "scheduling_llm_price_input_per_mtok": 1.0, "llm_daily_budget_usd": 5.0}
+    config = LlmConfig.from_tenant(tenant(**settings), {"KEY": "sk"}, "scheduling")
+    assert (config.purpose, config.base_url, config.model) == ("scheduling", "http://127.0.0.1:9/v2", "chat-m")
+    assert config.api_key == "unused"               # no key setting: a local endpoint without auth
+    assert config.daily_budget_usd == 5.0           # the budget is the tenant's, whatever the purpose
+    assert config.cost(1_000_000, 1_000_000) == pytest.approx(1.0)
+    for key, value, message in (("scheduling_llm_base_url", "ftp://x", "scheduling_llm_base_url"),
+                                ("scheduling_llm_timeout_seconds", "30", "scheduling_llm_timeout_seconds"),
+                                ("scheduling_llm_api_key_env", "MISSING", "MISSING is not set")):
+        with pytest.raises(ConfigError, match=message):
+            LlmConfig.from_tenant(tenant(**{**settings, key: value}), {"KEY": "sk"}, "scheduling")
+    with pytest.raises(ValueError, match="unknown LLM purpose"):
+        LlmConfig.from_tenant(tenant(**settings), {}, "poetry")
