@@ -26,7 +26,7 @@ from services.hl7out import app as hl7out_app
 from services.hl7out.deps import READ_SCOPE, Deps
 from services.hl7out.message import control_id
 from tests.fixtures.hl7_receiver import Hl7Receiver
-from tests.fixtures.kafka import wait_idle
+from tests.fixtures.kafka import wait_idle, wait_records
 from tests.fixtures.tls import make_self_signed
 from tests.fixtures.writeback import new_patient
 
@@ -265,18 +265,10 @@ async def _failed_sends(h7, code: str, at_least: int, timeout: float = 30.0) -> 
 
 
 async def _dead_letters(h7, n: int, timeout: float = 30.0) -> list:
-    from tests.fixtures.control import count_records
     from services.core.bus import dlq_topic
 
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        records = await count_records(h7.wb.stack, dlq_topic(h7.wb.tenant))
-        if len(records) >= n:
-            return records
-        if loop.time() > deadline:
-            raise AssertionError(f"{n} dead letters not reached within {timeout:.0f} s")
-        await asyncio.sleep(0.2)
+    return await wait_records(h7.wb.stack, dlq_topic(h7.wb.tenant), lambda records: len(records) >= n, timeout,
+                              what=f"{n} dead letters")
 
 
 async def _vigil(env: dict, *args: str) -> tuple[int, str, str]:
