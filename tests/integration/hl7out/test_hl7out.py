@@ -264,7 +264,7 @@ async def _failed_sends(h7, code: str, at_least: int, timeout: float = 30.0) -> 
         await asyncio.sleep(0.05)
 
 
-async def _dead_letters(h7, n: int, timeout: float = 30.0) -> list:
+async def _dead_letters(h7, n: int, timeout: float = 90.0) -> list:
     from services.core.bus import dlq_topic
 
     return await wait_records(h7.wb.stack, dlq_topic(h7.wb.tenant), lambda records: len(records) >= n, timeout,
