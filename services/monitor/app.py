@@ -7,12 +7,13 @@ tenant's partition count. faust's leader topic is disabled, it declares no topic
 the worker keeps no faust tables: every count is in PostgreSQL, written exactly once per event id
 (``stream``), so the worker has no changelog topics and a restart loses or doubles nothing.
 
-Tenants come and go while it runs: every ``REGISTRY_POLL_S`` the registry file is re-read
-(``tenants.TenantSet``); an added tenant's topics are created and appended to the agent's
-subscription, a removed tenant's dropped, and faust's conductor re-subscribes after
-``RESUBSCRIBE_S`` (faust waits 45 s by default; one rebalance later the new topics are
-consumed from their start). faust ignores a change flagged during a rebalance, so each poll also
-compares the conductor's subscription with the topics wanted and flags again when they differ. ``vigil_monitor_tenant_monitored{tenant}`` says which tenants are
+Tenants come and go while it runs: every ``registry_poll_s`` (``VIGIL_MONITOR_REGISTRY_POLL_S``,
+5 s) the registry file is re-read (``tenants.TenantSet``); an added tenant's topics are created and
+appended to the agent's subscription, a removed tenant's dropped, and faust's conductor re-subscribes
+after ``resubscribe_s`` (``VIGIL_MONITOR_RESUBSCRIBE_S``, 3 s; faust waits 45 s by default; one
+rebalance later the new topics are consumed from their start). faust ignores a change flagged during
+a rebalance, so each poll also compares the conductor's subscription with the topics wanted and flags
+again when they differ. ``vigil_monitor_tenant_monitored{tenant}`` says which tenants are
 subscribed.
 
 Consumer group = the app id (``vigil-platform.monitor``); session timeout 6 s, heartbeat 1 s and
@@ -23,7 +24,7 @@ HTTP (faust web) on ``VIGIL_METRICS_PORT`` (9000): ``/metrics`` (Prometheus), ``
 were processed within ``STALL_S``; else 503), ``/readyz``
 (200 when the broker, Redis and PostgreSQL answer).
 
-Timers: the sweep that marks ignored Tasks (``flush_s``), the registry poll (``REGISTRY_POLL_S``),
+Timers: the sweep that marks ignored Tasks (``flush_s``), the registry poll (``registry_poll_s``),
 LLM cost gauges (``LLM_POLL_S``), PSI drift check (``drift_interval_s``), gold re-score
 (``gold_interval_s``; skipped while a score younger than that interval exists, so several
 replicas do not re-score twice).
@@ -57,12 +58,10 @@ from services.monitor.tenants import TenantSet
 log = get_logger("vigil.monitor")
 
 STREAMS = (contracts.FINDINGS, contracts.ACTIONS, contracts.FEEDBACK)
-#: How often the registry file is checked for added or removed tenants (seconds).
-REGISTRY_POLL_S = 5.0
-#: faust's conductor waits this long after a subscription change before re-subscribing (its
-#: default, 45 s, batches changes of restarting agents; ours come one registry edit at a time).
-#: Poll 5 + wait 3 + one rebalance (< 10) keeps "onboarded -> monitored" well under a minute.
-RESUBSCRIBE_S = 3.0
+#: The registry poll (``ms.registry_poll_s``, 5 s) and faust's wait after a subscription change
+#: before it re-subscribes (``ms.resubscribe_s``, 3 s: faust's default, 45 s, batches changes of
+#: restarting agents; ours come one registry edit at a time). Poll 5 + wait 3 + one rebalance
+#: (< 10) keeps "onboarded -> monitored" well under a minute.
 #: faust consumer timings for a quick group join (seconds): session 6, heartbeat 1, rebalance 10.
 SESSION_TIMEOUT_S, HEARTBEAT_S, REBALANCE_TIMEOUT_S = 6.0, 1.0, 10.0
 LLM_POLL_S = 60.0
@@ -122,7 +121,7 @@ def build_app(settings: Settings, ms: MonitorSettings, tenants: TenantSet, *,
         web_enabled=True, web_port=port, web_bind=metrics_host(env if env is not None else os.environ),
         web_in_thread=False,
         datadir=str(datadir), broker_credentials=broker_credentials(settings))
-    app.topics._resubscribe_sleep_lock_seconds = RESUBSCRIBE_S
+    app.topics._resubscribe_sleep_lock_seconds = ms.resubscribe_s
     topic = app.topic(*[name for t in tenants.current.values() for name in topics_of(t)], key_serializer="raw",
                       value_serializer="raw")
     # a list, not faust's tuple: the agent's channel clones share this very list (``Topic.clone``
@@ -145,7 +144,7 @@ def build_app(settings: Settings, ms: MonitorSettings, tenants: TenantSet, *,
 
     stale = {"polls": 0}
 
-    @app.timer(interval=REGISTRY_POLL_S)
+    @app.timer(interval=ms.registry_poll_s)
     async def registry():
         change = tenants.poll()
         if change:

@@ -20,6 +20,8 @@ Every threshold of the drift alerts and the promotion gates is here, with its va
 | ``VIGIL_MONITOR_GOLD`` | ``tests/data/gold_dev.jsonl`` | the gold set (JSON Lines, the taxonomy's format) |
 | ``VIGIL_MONITOR_EVAL_RESAMPLES`` | 1000 | bootstrap resamples of the gold re-score and the gates |
 | ``VIGIL_MONITOR_FLUSH_S`` | 1.0 | how often Tasks past the ignore threshold are marked ignored |
+| ``VIGIL_MONITOR_REGISTRY_POLL_S`` | 5.0 | how often the registry file is checked for added or removed tenants |
+| ``VIGIL_MONITOR_RESUBSCRIBE_S`` | 3.0 | how long faust waits after a subscription change before re-subscribing |
 | ``VIGIL_GATE_MAX_OVERRIDE_RATE`` | 0.10 | pilot -> active: override rate over the gate window at most this |
 | ``VIGIL_GATE_MAX_TTA_P95_S`` | 86400 | pilot -> active: time-to-alert p95 at most this (seconds) |
 | ``VIGIL_GATE_MIN_ACTIONS`` / ``VIGIL_GATE_MIN_TASKS`` | 20 / 20 | pilot -> active: at least this much live evidence |
@@ -74,6 +76,8 @@ class MonitorSettings:
     gold: Path = DEFAULT_GOLD
     eval_resamples: int = 1000
     flush_s: float = 1.0
+    registry_poll_s: float = 5.0
+    resubscribe_s: float = 3.0
     gate_max_override_rate: float = 0.10
     gate_max_tta_p95_s: float = 86400.0
     gate_min_actions: int = 20
@@ -114,6 +118,8 @@ class MonitorSettings:
             gold=gold,
             eval_resamples=_number(s, "VIGIL_MONITOR_EVAL_RESAMPLES", 1000, 100, 100_000, integer=True),
             flush_s=_number(s, "VIGIL_MONITOR_FLUSH_S", 1.0, 0.1, 60),
+            registry_poll_s=_number(s, "VIGIL_MONITOR_REGISTRY_POLL_S", 5.0, 0.2, 300),
+            resubscribe_s=_number(s, "VIGIL_MONITOR_RESUBSCRIBE_S", 3.0, 0.1, 60),
             gate_max_override_rate=_number(s, "VIGIL_GATE_MAX_OVERRIDE_RATE", 0.10, 0.0, 1.0),
             gate_max_tta_p95_s=_number(s, "VIGIL_GATE_MAX_TTA_P95_S", day, 1, 30 * day),
             gate_min_actions=_number(s, "VIGIL_GATE_MIN_ACTIONS", 20, 0, 10**6, integer=True),
