@@ -42,6 +42,7 @@ SCHEMAS: dict[str, str] = {
     "vigil.writeback.task-written": "vigil.writeback.task-written.json",
     "vigil.ingest.hl7-received": "vigil.ingest.hl7-received.json",
     "vigil.ingest.lab-result": "vigil.ingest.lab-result.json",
+    "vigil.cdshooks.feedback": "vigil.cdshooks.feedback.json",
 }
 
 _FORMATS = FormatChecker(formats=())

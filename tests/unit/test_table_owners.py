@@ -42,8 +42,6 @@ PLUMBING = {
 }
 #: table -> (the writers today, the owner it moves to). Shrinks as ownership moves.
 KNOWN = {
-    "vigil_decisions": ({"triage", "writeback", "cdshooks"}, "triage"),
-    "vigil_labels": ({"writeback", "cdshooks"}, "monitor"),
     "vigil_modes": ({"control", "commands"}, "control"),
 }
 

@@ -9,7 +9,7 @@ import uuid
 import asyncpg
 
 from services.core.crypto import Keyring
-from services.core.decisions import DecisionLedger
+from services.triage.ledger import DecisionLedger
 from services.core.events import Event
 from services.core.modes import ModeStore
 from services.triage import app as triage_app
