@@ -103,7 +103,7 @@ async def test_writeback_dead_letters_are_replayed_exactly_once(wb_tenant, contr
                 assert "4 sent" in out
 
                 async def all_written() -> bool:
-                    rows = [await wb.deps.ledger.get(wb.tenant, d.data["decisionId"]) for d in decisions]
+                    rows = [await wb.ledger.get(wb.tenant, d.data["decisionId"]) for d in decisions]
                     return all(r and r["written_refs"] for r in rows)
                 await wait_for(all_written, timeout=60, what="every decision written")
                 await wait_idle(wb.stack, wb.tenant, host.specs)  # any duplicate delivery handled before counting

@@ -81,7 +81,7 @@ async def test_discovery_cards_and_feedback(wb_tenant, cds):
     assert (label["source"], label["action"], label["reason"], label["comment"], label["clinician"]) == (
         "cds-hooks", "overridden", "already-managed", "seen by GI", "Practitioner/onc-1")
     assert (label["category"], label["grade"], label["task_id"]) == ("colitis", 3, task["id"])
-    row = await wb.deps.ledger.get(wb.tenant, ev.data["decisionId"])
+    row = await wb.ledger.get(wb.tenant, ev.data["decisionId"])
     assert row["clinician_action"] == "overridden"
     # the finding is no longer open: no card
     r = await cds.post(f"/{wb.tenant}/cds-services/irae-patient-view", json=hook_body(pid),
@@ -190,10 +190,10 @@ async def test_a_tenant_without_fhir_results_gets_one_card_per_open_episode(wb_t
         "Authorization": f"Bearer {token(cds, wb.tenant, path='irae-patient-view/feedback')}"})
     assert r.status_code == 200, r.text
     for e in (first, second):
-        assert (await wb.deps.ledger.get(wb.tenant, e.data["decisionId"]))["clinician_action"] == "accepted"
+        assert (await wb.ledger.get(wb.tenant, e.data["decisionId"]))["clinician_action"] == "accepted"
         (label,) = await wb.deps.labels.for_decision(wb.tenant, e.data["decisionId"])
         assert label["task_id"] is None and label["action"] == "accepted"
-    assert (await wb.deps.ledger.get(wb.tenant, other.data["decisionId"]))["clinician_action"] is None
+    assert (await wb.ledger.get(wb.tenant, other.data["decisionId"]))["clinician_action"] is None
     r = await cds.post(f"/{wb.tenant}/cds-services/irae-patient-view", json=hook_body(pid),
                        headers={"Authorization": f"Bearer {token(cds, wb.tenant)}"})
     assert r.json() == {"cards": []}
@@ -204,7 +204,7 @@ async def _all_recorded(wb, decision_ids: list[str]) -> bool:
 
     for d in decision_ids:
         try:
-            await wb.deps.ledger.get(wb.tenant, d)
+            await wb.ledger.get(wb.tenant, d)
         except NotFoundError:
             return False
     return True
