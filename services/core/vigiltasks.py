@@ -42,3 +42,13 @@ def input_values(task: dict, name: str) -> list:
         if isinstance(item, dict) and input_code(item) == name:
             out.append(next((v for k, v in item.items() if k.startswith("value")), None))
     return out
+
+
+def finding_code(task: dict) -> str | None:
+    """The irAE category of the Task's (newest) finding input."""
+    found = input_values(task, "finding")
+    if found and isinstance(found[0], dict):
+        codings = found[0].get("coding") or []
+        code = codings[0].get("code") if codings and isinstance(codings[0], dict) else None
+        return code or found[0].get("text")
+    return None

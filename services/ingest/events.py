@@ -117,14 +117,16 @@ def task_updated(tenant: str, task: dict) -> Event:
             "status": str(task.get("status") or "unknown"), "statusReason": _code_text(task.get("statusReason")),
             "note": note, "lastUpdated": ref.last_updated}
     # What the consumers need of a Vigil Task, so none reads it again: its decisions, who acted
-    # (a reference), the grade and model version it shows.
+    # (a reference), the category, grade and model version it shows.
     decisions = vigiltasks.decision_ids(task)
     if decisions:
         grades = [g for g in vigiltasks.input_values(task, "grade") if isinstance(g, int) and 1 <= g <= 5]
         versions = [v for v in vigiltasks.input_values(task, "model-version") if isinstance(v, str) and v]
+        category = vigiltasks.finding_code(task)
         clinician = vigiltasks.clinician_of(task)
         data.update(decisions=[d for d in decisions if len(d) <= 128][:MAX_DECISIONS],
                     clinician=clinician if clinician and len(clinician) <= 256 else None,
+                    category=category if category and len(category) <= 64 else None,
                     grade=max(grades) if grades else None, modelVersion=versions[0][:128] if versions else None)
     return Event.new(TASK_UPDATED, source=f"/ingest/{tenant}", tenant=tenant, key=ref.patient, data=data,
                      id=deterministic_id(tenant, TASK_UPDATED, ref.id, ref.version_id),

@@ -8,8 +8,8 @@ From the ``feedback`` stream:
   cancelled -> overridden, anything else - e.g. Vigil's own writes - no label). One label per
   decision the Task carries (the event's ``decisions``, read by ingest from the Task's
   identifiers), id ``task:<id>/<version>:<decision>``; a Task without decisions is not Vigil's.
-  Category and model version come from the Task's row (``monitor_tasks``, from task-written)
-  when the event does not say them.
+  Category and model version come from the event (ingest reads them from the Task), else from the
+  Task's row (``monitor_tasks``, from task-written).
 - ``vigil.cdshooks.feedback`` (cdshooks): one label per decision behind the card, id
   ``cds:<card>:<time>:<decision>``, the comment opened from its sealed form.
 
@@ -35,7 +35,8 @@ def task_labels(data: dict, task_row: dict | None = None) -> list[Label]:
     task_id, version = data["task"]["id"], data["task"]["versionId"]
     reason = data.get("statusReason") or data.get("note")
     known = task_row or {}
-    category = known.get("category") if known.get("category") not in (None, "unknown") else None
+    category = data.get("category") or (known.get("category") if known.get("category") not in (None, "unknown")
+                                        else None)
     model = data.get("modelVersion") or (known.get("version") if known.get("version") not in (None, "unknown")
                                          else None)
     return [Label(id=f"task:{task_id}/{version}:{decision_id}", source="ehr-task", action=action, reason=reason,
