@@ -244,6 +244,7 @@ async def test_card_feedback_and_unknown_writes_reach_the_ledger_once(agents):
         await agents.publish("findings", [event])
         decided = [e.data for e in await agents.read("actions", 2)]
         chosen, other = decided[0], decided[1]
+        assert {d["noteTime"] for d in decided} == {"2026-03-02T10:15:00Z"}   # writeback need not read the note
         stranger = {**chosen, "decisionId": "not-in-the-ledger"}
         card = Event.new("vigil.cdshooks.feedback", source="/test", tenant=agents.tenant, key=patient,
                          id=str(uuid.uuid4()), data={
