@@ -17,8 +17,10 @@ Order of checks for a decision of a writable kind (urgent-task, routine-task, re
 4. ``Writer.write``: idempotent by the EHR identifiers (the decision id on the Task and its
    evidence, conditional creates), read-back verified (see ``writer``).
 5. One ``vigil.writeback.task-written`` event (note time -> written time, for time-to-alert; the
-   read-back refs) is emitted on ``actions`` - only when this delivery wrote something. Triage
-   records it in its decision ledger; writeback keeps no table.
+   read-back refs) is emitted on ``actions`` - also when the write was found done already (its
+   action then says whether the decision created the Task: the Task's first decision id), with
+   the same event id for every delivery of the decision, so a redelivery or a DLQ replay of a
+   write whose answer was lost still reaches triage's ledger, once. Writeback keeps no table.
 
 The note time comes in the decision event (``noteTime``); only an older event without it costs a
 read of the note. Other event types on ``actions`` (scheduling messages, our own task-written)
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from services.core import evidence
+from services.core import evidence, vigiltasks
 from services.core.delivery import delivery_suppressed
 from services.core.errors import NotFoundError, RetryableError
 from services.core.logging import get_logger
@@ -82,15 +84,19 @@ class Writeback:
         client = await self.deps.client(tenant)
         outcome = await Writer(client, profile.accepts).write(d, guard)
         ctx.log.info("writeback.written", action=outcome.action, decision=d["decisionId"], refs=len(outcome.refs))
-        if outcome.action != "none":
-            ctx.emit("actions", ctx.child(TASK_WRITTEN, await self._written_fact(client, d, outcome)))
+        # Also when the write was found done ("none": a redelivery, or a replay of a write whose
+        # answer was lost): the fact is how triage's ledger learns it. Its event id is the same
+        # for every delivery of the decision (``ctx.child``), so consumers take it once.
+        ctx.emit("actions", ctx.child(TASK_WRITTEN, await self._written_fact(client, d, outcome)))
 
     @staticmethod
     async def _written_fact(client, d: dict, outcome) -> dict:
         note_time = d.get("noteTime") if "noteTime" in d else await _note_time(client, d["document"])
         task = outcome.task
+        action = outcome.action if outcome.action != "none" else (
+            "created" if vigiltasks.decision_ids(task)[:1] == [d["decisionId"]] else "updated")
         return {"decisionId": d["decisionId"], "patient": d["patient"], "kind": d["kind"],
-                "category": d["category"], "grade": d.get("grade"), "action": outcome.action,
+                "category": d["category"], "grade": d.get("grade"), "action": action,
                 "task": {"id": task["id"], "versionId": str(task["meta"]["versionId"])},
                 "owner": d.get("owner"), "noteTime": _rfc3339(note_time),
                 "writtenTime": _rfc3339(task["meta"].get("lastUpdated")) or

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from services.core.bus import dlq_topic
 from services.core.tenancy import topic_name
@@ -109,6 +110,10 @@ async def test_duplicate_and_replayed_decisions_change_nothing(wb_tenant):
     assert before["Task"] == 1 and before["Observation"] == 1 and before["Provenance"] == 1
     (task_after,) = await wb.ehr.client.search("Task", {"patient": pid})
     assert task_after["meta"]["versionId"] == task_before["meta"]["versionId"]
+    # every delivery restates the fact (so a replay reaches the ledger) under one event id: taken once
+    facts = [m for m in await _read(wb, "actions") if dict(m.headers).get("ce_type") == b"vigil.writeback.task-written"]
+    assert len(facts) >= 1 and len({dict(m.headers)["ce_id"] for m in facts}) == 1
+    assert {json.loads(m.value)["action"] for m in facts} == {"created"}
 
 
 async def test_second_decision_of_the_episode_updates_the_task(wb_tenant):
