@@ -34,7 +34,7 @@ from services.commands.demo.pipeline import Pipeline
 from services.commands.demo.plan import SERVICES, DemoPlan
 from services.commands.demo.tenants import DemoTenant, ehr_settings
 from services.core.crypto import Keyring
-from services.core.decisions import DecisionLedger
+from services.triage.ledger import DecisionLedger
 from services.core.errors import RetryableError
 from services.core.logging import configure
 from services.core.secrets import SecretSettings

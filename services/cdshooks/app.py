@@ -11,8 +11,10 @@ and every hook / feedback call must carry a JWT of *that* tenant's CDS client (`
   patient's open AI findings (``cards``: per open Task, or per open episode for a tenant whose
   EHR takes no FHIR results)
 - ``POST /{tenant}/cds-services/irae-patient-view/feedback``: accepted / overridden (with an
-  override reason and comment) -> the label store (``services.core.labels``, source
-  ``cds-hooks``) and the decision ledger (``record_feedback``)
+  override reason and comment) -> one ``vigil.cdshooks.feedback`` event per card on the tenant's
+  ``feedback`` stream (the comment sealed with the tenant key), answered once the broker has it;
+  the monitor turns it into labels, triage into the decision ledger's clinician action.
+  cdshooks writes no table (it reads triage's ledger for the cards).
 - ``GET  /healthz``
 
 Errors are JSON ``{"error": code, "message": ...}``: 400 malformed request, 401 token refused,
@@ -20,6 +22,7 @@ Errors are JSON ``{"error": code, "message": ...}``: 400 malformed request, 401 
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from datetime import datetime, timezone
@@ -30,17 +33,19 @@ from fastapi.responses import JSONResponse
 
 from services.cdshooks import auth, cards
 from services.cdshooks.config import CdsClient, CdsSettings
-from services.core import httperrors, httpserver, kv, serving
+from services.core import contracts, httperrors, httpserver, kv, serving
 from services.core.config import ConfigError, Settings
 from services.core.crypto import Keyring
-from services.core.decisions import DecisionLedger
-from services.core.errors import NotFoundError, PermissionDeniedError, ValidationError
-from services.core.labels import Label, LabelStore
+from services.core import evidence
+from services.core.bus import Publisher
+from services.core.errors import NotFoundError, PermissionDeniedError, ValidationError, VigilError, classify
+from services.core.events import Event, deterministic_id
 from services.core.logging import configure, get_logger
 from services.core.routes import Route
 from services.core.secrets import SecretSettings
 from services.core.tenancy import TenantError, check_tenant_id
 from services.core.tenantdb import TenantPools
+from services.core.tenantcache import TenantCache
 from services.core.tenantdir import TenantDirectory
 
 log = get_logger("vigil.cdshooks")
@@ -51,6 +56,10 @@ CHANNEL = "cds-hooks"
 #: A tenant that also takes FHIR results has Tasks: its cards are per Task, with an inbox link.
 FHIR_CHANNEL = "fhir"
 MAX_FEEDBACK_ITEMS = 50
+#: A clinician's comment is kept to 500 characters (the label store's limit).
+MAX_COMMENT = 500
+FEEDBACK_STREAM = contracts.FEEDBACK
+FEEDBACK_TYPE = contracts.CDS_FEEDBACK
 
 
 class BadRequest(ValidationError):
@@ -69,10 +78,18 @@ class State:
         self._own_pools = pools is None
         self.pools = pools or TenantPools(settings, self.secrets)
         self.keyring = Keyring(self.pools, self.secrets)
-        self.ledger = DecisionLedger(self.pools, self.keyring)
-        self.labels = LabelStore(self.pools)
         self.directory = TenantDirectory(settings.tenants_file)
         self.redis = kv.TenantClients(settings, self.secrets)
+        self._publishers: TenantCache[Publisher] = TenantCache(close=lambda pub: pub.stop(), name="publisher")
+
+    async def publisher(self, tenant: str) -> Publisher:
+        """The tenant's producer (its own Kafka user), started on first use."""
+        async def make() -> Publisher:
+            pub = Publisher(self.settings, tenant)
+            await pub.start()
+            return pub
+
+        return await self._publishers.get(tenant, make)
 
     def tenant(self, raw: str):
         try:
@@ -81,6 +98,7 @@ class State:
             raise NotFound("unknown tenant") from None
 
     async def close(self) -> None:
+        await self._publishers.close()
         await self.redis.close()
         if self._own_pools:
             await self.pools.close()
@@ -187,19 +205,36 @@ async def feedback(request: Request, tenant: str, service_id: str):
         if issued is None:
             raise NotFound("unknown card")
         known.append((item, issued))
-    stored = 0
-    for item, issued in known:
-        stamp = item["time"].isoformat()
-        for decision_id in issued["decisions"]:
-            stored += await state.labels.add(tenant, Label(
-                id=f"cds:{item['card']}:{stamp}:{decision_id}", source="cds-hooks", action=item["outcome"],
-                reason=item["reason"], comment=item["comment"], clinician=issued.get("user"),
-                patient=issued["patient"], decision_id=decision_id, task_id=issued["task"],
-                category=issued.get("category"), grade=issued.get("grade"),
-                model_version=issued.get("engine_version"), time=item["time"]))
-            await state.ledger.record_feedback(tenant, decision_id, item["outcome"], item["reason"], item["time"])
-    log.info("cds.feedback", tenant=tenant, items=len(items), labels=stored)
+    events = [await _feedback_event(state, tenant, item, issued) for item, issued in known]
+    try:
+        publisher = await state.publisher(tenant)
+        await publisher.publish_many(FEEDBACK_STREAM, events)
+    except VigilError:
+        raise
+    except Exception as exc:  # the broker: a 503 the EHR may retry (the same event ids)
+        raise classify(exc) from None
+    log.info("cds.feedback", tenant=tenant, items=len(items), decisions=sum(len(e.data["decisions"]) for e in events))
     return {}
+
+
+def _short(value, limit: int) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= limit else None
+
+
+async def _feedback_event(state: State, tenant: str, item: dict, issued: dict) -> Event:
+    """One card's answer as a ``vigil.cdshooks.feedback`` event; its id is deterministic in (card,
+    time), so a resent answer is one event to its consumers."""
+    stamp = item["time"].isoformat()
+    data = {"card": item["card"][:64], "patient": issued["patient"], "outcome": item["outcome"],
+            "reason": item["reason"][:64] if isinstance(item["reason"], str) else None,
+            "task": issued["task"], "decisions": issued["decisions"], "clinician": _short(issued.get("user"), 256),
+            "category": issued.get("category"), "grade": issued.get("grade"),
+            "modelVersion": issued.get("engine_version"),
+            "time": item["time"].astimezone(timezone.utc).isoformat()}
+    if item["comment"]:
+        data["commentSealed"] = await evidence.seal_text(state.keyring, tenant, item["comment"][:MAX_COMMENT])
+    return Event.new(FEEDBACK_TYPE, source=f"/cdshooks/{tenant}", tenant=tenant, key=issued["patient"], data=data,
+                     id=deterministic_id(tenant, FEEDBACK_TYPE, item["card"], stamp))
 
 
 async def healthz(request: Request):

@@ -1,5 +1,5 @@
-"""``patient-view`` cards: one card per open Vigil Task of the patient (from the decision ledger:
-decisions that were written and have no clinician action yet), labelled as AI-generated.
+"""``patient-view`` cards: one card per open Vigil Task of the patient (read from triage's decision
+ledger: decisions that were written and have no clinician action yet), labelled as AI-generated.
 
 A tenant whose EHR takes no FHIR results (an Epic-like site: ``results`` without ``fhir`` in its
 integration profile) has no Task: its cards are one per open episode instead (decisions of a
@@ -15,7 +15,7 @@ import json
 from collections import defaultdict
 
 from services.core import kv
-from services.core.decisions import QUOTE_PURPOSE
+from services.core.evidence import LEDGER_PURPOSE as QUOTE_PURPOSE
 from services.core.events import deterministic_id
 
 SERVICE_ID = "irae-patient-view"

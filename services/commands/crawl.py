@@ -92,7 +92,7 @@ def per_month(decisions: Iterable[dict], note_times: dict[str, datetime | None])
 
 async def collect(settings: Settings, tenant: str, run: str) -> dict:
     """The run row, its progress, its documents and its decisions (quotes never revealed)."""
-    from services.core import decisions as ledger
+    from services.triage import ledger
     from services.core.db import create_pool
     from services.core.secrets import SecretSettings
     from services.core.tenantdb import TenantPools

@@ -57,10 +57,12 @@ SCHEDULING_MESSAGE = "vigil.scheduling.message"
 TASK_WRITTEN = "vigil.writeback.task-written"
 HL7_RECEIVED = "vigil.ingest.hl7-received"
 LAB_RESULT = "vigil.ingest.lab-result"
+CDS_FEEDBACK = "vigil.cdshooks.feedback"
 
 #: Every event type; each has exactly one schema file, ``schemas/<type>.json``.
 EVENT_TYPES: tuple[str, ...] = (RESOURCE_CHANGED, TASK_UPDATED, EXTRACTION_FINDINGS, TRIAGE_DECISION,
-                                FOLLOWUP_REQUEST, SCHEDULING_MESSAGE, TASK_WRITTEN, HL7_RECEIVED, LAB_RESULT)
+                                FOLLOWUP_REQUEST, SCHEDULING_MESSAGE, TASK_WRITTEN, HL7_RECEIVED, LAB_RESULT,
+                                CDS_FEEDBACK)
 
 
 def schema_file(event_type: str) -> str:

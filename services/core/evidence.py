@@ -26,6 +26,8 @@ from services.core.crypto import DecryptionError, Keyring
 from services.core.events import Event
 
 PURPOSE = "event-quote"
+#: Purpose of quotes at rest in triage's decision ledger (read back by the CDS Hooks cards too).
+LEDGER_PURPOSE = "ledger-quote"
 
 
 async def seal_text(keyring: Keyring, tenant: str, text: str) -> str:

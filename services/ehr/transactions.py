@@ -5,7 +5,8 @@ Entries run in the order the specification gives (DELETE, POST, PUT, GET); ``urn
 fullUrls are replaced by the ids the server assigns (``urn:uuid:X/_history/N`` by
 ``Type/id/_history/N``, a versioned reference to an entry), ``ifNoneExist`` / ``ifMatch`` apply per
 entry, and conditional references (``Practitioner?identifier=sys|val``) are resolved.
-A batch runs each entry on its own and reports each entry's outcome.
+A batch runs each entry on its own and reports each entry's outcome. A GET entry is a read
+(``Type/id``), a vread (``Type/id/_history/vid``) or a search (``Type?params``).
 """
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ class Entry:
     full_url: str | None
     if_none_exist: str | None
     if_match: int | None
+    version: int | None = None     # GET Type/id/_history/vid: a vread
+
 
 
 def _parse_entry(index: int, raw: object) -> Entry:
@@ -61,6 +64,11 @@ def _parse_entry(index: int, raw: object) -> Entry:
     parts = path.strip("/").split("/")
     rtype = check_type(parts[0])
     rid = check_id(parts[1]) if len(parts) > 1 and parts[1] else None
+    version = None
+    if len(parts) > 2:
+        if method != "GET" or len(parts) != 4 or parts[2] != "_history" or not parts[3].isdigit():
+            raise bad_request(f"{where}: request.url must be Type, Type/id or (GET) Type/id/_history/version")
+        version = int(parts[3])
     resource = raw.get("resource")
     if method in ("POST", "PUT"):
         try:
@@ -74,7 +82,7 @@ def _parse_entry(index: int, raw: object) -> Entry:
     full_url = raw.get("fullUrl")
     return Entry(index, method, url, rtype, rid, criteria or None, resource,
                  full_url if isinstance(full_url, str) else None, if_none_exist,
-                 etag_version(req.get("ifMatch"), f"{where}: request.ifMatch"))
+                 etag_version(req.get("ifMatch"), f"{where}: request.ifMatch"), version)
 
 
 def _json_type(value: object) -> str:
@@ -172,6 +180,8 @@ async def _assign_ids(tx: Tx, entries: list[Entry]) -> dict[str, str]:
 
 
 async def _read_entry(tx: Tx, entry: Entry) -> dict:
+    if entry.rid and entry.version is not None:
+        return (await tx.vread(entry.rtype, entry.rid, entry.version)).content
     if entry.rid:
         return (await tx.read(entry.rtype, entry.rid)).content
     q = search.parse(entry.rtype, parse_qsl(entry.criteria or ""))

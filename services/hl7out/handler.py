@@ -22,7 +22,7 @@ from prometheus_client import Counter
 
 from services.core import contracts
 from services.core import evidence
-from services.core.decisions import delivery_suppressed
+from services.core.delivery import delivery_suppressed
 from services.core.errors import RetryableError
 from services.hl7out import patients
 from services.hl7out.deps import Deps

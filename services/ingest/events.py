@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from services.core import contracts
+from services.core import contracts, vigiltasks
 from services.core.events import Event, deterministic_id
 
 RESOURCE_CHANGED = contracts.RESOURCE_CHANGED
@@ -21,6 +21,8 @@ PUBLISHED_TYPES = ("DocumentReference", "Task", "Communication", "Appointment", 
 #: Where the patient reference lives, per resource type.
 PATIENT_PATHS = {"DocumentReference": ("subject",), "Task": ("for",), "Communication": ("subject",),
                  "Encounter": ("subject",), "Appointment": ("participant",)}
+#: Decision ids a task-updated event carries at most (an episode Task gathers one per decision).
+MAX_DECISIONS = 200
 REASON_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
@@ -114,6 +116,18 @@ def task_updated(tenant: str, task: dict) -> Event:
     data = {"task": {"id": ref.id, "versionId": ref.version_id}, "patient": ref.patient,
             "status": str(task.get("status") or "unknown"), "statusReason": _code_text(task.get("statusReason")),
             "note": note, "lastUpdated": ref.last_updated}
+    # What the consumers need of a Vigil Task, so none reads it again: its decisions, who acted
+    # (a reference), the category, grade and model version it shows.
+    decisions = vigiltasks.decision_ids(task)
+    if decisions:
+        grades = [g for g in vigiltasks.input_values(task, "grade") if isinstance(g, int) and 1 <= g <= 5]
+        versions = [v for v in vigiltasks.input_values(task, "model-version") if isinstance(v, str) and v]
+        category = vigiltasks.finding_code(task)
+        clinician = vigiltasks.clinician_of(task)
+        data.update(decisions=[d for d in decisions if len(d) <= 128][:MAX_DECISIONS],
+                    clinician=clinician if clinician and len(clinician) <= 256 else None,
+                    category=category if category and len(category) <= 64 else None,
+                    grade=max(grades) if grades else None, modelVersion=versions[0][:128] if versions else None)
     return Event.new(TASK_UPDATED, source=f"/ingest/{tenant}", tenant=tenant, key=ref.patient, data=data,
                      id=deterministic_id(tenant, TASK_UPDATED, ref.id, ref.version_id),
                      subject=f"Task/{ref.id}/_history/{ref.version_id}")

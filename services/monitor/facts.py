@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from services.core import clinician
 from services.monitor.stats import note_length_bin
 from services.core import contracts
 
@@ -33,9 +34,8 @@ TASK_WRITTEN = contracts.TASK_WRITTEN
 TASK_UPDATED = contracts.TASK_UPDATED
 WHOLE_NOTE = "*"
 UNKNOWN = "unknown"
-#: Task status -> clinician action (the writeback feedback stage uses the same mapping).
-ACTIONS = {"accepted": "accepted", "in-progress": "accepted", "completed": "accepted",
-           "rejected": "overridden", "cancelled": "overridden"}
+#: Task status -> clinician action (one mapping for every feedback consumer, ``services.core.clinician``).
+ACTIONS = clinician.BY_TASK_STATUS
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,63}$")
 
 

@@ -31,7 +31,6 @@ from datetime import datetime, timedelta, timezone
 import asyncpg
 
 from services.core import contracts
-from services.core.decisions import DecisionLedger
 from services.monitor.stats import percentile, rate
 from services.monitor.store import MonitorStore
 
@@ -221,10 +220,17 @@ async def bounds(store: MonitorStore, tenant: str, since: datetime | None,
     return since, until
 
 
+#: The columns of triage's decision ledger (``vigil_decisions``) the reconciliation compares.
+_LEDGER_SQL = ("SELECT id, time, suppressed, task_id, written_at, episode_action, clinician_action, action_time, "
+               "document_id, document_version FROM vigil_decisions WHERE time >= $1 ORDER BY time, id")
+
+
 async def ledger_rows(pools, tenant: str, since: datetime) -> list[dict] | None:
-    """The decision ledger's rows from ``since`` on (``DecisionLedger.since``, quotes not read);
-    None when this database has no ledger (a monitor-only installation)."""
+    """The decision ledger's rows from ``since`` on (no quotes), read-only: the reconciliation's
+    independent second source, so it is read where triage keeps it, not rebuilt from the events it
+    checks. None when this database has no ledger (a monitor-only installation)."""
     try:
-        return await DecisionLedger(pools).since(tenant, since)
+        async with pools.tx(tenant, readonly=True) as conn:
+            return [dict(r) for r in await conn.fetch(_LEDGER_SQL, since)]
     except (asyncpg.UndefinedTableError, asyncpg.InsufficientPrivilegeError):
         return None

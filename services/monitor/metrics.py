@@ -33,3 +33,4 @@ DUPLICATES = Counter("vigil_monitor_duplicates_total", "Events already counted (
                      ("tenant", "type"))
 MONITORED = Gauge("vigil_monitor_tenant_monitored", "1 while the tenant's streams are subscribed, 0 once removed",
                   ("tenant",))
+LABELS = Counter("vigil_monitor_labels_total", "Clinician labels stored (label store)", ("tenant", "source", "action"))

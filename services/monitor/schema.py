@@ -123,6 +123,10 @@ CREATE INDEX IF NOT EXISTS monitor_events_decision ON monitor_events (tenant, de
 
 
 async def ensure_schema(admin_pool) -> None:
-    """Migrate with the platform (admin) pool: the audit log the gates append to, then ours."""
+    """Migrate with the platform (admin) pool: the audit log the gates append to, then ours (the
+    label store included, ``labels``)."""
+    from services.monitor import labels
+
     await migrate(admin_pool, audit.SCHEMA_MODULE, audit.SCHEMA_STEPS)
     await migrate(admin_pool, SCHEMA_MODULE, SCHEMA_STEPS)
+    await migrate(admin_pool, labels.SCHEMA_MODULE, labels.SCHEMA_STEPS)

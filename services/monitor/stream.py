@@ -32,7 +32,9 @@ from services.core.errors import ValidationError, classify
 from services.core.events import Event, decode
 from services.core.logging import get_logger
 from services.core.tenancy import TenantError, tenant_of_topic
-from services.monitor import alerts, facts, metrics
+from services.core import evidence
+from services.core.crypto import Keyring
+from services.monitor import alerts, facts, feedback, labels, metrics
 from services.monitor.config import MonitorSettings
 from services.monitor.stats import percentile, rate
 from services.monitor.store import Alert, EventRow, MonitorStore, WindowRow
@@ -78,7 +80,9 @@ class Processor:
         #: (topic, partition) -> next offset to process, for the lag the liveness probe looks at
         self.positions: dict[tuple[str, int], int] = {}
         self.handlers = {facts.FINDINGS: self.findings, facts.DECISION: self.decision,
-                         facts.TASK_WRITTEN: self.task_written, facts.TASK_UPDATED: self.task_updated}
+                         facts.TASK_WRITTEN: self.task_written, facts.TASK_UPDATED: self.task_updated,
+                         feedback.CDS_FEEDBACK: self.card_feedback}
+        self.keyring = Keyring(store.pools, store.pools.secrets)
 
     # -- per event -----------------------------------------------------------------------------
     async def handle(self, fevent) -> None:
@@ -186,6 +190,9 @@ class Processor:
                             category=facts.code(data["category"]), kind=facts.code(data.get("action")))
         if e.type == facts.TASK_UPDATED:
             return EventRow(e.id, e.type, unit.when, task_id=data["task"]["id"], kind=facts.code(data.get("status")))
+        if e.type == feedback.CDS_FEEDBACK:
+            return EventRow(e.id, e.type, unit.when, task_id=data.get("task"), kind=data["outcome"],
+                            category=facts.code(data.get("category")) if data.get("category") else None)
         return None
 
     async def findings(self, unit: Unit, conn) -> None:
@@ -233,16 +240,29 @@ class Processor:
                                     reason=known["reason"])
 
     async def task_updated(self, unit: Unit, conn) -> None:
-        a = facts.task_action(unit.event.data)
+        data = unit.event.data
+        known = await self.store.task_row(conn, unit.tenant, data["task"]["id"])
+        for label in feedback.task_labels(data, known):
+            if await labels.insert(conn, unit.tenant, label):
+                unit.after.append(metrics.LABELS.labels(unit.tenant, label.source, label.action).inc)
+        a = facts.task_action(data)
         if a is None:
             return
-        known = await self.store.task_row(conn, unit.tenant, a.task_id)
         if known is not None and known["action"] is not None:
             return  # only the first clinician action of a Task counts
         await self.store.task_action(unit.tenant, a, known["category"] if known else facts.UNKNOWN,
                                      known["version"] if known else facts.UNKNOWN, self.reason_of(a), conn)
         if known is not None and known["written_time"] is not None:
             await self.count_action(unit, a, known["category"], known["version"], conn, reason=self.reason_of(a))
+
+    async def card_feedback(self, unit: Unit, conn) -> None:
+        """A CDS Hooks card's answer: its labels (the Task's own counts come from the inbox's task-updated)."""
+        data = unit.event.data
+        comment = (await evidence.open_text(self.keyring, unit.tenant, data["commentSealed"])
+                   if data.get("commentSealed") else None)
+        for label in feedback.card_labels(data, comment):
+            if await labels.insert(conn, unit.tenant, label):
+                unit.after.append(metrics.LABELS.labels(unit.tenant, label.source, label.action).inc)
 
     def reason_of(self, a: facts.TaskAction) -> str | None:
         return self.ms.reason_label(a.reason) if a.action == "overridden" else None

@@ -2,9 +2,12 @@
 
     python -m services.triage.app [--lane realtime|batch]
 
-Two stage specs per tenant (``services.core.bus.service``): ``triage`` consumes ``findings``
-and emits decisions on ``actions`` and follow-up requests on ``scheduling``; ``triage-feedback``
-consumes ``feedback`` and closes episodes whose Task the clinician completed or rejected.
+Three stage specs per tenant (``services.core.bus.service``): ``triage`` consumes ``findings``
+and emits decisions on ``actions`` and follow-up requests on ``scheduling``; ``triage-writes``
+consumes ``actions`` and records in the ledger what writeback wrote (``task-written``);
+``triage-feedback`` consumes ``feedback``, records the clinician's action in the ledger and
+closes episodes whose Task the clinician completed or rejected. Triage migrates and alone writes
+the decision ledger (``ledger``).
 Reads and writes PostgreSQL as each tenant's own role (``TenantPools``); calls tools
 (VIGIL_GRPC_TOOLS_ADDR) with its own service credential. ``--lane batch`` runs the batch lane's
 instance instead (``services.core.lanes``): one spec, ``triage-batch`` on ``batch-findings``, silent
@@ -17,7 +20,6 @@ import sys
 from typing import Mapping
 
 from services.core import contracts
-from services.core import decisions
 from services.core.agentclients import AgentClients
 from services.core.bus import StageSpec
 from services.core.bus.service import serve_stage
@@ -30,15 +32,15 @@ from services.core.modes import ModeStore
 from services.core.secrets import SecretSettings
 from services.core.tenantdb import TenantPools
 from services.core.tenantdir import TenantDirectory
-from services.triage import episodes
-from services.triage.handler import AGENT, Feedback, Triage
+from services.triage import episodes, ledger
+from services.triage.handler import AGENT, Feedback, Triage, Written
 
 
 async def migrate(settings: Settings) -> None:
     """Create the tables triage uses (admin DSN; idempotent, safe with concurrent start-ups)."""
     pool = await create_pool(settings, min_size=1, max_size=1)
     try:
-        await decisions.ensure_schema(pool)
+        await ledger.ensure_schema(pool)
         await ensure_schema(pool, episodes.SCHEMA_MODULE, episodes.SCHEMA_STEPS)
     finally:
         await pool.close()
@@ -55,6 +57,7 @@ def specs(pools: TenantPools, clients: AgentClients, settings: Settings, lane: L
     if lane.batch:  # clinician feedback concerns live Tasks: the real-time instance handles it
         return [StageSpec(name=BATCH_LANE.stage(AGENT), input_stream=BATCH_LANE.findings, handler=triage, **kw)]
     return [StageSpec(name=AGENT, input_stream=contracts.FINDINGS, handler=triage, **kw),
+            StageSpec(name=f"{AGENT}-writes", input_stream=contracts.ACTIONS, handler=Written(pools), **kw),
             StageSpec(name=f"{AGENT}-feedback", input_stream=contracts.FEEDBACK, handler=Feedback(pools), **kw)]
 
 

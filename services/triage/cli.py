@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 import typer
 
-from services.core import audit, decisions
+from services.core import audit
 from services.core.agentclients import AgentClients
 from services.core.audit import cli_actor as actor
 from services.core.config import ConfigError, Settings
@@ -26,6 +26,7 @@ from services.core.grpc.settings import GrpcSettings
 from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry, TenantError, check_tenant_id
 from services.core.tenantdb import TenantPools
+from services.triage import ledger as decisions
 from services.triage.handler import AGENT
 from services.triage.policy import TriageSettings
 from services.triage.rerun import rerun as rerun_decisions

@@ -1,5 +1,7 @@
 """Triage handlers: ``findings`` -> decisions on ``actions`` (+ follow-up requests on
-``scheduling``), and ``feedback`` -> closed episodes.
+``scheduling``); ``actions`` (``vigil.writeback.task-written``) -> what was written, in the
+ledger (``Written``); ``feedback`` -> the clinician's action in the ledger and closed episodes
+(``Feedback``). Triage alone writes the decision ledger (``services.triage.ledger``).
 
 Per findings event: the tenant's mode and kill switch for agent ``triage`` (cached <= 1 s), the
 policy plans (``policy.plan``), the owner (the patient's oncologist from the CareTeam via
@@ -27,25 +29,30 @@ decision event.
 """
 from __future__ import annotations
 
+from datetime import datetime
+
 from prometheus_client import Counter
 
-from services.core import contracts
-from services.core import decisions as ledger, evidence
+from services.core import clinician, contracts, evidence
 from services.core.agentclients import AgentClients
 from services.core.bus import Context
 from services.core.crypto import Keyring
+from services.core.errors import NotFoundError
 from services.core.events import Event, deterministic_id
 from services.core.lanes import LANES, REALTIME, Lane
 from services.core.modes import ModeStore
 from services.core.tenantdb import TenantPools
 from services.core.tenantdir import TenantDirectory
-from services.triage import episodes
+from services.triage import episodes, ledger
 from services.triage.policy import Plan, TriageSettings, effective, joins_episode, plan, wants_followup
 from vigil.v1 import tools_pb2
 
 AGENT = "triage"
 DECISION_TYPE = contracts.TRIAGE_DECISION
 FOLLOWUP_TYPE = contracts.FOLLOWUP_REQUEST
+TASK_WRITTEN = contracts.TASK_WRITTEN
+TASK_UPDATED = contracts.TASK_UPDATED
+CDS_FEEDBACK = contracts.CDS_FEEDBACK
 #: Task statuses after which the episode's Task is no longer open in the inbox.
 CLOSING_STATUSES = ("completed", "rejected", "cancelled", "failed", "entered-in-error")
 
@@ -53,6 +60,8 @@ DECISIONS = Counter("vigil_triage_decisions_total", "Decisions made", ("tenant",
 SUPPRESSED = Counter("vigil_triage_suppressed_total", "Decisions recorded but not emitted", ("tenant", "reason"))
 EMPTY = Counter("vigil_triage_empty_total", "Findings events with nothing to decide", ("tenant",))
 CLOSED = Counter("vigil_triage_episodes_closed_total", "Episodes closed by clinician feedback", ("tenant", "status"))
+RECORDED = Counter("vigil_triage_ledger_updates_total", "Ledger rows updated from writeback and feedback events",
+                   ("tenant", "what"))
 
 
 class Triage:
@@ -127,6 +136,8 @@ class Triage:
             out["episodeAction"] = action
         if p.confidence is not None:
             out["confidence"] = p.confidence
+        if data.get("noteTime"):  # writeback's time-to-alert, without reading the note again
+            out["noteTime"] = data["noteTime"]
         run = data.get("run") if self.lane.batch else None
         if run:
             out["run"] = run
@@ -151,17 +162,59 @@ class Triage:
         return out
 
 
+class Written:
+    """Writeback wrote (and read back) a decision's Task: its refs and Task id go to the ledger.
+    Idempotent (the same refs set again); a decision the ledger does not hold is logged, not retried."""
+
+    def __init__(self, pools: TenantPools):
+        self.ledger = ledger.DecisionLedger(pools)
+
+    async def __call__(self, event: Event, ctx: Context) -> None:
+        if event.type != TASK_WRITTEN:
+            return
+        try:
+            await self.ledger.record_writes(ctx.tenant, event.data["decisionId"], event.data["refs"])
+        except NotFoundError:
+            ctx.log.warning("triage.written_unknown_decision")
+            return
+        RECORDED.labels(ctx.tenant, "written").inc()
+
+
 class Feedback:
-    """A clinician completed or rejected a Vigil Task: close the episodes behind it."""
+    """A clinician answered a Vigil result: the action goes to the ledger (per Task from the inbox,
+    per decision from a CDS Hooks card), and the episodes behind a completed or rejected Task close."""
 
     def __init__(self, pools: TenantPools):
         self.pools = pools
+        self.ledger = ledger.DecisionLedger(pools)
 
     async def __call__(self, event: Event, ctx: Context) -> None:
+        if event.type == CDS_FEEDBACK:
+            await self._card(event, ctx)
+        elif event.type == TASK_UPDATED:
+            await self._task(event, ctx)
+
+    async def _card(self, event: Event, ctx: Context) -> None:
+        d = event.data
+        when = datetime.fromisoformat(d["time"].replace("Z", "+00:00"))
+        labelled = 0
+        for decision_id in d["decisions"]:
+            labelled += len(await self.ledger.record_feedback(ctx.tenant, decision_id, d["outcome"], d.get("reason"),
+                                                              when))
+        RECORDED.labels(ctx.tenant, "card-feedback").inc(labelled)
+        ctx.log.info("triage.card_feedback", outcome=d["outcome"], decisions=labelled)
+
+    async def _task(self, event: Event, ctx: Context) -> None:
         status = event.data["status"]
+        task_id = event.data["task"]["id"]
+        action = clinician.task_action(status)
+        labelled = []
+        if action is not None:
+            labelled = await self.ledger.record_feedback(ctx.tenant, f"Task/{task_id}", action,
+                                                         event.data.get("statusReason") or event.data.get("note"))
+            RECORDED.labels(ctx.tenant, "task-feedback").inc(len(labelled))
         if status not in CLOSING_STATUSES:
             return
-        task_id = event.data["task"]["id"]
         async with self.pools.tx(ctx.tenant) as conn:
             keys = [r["episode_key"] for r in await conn.fetch(
                 "SELECT DISTINCT episode_key FROM vigil_decisions WHERE task_id = $1 AND episode_key IS NOT NULL",
@@ -169,4 +222,5 @@ class Feedback:
             closed = [k for k in keys if await episodes.close(conn, k, f"task-{status}")]
         if closed:
             CLOSED.labels(ctx.tenant, status).inc(len(closed))
-        ctx.log.info("triage.feedback", status=status, episodes_closed=len(closed), known_task=bool(keys))
+        ctx.log.info("triage.feedback", status=status, episodes_closed=len(closed), known_task=bool(keys),
+                     ledger=len(labelled))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.core.agentclients import AgentClients
-from services.core.decisions import DecisionLedger
+from services.triage.ledger import DecisionLedger
 from services.triage.handler import AGENT
 from services.triage.policy import REVIEW_CATEGORY, TriageSettings, kind_for, plan
 from vigil.v1 import inference_pb2, tools_pb2

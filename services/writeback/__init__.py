@@ -1,3 +1,3 @@
 """writeback: triage decisions become FHIR writes in the EHR (Task, evidence, Provenance,
-AuditEvent), exactly once and read-back verified; the feedback stage turns clinicians' Task
-actions into labels. See ``handler`` (decisions), ``feedback`` (labels), ``writer``, ``resources``."""
+AuditEvent), exactly once (by the EHR identifiers) and read-back verified. See ``handler``,
+``writer``, ``resources``. Writeback owns no table."""

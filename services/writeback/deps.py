@@ -1,13 +1,12 @@
-"""What the writeback and feedback handlers share in one process: per-tenant EHR clients
-(own SMART credentials and connection pool each), tenant database pools, the mode store,
-the decision ledger and the label store. ``start()`` migrates the tables it writes."""
+"""What the writeback handler needs in one process: per-tenant EHR clients (own SMART
+credentials and connection pool each), tenant database pools (the mode store, the tenant keys
+that open evidence quotes). Writeback owns no table: its idempotency is the EHR identifiers."""
 from __future__ import annotations
 
 
-from services.core import decisions, labels, modes
+from services.core import modes
 from services.core.config import Settings
 from services.core.crypto import Keyring
-from services.core.db import create_pool
 from services.core.ehraccess import EhrClients
 from services.core.fhir import FhirClient
 from services.core.secrets import SecretSettings
@@ -36,19 +35,11 @@ class Deps:
         self.pools = pools or TenantPools(settings, self.secrets)
         self.keyring = Keyring(self.pools, self.secrets)
         self.modes = modes.ModeStore(self.pools, settings.tenants_file)
-        self.ledger = decisions.DecisionLedger(self.pools, self.keyring)
-        self.labels = labels.LabelStore(self.pools)
         self.directory = TenantDirectory(settings.tenants_file)
         self.ehr = EhrClients(settings.ehr_url, settings.environment, prefix=PREFIX, default_scope=WRITE_SCOPE,
                               tenants=self.directory.get, fixed=clients)   # tests: a started client per tenant
 
     async def start(self) -> None:
-        admin = await create_pool(self.settings, min_size=1, max_size=1)
-        try:
-            await decisions.ensure_schema(admin)
-            await labels.ensure_schema(admin)
-        finally:
-            await admin.close()
         await self.warm()
 
     async def warm(self) -> None:

@@ -2,36 +2,39 @@
 
 Order of checks for a decision of a writable kind (urgent-task, routine-task, review-task):
 
-1. The decision is in the ledger (recorded by triage; recorded here from the event otherwise,
-   so silent decisions are always on record).
-2. The tenant's integration profile: without ``fhir`` in its results channels nothing is written
-   (the decision is on record; hl7out or CDS Hooks deliver it); with it, only the resource types
-   the EHR accepts go into the transaction (``resources.only_accepted`` says what degrades).
-3. Mode: the decision's own ``write`` flag and ``mode`` (what triage decided) AND the current
+1. The tenant's integration profile: without ``fhir`` in its results channels nothing is written
+   (hl7out or CDS Hooks deliver it); with it, only the resource types the EHR accepts go into the
+   transaction (``resources.only_accepted`` says what degrades).
+2. Mode: the decision's own ``write`` flag and ``mode`` (what triage decided) AND the current
    state of the ``writeback`` agent (``ModeStore``): silent -> nothing is written; pilot -> only
    when the owner is in the pilot list. Such a decision is finished (committed), not retried.
-4. Kill switch (tenant-wide or ``writeback``), checked before any EHR call and again right
+3. Kill switch (tenant-wide or ``writeback``), checked before any EHR call and again right
    before the transaction (fresh read): the handler raises ``KillSwitchOn``, a RetryableError.
    Choice: the decision is *kept*, not dropped - it goes through the retry topics (5 s, 30 s,
    5 min) and then to the DLQ, from which ``vigil dlq replay --stage writeback`` writes it once
    the switch is off (writes are idempotent, so a replay never duplicates). Writes stop within
    ``modes.CACHE_TTL_S`` (1 s) of the switch.
-5. ``Writer.write``: idempotent, read-back verified (see ``writer``).
-6. The read-back refs go to the ledger (``record_writes``), and one
-   ``vigil.writeback.task-written`` event (note time -> written time, for time-to-alert) is
-   emitted on ``actions`` - only when this delivery wrote something.
+4. ``Writer.write``: idempotent by the EHR identifiers (the decision id on the Task and its
+   evidence, conditional creates), read-back verified (see ``writer``).
+5. One ``vigil.writeback.task-written`` event (note time -> written time, for time-to-alert; the
+   read-back refs) is emitted on ``actions`` - also when the write was found done already (its
+   action then says whether the decision created the Task: the Task's first decision id), with
+   the same event id for every delivery of the decision, so a redelivery or a DLQ replay of a
+   write whose answer was lost still reaches triage's ledger, once. Writeback keeps no table.
 
-Other event types on ``actions`` (scheduling messages, our own task-written) are ignored.
-The decision's evidence quote arrives sealed with the tenant key (``services.core.evidence``) and
-is opened in memory (a version-1 decision with a plain quote is handled too).
+The note time comes in the decision event (``noteTime``); only an older event without it costs a
+read of the note. Other event types on ``actions`` (scheduling messages, our own task-written)
+are ignored. The decision's evidence quote arrives sealed with the tenant key
+(``services.core.evidence``) and is opened in memory (a version-1 decision with a plain quote is
+handled too).
 """
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
 from services.core import contracts
-from services.core import evidence
-from services.core.decisions import Decision, delivery_suppressed
+from services.core import evidence, vigiltasks
+from services.core.delivery import delivery_suppressed
 from services.core.errors import NotFoundError, RetryableError
 from services.core.logging import get_logger
 from services.writeback import resources as R
@@ -52,16 +55,6 @@ class KillSwitchOn(RetryableError):
     code = "kill_switch"
 
 
-def _decision_row(data: dict, suppressed: str | None) -> Decision:
-    doc = data.get("document") or {}
-    return Decision(id=data["decisionId"], agent="triage", patient=data["patient"], category=data["category"],
-                    kind=data["kind"], mode=data["mode"], write=bool(data.get("write", data["mode"] != "silent")),
-                    output=data, grade=data.get("grade"), document_id=doc.get("id"),
-                    document_version=doc.get("versionId"), engine_version=data.get("engineVersion"),
-                    episode_key=data.get("episodeKey"), episode_action=data.get("episodeAction"),
-                    suppressed=suppressed, confidence=data.get("confidence"))
-
-
 class Writeback:
     def __init__(self, deps: Deps):
         self.deps = deps
@@ -75,7 +68,6 @@ class Writeback:
         d = await evidence.open_decision(self.deps.keyring, tenant, d)
         state = await self.deps.modes.state(tenant, AGENT)
         why_not = delivery_suppressed(d, state)
-        await self.deps.ledger.record_decision(tenant, _decision_row(d, why_not))
         profile = self.deps.directory.get(tenant).integration
         if not profile.delivers(CHANNEL):
             ctx.log.info("writeback.not_a_channel", decision=d["decisionId"])
@@ -92,32 +84,35 @@ class Writeback:
 
         client = await self.deps.client(tenant)
         outcome = await Writer(client, profile.accepts).write(d, guard)
-        try:
-            await self.deps.ledger.record_writes(tenant, d["decisionId"], outcome.refs)
-        except NotFoundError:  # recorded above; only a concurrent purge gets here
-            raise RetryableError("the decision vanished from the ledger", code="ledger_missing") from None
         ctx.log.info("writeback.written", action=outcome.action, decision=d["decisionId"], refs=len(outcome.refs))
-        if outcome.action != "none":
-            ctx.emit(contracts.ACTIONS, ctx.child(TASK_WRITTEN, await self._written_fact(client, d, outcome)))
+        # Also when the write was found done ("none": a redelivery, or a replay of a write whose
+        # answer was lost): the fact is how triage's ledger learns it. Its event id is the same
+        # for every delivery of the decision (``ctx.child``), so consumers take it once.
+        ctx.emit(contracts.ACTIONS, ctx.child(TASK_WRITTEN, await self._written_fact(client, d, outcome)))
 
     @staticmethod
     async def _written_fact(client, d: dict, outcome) -> dict:
-        note_time = None
-        doc = d["document"]
-        try:
-            note = await (client.vread("DocumentReference", doc["id"], doc["versionId"]) if doc.get("versionId")
-                          else client.read("DocumentReference", doc["id"]))
-            note_time = note.get("date") or (note.get("meta") or {}).get("lastUpdated")
-        except NotFoundError:
-            pass
+        note_time = d.get("noteTime") if "noteTime" in d else await _note_time(client, d["document"])
         task = outcome.task
+        action = outcome.action if outcome.action != "none" else (
+            "created" if vigiltasks.decision_ids(task)[:1] == [d["decisionId"]] else "updated")
         return {"decisionId": d["decisionId"], "patient": d["patient"], "kind": d["kind"],
-                "category": d["category"], "grade": d.get("grade"), "action": outcome.action,
+                "category": d["category"], "grade": d.get("grade"), "action": action,
                 "task": {"id": task["id"], "versionId": str(task["meta"]["versionId"])},
                 "owner": d.get("owner"), "noteTime": _rfc3339(note_time),
                 "writtenTime": _rfc3339(task["meta"].get("lastUpdated")) or
                 datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
                 "refs": outcome.refs}
+
+
+async def _note_time(client, doc: dict) -> str | None:
+    """An older decision event (before ``noteTime``): the note's time from the EHR."""
+    try:
+        note = await (client.vread("DocumentReference", doc["id"], doc["versionId"]) if doc.get("versionId")
+                      else client.read("DocumentReference", doc["id"]))
+    except NotFoundError:
+        return None
+    return note.get("date") or (note.get("meta") or {}).get("lastUpdated")
 
 
 def _rfc3339(value: str | None) -> str | None:

@@ -39,14 +39,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from services.core.events import deterministic_id
+from services.core.vigiltasks import DECISION_SYSTEM, INPUT_SYSTEM, input_code as _input_code, \
+    input_values as task_inputs
 
 AIAST = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "AIAST",
          "display": "Artificial Intelligence asserted"}
 VIGIL_TAG = {"system": "https://vigil.health/fhir/tag", "code": "vigil"}
-DECISION_SYSTEM = "https://vigil.health/fhir/sid/decision"
 EPISODE_SYSTEM = "https://vigil.health/fhir/sid/episode"
 DEVICE_SYSTEM = "https://vigil.health/fhir/sid/ai-device"
-INPUT_SYSTEM = "http://vigil.example/fhir/CodeSystem/task-input"   # the inbox contract
 BUSINESS_SYSTEM = "https://vigil.health/fhir/CodeSystem/task-business-status"
 CATEGORY_SYSTEM = "http://vigil.example/fhir/CodeSystem/irae-category"
 DEVICE_TYPE = {"system": "https://vigil.health/fhir/CodeSystem/device-type", "code": "artificial-intelligence",
@@ -229,22 +229,6 @@ def updated_task(current: dict, decision: dict, evidence_ref: str, now: datetime
                               "text": "AI finding updated with new evidence"}
     task["lastModified"] = _iso(now)
     return task
-
-
-def _input_code(item: dict) -> str | None:
-    for coding in (item.get("type") or {}).get("coding") or []:
-        if coding.get("system") == INPUT_SYSTEM:
-            return coding.get("code")
-    return None
-
-
-def task_inputs(task: dict, name: str) -> list:
-    """Values of the Task inputs with code ``name``, in Task order (newest evidence first)."""
-    out = []
-    for item in task.get("input", []):
-        if _input_code(item) == name:
-            out.append(next((v for k, v in item.items() if k.startswith("value")), None))
-    return out
 
 
 def task_grade(task: dict) -> int | None:

@@ -8,18 +8,23 @@
 2. Otherwise the open Task of the episode (``Task?identifier=<EPISODE_SYSTEM>|<episode key>``,
    open status) is updated (``resources.update_bundle``, If-Match its version), or a new Task is
    created (``resources.create_bundle``, conditional creates on the decision id).
-   (The searches of steps 1 and 2 run concurrently.)
+   (The searches of steps 1 and 2 go in one ``batch`` Bundle when the EHR's CapabilityStatement
+   declares ``batch``; else they run concurrently.)
 3. ``guard()`` runs right before the transaction (the kill switch).
 4. After a timeout or a 5xx the write may have happened: step 1 is repeated before the error
    goes back to the stage runtime (which retries).
-5. Every location in the transaction response is read back (vread of that exact version, all
-   at once) and its key fields checked; anything missing (the sandbox's dropped-write mode, a lossy proxy)
+5. Every location in the transaction response is read back (vread of that exact version, in one
+   ``batch`` Bundle, else all at once) and its key fields checked; anything missing (the sandbox's dropped-write mode, a lossy proxy)
    raises ``RetryableError(code="write_not_verified")`` - never a reported success. After the
    stage's retries the decision is dead-lettered.
+
+EHR round trips for a new decision: 3 with ``batch`` (searches, transaction, read-back), 2 + 1 +
+one per written resource without it.
 """
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlencode
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
@@ -56,24 +61,71 @@ def _all(_rtype: str) -> bool:
     return True
 
 
+def supports_batch(capabilities: dict | None) -> bool:
+    """Does the CapabilityStatement declare the system-level ``batch`` interaction?"""
+    for rest in (capabilities or {}).get("rest", []):
+        if any(i.get("code") == "batch" for i in rest.get("interaction", [])):
+            return True
+    return False
+
+
+def _searchset(entry: dict) -> list[dict] | None:
+    """The matches of one batch search entry; None when it failed or has more pages (search again)."""
+    bundle = entry.get("resource") or {}
+    status = str((entry.get("response") or {}).get("status", ""))
+    if not status.startswith("200") or bundle.get("resourceType") != "Bundle" or any(
+            link.get("relation") == "next" for link in bundle.get("link", [])):
+        return None
+    return [e["resource"] for e in bundle.get("entry", [])
+            if (e.get("search") or {}).get("mode", "match") == "match" and "resource" in e]
+
+
 class Writer:
     def __init__(self, client: FhirClient, accepts: Callable[[str], bool] = _all):
         """``accepts(type)``: may this resource type be written to the tenant's EHR (its profile)?"""
         self.client, self.accepts = client, accepts
 
-    async def applied(self, decision: dict) -> dict | None:
-        found = await self.client.search("Task", {"identifier": f"{R.DECISION_SYSTEM}|{decision['decisionId']}"})
-        return found[0] if found else None
+    @property
+    def batches(self) -> bool:
+        return supports_batch(self.client.capabilities)
 
-    async def open_episode_task(self, decision: dict) -> dict | None:
-        found = await self.client.search("Task", {"identifier": f"{R.EPISODE_SYSTEM}|{decision['episodeKey']}",
-                                                  "patient": f"Patient/{decision['patient']}"})
+    @staticmethod
+    def _applied_query(decision: dict) -> dict:
+        return {"identifier": f"{R.DECISION_SYSTEM}|{decision['decisionId']}"}
+
+    @staticmethod
+    def _episode_query(decision: dict) -> dict:
+        return {"identifier": f"{R.EPISODE_SYSTEM}|{decision['episodeKey']}",
+                "patient": f"Patient/{decision['patient']}"}
+
+    @staticmethod
+    def _open(found: list[dict]) -> dict | None:
         open_ = [t for t in found if t.get("status") in R.OPEN_STATUSES]
         open_.sort(key=lambda t: (t.get("meta") or {}).get("lastUpdated", ""), reverse=True)
         return open_[0] if open_ else None
 
+    async def applied(self, decision: dict) -> dict | None:
+        found = await self.client.search("Task", self._applied_query(decision))
+        return found[0] if found else None
+
+    async def open_episode_task(self, decision: dict) -> dict | None:
+        return self._open(await self.client.search("Task", self._episode_query(decision)))
+
+    async def _lookups(self, decision: dict) -> tuple[dict | None, dict | None]:
+        """(the Task that already carries the decision, the episode's open Task): one batch, or two searches."""
+        if self.batches:
+            queries = (self._applied_query(decision), self._episode_query(decision))
+            response = await self.client.transaction({"resourceType": "Bundle", "type": "batch", "entry": [
+                {"request": {"method": "GET", "url": f"Task?{urlencode(q)}"}} for q in queries]})
+            entries = response.get("entry") or []
+            if len(entries) == 2:
+                done, episode = _searchset(entries[0]), _searchset(entries[1])
+                if done is not None and episode is not None:
+                    return (done[0] if done else None), self._open(episode)
+        return await asyncio.gather(self.applied(decision), self.open_episode_task(decision))
+
     async def write(self, decision: dict, guard: Guard) -> WriteOutcome:
-        done, current = await asyncio.gather(self.applied(decision), self.open_episode_task(decision))
+        done, current = await self._lookups(decision)
         if done is not None:
             return await self.read_back_existing(decision, done)
         bundle = R.only_accepted(R.update_bundle(decision, current) if current else R.create_bundle(decision),
@@ -108,10 +160,30 @@ class Writer:
         except NotFoundError:
             raise NotVerified("a written resource does not read back") from None
 
+    async def _vread_batch(self, refs: list[str]) -> list[dict]:
+        """Every ref read back in one batch Bundle (a vread entry each)."""
+        response = await self.client.transaction({"resourceType": "Bundle", "type": "batch", "entry": [
+            {"request": {"method": "GET", "url": ref}} for ref in refs]})
+        entries = response.get("entry") or []
+        if len(entries) != len(refs):
+            raise NotVerified("the read-back batch does not answer every written resource")
+        out = []
+        for entry in entries:
+            status = str((entry.get("response") or {}).get("status", ""))
+            if not status.startswith("200") or not isinstance(entry.get("resource"), dict):
+                raise NotVerified("a written resource does not read back")
+            out.append(entry["resource"])
+        return out
+
     async def verify(self, decision: dict, bundle: dict, locations: list[str]) -> dict[str, dict]:
         """vread every written version (concurrently) and check its key fields; ref -> resource, in bundle order."""
         refs = ["/".join(location.split("://")[-1].split("/")[-4:]) for location in locations]
-        read = await asyncio.gather(*(self._vread(ref) for ref in refs))
+        for ref in refs:
+            parts = ref.split("/")
+            if len(parts) != 4 or parts[2] != "_history":
+                raise NotVerified("a response location is not Type/id/_history/version")
+        read = await (self._vread_batch(refs) if self.batches else
+                      asyncio.gather(*(self._vread(ref) for ref in refs)))
         for entry, ref, got in zip(bundle["entry"], refs, read):
             sent = entry["resource"]
             if got.get("resourceType") != sent["resourceType"]:

@@ -22,7 +22,7 @@ import pytest
 from services.core import crypto
 from services.core.bus import ensure_stage_topics
 from services.core.bus.service import StageHost
-from services.core.decisions import DecisionLedger
+from services.triage.ledger import DecisionLedger
 from services.core.lanes import BATCH, LANES
 from services.core.tenancy import Registry, Tenant
 from services.extraction import app as extraction_app

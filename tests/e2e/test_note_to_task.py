@@ -4,13 +4,14 @@ note written to the EHR -> the EHR's own Subscription (rest-hook) -> ingest rece
 ehr-events -> extraction (tools + inference over loopback gRPC, rules engine) -> findings ->
 triage (owner from the CareTeam) -> actions -> writeback -> one Task in the oncologist's inbox
 with Provenance, AIAST and an AuditEvent -> the clinician overrides it on the inbox page ->
-Task subscription -> ingest -> feedback -> a stored label.
+Task subscription -> ingest -> feedback -> the override in triage's decision ledger.
 """
 from __future__ import annotations
 
 import asyncio
 import base64
 import html
+import json
 import re
 import time
 
@@ -216,7 +217,8 @@ async def test_note_becomes_one_task_updates_and_override_becomes_a_label(pipeli
         assert R.task_inputs(task2, "source-note")[0]["reference"].startswith(f"DocumentReference/{doc2['id']}/")
         assert len(await client.search("Provenance", {"target": f"Task/{task['id']}"})) == 2
 
-        # 4. the inbox page shows the evidence highlighted; Override there -> a stored label
+        # 4. the inbox page shows the evidence highlighted; Override there -> the clinician's action
+        #    in triage's ledger (the monitor labels the same event: tests/integration/monitor)
         import httpx
 
         inbox = httpx.AsyncClient(base_url=wb.ehr.server.url, follow_redirects=True)
@@ -238,14 +240,19 @@ async def test_note_becomes_one_task_updates_and_override_becomes_a_label(pipeli
             assert r.status_code == 200
         finally:
             await inbox.aclose()
-        async def labelled():  # the feedback stage stores one label per decision, one at a time
-            found = await wb.deps.labels.for_task(wb.tenant, task["id"])
+        async def labelled():  # triage-feedback records the override on every decision of the Task
+            found = [r for r in await wb.ledger.by_task(wb.tenant, task["id"]) if r["clinician_action"]]
             return found if len(found) >= 2 else None
-        labels = await wb.wait(labelled, timeout=30)
+        rows = await wb.wait(labelled, timeout=30)
         time_to_label = time.monotonic() - clicked
-        assert {(lb["action"], lb["reason"], lb["clinician"]) for lb in labels} == {
-            ("overridden", "other-cause", f"Practitioner/{onc}")}
-        assert len(labels) == 2  # one per decision of the episode
+        assert {(r["clinician_action"], r["action_reason"]) for r in rows} == {("overridden", "other-cause")}
+        assert len(rows) == 2  # one per decision of the episode
+        # the feedback event carries what the monitor's labels need, read from the Task by ingest
+        (updated,) = [json.loads(m.value) for m in await read_stream(wb, "feedback")
+                      if dict(m.headers).get("ce_type") == b"vigil.ehr.task-updated"
+                      and json.loads(m.value)["status"] == "rejected"]
+        assert sorted(updated["decisions"]) == sorted(r["id"] for r in rows)
+        assert (updated["clinician"], updated["category"]) == (f"Practitioner/{onc}", "colitis")
         assert time_to_label < 15, time_to_label
         # no PHI in anything the services logged: note text, quotes, the patient's name, the comment
         logged = capfd.readouterr()
@@ -254,7 +261,7 @@ async def test_note_becomes_one_task_updates_and_override_becomes_a_label(pipeli
         assert "writeback.written" in logged.out + logged.err, "the services' logs were captured"
         hits = scan_for_phi(logged.out + logged.err, markers)
         assert not hits, [(h.kind, h.line) for h in hits]
-        print(f"\ntime note->Task {time_to_task:.2f} s; override->label {time_to_label:.2f} s")
+        print(f"\ntime note->Task {time_to_task:.2f} s; override->ledger {time_to_label:.2f} s")
     finally:
         stop.set()
         await runner

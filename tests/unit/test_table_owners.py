@@ -44,8 +44,6 @@ OWNER_READS_ONLY = {"vigil_dlq_entries", "vigil_dlq_fingerprints", "vigil_dlq_re
 READ = re.compile(r"\b(?:FROM|JOIN)\s+([a-z_][a-z0-9_]*)", re.I)
 #: table -> (the writers today, the owner it moves to). Shrinks as ownership moves.
 KNOWN = {
-    "vigil_decisions": ({"triage", "writeback", "cdshooks"}, "triage"),
-    "vigil_labels": ({"writeback", "cdshooks"}, "monitor"),
 }
 
 

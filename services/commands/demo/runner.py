@@ -25,7 +25,7 @@ from services.core import devstack
 from services.core.config import ConfigError
 from services.core.crypto import Keyring
 from services.core.errors import RetryableError, VigilError
-from services.core.decisions import DecisionLedger
+from services.triage.ledger import DecisionLedger
 from services.core.secrets import SecretSettings
 from services.core.tenantdb import TenantPools
 from services.ehr.inbox import session as inbox_session

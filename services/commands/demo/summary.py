@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 
 from services.commands.demo.driver import TenantRun
-from services.core.decisions import DecisionLedger
+from services.triage.ledger import DecisionLedger
 from services.core.fhir import FhirClient
 
 #: What Vigil writes about a patient into an EHR that takes FHIR results (writeback).

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from services.core import decisions
+from services.triage import ledger as decisions
 from services.core.db import create_pool
 from tests.fixtures.monitor_run import known_run, write_ledger
 from tests.integration.monitor.conftest import REPO, T0, mon, mon_secrets  # noqa: F401  (fixtures)

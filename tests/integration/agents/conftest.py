@@ -13,7 +13,8 @@ import pytest
 from tests.fixtures.kafka import read_topic  # noqa: F401 (re-exported for the tests here)
 
 from services.control import modes as control_modes
-from services.core import decisions, evidence, kv
+from services.core import evidence, kv
+from services.triage import ledger as decisions
 from services.core.agentclients import AgentClients
 from services.core.bus import ConsumerTuning, Publisher, RetryPolicy, ensure_stage_topics
 from services.core.bus.service import StageHost

@@ -9,17 +9,43 @@ import uuid
 import asyncpg
 
 from services.core.crypto import Keyring
-from services.core.decisions import DecisionLedger
+from services.triage.ledger import DecisionLedger
 from services.core.events import Event
 from services.control.modes import ModeAdmin
 from services.triage import app as triage_app
 
+from tests.fixtures.kafka import wait_idle
 from tests.integration.agents.conftest import FAST_RETRY, FAST_TUNING
 from tests.integration.agents.notes import finding, findings, patient_with_oncologist
 
 
 def triage_specs(agents):
     return triage_app.specs(agents.pools, agents.clients, agents.settings, retry=FAST_RETRY, tuning=FAST_TUNING)
+
+
+def task_written(tenant: str, decision: dict, task_id: str) -> Event:
+    """What writeback emits once it wrote (and read back) a decision's Task."""
+    return Event.new("vigil.writeback.task-written", source="/test", tenant=tenant, key=decision["patient"],
+                     id=str(uuid.uuid4()), data={
+                         "decisionId": decision["decisionId"], "patient": decision["patient"],
+                         "kind": decision["kind"], "category": decision["category"], "grade": decision["grade"],
+                         "action": "created", "task": {"id": task_id, "versionId": "1"}, "owner": decision["owner"],
+                         "noteTime": None, "writtenTime": "2026-03-03T08:00:00+00:00",
+                         "refs": [f"Task/{task_id}/_history/1"]})
+
+
+async def _row(agents, decision_id: str, column: str):
+    return (await ledger(agents).get(agents.tenant, decision_id))[column]
+
+
+async def wait_for(predicate, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = await predicate()
+        if got:
+            return got
+        await asyncio.sleep(0.2)
+    raise AssertionError("condition not reached")
 
 
 def ledger(agents) -> DecisionLedger:
@@ -77,12 +103,16 @@ async def test_second_note_updates_the_open_episode_until_the_task_closes(agents
         assert d1["episodeAction"] == "open" and d2["episodeAction"] == "update"
         assert d2["episodeKey"] == d1["episodeKey"] and d2["decisionId"] != d1["decisionId"]
         assert d2["kind"] == "urgent-task" and d2["grade"] == 3  # escalated by the new evidence
-        # writeback records the Task it wrote; the clinician completes it; the episode closes
-        await ledger(agents).record_writes(agents.tenant, d1["decisionId"], ["Task/task-9/_history/1"])
+        # writeback writes the Task (task-written, recorded by triage-writes); the clinician
+        # completes it (task-updated: the ledger gets the action); the episode closes
+        await agents.publish("actions", [task_written(agents.tenant, d1, "task-9")])
+        await wait_for(lambda: _row(agents, d1["decisionId"], "task_id"))
         await agents.publish("feedback", [Event.new(
             "vigil.ehr.task-updated", source="/test", tenant=agents.tenant, key=patient, id=str(uuid.uuid4()),
             data={"task": {"id": "task-9", "versionId": "2"}, "patient": patient, "status": "completed",
-                  "statusReason": None, "note": None, "lastUpdated": "2026-03-03T09:00:00Z"})])
+                  "statusReason": None, "note": None, "lastUpdated": "2026-03-03T09:00:00Z",
+                  "decisions": [d1["decisionId"], d2["decisionId"]], "clinician": onc, "grade": 3,
+                  "modelVersion": "rules-test"})])
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             async with agents.pools.tx(agents.tenant, readonly=True) as conn:
@@ -92,8 +122,11 @@ async def test_second_note_updates_the_open_episode_until_the_task_closes(agents
                 break
             await asyncio.sleep(0.2)
         assert status == "closed"
+        row = await ledger(agents).get(agents.tenant, d1["decisionId"])
+        assert (row["task_id"], row["written_refs"], row["clinician_action"]) == (
+            "task-9", ["Task/task-9/_history/1"], "accepted")
         await agents.publish("findings", [third])
-        d3 = [e.data for e in await agents.read("actions", 3)][2]
+        d3 = [e.data for e in await agents.read("actions", 4) if e.type == "vigil.triage.decision"][2]
     assert d3["episodeAction"] == "open" and d3["episodeKey"] != d1["episodeKey"]
     assert d3["kind"] == "routine-task" and d3["grade"] == 1
 
@@ -198,4 +231,33 @@ async def test_a_version_1_findings_event_replayed_raw_is_handled_and_leaves_sea
     assert "quote" not in wire[0].data["finding"] and wire[0].data["finding"]["quoteSealed"]
     (decision,) = await agents.opened(wire)
     assert decision.data["finding"]["quote"] == quote and decision.data["owner"] == onc1
+    assert await agents.read("dlq", 0, timeout=0.5) == []
+
+
+async def test_card_feedback_and_unknown_writes_reach_the_ledger_once(agents):
+    """A CDS Hooks card's answer (vigil.cdshooks.feedback) labels exactly its decisions in the ledger;
+    a task-written for a decision the ledger does not hold is logged and committed, not retried."""
+    patient, onc = await patient_with_oncologist(agents.ehr.client)
+    event = findings(agents.tenant, patient, "doc-c1", "1", [finding("colitis", 2, "grade 2 colitis"),
+                                                            finding("rash", 1, "mild rash")], n=1)
+    async with agents.host(triage_specs(agents)) as host:
+        await agents.publish("findings", [event])
+        decided = [e.data for e in await agents.read("actions", 2)]
+        chosen, other = decided[0], decided[1]
+        assert {d["noteTime"] for d in decided} == {"2026-03-02T10:15:00Z"}   # writeback need not read the note
+        stranger = {**chosen, "decisionId": "not-in-the-ledger"}
+        card = Event.new("vigil.cdshooks.feedback", source="/test", tenant=agents.tenant, key=patient,
+                         id=str(uuid.uuid4()), data={
+                             "card": "card-1", "patient": patient, "outcome": "overridden", "reason": "not-irae",
+                             "task": None, "decisions": [chosen["decisionId"]], "clinician": onc,
+                             "category": chosen["category"], "grade": chosen["grade"],
+                             "modelVersion": "rules-test", "time": "2026-03-04T10:00:00Z"})
+        await agents.publish("actions", [task_written(agents.tenant, stranger, "task-x")])
+        await agents.publish("feedback", [card, card])
+        await wait_for(lambda: _row(agents, chosen["decisionId"], "clinician_action"))
+        await wait_idle(agents.stack, agents.tenant, host.specs)
+    row = await ledger(agents).get(agents.tenant, chosen["decisionId"])
+    assert (row["clinician_action"], row["action_reason"], row["action_time"].isoformat()) == (
+        "overridden", "not-irae", "2026-03-04T10:00:00+00:00")
+    assert (await ledger(agents).get(agents.tenant, other["decisionId"]))["clinician_action"] is None
     assert await agents.read("dlq", 0, timeout=0.5) == []

@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from typer.testing import CliRunner
 
-from services.core import decisions
+from services.triage import ledger as decisions
 from services.core.db import create_pool
 from services.monitor import figures
 from services.monitor.stats import percentile

@@ -1,5 +1,6 @@
-"""CDS Hooks 2.0: discovery, patient-view cards for open AI findings, feedback into the label
-store, and JWT verification of the CDS client (real PostgreSQL, Redis, EHR sandbox)."""
+"""CDS Hooks 2.0: discovery, patient-view cards for open AI findings, feedback as
+``vigil.cdshooks.feedback`` events (which triage's ledger and the monitor's labels take in), and
+JWT verification of the CDS client (real broker, PostgreSQL, Redis, EHR sandbox)."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,9 @@ import pytest
 
 from services.cdshooks.app import create_app
 from services.cdshooks.config import CdsSettings
+from services.core import evidence
 from services.core.fhir import new_client_key
+from services.monitor.feedback import card_labels
 from tests.integration.writeback.test_writeback import patient, written
 
 BASE = "http://cds.test"
@@ -77,12 +80,17 @@ async def test_discovery_cards_and_feedback(wb_tenant, cds):
     url = f"/{wb.tenant}/cds-services/irae-patient-view/feedback"
     r = await cds.post(url, json=fb, headers={"Authorization": f"Bearer {token(cds, wb.tenant, path='irae-patient-view/feedback')}"})
     assert r.status_code == 200, r.text
-    (label,) = await wb.deps.labels.for_decision(wb.tenant, ev.data["decisionId"])
-    assert (label["source"], label["action"], label["reason"], label["comment"], label["clinician"]) == (
+    (event,) = await feedback_events(wb, 1)
+    assert event.data["decisions"] == [ev.data["decisionId"]] and "seen by GI" not in json.dumps(event.data)
+    (label,) = card_labels(event.data, await evidence.open_text(wb.deps.keyring, wb.tenant,
+                                                                event.data["commentSealed"]))
+    assert (label.source, label.action, label.reason, label.comment, label.clinician) == (
         "cds-hooks", "overridden", "already-managed", "seen by GI", "Practitioner/onc-1")
-    assert (label["category"], label["grade"], label["task_id"]) == ("colitis", 3, task["id"])
-    row = await wb.deps.ledger.get(wb.tenant, ev.data["decisionId"])
-    assert row["clinician_action"] == "overridden"
+    assert (label.category, label.grade, label.task_id) == ("colitis", 3, task["id"])
+    async with wb.host(stages=("triage-feedback",)):   # triage takes the answer into its ledger
+        await wb.wait(lambda: _action(wb, ev.data["decisionId"]))
+    row = await wb.ledger.get(wb.tenant, ev.data["decisionId"])
+    assert (row["clinician_action"], row["action_reason"]) == ("overridden", "already-managed")
     # the finding is no longer open: no card
     r = await cds.post(f"/{wb.tenant}/cds-services/irae-patient-view", json=hook_body(pid),
                        headers={"Authorization": f"Bearer {token(cds, wb.tenant)}"})
@@ -189,14 +197,45 @@ async def test_a_tenant_without_fhir_results_gets_one_card_per_open_episode(wb_t
     r = await cds.post(f"/{wb.tenant}/cds-services/irae-patient-view/feedback", json=fb, headers={
         "Authorization": f"Bearer {token(cds, wb.tenant, path='irae-patient-view/feedback')}"})
     assert r.status_code == 200, r.text
+    (event,) = await feedback_events(wb, 1)
+    assert sorted(event.data["decisions"]) == sorted([first.data["decisionId"], second.data["decisionId"]])
+    assert event.data["task"] is None and "commentSealed" not in event.data
+    async with wb.host(stages=("triage-feedback",)):
+        for e in (first, second):
+            await wb.wait(lambda e=e: _action(wb, e.data["decisionId"]))
     for e in (first, second):
-        assert (await wb.deps.ledger.get(wb.tenant, e.data["decisionId"]))["clinician_action"] == "accepted"
-        (label,) = await wb.deps.labels.for_decision(wb.tenant, e.data["decisionId"])
-        assert label["task_id"] is None and label["action"] == "accepted"
-    assert (await wb.deps.ledger.get(wb.tenant, other.data["decisionId"]))["clinician_action"] is None
+        assert (await wb.ledger.get(wb.tenant, e.data["decisionId"]))["clinician_action"] == "accepted"
+    assert (await wb.ledger.get(wb.tenant, other.data["decisionId"]))["clinician_action"] is None
     r = await cds.post(f"/{wb.tenant}/cds-services/irae-patient-view", json=hook_body(pid),
                        headers={"Authorization": f"Bearer {token(cds, wb.tenant)}"})
     assert r.json() == {"cards": []}
+
+
+async def _action(wb, decision_id: str) -> str | None:
+    return (await wb.ledger.get(wb.tenant, decision_id))["clinician_action"]
+
+
+async def feedback_events(wb, want: int, timeout: float = 15.0) -> list:
+    """The card answers on the tenant's feedback topic (read from the start)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from services.core.events import decode
+    from services.core.tenancy import topic_name
+
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **wb.stack.kafka.client_kwargs())
+    await consumer.start()
+    tps = [TopicPartition(topic_name(wb.tenant, "feedback"), p) for p in range(4)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    got: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(got) < want and time.monotonic() < deadline:
+            for msgs in (await consumer.getmany(timeout_ms=200)).values():
+                got += [decode(m.key, m.value, m.headers) for m in msgs]
+    finally:
+        await consumer.stop()
+    return [e for e in got if e.type == "vigil.cdshooks.feedback"]
 
 
 async def _all_recorded(wb, decision_ids: list[str]) -> bool:
@@ -204,7 +243,7 @@ async def _all_recorded(wb, decision_ids: list[str]) -> bool:
 
     for d in decision_ids:
         try:
-            await wb.deps.ledger.get(wb.tenant, d)
+            await wb.ledger.get(wb.tenant, d)
         except NotFoundError:
             return False
     return True

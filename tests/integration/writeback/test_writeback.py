@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from services.core.bus import dlq_topic
 from services.core.tenancy import topic_name
@@ -72,7 +73,7 @@ async def test_decision_becomes_one_task_with_provenance_and_audit(wb_tenant):
     audits = await wb.ehr.client.search("AuditEvent", {})
     assert len(audits) == 1 and {e["what"]["reference"] for e in audits[0]["entity"]} >= {
         f"Task/{task['id']}", f"Observation/{obs['id']}"}
-    assert (await wb.deps.ledger.get(wb.tenant, ev.data["decisionId"]))["task_id"] == task["id"]
+    assert (await wb.ledger.get(wb.tenant, ev.data["decisionId"]))["task_id"] == task["id"]
 
 
 async def test_urgent_decision_writes_a_detected_issue(wb_tenant):
@@ -109,6 +110,10 @@ async def test_duplicate_and_replayed_decisions_change_nothing(wb_tenant):
     assert before["Task"] == 1 and before["Observation"] == 1 and before["Provenance"] == 1
     (task_after,) = await wb.ehr.client.search("Task", {"patient": pid})
     assert task_after["meta"]["versionId"] == task_before["meta"]["versionId"]
+    # every delivery restates the fact (so a replay reaches the ledger) under one event id: taken once
+    facts = [m for m in await _read(wb, "actions") if dict(m.headers).get("ce_type") == b"vigil.writeback.task-written"]
+    assert len(facts) >= 1 and len({dict(m.headers)["ce_id"] for m in facts}) == 1
+    assert {json.loads(m.value)["action"] for m in facts} == {"created"}
 
 
 async def test_second_decision_of_the_episode_updates_the_task(wb_tenant):
@@ -136,11 +141,11 @@ async def test_second_decision_of_the_episode_updates_the_task(wb_tenant):
     assert sorted(p["target"][0]["reference"] for p in provs) == [f"Task/{task['id']}/_history/1",
                                                                   f"Task/{task['id']}/_history/2"]
     assert await wb.count("AuditEvent") == 2
-    row = await wb.deps.ledger.get(wb.tenant, second.data["decisionId"])
+    row = await wb.ledger.get(wb.tenant, second.data["decisionId"])
     assert f"Task/{task['id']}/_history/2" in row["written_refs"]
 
 
-async def test_silent_mode_records_but_writes_nothing(wb_tenant):
+async def test_silent_mode_writes_nothing(wb_tenant):
     wb = wb_tenant
     pid = await patient(wb)
     doc = await wb.note(pid)
@@ -151,9 +156,11 @@ async def test_silent_mode_records_but_writes_nothing(wb_tenant):
         await wb.publish("actions", [ev, live])
         row = await wb.wait(lambda: _recorded(wb, live.data["decisionId"]))
         await wait_idle(wb.stack, wb.tenant, host.specs)  # both decisions handled
-    assert row["written_refs"] == [] and row["suppressed"] == "mode-silent"
-    assert (await wb.deps.ledger.get(wb.tenant, ev.data["decisionId"]))["mode"] == "silent"
+    assert row["written_refs"] == [] and row["task_id"] is None
+    assert (await wb.ledger.get(wb.tenant, ev.data["decisionId"]))["written_refs"] == []
     assert await wb.count("Task", patient=pid) == 0 and await wb.count("Provenance") == 0
+    assert [m for m in await _read(wb, "actions") if dict(m.headers).get("ce_type") ==
+            b"vigil.writeback.task-written"] == []
 
 
 async def test_pilot_writes_only_for_listed_owners(wb_tenant):
@@ -167,7 +174,7 @@ async def test_pilot_writes_only_for_listed_owners(wb_tenant):
     async with wb.host():
         await wb.publish("actions", [other, listed])
         await wb.wait(lambda: written(wb, listed.data["decisionId"]))
-    assert (await wb.deps.ledger.get(wb.tenant, other.data["decisionId"]))["written_refs"] == []
+    assert (await wb.ledger.get(wb.tenant, other.data["decisionId"]))["written_refs"] == []
     (task,) = await wb.ehr.client.search("Task", {"patient": pid})
     assert task["owner"]["reference"] == "Practitioner/pilot-1"
 
@@ -176,7 +183,7 @@ async def _recorded(wb, decision_id):
     from services.core.errors import NotFoundError
 
     try:
-        return await wb.deps.ledger.get(wb.tenant, decision_id)
+        return await wb.ledger.get(wb.tenant, decision_id)
     except NotFoundError:
         return None
 
@@ -195,7 +202,7 @@ async def test_kill_switch_stops_writes_within_seconds_and_replay_writes_once(wb
         await wb.publish("actions", [blocked])
         dead = await _dlq(wb, 1)
         assert dead and await wb.count("Task", patient=pid) == 1
-        assert (await wb.deps.ledger.get(wb.tenant, blocked.data["decisionId"]))["written_refs"] == []
+        assert (await wb.ledger.get(wb.tenant, blocked.data["decisionId"]))["written_refs"] == []
         await wb.modes.kill(wb.tenant, "writeback", on=False, actor="test")
         await forget_processed(wb)
         await asyncio.sleep(1.2)
@@ -252,7 +259,7 @@ async def test_dropped_writes_are_never_reported_written(wb_tenant):
     headers = {k: v.decode() for k, v in dead[0].headers}
     assert "write_not_verified" in " ".join(headers.values())
     assert await wb.count("Task", patient=pid) == 0
-    row = await wb.deps.ledger.get(wb.tenant, ev.data["decisionId"])
+    row = await wb.ledger.get(wb.tenant, ev.data["decisionId"])
     assert row["written_refs"] == [] and row["written_at"] is None
     written_events = [m for m in await _read(wb, "actions") if dict(m.headers).get("ce_type") ==
                       b"vigil.writeback.task-written"]
@@ -291,7 +298,8 @@ async def test_lost_response_is_found_by_identifier_not_written_twice(wb_tenant)
 
         async def handle_async_request(self, request):
             response = await self.inner.handle_async_request(request)
-            if request.method == "POST" and request.url.path.rstrip("/").endswith(wb_tenant.tenant) and not self.lost:
+            if request.method == "POST" and request.url.path.rstrip("/").endswith(wb_tenant.tenant) and \
+                    b'"transaction"' in request.content and not self.lost:
                 await response.aread()
                 self.lost += 1
                 raise httpx.ReadTimeout("response lost", request=request)
@@ -315,3 +323,62 @@ async def test_lost_response_is_found_by_identifier_not_written_twice(wb_tenant)
     assert again.action == "none" and again.task["id"] == outcome.task["id"]
     assert await wb.count("Task", patient=pid) == 1 and await wb.count("Provenance") == 1
     assert sorted(r.split("/")[0] for r in outcome.refs) == ["Device", "Observation", "Provenance", "Task"]
+
+
+class CountingTransport:
+    """An httpx transport that counts the FHIR interactions (not the token grant or metadata)."""
+
+    def __new__(cls):
+        import httpx
+
+        class Counting(httpx.AsyncBaseTransport):
+            def __init__(self):
+                self.inner, self.calls = httpx.AsyncHTTPTransport(), []
+
+            async def handle_async_request(self, request):
+                path = request.url.path
+                if not (path.endswith("/metadata") or "/auth/" in path or "/.well-known/" in path):
+                    self.calls.append((request.method, path.rsplit("/", 1)[-1] if request.method == "POST" else path))
+                return await self.inner.handle_async_request(request)
+
+            async def aclose(self):
+                await self.inner.aclose()
+
+        return Counting()
+
+
+async def test_a_new_decision_costs_three_ehr_round_trips_and_no_note_read(wb_tenant):
+    """Searches in one batch, the transaction, the read-back in one batch; the note time comes
+    from the decision event. An older event without noteTime still gets it, from the note."""
+    import json
+
+    from services.core.fhir import FhirClient
+    from services.writeback.config import WRITE_SCOPE
+    from services.writeback.deps import Deps
+
+    wb = wb_tenant
+    pid = await patient(wb)
+    doc = await wb.note(pid)
+    new = wb.decision(pid, doc, episode="rt1")
+    new.data["noteTime"] = "2026-11-19T08:00:00Z"   # not the note's own date: proves it is not re-read
+    old = wb.decision(pid, doc, episode="rt2", n=1, note_time=False)
+    transport = CountingTransport()
+    creds = await wb.ehr.admin.new_client(wb.tenant, "vigil-writeback-counted", WRITE_SCOPE.split())
+    async with FhirClient(wb.ehr.base_url, credentials=creds, transport=transport) as client:
+        deps = Deps(wb.settings, wb.deps.secrets, pools=wb.pools, clients={wb.tenant: client})
+        async with wb.host(deps=deps):
+            await wb.publish("actions", [new])
+            await wb.wait(lambda: written(wb, new.data["decisionId"]))
+            first = list(transport.calls)
+            await wb.publish("actions", [old])
+            await wb.wait(lambda: written(wb, old.data["decisionId"]))
+            second = transport.calls[len(first):]
+    assert [c[0] for c in first] == ["POST", "POST", "POST"], first
+    assert len(second) == 4 and any("DocumentReference" in c[1] for c in second), second
+    facts = {json.loads(m.value)["decisionId"]: json.loads(m.value) for m in await _read(wb, "actions")
+             if dict(m.headers).get("ce_type") == b"vigil.writeback.task-written"}
+    assert facts[new.data["decisionId"]]["noteTime"] == "2026-11-19T08:00:00+00:00"
+    assert facts[old.data["decisionId"]]["noteTime"] == "2026-11-20T09:30:00+00:00"
+    row = await wb.ledger.get(wb.tenant, new.data["decisionId"])   # triage-writes recorded the refs
+    assert row["task_id"] == facts[new.data["decisionId"]]["task"]["id"]
+    assert sorted(row["written_refs"]) == sorted(facts[new.data["decisionId"]]["refs"])

@@ -72,7 +72,7 @@ async def test_nothing_is_written_when_fhir_is_not_a_results_channel(wb_tenant):
         await wait_idle(wb.stack, wb.tenant, host.specs)
     assert await counts(wb, pid) == {"Task": 0, "Observation": 0, "DetectedIssue": 0, "Provenance": 0,
                                      "AuditEvent": 0, "Device": 0}
-    row = await wb.deps.ledger.get(wb.tenant, ev.data["decisionId"])
+    row = await wb.ledger.get(wb.tenant, ev.data["decisionId"])
     assert row is not None and row["written_refs"] == [], "the decision is on record, nothing written"
 
 

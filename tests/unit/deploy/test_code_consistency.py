@@ -273,7 +273,8 @@ def expected_lag(docs, stage: str) -> set[tuple[str, str, str]]:
 
 def test_stage_specs_are_read_from_the_code():
     assert ("triage-feedback", "feedback") in stage_specs("triage")
-    assert ("feedback", "feedback") in stage_specs("writeback")
+    assert ("triage-writes", "actions") in stage_specs("triage")
+    assert stage_specs("writeback") == (("writeback", "actions"),)
     assert all(stream for _, stream in stage_specs("scheduling"))
     assert stage_specs("hl7") == (("hl7", "hl7-inbound"),)
     assert batch_specs("extraction") == (("extraction-batch", "batch-events"),)

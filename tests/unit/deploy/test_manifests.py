@@ -38,7 +38,7 @@ EGRESS = {
     "tools": {"postgres", "redis", "ehr"},
     "inference": {"postgres", "redis", "llm"},
     "control": {"kafka", "postgres", "redis"},
-    "cdshooks": {"postgres", "redis"},
+    "cdshooks": {"kafka", "postgres", "redis"},  # card feedback as events on the tenant's feedback topic
 }
 SECRET_NAME = re.compile(r"(PASSWORD|DSN|SECRET|TOKEN|_KEY)$")
 

@@ -1,6 +1,10 @@
 """The decision ledger: what each agent decided, from which inputs, what was written, what the
-clinician did about it. Shared by triage (records), writeback (adds the FHIR ids written) and the
-feedback path (adds the clinician's action).
+clinician did about it. Owned by triage, the only service that migrates and writes it: the triage
+stage records decisions; triage's ``triage-writes`` stage adds what writeback wrote (from the
+``vigil.writeback.task-written`` events on ``actions``) and ``triage-feedback`` adds what the
+clinician did (``vigil.ehr.task-updated`` and ``vigil.cdshooks.feedback`` on ``feedback``).
+Other services learn about decisions from those events; only the command layer (``vigil
+decisions``, the demo, the crawl report) reads this module directly.
 
 Table ``vigil_decisions`` (tenant RLS, through ``TenantPools``), one row per decision, keyed by
 (tenant, decision id). Decision ids are deterministic (derived from the input event), so a
@@ -32,14 +36,15 @@ import asyncpg
 
 from services.core.crypto import Keyring
 from services.core.errors import NotFoundError, ValidationError
+from services.core.evidence import LEDGER_PURPOSE as QUOTE_PURPOSE
 from services.core.tenancy import check_tenant_id
 from services.core.tenantdb import TenantPools, tenant_rls_sql
 
-QUOTE_PURPOSE = "ledger-quote"
 ACTIONS = ("accepted", "overridden")
 #: Newest-first page size of ``since`` when no limit is given.
 SINCE_LIMIT = 10_000
 
+#: The migration steps keep the name they were first applied under (the table moved here from core).
 SCHEMA_MODULE = "core.decisions"
 SCHEMA_STEPS = [
     """
@@ -116,23 +121,6 @@ class Decision:
 _COLUMNS = ("id", "time", "agent", "patient", "document_id", "document_version", "findings_event_id",
             "note_sha256", "engine", "engine_version", "prompt_hash", "category", "grade", "kind", "episode_key",
             "episode_action", "mode", "write", "suppressed", "output", "confidence", "quote", "run")
-
-
-def delivery_suppressed(decision: dict, state) -> str | None:
-    """Why a result channel must not deliver this decision (None: deliver it). ``decision`` is the
-    ``vigil.triage.decision`` data, ``state`` the results agent's ``modes.AgentState``: triage's own
-    mode and ``write`` flag first, then the agent's current mode and pilot list. (The kill switch
-    is the caller's: it keeps the decision for a later replay instead of finishing it.)"""
-    if decision.get("run"):  # a batch run's decision: never on a results topic, refused if it ever were
-        return "batch-run"
-    if decision["mode"] == "silent" or decision.get("write") is False:
-        return "mode-silent" if decision["mode"] == "silent" else "not-written-by-triage"
-    if state.mode == "silent":
-        return "mode-silent"
-    if "pilot" in (decision["mode"], state.mode) and (not decision.get("owner")
-                                                      or decision["owner"] not in state.pilot_practitioners):
-        return "pilot-owner-not-listed"
-    return None
 
 
 def _split_quote(output: dict) -> tuple[dict, str | None]:

@@ -1,13 +1,14 @@
 """The label store: what clinicians said about Vigil's findings (accepted / overridden, why).
 
-Written by the feedback stage (Task changes from the EHR inbox) and the CDS Hooks feedback
-endpoint; read by evaluation and monitoring. Table ``vigil_labels`` (tenant RLS through
+Owned by the monitor, which alone migrates and writes it: its stream processor turns the
+``feedback`` stream's events into labels (``feedback``: ``vigil.ehr.task-updated`` from the
+inbox, ``vigil.cdshooks.feedback`` from CDS Hooks cards). Read by evaluation and monitoring. Table ``vigil_labels`` (tenant RLS through
 ``TenantPools``), one row per clinician action, keyed by (tenant, id) where the id is
 deterministic in its source (``task:<id>/<version>`` or ``cds:<feedback id>``), so a
 redelivered action stores nothing twice.
 
+    await insert(conn, tenant, Label(id=..., action="overridden", reason="not-irae", ...))  # in your tx; True if new
     store = LabelStore(pools)
-    await store.add(tenant, Label(id=..., action="overridden", reason="not-irae", ...))   # True if new
     rows = await store.for_decision(tenant, decision_id)
 
 No note text or quote is stored here: reason is a short code, ``comment`` at most
@@ -26,6 +27,7 @@ ACTIONS = ("accepted", "overridden")
 SOURCES = ("ehr-task", "cds-hooks")
 MAX_COMMENT = 500
 
+#: The migration steps keep the name they were first applied under (the table moved here from core).
 SCHEMA_MODULE = "core.labels"
 SCHEMA_STEPS = [
     """
@@ -84,19 +86,21 @@ class Label:
 _COLUMNS = tuple(Label.__dataclass_fields__)
 
 
+async def insert(conn, tenant: str, label: Label) -> bool:
+    """Store one label in the caller's tenant transaction; False when that id was stored before."""
+    values = asdict(label)
+    got = await conn.fetchval(
+        f"INSERT INTO vigil_labels (tenant, {', '.join(_COLUMNS)}) VALUES ($1, "
+        f"{', '.join(f'${i}' for i in range(2, len(_COLUMNS) + 2))}) ON CONFLICT (tenant, id) DO NOTHING "
+        "RETURNING 1", tenant, *(values[c] for c in _COLUMNS))
+    return got == 1
+
+
 class LabelStore:
+    """Reads of the label store."""
+
     def __init__(self, pools: TenantPools):
         self.pools = pools
-
-    async def add(self, tenant: str, label: Label) -> bool:
-        """Store one label; False when that id was stored before (a redelivery)."""
-        values = asdict(label)
-        async with self.pools.tx(check_tenant_id(tenant)) as conn:
-            got = await conn.fetchval(
-                f"INSERT INTO vigil_labels (tenant, {', '.join(_COLUMNS)}) VALUES ($1, "
-                f"{', '.join(f'${i}' for i in range(2, len(_COLUMNS) + 2))}) ON CONFLICT (tenant, id) DO NOTHING "
-                "RETURNING 1", tenant, *(values[c] for c in _COLUMNS))
-        return got == 1
 
     async def for_decision(self, tenant: str, decision_id: str) -> list[dict]:
         async with self.pools.tx(check_tenant_id(tenant), readonly=True) as conn:
