@@ -194,7 +194,9 @@ class SchedulingAgent:
             await appointment_sync.forget_proposal(conversation, turn)
             return [Escalate("unparseable", text=render.say("safety_handoff", language))]
         if reading.language == lang.OTHER:
+            # to staff; the offers are withdrawn too, so a later "yes" is never a yes to an offer not re-made
             await appointment_sync.forget_proposal(conversation, turn)
+            conversation.offers, conversation.stage = [], "idle"
             return [Escalate("other-language", text="\n\n".join(render.say("safety_handoff", c) for c in languages))]
         if reading.staff:
             await appointment_sync.forget_proposal(conversation, turn)
@@ -276,6 +278,9 @@ class SchedulingAgent:
         if reading.yes and not (reading.cancel or reading.move or reading.pick is not None or reading.question) \
                 and conversation.stage == "idle" and conversation.appointment:
             return [Say(render.say("acknowledged", language))]
+        if answer == "yes" and reading.pick is None and conversation.stage == "idle" and not conversation.offers \
+                and not conversation.appointment:
+            return [Say(prompt(conversation, turn))]     # a yes to nothing on offer books nothing: ask again
         return None
 
     async def _consent(self, tenant, conversation: Conversation, turn: Turn, text: str, message_ref: str,

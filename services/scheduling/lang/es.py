@@ -34,7 +34,16 @@ PATTERNS: dict[str, re.Pattern] = {
                   r"no estoy segur[oa]", r"dejame (pensarlo|pensar|ver|consultar|mirar)", r"dejeme (pensarlo|pensar|ver|consultar|mirar)",
                   r"(lo )?tengo que (pensar|consultar|preguntar|mirar|ver|hablar)", r"necesito (pensarlo|pensar|consultar|preguntar|hablar)",
                   r"(le|te) (digo|aviso|confirmo) (luego|despues|mas tarde|manana)", r"ya (le|te) (digo|aviso|confirmo)",
-                  r"lo pienso", r"pensarlo", r"consultarlo", r"preguntar(le)? a mi", r"con mi (hija|hijo|esposo|esposa|marido|mujer|familia)"),
+                  r"lo pienso", r"pensarlo", r"consultarlo", r"preguntar(le)? a mi", r"con mi (hija|hijo|esposo|esposa|marido|mujer|familia)",
+                  r"ya veremos", r"veremos", r"lo voy a pensar", r"lo (consulto|hablo|veo|miro|reviso)", r"creo que (si|puedo|me sirve)",
+                  r"supongo", r"igual (si|puedo)", r"capaz", r"puede que", r"ojala", r"en principio", r"si puedo", r"si me dejan",
+                  r"(luego|despues|ahorita|mas tarde|manana) (le|te) (digo|aviso|confirmo)", r"(le|te) aviso",
+                  r"no (lo )?tengo claro", r"no (estoy|toy) segur\w*", r"todavia no (lo )?(se|decido|he decidido)",
+                  r"tengo que (revisar|confirmar|ver)", r"dejeme (revisar|confirmar|preguntar)", r"dejame (revisar|confirmar|preguntar)"),
+    # una pausa, no una respuesta: "un momento", "espere", "déjeme ver"
+    "pause": re.compile(r"\b(un|un momentito|un segundito) ?(momento|momentito|segundo|segundito|minuto|minutito)\b(?!\s*(horario|hora|cita|turno|dia|de retraso|tarde))|\bun momentito\b|"
+                        r"\b(espere|espera|esperame|espereme|aguarde|aguarda)\b|\b(a ver|dejame ver|dejeme ver|deja ver)\b|"
+                        r"\bahorita (vuelvo|le escribo|le contesto)\b|\bya vuelvo\b", _I),
     "thanks": _any(r"gracias", r"muchas gracias", r"mil gracias", r"se lo agradezco", r"te lo agradezco", r"muy amable"),
     "greeting": re.compile(r"^\s*[¡]?\s*(hola|buenas|buenos dias|buenas tardes|buenas noches)\W*$", _I),
     "availability": _any(r"(que|cuales) (dias|horarios|horas|citas)", r"cuales horarios", r"(otra|nueva) (hora|cita|fecha)",
@@ -47,7 +56,12 @@ PATTERNS: dict[str, re.Pattern] = {
                    r"(que dia|cuando) (tengo|es) (la|mi) (cita|consulta|visita)", r"tengo (una |alguna )?(cita|consulta)",
                    r"cual es mi (cita|hora)", r"mi proxima (cita|consulta|visita)", r"sigue (en pie )?mi (cita|consulta)",
                    r"para cuando (es|tengo) (mi|la) cita", r"recuerdeme (mi|la) cita",
-                   r"(para )?cuando (quedo|queda) (mi|la) (cita|consulta|visita)"),
+                   r"(para )?cuando (quedo|queda) (mi|la) (cita|consulta|visita)",
+                   r"(me )?(confirma|puede confirmar|podria confirmar|recuerda|puede recordar|dice|puede decir|podria decir) "
+                   r"(la hora|el dia|la fecha|cuando es|a que hora es|que dia es) (de )?(mi|la) (cita|consulta|visita)",
+                   r"(la )?(hora|dia|fecha) de (mi|la) (cita|consulta|visita)", r"(cuando|a que hora) (tengo que|debo) (ir|venir)",
+                   r"sigue (en pie )?(la|mi) (cita|consulta)", r"(tengo|tenia) (la|mi) cita (para )?cuando",
+                   r"cuando (me toca|tengo cita)"),
     "cancel": _any(r"cancel(ar|e|a|ela|arla|en)", r"anular", r"no puedo (ir|venir|asistir)", r"no voy a poder (ir|venir|asistir)",
                    r"no (quiero|necesito) (la|mi|esa|esta) (cita|consulta|visita)", r"no voy a ir", r"quitar (la|mi) cita"),
     "reschedule": _any(r"cambiar", r"cambie", r"mover", r"mueva", r"reprogramar", r"otro dia", r"otra hora", r"otra fecha",
