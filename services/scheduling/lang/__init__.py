@@ -32,7 +32,7 @@ class Language:
 
 LANGUAGES: dict[str, Language] = {
     m.CODE: Language(m.CODE, m.PATTERNS, m.TEXTS, m.WEEKDAYS, m.MONTHS, m.MARKERS, m.WHEN_FORMAT,
-                     urgency.compile_lexicon(m.CODE, m.URGENCY), m.to_english_dates)
+                     urgency.compile_lexicon(m.CODE, m.URGENCY, m.MARKERS), m.to_english_dates)
     for m in (en, es)}
 DEFAULT = "en"
 #: Letters of scripts no declared language uses (a message in them is in an undeclared language).

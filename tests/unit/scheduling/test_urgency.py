@@ -59,6 +59,11 @@ POSITIVE = {
               ("es", "taquicardia desde anoche")],
     "suicidal": [("en", "I want to die"), ("en", "I'm thinking about hurting myself"), ("es", "quiero morirme"),
                  ("es", "he pensado en quitarme la vida")],
+    "severe_pain": [("en", "the pain in my back is unbearable"), ("en", "I'm in so much pain, tylenol isn't helping"),
+                    ("en", "my knee pain is 9/10"), ("es", "tengo un dolor insoportable en la pierna"),
+                    ("es", "me duele muchísimo la espalda"), ("es", "el paracetamol no me hace nada para el dolor")],
+    "worsening": [("en", "my rash is getting worse"), ("en", "the cough is not getting better"), ("en", "a new rash on my arms"),
+                  ("es", "la tos está cada vez peor"), ("es", "me salió un sarpullido nuevo"), ("es", "el dolor no se me quita")],
     "very_unwell": [("en", "I feel awful"), ("en", "I'm really sick"), ("en", "not normal tired, sleeping like 18 hours"),
                     ("es", "me siento muy mal"), ("es", "estoy fatal")],
 }
