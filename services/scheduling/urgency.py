@@ -6,16 +6,21 @@ A lexicon has
 - ``concepts``: symptom concept -> entries; an entry is one phrase, or a tuple of phrases that must all
   be found in the same sentence ("stomach" + "pain" + "really bad", "fever" + "38.5", "blood" + "stool");
   the first phrase of a tuple is the anchor the guards look at;
-- ``spellings``: (misspelling, word) pairs rewritten first ("siezure" -> "seizure", "bomito" -> "vomito");
-  letters repeated three times or more are cut to two ("dizzzy"), so shouting spellings read too;
+- ``vocabulary``: symptom words an unknown word one typing edit away (two from eight letters, same first
+  letter) is corrected to ("breth" -> "breath"); ``common``: ordinary words never corrected; letters
+  repeated three times or more are cut to two, or one when that makes a known word ("dizzzy", "sooo");
+- ``spellings``: (misspelling, word) pairs rewritten next ("siezure" -> "seizure", "bomito" -> "vomito",
+  "sob" -> "short of breath");
 - ``not_symptoms``: idioms, tests and readings blanked out before anything is matched ("dying to know",
   "blood test", "blood pressure", "me da dolor de cabeza", "análisis de sangre");
 - ``negation``: a cue in the same clause just before the anchor cancels it ("no chest pain", "sin fiebre");
 - ``hypothetical``: a cue in the same clause before the anchor cancels it ("if I get a rash");
 - ``past``: a cue anywhere in the clause cancels it ("the diarrhoea from last month", "years ago");
-- ``resolved``: a cue anywhere in the clause cancels it ("is gone", "ya se me quitó"), except for the
-  ``lasting`` concepts, which stay urgent after they pass (fainting, seizure, one-sided weakness, chest
-  pain, blood, breathing, suicidal thoughts).
+- ``resolved`` / ``stable``: a cue anywhere in the clause cancels it ("is gone", "ya se me quitó", "same as
+  always", "lo de siempre"), except for the ``lasting`` concepts, which stay urgent after they pass
+  (fainting, seizure, one-sided weakness, chest pain, blood, breathing, confusion, suicidal thoughts);
+- ``report`` / ``mild`` / ``scheduling``: the precaution - with no concept found, a symptom word in a message
+  that says nothing about scheduling, and is not mild, past, resolved or stable, is a ``symptom_report``.
 
 Text is matched lower case and accent-folded (``lang.fold``), so every lexicon is written that way.
 Each language's lexicon is applied to every message (mixed English/Spanish messages included).

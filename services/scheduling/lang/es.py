@@ -234,7 +234,7 @@ URGENCY = {
                r"ya lo (sabe|vio|reviso) (el|la) (doctor|doctora|medic[oa])", r"(el|la) (doctor|doctora|medic[oa]) ya (lo )?(sabe|vio|reviso)",
                r"normal para mi", r"ya (esta|estoy) bien"],
     # la precaución: una palabra de síntoma en un mensaje que no habla de citas va al equipo (salvo si es leve)
-    "report": [_SINTOMA, r"enferm\w*", r"malestar", r"me siento mal", r"reaccion", r"palpitacion\w*", r"tembl\w*", r"estrenid\w*",
+    "report": [_SINTOMA, r"(me |le )?pica(n)?", r"picor", r"enferm\w*", r"malestar", r"me siento mal", r"reaccion", r"palpitacion\w*", r"tembl\w*", r"estrenid\w*",
                r"acidez", r"molest\w*"],
     "mild": [r"(3[5-7]|9[5-9])([.,]\d+)?", r"100([.,][0-3]\d*)?", r"leve\w*", r"un poco", r"un poquito", r"poquito", r"liger[oa]", r"ligeramente", r"no (es|esta) (tan|muy) (mal|fuerte)",
              r"algo de"],
