@@ -29,6 +29,7 @@ SIZES = {"conversations": 64, "tune2": 30, "holdout2": 30}
 P95_LIMIT_S = 5.0
 
 
+@pytest.mark.timeout(1800 if FULL else 300)            # a full corpus on a shared, loaded machine takes minutes
 @pytest.mark.parametrize("engine", ["dialogue", "llm"])
 async def test_conversation_corpus(sched, fake_llm, engine):
     conversations = corpus.load(IDS, NAME)
