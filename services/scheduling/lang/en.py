@@ -85,9 +85,10 @@ _INTENSE = (r"severe|really bad|very bad|so bad|too bad|terrible|horrible|horren
 _FEVER = r"fever\w*|feaver|fevre|temp|temperature|febrile"
 _HOT = r"3[89]([.,]\d+)?|4[0-2]([.,]\d+)?|100[.,][4-9]\d*|10[1-6]([.,]\d+)?"
 _MANY = r"[6-9]|[1-9]\d|six|seven|eight|nine|ten|eleven|twelve|a dozen"
-_SYMPTOM = (r"pain\w*|hurt\w*|ache\w*|aching|sore\w*|rash\w*|itch\w*|hives|cough\w*|nause\w*|queasy|vomit\w*|diarrh\w*|fever\w*|"
-            r"chills|swell\w*|swollen|cramp\w*|bleed\w*|dizz\w*|weak\w*|numb\w*|tingl\w*|headache\w*|migraine\w*|breath\w*|wheez\w*|"
-            r"tired\w*|fatigue\w*|exhaust\w*|sweat\w*|symptoms?|side effects?|constipat\w*|bloat\w*|jaundice|spots|bumps|blotch\w*|lumps?")
+_SYMPTOM = (r"pain(s|ful|fully)?|hurt(s|ing)?|ache(s|y)?|aching|sore(s|ness)?|rash(es)?|itch(y|es|ing|iness)?|hives|cough\w*|"
+            r"nause\w*|queasy|vomit\w*|diarrh\w*|fever\w*|chills|swelling|swollen|swells|swelled|cramps?|cramping|bleed\w*|dizz\w*|"
+            r"weak(ness|er)?|numb(ness|ed|ing)?|tingl\w*|headaches?|migraines?|breath(ing|less|lessness)?|wheez\w*|tired(ness)?|"
+            r"fatigue\w*|exhaust(ed|ion)|sweat(s|ing|y)?|symptoms?|side effects?|constipat\w*|bloat\w*|jaundice|blotch\w*|lumps?")
 _WORSE = (r"worse|worsening|getting bad|more and more|spreading|spread|increas\w*|(not|isn'?t|aren'?t|no) (getting )?better|"
           r"(won'?t|doesn'?t|does not|didn'?t|isn'?t|not) go(ing)? away|came on|out of nowhere|all of a sudden|suddenly|"
           r"keeps? (getting|coming back)|more than usual|than usual|than before|than yesterday|never had|first time|not improving|"
@@ -327,7 +328,7 @@ URGENCY = {
         chilly childs blinding blending breach migrating formatting conversion exhaustive sweaty doubles blessing
         conclusion camping seats selling""".split(),
     "lasting": ["chest", "breathing", "bleeding", "syncope", "seizure", "stroke_weakness", "suicidal", "confusion"],
-    "not_symptoms": [
+    "not_symptoms": [r"(tired|sick|exhausted) of", r"lump sum", r"(take|taking|took) a (deep )?breath",
         r"(forgot|forget\w*) (where|how|when|what time|which) ([\w']+ ){0,3}(clinic|office|appointment|appt|parking|building|park|to get|"
         r"to go|visit|address|room|floor|suite|hospital|entrance|lab)", r"(that'?s|what|such|it'?s|is) a (real |total |huge )?pain\b",
         r"blood (tests?|work|draws?|drawn|results?|pressure|sugars?|counts?|bank|donations?|type|thinners?|panel|levels?|"

@@ -234,7 +234,7 @@ URGENCY = {
                r"ya lo (sabe|vio|reviso) (el|la) (doctor|doctora|medic[oa])", r"(el|la) (doctor|doctora|medic[oa]) ya (lo )?(sabe|vio|reviso)",
                r"normal para mi", r"ya (esta|estoy) bien"],
     # la precaución: una palabra de síntoma en un mensaje que no habla de citas va al equipo (salvo si es leve)
-    "report": [_SINTOMA, r"(me |le )?pica(n)?", r"picor", r"enferm\w*", r"malestar", r"me siento mal", r"reaccion", r"palpitacion\w*", r"tembl\w*", r"estrenid\w*",
+    "report": [_SINTOMA, r"(me |le )?pica(n)?", r"picor", r"enferm[oa]s?", r"enfermedad", r"malestar", r"me siento mal", r"reaccion", r"palpitacion\w*", r"tembl\w*", r"estrenid\w*",
                r"acidez", r"molest\w*"],
     "mild": [r"(3[5-7]|9[5-9])([.,]\d+)?", r"100([.,][0-3]\d*)?", r"leve\w*", r"un poco", r"un poquito", r"poquito", r"liger[oa]", r"ligeramente", r"no (es|esta) (tan|muy) (mal|fuerte)",
              r"algo de"],
@@ -255,7 +255,7 @@ URGENCY = {
         borrosa hermosa olvido oido olvidado hablando mandando ando sentido vestido partido pedido perdido mario maria
         marisa conclusion""".split(),
     "lasting": ["chest", "breathing", "bleeding", "syncope", "seizure", "stroke_weakness", "suicidal", "confusion"],
-    "not_symptoms": [
+    "not_symptoms": [r"(cansad[oa]s?|hart[oa]s?|agotad[oa]s?) de (esperar|llamar|que|tanto|los|las|la|el)",
         r"confundid\w* (con|sobre|acerca de|respecto a|por) (los|las|el|la|mi|su|sus|esto|eso|tant\w*)",
         r"(olvide|se me olvido|olvido) (donde|como|cuando|a que hora) ([\w']+ ){0,3}(clinica|consultorio|cita|estacion\w*|edificio|hospital|llegar|ir)",
         r"(analisis|examen|examenes|prueba|pruebas|estudios?|muestras?|extraccion|toma|laboratorio|conteo|grupo) de sangre",
