@@ -96,6 +96,7 @@ _WORSE = (r"worse|worsening|getting bad|more and more|spreading|spread|increas\w
 URGENCY = {
     "concepts": {
         "chest": [
+            r"(squeez\w*|crush\w*|pressing on|sitting on|pushing on) (my|his|her|the) chest",
             r"chest ([\w']+ ){0,3}(feels? )?(funny|weird|strange|off|tight\w*|heavy)",
             r"(pain|ache|pressure|tightness) ([\w']+ ){0,3}(radiat\w*|spread\w*|going|goes|shoot\w*|moving) ([\w']+ ){0,3}(arm|jaw|neck|shoulder)",
             r"heart (hurts|hurting|aches|pain)", r"angina",
@@ -121,6 +122,8 @@ URGENCY = {
             r"breathing (is|has been|got|getting|feels) ([\w']+ )?(bad|hard|difficult|worse|labou?red|tough)",
             r"can'?t lie (flat|down) ([\w']+ ){0,4}breath\w*", r"(need|use|using) ([2-9]|two|three|four) pillows"],
         "bleeding": [
+            r"bright red blood", r"blood ([\w']+ ){0,3}(tissue|toilet paper|underwear|pants|pad|sheets?)",
+            r"(poop\w*|stools?|bms?|poo) ([\w']+ ){0,3}(black|tarry|maroon)",
             r"(blood|bloody) ([\w']+ ){0,3}(in|on|from|when) ([\w']+ ){0,2}(stool|poop|toilet|urine|pee|mouth|nose|vomit|gums|spit|phlegm|"
             r"mucus|sputum|wipe|wiping|cough\w*)", r"bleeding gums", r"gums ([\w']+ ){0,2}bleed\w*",
             r"(pee|urine|wee) ([\w']+ ){0,3}(red|pink|bloody)", r"(red|pink|bloody) (pee|urine|wee)", r"h(a)?emorrhag\w*",
@@ -145,6 +148,7 @@ URGENCY = {
             r"dizz?y ([\w']+ ){0,4}(fell|fall|falling|when i (stand|get up)|can'?t stand)", r"(fell|fall\w*) ([\w']+ ){0,3}dizz?y",
             r"light-?headed", r"room ([\w']+ ){0,2}spinning", r"(everything|world) ([\w']+ ){0,2}spinning", r"vertigo"],
         "confusion": [
+            r"words ([\w']+ ){0,3}(wrong|jumbled|garbled|mixed up|slurred|funny|weird)", r"(can'?t|cannot) (get|find) (my|the|his|her) words",
             r"(forget\w*|forgot) (where|who|what day|what year|how to|my way|the way|my own|names|words|things|everything|people)",
             r"memory ([\w']+ ){0,3}(loss|lapses?|going|gone|bad|worse|problems?|issues?|slipping|terrible)",
             r"(can'?t|cannot|couldn'?t) (remember|recall) (where|who|what day|how|my (name|address|way)|anything|things)",
@@ -246,6 +250,8 @@ URGENCY = {
             r"heart ([\w']+ ){0,3}(racing|pounding|going crazy|flutter\w*|skipping|beating (really |so |very )?(fast|hard)|"
             r"(very|so|really) fast|at 1[2-9]\d)", r"racing heart", r"palpitat\w*", r"(pulse|heart rate|hr) ([\w']+ ){0,2}(1[3-9]\d)"],
         "suicidal": [
+            r"(want|going|wanna|gonna) to end (it|things|everything)", r"(don'?t|do not) see (the|any) point( in \w+)? any ?more",
+            r"(don'?t|do not) see (the|any) point in (living|going on|anything|being here)",
             r"(can'?t|cannot) (do|take|go on with) (this|it) any ?more", r"can'?t go on", r"want (it|this|everything) (all )?to (stop|end|be over)",
             r"(pills|meds|medication|tablets) ([\w']+ ){0,2}(saved|stockpiled|hoarded|stashed)", r"(saving|saved|stockpil\w*|hoard\w*|stash\w*) (up )?"
             r"(my |some |all |a lot of )?(pills|meds|medication|tablets|sleeping pills)", r"overdos\w*",
@@ -290,7 +296,8 @@ URGENCY = {
     "stable": [r"same as (always|before|usual|ever|last (time|visit|week|month)|it'?s been|the last)", r"as usual", r"like always",
                r"as always", r"(nothing|not) new", r"no change", r"unchanged", r"stable", r"steady", r"under control",
                r"(meds?|medicine|medication|cream|pills?|tablets?|it) (is |are )?(help\w*|work\w*|control\w*)", r"normal for me",
-               r"(doctor|dr|nurse|team) (already )?(knows|saw|has seen|checked|looked)",
+               r"(doctor|dr|nurse|team) (already )?(knows|saw|has seen|checked|looked|said)", r"heal\w* (well|nicely|fine|up)",
+               r"(is|are) healing",
                r"already (seen|checked|told|know|knows|aware|discussed)", r"(fine|ok|okay|good) now", r"usual for me"],
     # the precaution: a symptom word in a message that is not about scheduling goes to staff (unless mild)
     "report": [_SYMPTOM, r"sick", r"unwell", r"ill", r"reaction", r"throw\w* up", r"threw up", r"light-?headed", r"palpitat\w*",
@@ -345,7 +352,8 @@ URGENCY = {
         r"pass(ed|ing)? out (the|flyers|forms)", r"faint (hope|idea|chance|line|smell|sound|memory)",
         r"(nearly|almost|gonna|going to|will) (have|had|give me) a heart attack", r"blackout dates", r"blacked out (dates|days)",
         r"confus\w* (about|by|with|regarding|as to)",
-        r"(i'?m|i am) ([\w']+ ){0,2}confused(?=[^.!?]*(appointment|appt|time|slot|date|booking|reminder|message|text|app|"
+        r"(i'?m|i am) ([\w']+ ){0,2}confused(?=[^.!?]*(appointment|appt|time|slot|date|book\w*|did you|you mean|which|option|"
+        r"what you|your (message|text|question)|schedul\w*|reminder|message|text|app|"
         r"portal|form|bill|letter|email|call))", r"got lost ([\w']+ ){0,4}(clinic|hospital|parking|building|office)",
         r"(so |too )?(crowded|packed|full) ([\w']+ ){0,4}(couldn'?t|could not) breathe", r"(couldn'?t|could not) breathe lol"],
     "clause_break": [r"but", r"and", r"y", r"&", r"plus", r"though", r"although", r"however", r"anyway", r"pero", r"aunque",

@@ -130,6 +130,7 @@ URGENCY = {
             r"(paro|levanto|pongo de pie))", r"mareos? (muy )?(fuerte|intenso)s?", r"me mareo mucho", r"(todo|el cuarto) (me )?da vueltas",
             r"vertigo", (r"mare\w*", r"me cai|se cayo|caida|no me puedo (parar|levantar)")],
         "confusion": [
+            r"no reconoce a (nadie|su|sus|la|el|mi|los|las)",
             r"(olvid\w*|se me olvida\w*|se le olvida\w*) (donde|quien|que dia|como|el camino|las cosas|todo|nombres|palabras|a la gente)",
             r"(no|ya no) (me )?(acuerdo|recuerdo|recuerda|se acuerda) (de )?(nada|donde|quien|que dia|como|las cosas)",
             r"memoria ([\w']+ ){0,3}(mal|falla\w*|peor|perdida|problemas)", r"perdida de (la )?memoria", r"no (se|sabe) donde (estoy|esta)",
@@ -232,7 +233,8 @@ URGENCY = {
                r"(nada|no es) nuevo", r"sin cambios", r"no ha cambiado", r"estable", r"controlad\w*",
                r"(la |las |el |los )?(medicina|medicamento|pastilla|crema)s? (me )?(ayuda|funciona|sirve)\w*",
                r"ya lo (sabe|vio|reviso) (el|la) (doctor|doctora|medic[oa])", r"(el|la) (doctor|doctora|medic[oa]) ya (lo )?(sabe|vio|reviso)",
-               r"normal para mi", r"ya (esta|estoy) bien"],
+               r"normal para mi", r"ya (esta|estoy) bien", r"va (bien|mejor)", r"(esta|va) (sanando|curando)",
+               r"(la|el) (doctor|doctora|medic[oa]|enfermer[oa]) (dijo|dice|ya)"],
     # la precaución: una palabra de síntoma en un mensaje que no habla de citas va al equipo (salvo si es leve)
     "report": [_SINTOMA, r"(me |le )?pica(n)?", r"picor", r"enferm[oa]s?", r"enfermedad", r"malestar", r"me siento mal", r"reaccion", r"palpitacion\w*", r"tembl\w*", r"estrenid\w*",
                r"acidez", r"molest\w*"],
@@ -267,7 +269,7 @@ URGENCY = {
     "clause_break": [r"pero", r"aunque", r"sin embargo", r"y", r"e", r"but", r"though", r"and", r"ademas", r"tambien"],
     "negation": [r"no\s*$", r"no (me|le|te|nos|les|se)\s*$", r"no (me |le |se )?(he|ha|hemos|han)( tenido| sentido| notado)?", r"no (tengo|tiene|hay|he tenido|ha tenido|siento|presento|noto|note)( nada de)?( ningun\w*)?",
                  r"sin", r"ni", r"nada de", r"tampoco", r"niega", r"ningun\w*", r"nunca", r"without"],
-    "hypothetical": [r"^\s*(que|cuales|cual)( tipo de| clase de)?\s*$", r"vigilar\s*$",r"si (me |le |te )?(da|dan|sale|salen|tengo|tiene|pasa|llega|empiez\w*|aparec\w*|vuelve)",
+    "hypothetical": [r"si (me |le |te )?(sube|suben|pone|ponen|empeora|empeoran|duele|aumenta)",r"^\s*(que|cuales|cual)( tipo de| clase de)?\s*$", r"vigilar\s*$",r"si (me |le |te )?(da|dan|sale|salen|tengo|tiene|pasa|llega|empiez\w*|aparec\w*|vuelve)",
                      r"que pasa si", r"mas adelante", r"en el futuro", r"en caso de", r"por si", r"cuantas veces", r"cuanto"],
     "past": [r"cuando (era|fui) (nino|nina|joven|chic[oa])", r"(?<!desde )hace (\d+|un|una|dos|tres|varios|varias|muchos|muchas|unos|unas) (anos?|meses|mes)",
              r"(del|el) (mes|ano) pasado", r"(?<!\d )de (enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|octubre|"
