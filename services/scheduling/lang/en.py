@@ -105,6 +105,8 @@ URGENCY = {
             r"(pain\w*|pressure|tight\w*|squeez\w*|heav\w*|weight|burning) (feeling |sensation )?(in|on|across) (my|the|his|her) "
             r"chest", r"sitting on (my|his|her) chest", r"heart attack"],
         "breathing": [
+            r"(lips?|face|skin|fingers?|nails|toes|he'?s|she'?s|he is|she is|i'?m|i am|he|she|i) ([\w']+ ){0,2}(turning|turned|going|gone|"
+            r"look\w*) ([\w']+ )?(blue|grey|gray|purple)",
             r"(can'?t|cannot|couldn'?t|can not|unable to) (get|take|catch|draw) (a |my )?(full |deep |good |proper )?breath",
             r"(short|shortness) ([\w']+ ){0,2}(breath|air)", r"air hunger", r"(not|can'?t|cannot) get(ting)? enough (air|oxygen)",
             r"(need|needing|gasping for|fighting for|struggling for) (more )?air", r"suffocat\w*", r"smother\w*",
@@ -122,6 +124,9 @@ URGENCY = {
             r"breathing (is|has been|got|getting|feels) ([\w']+ )?(bad|hard|difficult|worse|labou?red|tough)",
             r"can'?t lie (flat|down) ([\w']+ ){0,4}breath\w*", r"(need|use|using) ([2-9]|two|three|four) pillows"],
         "bleeding": [
+            r"(poop\w*|stools?|bms?|poo|pee|peeing|urine|vomit\w*|spit\w*|phlegm|mucus|sputum|snot) ([\w']+ ){0,3}(red|bloody|pink|maroon)",
+            r"(red|bloody|pink|maroon) (poop\w*|stools?|pee|urine|vomit|spit|phlegm|mucus|sputum)",
+            r"nose ?bleed\w* ([\w']+ ){0,3}(\d+ (minutes|mins|hours|hrs)|an hour|hours|half an hour|won'?t stop|keeps? coming back)",
             r"bright red blood", r"blood ([\w']+ ){0,3}(tissue|toilet paper|underwear|pants|pad|sheets?)",
             r"(poop\w*|stools?|bms?|poo) ([\w']+ ){0,3}(black|tarry|maroon)",
             r"(blood|bloody) ([\w']+ ){0,3}(in|on|from|when) ([\w']+ ){0,2}(stool|poop|toilet|urine|pee|mouth|nose|vomit|gums|spit|phlegm|"
@@ -141,6 +146,7 @@ URGENCY = {
             r"pass(ed|ing|es)? out", r"faint(ed|ing|ish)?", r"black(ed|ing)? out", r"blackouts?",
             r"everything went (black|dark|white)", r"lost consciousness", r"collaps\w*"],
         "dizziness": [
+            r"(room|everything|world|floor) ([\w']+ ){0,2}(spinning|tilting|moving|swaying|rocking|turning)",
             r"dizz\w* ([\w']+ ){0,4}(all the time|constantly|every time|won'?t stop|worse|all day)",
             r"(keep|kept|keeps) (almost )?(falling|losing (my|his|her) balance)", r"(lost|losing) (my|his|her) balance", r"unsteady",
             r"off balance",
@@ -181,6 +187,8 @@ URGENCY = {
             r"(swell\w*|swollen) ([\w']+ ){0,3}(lips?|face|tongue)", r"rash ([\w']+ ){0,3}(all over|everywhere|spreading|face)",
             r"eyes? ([\w']+ ){0,2}crust\w*", r"rash .{0,20}(mouth|eyes)", r"hives ([\w']+ ){0,3}(all over|everywhere)"],
         "jaundice": [
+            r"(skin|eyes?|face|whites|he'?s|she'?s|he is|she is|i'?m|i am|he|she|i) ([\w']+ ){0,2}(turning|turned|going|gone|getting|"
+            r"becoming|look\w*) ([\w']+ )?(yellow\w*)",
             r"(skin|eyes?|ojos|she|he|looks?|look|turned|gone|going|whites of) ([\w']+ ){0,3}(yellow\w*|amarill\w*)",
             r"(yellow\w*) (skin|eyes)", r"jaundic\w*",
             r"(urine|pee) ([\w']+ ){0,4}(dark|brown|tea|cola|coke|like tea|like cola|tea[- ]colou?red|cola[- ]colou?red)",
@@ -217,6 +225,7 @@ URGENCY = {
             r"can'?t stop (vomiting|throwing up|puking)", r"(keep|kept|still) (vomiting|throwing up|puking)",
             r"(vomit\w*|throwing up|puking) (since|for) (last night|yesterday|this morning|hours|\d+ (hours|days)|two days)", r"can'?t keep (anything|any\w*|water|food|fluids|liquids|it|down) ([\w']+ )?down", r"severe vomiting"],
         "headache_vision": [
+            r"(vision|sight|eyesight|eyes?) ([\w']+ ){0,3}(doubled|double|blurr\w*|fuzzy|cloudy|dim|dark|wavy|distorted)",
             r"(vision|sight|eyesight) ([\w']+ ){0,3}(blurr\w*|fuzzy|cloudy|dim|weird|strange|off|dark|going|worse|spots|shadow\w*|wavy|distorted)",
             r"(blurr\w*|fuzzy|cloudy|dim|wavy) (vision|sight)", r"(seeing|see) (spots|flashes|floaters|stars|shadows|halos|zigzag\w*)",
             r"floaters", r"flashing lights", r"(can'?t|cannot|couldn'?t) (see|read) ([\w']+ ){0,3}(properly|clearly|well|right|straight|anything)",

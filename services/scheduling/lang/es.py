@@ -112,13 +112,15 @@ URGENCY = {
             r"respir\w* (muy |bien )?(rapido|agitad\w*|con silbido|raro|con dificultad|mal)", r"silbido", r"labios ([\w']+ ){0,2}(morados|azules|grises)",
             r"se (me|le) cierra la garganta", r"garganta ([\w']+ ){0,2}(cerrando|cierra|hinchada|cerrada)", r"asfixi\w*"],
         "bleeding": [
+            r"(heces|caca|popo|pupu|orina|pipi|vomito|flema|moco\w*) ([\w']+ ){0,3}(roj\w*|con sangre|sanguinolent\w*)",
+            r"(sangrado|sangre) (de|por) (la )?nariz ([\w']+ ){0,4}(no (para|se detiene|se quita)|\d+ minutos|una hora|horas)",
             r"(orina|pipi) ([\w']+ ){0,3}(roja|rosada|con sangre)", r"(sangran|sangrado de|me sangran) (las )?encias",
             r"moretones ([\w']+ ){0,3}(por todo|todo el cuerpo|sin razon|sin motivo|por todas partes)", r"hemorragia",
             r"(vomit\w*|escup\w*|tos\w*) ([\w']+ ){0,3}(roj\w*|sangre)",
             (r"sangr\w*", _SALIDA), r"(heces|caca\w*|popo\w*|pupu\w*|deposicion\w*|excremento\w*) ([\w']+ ){0,2}(negr\w*|alquitran|como (el )?alquitran)",
             r"(negr\w*) (heces|caca|popo)", r"(posos|asientos|granos) de cafe", r"cafe molido",
             r"(hay|habia|salio|sale|con) (mucha |un poco de |bastante |algo de )?sangre", r"sangrado"],
-        "syncope": [
+        "syncope": [r"desvaneci\w*", r"(me|se) (desvanezco|desvanece)",
             r"(casi|por poco) (me desmayo|me desmaye|se desmaya|se desmayo|me caigo|se cae)", r"perd\w* el sentido", r"inconsciente",
             r"(desperte|amaneci|me encontraron|lo encontre|la encontre|lo encontramos|la encontramos) (tirad[oa] )?(en el )?(piso|suelo)",
             r"se (me|le) doblaron las (piernas|rodillas)",r"desmay\w*", r"perd\w* el conocimiento", r"(me|se) (cai|cayo) (al suelo|redond\w*)", r"se desvanec\w*",
@@ -147,6 +149,7 @@ URGENCY = {
             r"ojos ([\w']+ ){0,2}(en blanco|volteados)", r"espuma (por|en) la boca", r"(se )?(puso|quedo) (tiesa|tieso|rigid\w*)",r"convulsi\w*", r"ataque epilep\w*", (r"ataque", r"sacud\w*|tembl\w*|convuls\w*|espuma|no respond\w*"), (r"tembl\w*|tiembl\w*|sacud\w*", r"piso|suelo|no respond\w*|no contest\w*|todo el cuerpo|"
                                                                                 r"todo\b")],
         "skin": [
+            r"(cae|cayendo|caer|cayo|desprende|desprendiendo) ([\w']+ ){0,2}la piel", r"piel ([\w']+ ){0,3}(cae|cayendo|desprend\w*)",
             r"ampolla\w*", r"se (me|le) (esta |estan )?pel\w*", r"piel ([\w']+ ){0,3}pel\w*", r"pelando", r"despell\w*", r"llagas?", r"(ulceras|aftas) ([\w']+ ){0,2}boca",
             r"(labios|cara|lengua|ojos|parpados) ([\w']+ ){0,3}hinch\w*", r"hinch\w* ([\w']+ ){0,3}(labios|cara|lengua)",
             r"(sarpullido|ronchas|erupcion|salpullido|granos) ([\w']+ ){0,4}(todo el cuerpo|toda la cara|todas partes|por todo|"
@@ -173,6 +176,7 @@ URGENCY = {
                      r"no (paro|puedo parar|deja) de vomitar", r"sigo vomitando",
                      r"vomit\w* (desde|hace) (anoche|ayer|esta manana|horas|\d+ (horas|dias)|dos dias)"],
         "headache_vision": [
+            r"(vista|vision|ojos?) ([\w']+ ){0,3}(doble|borros\w*|nublad\w*|oscur\w*)",
             r"(vista|vision) ([\w']+ ){0,3}(borros\w*|nublad\w*|rara|manchas|oscur\w*|peor|doble|se me va)",
             r"veo (luces|destellos|puntos|manchas|sombras|moscas|estrellas|raro)", r"(ojo|ojos) ([\w']+ ){0,3}(rojo\w*|duele\w*|dolor)",
             r"(la )?luz ([\w']+ ){0,2}(molesta|duele|lastima) (a )?(los|mis) ojos", r"(me|le) molesta la luz", r"(el )?peor dolor de cabeza",
@@ -183,6 +187,7 @@ URGENCY = {
             r"no veo (bien|nada|de un ojo|del ojo)", r"perd\w* (la )?(vista|vision)", r"perdida de (la )?vision",
             r"parpados? ([\w']+ )?caid\w*"],
         "stroke_weakness": [
+            r"(cara|boca) ([\w']+ ){0,3}(de un lado|caid\w*|cayo|colgad\w*)", r"se (me|le) (cayo|cae|esta cayendo) (la|un lado de la) (cara|boca)",
             r"se (me|le) debilit\w*", r"(se (me|le) )?(durmio|entumio|entumecio|adormecio) (\w+ )?(brazo|pierna|mano|cara|lado)", r"debil\w* ([\w']+ ){0,3}(brazo|pierna|lado|mano)",
             r"(brazo|pierna|mano|lado) ([\w']+ ){0,3}(debil\w*|dormid\w*|entumid\w*|adormecid\w*|no (lo|la) puedo mover)",
             r"cara ([\w']+ ){0,2}(caida|torcida|chueca)",
@@ -240,7 +245,7 @@ URGENCY = {
                r"acidez", r"molest\w*"],
     "mild": [r"(3[5-7]|9[5-9])([.,]\d+)?", r"100([.,][0-3]\d*)?", r"leve\w*", r"un poco", r"un poquito", r"poquito", r"liger[oa]", r"ligeramente", r"no (es|esta) (tan|muy) (mal|fuerte)",
              r"algo de"],
-    "scheduling": [r"citas?", r"consultas?", r"visitas?", r"reserv\w*", r"cancel\w*", r"anul\w*", r"horarios?", r"a que hora",
+    "scheduling": [r"cambiar", r"mover", r"(otro|otra) (dia|hora|fecha)", r"el dia", r"citas?", r"consultas?", r"visitas?", r"reserv\w*", r"cancel\w*", r"anul\w*", r"horarios?", r"a que hora",
                    r"que hora", r"turno", r"agenda\w*", r"lunes", r"martes", r"miercoles", r"jueves", r"viernes", r"sabado", r"domingo",
                    r"la semana que viene", r"proxima semana", r"estacion\w*", r"aparca\w*", r"direccion", r"llevar", r"traer",
                    r"seguro medico", r"factura", r"receta", r"resultados", r"formulario", r"opcion", r"(la|el) (primer[oa]?|segund[oa]|"
