@@ -32,7 +32,8 @@ PATTERNS: dict[str, re.Pattern] = {
                   r"(let me|i need to|i have to|i'?ll) (confirm|double[- ]check|look|find out)", r"check (my|the) (calendar|schedule)",
                   r"hopefully", r"if i can", r"should be (ok|okay|fine)", r"tentative\w*", r"pencil (me|it) in",
                   r"not (certain|positive)", r"let you know", r"ask my \w+", r"need to ask", r"kind of", r"sort of",
-                  r"(not|don'?t) know yet", r"haven'?t decided", r"undecided"),
+                  r"(not|don'?t) know yet", r"haven'?t decided", r"undecided", r"lemme (think|check|see|ask)", r"should work",
+                  r"likely", r"i believe so", r"i hope so", r"fingers crossed", r"in theory"),
     # a pause, not an answer: "ok one sec", "hold on", "wait" (only "wait" on its own: "no wait, keep it" is a no)
     "pause": re.compile(r"\b(one|a|just a|half a|gimme a|give me a) (sec|second|minute|min|moment|mo)\b(?!\s*(appointment|visit|time|slot|one|option|opinion|infusion|day|late))|\bhang on\b|\bhold on\b|"
                         r"\bbrb\b|\bbe right back\b|\bone moment\b|"

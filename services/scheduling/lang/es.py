@@ -35,14 +35,15 @@ PATTERNS: dict[str, re.Pattern] = {
                   r"(lo )?tengo que (pensar|consultar|preguntar|mirar|ver|hablar)", r"necesito (pensarlo|pensar|consultar|preguntar|hablar)",
                   r"(le|te) (digo|aviso|confirmo) (luego|despues|mas tarde|manana)", r"ya (le|te) (digo|aviso|confirmo)",
                   r"lo pienso", r"pensarlo", r"consultarlo", r"preguntar(le)? a mi", r"con mi (hija|hijo|esposo|esposa|marido|mujer|familia)",
-                  r"ya veremos", r"veremos", r"lo voy a pensar", r"lo (consulto|hablo|veo|miro|reviso)", r"creo que (si|puedo|me sirve)",
+                  r"ya veremos", r"veremos", r"creo que", r"(yo )?creo\W*$", r"seguramente", r"en teoria", r"espero que si", r"lo voy a pensar", r"lo (consulto|hablo|veo|miro|reviso)", r"creo que (si|puedo|me sirve)",
                   r"supongo", r"igual (si|puedo)", r"capaz", r"puede que", r"ojala", r"en principio", r"si puedo", r"si me dejan",
                   r"(luego|despues|ahorita|mas tarde|manana) (le|te) (digo|aviso|confirmo)", r"(le|te) aviso",
                   r"no (lo )?tengo claro", r"no (estoy|toy) segur\w*", r"todavia no (lo )?(se|decido|he decidido)",
                   r"tengo que (revisar|confirmar|ver)", r"dejeme (revisar|confirmar|preguntar)", r"dejame (revisar|confirmar|preguntar)"),
     # una pausa, no una respuesta: "un momento", "espere", "déjeme ver"
     "pause": re.compile(r"\b(un|un momentito|un segundito) ?(momento|momentito|segundo|segundito|minuto|minutito)\b(?!\s*(horario|hora|cita|turno|dia|de retraso|tarde))|\bun momentito\b|"
-                        r"\b(espere|espera|esperame|espereme|aguarde|aguarda)\b|\b(a ver|dejame ver|dejeme ver|deja ver)\b|"
+                        r"^\W*((ok|vale|si|bueno|ah|oh)\W+)?(espere|espera|esperame|espereme|aguarde|aguarda)( un (momento|momentito|segundo|minuto))?"
+                        r"( por favor)?\W*$|\b(a ver|dejame ver|dejeme ver|deja ver)\b|"
                         r"\bahorita (vuelvo|le escribo|le contesto)\b|\bya vuelvo\b", _I),
     "thanks": _any(r"gracias", r"muchas gracias", r"mil gracias", r"se lo agradezco", r"te lo agradezco", r"muy amable"),
     "greeting": re.compile(r"^\s*[¡]?\s*(hola|buenas|buenos dias|buenas tardes|buenas noches)\W*$", _I),
