@@ -278,9 +278,10 @@ class SchedulingAgent:
         if reading.yes and not (reading.cancel or reading.move or reading.pick is not None or reading.question) \
                 and conversation.stage == "idle" and conversation.appointment:
             return [Say(render.say("acknowledged", language))]
-        if answer == "yes" and reading.pick is None and conversation.stage == "idle" and not conversation.offers \
-                and not conversation.appointment:
-            return [Say(prompt(conversation, turn))]     # a yes to nothing on offer books nothing: ask again
+        if answer == "yes" and conversation.stage == "idle" and not conversation.offers and not conversation.appointment \
+                and reading.pick is None and not (reading.availability or reading.scheduling_words or reading.status
+                                                  or reading.logistics):
+            return [Say(prompt(conversation, turn))]     # a bare yes to nothing on offer books nothing: ask
         return None
 
     async def _consent(self, tenant, conversation: Conversation, turn: Turn, text: str, message_ref: str,
