@@ -234,7 +234,11 @@ class SchedulingAgent:
                 conversation.reschedule = conversation.appointment is not None    # one visit: a new time moves it
                 return await self._book(tenant, conversation, text, reading, turn, message_ref)
         if conversation.stage == "confirming" and conversation.selected:
-            if answer == "yes":
+            # "yes, switch it" to a proposed new time for the booked visit is a yes to that one proposal
+            moving = (conversation.reschedule and reading.yes and reading.move and not (
+                reading.hedge or reading.no or reading.question or reading.cancel or reading.names_date
+                or reading.pick is not None))
+            if answer == "yes" or moving:
                 return await self._book(tenant, conversation, text, reading, turn, message_ref)
             if answer == "hedge":
                 return [Say(render.about("hedge_slot", conversation.selected["start"], turn.tz, language))]

@@ -48,7 +48,7 @@ PATTERNS: dict[str, re.Pattern] = {
                          r"(a |an )?(new|another|different) (one|time|slot|appointment|day)", r"book again",
                          r"can i (book|get|have)", r"find me"),
     "goodbye": _any(r"bye", r"goodbye", r"see you", r"have a (good|nice) (day|one)"),
-    "status": _any(r"when is my", r"when'?s my", r"when'?s the (appointment|visit)", r"what time am i (coming|booked|due|seen|seeing)",
+    "status": _any(r"when is my", r"what (day|time|date)( and (time|day|date))? is my", r"when'?s my", r"when'?s the (appointment|visit)", r"what time am i (coming|booked|due|seen|seeing)",
                    r"(can|could) you (confirm|check|tell me) (the (time|date|day) of )?my (appointment|visit)",
                    r"(confirm|check) (the (time|date|day) of )?my (appointment|visit)", r"(time|date|day) of my (appointment|visit)",
                    r"when (do|am) i (come|coming|have to come|go|need to come)( in)?\b", r"when('?s| is) my (next |upcoming )?(appt|appointment|visit)",
@@ -384,14 +384,14 @@ URGENCY = {
 }
 #: A choice named inside a longer message ("yes, book the first one", "option 2 please").
 PICK = re.compile(r"\b(?:the )?(first|second|third|last|1st|2nd|3rd)(?: one| option| time| slot)?\b|"
-                  r"\b(?:option|number|no\.?|#) ?([123]|one|two|three)\b|#([123])\b", _I)
+                  r"\b(?:option|number|no\.?|#|slot|time) ?([123]|one|two|three)\b|#([123])\b", _I)
 PICKS = {"first": 0, "1st": 0, "1": 0, "one": 0, "second": 1, "2nd": 1, "2": 1, "two": 1, "third": 2, "3rd": 2, "3": 2,
          "three": 2, "last": -1}
 #: A bare acknowledgement: read, not agreed ("ok" to "Shall I book ...? Please reply yes or no").
 ACKS = frozenset({"ok", "okay", "okey", "k", "kk", "fine", "alright", "all right"})
 ORDINALS = {"1": 0, "one": 0, "first": 0, "1st": 0, "2": 1, "two": 1, "second": 1, "2nd": 1,
             "3": 2, "three": 2, "third": 2, "3rd": 2, "last": -1}
-ORDINAL = re.compile(r"^\s*(?:option\s*|number\s*|#\s*|the\s+)?(1st|2nd|3rd|1|2|3|one|two|three|first|second|third|last)"
+ORDINAL = re.compile(r"^\s*(?:option\s*|number\s*|#\s*|slot\s*|the\s+)?(1st|2nd|3rd|1|2|3|one|two|three|first|second|third|last)"
                      r"(\s+(one|option|slot))?\s*[.!]?\s*(please)?\s*[.!]?\s*$", _I)
 
 #: Words that mark a message as English (language detection).

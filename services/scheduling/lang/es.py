@@ -47,7 +47,7 @@ PATTERNS: dict[str, re.Pattern] = {
                         r"\bahorita (vuelvo|le escribo|le contesto)\b|\bya vuelvo\b", _I),
     "thanks": _any(r"gracias", r"muchas gracias", r"mil gracias", r"se lo agradezco", r"te lo agradezco", r"muy amable"),
     "greeting": re.compile(r"^\s*[¡]?\s*(hola|buenas|buenos dias|buenas tardes|buenas noches)\W*$", _I),
-    "availability": _any(r"(que|cuales) (dias|horarios|horas|citas)", r"cuales horarios", r"(otra|nueva) (hora|cita|fecha)",
+    "availability": _any(r"(que|cuales) (otros |otras )?(dias|horarios|horas|citas|fechas)", r"(otros|mas) horarios", r"otras horas", r"cuales horarios", r"(otra|nueva) (hora|cita|fecha)",
                          r"me (da|puede dar|podria dar) otra", r"tienen algo", r"tiene algo", r"disponib\w*",
                          r"lo (mas|antes) (pronto|temprano) posible", r"que tiene", r"que tienen"),
     "goodbye": _any(r"adios", r"hasta luego", r"hasta pronto", r"buen dia", r"que tenga (un )?buen dia"),
