@@ -253,3 +253,11 @@ def test_spanish_stays_spanish(text):
                                   "¿Me puede decir la hora de mi cita?", "¿Sigue en pie mi cita?"])
 def test_more_status_questions(text):
     assert read(text).status, text
+
+
+def test_slot_numbers_other_times_and_day_and_time_questions():
+    assert read("Slot 1 for me").pick == 0 and read("slot 2").choice == 1
+    assert read("what day and time is my appointment again?").status
+    assert read("¿Qué otros horarios tiene?").availability
+    r = read("Yes, switch it")
+    assert r.yes and r.move and r.answer != "yes"           # a yes to a proposed new time only (agent.py)
