@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find protos -name '*.proto' 2>/dev/null | sort)
 
-.PHONY: install gen test test-unit test-integration demo bench bench-runtime bench-isolation bench-extraction bench-ehr bench-ingest bench-hl7 bench-grpc bench-writeback bench-scheduling bench-crawl test-conversations chaos browser dev-up dev-down clean
+.PHONY: install gen test test-unit test-integration demo bench bench-runtime bench-isolation bench-extraction bench-ehr bench-ingest bench-hl7 bench-grpc bench-writeback bench-scheduling bench-crawl test-conversations test-urgent chaos browser dev-up dev-down clean
 
 install: $(VENV)/.installed gen
 
@@ -38,8 +38,13 @@ test: install browser
 	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup --durations=20 $(PYTEST_ARGS)
 
 # The scheduling conversation corpus, every conversation, both engines: figures per engine.
+# CORPUS=tune2|holdout2|path/to/file.jsonl plays another conversation corpus
 test-conversations: install
-	VIGIL_CONVERSATIONS=all $(PY) -m pytest -q -s -p no:cacheprovider tests/integration/scheduling/test_corpus.py
+	VIGIL_CONVERSATIONS=all $(if $(CORPUS),VIGIL_CONVERSATIONS_CORPUS=$(CORPUS)) $(PY) -m pytest -q -s -p no:cacheprovider tests/integration/scheduling/test_corpus.py
+
+# urgent-symptom recall / false-positive rate on the labelled sets, or URGENT=path/to/file.jsonl
+test-urgent: install
+	$(PY) -m tests.unit.scheduling.urgent_sets --misses $(URGENT)
 
 test-unit: install
 	$(PY) -m pytest -q tests/unit

@@ -194,7 +194,9 @@ class SchedulingAgent:
             await appointment_sync.forget_proposal(conversation, turn)
             return [Escalate("unparseable", text=render.say("safety_handoff", language))]
         if reading.language == lang.OTHER:
+            # to staff; the offers are withdrawn too, so a later "yes" is never a yes to an offer not re-made
             await appointment_sync.forget_proposal(conversation, turn)
+            conversation.offers, conversation.stage = [], "idle"
             return [Escalate("other-language", text="\n\n".join(render.say("safety_handoff", c) for c in languages))]
         if reading.staff:
             await appointment_sync.forget_proposal(conversation, turn)
@@ -232,7 +234,11 @@ class SchedulingAgent:
                 conversation.reschedule = conversation.appointment is not None    # one visit: a new time moves it
                 return await self._book(tenant, conversation, text, reading, turn, message_ref)
         if conversation.stage == "confirming" and conversation.selected:
-            if answer == "yes":
+            # "yes, switch it" to a proposed new time for the booked visit is a yes to that one proposal
+            moving = (conversation.reschedule and reading.yes and reading.move and not (
+                reading.hedge or reading.no or reading.question or reading.cancel or reading.names_date
+                or reading.pick is not None))
+            if answer == "yes" or moving:
                 return await self._book(tenant, conversation, text, reading, turn, message_ref)
             if answer == "hedge":
                 return [Say(render.about("hedge_slot", conversation.selected["start"], turn.tz, language))]
@@ -276,6 +282,10 @@ class SchedulingAgent:
         if reading.yes and not (reading.cancel or reading.move or reading.pick is not None or reading.question) \
                 and conversation.stage == "idle" and conversation.appointment:
             return [Say(render.say("acknowledged", language))]
+        if answer == "yes" and conversation.stage == "idle" and not conversation.offers and not conversation.appointment \
+                and reading.pick is None and not (reading.availability or reading.scheduling_words or reading.status
+                                                  or reading.logistics):
+            return [Say(prompt(conversation, turn))]     # a bare yes to nothing on offer books nothing: ask
         return None
 
     async def _consent(self, tenant, conversation: Conversation, turn: Turn, text: str, message_ref: str,

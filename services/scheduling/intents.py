@@ -109,7 +109,10 @@ def read(text: str, languages: tuple[str, ...]) -> Reading:
     r.move = _hit("reschedule", codes, text, folded)
     bare = folded.strip(" .!¡,")
     r.ack = _INTERJECTION.sub("", bare) in ACKS
-    r.yes = _hit("yes", codes, text, folded) and bare not in NOT_A_YES and not r.ack
+    # a pause ("ok one sec", "un momento") is not an answer: it keeps a proposal open, like a hedge
+    r.hedge = r.hedge or _hit("pause", codes, text, folded)
+    r.yes = (_hit("yes", codes, text, folded) and bare not in NOT_A_YES and not r.ack
+             and not lang.foreign_yes(text))       # "sim", "claro que sim", "oui": another language's yes
     r.logistics = [topic for topic in LOGISTICS if _hit(topic, codes, text, folded)]
     r.choice = ordinal(text, codes)
     r.pick = r.choice if r.choice is not None else pick(text, codes)

@@ -6,16 +6,21 @@ A lexicon has
 - ``concepts``: symptom concept -> entries; an entry is one phrase, or a tuple of phrases that must all
   be found in the same sentence ("stomach" + "pain" + "really bad", "fever" + "38.5", "blood" + "stool");
   the first phrase of a tuple is the anchor the guards look at;
-- ``spellings``: (misspelling, word) pairs rewritten first ("siezure" -> "seizure", "bomito" -> "vomito");
-  letters repeated three times or more are cut to two ("dizzzy"), so shouting spellings read too;
+- ``vocabulary``: symptom words an unknown word one typing edit away (two from eight letters, same first
+  letter) is corrected to ("breth" -> "breath"); ``common``: ordinary words never corrected; letters
+  repeated three times or more are cut to two, or one when that makes a known word ("dizzzy", "sooo");
+- ``spellings``: (misspelling, word) pairs rewritten next ("siezure" -> "seizure", "bomito" -> "vomito",
+  "sob" -> "short of breath");
 - ``not_symptoms``: idioms, tests and readings blanked out before anything is matched ("dying to know",
   "blood test", "blood pressure", "me da dolor de cabeza", "análisis de sangre");
 - ``negation``: a cue in the same clause just before the anchor cancels it ("no chest pain", "sin fiebre");
 - ``hypothetical``: a cue in the same clause before the anchor cancels it ("if I get a rash");
 - ``past``: a cue anywhere in the clause cancels it ("the diarrhoea from last month", "years ago");
-- ``resolved``: a cue anywhere in the clause cancels it ("is gone", "ya se me quitó"), except for the
-  ``lasting`` concepts, which stay urgent after they pass (fainting, seizure, one-sided weakness, chest
-  pain, blood, breathing, suicidal thoughts).
+- ``resolved`` / ``stable``: a cue anywhere in the clause cancels it ("is gone", "ya se me quitó", "same as
+  always", "lo de siempre"), except for the ``lasting`` concepts, which stay urgent after they pass
+  (fainting, seizure, one-sided weakness, chest pain, blood, breathing, confusion, suicidal thoughts);
+- ``report`` / ``mild`` / ``scheduling``: the precaution - with no concept found, a symptom word in a message
+  that says nothing about scheduling, and is not mild, past, resolved or stable, is a ``symptom_report``.
 
 Text is matched lower case and accent-folded (``lang.fold``), so every lexicon is written that way.
 Each language's lexicon is applied to every message (mixed English/Spanish messages included).
@@ -23,8 +28,12 @@ Each language's lexicon is applied to every message (mixed English/Spanish messa
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+#: Misspelt symptom words are corrected to the lexicon's ``vocabulary`` when at most this many edits away
+#: (one for words of 5-7 letters, two from 8; shorter words are never corrected).
+_FUZZY_MIN, _FUZZY_TWO = 5, 8
+_ALPHA = re.compile(r"[^\W\d_]+")
 #: Sentences: split on . ! ? ; and new lines, but not on a decimal point ("38.5").
 _SENTENCE = re.compile(r"(?<!\d)\.(?!\d)|[!?¡¿;\n]+|\.(?=\s|$)")
 #: A symptom joined to a negated one ("no blisters or peeling"): the negation reaches it.
@@ -45,6 +54,13 @@ class Lexicon:
     hypothetical: re.Pattern
     past: re.Pattern
     resolved: re.Pattern
+    stable: re.Pattern                      # "same as always", "lo de siempre": known and unchanged
+    vocabulary: frozenset[str] = frozenset()  # symptom words a misspelling is corrected to
+    known: frozenset[str] = frozenset()     # ordinary words of the language: never corrected
+    report: re.Pattern | None = None        # a symptom word: with no scheduling in the message, to staff
+    mild: re.Pattern | None = None          # "a little", "un poco": a mild mention is not a report
+    scheduling: re.Pattern | None = None    # the message is about scheduling (then a bare symptom word is not a report)
+    _fixes: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -58,8 +74,9 @@ def _alternation(phrases) -> re.Pattern:
     return re.compile(r"(?<!\w)(?:" + "|".join(phrases) + r")(?!\w)")
 
 
-def compile_lexicon(code: str, table: dict) -> Lexicon:
-    """A language module's ``URGENCY`` table, compiled (a bad table fails at import, not on a message)."""
+def compile_lexicon(code: str, table: dict, words=()) -> Lexicon:
+    """A language module's ``URGENCY`` table, compiled (a bad table fails at import, not on a message);
+    ``words``: the language's ordinary words (its detection markers), never "corrected" to a symptom."""
     unknown = set(table["lasting"]) - set(table["concepts"])
     if unknown:
         raise ValueError(f"{code} URGENCY: lasting concepts not in the lexicon: {sorted(unknown)}")
@@ -75,7 +92,11 @@ def compile_lexicon(code: str, table: dict) -> Lexicon:
                    not_symptoms=_alternation(table["not_symptoms"]),
                    clause_break=re.compile(_alternation(table["clause_break"]).pattern + r"|[,:]"),
                    negation=_alternation(table["negation"]), hypothetical=_alternation(table["hypothetical"]),
-                   past=_alternation(table["past"]), resolved=_alternation(table["resolved"]))
+                   past=_alternation(table["past"]), resolved=_alternation(table["resolved"]),
+                   stable=_alternation(table["stable"]), vocabulary=frozenset(table["vocabulary"]),
+                   known=frozenset(words) | frozenset(table["common"]) | frozenset(table["vocabulary"]),
+                   report=_alternation(table["report"]), mild=_alternation(table["mild"]),
+                   scheduling=_alternation(table["scheduling"]))
 
 
 def _clause(lexicon: Lexicon, sentence: str, at: int) -> tuple[str, str]:
@@ -101,11 +122,75 @@ def _guarded(lexicon: Lexicon, lexicons, concept: str, sentence: str, at: int) -
         return True                         # "no fever or chills", "sin fiebre ni escalofríos"
     if any(other.hypothetical.search(before) or other.past.search(clause) for other in lexicons):
         return True
-    return concept not in lexicon.lasting and any(other.resolved.search(clause) for other in lexicons)
+    return concept not in lexicon.lasting and any(other.resolved.search(clause) or other.stable.search(clause)
+                                                  for other in lexicons)
 
 
-def _sentences(lexicon: Lexicon, folded: str) -> list[str]:
-    cleaned = _REPEATED.sub(r"\1\1", folded)
+_KEYBOARD = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
+_NEAR = {(a, b) for row in _KEYBOARD for a, b in zip(row, row[1:])}
+_NEAR |= {(top[i], low[j]) for top, low in zip(_KEYBOARD, _KEYBOARD[1:]) for i in range(len(top))
+          for j in (i - 1, i) if 0 <= j < len(low)}
+_NEAR |= {(b, a) for a, b in _NEAR}
+#: letters people write for one another: vowels, and sounds ("confuzed", "sieze", "dissy")
+_SOUNDS = ("aeiouy", "ckqsz", "gj", "mn", "bv")
+
+
+def _plausible(a: str, b: str) -> bool:
+    """A substitution a typist or a speller makes: a neighbouring key, or a letter that sounds alike."""
+    return (a, b) in _NEAR or any(a in group and b in group for group in _SOUNDS)
+
+
+def _distance(a: str, b: str, limit: int) -> int:
+    """Typing distance: insert, delete and swapping two neighbours cost 1, as does replacing a letter with a
+    neighbouring key or one that sounds alike; any other replacement costs 3 (a different word, not a typo:
+    "sharing" is not "shaking"). ``limit + 1`` once over ``limit``."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    before, row = None, list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            current[j] = min(row[j] + 1, current[j - 1] + 1,
+                             row[j - 1] + (0 if ca == cb else 1 if _plausible(ca, cb) else 3))
+            if before is not None and i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                current[j] = min(current[j], before[j - 2] + 1)
+        if min(current) > limit:
+            return limit + 1
+        before, row = row, current
+    return row[-1]
+
+
+def _fix_word(lexicon: Lexicon, known: frozenset[str], word: str) -> str:
+    """A word as the lexicon reads it: letters repeated three times or more cut to two, or to one when that
+    makes a word we know ("sooo" -> "so", "dizzzy" -> "dizzy"); an unknown word of five letters or more one
+    or two edits from a symptom word of the lexicon (same first letter) becomes that word ("breth" ->
+    "breath", "confuzed" -> "confused")."""
+    fixed = lexicon._fixes.get(word)
+    if fixed is not None:
+        return fixed
+    fixed = word
+    if _REPEATED.search(word):
+        two, one = _REPEATED.sub(r"\1\1", word), _REPEATED.sub(r"\1", word)
+        fixed = two if two in known or one not in known else one
+    if len(fixed) >= _FUZZY_MIN and fixed not in known:
+        limit = 2 if len(fixed) >= _FUZZY_TWO else 1
+        best = min(((_distance(fixed, v, 2 if len(v) >= _FUZZY_TWO else 1), v) for v in lexicon.vocabulary
+                    if v[0] == fixed[0] and (limit == 1 or len(v) >= _FUZZY_TWO or abs(len(v) - len(fixed)) <= 1)),
+                   default=(limit + 1, fixed))
+        limit = min(limit, 2 if len(best[1]) >= _FUZZY_TWO else 1)
+        if best[0] <= limit:
+            fixed = best[1]
+    if len(lexicon._fixes) < 20000:
+        lexicon._fixes[word] = fixed
+    return fixed
+
+
+def _normalised(lexicon: Lexicon, known: frozenset[str], folded: str) -> str:
+    return _ALPHA.sub(lambda m: _fix_word(lexicon, known, m.group(0)), folded)
+
+
+def _sentences(lexicon: Lexicon, folded: str, known: frozenset[str] = frozenset()) -> list[str]:
+    cleaned = _normalised(lexicon, known or lexicon.known, folded)
     for variant, word in lexicon.spellings:
         cleaned = variant.sub(word, cleaned)
     cleaned = lexicon.not_symptoms.sub(" ~ ", cleaned)
@@ -115,9 +200,10 @@ def _sentences(lexicon: Lexicon, folded: str) -> list[str]:
 def findings(folded: str, lexicons) -> list[Finding]:
     """Every urgent concept found in accent-folded ``folded`` and not cancelled by a guard."""
     lexicons = tuple(lexicons)
+    known = frozenset().union(*(lx.known for lx in lexicons))
     found = []
     for lexicon in lexicons:
-        for sentence in _sentences(lexicon, folded):
+        for sentence in _sentences(lexicon, folded, known):
             for concept, entries in lexicon.concepts.items():
                 for parts in entries:
                     anchor = parts[0].search(sentence)
@@ -129,7 +215,31 @@ def findings(folded: str, lexicons) -> list[Finding]:
                     if hit:
                         found.append(Finding(concept, lexicon.code, hit.group(0)))
                         break
+    if not found:
+        found = _reports(folded, lexicons, known)
     return found
+
+
+def _reports(folded: str, lexicons, known: frozenset[str]) -> list[Finding]:
+    """The precaution: a message that speaks of a symptom (not negated, past, resolved, stable or mild) and
+    not of scheduling at all is a symptom report, and a nurse should read it."""
+    sentences = [(lexicon, _sentences(lexicon, folded, known)) for lexicon in lexicons]
+    if any(lexicon.scheduling.search(sentence) for lexicon, group in sentences for sentence in group):
+        return []
+    # the weakest signal: a past, resolved or stable cue anywhere in the message cancels it
+    if any(other.past.search(sentence) or other.resolved.search(sentence) or other.stable.search(sentence)
+           for _, group in sentences for sentence in group for other in lexicons):
+        return []
+    for lexicon, group in sentences:
+        for sentence in group:
+            for m in lexicon.report.finditer(sentence):
+                _, clause = _clause(lexicon, sentence, m.start())
+                if _guarded(lexicon, lexicons, "symptom_report", sentence, m.start()):
+                    continue
+                if any(other.mild.search(clause) for other in lexicons):
+                    continue
+                return [Finding("symptom_report", lexicon.code, m.group(0))]
+    return []
 
 
 def urgent(folded: str, lexicons) -> bool:

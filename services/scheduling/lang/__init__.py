@@ -32,7 +32,7 @@ class Language:
 
 LANGUAGES: dict[str, Language] = {
     m.CODE: Language(m.CODE, m.PATTERNS, m.TEXTS, m.WEEKDAYS, m.MONTHS, m.MARKERS, m.WHEN_FORMAT,
-                     urgency.compile_lexicon(m.CODE, m.URGENCY), m.to_english_dates)
+                     urgency.compile_lexicon(m.CODE, m.URGENCY, m.MARKERS), m.to_english_dates)
     for m in (en, es)}
 DEFAULT = "en"
 #: Letters of scripts no declared language uses (a message in them is in an undeclared language).
@@ -62,6 +62,11 @@ def get(code: str) -> Language:
     return LANGUAGES.get(code) or LANGUAGES[DEFAULT]
 
 
+def foreign_yes(text: str) -> bool:
+    """A yes word of a language we have no table for ("sim", "oui", "ja"): never a yes to a proposal."""
+    return any(w in foreign.YES for w in _WORD.findall(fold(text)))
+
+
 def known_words(text: str) -> list[str]:
     """The words of ``text`` that are marker words of a language we have a table for."""
     return [w for w in _WORD.findall(fold(text)) if any(w in spec.markers for spec in LANGUAGES.values())]
@@ -82,9 +87,12 @@ def detect_scored(text: str, languages: tuple[str, ...]) -> tuple[str, int]:
     scores = {code: sum(w in LANGUAGES[code].markers for w in words) for code in LANGUAGES}
     if scores["es"] and any(ch in text for ch in "¿¡ñÑ"):
         scores["es"] += 2
-    foreign_scores = {code: sum(w in markers for w in words) for code, markers in foreign.MARKERS.items()}
+    foreign_scores = {code: sum(foreign.STRONG_WEIGHT if w in foreign.STRONG else 1 for w in words if w in markers)
+                      for code, markers in foreign.MARKERS.items()}
     best_known = max(scores.values())
     best_foreign = max(foreign_scores.values())
+    if any(ch in foreign.LETTERS for ch in text.lower()):
+        best_foreign += foreign.STRONG_WEIGHT               # "não", "ça", "groß": letters we do not write
     if best_foreign >= 2 and best_foreign > best_known:
         return OTHER, best_foreign - best_known
     if best_known == 0:

@@ -78,8 +78,18 @@ NOT_POLITE = re.compile(r"(did not understand|no le he entendido|I can only help
 SENTENCE = re.compile(r"(?<=[.?!])\s+|\n")
 
 
+def corpus_path(name: str) -> Path:
+    """A corpus by name (``CORPORA``) or by the path of any JSONL file in the same format."""
+    if name in CORPORA:
+        return CORPORA[name]
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"no conversation corpus named {name!r} (names: {sorted(CORPORA)}; or a JSONL file path)")
+    return path
+
+
 def load(ids: tuple[str, ...] | None = None, name: str = "conversations") -> list[dict]:
-    rows = [json.loads(line) for line in CORPORA[name].read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [json.loads(line) for line in corpus_path(name).read_text(encoding="utf-8").splitlines() if line.strip()]
     return [r for r in rows if ids is None or r["id"] in ids]
 
 
@@ -366,7 +376,7 @@ async def play(sched, agent, conversation: dict, figures: Figures, ledger: Actio
         }
         for expectation in turn["expect"]:
             figures.expectations += 1
-            ok, why = checks[expectation]
+            ok, why = checks.get(expectation, (False, f"unknown expectation {expectation!r}"))
             if not ok:
                 figures.failures.append(f"{where}: {expectation}: {why} | {turn['patient'][:60]!r} -> {reply_text[:160]!r}")
     figures.blocked_claim_tasks += sum((t.get("businessStatus") or {}).get("text") == "blocked-claim"

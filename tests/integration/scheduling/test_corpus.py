@@ -5,7 +5,9 @@ claim bookings - with the EHR checked after every agent message (``corpus``).
 `make test` plays a fixed subset; `make test-conversations` (VIGIL_CONVERSATIONS=all) plays every
 conversation, prints the figures per engine and writes artifacts/conversations-<engine>.json;
 VIGIL_CONVERSATIONS=c001,c017 plays those; VIGIL_CONVERSATIONS_TRANSCRIPT=1 prints every message;
-VIGIL_CONVERSATIONS_CORPUS=tune2|holdout2 plays a second author's corpus instead of the first."""
+VIGIL_CONVERSATIONS_CORPUS=tune2|holdout2 plays a second author's corpus instead of the first, and
+VIGIL_CONVERSATIONS_CORPUS=/path/to/file.jsonl any corpus file in the same format (all of it with
+VIGIL_CONVERSATIONS=all; its figures go to artifacts/conversations-<file stem>-<engine>.json)."""
 from __future__ import annotations
 
 import json
@@ -27,24 +29,26 @@ SIZES = {"conversations": 64, "tune2": 30, "holdout2": 30}
 P95_LIMIT_S = 5.0
 
 
+@pytest.mark.timeout(1800 if FULL else 300)            # a full corpus on a shared, loaded machine takes minutes
 @pytest.mark.parametrize("engine", ["dialogue", "llm"])
 async def test_conversation_corpus(sched, fake_llm, engine):
     conversations = corpus.load(IDS, NAME)
-    assert len(conversations) == (SIZES[NAME] if FULL else len(IDS))
+    assert len(conversations) == (SIZES.get(NAME) or len(corpus.load(None, NAME)) if FULL else len(IDS))
+    assert conversations
     figures = await corpus.run(sched, engine, conversations, fake_llm)
     if os.environ.get("VIGIL_CONVERSATIONS_TRANSCRIPT"):
         print("\n" + "\n".join(figures.transcript))
     print("\n" + figures.render())
     if FULL:
         out = Path("artifacts") / (f"conversations-{engine}.json" if NAME == "conversations"
-                                   else f"conversations-{NAME}-{engine}.json")
+                                   else f"conversations-{corpus.corpus_path(NAME).stem}-{engine}.json")
         out.parent.mkdir(exist_ok=True)
         out.write_text(json.dumps(figures.summary(), indent=2))
     assert figures.false_claims == 0
     assert figures.bookings_without_consent == 0
     assert all(figures.urgent_rate(language) == 1.0 for language in figures.urgent)
     assert figures.p95 < P95_LIMIT_S
-    if engine == "dialogue" or NAME == "conversations":
+    if NAME in ("conversations", "tune2", "holdout2") and (engine == "dialogue" or NAME == "conversations"):
         # the scripted model was written for the first corpus: on the others it understands less than
         # a real model would, so only the safety figures above hold it
         assert figures.failures == []

@@ -181,3 +181,50 @@ async def test_yes_cancel_with_two_appointments_asks_which_is_meant(sched):
     asked = await sched.say(patient, "yes please cancel it")
     assert text(asked) == "Do you want me to cancel your appointment on Monday 4 March at 10:00? Please reply yes or no."
     assert len(await sched.booked(patient)) == 2
+
+
+async def test_a_pause_keeps_the_offer_open_and_books_nothing(sched):
+    patient = await sched.patient()
+    await sched.open(patient)
+    await sched.say(patient, "1")
+    for pause in ("ok one sec", "un momento", "ok wait"):
+        held = await sched.say(patient, pause)
+        assert await sched.appointments(patient) == [], pause
+        assert "booked" not in text(held) and "reservada" not in text(held)
+    done = await sched.say(patient, "yes")
+    assert text(done) == "Your appointment is booked for Monday 4 March at 09:00."
+
+
+async def test_after_a_message_in_portuguese_a_yes_is_not_a_yes_to_the_withdrawn_offer(sched):
+    patient = await sched.patient()
+    await sched.open(patient)
+    await sched.say(patient, "Quiero el segundo horario")
+    other = await sched.say(patient, "Bom dia, sou a vizinha da dona Carmen. Ela disse que pode ser o segundo "
+                                     "horário, tá bom?")
+    assert render.say("safety_handoff", "es") in text(other)
+    assert [t["businessStatus"]["text"] for t in await sched.tasks(patient)] == ["other-language"]
+    yes = await sched.say(patient, "Sí, ese")
+    assert await sched.appointments(patient) == [] and "reservada" not in text(yes)
+    assert await sched.slot_status(sched.grid[slot_time(4, 10)]) == "free"
+    sim = await sched.say(patient, "claro que sim")
+    assert await sched.appointments(patient) == [] and "reservada" not in text(sim)
+    assert [t["businessStatus"]["text"] for t in await sched.tasks(patient)] == ["other-language", "other-language"]
+
+
+async def test_misspelt_breathing_memory_and_a_bare_symptom_report_go_to_staff(sched):
+    for message in ("cant catch my breth", "I keep forgetting where I am", "my rash is spreading",
+                    "mi mamá no está hablando con sentido hoy"):
+        patient = await sched.patient()
+        await sched.open(patient)
+        reply = await sched.say(patient, message)
+        assert "911" in text(reply), message
+        (task,) = await sched.tasks(patient)
+        assert task["priority"] == "urgent" and task["businessStatus"]["text"] == "urgent-symptoms"
+        assert await sched.appointments(patient) == []
+
+
+async def test_status_questions_are_answered_from_the_ehr(sched):
+    patient = await booked_on_monday_10(sched)
+    for question in ("When's my appointment?", "¿Me confirma la hora de mi cita?"):
+        status = await sched.say(patient, question)
+        assert "4 March at 10:00" in text(status) or "4 de marzo a las 10:00" in text(status), question

@@ -203,3 +203,61 @@ def test_a_choice_inside_a_sentence(text, index):
                                   "Perdón, ¿para cuándo quedó mi cita?"])
 def test_status_questions(text):
     assert read(text).status
+
+
+@pytest.mark.parametrize("text", [
+    "ok one sec", "ok wait", "wait", "hold on a sec", "hang on", "give me a minute", "sorry my dog is going crazy one sec",
+    "sure, maybe", "yes I think so", "I'll see", "we'll see", "let me confirm with my ride", "hopefully, yes",
+    "un momento", "un segundito", "espere", "déjame ver", "déjeme ver", "a ver", "lo pienso", "lo voy a pensar",
+    "ya veremos", "creo que sí", "supongo que sí", "sí, si me dejan salir", "puede que sí",
+])
+def test_pauses_and_hedges_keep_the_offer_open(text):
+    r = read(text)
+    assert r.hedge and r.answer == "hedge", text
+
+
+@pytest.mark.parametrize("text", ["no wait, keep it", "oh no wait, I have a recital that day", "wait when is it again"])
+def test_wait_inside_a_sentence_is_not_a_pause(text):
+    r = read(text)
+    assert not r.hedge and r.answer != "yes"
+
+
+@pytest.mark.parametrize("text", ["can I book a second appointment?", "I'll be one minute late, is that ok?",
+                                  "quiero el segundo horario"])
+def test_a_second_appointment_is_not_a_pause(text):
+    assert not read(text).hedge
+
+
+@pytest.mark.parametrize("text", ["sim", "Sim", "claro que sim", "Sim, pode ser", "oui", "Oui, c'est parfait", "ja",
+                                  "Ja, das passt", "sim, ok", "yes sim"])
+def test_another_languages_yes_is_never_a_yes(text):
+    r = read(text)
+    assert r.answer != "yes" and not r.yes, text
+
+
+@pytest.mark.parametrize("text", ["sim", "claro que sim", "oui", "ja",
+                                  "Bom dia, sou a vizinha da dona Carmen. Ela disse que pode ser o segundo horário, tá bom?",
+                                  "Não posso ir na terça", "Ça me va"])
+def test_portuguese_french_german_look_alikes_are_another_language(text):
+    assert read(text).language == lang.OTHER, text
+
+
+@pytest.mark.parametrize("text", ["Sí, ese", "sí, claro", "Sí, por favor, el segundo", "¿A qué hora es mi cita?",
+                                  "la vergüenza de cancelar otra vez, perdón"])
+def test_spanish_stays_spanish(text):
+    assert read(text).language == "es", text
+
+
+@pytest.mark.parametrize("text", ["¿Me confirma la hora de mi cita?", "When's my appointment?", "when's my appt",
+                                  "Can you confirm my appointment?", "what time am I coming in?",
+                                  "¿Me puede decir la hora de mi cita?", "¿Sigue en pie mi cita?"])
+def test_more_status_questions(text):
+    assert read(text).status, text
+
+
+def test_slot_numbers_other_times_and_day_and_time_questions():
+    assert read("Slot 1 for me").pick == 0 and read("slot 2").choice == 1
+    assert read("what day and time is my appointment again?").status
+    assert read("¿Qué otros horarios tiene?").availability
+    r = read("Yes, switch it")
+    assert r.yes and r.move and r.answer != "yes"           # a yes to a proposed new time only (agent.py)

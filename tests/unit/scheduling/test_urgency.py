@@ -59,6 +59,11 @@ POSITIVE = {
               ("es", "taquicardia desde anoche")],
     "suicidal": [("en", "I want to die"), ("en", "I'm thinking about hurting myself"), ("es", "quiero morirme"),
                  ("es", "he pensado en quitarme la vida")],
+    "severe_pain": [("en", "the pain in my back is unbearable"), ("en", "I'm in so much pain, tylenol isn't helping"),
+                    ("en", "my knee pain is 9/10"), ("es", "tengo un dolor insoportable en la pierna"),
+                    ("es", "me duele muchísimo la espalda"), ("es", "el paracetamol no me hace nada para el dolor")],
+    "worsening": [("en", "my rash is getting worse"), ("en", "the cough is not getting better"), ("en", "a new rash on my arms"),
+                  ("es", "la tos está cada vez peor"), ("es", "me salió un sarpullido nuevo"), ("es", "el dolor no se me quita")],
     "very_unwell": [("en", "I feel awful"), ("en", "I'm really sick"), ("en", "not normal tired, sleeping like 18 hours"),
                     ("es", "me siento muy mal"), ("es", "estoy fatal")],
 }
@@ -208,3 +213,41 @@ def test_a_lexicon_naming_a_lasting_concept_it_lacks_is_refused():
     with pytest.raises(ValueError, match="no-such-concept"):
         urgency.compile_lexicon("en", table)
     assert urgency.compile_lexicon("es", es.URGENCY).code == "es"
+
+
+@pytest.mark.parametrize("text", [
+    "cant catch my breth", "sooo dizzzy i fell", "im so confuzed, where am i", "bleeeding from my bum", "my vission is blury",
+    "sob all day", "I keep forgetting where I am for a second", "my husband doesnt know what year it is",
+    "unconcious for a minute", "palpatations all night", "no puedo respirrar", "tengo muxo dolor de pecho",
+    "mi mamá no está hablando con sentido hoy", "se le olvida dónde está",
+])
+def test_misspelt_and_texting_words_are_corrected_to_symptoms(text):
+    assert intents.urgent(text), intents.urgent_findings(text)
+
+
+@pytest.mark.parametrize("word", ["sharing", "spelling", "formatting", "confusing", "acting", "dropping", "peering",
+                                  "stores", "rating", "blessing"])
+def test_ordinary_words_near_a_symptom_word_are_not_corrected(word):
+    from services.scheduling.lang import LANGUAGES
+    lexicon = LANGUAGES["en"].urgency
+    known = frozenset().union(*(spec.urgency.known for spec in LANGUAGES.values()))
+    assert urgency._fix_word(lexicon, known, word) == word
+
+
+@pytest.mark.parametrize("text", ["my hand is swollen", "tengo tos", "I have a headache", "me pica todo el cuerpo",
+                                  "my feet are tingling"])
+def test_a_symptom_in_a_message_about_nothing_else_is_reported(text):
+    assert {f.concept for f in intents.urgent_findings(text)} == {"symptom_report"}
+
+
+@pytest.mark.parametrize("text", ["I have a headache, can I still come Tuesday?", "a little sore after the infusion",
+                                  "tengo un poco de tos", "my hand was swollen last year", "headache is gone now",
+                                  "tengo tos, ¿la cita sigue en pie?", "my knee aches same as always",
+                                  "I forgot where the clinic is", "what side effects should I watch for?"])
+def test_a_symptom_with_scheduling_mild_past_or_stable_is_not_reported(text):
+    assert not intents.urgent(text), intents.urgent_findings(text)
+
+
+@pytest.mark.parametrize("text", ["my chest pain is the same as always", "still short of breath as usual"])
+def test_stable_does_not_cancel_a_lasting_symptom(text):
+    assert intents.urgent(text)
