@@ -22,7 +22,6 @@ Errors are JSON ``{"error": code, "message": ...}``: 400 malformed request, 401 
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from datetime import datetime, timezone

@@ -7,6 +7,7 @@ credential (``services.core.tokens``); the tenant of the call is the credential'
 """
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 from typing import Mapping
