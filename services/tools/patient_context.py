@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+from urllib.parse import urlencode
 
 from services.core.errors import VigilError
+from services.core.fhirbatch import batch_get, entry_resource, searchset, supports_batch
 from services.core.grpc.auth import current_caller
 from services.core.ici import ICI_NAMES, ICI_RXNORM, RXNORM, ici_drug  # noqa: F401 (re-exported)
 from services.core.logging import get_logger
@@ -45,10 +47,7 @@ class GetPatientContext:
         client = await self.fhir.client(tenant)
         subject = f"Patient/{patient_id}"
         try:
-            await client.read("Patient", patient_id)      # NOT_FOUND for a patient this tenant does not have
-            orders, teams = await asyncio.gather(
-                client.search("MedicationRequest", {"patient": subject, "status": "active"}),
-                client.search("CareTeam", {"patient": subject, "status": "active"}))
+            orders, teams = await self._lookups(client, patient_id, subject)
             therapies = [await self._therapy(client, order) for order in orders]
         except VigilError as exc:
             raise ehr_refused(exc) from None
@@ -59,6 +58,23 @@ class GetPatientContext:
         log.info("tools.patient_context", tenant=tenant.id, therapies=len(therapies), oncologists=len(oncologists))
         return tools_pb2.PatientContext(patient_id=patient_id, active_immunotherapy=therapies,
                                         oncologist_refs=oncologists)
+
+    @staticmethod
+    async def _lookups(client, patient_id: str, subject: str) -> tuple[list[dict], list[dict]]:
+        """(active orders, active care teams) of a patient this tenant has: one ``batch`` Bundle when
+        the EHR declares it, else (or when an entry did not answer plainly) three requests."""
+        queries = (("MedicationRequest", {"patient": subject, "status": "active"}),
+                   ("CareTeam", {"patient": subject, "status": "active"}))
+        if supports_batch(client.capabilities):
+            entries = await batch_get(client, [f"Patient/{patient_id}",
+                                               *(f"{rtype}?{urlencode(q)}" for rtype, q in queries)])
+            if entries is not None and entry_resource(entries[0]) is not None:
+                orders, teams = searchset(entries[1]), searchset(entries[2])
+                if orders is not None and teams is not None:
+                    return orders, teams
+        await client.read("Patient", patient_id)      # NOT_FOUND for a patient this tenant does not have
+        orders, teams = await asyncio.gather(*(client.search(rtype, q) for rtype, q in queries))
+        return orders, teams
 
     @staticmethod
     async def _therapy(client, order: dict) -> tools_pb2.Immunotherapy:

@@ -30,6 +30,7 @@ from typing import Awaitable, Callable
 
 from services.core.errors import ConflictError, NotFoundError, RetryableError, VigilError
 from services.core.fhir import FhirClient
+from services.core.fhirbatch import batch_get, entry_resource, searchset, supports_batch
 from services.writeback import resources as R
 
 Guard = Callable[[], Awaitable[None]]
@@ -59,25 +60,6 @@ def _ai_labelled(resource: dict) -> bool:
 
 def _all(_rtype: str) -> bool:
     return True
-
-
-def supports_batch(capabilities: dict | None) -> bool:
-    """Does the CapabilityStatement declare the system-level ``batch`` interaction?"""
-    for rest in (capabilities or {}).get("rest", []):
-        if any(i.get("code") == "batch" for i in rest.get("interaction", [])):
-            return True
-    return False
-
-
-def _searchset(entry: dict) -> list[dict] | None:
-    """The matches of one batch search entry; None when it failed or has more pages (search again)."""
-    bundle = entry.get("resource") or {}
-    status = str((entry.get("response") or {}).get("status", ""))
-    if not status.startswith("200") or bundle.get("resourceType") != "Bundle" or any(
-            link.get("relation") == "next" for link in bundle.get("link", [])):
-        return None
-    return [e["resource"] for e in bundle.get("entry", [])
-            if (e.get("search") or {}).get("mode", "match") == "match" and "resource" in e]
 
 
 class Writer:
@@ -115,11 +97,9 @@ class Writer:
         """(the Task that already carries the decision, the episode's open Task): one batch, or two searches."""
         if self.batches:
             queries = (self._applied_query(decision), self._episode_query(decision))
-            response = await self.client.transaction({"resourceType": "Bundle", "type": "batch", "entry": [
-                {"request": {"method": "GET", "url": f"Task?{urlencode(q)}"}} for q in queries]})
-            entries = response.get("entry") or []
-            if len(entries) == 2:
-                done, episode = _searchset(entries[0]), _searchset(entries[1])
+            entries = await batch_get(self.client, [f"Task?{urlencode(q)}" for q in queries])
+            if entries is not None:
+                done, episode = searchset(entries[0]), searchset(entries[1])
                 if done is not None and episode is not None:
                     return (done[0] if done else None), self._open(episode)
         return await asyncio.gather(self.applied(decision), self.open_episode_task(decision))
@@ -162,17 +142,12 @@ class Writer:
 
     async def _vread_batch(self, refs: list[str]) -> list[dict]:
         """Every ref read back in one batch Bundle (a vread entry each)."""
-        response = await self.client.transaction({"resourceType": "Bundle", "type": "batch", "entry": [
-            {"request": {"method": "GET", "url": ref}} for ref in refs]})
-        entries = response.get("entry") or []
-        if len(entries) != len(refs):
+        entries = await batch_get(self.client, refs)
+        if entries is None:
             raise NotVerified("the read-back batch does not answer every written resource")
-        out = []
-        for entry in entries:
-            status = str((entry.get("response") or {}).get("status", ""))
-            if not status.startswith("200") or not isinstance(entry.get("resource"), dict):
-                raise NotVerified("a written resource does not read back")
-            out.append(entry["resource"])
+        out = [entry_resource(entry) for entry in entries]
+        if any(resource is None for resource in out):
+            raise NotVerified("a written resource does not read back")
         return out
 
     async def verify(self, decision: dict, bundle: dict, locations: list[str]) -> dict[str, dict]:

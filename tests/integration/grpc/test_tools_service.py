@@ -188,3 +188,59 @@ async def test_a_revoked_token_is_refused_on_its_next_call(tools, grpc_settings,
     assert (await _get_note(running, grpc_settings, tenant, data, other)).text == TEXT_V2
     again = await asyncio.to_thread(_vigil, stack, "token", "revoke", jti)
     assert again.returncode == 0 and "already revoked" in again.stdout
+
+
+class _Counting:
+    """httpx transport counting the FHIR interactions a client sends (not the token grant or metadata)."""
+
+    def __new__(cls):
+        import httpx
+
+        class Counting(httpx.AsyncBaseTransport):
+            def __init__(self):
+                self.inner, self.calls = httpx.AsyncHTTPTransport(), []
+
+            async def handle_async_request(self, request):
+                path = request.url.path
+                if not (path.endswith("/metadata") or "/auth/" in path or "/.well-known/" in path):
+                    self.calls.append(request.method)
+                return await self.inner.handle_async_request(request)
+
+            async def aclose(self):
+                await self.inner.aclose()
+
+        return Counting()
+
+
+async def test_patient_context_lookups_are_one_batch_when_the_ehr_declares_it(ehr_tenant):
+    """Patient check, active orders and care teams: one ``batch`` Bundle on an EHR that declares
+    batch, three requests on one that does not; the same answer either way, NOT_FOUND for an
+    unknown patient on both paths."""
+    from services.core.errors import NotFoundError
+    from services.core.fhir import FhirClient
+    from services.core.fhirbatch import supports_batch
+    from services.tools.patient_context import GetPatientContext
+
+    data = await seed(ehr_tenant.client)
+    creds = await ehr_tenant.admin.new_client(ehr_tenant.tenant, "vigil-tools-counted", ["system/*.rs"])
+    transport = _Counting()
+    async with FhirClient(ehr_tenant.base_url, credentials=creds, transport=transport) as client:
+        assert supports_batch(client.capabilities)
+        subject = f"Patient/{data['patient']}"
+        batched = await GetPatientContext._lookups(client, data["patient"], subject)
+        assert transport.calls == ["POST"]
+        declared = client.capabilities
+        client.capabilities = {**declared, "rest": [{**r, "interaction": [i for i in r.get("interaction", [])
+                                                                           if i.get("code") != "batch"]}
+                                                    for r in declared.get("rest", [])]}
+        transport.calls.clear()
+        single = await GetPatientContext._lookups(client, data["patient"], subject)
+        assert transport.calls == ["GET", "GET", "GET"]
+        ids = lambda found: sorted(r["id"] for r in found)  # noqa: E731
+        assert (ids(batched[0]), ids(batched[1])) == (ids(single[0]), ids(single[1]))
+        assert {data["pembro"], data["ipi"]} <= set(ids(batched[0])) and len(batched[1]) == 1
+        with pytest.raises(NotFoundError):
+            await GetPatientContext._lookups(client, "nope", "Patient/nope")
+        client.capabilities = declared
+        with pytest.raises(NotFoundError):
+            await GetPatientContext._lookups(client, "nope", "Patient/nope")
