@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find protos -name '*.proto' 2>/dev/null | sort)
 
-.PHONY: install gen test test-unit test-integration demo bench bench-runtime bench-isolation bench-extraction bench-ehr bench-ingest bench-hl7 bench-grpc bench-writeback bench-scheduling bench-crawl test-conversations test-urgent chaos browser dev-up dev-down clean
+.PHONY: install gen test test-unit test-integration demo bench bench-runtime bench-isolation bench-extraction bench-ehr bench-ingest bench-hl7 bench-grpc bench-writeback bench-roundtrips bench-scheduling bench-crawl test-conversations test-urgent chaos browser dev-up dev-down clean
 
 install: $(VENV)/.installed gen
 
@@ -96,6 +96,11 @@ bench-grpc: dev-up
 
 bench-writeback: dev-up
 	$(PY) -m bench.writeback
+
+# EHR round trips per note (per process, counted where the EHR sees them) and per-process CPU per note,
+# whole pipeline, with the raw note + Task baseline in the same run; artifacts/bench/roundtrips.json.
+bench-roundtrips: install
+	$(PY) -m bench.roundtrips $(RT_ARGS)
 
 # A verified booking (tools gRPC + action ledger + read-back) vs a raw $book on the same sandbox.
 bench-scheduling: dev-up

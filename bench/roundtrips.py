@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from aiohttp import ClientSession, ClientTimeout, web
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
 from bench import e2e
 from services.commands.demo.pipeline import Pipeline
@@ -108,11 +108,14 @@ class CountingProxies:
                 self.details[(label, tenant, what)] += 1
             headers = {k: v for k, v in request.headers.items() if k.lower() not in DROP}
             headers["Host"] = request.host
-            async with self._session.request(request.method, upstream + str(request.rel_url), headers=headers,
-                                             data=body or None, allow_redirects=False) as reply:
-                data = await reply.read()
-                out = {k: v for k, v in reply.headers.items() if k.lower() not in DROP}
-                return web.Response(status=reply.status, body=data, headers=out)
+            try:
+                async with self._session.request(request.method, upstream + str(request.rel_url), headers=headers,
+                                                 data=body or None, allow_redirects=False) as reply:
+                    data = await reply.read()
+                    out = {k: v for k, v in reply.headers.items() if k.lower() not in DROP}
+                    return web.Response(status=reply.status, body=data, headers=out)
+            except ClientError:  # e.g. a notification while the pipeline stops: the EHR retries it
+                return web.Response(status=502, text="upstream unreachable")
 
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", handle)
@@ -221,10 +224,12 @@ async def measure(pipe: CountingPipeline, proxies: CountingProxies, base_url: st
             interactions.setdefault(label, {})[what] = round(k / n, 2)
 
     # The same time with no notes: what each process spends anyway (polling, heartbeats, metrics).
-    idle0, icpu0 = proxies.snapshot(), cpu_by_service(pipe)
+    idle0, idetails0, icpu0 = proxies.snapshot(), proxies.detail_snapshot(), cpu_by_service(pipe)
     await asyncio.sleep(seconds)
     idle = per_note(idle0, proxies.snapshot(), TENANT.id, n)
     icpu1 = cpu_by_service(pipe)
+    idle_interactions = {f"{label} {what}": k for (label, t, what), k in (proxies.detail_snapshot() - idetails0).items()
+                         if t == TENANT.id}
 
     b_before = proxies.snapshot()
     await baseline(pipe, base_url, notes, rate, f"{tag}-base")
@@ -243,7 +248,8 @@ async def measure(pipe: CountingPipeline, proxies: CountingProxies, base_url: st
             "vigil_total_per_note": round(vigil_total, 2),
             "vigil_fhir_per_note": round(sum(k.get("fhir", 0) for k in services.values()), 2),
             "cpu_ms_per_note": cpu, "idle_cpu_ms_per_note_equivalent": idle_cpu,
-            "idle_round_trips_per_note_equivalent": idle, "whole_run_requests": whole_run,
+            "idle_round_trips_per_note_equivalent": idle, "idle_requests": idle_interactions,
+            "whole_run_requests": whole_run,
             "baseline_per_note": base, "baseline_total_per_note": round(sum(base.values()), 2)}
 
 
@@ -268,7 +274,7 @@ def report(r: dict) -> str:
         if label not in OUTSIDE:
             lines.append(f"  {label}: " + ", ".join(f"{w} x{k:g}" for w, k in sorted(rows.items())))
     lines.append(f"requests over the same time with no notes (per-note equivalent): "
-                 f"{r['idle_round_trips_per_note_equivalent']}")
+                 f"{r['idle_round_trips_per_note_equivalent']}; requests: {r['idle_requests']}")
     lines.append(f"whole run incl. start-up and warm-up: {r['whole_run_requests']}")
     lines.append(f"note writer per note: {r['round_trips_per_note'].get('driver', {})}")
     lines.append(f"raw baseline (note create + Task create + Task read) per note: {r['baseline_per_note']} "
