@@ -26,13 +26,15 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Awaitable, Callable
 
 import asyncpg
 
 from services.core.errors import ValidationError
 from services.core.logging import get_logger
-from services.core.tenancy import MODES, Registry, check_tenant_id
+from services.core.tenancy import MODES, check_tenant_id
+from services.core.tenantdir import TenantDirectory
 from services.core.tenantdb import TenantPools
 
 log = get_logger("vigil.modes")
@@ -81,6 +83,8 @@ class ModeStore:
 
     def __init__(self, pools: TenantPools, registry_path=None, *, ttl_s: float = CACHE_TTL_S):
         self.pools, self.registry_path, self.ttl_s = pools, registry_path, ttl_s
+        # The registry file is parsed again only when it changes (not on every mode read).
+        self._directory = TenantDirectory(Path(registry_path)) if registry_path is not None else None
         self._cache: dict[str, tuple[float, dict[str, dict]]] = {}
         self._warned_missing = False
 
@@ -89,8 +93,8 @@ class ModeStore:
         self._cache.pop(tenant, None)
 
     def _registry_mode(self, tenant: str) -> str:
-        if self.registry_path is not None:
-            registry = Registry.load(self.registry_path)
+        if self._directory is not None:
+            registry = self._directory.registry()
             if tenant in registry:
                 return registry.get(tenant).mode
         return "silent"  # unknown tenant: the safe mode

@@ -18,6 +18,10 @@ class TenantDirectory:
         self._stamp: tuple[int, int] | None = None
         self._registry = Registry(path)
 
+    def registry(self) -> Registry:
+        """The registry as the file now says (parsed again only when its mtime or size changed)."""
+        return self._current()
+
     def _current(self) -> Registry:
         try:
             stat = self.path.stat()
