@@ -102,7 +102,7 @@ def read(text: str, languages: tuple[str, ...]) -> Reading:
     detected, margin = lang.detect_scored(text, tuple(codes))
     r = Reading(text=text, language=detected, margin=margin)
     r.urgent = urgent(text)
-    r.staff = _hit("staff", LANGUAGES, text, folded)
+    r.staff = person_request(text)
     for name in ("no", "hedge", "thanks", "goodbye", "status", "cancel", "question", "scheduling_words", "greeting",
                  "availability"):
         setattr(r, name, _hit(name, codes, text, folded))
@@ -128,6 +128,11 @@ def read(text: str, languages: tuple[str, ...]) -> Reading:
 def urgent(text: str) -> bool:
     """Urgent symptoms, read with every language's lexicon (a mixed message needs both)."""
     return urgency.urgent(lang.fold(text), _LEXICONS)
+
+
+def person_request(text: str) -> bool:
+    """A request for a person (a nurse, a call back), read with every language's table."""
+    return _hit("staff", LANGUAGES, text, lang.fold(text))
 
 
 def urgent_findings(text: str) -> list[urgency.Finding]:

@@ -18,7 +18,8 @@ PATTERNS: dict[str, re.Pattern] = {
                   r"(una|un) (enfermer[oa]|medic[oa]|doctor[a]?) (me )?(puede|podria)? ?llam(e|ar)",
                   r"(hablar|habl(e|o)) con (una|un|la|el|alguien|mi) ?(persona|enfermer[oa]|medic[oa]|doctor[a]?|humano)?",
                   r"que me llame (alguien|una enfermera|un medico|el medico|la doctora|el doctor)",
-                  r"llamenme", r"necesito (una persona|a alguien|una enfermera)", r"persona real"),
+                  r"llamenme", r"necesito (una persona|a alguien|una enfermera)",
+                  r"(quiero|quisiera|necesito|puedo) hablar con", r"me (devuelvan|devuelva|regresen|regrese) la llamada", r"persona real"),
     # a yes: a weak affirmative opening the message, a strong one anywhere, or an explicit "reserve it"
     # (accent-folded text: "sí" and "si" read the same; "si" alone in mid-sentence is "if", so only at the start)
     "yes": re.compile(r"^\s*[¡]?\s*si(\W*$|[,.!]|\s+(si|por favor|claro|el|la|reserv|cancel|quiero|me parece|esta bien|"
@@ -98,7 +99,7 @@ URGENCY = {
         "chest": [
             r"(dolor|presion|opresion|ardor) ([\w']+ ){0,3}(que )?(se )?(va|baja|corre|irradia\w*|pasa) ([\w']+ ){0,3}(brazo|mandibula|cuello|espalda|hombro)",
             r"pecho ([\w']+ ){0,3}(raro|extrano|apretad\w*|pesad\w*)", r"(aprieta|oprime) el pecho", r"angina",
-            r"dolor ([\w']+ ){0,2}(en el|de|del) pecho", r"(me|le|te) duele ([\w']+ ){0,3}(el |mi |su )?pecho",
+            r"dolor\w* ([\w']+ ){0,2}(en el|de|del) pecho", r"(me|le|te) duele ([\w']+ ){0,3}(el |mi |su )?pecho",
             r"pecho ([\w']+ ){0,2}(apretado|duele|aprieta|oprime|arde|pesado)", r"(presion|opresion|peso) en el pecho",
             r"infarto", r"ataque al corazon"],
         "breathing": [
@@ -111,7 +112,7 @@ URGENCY = {
             r"(dificultad|problemas?) (para|al) respirar", r"(me|se|te) ahog\w*", r"ahogo", r"ahogand\w*", r"(me|le|te) falta (el |la )?(aire|aliento|respiracion)",
             r"falta de (aire|aliento)", r"(me quedo|se queda|quedo|quede|me quede) sin (aire|aliento)", r"sin aire",
             r"respir\w* (muy |bien )?(rapido|agitad\w*|con silbido|raro|con dificultad|mal)", r"silbido", r"labios ([\w']+ ){0,2}(morados|azules|grises)",
-            r"se (me|le) cierra la garganta", r"garganta ([\w']+ ){0,2}(cerrando|cierra|hinchada|cerrada)", r"asfixi\w*"],
+            r"se (me|le) cierra la garganta", r"garganta ([\w']+ ){0,2}(cerrando|cierra|hinchada|cerrada)", r"asfixi\w*", r"se (me|le|te) (fue|va|iba|acaba|acabo|corta|corto) (el )?(aire|aliento|respiracion)"],
         "bleeding": [
             r"(heces|caca|popo|pupu|orina|pipi|vomito|flema|moco\w*) ([\w']+ ){0,3}(roj\w*|con sangre|sanguinolent\w*)",
             r"(sangrado|sangre) (de|por) (la )?nariz ([\w']+ ){0,4}(no (para|se detiene|se quita)|\d+ minutos|una hora|horas)",
@@ -195,7 +196,8 @@ URGENCY = {
             r"(adormec\w*|entumec\w*|dormid\w*|durmio|paraliz\w*) ([\w']+ ){0,3}(mitad|lado|medio) ([\w']+ ){0,2}(cara|cuerpo)", r"boca (torcida|chueca)", r"(tan|muy) debil\w*", r"debil\w* que no",
             r"no (puedo|puede) (ni )?(caminar|andar|levantarme|levantarse|pararme|pararse|subir|agarrar|sostener|mover)",
             r"no (me|se) (puedo|puede) (levantar|parar|mover|enderezar)", r"debilidad (muy )?(fuerte|severa|intensa)",
-            r"no puedo hablar bien"],
+            r"no puedo hablar bien", r"perd\w* (la |toda la )?fuerza (en|de|del) (el |la |los |las |mi |su |un |una )?(brazo|pierna|mano|lado|cara|pie)s?",
+            r"(de repente|de golpe|repentinamente|de pronto) ([\w']+ ){0,3}(perd\w*|sin) (la )?fuerza", r"sin fuerza en (el |la |los |las |un |una |mi |su )?(brazo|pierna|mano|lado|cara|pie)s?"],
         "urine": [
             r"(orino|orina|pipi) ([\w']+ ){0,2}(casi nada|nada|muy poco|poquito)", r"deshidrat\w*", r"(muy|tan|bien|super) (sediento|sedienta)",
             r"(boca|labios|lengua) ([\w']+ ){0,2}(muy |bien |tan )?(sec\w*|partid\w*)", r"(mucha|muchisima) sed",r"(no|casi no|sin|apenas) (he |ha )?(hecho pipi|orinad\w*|orino|orina|orinar|meado|hago pipi|hace pipi)",
@@ -239,7 +241,7 @@ URGENCY = {
                r"(nada|no es) nuevo", r"sin cambios", r"no ha cambiado", r"estable", r"controlad\w*",
                r"(la |las |el |los )?(medicina|medicamento|pastilla|crema)s? (me )?(ayuda|funciona|sirve)\w*",
                r"ya lo (sabe|vio|reviso) (el|la) (doctor|doctora|medic[oa])", r"(el|la) (doctor|doctora|medic[oa]) ya (lo )?(sabe|vio|reviso)",
-               r"normal para mi", r"ya (esta|estoy) bien", r"va (bien|mejor)", r"(esta|va) (sanando|curando)",
+               r"normal para mi", r"desde hace (muchos |varios |unos )?(anos|tiempo|mucho tiempo)", r"ya (esta|estoy) bien", r"va (bien|mejor)", r"(esta|va) (sanando|curando)",
                r"(la|el) (doctor|doctora|medic[oa]|enfermer[oa]) (dijo|dice|ya)"],
     # la precaución: una palabra de síntoma en un mensaje que no habla de citas va al equipo (salvo si es leve)
     "report": [_SINTOMA, r"(me |le )?pica(n)?", r"picor", r"enferm[oa]s?", r"enfermedad", r"malestar", r"me siento mal", r"reaccion", r"palpitacion\w*", r"tembl\w*", r"estrenid\w*",
@@ -271,13 +273,18 @@ URGENCY = {
         r"presion (arterial )?([\w']+ )?(normal|bien|de \d+|\d+)", r"pastilla de la presion", r"me muero (por|de) \w+",
         r"quita(r|n)? el aliento", r"me da(n)? dolor de cabeza", r"(se me|me) cayo el alma", r"harta?",
         r"me siento (muy |tan )?mal (por|de que|con|de)", r"no veo la hora", r"(mi|la) vista (al|del|de la) \w+",
-        r"citas? de (los )?ojos", r"casi me (da|dio) un infarto (cuando|con|al)"],
+        r"citas? de (los )?ojos", r"(cuales|que) (son|serian) (los |las |unos )?([\w']+ ){0,1}efectos (secundarios|adversos)", r"casi me (da|dio) un infarto (cuando|con|al)"],
     "clause_break": [r"pero", r"aunque", r"sin embargo", r"y", r"e", r"but", r"though", r"and", r"ademas", r"tambien"],
     "negation": [r"no\s*$", r"no (me|le|te|nos|les|se)\s*$", r"no (me |le |se )?(he|ha|hemos|han)( tenido| sentido| notado)?", r"no (tengo|tiene|hay|he tenido|ha tenido|siento|presento|noto|note)( nada de)?( ningun\w*)?",
                  r"sin", r"ni", r"nada de", r"tampoco", r"niega", r"ningun\w*", r"nunca", r"without"],
     "hypothetical": [r"si (me |le |te )?(sube|suben|pone|ponen|empeora|empeoran|duele|aumenta)",r"^\s*(que|cuales|cual)( tipo de| clase de)?\s*$", r"vigilar\s*$",r"si (me |le |te )?(da|dan|sale|salen|tengo|tiene|pasa|llega|empiez\w*|aparec\w*|vuelve)",
-                     r"que pasa si", r"mas adelante", r"en el futuro", r"en caso de", r"por si", r"cuantas veces", r"cuanto"],
-    "past": [r"cuando (era|fui) (nino|nina|joven|chic[oa])", r"(?<!desde )hace (\d+|un|una|dos|tres|varios|varias|muchos|muchas|unos|unas) (anos?|meses|mes)",
+                     r"que pasa si", r"mas adelante", r"que (hago|hacemos|debo hacer|tengo que hacer|hay que hacer) (si|cuando|en caso)",
+                     r"si (me |le |te )?(falta|faltara|cuesta|costara|sangra|arde|pica|hincha)", r"en el futuro", r"en caso de", r"por si", r"cuantas veces", r"cuanto"],
+    # una pregunta que puede ser sobre su propio síntoma: solo anula un concepto que no es duradero
+    "asking": [r"es normal (que|tener|sentir)", r"(esto|eso) es normal", r"es comun (que|tener|sentir)"],
+    # un síntoma preguntado y negado ("¿fiebre? no.", "¿tos? tampoco.")
+    "denial": [r"no", r"nada", r"tampoco", r"ninguno", r"ninguna", r"negativo", r"para nada", r"nope", r"nah"],
+    "past": [r"cuando (era|fui) (nino|nina|joven|chic[oa])", r"(?<!desde )hace ((\d+|un|una|dos|tres|varios|varias|muchos|muchas|unos|unas) )?(anos?|meses|mes)",
              r"(del|el) (mes|ano) pasado", r"(?<!\d )de (enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|octubre|"
                                               r"noviembre|diciembre)", r"de (nino|nina|joven)"],
     "resolved": [r"(mucho|bastante) mejor", r"(?<!no )mejorando",r"(se (me |le )?)(quito|fue|paso|curo|ha quitado|ha ido)", r"ya (paso|no tengo|no tiene|se fue)",
