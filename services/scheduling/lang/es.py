@@ -19,14 +19,15 @@ PATTERNS: dict[str, re.Pattern] = {
                   r"(hablar|habl(e|o)) con (una|un|la|el|alguien|mi) ?(persona|enfermer[oa]|medic[oa]|doctor[a]?|humano)?",
                   r"que me llame (alguien|una enfermera|un medico|el medico|la doctora|el doctor)",
                   r"llamenme", r"necesito (una persona|a alguien|una enfermera)",
-                  r"(quiero|quisiera|necesito|puedo) hablar con", r"me (devuelvan|devuelva|regresen|regrese) la llamada", r"persona real"),
+                  r"(quiero|quisiera|necesito|puedo) hablar con", r"(me )?(devolver|devuelvan|devuelva|regresar|regresen|regrese)(me)? la llamada", r"persona real"),
     # a yes: a weak affirmative opening the message, a strong one anywhere, or an explicit "reserve it"
     # (accent-folded text: "sí" and "si" read the same; "si" alone in mid-sentence is "if", so only at the start)
     "yes": re.compile(r"^\s*[¡]?\s*si(\W*$|[,.!]|\s+(si|por favor|claro|el|la|reserv|cancel|quiero|me parece|esta bien|"
                       r"perfecto|vale|gracias|adelante|de acuerdo))|"
                       r"^\s*[¡]?\s*((ah|oh|ya|bueno|mm+)\W+)?(ok|okay|vale|entendido|bueno|perfecto|esta bien|de acuerdo|claro|correcto|adelante|dale|"
                       r"genial|me parece bien|me viene bien|por supuesto|confirmo)\b|"
-                      r"(^|[\s,.;:!¡])si[,.!]+\s|\b(claro que si|de acuerdo|por supuesto|vale)\b|"
+                      r"(^|[\s,.;:!¡])si[,.!]+\s|,\s*si\W*$|^\W*si,?\s+(mij[oa]|hij[oa]|senorita|senora|senor|seno|doctor|doctora|joven|"
+                      r"mi amor|amor|corazon|andele|ande|dale|ese|esa|ese mismo|esa misma|porfa|porfavor|pues)\W*$|\b(claro que si|de acuerdo|por supuesto|vale)\b|"
                       r"\b(reserve(lo|la|me)?|reservelo|reservela|reservemela|reservemelo|resérvelo|"
                       r"(cambiela|muevala|pasela) (al|a la))\b", _I),
     "no": re.compile(r"^\s*[¡¿]?\s*(no|nop|tampoco|ninguna?)\b|\bno me (viene|va|sirve|conviene)\b|\btodavia no\b|"
@@ -46,12 +47,12 @@ PATTERNS: dict[str, re.Pattern] = {
                         r"^\W*((ok|vale|si|bueno|ah|oh)\W+)?(espere|espera|esperame|espereme|aguarde|aguarda)( un (momento|momentito|segundo|minuto))?"
                         r"( por favor)?\W*$|\b(a ver|dejame ver|dejeme ver|deja ver)\b|"
                         r"\bahorita (vuelvo|le escribo|le contesto)\b|\bya vuelvo\b", _I),
-    "thanks": _any(r"gracias", r"muchas gracias", r"mil gracias", r"se lo agradezco", r"te lo agradezco", r"muy amable"),
+    "thanks": _any(r"gracias+", r"muchas gracias", r"mil gracias", r"se lo agradezco", r"te lo agradezco", r"muy amable"),
     "greeting": re.compile(r"^\s*[¡]?\s*(hola|buenas|buenos dias|buenas tardes|buenas noches)\W*$", _I),
     "availability": _any(r"(que|cuales) (otros |otras )?(dias|horarios|horas|citas|fechas)", r"(otros|mas) horarios", r"otras horas", r"cuales horarios", r"(otra|nueva) (hora|cita|fecha)",
-                         r"me (da|puede dar|podria dar) otra", r"tienen algo", r"tiene algo", r"disponib\w*",
+                         r"(me )?(da|puede dar|podria dar|deme|dame|denme) otra", r"tienen algo", r"tiene algo", r"disponib\w*",
                          r"lo (mas|antes) (pronto|temprano) posible", r"que tiene", r"que tienen"),
-    "goodbye": _any(r"adios", r"hasta luego", r"hasta pronto", r"buen dia", r"que tenga (un )?buen dia"),
+    "goodbye": _any(r"adios", r"nos vemos", r"hasta (el|la) (lunes|martes|miercoles|jueves|viernes|proxima|vista)", r"hasta luego", r"hasta pronto", r"buen dia", r"que tenga (un )?buen dia"),
     "status": _any(r"cuando es mi (cita|consulta|visita)", r"^\W*(y )?(ahora )?cuando es\b", r"cuando es( ahora)?\W*$",
                    r"a que hora (es|quedo)\b", r"(me )?cambiaron (la|mi) cita", r"(tengo|queda) (alguna )?cita\W*$",
                    r"a que hora es mi (cita|consulta|visita)",
@@ -63,7 +64,9 @@ PATTERNS: dict[str, re.Pattern] = {
                    r"(la hora|el dia|la fecha|cuando es|a que hora es|que dia es) (de )?(mi|la) (cita|consulta|visita)",
                    r"(la )?(hora|dia|fecha) de (mi|la) (cita|consulta|visita)", r"(cuando|a que hora) (tengo que|debo) (ir|venir)",
                    r"sigue (en pie )?(la|mi) (cita|consulta)", r"(tengo|tenia) (la|mi) cita (para )?cuando",
-                   r"cuando (me toca|tengo cita)"),
+                   r"cuando (me toca|tengo cita)", r"(a que hora|que dia|cuando) (era|es|fue) (que )?(me toca|la cita|mi cita)",
+                   r"que (dia|hora|fecha) (quedamos|quedo|era)", r"recuerde(me)? (la hora|el dia|la fecha|cuando)", r"(cuando|when) (es|is) la cita",
+                   r"(cual|que) es la (nueva )?(hora|fecha)"),
     "cancel": _any(r"cancel(ar|e|a|ela|arla|en)", r"anular", r"no puedo (ir|venir|asistir)", r"no voy a poder (ir|venir|asistir)",
                    r"no (quiero|necesito) (la|mi|esa|esta) (cita|consulta|visita)", r"no voy a ir", r"quitar (la|mi) cita"),
     "reschedule": _any(r"cambiar", r"cambie", r"mover", r"mueva", r"reprogramar", r"otro dia", r"otra hora", r"otra fecha",
@@ -292,10 +295,11 @@ URGENCY = {
 }
 #: Un simple acuse de recibo: leido, no aceptado.
 ACKS = frozenset({"vale", "ok", "okay", "oki", "bueno", "entendido"})
-PICK = re.compile(r"\b(?:el|la|al|del|quiero el|quiero la) (primer[oa]?|segund[oa]|tercer[oa]?|ultim[oa])\b|"
+PICK = re.compile(r"\b(?:el|la|al|del|quiero el|quiero la) (primer[oa]?|segund[oa]|tercer[oa]?|ultim[oa]|de(?:l)? (?:en )?medio)\b|"
                   r"\bopcion (1|2|3|uno|dos|tres)\b|^\W*(primer[oa]|segund[oa]|tercer[oa])\b", _I)
 PICKS = {"primero": 0, "primera": 0, "primer": 0, "1": 0, "uno": 0, "segundo": 1, "segunda": 1, "2": 1, "dos": 1,
-         "tercero": 2, "tercera": 2, "tercer": 2, "3": 2, "tres": 2, "ultimo": -1, "ultima": -1}
+         "tercero": 2, "tercera": 2, "tercer": 2, "3": 2, "tres": 2, "ultimo": -1, "ultima": -1, "del medio": 1, "de medio": 1,
+         "del en medio": 1, "de en medio": 1}
 ORDINALS = {"1": 0, "uno": 0, "una": 0, "primera": 0, "primero": 0, "1a": 0, "1o": 0,
             "2": 1, "dos": 1, "segunda": 1, "segundo": 1, "2a": 1, "2o": 1,
             "3": 2, "tres": 2, "tercera": 2, "tercero": 2, "3a": 2, "3o": 2, "ultima": -1, "ultimo": -1}

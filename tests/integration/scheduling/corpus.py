@@ -39,7 +39,8 @@ from tests.integration.scheduling.conftest import slot_time
 DATA = Path(__file__).resolve().parents[2] / "data" / "conversations"
 CORPUS = DATA / "conversations.jsonl"
 #: The corpora by name: the first one (64), and a second author's tune2 / holdout2 (30 each).
-CORPORA = {"conversations": CORPUS, "tune2": DATA / "tune2.jsonl", "holdout2": DATA / "holdout2.jsonl"}
+CORPORA = {"conversations": CORPUS, "tune2": DATA / "tune2.jsonl", "holdout2": DATA / "holdout2.jsonl",
+           "conversations3": DATA / "conversations3.jsonl"}
 #: The fixed subset `make test` plays (both languages; staff changes, hedges, urgent symptoms,
 #: undeclared languages, duplicates, rapid fire, change of mind, logistics, cancel, reschedule).
 SUBSET = ("c002", "c006", "c013", "c019", "c026", "c029", "c045", "c050", "c051", "c060")
