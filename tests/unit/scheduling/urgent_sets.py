@@ -17,7 +17,8 @@ from pathlib import Path
 from services.scheduling import intents
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "conversations"
-SETS = {"urgent_tune": DATA / "urgent_tune.jsonl", "urgent_holdout": DATA / "urgent_holdout.jsonl"}
+SETS = {"urgent_tune": DATA / "urgent_tune.jsonl", "urgent_holdout": DATA / "urgent_holdout.jsonl",
+        "urgent3": DATA / "urgent3.jsonl"}
 
 
 @dataclass
