@@ -30,6 +30,7 @@ _INTERJECTION = re.compile(r"^(?:ah|oh|hm+|mm+|well|ya|pues)\W+")
 _LEADING_ACK = re.compile(r"^\W*(?:(?:ah|oh|well|pues|ya)\W+)?(?:ok(?:ay|ey)?|k|vale|bueno|alright|all right|fine|sure)(?:\s+then)?\b\W*", re.I)
 #: Words that choose a time rather than agree to book it ("I'll take the latest one", "me viene bien la primera").
 _CHOOSING = re.compile(r"\bi'?ll take\b|\b(?:me )?(?:viene|parece|queda|va) bien\b|\bthat works\b|\besta bien\b|\bworks for me\b", re.I)
+_PREFERS = re.compile(r"\b(mejor|better|rather|instead|prefer\w*|actually|mas bien|en vez|en cambio)\b", re.I)
 #: A choice the patient rules out ("not the first one", "no la primera").
 _RULED_OUT = re.compile(r"(?:\bnot|n'?t|\bno|\bni)\s+(?:\w+\s+)?$", re.I)
 
@@ -64,6 +65,7 @@ class Reading:
     availability: bool = False
     ack: bool = False                      # a bare acknowledgement ("ok", "vale"): not a yes to book
     pick: int | None = None                # a choice named inside a longer message ("yes, the first one")
+    prefers: bool = False                  # "better", "rather", "mejor": a preference, with a "no" a new choice
     strong_yes: bool = False               # a yes word besides an opening "ok" / "vale"
     logistics: list[str] = field(default_factory=list)
     choice: int | None = None
@@ -122,6 +124,7 @@ def read(text: str, languages: tuple[str, ...]) -> Reading:
     r.hedge = r.hedge or _hit("pause", codes, text, folded)
     r.yes = (_hit("yes", codes, text, folded) and bare not in NOT_A_YES and not r.ack
              and not lang.foreign_yes(text))       # "sim", "claro que sim", "oui": another language's yes
+    r.prefers = bool(_PREFERS.search(folded))
     rest = _CHOOSING.sub(" ", _LEADING_ACK.sub("", lang.fold(text))).strip()
     r.strong_yes = r.yes and bool(rest) and _hit("yes", codes, rest, rest)
     r.logistics = [topic for topic in LOGISTICS if _hit(topic, codes, text, folded)]
