@@ -241,7 +241,8 @@ class SchedulingAgent:
             if answer == "yes" or moving:
                 return await self._book(tenant, conversation, text, reading, turn, message_ref)
             if answer == "hedge":
-                return [Say(render.about("hedge_slot", conversation.selected["start"], turn.tz, language))]
+                hedge = render.about("hedge_slot", conversation.selected["start"], turn.tz, language)
+                return [Say(render.say("thanks_open", language) + " " + hedge if reading.thanks else hedge)]
             if reading.ack:                        # "ok": read, not agreed; ask for the yes that books
                 return [Say(render.about("yes_to_book", conversation.selected["start"], turn.tz, language))]
         # "yes, cancel it" is a yes to one specific appointment only when the EHR holds just one

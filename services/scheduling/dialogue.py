@@ -26,8 +26,11 @@ class DialogueEngine:
         r, language = turn.reading, turn.language
         when = dates.parse(r.date_text, turn.now)
         choice, no, cancel, move = r.choice, r.no, r.cancel, r.move
-        if choice is None and r.pick is not None and not (no or r.hedge or cancel or move or r.question):
-            choice = r.pick                     # a choice inside a sentence ("Let's do the second one.")
+        if choice is not None and conversation.offers:
+            when = None                         # "the 2nd" with times on the list is the second of them
+        if choice is None and r.pick is not None and not ((no and not r.prefers) or r.hedge or cancel or move or r.question):
+            choice = r.pick                     # a choice inside a sentence ("Let's do the second one.",
+                                                # "no, mejor el tercero": a change of choice, proposed again)
 
         if conversation.stage == "confirm-cancel":
             conversation.stage = "idle"

@@ -25,6 +25,14 @@ NOT_A_YES = frozenset({"y", "k", "si?", "ok?"})
 ACKS = en.ACKS | es.ACKS
 _LEXICONS = tuple(spec.urgency for spec in LANGUAGES.values())
 _INTERJECTION = re.compile(r"^(?:ah|oh|hm+|mm+|well|ya|pues)\W+")
+#: An acknowledgement opening a message ("ok then the first one", "vale, la primera"): it picks, it does not
+#: agree to book; a yes naming a time needs a yes word after it ("ok yes, book the first one").
+_LEADING_ACK = re.compile(r"^\W*(?:(?:ah|oh|well|pues|ya)\W+)?(?:ok(?:ay|ey)?|k|vale|bueno|alright|all right|fine|sure)(?:\s+then)?\b\W*", re.I)
+#: Words that choose a time rather than agree to book it ("I'll take the latest one", "me viene bien la primera").
+_CHOOSING = re.compile(r"\bi'?ll take\b|\b(?:me )?(?:viene|parece|queda|va) bien\b|\bthat works\b|\besta bien\b|\bworks for me\b", re.I)
+_PREFERS = re.compile(r"\b(mejor|better|rather|instead|prefer\w*|actually|mas bien|en vez|en cambio)\b", re.I)
+#: A choice the patient rules out ("not the first one", "no la primera").
+_RULED_OUT = re.compile(r"(?:\bnot|n'?t|\bno|\bni)\s+(?:\w+\s+)?$", re.I)
 
 
 def _source(code: str, text: str, folded: str) -> str:
@@ -57,6 +65,8 @@ class Reading:
     availability: bool = False
     ack: bool = False                      # a bare acknowledgement ("ok", "vale"): not a yes to book
     pick: int | None = None                # a choice named inside a longer message ("yes, the first one")
+    prefers: bool = False                  # "better", "rather", "mejor": a preference, with a "no" a new choice
+    strong_yes: bool = False               # a yes word besides an opening "ok" / "vale"
     logistics: list[str] = field(default_factory=list)
     choice: int | None = None
     date_text: str = ""                    # the message in the words ``dates.parse`` reads
@@ -74,7 +84,7 @@ class Reading:
     @property
     def consents_to_pick(self) -> bool:
         """An unambiguous yes to one named offer: "yes, book the first one", "sí, el segundo"."""
-        return (self.yes and self.pick is not None and not self.hedge and not self.no and not self.question
+        return (self.strong_yes and self.pick is not None and not self.hedge and not self.no and not self.question
                 and not self.cancel)
 
     @property
@@ -93,7 +103,8 @@ class Reading:
     @property
     def only_thanks(self) -> bool:
         return (self.thanks or self.goodbye) and not (self.status or self.cancel or self.move or self.logistics
-                                                      or self.no or self.hedge or self.choice is not None)
+                                                      or self.no or self.hedge or self.choice is not None
+                                                      or self.pick is not None)
 
 
 def read(text: str, languages: tuple[str, ...]) -> Reading:
@@ -102,7 +113,7 @@ def read(text: str, languages: tuple[str, ...]) -> Reading:
     detected, margin = lang.detect_scored(text, tuple(codes))
     r = Reading(text=text, language=detected, margin=margin)
     r.urgent = urgent(text)
-    r.staff = _hit("staff", LANGUAGES, text, folded)
+    r.staff = person_request(text)
     for name in ("no", "hedge", "thanks", "goodbye", "status", "cancel", "question", "scheduling_words", "greeting",
                  "availability"):
         setattr(r, name, _hit(name, codes, text, folded))
@@ -113,6 +124,9 @@ def read(text: str, languages: tuple[str, ...]) -> Reading:
     r.hedge = r.hedge or _hit("pause", codes, text, folded)
     r.yes = (_hit("yes", codes, text, folded) and bare not in NOT_A_YES and not r.ack
              and not lang.foreign_yes(text))       # "sim", "claro que sim", "oui": another language's yes
+    r.prefers = bool(_PREFERS.search(folded))
+    rest = _CHOOSING.sub(" ", _LEADING_ACK.sub("", lang.fold(text))).strip()
+    r.strong_yes = r.yes and bool(rest) and _hit("yes", codes, rest, rest)
     r.logistics = [topic for topic in LOGISTICS if _hit(topic, codes, text, folded)]
     r.choice = ordinal(text, codes)
     r.pick = r.choice if r.choice is not None else pick(text, codes)
@@ -130,6 +144,11 @@ def urgent(text: str) -> bool:
     return urgency.urgent(lang.fold(text), _LEXICONS)
 
 
+def person_request(text: str) -> bool:
+    """A request for a person (a nurse, a call back), read with every language's table."""
+    return _hit("staff", LANGUAGES, text, lang.fold(text))
+
+
 def urgent_findings(text: str) -> list[urgency.Finding]:
     """The urgent concepts found in ``text`` (concept, language, phrase), for tests and tuning."""
     return urgency.findings(lang.fold(text), _LEXICONS)
@@ -139,8 +158,10 @@ def pick(text: str, languages=("en", "es")) -> int | None:
     folded = lang.fold(text)
     for code in languages:
         pattern, table = _PICK_TABLES[code]
-        m = pattern.search(_source(code, text, folded))
-        if m:
+        source = _source(code, text, folded)
+        for m in pattern.finditer(source):
+            if _RULED_OUT.search(source[:m.start()]):
+                continue
             word = next(g for g in m.groups() if g)
             return table[word.lower()]
     return None

@@ -15,6 +15,11 @@ A lexicon has
   "blood test", "blood pressure", "me da dolor de cabeza", "análisis de sangre");
 - ``negation``: a cue in the same clause just before the anchor cancels it ("no chest pain", "sin fiebre");
 - ``hypothetical``: a cue in the same clause before the anchor cancels it ("if I get a rash");
+- ``asking``: a question that may be about the patient's own symptom ("is it normal to ...", "¿es normal
+  que ...?"): it cancels like ``hypothetical``, but not a ``lasting`` concept ("is it normal to feel like my
+  chest is squeezing?" is urgent);
+- ``denial``: a symptom asked and answered no by the patient ("fever? nope.", "¿tos? tampoco.") is blanked
+  out: the answer word is read only when it closes the sentence;
 - ``past``: a cue anywhere in the clause cancels it ("the diarrhoea from last month", "years ago");
 - ``resolved`` / ``stable``: a cue anywhere in the clause cancels it ("is gone", "ya se me quitó", "same as
   always", "lo de siempre"), except for the ``lasting`` concepts, which stay urgent after they pass
@@ -39,6 +44,8 @@ _SENTENCE = re.compile(r"(?<!\d)\.(?!\d)|[!?¡¿;\n]+|\.(?=\s|$)")
 #: A symptom joined to a negated one ("no blisters or peeling"): the negation reaches it.
 _COORDINATED = re.compile(r"(?<!\w)(or|nor|ni|o)\s*$")
 _REPEATED = re.compile(r"([^\W\d])\1{2,}")
+_ASIDE_WORDS = 4                            # "annoying but not bad": a short clause that only rates the symptom
+_WORRY = re.compile(r"(?<!\w)(worr\w*|scar\w*|concern\w*|afraid|nervous|preocup\w*|miedo|asustad\w*|nervios\w*)(?!\w)")
 _WORDS_BEFORE = 3                           # how far back a negation or "if" cue reaches
 
 
@@ -52,6 +59,8 @@ class Lexicon:
     clause_break: re.Pattern                # also splits on commas and colons
     negation: re.Pattern
     hypothetical: re.Pattern
+    asking: re.Pattern
+    denial: re.Pattern                      # "fever? nope." - the question and its no
     past: re.Pattern
     resolved: re.Pattern
     stable: re.Pattern                      # "same as always", "lo de siempre": known and unchanged
@@ -92,6 +101,8 @@ def compile_lexicon(code: str, table: dict, words=()) -> Lexicon:
                    not_symptoms=_alternation(table["not_symptoms"]),
                    clause_break=re.compile(_alternation(table["clause_break"]).pattern + r"|[,:]"),
                    negation=_alternation(table["negation"]), hypothetical=_alternation(table["hypothetical"]),
+                   asking=_alternation(table["asking"]),
+                   denial=re.compile(r"[^.?!;\n¿¡]{1,40}\?\s*(?:" + "|".join(table["denial"]) + r")\s*(?=[.!,;\n]|$)"),
                    past=_alternation(table["past"]), resolved=_alternation(table["resolved"]),
                    stable=_alternation(table["stable"]), vocabulary=frozenset(table["vocabulary"]),
                    known=frozenset(words) | frozenset(table["common"]) | frozenset(table["vocabulary"]),
@@ -121,6 +132,8 @@ def _guarded(lexicon: Lexicon, lexicons, concept: str, sentence: str, at: int) -
     if _COORDINATED.search(before) and lexicon.negation.search(before):
         return True                         # "no fever or chills", "sin fiebre ni escalofríos"
     if any(other.hypothetical.search(before) or other.past.search(clause) for other in lexicons):
+        return True
+    if concept not in lexicon.lasting and any(other.asking.search(before) for other in lexicons):
         return True
     return concept not in lexicon.lasting and any(other.resolved.search(clause) or other.stable.search(clause)
                                                   for other in lexicons)
@@ -194,6 +207,7 @@ def _sentences(lexicon: Lexicon, folded: str, known: frozenset[str] = frozenset(
     for variant, word in lexicon.spellings:
         cleaned = variant.sub(word, cleaned)
     cleaned = lexicon.not_symptoms.sub(" ~ ", cleaned)
+    cleaned = lexicon.denial.sub(" ~ .", cleaned)
     return [s for s in _SENTENCE.split(cleaned) if s and s.strip()]
 
 
@@ -236,10 +250,18 @@ def _reports(folded: str, lexicons, known: frozenset[str]) -> list[Finding]:
                 _, clause = _clause(lexicon, sentence, m.start())
                 if _guarded(lexicon, lexicons, "symptom_report", sentence, m.start()):
                     continue
-                if any(other.mild.search(clause) for other in lexicons):
+                if any(other.mild.search(clause) for other in lexicons) or _mild_aside(lexicon, lexicons, sentence):
                     continue
                 return [Finding("symptom_report", lexicon.code, m.group(0))]
     return []
+
+
+def _mild_aside(lexicon: Lexicon, lexicons, sentence: str) -> bool:
+    """A clause of the sentence that only says it is mild ("itchy scalp, annoying but not bad"): a mild cue in
+    a clause with no symptom word of its own speaks of the symptom before it."""
+    clauses = [c for c in lexicon.clause_break.split(sentence) if c and c.strip()]
+    return any(len(c.split()) <= _ASIDE_WORDS and not _WORRY.search(c) and any(other.mild.search(c) for other in lexicons)
+               and not any(other.report.search(c) for other in lexicons) for c in clauses)
 
 
 def urgent(folded: str, lexicons) -> bool:

@@ -15,7 +15,8 @@ PATTERNS: dict[str, re.Pattern] = {
     # asking for a person (urgent symptoms are the URGENCY table below)
     "staff": _any(r"(speak|talk) (to|with) (a |an |the |my )?(person|human|nurse|doctor|someone|somebody|staff|real person|oncologist)",
                   r"(nurse|doctor|someone|somebody|person|oncologist)( \w+)? (call|phone|ring|contact|text) me",
-                  r"(have|get) (a|the|my) (nurse|doctor|someone) (to )?(call|phone|contact) me", r"call me back",
+                  r"(have|get) (a|the|my) (nurse|doctor|someone) (to )?(call|phone|contact) me", r"call me back", r"(give|gives|giving) me a (call|ring|phone call)", r"(request|want|need|like|get|have|arrange) (a|an) (call ?back|phone call|call from)",
+                  r"(want|need|like|can i|could i|may i) (to )?(speak|talk) (to|with) (a |an |the |my |some)?(one|body|nurse|doctor)",
                   r"need (a|to talk to a) (human|person|nurse)", r"real person"),
     # a yes: a weak affirmative opening the message, a strong one anywhere, or an explicit "book it"
     "yes": re.compile(r"^\s*((ah|oh|hm+|mm+|well)\W+)?(ok|okay|k|sure|got it|fine|great|perfect|correct|confirm|absolutely|definitely|of course|"
@@ -32,22 +33,22 @@ PATTERNS: dict[str, re.Pattern] = {
                   r"(let me|i need to|i have to|i'?ll) (confirm|double[- ]check|look|find out)", r"check (my|the) (calendar|schedule)",
                   r"hopefully", r"if i can", r"should be (ok|okay|fine)", r"tentative\w*", r"pencil (me|it) in",
                   r"not (certain|positive)", r"let you know", r"ask my \w+", r"need to ask", r"kind of", r"sort of",
-                  r"(not|don'?t) know yet", r"haven'?t decided", r"undecided", r"lemme (think|check|see|ask)", r"should work",
+                  r"(not|don'?t) know yet", r"(only |but only )?if (my|i|he|she|we|they|it|that|there|the)\b", r"as long as", r"provided (that )?", r"haven'?t decided", r"undecided", r"lemme (think|check|see|ask)", r"should work",
                   r"likely", r"i believe so", r"i hope so", r"fingers crossed", r"in theory"),
     # a pause, not an answer: "ok one sec", "hold on", "wait" (only "wait" on its own: "no wait, keep it" is a no)
     "pause": re.compile(r"\b(one|a|just a|half a|gimme a|give me a) (sec|second|minute|min|moment|mo)\b(?!\s*(appointment|visit|time|slot|one|option|opinion|infusion|day|late))|\bhang on\b|\bhold on\b|"
                         r"\bbrb\b|\bbe right back\b|\bone moment\b|"
                         r"^\W*((ok|okay|k|sure|yes|yeah|um+|uh+|er+|oh)\W+)?wait( up| please| a (sec|second|minute|moment|bit))?\W*$",
                         _I),
-    "thanks": _any(r"thanks?( you)?", r"thank u", r"thx", r"ty", r"cheers", r"much appreciated", r"appreciate it",
+    "thanks": _any(r"thanks?( you)?", r"thanks+", r"thank u", r"thx+", r"ty", r"cheers", r"much appreciated", r"appreciate it",
                    r"great,? thanks", r"gracias"),
     "greeting": re.compile(r"^\s*(hi|hello|hey|good (morning|afternoon|evening))( there)?\W*$", _I),
     # a list of times, please (again, or new ones)
     "availability": _any(r"(what|which) (times|days|dates|slots|appointments)", r"times again", r"what do you have",
-                         r"anything (on|for|next|this|else|earlier|later)", r"earliest", r"available", r"availability",
+                         r"anything (on|for|next|this|else|earlier|later)", r"(?<!the )earliest(?! (one|option|slot|time)\b)", r"available", r"availability",
                          r"(a |an )?(new|another|different) (one|time|slot|appointment|day)", r"book again",
                          r"can i (book|get|have)", r"find me"),
-    "goodbye": _any(r"bye", r"goodbye", r"see you", r"have a (good|nice) (day|one)"),
+    "goodbye": _any(r"bye", r"goodbye", r"see (you|u|ya)( then| soon| there)?", r"have a (good|nice) (day|one)"),
     "status": _any(r"when is my", r"what (day|time|date)( and (time|day|date))? is my", r"when'?s my", r"when'?s the (appointment|visit)", r"what time am i (coming|booked|due|seen|seeing)",
                    r"(can|could) you (confirm|check|tell me) (the (time|date|day) of )?my (appointment|visit)",
                    r"(confirm|check) (the (time|date|day) of )?my (appointment|visit)", r"(time|date|day) of my (appointment|visit)",
@@ -58,7 +59,11 @@ PATTERNS: dict[str, re.Pattern] = {
                    r"anything booked", r"(did|has) (something|anything) change(d)? with my (appointment|visit)",
                    r"when('s| is) the (appointment|visit)", r"what day is my", r"remind me (when|of) my",
                    r"is my (appointment|visit) still", r"what is my appointment", r"when am i (booked|seeing|coming)",
-                   r"what('?s| is) my (new |next |upcoming |updated )?(appointment|visit)( time| date)?\b"),
+                   r"what('?s| is) my (new |next |upcoming |updated )?(appointment|visit)( time| date)?\b",
+                   r"when (am|do|should|must) i (supposed to |need to |have to )?(come|be there|arrive|show up|go)( in)?\b",
+                   r"what (day|time|date) (was|is) (that|it)( again)?\b", r"what (time|day) do i (need|have) to (be|come|arrive|go)",
+                   r"remind me (what|which) (day|time|date)", r"what('?s| is) the (new )?(time|date|day)\b(?! (slots?|options?))",
+                   r"when (es|is) (la|the) (cita|appointment|appt)"),
     "cancel": _any(r"cancel", r"call off", r"can'?t (make|come)", r"won'?t be able to (make|come)", r"not coming",
                    r"(don'?t|do not) want (the|my|an|this) (appointment|visit)", r"drop (the|my) appointment"),
     "reschedule": _any(r"reschedule", r"re-schedule", r"move", r"change", r"switch", r"different (day|time|date)",
@@ -245,7 +250,7 @@ URGENCY = {
             r"(numb\w*|weak\w*|droop\w*|paraly\w*|tingl\w*) ([\w']+ ){0,4}(one|left|right|half (of )?(my|his|her)) (side|face|arm|leg)",
             r"(left|right|one) (arm|leg|hand|side|foot) ([\w']+ ){0,6}(numb\w*|weak\w*|heavy|paraly\w*|dead)",
             r"(arm|leg|hand|legs|arms) ([\w']+ ){0,3}(went|is|are|feels|felt|got|going|so|too|very) ([\w']+ ){0,2}(numb|weak|heavy|dead)",
-            r"suddenly ([\w']+ ){0,2}(weak|numb)", r"can'?t (hold|grip|lift) (a|my|the|anything)",
+            r"suddenly ([\w']+ ){0,2}(weak|numb)", r"(lost|losing|lose|no) (the |all |any )?(strength|feeling|power) in (my|his|her|one|the)( left| right)? (arm|leg|hand|side|foot|face)s?", r"can'?t (hold|grip|lift) (a|my|the|anything)",
             r"(so|very|too|really|extremely|severely) weak", r"weak (that )?i can (barely|hardly|not|'?t)",
             r"(can'?t|cannot|unable to|barely|hardly) (walk|stand up|get up|get out of bed|climb)",
             r"(can'?t|cannot|couldn'?t) get (up|out of bed)", r"severe weakness"],
@@ -269,7 +274,8 @@ URGENCY = {
             r"(no|any) point (in )?(living|going on|anymore|to anything)", r"give up on (life|everything|living)",
             r"(everyone|everybody|they) would be better off", r"(done|finished) with (life|living)",
             r"(wish|wishing) i (could )?(disappear|was gone|wasn'?t here|were gone)",
-            r"suicid\w*", r"kill(ing)? myself", r"end (it all|my life)", r"(don'?t|do not) want to (be alive|live|be here)",
+            r"suicid\w*", r"kill(ing)? myself", r"end(ing)? (it all|my life|my own life)",
+            r"thoughts? (of|about) (ending|killing|hurting|harming|taking my|not waking|dying|death|suicide)", r"(don'?t|do not) want to (be alive|live|be here)",
             r"better off (without me|if i (wasn'?t|weren'?t|was not|were not) (here|around|alive))", r"(hurt\w*|harm\w*) myself",
             r"no reason to live", r"(thought|thinking|think) (about|of) (ending (it|my life|things)|not being here|dying)",
             r"(go to sleep|fall asleep) and (not|never) wake up", r"want to die", r"wish i (was|were) dead", r"how i'?d do it"],
@@ -305,7 +311,7 @@ URGENCY = {
     # known and unchanged: a cue in the clause cancels a symptom that is not ``lasting``
     "stable": [r"same as (always|before|usual|ever|last (time|visit|week|month)|it'?s been|the last)", r"as usual", r"like always",
                r"as always", r"(nothing|not) new", r"no change", r"unchanged", r"stable", r"steady", r"under control",
-               r"(meds?|medicine|medication|cream|pills?|tablets?|it) (is |are )?(help\w*|work\w*|control\w*)", r"normal for me",
+               r"(meds?|medicine|medication|cream|pills?|tablets?|it) (is |are )?(help\w*|work\w*|control\w*)", r"normal for me", r"for (many |several |a few |some )?years",
                r"(doctor|dr|nurse|team) (already )?(knows|saw|has seen|checked|looked|said)", r"heal\w* (well|nicely|fine|up)",
                r"(is|are) healing",
                r"already (seen|checked|told|know|knows|aware|discussed)", r"(fine|ok|okay|good) now", r"usual for me"],
@@ -360,7 +366,7 @@ URGENCY = {
         r"confus\w* (about|by|with|regarding) (the|your|this|which|how|where|when|why|what time|my (appointment|bill|"
         r"insurance|schedule|forms?))", r"(get|wake) up (so |that |this )?early", r"can'?t stand (the|waiting|it|him|her|them)",
         r"pass(ed|ing)? out (the|flyers|forms)", r"faint (hope|idea|chance|line|smell|sound|memory)",
-        r"(nearly|almost|gonna|going to|will) (have|had|give me) a heart attack", r"blackout dates", r"blacked out (dates|days)",
+        r"(nearly|almost|gonna|going to|will) (have|had|give me) a heart attack", r"blackout dates", r"ill(?= (let|get|be|call|see|take|check|ask|come|try|do|text|wait|need|have|go|make|think|talk|keep|just|probably|definitely|bring|book|pick|send|tell|ring|reply|confirm|look|find|say|write|contact|figure|sort|double|pass|head|drive|stop|swing|show|walk)\b)", r"(what|which) (are|is|were) (the |some )?([\w']+ ){0,2}side effects?", r"blacked out (dates|days)",
         r"confus\w* (about|by|with|regarding|as to)",
         r"(i'?m|i am) ([\w']+ ){0,2}confused(?=[^.!?]*(appointment|appt|time|slot|date|book\w*|did you|you mean|which|option|"
         r"what you|your (message|text|question)|schedul\w*|reminder|message|text|app|"
@@ -373,8 +379,12 @@ URGENCY = {
                  r"(haven'?t|hasn'?t|didn'?t|did not|have not|has not)", r"no more", r"ni", r"sin",
                  r"(don'?t|doesn'?t|do not|does not|dont)\s*$"],
     "hypothetical": [r"^\s*(what|which)( kind of| sort of| type of)?\s*$", r"(watch|look) (out )?for\s*$",r"if (i|you|he|she|they|we) (\w+ )?(get|gets|have|has|develop\w*|start\w*|ever|notice\w*|see|feel)",
-                     r"what if", r"what (should|do) (i|we) do (if|when)", r"in case", r"how (many|much)", r"is it (normal|ok|okay|bad) to", r"later on",
+                     r"what if", r"what (should|do) (i|we) do (if|when)", r"in case", r"how (many|much)", r"later on",
                      r"in the future"],
+    # a question that may be about the patient's own symptom: cancels only a concept that is not lasting
+    "asking": [r"is it (normal|ok|okay|bad|common|usual) (to|for|that|if)", r"is (this|that) (normal|common|usual)"],
+    # a symptom asked and answered no ("fever? nope.")
+    "denial": [r"no", r"nope", r"nah", r"none", r"negative", r"not really", r"neither", r"nothing", r"tampoco", r"nada"],
     # "since last month" is still going on
     "past": [r"(?<!since )((\d+|a|two|three|few|several|many|couple of) )?(years?|months?) ago", r"when i was (a|little|young)", r"(?<!since )last (month|year)",
              r"from (last|the other) (month|year)", r"years back", r"as a (kid|child|teen\w*)"],
@@ -384,9 +394,10 @@ URGENCY = {
 }
 #: A choice named inside a longer message ("yes, book the first one", "option 2 please").
 PICK = re.compile(r"\b(?:the )?(first|second|third|last|1st|2nd|3rd)(?: one| option| time| slot)?\b|"
+                  r"\bthe (earliest|soonest|middle|latest)\b|\b(earliest|soonest|middle|latest) (?:one|option|slot|time)\b|"
                   r"\b(?:option|number|no\.?|#|slot|time) ?([123]|one|two|three)\b|#([123])\b", _I)
 PICKS = {"first": 0, "1st": 0, "1": 0, "one": 0, "second": 1, "2nd": 1, "2": 1, "two": 1, "third": 2, "3rd": 2, "3": 2,
-         "three": 2, "last": -1}
+         "three": 2, "last": -1, "earliest": 0, "soonest": 0, "middle": 1, "latest": -1}
 #: A bare acknowledgement: read, not agreed ("ok" to "Shall I book ...? Please reply yes or no").
 ACKS = frozenset({"ok", "okay", "okey", "k", "kk", "fine", "alright", "all right"})
 ORDINALS = {"1": 0, "one": 0, "first": 0, "1st": 0, "2": 1, "two": 1, "second": 1, "2nd": 1,

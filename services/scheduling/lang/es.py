@@ -18,14 +18,16 @@ PATTERNS: dict[str, re.Pattern] = {
                   r"(una|un) (enfermer[oa]|medic[oa]|doctor[a]?) (me )?(puede|podria)? ?llam(e|ar)",
                   r"(hablar|habl(e|o)) con (una|un|la|el|alguien|mi) ?(persona|enfermer[oa]|medic[oa]|doctor[a]?|humano)?",
                   r"que me llame (alguien|una enfermera|un medico|el medico|la doctora|el doctor)",
-                  r"llamenme", r"necesito (una persona|a alguien|una enfermera)", r"persona real"),
+                  r"llamenme", r"necesito (una persona|a alguien|una enfermera)",
+                  r"(quiero|quisiera|necesito|puedo) hablar con", r"(me )?(devolver|devuelvan|devuelva|regresar|regresen|regrese)(me)? la llamada", r"persona real"),
     # a yes: a weak affirmative opening the message, a strong one anywhere, or an explicit "reserve it"
     # (accent-folded text: "sí" and "si" read the same; "si" alone in mid-sentence is "if", so only at the start)
     "yes": re.compile(r"^\s*[¡]?\s*si(\W*$|[,.!]|\s+(si|por favor|claro|el|la|reserv|cancel|quiero|me parece|esta bien|"
                       r"perfecto|vale|gracias|adelante|de acuerdo))|"
                       r"^\s*[¡]?\s*((ah|oh|ya|bueno|mm+)\W+)?(ok|okay|vale|entendido|bueno|perfecto|esta bien|de acuerdo|claro|correcto|adelante|dale|"
                       r"genial|me parece bien|me viene bien|por supuesto|confirmo)\b|"
-                      r"(^|[\s,.;:!¡])si[,.!]+\s|\b(claro que si|de acuerdo|por supuesto|vale)\b|"
+                      r"(^|[\s,.;:!¡])si[,.!]+\s|,\s*si\W*$|^\W*si,?\s+(mij[oa]|hij[oa]|senorita|senora|senor|seno|doctor|doctora|joven|"
+                      r"mi amor|amor|corazon|andele|ande|dale|ese|esa|ese mismo|esa misma|porfa|porfavor|pues)\W*$|\b(claro que si|de acuerdo|por supuesto|vale)\b|"
                       r"\b(reserve(lo|la|me)?|reservelo|reservela|reservemela|reservemelo|resérvelo|"
                       r"(cambiela|muevala|pasela) (al|a la))\b", _I),
     "no": re.compile(r"^\s*[¡¿]?\s*(no|nop|tampoco|ninguna?)\b|\bno me (viene|va|sirve|conviene)\b|\btodavia no\b|"
@@ -45,12 +47,12 @@ PATTERNS: dict[str, re.Pattern] = {
                         r"^\W*((ok|vale|si|bueno|ah|oh)\W+)?(espere|espera|esperame|espereme|aguarde|aguarda)( un (momento|momentito|segundo|minuto))?"
                         r"( por favor)?\W*$|\b(a ver|dejame ver|dejeme ver|deja ver)\b|"
                         r"\bahorita (vuelvo|le escribo|le contesto)\b|\bya vuelvo\b", _I),
-    "thanks": _any(r"gracias", r"muchas gracias", r"mil gracias", r"se lo agradezco", r"te lo agradezco", r"muy amable"),
+    "thanks": _any(r"gracias+", r"muchas gracias", r"mil gracias", r"se lo agradezco", r"te lo agradezco", r"muy amable"),
     "greeting": re.compile(r"^\s*[¡]?\s*(hola|buenas|buenos dias|buenas tardes|buenas noches)\W*$", _I),
     "availability": _any(r"(que|cuales) (otros |otras )?(dias|horarios|horas|citas|fechas)", r"(otros|mas) horarios", r"otras horas", r"cuales horarios", r"(otra|nueva) (hora|cita|fecha)",
-                         r"me (da|puede dar|podria dar) otra", r"tienen algo", r"tiene algo", r"disponib\w*",
+                         r"(me )?(da|puede dar|podria dar|deme|dame|denme) otra", r"tienen algo", r"tiene algo", r"disponib\w*",
                          r"lo (mas|antes) (pronto|temprano) posible", r"que tiene", r"que tienen"),
-    "goodbye": _any(r"adios", r"hasta luego", r"hasta pronto", r"buen dia", r"que tenga (un )?buen dia"),
+    "goodbye": _any(r"adios", r"nos vemos", r"hasta (el|la) (lunes|martes|miercoles|jueves|viernes|proxima|vista)", r"hasta luego", r"hasta pronto", r"buen dia", r"que tenga (un )?buen dia"),
     "status": _any(r"cuando es mi (cita|consulta|visita)", r"^\W*(y )?(ahora )?cuando es\b", r"cuando es( ahora)?\W*$",
                    r"a que hora (es|quedo)\b", r"(me )?cambiaron (la|mi) cita", r"(tengo|queda) (alguna )?cita\W*$",
                    r"a que hora es mi (cita|consulta|visita)",
@@ -62,7 +64,9 @@ PATTERNS: dict[str, re.Pattern] = {
                    r"(la hora|el dia|la fecha|cuando es|a que hora es|que dia es) (de )?(mi|la) (cita|consulta|visita)",
                    r"(la )?(hora|dia|fecha) de (mi|la) (cita|consulta|visita)", r"(cuando|a que hora) (tengo que|debo) (ir|venir)",
                    r"sigue (en pie )?(la|mi) (cita|consulta)", r"(tengo|tenia) (la|mi) cita (para )?cuando",
-                   r"cuando (me toca|tengo cita)"),
+                   r"cuando (me toca|tengo cita)", r"(a que hora|que dia|cuando) (era|es|fue) (que )?(me toca|la cita|mi cita)",
+                   r"que (dia|hora|fecha) (quedamos|quedo|era)", r"recuerde(me)? (la hora|el dia|la fecha|cuando)", r"(cuando|when) (es|is) la cita",
+                   r"(cual|que) es la (nueva )?(hora|fecha)"),
     "cancel": _any(r"cancel(ar|e|a|ela|arla|en)", r"anular", r"no puedo (ir|venir|asistir)", r"no voy a poder (ir|venir|asistir)",
                    r"no (quiero|necesito) (la|mi|esa|esta) (cita|consulta|visita)", r"no voy a ir", r"quitar (la|mi) cita"),
     "reschedule": _any(r"cambiar", r"cambie", r"mover", r"mueva", r"reprogramar", r"otro dia", r"otra hora", r"otra fecha",
@@ -98,7 +102,7 @@ URGENCY = {
         "chest": [
             r"(dolor|presion|opresion|ardor) ([\w']+ ){0,3}(que )?(se )?(va|baja|corre|irradia\w*|pasa) ([\w']+ ){0,3}(brazo|mandibula|cuello|espalda|hombro)",
             r"pecho ([\w']+ ){0,3}(raro|extrano|apretad\w*|pesad\w*)", r"(aprieta|oprime) el pecho", r"angina",
-            r"dolor ([\w']+ ){0,2}(en el|de|del) pecho", r"(me|le|te) duele ([\w']+ ){0,3}(el |mi |su )?pecho",
+            r"dolor\w* ([\w']+ ){0,2}(en el|de|del) pecho", r"(me|le|te) duele ([\w']+ ){0,3}(el |mi |su )?pecho",
             r"pecho ([\w']+ ){0,2}(apretado|duele|aprieta|oprime|arde|pesado)", r"(presion|opresion|peso) en el pecho",
             r"infarto", r"ataque al corazon"],
         "breathing": [
@@ -111,7 +115,7 @@ URGENCY = {
             r"(dificultad|problemas?) (para|al) respirar", r"(me|se|te) ahog\w*", r"ahogo", r"ahogand\w*", r"(me|le|te) falta (el |la )?(aire|aliento|respiracion)",
             r"falta de (aire|aliento)", r"(me quedo|se queda|quedo|quede|me quede) sin (aire|aliento)", r"sin aire",
             r"respir\w* (muy |bien )?(rapido|agitad\w*|con silbido|raro|con dificultad|mal)", r"silbido", r"labios ([\w']+ ){0,2}(morados|azules|grises)",
-            r"se (me|le) cierra la garganta", r"garganta ([\w']+ ){0,2}(cerrando|cierra|hinchada|cerrada)", r"asfixi\w*"],
+            r"se (me|le) cierra la garganta", r"garganta ([\w']+ ){0,2}(cerrando|cierra|hinchada|cerrada)", r"asfixi\w*", r"se (me|le|te) (fue|va|iba|acaba|acabo|corta|corto) (el )?(aire|aliento|respiracion)"],
         "bleeding": [
             r"(heces|caca|popo|pupu|orina|pipi|vomito|flema|moco\w*) ([\w']+ ){0,3}(roj\w*|con sangre|sanguinolent\w*)",
             r"(sangrado|sangre) (de|por) (la )?nariz ([\w']+ ){0,4}(no (para|se detiene|se quita)|\d+ minutos|una hora|horas)",
@@ -195,7 +199,8 @@ URGENCY = {
             r"(adormec\w*|entumec\w*|dormid\w*|durmio|paraliz\w*) ([\w']+ ){0,3}(mitad|lado|medio) ([\w']+ ){0,2}(cara|cuerpo)", r"boca (torcida|chueca)", r"(tan|muy) debil\w*", r"debil\w* que no",
             r"no (puedo|puede) (ni )?(caminar|andar|levantarme|levantarse|pararme|pararse|subir|agarrar|sostener|mover)",
             r"no (me|se) (puedo|puede) (levantar|parar|mover|enderezar)", r"debilidad (muy )?(fuerte|severa|intensa)",
-            r"no puedo hablar bien"],
+            r"no puedo hablar bien", r"perd\w* (la |toda la )?fuerza (en|de|del) (el |la |los |las |mi |su |un |una )?(brazo|pierna|mano|lado|cara|pie)s?",
+            r"(de repente|de golpe|repentinamente|de pronto) ([\w']+ ){0,3}(perd\w*|sin) (la )?fuerza", r"sin fuerza en (el |la |los |las |un |una |mi |su )?(brazo|pierna|mano|lado|cara|pie)s?"],
         "urine": [
             r"(orino|orina|pipi) ([\w']+ ){0,2}(casi nada|nada|muy poco|poquito)", r"deshidrat\w*", r"(muy|tan|bien|super) (sediento|sedienta)",
             r"(boca|labios|lengua) ([\w']+ ){0,2}(muy |bien |tan )?(sec\w*|partid\w*)", r"(mucha|muchisima) sed",r"(no|casi no|sin|apenas) (he |ha )?(hecho pipi|orinad\w*|orino|orina|orinar|meado|hago pipi|hace pipi)",
@@ -239,7 +244,7 @@ URGENCY = {
                r"(nada|no es) nuevo", r"sin cambios", r"no ha cambiado", r"estable", r"controlad\w*",
                r"(la |las |el |los )?(medicina|medicamento|pastilla|crema)s? (me )?(ayuda|funciona|sirve)\w*",
                r"ya lo (sabe|vio|reviso) (el|la) (doctor|doctora|medic[oa])", r"(el|la) (doctor|doctora|medic[oa]) ya (lo )?(sabe|vio|reviso)",
-               r"normal para mi", r"ya (esta|estoy) bien", r"va (bien|mejor)", r"(esta|va) (sanando|curando)",
+               r"normal para mi", r"desde hace (muchos |varios |unos )?(anos|tiempo|mucho tiempo)", r"ya (esta|estoy) bien", r"va (bien|mejor)", r"(esta|va) (sanando|curando)",
                r"(la|el) (doctor|doctora|medic[oa]|enfermer[oa]) (dijo|dice|ya)"],
     # la precaución: una palabra de síntoma en un mensaje que no habla de citas va al equipo (salvo si es leve)
     "report": [_SINTOMA, r"(me |le )?pica(n)?", r"picor", r"enferm[oa]s?", r"enfermedad", r"malestar", r"me siento mal", r"reaccion", r"palpitacion\w*", r"tembl\w*", r"estrenid\w*",
@@ -271,13 +276,18 @@ URGENCY = {
         r"presion (arterial )?([\w']+ )?(normal|bien|de \d+|\d+)", r"pastilla de la presion", r"me muero (por|de) \w+",
         r"quita(r|n)? el aliento", r"me da(n)? dolor de cabeza", r"(se me|me) cayo el alma", r"harta?",
         r"me siento (muy |tan )?mal (por|de que|con|de)", r"no veo la hora", r"(mi|la) vista (al|del|de la) \w+",
-        r"citas? de (los )?ojos", r"casi me (da|dio) un infarto (cuando|con|al)"],
+        r"citas? de (los )?ojos", r"(cuales|que) (son|serian) (los |las |unos )?([\w']+ ){0,1}efectos (secundarios|adversos)", r"casi me (da|dio) un infarto (cuando|con|al)"],
     "clause_break": [r"pero", r"aunque", r"sin embargo", r"y", r"e", r"but", r"though", r"and", r"ademas", r"tambien"],
     "negation": [r"no\s*$", r"no (me|le|te|nos|les|se)\s*$", r"no (me |le |se )?(he|ha|hemos|han)( tenido| sentido| notado)?", r"no (tengo|tiene|hay|he tenido|ha tenido|siento|presento|noto|note)( nada de)?( ningun\w*)?",
                  r"sin", r"ni", r"nada de", r"tampoco", r"niega", r"ningun\w*", r"nunca", r"without"],
     "hypothetical": [r"si (me |le |te )?(sube|suben|pone|ponen|empeora|empeoran|duele|aumenta)",r"^\s*(que|cuales|cual)( tipo de| clase de)?\s*$", r"vigilar\s*$",r"si (me |le |te )?(da|dan|sale|salen|tengo|tiene|pasa|llega|empiez\w*|aparec\w*|vuelve)",
-                     r"que pasa si", r"mas adelante", r"en el futuro", r"en caso de", r"por si", r"cuantas veces", r"cuanto"],
-    "past": [r"cuando (era|fui) (nino|nina|joven|chic[oa])", r"(?<!desde )hace (\d+|un|una|dos|tres|varios|varias|muchos|muchas|unos|unas) (anos?|meses|mes)",
+                     r"que pasa si", r"mas adelante", r"que (hago|hacemos|debo hacer|tengo que hacer|hay que hacer) (si|cuando|en caso)",
+                     r"si (me |le |te )?(falta|faltara|cuesta|costara|sangra|arde|pica|hincha)", r"en el futuro", r"en caso de", r"por si", r"cuantas veces", r"cuanto"],
+    # una pregunta que puede ser sobre su propio síntoma: solo anula un concepto que no es duradero
+    "asking": [r"es normal (que|tener|sentir)", r"(esto|eso) es normal", r"es comun (que|tener|sentir)"],
+    # un síntoma preguntado y negado ("¿fiebre? no.", "¿tos? tampoco.")
+    "denial": [r"no", r"nada", r"tampoco", r"ninguno", r"ninguna", r"negativo", r"para nada", r"nope", r"nah"],
+    "past": [r"cuando (era|fui) (nino|nina|joven|chic[oa])", r"(?<!desde )hace ((\d+|un|una|dos|tres|varios|varias|muchos|muchas|unos|unas) )?(anos?|meses|mes)",
              r"(del|el) (mes|ano) pasado", r"(?<!\d )de (enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|octubre|"
                                               r"noviembre|diciembre)", r"de (nino|nina|joven)"],
     "resolved": [r"(mucho|bastante) mejor", r"(?<!no )mejorando",r"(se (me |le )?)(quito|fue|paso|curo|ha quitado|ha ido)", r"ya (paso|no tengo|no tiene|se fue)",
@@ -285,10 +295,11 @@ URGENCY = {
 }
 #: Un simple acuse de recibo: leido, no aceptado.
 ACKS = frozenset({"vale", "ok", "okay", "oki", "bueno", "entendido"})
-PICK = re.compile(r"\b(?:el|la|al|del|quiero el|quiero la) (primer[oa]?|segund[oa]|tercer[oa]?|ultim[oa])\b|"
+PICK = re.compile(r"\b(?:el|la|al|del|quiero el|quiero la) (primer[oa]?|segund[oa]|tercer[oa]?|ultim[oa]|de(?:l)? (?:en )?medio)\b|"
                   r"\bopcion (1|2|3|uno|dos|tres)\b|^\W*(primer[oa]|segund[oa]|tercer[oa])\b", _I)
 PICKS = {"primero": 0, "primera": 0, "primer": 0, "1": 0, "uno": 0, "segundo": 1, "segunda": 1, "2": 1, "dos": 1,
-         "tercero": 2, "tercera": 2, "tercer": 2, "3": 2, "tres": 2, "ultimo": -1, "ultima": -1}
+         "tercero": 2, "tercera": 2, "tercer": 2, "3": 2, "tres": 2, "ultimo": -1, "ultima": -1, "del medio": 1, "de medio": 1,
+         "del en medio": 1, "de en medio": 1}
 ORDINALS = {"1": 0, "uno": 0, "una": 0, "primera": 0, "primero": 0, "1a": 0, "1o": 0,
             "2": 1, "dos": 1, "segunda": 1, "segundo": 1, "2a": 1, "2o": 1,
             "3": 2, "tres": 2, "tercera": 2, "tercero": 2, "3a": 2, "3o": 2, "ultima": -1, "ultimo": -1}

@@ -39,7 +39,8 @@ from tests.integration.scheduling.conftest import slot_time
 DATA = Path(__file__).resolve().parents[2] / "data" / "conversations"
 CORPUS = DATA / "conversations.jsonl"
 #: The corpora by name: the first one (64), and a second author's tune2 / holdout2 (30 each).
-CORPORA = {"conversations": CORPUS, "tune2": DATA / "tune2.jsonl", "holdout2": DATA / "holdout2.jsonl"}
+CORPORA = {"conversations": CORPUS, "tune2": DATA / "tune2.jsonl", "holdout2": DATA / "holdout2.jsonl",
+           "conversations3": DATA / "conversations3.jsonl"}
 #: The fixed subset `make test` plays (both languages; staff changes, hedges, urgent symptoms,
 #: undeclared languages, duplicates, rapid fire, change of mind, logistics, cancel, reschedule).
 SUBSET = ("c002", "c006", "c013", "c019", "c026", "c029", "c045", "c050", "c051", "c060")
@@ -357,7 +358,7 @@ async def play(sched, agent, conversation: dict, figures: Figures, ledger: Actio
                 figures.bookings_without_consent += 1
                 why = "no ledger record" if consent is None else "corpus: not a yes"
                 figures.failures.append(f"{where}: booking without consent ({why})")
-        if "urgent" in conversation["tags"] and not urgent_done and escalated:
+        if urgent_symptoms(conversation) and not urgent_done and escalated:
             urgent_done = any(t.get("priority") == "urgent" and (t.get("businessStatus") or {}).get("text") ==
                               "urgent-symptoms" for t in await sched.tasks(patient))
         reply_text = "\n".join(result.texts)
@@ -381,9 +382,15 @@ async def play(sched, agent, conversation: dict, figures: Figures, ledger: Actio
                 figures.failures.append(f"{where}: {expectation}: {why} | {turn['patient'][:60]!r} -> {reply_text[:160]!r}")
     figures.blocked_claim_tasks += sum((t.get("businessStatus") or {}).get("text") == "blocked-claim"
                                        for t in await sched.tasks(patient))
-    if "urgent" in conversation["tags"]:
+    if urgent_symptoms(conversation):
         done, total = figures.urgent.get(language, [0, 0])
         figures.urgent[language] = [done + int(urgent_done), total + 1]
+
+
+def urgent_symptoms(conversation: dict) -> bool:
+    """A conversation with an urgent symptom: tagged ``urgent`` or ``urgent_<how>`` ("urgent_played_down",
+    "urgent_third_person", as the third author tags them)."""
+    return any(tag == "urgent" or tag.startswith("urgent_") for tag in conversation["tags"])
 
 
 async def run(sched, engine: str, conversations: list[dict], fake_llm=None) -> Figures:

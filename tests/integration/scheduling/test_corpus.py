@@ -5,7 +5,8 @@ claim bookings - with the EHR checked after every agent message (``corpus``).
 `make test` plays a fixed subset; `make test-conversations` (VIGIL_CONVERSATIONS=all) plays every
 conversation, prints the figures per engine and writes artifacts/conversations-<engine>.json;
 VIGIL_CONVERSATIONS=c001,c017 plays those; VIGIL_CONVERSATIONS_TRANSCRIPT=1 prints every message;
-VIGIL_CONVERSATIONS_CORPUS=tune2|holdout2 plays a second author's corpus instead of the first, and
+VIGIL_CONVERSATIONS_CORPUS=tune2|holdout2 plays a second author's corpus instead of the first,
+conversations3 a third author's, and
 VIGIL_CONVERSATIONS_CORPUS=/path/to/file.jsonl any corpus file in the same format (all of it with
 VIGIL_CONVERSATIONS=all; its figures go to artifacts/conversations-<file stem>-<engine>.json)."""
 from __future__ import annotations
@@ -24,7 +25,7 @@ CHOICE = os.environ.get("VIGIL_CONVERSATIONS", "")
 FULL = CHOICE == "all"
 IDS = None if FULL else tuple(CHOICE.split(",")) if CHOICE else corpus.SUBSET
 NAME = os.environ.get("VIGIL_CONVERSATIONS_CORPUS", "conversations")
-SIZES = {"conversations": 64, "tune2": 30, "holdout2": 30}
+SIZES = {"conversations": 64, "tune2": 30, "holdout2": 30, "conversations3": 80}
 #: Every patient message answered within this (p95, measured in the agent).
 P95_LIMIT_S = 5.0
 

@@ -4,7 +4,8 @@
 
     python -m tests.unit.scheduling.urgent_sets [--misses] FILE.jsonl ...     (or: make test-urgent)
 
-Recall counts urgent messages the detector hands to staff; the false-positive rate counts
+A message is handed to staff when it holds an urgent symptom or a request for a person ("can a nurse call
+me back"), as the agent does. Recall counts urgent messages handed to staff; the false-positive rate counts
 non-urgent ones it hands over (a missed emergency is far worse than an extra call from a nurse)."""
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from pathlib import Path
 from services.scheduling import intents
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "conversations"
-SETS = {"urgent_tune": DATA / "urgent_tune.jsonl", "urgent_holdout": DATA / "urgent_holdout.jsonl"}
+SETS = {"urgent_tune": DATA / "urgent_tune.jsonl", "urgent_holdout": DATA / "urgent_holdout.jsonl",
+        "urgent3": DATA / "urgent3.jsonl"}
 
 
 @dataclass
@@ -53,7 +55,7 @@ def score(path: Path | str) -> Score:
         row = json.loads(line)
         if not isinstance(row.get("urgent"), bool) or not isinstance(row.get("text"), str):
             raise ValueError(f"{path}:{number}: a row needs a boolean 'urgent' and a 'text'")
-        got = intents.urgent(row["text"])
+        got = intents.urgent(row["text"]) or intents.person_request(row["text"])
         ident = str(row.get("id", number))
         if row["urgent"]:
             out.urgent += 1
