@@ -137,6 +137,7 @@ async def wait_done(settings, n: int, backfill: subprocess.Popen, reniced=()) ->
     run); returns the backfill's exit status, its CPU seconds (reaped here with its resource
     usage) and the number of notes decided in this run."""
     findings_start, _ = await committed(settings, TENANT.id, "triage-batch", "batch-findings")
+    events_start, _ = await committed(settings, TENANT.id, "extraction-batch", "batch-events")
     last, last_change = -1, time.monotonic()
     exited: tuple[int, float] | None = None
     while True:
@@ -150,7 +151,11 @@ async def wait_done(settings, n: int, backfill: subprocess.Popen, reniced=()) ->
         findings_done, findings_end = await committed(settings, TENANT.id, "triage-batch", "batch-findings")
         events_done, events_end = await committed(settings, TENANT.id, "extraction-batch", "batch-events")
         decided = findings_done - findings_start
-        if exited is not None and events_done >= events_end and findings_done >= findings_end:
+        # Done when this run's n batch events and their n findings events are committed. The
+        # broker's end offsets alone are not enough: the dev broker (Tansu) can report end offsets
+        # below offsets already committed, which ended runs early with notes still queued.
+        if (exited is not None and events_done - events_start >= n and decided >= n
+                and events_done >= events_end and findings_done >= findings_end):
             return (*exited, decided)
         if (findings_done, events_done) != last:
             last, last_change = (findings_done, events_done), time.monotonic()
