@@ -43,7 +43,9 @@ def stop_on_signals(stop: asyncio.Event | None = None) -> asyncio.Event:
         try:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError, ValueError):
-            pass
+            # not the main thread (a test's server thread) or no signal support: ``stop`` alone ends it
+            get_logger("vigil.serving").debug("serving.no_signal_handlers", signal=sig.name)
+            break
     return stop
 
 

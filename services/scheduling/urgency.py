@@ -1,5 +1,5 @@
 """Urgent symptoms in a patient's message, read with each language's symptom lexicon (``URGENCY`` in
-``services/scheduling/lang/<code>.py``). Deterministic and offline; it leans towards handing over:
+``services/scheduling/lang/<code>_urgency.py``). Deterministic and offline; it leans towards handing over:
 a safety miss is far worse than an extra call from a nurse.
 
 A lexicon has
