@@ -227,41 +227,39 @@ class MonitorStore:
 
     async def daily_all(self, tenant: str) -> list[dict]:
         """Every metric summed per UTC day: [{day, metric, category, v}]."""
-        async with self.pools.tx(tenant, readonly=True) as conn:
-            rows = await conn.fetch(
+        return await self._rows(tenant,
                 "SELECT (window_start AT TIME ZONE 'UTC')::date AS day, metric, category, sum(value) AS v "
                 "FROM monitor_windows WHERE tenant = $1 GROUP BY 1, 2, 3 ORDER BY 1", tenant)
-        return [_plain(r) for r in rows]
 
     async def gate_decisions(self, tenant: str) -> list[dict]:
         async with self.pools.tx(tenant, readonly=True) as conn:
             rows = await conn.fetch("SELECT * FROM monitor_gate_decisions WHERE tenant = $1 ORDER BY time", tenant)
         return [_plain(r) for r in rows]
 
+    async def _rows(self, tenant: str, sql: str, *args) -> list[dict]:
+        """A read-only query in the tenant's pool, as plain dicts."""
+        async with self.pools.tx(tenant, readonly=True) as conn:
+            return [_plain(r) for r in await conn.fetch(sql, *args)]
+
     async def period_notes(self, tenant: str, since: datetime, until: datetime) -> list[dict]:
         """One row per note (document version) whose findings event time lies in [since, until): its
         newest findings event in that period (``findings`` = number of findings, ``category`` = their codes)."""
-        async with self.pools.tx(tenant, readonly=True) as conn:
-            rows = await conn.fetch(
+        return await self._rows(tenant,
                 "SELECT DISTINCT ON (document) event_id, document, time, findings, category, version "
                 f"FROM monitor_events WHERE tenant = $1 AND type = '{contracts.EXTRACTION_FINDINGS}' "
                 "AND time >= $2 AND "
                 "time < $3 ORDER BY document, time DESC, event_id", tenant, since, until)
-        return [_plain(r) for r in rows]
 
     async def period_decisions(self, tenant: str, since: datetime, until: datetime) -> list[dict]:
         """One row per decision whose event time lies in [since, until)."""
-        async with self.pools.tx(tenant, readonly=True) as conn:
-            rows = await conn.fetch(
+        return await self._rows(tenant,
                 "SELECT DISTINCT ON (decision_id) event_id, decision_id, document, time, category, version, kind "
                 f"FROM monitor_events WHERE tenant = $1 AND type = '{contracts.TRIAGE_DECISION}' AND time >= $2 AND "
                 "time < $3 ORDER BY decision_id, time", tenant, since, until)
-        return [_plain(r) for r in rows]
 
     async def period_tasks(self, tenant: str, since: datetime, until: datetime) -> list[dict]:
         """Tasks written (created) in [since, until), with their outcome as known before ``until``."""
-        async with self.pools.tx(tenant, readonly=True) as conn:
-            rows = await conn.fetch(
+        return await self._rows(tenant,
                 "SELECT task_id, decision_id, category, version, kind, note_time, written_time, tta_seconds, "
                 "CASE WHEN action_time < $3 THEN action END AS action, "
                 "CASE WHEN action_time < $3 THEN reason END AS reason, "
@@ -269,16 +267,13 @@ class MonitorStore:
                 "CASE WHEN ignored_at < $3 THEN ignored_at END AS ignored_at "
                 "FROM monitor_tasks WHERE tenant = $1 AND written_time >= $2 AND written_time < $3 "
                 "ORDER BY written_time, task_id", tenant, since, until)
-        return [_plain(r) for r in rows]
 
     async def daily_all_between(self, tenant: str, since: datetime, until: datetime) -> list[dict]:
         """``daily_all`` for windows starting in [since, until)."""
-        async with self.pools.tx(tenant, readonly=True) as conn:
-            rows = await conn.fetch(
+        return await self._rows(tenant,
                 "SELECT (window_start AT TIME ZONE 'UTC')::date AS day, metric, category, sum(value) AS v "
                 "FROM monitor_windows WHERE tenant = $1 AND window_start >= $2 AND window_start < $3 "
                 "GROUP BY 1, 2, 3 ORDER BY 1", tenant, since, until)
-        return [_plain(r) for r in rows]
 
     async def data_span(self, tenant: str) -> tuple[datetime | None, datetime | None]:
         """First and last event time the monitor counted for the tenant."""
