@@ -100,7 +100,8 @@ async def test_content_levels(ehr_tenant, subscriber):
     subs = {}
     for content in ("empty", "id-only", "full-resource"):
         subs[content] = await subscribe(ehr_tenant, subscriber, "communication-created", content=content)
-    await subscriber.wait_for(lambda: len(subscriber.of_type("handshake")) == 3, what="3 handshakes")
+    # delivery is at least once: a handshake whose answer came late under load is sent again
+    await subscriber.wait_for(lambda: len(subscriber.of_type("handshake")) >= 3, what="3 handshakes")
     pid = await patient(ehr_tenant.client)
     message = (await ehr_tenant.client.create({"resourceType": "Communication", "status": "completed",
                                                "subject": {"reference": f"Patient/{pid}"},
