@@ -36,6 +36,7 @@ import psutil
 from services.commands.demo.pipeline import Pipeline
 from services.commands.demo.plan import SERVICES, DemoPlan
 from services.commands.demo.tenants import DemoTenant
+from services.core.bus.topics import topic_partitions
 from services.core.logging import configure
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,8 +122,7 @@ async def committed(settings, tenant: str, group: str, stream: str) -> tuple[int
     await admin.start()
     try:
         topic = f"vigil.{tenant}.{stream}"
-        await consumer.topics()  # fills the metadata partitions_for_topic reads
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        tps = [TopicPartition(topic, p) for p in sorted(await topic_partitions(consumer, topic))]
         ends = await consumer.end_offsets(tps)
         done = await admin.list_consumer_group_offsets(f"vigil.{tenant}.{group}", partitions=tps)
         return (sum(max(0, done[tp].offset) for tp in tps if tp in done), sum(ends.values()))

@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.control import metrics, store
 from services.core.bus.failures import DLQ_DETAIL_HEADERS
-from services.core.bus.topics import dlq_topic
+from services.core.bus.topics import dlq_topic, topic_partitions
 from services.core.config import Settings
 from services.core.crypto import Keyring
 from services.core.events import header_value
@@ -105,12 +105,7 @@ class DlqIndexer:
 
     async def _sync_tenant(self, tenant: str) -> int:
         topic = dlq_topic(tenant)
-        client = self._consumer._client  # noqa: SLF001  (aiokafka has no public way to track a topic's metadata)
-        await client.add_topic(topic)
-        partitions = self._consumer.partitions_for_topic(topic)
-        if partitions is None:  # tracked before it existed: refresh
-            await client.force_metadata_update()
-            partitions = self._consumer.partitions_for_topic(topic) or set()
+        partitions = await topic_partitions(self._consumer, topic)
         if not partitions:
             return 0
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]

@@ -26,6 +26,7 @@ import httpx
 import jwt
 
 from services.core.errors import FatalError, RetryableError, VigilError, classify, from_http_status
+from services.core.httpclient import async_client
 from services.core.tenantcache import TenantCache
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -130,7 +131,7 @@ class FhirClient:
         self.base_url = base_url.rstrip("/")
         self.credentials = credentials
         self.capabilities: dict | None = None
-        self._http = httpx.AsyncClient(timeout=timeout, transport=transport,
+        self._http = async_client(timeout=timeout, transport=transport,
                                        limits=httpx.Limits(max_connections=max_connections),
                                        headers={"Accept": FHIR_JSON})
         self._token: str | None = None

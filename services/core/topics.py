@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from services.core.config import Settings
 from services.core.tenancy import STREAMS, Tenant, topic_name
@@ -11,19 +11,25 @@ ADMIN_TIMEOUT_MS = 15_000
 
 
 async def ensure_topics(settings: Settings, names: list[str], partitions: int) -> list[str]:
-    """Create the named topics that do not exist yet; returns those created now."""
+    """Create the named topics that do not exist yet; returns those created now.
+
+    One CreateTopics request for all of them; a topic that exists already answers
+    TOPIC_ALREADY_EXISTS, which is not an error here. The cluster's topic list is never read:
+    on a cluster with many tenants that is the whole metadata of every topic.
+    """
+    if not names:
+        return []
     admin = AIOKafkaAdminClient(request_timeout_ms=ADMIN_TIMEOUT_MS, **settings.kafka.client_kwargs())
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        missing = [n for n in names if n not in existing]
+        response = await admin.create_topics(
+            [NewTopic(name=n, num_partitions=partitions, replication_factor=1) for n in dict.fromkeys(names)])
         created = []
-        for name in missing:
-            try:
-                await admin.create_topics([NewTopic(name=name, num_partitions=partitions, replication_factor=1)])
-                created.append(name)
-            except TopicAlreadyExistsError:
-                pass
+        for topic, code, *_ in response.topic_errors:
+            if code == 0:
+                created.append(topic)
+            elif code != TopicAlreadyExistsError.errno:
+                raise for_code(code)(f"creating topic {topic}")
         return created
     finally:
         await admin.close()

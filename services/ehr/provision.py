@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from services.core.errors import from_http_status
+from services.core.httpclient import async_client
 from services.core.fhir import SmartCredentials, new_client_key
 
 ALL_SCOPES = ("system/*.cruds",)
@@ -22,7 +23,7 @@ def _diagnostics(response: httpx.Response) -> str:
 class AdminClient:
     def __init__(self, ehr_url: str, admin_secret: str, *, timeout: float = 30.0):
         self.ehr_url = ehr_url.rstrip("/")
-        self._http = httpx.AsyncClient(timeout=timeout, headers={"Authorization": f"Bearer {admin_secret}"})
+        self._http = async_client(timeout=timeout, headers={"Authorization": f"Bearer {admin_secret}"})
 
     async def __aenter__(self) -> "AdminClient":
         return self
@@ -81,7 +82,7 @@ class AdminClient:
         return await self._call("GET", f"/admin/tenants/{tenant}/family")
 
     async def new_client(self, tenant: str, client_id: str, scopes: list[str] | tuple[str, ...] = ALL_SCOPES,
-                         *, alg: str = "RS384", request_scope: str | None = None) -> SmartCredentials:
+                         *, alg: str = "ES384", request_scope: str | None = None) -> SmartCredentials:
         """Register ``client_id`` with a fresh key pair; returns credentials for services.core.fhir."""
         pem, jwk = new_client_key(alg)
         await self.register_client(tenant, client_id, {"keys": [jwk]}, list(scopes))

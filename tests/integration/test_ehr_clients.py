@@ -16,7 +16,7 @@ SCOPE = "system/Patient.crs"
 async def _smart_tenant(ehr_server, tenant_id: str, tmp_path, client_id: str = "vigil-loader") -> Tenant:
     admin = ehr_server.admin()
     await admin.create_tenant(tenant_id)
-    creds = await admin.new_client(tenant_id, client_id, [SCOPE])
+    creds = await admin.new_client(tenant_id, client_id, [SCOPE], alg="RS384")  # the key file default
     await admin.__aexit__(None, None, None)
     key = tmp_path / f"{tenant_id}-{client_id}.pem"
     key.write_text(creds.private_key_pem, encoding="ascii")
@@ -71,7 +71,7 @@ async def test_changed_settings_replace_the_client_and_close_the_old(stack, ehr_
 
 async def _smart_tenant_client(ehr_server, tenant: Tenant, tmp_path) -> Tenant:
     admin = ehr_server.admin()
-    creds = await admin.new_client(tenant.id, "vigil-loader-2", [SCOPE])
+    creds = await admin.new_client(tenant.id, "vigil-loader-2", [SCOPE], alg="RS384")
     await admin.__aexit__(None, None, None)
     key = tmp_path / f"{tenant.id}-2.pem"
     key.write_text(creds.private_key_pem, encoding="ascii")

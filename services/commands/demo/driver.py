@@ -22,9 +22,11 @@ from hl7.mllp import open_hl7_connection
 from services.commands.demo.notes import ClinicDay, DemoPatient
 from services.core import contracts
 from services.core import hl7wire
+from services.core.bus.topics import topic_partitions
 from services.core.config import Settings
 from services.core.events import decode
 from services.core.fhir import FhirClient
+from services.core.httpclient import async_client
 from services.core.tenancy import topic_name
 from services.ehr import seed as ehr_seed
 from services.ehr.inbox import session as inbox_session
@@ -177,7 +179,7 @@ async def patient_view(cds_url: str, tenant: str, token_for, patient: str, user:
     body = {"hook": "patient-view", "hookInstance": str(uuid.uuid4()),
             "context": {"userId": user, "patientId": patient}}
     status = 0
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with async_client(timeout=30) as http:
         for attempt in range(CDS_ATTEMPTS):
             if attempt:
                 await asyncio.sleep(CDS_BACKOFF_S * attempt)
@@ -217,9 +219,8 @@ class FindingsWatcher:
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(enable_auto_commit=False, **self.settings.kafka.client_kwargs())
         await consumer.start()
-        await consumer.topics()  # refreshes the metadata
         parts = [TopicPartition(topic_name(t, contracts.FINDINGS), p) for t in self.tenants
-                 for p in sorted(consumer.partitions_for_topic(topic_name(t, contracts.FINDINGS)) or ())]
+                 for p in sorted(await topic_partitions(consumer, topic_name(t, contracts.FINDINGS)))]
         consumer.assign(parts)
         await consumer.seek_to_end(*parts)
         for tp in parts:  # resolve the end offsets now, before any note is sent
@@ -254,7 +255,7 @@ _VERSION = re.compile(r'name="version"\s+value="(\d+)"')
 async def clinician_decides(ehr_url: str, admin_secret: str, tenant: str, practitioner: str, task_id: str,
                             decision: str, reason: str | None = None) -> int:
     """Sign in to the tenant's inbox as ``practitioner`` and accept or override one Task."""
-    async with httpx.AsyncClient(base_url=ehr_url, timeout=30, follow_redirects=True) as http:
+    async with async_client(base_url=ehr_url, timeout=30, follow_redirects=True) as http:
         token = inbox_session.issue_link(admin_secret, tenant, practitioner)  # the practitioner's own link
         await http.get(f"/inbox/{tenant}/login", params={"token": token})
         page = await http.get(f"/inbox/{tenant}/tasks/{task_id}")
@@ -316,7 +317,7 @@ async def stage_finished(metrics_url: str, stage: str, tenant: str) -> int:
     from prometheus_client.parser import text_string_to_metric_families
 
     try:
-        async with httpx.AsyncClient(timeout=5.0) as client:
+        async with async_client(timeout=5.0) as client:
             response = await client.get(metrics_url)
             response.raise_for_status()
     except httpx.HTTPError:

@@ -50,3 +50,20 @@ async def ensure_stage_topics(settings: Settings, tenant: Tenant, specs: Iterabl
     """Create the tenant's streams and the stages' retry topics; returns those created now."""
     names = [topic_name(tenant.id, s) for s in STREAMS] + stage_topics(tenant.id, specs)
     return await ensure_topics(settings, names, tenant.partitions)
+
+
+async def topic_partitions(consumer, topic: str) -> set[int]:
+    """The partitions of ``topic`` as the broker has them now (empty when it does not exist).
+
+    The consumer's client is made to track the topic, so the metadata request names the tracked
+    topics only. aiokafka's ``consumer.topics()`` and a refresh with nothing tracked ask for the
+    metadata of every topic of the cluster: on a broker with many tenants that is a large answer
+    to decode, for one topic's partitions.
+    """
+    client = consumer._client  # noqa: SLF001  (aiokafka has no public way to track a topic's metadata)
+    await client.add_topic(topic)
+    partitions = consumer.partitions_for_topic(topic)
+    if partitions is None:  # tracked before it existed: refresh the tracked topics
+        await client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic)
+    return set(partitions or ())

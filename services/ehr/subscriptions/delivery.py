@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 
 import httpx
 
+from services.core.httpclient import async_client
 from services.core.logging import get_logger
 from services.ehr.registry import Registry
 from services.ehr.storage import Store
@@ -72,7 +73,7 @@ class DeliveryWorker:
     def __init__(self, store: Store, *, transport: httpx.AsyncBaseTransport | None = None, registry=None):
         self.store = store
         self.registry = registry or Registry(store)
-        self._http = httpx.AsyncClient(transport=transport, follow_redirects=False)
+        self._http = async_client(transport=transport, follow_redirects=False)
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None

@@ -68,7 +68,7 @@ async def test_token_endpoint_rejects_bad_assertions(ehr_tenant):
                      "jti": "x"}, "secret-secret-secret-secret-secret", algorithm="HS256")
     assert (await token_request(url, hs)).status_code == 401
     # unknown client, unsupported scope syntax, scopes outside the registration
-    assert (await token_request(url, assertion(SmartCredentials("who", creds.private_key_pem, kid=creds.kid), url))
+    assert (await token_request(url, assertion(SmartCredentials("who", creds.private_key_pem, creds.alg, kid=creds.kid), url))
             ).status_code == 401
     assert (await token_request(url, assertion(creds, url), scope="patient/*.read")).json()["error"] == "invalid_scope"
     narrow = await ehr_tenant.new_client("narrow", ["system/Task.cu"], start=False)
