@@ -7,7 +7,7 @@ from the tenant registry under that service's prefix::
     [tenants.<id>.settings]
     <prefix>_client_id = "vigil-writeback"          # SMART Backend Services client id
     <prefix>_private_key_file = "/run/secrets/..."  # its private key (PEM), RS384 or ES384
-    <prefix>_key_alg = "RS384"                      # RS384 (default) | ES384
+    <prefix>_key_alg = "RS384"                      # RS384 | ES384; default: the key's own
     <prefix>_key_id = "..."                         # optional kid of the registered JWK
     <prefix>_scope = "..."                          # scopes requested (default: the service's)
     <prefix>_token_url = ""                         # optional; discovered from .well-known otherwise
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from services.core.config import ConfigError
-from services.core.fhir import ALGORITHMS, FhirClient, FhirClients, SmartCredentials
+from services.core.fhir import ALGORITHMS, FhirClient, FhirClients, SmartCredentials, key_algorithm
 from services.core.tenancy import Tenant
 
 
@@ -59,9 +59,16 @@ class EhrAccess:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{where}_private_key_file={key_file!r}: cannot read "
                               f"({getattr(exc, 'strerror', None) or type(exc).__name__})") from None
-        alg = tenant.setting(f"{prefix}_key_alg", "RS384")
-        if alg not in ALGORITHMS:
+        alg = tenant.setting(f"{prefix}_key_alg")
+        if alg and alg not in ALGORITHMS:
             raise ConfigError(f"{where}_key_alg={alg!r}: expected one of {', '.join(ALGORITHMS)}")
+        try:
+            key_alg = key_algorithm(pem)
+        except ValueError as exc:
+            raise ConfigError(f"{where}_private_key_file={key_file!r}: {exc}") from None
+        if alg and alg != key_alg:
+            raise ConfigError(f"{where}_key_alg={alg!r} but the key in {prefix}_private_key_file is for {key_alg}")
+        alg = key_alg
         credentials = SmartCredentials(client_id=client_id, private_key_pem=pem, alg=alg,
                                        kid=tenant.setting(f"{prefix}_key_id") or None,
                                        scope=tenant.setting(f"{prefix}_scope") or default_scope,

@@ -46,6 +46,25 @@ FHIR_JSON = "application/fhir+json"
 ALGORITHMS = ("RS384", "ES384")
 
 
+def key_algorithm(pem: str) -> str:
+    """The SMART signing algorithm a private key (PEM) is for: ``RS384`` (RSA) or ``ES384`` (EC P-384).
+
+    Raises ``ValueError`` (no key material in the message) for anything else."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    try:
+        key = serialization.load_pem_private_key(pem.encode("ascii"), password=None)
+    except (ValueError, TypeError, UnicodeEncodeError):
+        raise ValueError("not an unencrypted PEM private key") from None
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "RS384"
+    if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP384R1):
+        return "ES384"
+    raise ValueError(f"a {type(key).__name__.removeprefix('_')} key: SMART clients sign with RSA (RS384) "
+                     "or EC P-384 (ES384)")
+
+
 @dataclass(frozen=True)
 class SmartCredentials:
     client_id: str

@@ -1,7 +1,7 @@
 """Each tenant's EHR: a started FHIR client per tenant, SMART credentials from the registry.
 
 Tenant settings (``[tenants.<t>.settings]``): ``<prefix>_client_id``, ``<prefix>_private_key_file``
-(PEM), optional ``<prefix>_key_alg`` (RS384 | ES384), ``<prefix>_key_id``, ``<prefix>_scope``, with
+(PEM), optional ``<prefix>_key_alg`` (RS384 | ES384; default: the key's own), ``<prefix>_key_id``, ``<prefix>_scope``, with
 prefix ``ehr`` for the ingest service and ``hl7`` for the hl7 stage (its own SMART client: it reads
 Patients by identifier, and writes only when the tenant asks for copies). Without a client id the
 EHR is called without authentication (a sandbox with auth off).

@@ -5,7 +5,7 @@
     [tenants.<id>.settings]
     fhir_client_id = "vigil-tools"                   # SMART Backend Services client id
     fhir_private_key_file = "/run/secrets/<id>-fhir.pem"   # its private key (PEM), RS384 or ES384
-    fhir_key_alg = "RS384"                           # RS384 (default) | ES384
+    fhir_key_alg = "RS384"                           # RS384 | ES384 (default: the key's own)
     fhir_key_id = "..."                              # optional kid of the registered JWK
     fhir_scope = "..."                               # scopes requested (default DEFAULT_SCOPE below)
                                                      # scheduling writes need e.g. system/*.cruds

@@ -3,7 +3,7 @@
     [tenants.<id>.settings]
     writeback_client_id = "vigil-writeback"              # SMART Backend Services client id
     writeback_private_key_file = "/run/secrets/<id>-writeback.pem"   # PEM, RS384 or ES384
-    writeback_key_alg = "RS384"                          # RS384 (default) | ES384
+    writeback_key_alg = "RS384"                          # RS384 | ES384 (default: the key's own)
     writeback_key_id = "..."                             # optional kid of the registered JWK
     writeback_scope = "..."                              # default WRITE_SCOPE below
     writeback_token_url = ""                             # optional; else .well-known discovery
