@@ -133,9 +133,24 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         devstack.down(Settings.from_env(env), only=sorted(_STARTED_BY_WORKERS))
 
 
+@pytest.fixture(scope="session")
+def topic_cleanup(stack):
+    from tests.fixtures.topic_cleanup import TopicCleanup
+
+    cleanup = TopicCleanup(stack)
+    yield cleanup
+    cleanup.close()
+
+
 @pytest.fixture
-def tenant_id() -> str:
-    return "t" + uuid.uuid4().hex[:12]
+def tenant_id(request) -> str:
+    tenant = "t" + uuid.uuid4().hex[:12]
+    # A test on the broker: its tenant's topics are deleted after it (tests/fixtures/topic_cleanup.py).
+    uses_broker = BACKEND == "embedded" and "stack" in request.fixturenames
+    cleanup = request.getfixturevalue("topic_cleanup") if uses_broker else None
+    yield tenant
+    if cleanup is not None:
+        cleanup.forget(tenant)
 
 
 @pytest.fixture
