@@ -11,7 +11,7 @@ import schemathesis
 from tests.fixtures.conformance import run_schemathesis
 
 pytestmark = pytest.mark.integration
-EXAMPLES_PER_OPERATION = 20
+EXAMPLES_PER_OPERATION = 10
 
 
 async def test_the_sandbox_conforms_to_its_openapi_document(ehr_server, ehr_tenant):
