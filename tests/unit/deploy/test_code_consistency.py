@@ -33,6 +33,11 @@ BUS_STAGES = ("hl7", "extraction", "triage", "scheduling", "writeback", "hl7out"
 OWN_PACKAGE = {"hl7": ("services.ingest.hl7stage.app", "ingest/hl7stage"),
                # the command layer wires the monitor's promotion gates into control (services/commands)
                "control": ("services.commands.control_service", "control")}
+#: The batch lane's Deployments run their real-time twin's code (stages with ``--lane batch``).
+BATCH_TWINS = {"extraction-batch": "extraction", "triage-batch": "triage", "inference-batch": "inference",
+               "tools-batch": "tools"}
+#: The batch lane's stages (KEDA-scaled on their own consumer groups).
+BATCH_STAGES = ("extraction-batch", "triage-batch")
 #: Settings the manifests pass that no code reads, each with its reason. The test below fails
 #: as soon as the code starts reading one of them, so this list cannot go stale.
 NOT_READ = {
@@ -94,11 +99,13 @@ def module_file(module: str) -> Path:
 
 def app_module(name: str) -> str:
     """The module a Deployment named ``name`` must run."""
+    name = BATCH_TWINS.get(name, name)
     return OWN_PACKAGE[name][0] if name in OWN_PACKAGE else f"services.{name}.app"
 
 
 def package_of(name: str) -> str:
     """The code of a Deployment named ``name``: a directory under services/ (it must exist)."""
+    name = BATCH_TWINS.get(name, name)
     package = OWN_PACKAGE[name][1] if name in OWN_PACKAGE else name
     assert (SERVICES_DIR / package).is_dir(), f"{name}: services/{package} does not exist"
     return package
@@ -267,8 +274,8 @@ def expected_lag(docs, stage: str) -> set[tuple[str, str, str]]:
     if stage == "monitor":
         group, streams = monitor_groups(docs)
         return {(group, f"vigil.{t}.{s}", "kafka-platform") for t in tenants for s in streams}
-    return {(f"vigil.{t}.{name}", f"vigil.{t}.{stream}", f"kafka-{t}")
-            for t in tenants for name, stream in stage_specs(stage)}
+    specs = batch_specs(BATCH_TWINS[stage]) if stage in BATCH_TWINS else stage_specs(stage)
+    return {(f"vigil.{t}.{name}", f"vigil.{t}.{stream}", f"kafka-{t}") for t in tenants for name, stream in specs}
 
 
 def test_stage_specs_are_read_from_the_code():
@@ -287,7 +294,7 @@ def test_every_stage_scales_on_the_lag_of_each_of_its_groups(overlay, rendered):
     auths = {a["metadata"]["name"]: a for a in of_kind(docs, "TriggerAuthentication")}
     partitions = {t["spec"]["topicName"]: t["spec"]["partitions"] for t in of_kind(docs, "KafkaTopic")}
     assert not of_kind(docs, "HorizontalPodAutoscaler")
-    for stage in (*BUS_STAGES, "monitor"):
+    for stage in (*BUS_STAGES, "monitor", *BATCH_STAGES):
         so = one(docs, "ScaledObject", stage)
         assert so["spec"]["scaleTargetRef"]["name"] == stage
         assert "replicas" not in deployments(docs)[stage]["spec"], "KEDA owns a stage's replicas"
@@ -302,8 +309,11 @@ def test_every_stage_scales_on_the_lag_of_each_of_its_groups(overlay, rendered):
             refs = auths[trig["authenticationRef"]["name"]]["spec"]["secretTargetRef"]
             owner = "vigil-platform" if stage == "monitor" else f"vigil-{trig['metadata']['topic'].split('.')[1]}"
             assert {r["name"] for r in refs if r["parameter"] == "password"} == {owner}, (stage, trig["name"])
-    # A trigger watching the wrong group is caught.
+    # A trigger watching the wrong group is caught; the batch lane watches none of the real-time groups.
     assert expected_lag(docs, "writeback") != expected_lag(docs, "triage")
+    assert expected_lag(docs, "extraction-batch") == {
+        (f"vigil.{t}.extraction-batch", f"vigil.{t}.batch-events", f"kafka-{t}") for t in tenants_of(docs)}
+    assert not expected_lag(docs, "triage-batch") & expected_lag(docs, "triage")
 
 
 def _allows(acls: list[dict], kind: str, name: str, operation: str) -> bool:
@@ -326,10 +336,10 @@ def test_kafka_users_admit_every_group_the_code_uses(overlay, rendered):
                 assert _allows(acls, "topic", f"vigil.{tenant}.{stream}", "Read"), (tenant, stream)
                 assert _allows(acls, "topic", f"vigil.{tenant}.{name}.retry.1", "Create"), (tenant, name)
     platform = one(docs, "KafkaUser", "vigil-platform")["spec"]["authorization"]["acls"]
-    # control (vigil-platform) replays dead letters into the stage's input topic.
+    # control (vigil-platform) replays dead letters into the stage's input topic, in either lane.
     for tenant in tenants_of(docs):
         for stage in BUS_STAGES:
-            for name, stream in stage_specs(stage):
+            for name, stream in all_stage_specs(stage):
                 for op in ("Write", "Describe"):
                     assert _allows(platform, "topic", f"vigil.{tenant}.{stream}", op), (tenant, name, stream, op)
     group, streams = monitor_groups(docs)

@@ -19,9 +19,14 @@ from services.core.tenancy import STREAMS
 from tests.unit.deploy.k8s_docs import K8S, OVERLAYS, ROOT, of_kind, one, tenants_of
 
 K8S_VERSION = "1.32.0"
+#: The batch lane's Deployments -> the real-time twin whose code they run (docs/batch.md, "The batch lane").
+TWIN = {"extraction-batch": "extraction", "triage-batch": "triage", "inference-batch": "inference",
+        "tools-batch": "tools"}
+BATCH = set(TWIN)
 #: Kafka consumers scaled by KEDA (their consumer groups and triggers: test_code_consistency.py).
-STAGES = {"hl7", "extraction", "triage", "scheduling", "writeback", "hl7out", "monitor"}
-GRPC = {"tools", "inference", "control"}
+STAGES = {"hl7", "extraction", "triage", "scheduling", "writeback", "hl7out", "monitor", "extraction-batch",
+          "triage-batch"}
+GRPC = {"tools", "inference", "control", "tools-batch", "inference-batch"}
 #: HTTP servers -> the container port their /healthz (the probes) is served on.
 HTTP = {"ingest": "notify", "cdshooks": "http"}
 SERVICES = STAGES | GRPC | set(HTTP)
@@ -39,7 +44,15 @@ EGRESS = {
     "inference": {"postgres", "redis", "llm"},
     "control": {"kafka", "postgres", "redis"},
     "cdshooks": {"kafka", "postgres", "redis"},  # card feedback as events on the tenant's feedback topic
+    # The batch lane: extraction-batch reaches only the batch lane's own servers; triage-batch looks up
+    # no owner (no tools); tools-batch reads stored notes only (no EHR).
+    "extraction-batch": {"kafka", "postgres", "redis", "tools-batch", "inference-batch"},
+    "triage-batch": {"kafka", "postgres", "redis"},
+    "tools-batch": {"postgres", "redis"},
+    "inference-batch": {"postgres", "redis", "llm"},
 }
+#: The backfill Job's flows: it publishes batch-events and writes the document store, nothing else.
+BACKFILL_EGRESS = {"kafka", "postgres"}
 SECRET_NAME = re.compile(r"(PASSWORD|DSN|SECRET|TOKEN|_KEY)$")
 
 
@@ -47,8 +60,20 @@ def deployments(docs):
     return {d["metadata"]["name"]: d for d in of_kind(docs, "Deployment")}
 
 
+def pod_template(workload: dict) -> dict:
+    """The pod template of a Deployment or of a CronJob's Job template."""
+    if workload["kind"] == "CronJob":
+        return workload["spec"]["jobTemplate"]["spec"]["template"]
+    return workload["spec"]["template"]
+
+
+def workloads(docs) -> dict[str, dict]:
+    """Every Deployment and the backfill CronJob (the template of each run's Job), by name."""
+    return {**deployments(docs), **{d["metadata"]["name"]: d for d in of_kind(docs, "CronJob")}}
+
+
 def containers(deploy):
-    spec = deploy["spec"]["template"]["spec"]
+    spec = pod_template(deploy)["spec"]
     return spec["containers"] + spec.get("initContainers", [])
 
 
@@ -121,8 +146,9 @@ def test_validators_reject_broken_documents(rendered, crd_schemas):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_container_is_hardened(overlay, rendered):
-    for name, deploy in deployments(rendered[overlay]).items():
-        pod = deploy["spec"]["template"]["spec"]
+    assert "backfill" in workloads(rendered[overlay])
+    for name, deploy in workloads(rendered[overlay]).items():
+        pod = pod_template(deploy)["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True, name
         assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
         assert pod.get("automountServiceAccountToken") is False, name
@@ -150,7 +176,7 @@ def test_probes_match_the_protocol(overlay, rendered):
             # Kubelet's grpc probe speaks plaintext: health has its own port, the API (50051) is mTLS.
             assert live["grpc"]["port"] == 50052 and ready["grpc"]["port"] == 50052, name
             env = {v["name"]: v.get("value") for v in c["env"]}
-            assert env[f"VIGIL_GRPC_{name.upper()}_ADDR"] == "0.0.0.0:50051", name
+            assert env[f"VIGIL_GRPC_{TWIN.get(name, name).upper()}_ADDR"] == "0.0.0.0:50051", name
         elif name in HTTP:
             # The HTTP servers answer /healthz on their own listener (no /readyz there).
             assert {p["name"] for p in c["ports"]} >= {HTTP[name]}, name
@@ -258,7 +284,7 @@ def test_config_map_is_accepted_by_settings(overlay, rendered):
 def test_secrets_only_by_reference(overlay, rendered):
     docs = rendered[overlay]
     assert not of_kind(docs, "Secret")
-    for name, deploy in deployments(docs).items():
+    for name, deploy in workloads(docs).items():
         for c in containers(deploy):
             for var in c.get("env", []):
                 if var["name"].endswith("_FILE"):
@@ -305,7 +331,8 @@ def test_egress_is_exactly_the_architecture_flows(overlay, rendered):
 def test_grpc_servers_admit_only_their_clients(overlay, rendered):
     docs = rendered[overlay]
     deploys = deployments(docs)
-    for server, clients in (("tools", {"extraction", "triage", "scheduling"}), ("inference", {"extraction", "scheduling"})):
+    for server, clients in (("tools", {"extraction", "triage", "scheduling"}), ("inference", {"extraction", "scheduling"}),
+                            ("tools-batch", {"extraction-batch"}), ("inference-batch", {"extraction-batch"})):
         policy = one(docs, "NetworkPolicy", f"ingress-{server}")
         peers = [peer["podSelector"] for rule in policy["spec"]["ingress"] for peer in rule["from"]]
         admitted = {n for n, d in deploys.items()
@@ -353,15 +380,237 @@ def test_dev_runs_single_replicas_and_a_single_broker(rendered):
 def test_grpc_callers_sign_and_servers_verify(overlay, rendered):
     deploys = deployments(rendered[overlay])
     assert one(rendered[overlay], "ConfigMap", "vigil-config")["data"]["VIGIL_GRPC_TOKEN_ALG"] == "EdDSA"
-    callers = {n for n, d in deploys.items()
-               if {"vigil.io/tools-client", "vigil.io/inference-client"} & set(d["spec"]["template"]["metadata"]["labels"])}
-    assert callers == {"extraction", "triage", "scheduling"}
+    client_labels = {f"vigil.io/{s}-client" for s in ("tools", "inference", "tools-batch", "inference-batch")}
+    callers = {n for n, d in deploys.items() if client_labels & set(d["spec"]["template"]["metadata"]["labels"])}
+    assert callers == {"extraction", "triage", "scheduling", "extraction-batch"}
     for name, deploy in deploys.items():
         env = {v["name"]: v.get("value") for v in deploy["spec"]["template"]["spec"]["containers"][0].get("env", [])}
         mounts = {m["mountPath"] for m in deploy["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
         signs = "VIGIL_GRPC_TOKEN_PRIVATE_KEY_FILE" in env
         assert signs == (name in callers | {"control"}), name
-        assert ("VIGIL_GRPC_TOKEN_PUBLIC_KEY_FILE" in env) == (name in GRPC), name
+        # triage-batch calls no gRPC service but builds its gRPC settings at start-up: it holds only
+        # the verifying key, so it cannot mint a credential (test_triage_batch_cannot_mint_a_credential).
+        assert ("VIGIL_GRPC_TOKEN_PUBLIC_KEY_FILE" in env) == (name in GRPC | {"triage-batch"}), name
         for var in ("VIGIL_GRPC_TOKEN_PRIVATE_KEY_FILE", "VIGIL_GRPC_TOKEN_PUBLIC_KEY_FILE"):
             if var in env:
                 assert env[var].rsplit("/", 1)[0] in mounts, (name, var)
+
+
+# ---- the batch lane --------------------------------------------------------------------------
+
+def priority_of(docs, workload: dict) -> int:
+    """The scheduling priority a workload's pods get (0: no PriorityClass and no global default)."""
+    classes = {c["metadata"]["name"]: c for c in of_kind(docs, "PriorityClass")}
+    assert not [c for c in classes.values() if c.get("globalDefault")], "a global default would rank unclassed pods"
+    name = pod_template(workload)["spec"].get("priorityClassName")
+    return classes[name]["value"] if name else 0
+
+
+def effective_env(docs, workload: dict) -> dict[str, str]:
+    """What the container sees: vigil-config (envFrom), then its own env values on top."""
+    env = dict(one(docs, "ConfigMap", "vigil-config")["data"])
+    env.update({v["name"]: v["value"] for v in containers(workload)[0].get("env", []) if "value" in v})
+    return env
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_batch_lane_deployments_run_the_batch_lane(overlay, rendered):
+    deploys = deployments(rendered[overlay])
+    assert BATCH <= set(deploys)
+    for name, twin in TWIN.items():
+        mine, theirs = containers(deploys[name])[0]["command"], containers(deploys[twin])[0]["command"]
+        if name in STAGES:
+            assert mine == theirs + ["--lane", "batch"], (name, mine)
+        else:  # the gRPC servers have no lanes: the same server, another Deployment
+            assert mine == theirs, (name, mine)
+        labels = deploys[name]["spec"]["template"]["metadata"]["labels"]
+        assert labels["vigil.io/lane"] == "batch" and labels["app.kubernetes.io/name"] == name
+        assert effective_env(rendered[overlay], deploys[name])["VIGIL_SERVICE"] == name
+    for name, deploy in deploys.items():
+        if name not in BATCH:
+            assert "--lane" not in containers(deploy)[0]["command"], name
+            assert "vigil.io/lane" not in deploy["spec"]["template"]["metadata"]["labels"], name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_batch_lane_has_lower_priority_than_every_realtime_deployment(overlay, rendered):
+    docs = rendered[overlay]
+    loads = workloads(docs)
+    batch = {n: priority_of(docs, loads[n]) for n in BATCH | {"backfill"}}
+    realtime = {n: priority_of(docs, loads[n]) for n in SERVICES - BATCH}
+    assert realtime and batch
+    assert max(batch.values()) < min(realtime.values()), (batch, realtime)
+    for name in BATCH | {"backfill"}:
+        assert pod_template(loads[name])["spec"]["priorityClassName"] == "vigil-batch", name
+    batch_class = one(docs, "PriorityClass", "vigil-batch")
+    # Batch pods never push anything off a node; real-time pods may push batch pods off.
+    assert batch_class["preemptionPolicy"] == "Never"
+    assert one(docs, "PriorityClass", "vigil-realtime").get("preemptionPolicy", "PreemptLowerPriority") == \
+        "PreemptLowerPriority"
+    # A cluster autoscaler ignores pending pods below -10 (its expendable cutoff): a backfill must
+    # still get nodes.
+    assert batch_class["value"] > -10
+    # Under CPU contention the weight follows the request: each batch pod asks for less than its twin.
+    deploys = deployments(docs)
+    cpu = lambda d: containers(d)[0]["resources"]["requests"]["cpu"]  # noqa: E731
+    millis = lambda v: int(v[:-1]) if v.endswith("m") else int(float(v) * 1000)  # noqa: E731
+    for name, twin in TWIN.items():
+        assert millis(cpu(deploys[name])) < millis(cpu(deploys[twin])), name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_batch_extraction_calls_only_the_batch_servers(overlay, rendered):
+    docs = rendered[overlay]
+    deploys = deployments(docs)
+    services = {s["metadata"]["name"]: s for s in of_kind(docs, "Service")}
+    for extraction, lane_servers in (("extraction", ("inference", "tools")),
+                                     ("extraction-batch", ("inference-batch", "tools-batch"))):
+        env = effective_env(docs, deploys[extraction])
+        for var, server in zip(("VIGIL_GRPC_INFERENCE_ADDR", "VIGIL_GRPC_TOOLS_ADDR"), lane_servers):
+            host, _, port = env[var].rpartition(":")
+            service, namespace = host.split(".")[:2]
+            assert (service, namespace) == (server, "vigil"), (extraction, var, env[var])
+            # The Service of that name selects exactly the server's pods on its gRPC port.
+            spec = services[service]["spec"]
+            labels = deploys[server]["spec"]["template"]["metadata"]["labels"]
+            assert selects({"matchLabels": spec["selector"]}, labels), (extraction, var)
+            assert [n for n, d in deploys.items()
+                    if selects({"matchLabels": spec["selector"]}, d["spec"]["template"]["metadata"]["labels"])] == [server]
+            assert int(port) in {p["port"] for p in spec["ports"] if p["name"] == "grpc"}, (extraction, var)
+            # and the network lets the call through (egress of the caller, ingress of the server).
+            assert f"vigil.io/{server}-client" in deploys[extraction]["spec"]["template"]["metadata"]["labels"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_batch_servers_match_the_real_time_ones(overlay, rendered):
+    """Same ports, probes, volumes and settings as their twin, except what the lane changes."""
+    deploys = deployments(rendered[overlay])
+    for name in ("inference-batch", "tools-batch"):
+        mine, theirs = containers(deploys[name])[0], containers(deploys[TWIN[name]])[0]
+        assert mine["ports"] == theirs["ports"], name
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            assert mine[probe] == theirs[probe], (name, probe)
+        env, twin_env = ({v["name"]: v for v in c["env"]} for c in (mine, theirs))
+        assert set(env) - set(twin_env) <= {"VIGIL_RULES_WORKERS"}, name
+        assert set(twin_env) - set(env) == set(), name
+    workers = effective_env(rendered[overlay], deploys["inference-batch"])["VIGIL_RULES_WORKERS"]
+    limit = containers(deploys["inference-batch"])[0]["resources"]["limits"]["cpu"]
+    assert int(workers) == int(float(limit)), "one rules worker per core of the limit (`auto` counts the node's)"
+
+
+def test_triage_batch_cannot_mint_a_credential(rendered, tmp_path):
+    """triage-batch loads its gRPC settings (the stage builds them at start-up) from the verifying
+    key alone, and any attempt to call a gRPC service fails for want of a signing key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from services.core.config import ConfigError
+    from services.core.grpc.settings import GrpcSettings
+    from services.core.tokens import issue
+
+    docs = rendered["prod"]
+    env = effective_env(docs, deployments(docs)["triage-batch"])
+    public = Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    for var, value in list(env.items()):
+        if var.endswith("_FILE") and value.startswith("/var/run/secrets/vigil/"):
+            local = tmp_path / value.removeprefix("/var/run/secrets/vigil/")
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(public if var == "VIGIL_GRPC_TOKEN_PUBLIC_KEY_FILE" else b"pem")
+            env[var] = str(local)
+    assert "VIGIL_GRPC_TOKEN_PRIVATE_KEY_FILE" not in env
+    settings = GrpcSettings.from_env(env)
+    assert settings.tls == "mtls" and settings.tokens.signing_key is None
+    with pytest.raises(ConfigError, match="signing key"):
+        issue(settings.tokens, sub="triage", tenant="northvalley")
+
+
+# ---- the backfill Job ------------------------------------------------------------------------
+
+def backfill_run_command():
+    """The click command of `vigil backfill run` (the real CLI, loaded as `vigil` loads it)."""
+    import typer
+
+    from services.cli import app
+
+    top = typer.main.get_command(app)
+    ctx = top.make_context("vigil", ["backfill", "run", "--help"], resilient_parsing=True)
+    group = top.get_command(ctx, "backfill")
+    return group.get_command(ctx, "run")
+
+
+def expand(args: list[str], env: dict[str, str]) -> list[str]:
+    """Kubernetes' $(VAR) expansion of a container's args from its env."""
+    return [re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m[1], m[0]), a) for a in args]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_backfill_job_template(overlay, rendered):
+    docs = rendered[overlay]
+    cron = one(docs, "CronJob", "backfill")
+    # A template only: never scheduled, never two runs from the schedule.
+    assert cron["spec"]["suspend"] is True and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    job = cron["spec"]["jobTemplate"]["spec"]
+    pod = job["template"]["spec"]
+    # A failed pod restarts in place and resumes the named run from its checkpoint; bounded.
+    assert pod["restartPolicy"] == "OnFailure"
+    assert isinstance(job["backoffLimit"], int) and 1 <= job["backoffLimit"] <= 20
+    (c,) = pod["containers"]
+    env = {v["name"]: v.get("value") for v in c["env"]}
+    run = {"BACKFILL_TENANT": "northvalley", "BACKFILL_SOURCE": "omop", "BACKFILL_PATH": "/data/northvalley/note.csv",
+           "BACKFILL_NAME": "nv-2025"}
+    assert {k: v for k, v in env.items() if k.startswith("BACKFILL_")} == dict.fromkeys(run, "")
+    argv = c["command"] + expand(c["args"], {**env, **run})
+    assert argv[:3] == ["vigil", "backfill", "run"]
+    params = backfill_run_command().make_context("run", argv[3:]).params
+    assert (params["tenant"], params["source"], params["name"], str(params["path"])) == \
+        ("northvalley", "omop", "nv-2025", "/data/northvalley/note.csv")
+    assert params["silent"] is True
+    # The source is read from the PVC, mounted read-only where BACKFILL_PATH points.
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    data = [m for m in c["volumeMounts"] if "persistentVolumeClaim" in volumes[m["name"]]]
+    assert len(data) == 1 and data[0]["readOnly"] is True and run["BACKFILL_PATH"].startswith(data[0]["mountPath"] + "/")
+    claim = volumes[data[0]["name"]]["persistentVolumeClaim"]
+    assert claim["readOnly"] is True
+    one(docs, "PersistentVolumeClaim", claim["claimName"])
+    # Its image is the overlay's, like every service's.
+    assert c["image"] == containers(deployments(docs)["ingest"])[0]["image"]
+    # Exactly its flows: Kafka and PostgreSQL (egress policies selecting its pod labels).
+    labels = job["template"]["metadata"]["labels"]
+    flows = {p["metadata"]["name"].removeprefix("egress-") for p in of_kind(docs, "NetworkPolicy")
+             if "Egress" in p["spec"]["policyTypes"] and p["spec"].get("egress")
+             and selects(p["spec"]["podSelector"], labels)}
+    flows.discard("allow-dns")
+    assert flows == BACKFILL_EGRESS, flows
+
+
+def test_backfill_args_are_checked_against_the_cli():
+    """The argument check above fails for an option `vigil backfill run` does not have."""
+    command = backfill_run_command()
+    command.make_context("run", ["--tenant", "t", "--source", "omop", "/data/x", "--name", "n", "--silent"])
+    with pytest.raises(Exception, match="No such option"):
+        command.make_context("run", ["--tenant", "t", "--source", "omop", "/data/x", "--name", "n", "--sillent"])
+    assert expand(["$(A)", "x$(B)", "$(C)"], {"A": "1", "B": "2"}) == ["1", "x2", "$(C)"]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed: the documented run recipe not checked")
+def test_documented_run_recipe_sets_the_run(rendered, tmp_path):
+    """docs/batch.md's recipe: the Job `kubectl create job --from=cronjob/backfill` makes (its
+    jobTemplate), then `kubectl set env --local` fills in the run; the result keeps everything else."""
+    cron = one(rendered["prod"], "CronJob", "backfill")
+    job = {"apiVersion": "batch/v1", "kind": "Job",
+           "metadata": {"name": "backfill-nv-2025", "namespace": "vigil",
+                        "annotations": {"cronjob.kubernetes.io/instantiate": "manual"}},
+           "spec": copy.deepcopy(cron["spec"]["jobTemplate"]["spec"])}
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(job))
+    out = subprocess.run(["kubectl", "set", "env", "--local", "-f", str(path), "-o", "yaml",
+                          "BACKFILL_TENANT=northvalley", "BACKFILL_SOURCE=omop",
+                          "BACKFILL_PATH=/data/northvalley/note.csv", "BACKFILL_NAME=nv-2025"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    made = yaml.safe_load(out)
+    env = {v["name"]: v.get("value") for v in made["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["BACKFILL_TENANT"] == "northvalley" and env["BACKFILL_NAME"] == "nv-2025"
+    assert made["spec"]["template"]["spec"]["restartPolicy"] == "OnFailure"
+    assert made["spec"]["backoffLimit"] == job["spec"]["backoffLimit"]
+    kubernetes_validate.validate(made, K8S_VERSION, strict=True)
