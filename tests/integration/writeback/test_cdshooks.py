@@ -401,3 +401,30 @@ async def test_task_and_answer_before_the_decision_end_as_in_order(wb_tenant, cd
     assert card["summary"] == "[AI] Possible irAE: colitis, grade 3" and card["indicator"] == "critical"
     assert card["extension"]["vigil-task"] == "Task/task-a"
     assert (await _finding(wb, second.data["decisionId"]))["clinician_action"] == "accepted"
+
+
+async def test_the_cdshooks_app_runs_its_read_model_stages(wb_tenant, tmp_path):
+    """The process's own lifespan starts ``cdshooks-actions`` and ``cdshooks-feedback`` for the
+    registry's tenants: events in, card out, with nothing else running; /healthz reports them."""
+    wb = wb_tenant
+    pem, jwk = new_client_key("ES384")
+    (tmp_path / "jwks-app.json").write_text(json.dumps({"keys": [jwk]}))
+    wb.registry(cds_client_iss=ISS, cds_jwks_file=str(tmp_path / "jwks-app.json"))
+    app = create_app(wb.settings, CdsSettings(0, None, "http://ehr.test"), secrets=wb.deps.secrets, pools=wb.pools)
+    pid = await patient(wb)
+    doc = await wb.note(pid)
+    ev = wb.decision(pid, doc, kind="urgent-task", grade=4)
+    async with app.router.lifespan_context(app):
+        state = app.state.vigil
+        assert sorted(name for _, name in state.stages[0].runners) == ["cdshooks-actions", "cdshooks-feedback"]
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
+            client.key, client.kid = pem, jwk["kid"]
+            assert (await client.get("/healthz")).json() == {"status": "ok"}
+            await _send(wb, "actions", [ev, _written_event(wb, ev, "task-app")])
+            await wb.wait(lambda: _projected(wb, ev.data["decisionId"], task=True))
+            (card,) = await _cards(client, wb, pid)
+            assert card["extension"]["vigil-task"] == "Task/task-app" and card["indicator"] == "critical"
+            await _send(wb, "feedback", [_task_updated(wb, pid, "task-app", "completed", [ev.data["decisionId"]])])
+            await wb.wait(lambda: _projected_action(wb, ev.data["decisionId"]))
+            assert await _cards(client, wb, pid) == []
+    assert app.state.vigil.stages is None
