@@ -14,14 +14,20 @@ and every hook / feedback call must carry a JWT of *that* tenant's CDS client (`
   override reason and comment) -> one ``vigil.cdshooks.feedback`` event per card on the tenant's
   ``feedback`` stream (the comment sealed with the tenant key), answered once the broker has it;
   the monitor turns it into labels, triage into the decision ledger's clinician action.
-  cdshooks writes no table (it reads triage's ledger for the cards).
-- ``GET  /healthz``
+- ``GET  /healthz``: 200 while the read model's stages run, else 503
+
+The cards come from cdshooks' own read model, ``cdshooks_findings`` (``projection``), which this
+process alone migrates and writes: two stages (``specs``) run in it for every tenant of the
+registry, ``cdshooks-actions`` on ``actions`` (decisions, task-written) and ``cdshooks-feedback``
+on ``feedback`` (task-updated, card feedback), each with its own consumer group
+(``vigil.<tenant>.cdshooks-*``). It never reads triage's decision ledger.
 
 Errors are JSON ``{"error": code, "message": ...}``: 400 malformed request, 401 token refused,
 404 unknown tenant / service / card. Messages never echo request content.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from datetime import datetime, timezone
@@ -30,13 +36,15 @@ from typing import Mapping
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from services.cdshooks import auth, cards
+from services.cdshooks import auth, cards, projection
 from services.cdshooks.config import CdsClient, CdsSettings
 from services.core import contracts, httperrors, httpserver, kv, serving
 from services.core.config import ConfigError, Settings
 from services.core.crypto import Keyring
 from services.core import evidence
-from services.core.bus import Publisher
+from services.core.bus import Publisher, StageSpec
+from services.core.bus.service import StageHost
+from services.core.db import create_pool
 from services.core.errors import NotFoundError, PermissionDeniedError, ValidationError, VigilError, classify
 from services.core.events import Event, deterministic_id
 from services.core.logging import configure, get_logger
@@ -59,6 +67,9 @@ MAX_FEEDBACK_ITEMS = 50
 MAX_COMMENT = 500
 FEEDBACK_STREAM = contracts.FEEDBACK
 FEEDBACK_TYPE = contracts.CDS_FEEDBACK
+#: The read model's stages (consumer groups ``vigil.<tenant>.<stage>``).
+ACTIONS_STAGE = "cdshooks-actions"
+FEEDBACK_STAGE = "cdshooks-feedback"
 
 
 class BadRequest(ValidationError):
@@ -80,6 +91,8 @@ class State:
         self.directory = TenantDirectory(settings.tenants_file)
         self.redis = kv.TenantClients(settings, self.secrets)
         self._publishers: TenantCache[Publisher] = TenantCache(close=lambda pub: pub.stop(), name="publisher")
+        self.stages: tuple[StageHost, asyncio.Task] | None = None
+        self._stop_stages: asyncio.Event | None = None
 
     async def publisher(self, tenant: str) -> Publisher:
         """The tenant's producer (its own Kafka user), started on first use."""
@@ -96,7 +109,30 @@ class State:
         except (TenantError, PermissionDeniedError):
             raise NotFound("unknown tenant") from None
 
+    def stages_live(self) -> bool:
+        host, task = self.stages
+        return not task.done() and host.health()["live"]
+
+    async def start_stages(self, specs: list[StageSpec]) -> None:
+        """The read model's stages for every tenant of the registry (added / removed tenants follow)."""
+        host = StageHost(self.settings, specs, port=None)
+        await host.start()
+        stop = asyncio.Event()
+        self.stages = (host, asyncio.create_task(host.run(stop)))
+        self._stop_stages = stop
+
+    async def stop_stages(self) -> None:
+        if self.stages is None:
+            return
+        host, task = self.stages
+        self._stop_stages.set()
+        with contextlib.suppress(Exception):
+            await task
+        await host.stop()
+        self.stages = None
+
     async def close(self) -> None:
+        await self.stop_stages()
         await self._publishers.close()
         await self.redis.close()
         if self._own_pools:
@@ -237,6 +273,9 @@ async def _feedback_event(state: State, tenant: str, item: dict, issued: dict) -
 
 
 async def healthz(request: Request):
+    state: State = request.app.state.vigil
+    if state.stages is not None and not state.stages_live():
+        return JSONResponse({"status": "unhealthy", "stages": "a read-model stage stopped"}, status_code=503)
     return {"status": "ok"}
 
 
@@ -249,12 +288,31 @@ ROUTES = [
 ]
 
 
+def specs(pools: TenantPools, keyring: Keyring, **kw) -> list[StageSpec]:
+    """The read model's stages (``kw``: retry / tuning overrides, for tests)."""
+    return [StageSpec(name=ACTIONS_STAGE, input_stream=contracts.ACTIONS,
+                      handler=projection.Actions(pools, keyring), **kw),
+            StageSpec(name=FEEDBACK_STAGE, input_stream=contracts.FEEDBACK,
+                      handler=projection.Feedback(pools), **kw)]
+
+
+async def migrate(settings: Settings) -> None:
+    """Create the read model's table (admin DSN; idempotent, safe with concurrent start-ups)."""
+    pool = await create_pool(settings, min_size=1, max_size=1)
+    try:
+        await projection.ensure_schema(pool)
+    finally:
+        await pool.close()
+
+
 def create_app(settings: Settings, cds: CdsSettings, *, secrets: SecretSettings | None = None,
                pools: TenantPools | None = None) -> FastAPI:
+    """The HTTP app; its lifespan runs the read model's stages (``specs``) next to the routes."""
     state = State(settings, cds, secrets, pools)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
+        await state.start_stages(specs(state.pools, state.keyring))
         try:
             yield
         finally:
@@ -286,6 +344,7 @@ async def serve(env: Mapping[str, str] | None = None) -> None:
     settings = Settings.from_env(source)
     cds = CdsSettings.from_env(source, settings.ehr_url)
     configure(settings.log_level)
+    await migrate(settings)
     await httpserver.serve("cdshooks", create_app(settings, cds), cds.host, cds.port, lifespan="on")
 
 

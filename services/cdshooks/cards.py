@@ -1,5 +1,6 @@
-"""``patient-view`` cards: one card per open Vigil Task of the patient (read from triage's decision
-ledger: decisions that were written and have no clinician action yet), labelled as AI-generated.
+"""``patient-view`` cards: one card per open Vigil Task of the patient (read from cdshooks' own
+read model, ``projection``: decisions written to a Task and without a clinician action yet),
+labelled as AI-generated.
 
 A tenant whose EHR takes no FHIR results (an Epic-like site: ``results`` without ``fhir`` in its
 integration profile) has no Task: its cards are one per open episode instead (decisions of a
@@ -14,8 +15,9 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+from services.cdshooks import projection
+from services.cdshooks.projection import QUOTE_PURPOSE
 from services.core import kv
-from services.core.evidence import LEDGER_PURPOSE as QUOTE_PURPOSE
 from services.core.events import deterministic_id
 
 SERVICE_ID = "irae-patient-view"
@@ -35,20 +37,8 @@ SERVICE = {"hook": "patient-view", "id": SERVICE_ID, "title": "Vigil immune-rela
                           "a link to review the evidence in the inbox.",
            "usageRequirements": "Requires a JWT signed by the tenant's registered CDS client."}
 
-_OPEN_SQL = """
-SELECT id, task_id, category, grade, kind, engine_version, time, quote
-FROM vigil_decisions
-WHERE patient = $1 AND task_id IS NOT NULL AND clinician_action IS NULL AND jsonb_array_length(written_refs) > 0
-ORDER BY time
-"""
 #: Decisions that become a result (the kinds writeback and hl7out deliver).
-RESULT_KINDS = ("urgent-task", "routine-task", "review-task")
-_OPEN_NO_TASK_SQL = """
-SELECT id, coalesce(episode_key, id) AS card_key, category, grade, kind, engine_version, time, quote
-FROM vigil_decisions
-WHERE patient = $1 AND kind = ANY($2::text[]) AND write AND suppressed IS NULL AND clinician_action IS NULL
-ORDER BY time
-"""
+RESULT_KINDS = projection.RESULT_KINDS
 
 
 def card_uuid(tenant: str, task_id: str) -> str:
@@ -60,10 +50,9 @@ async def open_findings(pools, keyring, tenant: str, patient: str, *, tasks: boo
     highest grade, newest engine version, newest quote."""
     async with pools.tx(tenant, readonly=True) as conn:
         if tasks:
-            rows = [dict(r) for r in await conn.fetch(_OPEN_SQL, patient)]
+            rows = [dict(r) for r in await conn.fetch(projection.OPEN_SQL, patient)]
         else:
-            rows = [{**dict(r), "task_id": None} for r in await conn.fetch(_OPEN_NO_TASK_SQL, patient,
-                                                                           list(RESULT_KINDS))]
+            rows = [{**dict(r), "task_id": None} for r in await conn.fetch(projection.OPEN_NO_TASK_SQL, patient)]
     groups: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         groups[row["task_id"] or f"episode:{row['card_key']}"].append(row)

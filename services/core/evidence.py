@@ -26,7 +26,7 @@ from services.core.crypto import DecryptionError, Keyring
 from services.core.events import Event
 
 PURPOSE = "event-quote"
-#: Purpose of quotes at rest in triage's decision ledger (read back by the CDS Hooks cards too).
+#: Purpose of quotes at rest: triage's decision ledger and cdshooks' read model (``cdshooks_findings``).
 LEDGER_PURPOSE = "ledger-quote"
 
 

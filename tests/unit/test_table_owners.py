@@ -42,6 +42,17 @@ PLUMBING = {
 #: Tables read only by their owner: everyone else asks the owner's API (control's dead-letter index).
 OWNER_READS_ONLY = {"vigil_dlq_entries", "vigil_dlq_fingerprints", "vigil_dlq_replay_counts", "vigil_dlq_replay_jobs"}
 READ = re.compile(r"\b(?:FROM|JOIN)\s+([a-z_][a-z0-9_]*)", re.I)
+#: (table, package) -> why a package other than the owner still reads the table by SQL. Every other
+#: package learns what a table holds from its owner's events or API; the list only shrinks.
+FOREIGN_READS = {
+    ("vigil_decisions", "monitor"): "figures.py: the reconciliation, an independent second source by design",
+    ("ingest_documents", "tools"): "document_store.py: GetNote reads the sealed note store",
+    ("ingest_documents", "hl7out"): "patients.py: the patient identifiers of a decision's document",
+    ("ingest_patients", "hl7out"): "patients.py: the patient identifiers of a decision's document",
+    ("vigil_modes", "core"): "core/modes.py: every stage reads modes through the one cache",
+}
+#: The command layer wires services together and may read any table.
+COMMAND_LAYER = {"commands", "cli"}
 #: table -> (the writers today, the owner it moves to). Shrinks as ownership moves.
 KNOWN = {
 }
@@ -208,3 +219,36 @@ def test_the_check_sees_a_second_writer(tmp_path):
     assert created == {"x_ledger": "core/ledger", "wb_own": "writeback"}
     assert writers["x_ledger"] == {"triage", "writeback"}
     assert "wb_own" not in writers
+
+
+def foreign_reads(root: Path = SERVICES) -> set[tuple[str, str]]:
+    """(table, package) for every SQL read of a service's table outside its owner and the command layer."""
+    created, _ = analyse(root)
+    return {(table, package) for table, packages in readers(root).items() if table in created
+            and not created[table].startswith("core/") for package in packages
+            if package != created[table] and package not in COMMAND_LAYER}
+
+
+def test_other_services_do_not_read_a_services_table_by_sql():
+    """Other services learn what a table holds from its owner's events or its API: the CDS Hooks
+    cards, for one, come from cdshooks' own read model, never from triage's decision ledger."""
+    found = foreign_reads()
+    new = sorted(found - set(FOREIGN_READS))
+    gone = sorted(set(FOREIGN_READS) - found)
+    assert not new, f"SQL reads of another service's table (use its events or API): {new}"
+    assert not gone, f"no longer read, remove from FOREIGN_READS: {gone}"
+
+
+def test_the_foreign_read_check_sees_cdshooks_reading_the_ledger(tmp_path):
+    root = tmp_path / "services"
+    for package in ("triage", "cdshooks", "commands"):
+        (root / package).mkdir(parents=True)
+    (root / "triage" / "ledger.py").write_text(
+        'STEPS = ["CREATE TABLE IF NOT EXISTS vigil_decisions (id text)"]\n'
+        'W = "INSERT INTO vigil_decisions (id) VALUES ($1)"\n')
+    (root / "cdshooks" / "cards.py").write_text(
+        'Q = """\nSELECT id, task_id\nFROM vigil_decisions\nWHERE patient = $1\n"""\n')
+    (root / "cdshooks" / "projection.py").write_text(
+        'S = "CREATE TABLE IF NOT EXISTS cdshooks_findings (id text)"\nQ = "SELECT id FROM cdshooks_findings"\n')
+    (root / "commands" / "demo.py").write_text('Q = "SELECT count(*) FROM vigil_decisions"\n')
+    assert foreign_reads(root) == {("vigil_decisions", "cdshooks")}

@@ -312,6 +312,24 @@ FINISHED_COUNTERS = ("vigil_stage_succeeded_total", "vigil_stage_dead_lettered_t
                      "vigil_stage_duplicates_total")
 
 
+async def stage_caught_up(settings: Settings, tenant: str, stage: str, stream: str) -> bool:
+    """Has the stage's consumer group (``vigil.<tenant>.<stage>``) committed every record the
+    tenant's ``stream`` holds now? (A stage commits only what it finished.)"""
+    topic = topic_name(tenant, stream)
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, group_id=f"vigil.{tenant}.{stage}",
+                                **settings.kafka.client_kwargs(tenant))
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(await topic_partitions(consumer, topic))]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        for tp in tps:
+            if ends[tp] > (await consumer.committed(tp) or 0):
+                return False
+        return True
+    finally:
+        await consumer.stop()
+
+
 async def stage_finished(metrics_url: str, stage: str, tenant: str) -> int:
     """Events a running stage has finished for a tenant, from its /metrics (0 if it does not answer)."""
     from prometheus_client.parser import text_string_to_metric_families

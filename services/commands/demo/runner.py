@@ -40,6 +40,8 @@ PATIENT_ROUNDS = 4
 PATIENT_ROUND_S = 3.0
 FEEDBACK_TIMEOUT_S = 45.0
 POLL_S = 0.5
+#: How long the card count waits for cdshooks' read model to take the last decisions and Tasks.
+CDS_CATCH_UP_S = 30.0
 
 
 async def _ledger(settings):
@@ -189,6 +191,21 @@ async def clinician_round(pipe: Pipeline, runs: dict[str, driver.TenantRun], led
     return acted
 
 
+async def projection_caught_up(pipe: Pipeline, tenant: str, timeout: float = CDS_CATCH_UP_S) -> bool:
+    """Until cdshooks' read model has taken every decision and Task on the tenant's ``actions``
+    stream (its ``cdshooks-actions`` group committed the stream's end): the cards are read from it."""
+    from services.cdshooks.app import ACTIONS_STAGE
+    from services.core import contracts
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if await driver.stage_caught_up(pipe.plan.settings, tenant, ACTIONS_STAGE, contracts.ACTIONS):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(POLL_S)
+
+
 async def cds_cards(pipe: Pipeline, runs: dict[str, driver.TenantRun]) -> dict[str, int]:
     """Per tenant that takes results as CDS Hooks cards: the EHR opens each run patient's chart
     (one patient-view call each, a fresh JWT of the tenant's CDS client) and the cards are counted."""
@@ -200,6 +217,9 @@ async def cds_cards(pipe: Pipeline, runs: dict[str, driver.TenantRun]) -> dict[s
     for t in pipe.tenants:
         if t.id not in runs or not t.profile().delivers("cds-hooks"):
             continue
+        if not await projection_caught_up(pipe, t.id):
+            console.print(f"[yellow]{t.id}: the CDS read model has not caught up with the actions stream "
+                          f"within {CDS_CATCH_UP_S:.0f} s; its cards are counted as they are[/]")
         kid = registry.get(t.id).setting("cds_client_kid")
         run, total = runs[t.id], 0
         try:

@@ -60,10 +60,11 @@ def metrics_port(env: Mapping[str, str]) -> int:
 
 
 class StageHost:
-    def __init__(self, settings: Settings, specs: Sequence[StageSpec], *, port: int = DEFAULT_METRICS_PORT,
+    def __init__(self, settings: Settings, specs: Sequence[StageSpec], *, port: int | None = DEFAULT_METRICS_PORT,
                  host: str = DEFAULT_METRICS_HOST, tenants: Iterable[str] | None = None, resources: Iterable[Any] = (),
                  registry_poll_s: float = REGISTRY_POLL_S):
-        """``tenants`` pins the tenant list (no registry polling); default: the registry."""
+        """``tenants`` pins the tenant list (no registry polling); default: the registry. ``port=None``
+        serves no HTTP: a process with its own server (cdshooks) reports ``health()`` there."""
         self.settings, self.specs = settings, list(specs)
         self._bind, self._want_port = host, port
         self._pinned = list(tenants) if tenants is not None else None
@@ -84,6 +85,13 @@ class StageHost:
         for resource in self.resources:
             if hasattr(resource, "start"):
                 await resource.start()
+        if self._want_port is not None:
+            await self._serve_http()
+        await self.sync_tenants()
+        log.info("stagehost.started", port=self.port, stages=[s.name for s in self.specs],
+                 tenants=sorted(self._stops))
+
+    async def _serve_http(self) -> None:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
@@ -93,9 +101,6 @@ class StageHost:
         site = web.TCPSite(self._web, self._bind, self._want_port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
-        await self.sync_tenants()
-        log.info("stagehost.started", port=self.port, stages=[s.name for s in self.specs],
-                 tenants=sorted(self._stops))
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

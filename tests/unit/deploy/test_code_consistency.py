@@ -28,6 +28,8 @@ from tests.unit.deploy.k8s_docs import OVERLAYS, ROOT, of_kind, one, tenants_of
 SERVICES_DIR = ROOT / "services"
 #: Stages built on services.core.bus (StageSpec); the monitor is a faust worker.
 BUS_STAGES = ("hl7", "extraction", "triage", "scheduling", "writeback", "hl7out")
+#: HTTP Deployments that also run stages (fixed replicas, not scaled on lag): cdshooks' read model.
+HOSTED_STAGES = ("cdshooks",)
 #: Deployments whose code is not the package services/<name>/: name -> (entry module, package dir).
 #: The hl7 stage lives in the ingest package (it shares ingest's HL7 parsing and stores).
 OWN_PACKAGE = {"hl7": ("services.ingest.hl7stage.app", "ingest/hl7stage"),
@@ -286,6 +288,7 @@ def test_stage_specs_are_read_from_the_code():
     assert stage_specs("hl7") == (("hl7", "hl7-inbound"),)
     assert batch_specs("extraction") == (("extraction-batch", "batch-events"),)
     assert batch_specs("triage") == (("triage-batch", "batch-findings"),)
+    assert stage_specs("cdshooks") == (("cdshooks-actions", "actions"), ("cdshooks-feedback", "feedback"))
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -330,7 +333,7 @@ def test_kafka_users_admit_every_group_the_code_uses(overlay, rendered):
     docs = rendered[overlay]
     for tenant in tenants_of(docs):
         acls = one(docs, "KafkaUser", f"vigil-{tenant}")["spec"]["authorization"]["acls"]
-        for stage in BUS_STAGES:
+        for stage in (*BUS_STAGES, *HOSTED_STAGES):
             for name, stream in all_stage_specs(stage):
                 assert _allows(acls, "group", f"vigil.{tenant}.{name}", "Read"), (tenant, name)
                 assert _allows(acls, "topic", f"vigil.{tenant}.{stream}", "Read"), (tenant, stream)
@@ -338,7 +341,7 @@ def test_kafka_users_admit_every_group_the_code_uses(overlay, rendered):
     platform = one(docs, "KafkaUser", "vigil-platform")["spec"]["authorization"]["acls"]
     # control (vigil-platform) replays dead letters into the stage's input topic, in either lane.
     for tenant in tenants_of(docs):
-        for stage in BUS_STAGES:
+        for stage in (*BUS_STAGES, *HOSTED_STAGES):
             for name, stream in all_stage_specs(stage):
                 for op in ("Write", "Describe"):
                     assert _allows(platform, "topic", f"vigil.{tenant}.{stream}", op), (tenant, name, stream, op)
