@@ -58,6 +58,22 @@ KNOWN = {
 }
 
 
+@functools.cache
+def _parse(path: Path) -> ast.AST:
+    """A module's tree, parsed once per run (the checks below walk every module of services/)."""
+    return ast.parse(path.read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _nodes(path: Path) -> tuple[ast.AST, ...]:
+    return tuple(ast.walk(_parse(path)))
+
+
+@functools.cache
+def _module_strings(path: Path) -> tuple[str, ...]:
+    return tuple(n.value for n in _nodes(path) if isinstance(n, ast.Constant) and isinstance(n.value, str))
+
+
 def _strings(node: ast.AST) -> list[str]:
     return [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
 
@@ -79,12 +95,13 @@ def _core_module(node: ast.AST) -> list[str]:
     return []
 
 
+@functools.cache
 def analyse(root: Path = SERVICES) -> tuple[dict[str, str], dict[str, set[str]]]:
     """(table -> creating package or core module, table -> packages that write it)."""
-    trees = {p: ast.parse(p.read_text(encoding="utf-8")) for p in root.rglob("*.py")}
+    trees = {p: _parse(p) for p in root.rglob("*.py")}
     created: dict[str, str] = {}
     for path, tree in trees.items():
-        for text in _strings(tree):
+        for text in _module_strings(path):
             for match in CREATE.finditer(text):
                 rel = path.relative_to(root)
                 created[match.group(1).lower()] = (f"core/{rel.parts[1]}".removesuffix(".py")
@@ -94,14 +111,14 @@ def analyse(root: Path = SERVICES) -> tuple[dict[str, str], dict[str, set[str]]]
     core_writes: dict[str, dict[str, set[str]]] = {}
     for path, tree in trees.items():
         package = _package(path, root)
-        for text in _strings(tree):
+        for text in _module_strings(path):
             for match in WRITE.finditer(text):
                 if match.group(1).lower() in tables and package != "core":
                     writers[match.group(1).lower()].add(package)
         if package != "core":
             continue
         functions: dict[str, tuple[set[str], set[str]]] = {}
-        for node in ast.walk(tree):
+        for node in _nodes(path):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("ensure_schema"):
                 own = {m.group(1).lower() for s in _strings(node) for m in WRITE.finditer(s)} & tables
                 calls = {c.func.attr if isinstance(c.func, ast.Attribute) else getattr(c.func, "id", "")
@@ -119,16 +136,16 @@ def analyse(root: Path = SERVICES) -> tuple[dict[str, str], dict[str, set[str]]]
         core_writes[module] = {name: own for name, (own, _) in functions.items() if own}
     imported_by: dict[str, set[str]] = defaultdict(set)
     for path, tree in trees.items():
-        for node in ast.walk(tree):
+        for node in _nodes(path):
             for module in _core_module(node):
                 imported_by[_package(path, root)].add(module)
     for path, tree in trees.items():
         package = _package(path, root)
         if package == "core":
             continue
-        here = {m for node in ast.walk(tree) for m in _core_module(node)}
-        used = ({n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
-                | {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)})
+        here = {m for node in _nodes(path) for m in _core_module(node)}
+        used = ({n.attr for n in _nodes(path) if isinstance(n, ast.Attribute)}
+                | {n.id for n in _nodes(path) if isinstance(n, ast.Name)})
         for module in imported_by[package]:
             for name, written in core_writes.get(module, {}).items():
                 if name in used and (name not in GENERIC or module in here):
@@ -177,7 +194,7 @@ def readers(root: Path = SERVICES) -> dict[str, set[str]]:
     """table -> packages whose SQL reads it (FROM / JOIN)."""
     found: dict[str, set[str]] = defaultdict(set)
     for path in root.rglob("*.py"):
-        for text in _strings(ast.parse(path.read_text(encoding="utf-8"))):
+        for text in _module_strings(path):
             for match in READ.finditer(text):
                 found[match.group(1).lower()].add(_package(path, root))
     return found
