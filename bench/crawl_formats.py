@@ -122,13 +122,20 @@ async def _start(command: list[str], env: dict) -> asyncio.subprocess.Process:
                                                 stderr=asyncio.subprocess.PIPE)
 
 
-async def _finish(proc: asyncio.subprocess.Process, what: str, timeout: float) -> str:
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except asyncio.TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise CheckError(f"{what}: did not finish within {timeout:.0f} s") from None
+async def _finish(proc: asyncio.subprocess.Process, what: str, timeout: float,
+                  tick: Callable[[int | None], None] | None = None) -> str:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    done = asyncio.ensure_future(proc.communicate())
+    while not done.done():
+        if tick is not None:
+            tick(None)
+        if loop.time() > deadline:
+            proc.kill()
+            await done
+            raise CheckError(f"{what}: did not finish within {timeout:.0f} s")
+        await asyncio.wait({done}, timeout=POLL_S)
+    out, err = done.result()
     if proc.returncode != 0:
         raise CheckError(f"{what}: exited {proc.returncode}: {err.decode(errors='replace')[-600:]}")
     return out.decode(errors="replace")
@@ -145,7 +152,7 @@ async def _seen(pools, tenant: str, name: str) -> int | None:
 
 
 async def kill_midway(proc: asyncio.subprocess.Process, pools, tenant: str, name: str, at: int, chunk: int,
-                      timeout: float) -> int:
+                      timeout: float, tick: Callable[[int | None], None] | None = None) -> int:
     """SIGKILL the backfill once its checkpoint has passed ``at`` notes; returns the seen count then.
 
     Far from ``at`` the run's row is polled while the process runs. From ``at - STEP_CHUNKS * chunk``
@@ -161,6 +168,8 @@ async def kill_midway(proc: asyncio.subprocess.Process, pools, tenant: str, name
         _signal(proc, signal.SIGSTOP)
     try:
         while True:
+            if tick is not None:
+                tick(None)
             if proc.returncode is not None:
                 _, err = await proc.communicate()
                 raise CheckError(f"{name}: the backfill exited ({proc.returncode}) before {at} notes were "
@@ -228,7 +237,7 @@ class Lane:
 
 
 async def wait_decided(lane: Lane, pools, tenant: str, run: str, n: int, *, stall_s: float = STALL_S,
-                       timeout: float | None = None, tick: Callable[[], None] | None = None) -> int:
+                       timeout: float | None = None, tick: Callable[[int | None], None] | None = None) -> int:
     """Until extraction-batch committed at least n batch events (all there are) and triage-batch n
     findings events (all there are): every stored note has its decisions in the ledger. Returns the
     number of decisions of the run. Raises CheckError when nothing moves for ``stall_s`` or
@@ -238,7 +247,7 @@ async def wait_decided(lane: Lane, pools, tenant: str, run: str, n: int, *, stal
     last, last_change = None, loop.time()
     while True:
         if tick is not None:
-            tick()
+            tick(None)
         events_done, events_end, findings_done, findings_end = await lane.progress(tenant)
         # the dev broker can report end offsets below committed ones: count on what was committed too
         if events_done >= max(n, events_end) and findings_done >= max(n, findings_end):
@@ -262,9 +271,10 @@ async def decision_count(pools, tenant: str, run: str) -> int:
 
 async def crawl(inputs: Inputs, fmt: str, tenant: str, name: str, *, env: dict, pools, lane: Lane,
                 kill_at: int | None = None, chunk: int = DEFAULT_CHUNK, run_timeout: float | None = None,
-                tick: Callable[[int], None] | None = None) -> RunResult:
+                tick: Callable[[int | None], None] | None = None) -> RunResult:
     """One format through `vigil backfill run` (killed once at ``kill_at`` checkpointed notes and
-    resumed, when given) until every note is decided. ``tick(pid)`` is called while the backfill runs."""
+    resumed, when given) until every note is decided. ``tick(pid)`` is called when a backfill
+    process starts and ``tick(None)`` every poll while the run goes on."""
     result = RunResult(fmt, tenant, name)
     command = backfill_command(inputs, fmt, tenant, name, chunk)
     timeout = run_timeout if run_timeout is not None else 600 + inputs.n * TIMEOUT_PER_NOTE_S
@@ -274,13 +284,13 @@ async def crawl(inputs: Inputs, fmt: str, tenant: str, name: str, *, env: dict, 
     if tick is not None:
         tick(proc.pid)
     if kill_at is not None:
-        result.killed_at_seen = await kill_midway(proc, pools, tenant, name, kill_at, chunk, timeout)
+        result.killed_at_seen = await kill_midway(proc, pools, tenant, name, kill_at, chunk, timeout, tick)
         proc = await _start(command, env)  # the same command resumes
         result.starts = 2
         if tick is not None:
             tick(proc.pid)
-    await _finish(proc, f"{fmt} backfill {name}", timeout)
-    await wait_decided(lane, pools, tenant, name, inputs.n)
+    await _finish(proc, f"{fmt} backfill {name}", timeout, tick)
+    await wait_decided(lane, pools, tenant, name, inputs.n, tick=tick)
     result.wall_s = time.perf_counter() - started
     row = await batch_job.get(pools, tenant, name)
     result.row = {k: getattr(row, k) for k in ("state", "seen", "stored", "published", "skipped", "no_text")}
@@ -380,10 +390,10 @@ async def _bench(plan, pipe, inputs: Inputs, tenants: dict[str, str], tag: str, 
     pools = TenantPools(plan.settings, SecretSettings.from_env())
     backfills: list[int] = []
 
-    def tick(pid: int | None = None) -> None:
+    def tick(pid: int | None) -> None:
         if pid is not None:
             backfills.append(pid)
-        if reniced:  # the backfill lowers its own priority when it starts
+        if reniced:  # the backfill lowers its own priority once started; rules workers start later
             renice([*lanes, *backfills[-1:]])
     try:
         runs = []
