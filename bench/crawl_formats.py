@@ -56,8 +56,9 @@ BENCH_PORT_BASE = 18600
 OUT_DIR = Path("artifacts/bench")
 FORMATS = ("omop", "bulk-ndjson")
 POLL_S = 0.5
-#: Give up when the lane finished no note for this long (a stuck lane, not a slow one).
-STALL_S = 300.0
+#: Give up when the lane finished no note for this long (a stuck lane, not a slow one; above the
+#: retry topics' 5 + 30 + 300 s, which the events of a chunk rolled back by the kill may go through).
+STALL_S = 600.0
 #: Seconds per note on top of STALL_S before a run is declared stuck whatever its progress.
 TIMEOUT_PER_NOTE_S = 1.0
 #: Chunks before the kill point from which the backfill is paused for each look at its progress.
@@ -271,7 +272,7 @@ async def decision_count(pools, tenant: str, run: str) -> int:
 
 async def crawl(inputs: Inputs, fmt: str, tenant: str, name: str, *, env: dict, pools, lane: Lane,
                 kill_at: int | None = None, chunk: int = DEFAULT_CHUNK, run_timeout: float | None = None,
-                tick: Callable[[int | None], None] | None = None) -> RunResult:
+                stall_s: float = STALL_S, tick: Callable[[int | None], None] | None = None) -> RunResult:
     """One format through `vigil backfill run` (killed once at ``kill_at`` checkpointed notes and
     resumed, when given) until every note is decided. ``tick(pid)`` is called when a backfill
     process starts and ``tick(None)`` every poll while the run goes on."""
@@ -290,7 +291,7 @@ async def crawl(inputs: Inputs, fmt: str, tenant: str, name: str, *, env: dict, 
         if tick is not None:
             tick(proc.pid)
     await _finish(proc, f"{fmt} backfill {name}", timeout, tick)
-    await wait_decided(lane, pools, tenant, name, inputs.n, tick=tick)
+    await wait_decided(lane, pools, tenant, name, inputs.n, stall_s=stall_s, timeout=run_timeout, tick=tick)
     result.wall_s = time.perf_counter() - started
     row = await batch_job.get(pools, tenant, name)
     result.row = {k: getattr(row, k) for k in ("state", "seen", "stored", "published", "skipped", "no_text")}

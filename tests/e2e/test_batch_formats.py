@@ -115,7 +115,7 @@ async def test_omop_and_bulk_ndjson_give_the_same_decisions_and_a_killed_run_res
         for fmt in crawl_formats.FORMATS:
             runs.append(await crawl_formats.crawl(
                 inputs, fmt, tenants[fmt], f"formats-{fmt}", env=env, pools=pools, lane=lane, chunk=CHUNK,
-                kill_at=NOTES // 2 if fmt == "omop" else None, run_timeout=240))
+                kill_at=NOTES // 2 if fmt == "omop" else None, run_timeout=100, stall_s=60))
     report = await crawl_formats.check(inputs, runs, pools)
 
     omop, ndjson = report["formats"]["omop"], report["formats"]["bulk-ndjson"]
