@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find protos -name '*.proto' 2>/dev/null | sort)
 
-.PHONY: install gen test test-unit test-integration demo bench bench-runtime bench-isolation bench-extraction bench-ehr bench-ingest bench-hl7 bench-grpc bench-writeback bench-roundtrips bench-scheduling bench-crawl test-conversations test-urgent chaos browser dev-up dev-down clean
+.PHONY: install gen test test-unit test-integration demo bench bench-runtime bench-isolation bench-extraction bench-ehr bench-ingest bench-hl7 bench-grpc bench-writeback bench-roundtrips bench-scheduling bench-crawl bench-crawl-formats test-conversations test-urgent chaos browser dev-up dev-down clean
 
 install: $(VENV)/.installed gen
 
@@ -83,6 +83,13 @@ bench-ehr: dev-up
 # A silent crawl of N realistic notes through the batch lane vs bare medspaCy (CRAWL_N, default 2000).
 bench-crawl: dev-up
 	$(PY) -m bench.crawl $(CRAWL_N)
+
+# The same N realistic notes as an OMOP NOTE CSV and as Bulk NDJSON, one fresh tenant each, through
+# `vigil backfill run` (the OMOP run SIGKILLed midway and resumed) and the batch lane: same decisions,
+# no duplicate, no gap (exit 1 otherwise); artifacts/bench/crawl_formats.json. N=10000 unless
+# BENCH_ARGS="--notes N".
+bench-crawl-formats: dev-up
+	$(PY) -m bench.crawl_formats $(BENCH_ARGS)
 
 bench-ingest: dev-up
 	$(PY) -m bench.ingest

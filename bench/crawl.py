@@ -113,7 +113,7 @@ def cpu(pid: int) -> float:
 
 async def committed(settings, tenant: str, group: str, stream: str) -> tuple[int, int]:
     """(offsets committed by ``group`` on the stream, end offsets) summed over partitions."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
     from aiokafka.admin import AIOKafkaAdminClient
 
     kwargs = settings.kafka.client_kwargs()
@@ -121,14 +121,21 @@ async def committed(settings, tenant: str, group: str, stream: str) -> tuple[int
     await consumer.start()
     await admin.start()
     try:
-        topic = f"vigil.{tenant}.{stream}"
-        tps = [TopicPartition(topic, p) for p in sorted(await topic_partitions(consumer, topic))]
-        ends = await consumer.end_offsets(tps)
-        done = await admin.list_consumer_group_offsets(f"vigil.{tenant}.{group}", partitions=tps)
-        return (sum(max(0, done[tp].offset) for tp in tps if tp in done), sum(ends.values()))
+        return await committed_with(consumer, admin, tenant, group, stream)
     finally:
         await admin.close()
         await consumer.stop()
+
+
+async def committed_with(consumer, admin, tenant: str, group: str, stream: str) -> tuple[int, int]:
+    """``committed`` with a started consumer and admin client (kept open by callers that poll)."""
+    from aiokafka import TopicPartition
+
+    topic = f"vigil.{tenant}.{stream}"
+    tps = [TopicPartition(topic, p) for p in sorted(await topic_partitions(consumer, topic))]
+    ends = await consumer.end_offsets(tps)
+    done = await admin.list_consumer_group_offsets(f"vigil.{tenant}.{group}", partitions=tps)
+    return (sum(max(0, done[tp].offset) for tp in tps if tp in done), sum(ends.values()))
 
 
 async def wait_done(settings, n: int, backfill: subprocess.Popen, reniced=()) -> tuple[int, float, int]:

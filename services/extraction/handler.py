@@ -21,7 +21,7 @@ from services.core.agentclients import AgentClients
 from services.core import evidence
 from services.core.bus import Context
 from services.core.crypto import Keyring
-from services.core.errors import FatalError
+from services.core.errors import FatalError, NotFoundError, RetryableError
 from services.core.events import Event
 from services.core.lanes import LANES, REALTIME, Lane, Pacer
 from vigil.v1 import inference_pb2, tools_pb2
@@ -101,8 +101,19 @@ class Extraction:
             SKIPPED.labels(ctx.tenant, "action").inc()
             return
         await self.pacer.wait()  # the batch lane's budget (no limit on the real-time lane)
-        note = await self.clients.call("tools", ctx.tenant, "GetNote", tools_pb2.GetNoteRequest(
-            document_id=data["id"], version=str(data["versionId"]), source=data.get("source") or "ehr"))
+        source = data.get("source") or "ehr"
+        try:
+            note = await self.clients.call("tools", ctx.tenant, "GetNote", tools_pb2.GetNoteRequest(
+                document_id=data["id"], version=str(data["versionId"]), source=source))
+        except NotFoundError as exc:
+            if source != "store" or exc.code != "note_not_found":
+                raise
+            # A writer publishes a chunk's events before its transaction commits (a batch run:
+            # store, publish, checkpoint, commit): the version may not be visible yet. Retried
+            # (quick retries, then the retry topics); a chunk rolled back by a crash ends in the
+            # DLQ once the retries are spent, and the resumed run publishes its notes again.
+            raise RetryableError("the note version is not in the document store (yet)",
+                                 code="note_not_visible") from None
         result = await self.clients.call("inference", ctx.tenant, "Extract", inference_pb2.ExtractRequest(
             document_id=note.document_id, version=note.version, text=note.text))
         out = findings_data(event, note, result)
