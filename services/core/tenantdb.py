@@ -245,12 +245,24 @@ class TenantPools:
                 conn = await self._reader(tenant)
                 try:
                     return await conn.fetch(query, *args)
-                except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.AdminShutdownError, OSError):
-                    self._readers.pop(tenant, None)
-                    conn.terminate()
-                    if attempt == 2:
-                        raise
+                except (asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError) as exc:
+                    broken = exc                # the server dropped the connection
+                except asyncpg.PostgresError:
+                    raise                       # the statement failed; the connection is fine
+                except Exception as exc:        # the client side of a broken connection
+                    broken = exc
+                except BaseException:           # cancelled mid-statement: the connection's state is unknown
+                    self._drop_reader(tenant, conn)
+                    raise
+                self._drop_reader(tenant, conn)
+                if attempt == 2:
+                    raise broken
         raise AssertionError("unreachable")
+
+    def _drop_reader(self, tenant: str, conn: asyncpg.Connection) -> None:
+        if self._readers.get(tenant) is conn:
+            del self._readers[tenant]
+        conn.terminate()
 
     async def close(self) -> None:
         readers, self._readers = list(self._readers.values()), {}
