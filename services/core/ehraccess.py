@@ -27,6 +27,7 @@ CapabilityStatement read when made), replaced when the tenant's base URL or cred
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -76,6 +77,18 @@ class EhrAccess:
         return cls(tenant.id, tenant.fhir_base(ehr_url), credentials)
 
 
+#: The ``<prefix>_...`` tenant settings an ``EhrAccess`` is made of.
+SETTING_NAMES = ("client_id", "private_key_file", "key_alg", "key_id", "scope", "token_url")
+
+
+def _file_stamp(path: str) -> tuple | None:
+    try:
+        st = os.stat(Path(path).expanduser())
+    except (OSError, ValueError):
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
 class EhrClients:
     """One service's EHR clients, one per tenant, under the service's SMART prefix.
 
@@ -90,10 +103,22 @@ class EhrClients:
         self.tenants = tenants
         self._fixed = dict(fixed or {})
         self._clients = FhirClients()
+        self._access: dict[str, tuple[tuple, tuple | None, EhrAccess]] = {}
 
     def access(self, tenant: Tenant) -> EhrAccess:
-        return EhrAccess.from_tenant(tenant, self.ehr_url, self.environment, prefix=self.prefix,
-                                     default_scope=self.default_scope)
+        """The tenant's access, read again (key file parsed) only when its registry entry or its
+        key file (modification time, size, inode) changed since the last call."""
+        entry = (tenant.fhir_base(self.ehr_url),
+                 *(tenant.setting(f"{self.prefix}_{name}") for name in SETTING_NAMES))
+        key_file = tenant.setting(f"{self.prefix}_private_key_file")
+        stamp = _file_stamp(key_file) if key_file else None
+        cached = self._access.get(tenant.id)
+        if cached is not None and cached[0] == entry and cached[1] == stamp:
+            return cached[2]
+        access = EhrAccess.from_tenant(tenant, self.ehr_url, self.environment, prefix=self.prefix,
+                                       default_scope=self.default_scope)
+        self._access[tenant.id] = (entry, stamp, access)
+        return access
 
     async def client(self, tenant: str | Tenant) -> FhirClient:
         tenant_id = tenant if isinstance(tenant, str) else tenant.id

@@ -43,6 +43,8 @@ MAX_PAGES = 1000
 STALE_CONNECTION_ERRORS = (httpx.RemoteProtocolError, httpx.ReadError)
 SAFE_TO_RESEND = ("GET", "HEAD")
 FHIR_JSON = "application/fhir+json"
+#: Type- and system-level request URLs a client keeps parsed (``FhirClient._target``).
+URL_CACHE_SIZE = 64
 ALGORITHMS = ("RS384", "ES384")
 
 
@@ -158,6 +160,7 @@ class FhirClient:
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()
         self._token_url = credentials.token_url if credentials else None
+        self._urls: dict[str, httpx.URL] = {}
 
     async def __aenter__(self) -> "FhirClient":
         await self.start()
@@ -215,7 +218,17 @@ class FhirClient:
     def url(self, path: str) -> str:
         return path if path.startswith("http") else f"{self.base_url}/{path.lstrip('/')}"
 
-    async def _send(self, method: str, url: str, resend: bool, **kwargs) -> httpx.Response:
+    def _target(self, path: str) -> str | httpx.URL:
+        """The request URL; a type- or system-level one (``""`` for Bundles, ``Task``, ``metadata``)
+        parsed once per client (httpx parses a string URL on every request)."""
+        url = self._urls.get(path)
+        if url is None:
+            url = self.url(path)
+            if "/" not in path and "?" not in path and len(self._urls) < URL_CACHE_SIZE:
+                url = self._urls[path] = httpx.URL(url)
+        return url
+
+    async def _send(self, method: str, url: str | httpx.URL, resend: bool, **kwargs) -> httpx.Response:
         """One request; a read (or the token grant) that meets a keep-alive connection the server
         closed while it sat idle in the pool is sent once more, on a fresh connection."""
         try:
@@ -236,7 +249,7 @@ class FhirClient:
             if auth and self.credentials:
                 headers["Authorization"] = f"Bearer {await self.access_token(force=attempt == 2)}"
             try:
-                response = await self._send(method, self.url(path), method in SAFE_TO_RESEND, content=content,
+                response = await self._send(method, self._target(path), method in SAFE_TO_RESEND, content=content,
                                             params=params, headers=headers)
             except httpx.HTTPError as exc:
                 raise classify(exc) from None

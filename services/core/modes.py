@@ -12,7 +12,8 @@ row. The control service owns it: it alone migrates and writes it (``services.co
 behind its SetMode / SetPilot / Kill RPCs; `vigil mode` and `vigil kill` call those), and appends
 every change to the tenant's audit chain in the same transaction. This module only reads.
 
-Reads go through ``ModeStore``'s cache: one query per tenant at most every ``CACHE_TTL_S``
+Reads go through ``ModeStore``'s cache (a ``fresh`` read bypasses it; every read is one statement
+in one round trip, ``TenantPools.read``): one query per tenant at most every ``CACHE_TTL_S``
 seconds, so a change made through the control service takes effect in every process within
 about a second without a restart. Before the control service has ever migrated the table there
 is no override to read: every tenant runs in its registry mode, and nothing can be killed yet.
@@ -41,6 +42,10 @@ log = get_logger("vigil.modes")
 TENANT_WIDE = "*"
 #: Seconds a process reuses a tenant's mode rows (a kill switch takes effect within this).
 CACHE_TTL_S = 1.0
+#: One round trip on the tenant's read connection (``TenantPools.read``): a fresh read (the kill
+#: switch before every write) costs one indexed statement, no checkout or transaction.
+ROWS_QUERY = ("SELECT agent, mode, killed, pilot_practitioners, updated_at, updated_by FROM vigil_modes "
+              "WHERE tenant = $1")
 MODE_RANK = {m: i for i, m in enumerate(MODES)}  # silent 0 < pilot 1 < active 2
 
 #: ``await check(tenant, agent, old_mode, new_mode)`` -> None or a refusal reason.
@@ -105,10 +110,7 @@ class ModeStore:
         if cached and not fresh and now - cached[0] < self.ttl_s:
             return cached[1]
         try:
-            async with self.pools.tx(tenant, readonly=True) as conn:
-                rows = {r["agent"]: dict(r) for r in await conn.fetch(
-                    "SELECT agent, mode, killed, pilot_practitioners, updated_at, updated_by FROM vigil_modes "
-                    "WHERE tenant = $1", tenant)}
+            rows = {r["agent"]: dict(r) for r in await self.pools.read(tenant, ROWS_QUERY, tenant)}
         except asyncpg.UndefinedTableError:  # the control service never ran here: no override exists yet
             if not self._warned_missing:
                 log.warning("modes.table_missing", detail="no overrides; registry modes apply")

@@ -30,6 +30,14 @@ Units of work
   (asyncpg's reset: ROLLBACK if needed, ``RESET ALL``, ``CLOSE ALL``, ``UNLISTEN *``, advisory
   unlocks), and every unit starts with ``RESET ROLE`` (``role`` is not covered by RESET ALL),
   so nothing from one unit of work reaches the next.
+
+Small reads
+  ``await pools.read(tenant, query, *args)`` runs one read-only statement in a single round
+  trip on the tenant's own read connection (one per tenant per process, outside the pool,
+  connected as the tenant's role, ``app.tenant`` and the statement timeout set for the whole
+  session, every transaction read-only): no checkout, no BEGIN / COMMIT, no reset on release.
+  Each statement sees what was committed before it started. For frequent tiny reads such as
+  the mode and kill-switch rows.
 """
 from __future__ import annotations
 
@@ -164,6 +172,8 @@ class TenantPools:
         self.min_size, self.max_size = min_size, max_size
         self.statement_timeout_ms = statement_timeout_ms
         self._pools: TenantCache[asyncpg.Pool] = TenantCache(name="postgres")
+        self._readers: dict[str, asyncpg.Connection] = {}
+        self._reader_locks: dict[str, asyncio.Lock] = {}
 
     async def pool(self, tenant: str) -> asyncpg.Pool:
         tenant = check_tenant_id(tenant)
@@ -207,7 +217,60 @@ class TenantPools:
         finally:
             await pool.release(conn)
 
+    async def _reader(self, tenant: str) -> asyncpg.Connection:
+        conn = self._readers.get(tenant)
+        if conn is not None and not conn.is_closed():
+            return conn
+        with _role_missing(tenant):
+            conn = await asyncpg.connect(self.settings.postgres_dsn, user=tenant_role(tenant),
+                                         password=self.secrets.tenant_password("postgres", tenant))
+        try:
+            await conn.execute("SET default_transaction_read_only = on; "
+                               f"SELECT set_config('app.tenant', {quote_literal(tenant)}, false), "
+                               f"set_config('statement_timeout', '{int(self.statement_timeout_ms)}ms', false)")
+        except BaseException:
+            conn.terminate()
+            raise
+        self._readers[tenant] = conn
+        return conn
+
+    async def read(self, tenant: str, query: str, *args) -> list[asyncpg.Record]:
+        """One read-only statement for ``tenant`` in one round trip (see "Small reads" above). A
+        read connection that broke (server restart, idle disconnect) is replaced and the read sent
+        once more; a failing statement (a missing table, a timeout) raises as usual."""
+        tenant = check_tenant_id(tenant)
+        lock = self._reader_locks.setdefault(tenant, asyncio.Lock())
+        async with lock:  # one statement at a time on a connection
+            for attempt in (1, 2):
+                conn = await self._reader(tenant)
+                try:
+                    return await conn.fetch(query, *args)
+                except (asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError) as exc:
+                    broken = exc                # the server dropped the connection
+                except asyncpg.PostgresError:
+                    raise                       # the statement failed; the connection is fine
+                except Exception as exc:        # the client side of a broken connection
+                    broken = exc
+                except BaseException:           # cancelled mid-statement: the connection's state is unknown
+                    self._drop_reader(tenant, conn)
+                    raise
+                self._drop_reader(tenant, conn)
+                if attempt == 2:
+                    raise broken
+        raise AssertionError("unreachable")
+
+    def _drop_reader(self, tenant: str, conn: asyncpg.Connection) -> None:
+        if self._readers.get(tenant) is conn:
+            del self._readers[tenant]
+        conn.terminate()
+
     async def close(self) -> None:
+        readers, self._readers = list(self._readers.values()), {}
+        for conn in readers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), timeout=5)
+            if not conn.is_closed():
+                conn.terminate()
         await self._pools.close()
 
 

@@ -49,3 +49,31 @@ def test_a_file_that_holds_no_usable_key_is_named_without_its_content(tmp_path):
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
     with pytest.raises(ConfigError, match="EC P-384"):
         _access(_tenant(tmp_path, p256))
+
+
+def test_a_service_reads_a_tenants_key_again_only_when_the_entry_or_the_key_file_changed(tmp_path, monkeypatch):
+    import os
+
+    from services.core import ehraccess
+    from services.core.ehraccess import EhrClients
+
+    pem, _ = new_client_key("ES384")
+    tenant = _tenant(tmp_path, pem)
+    parsed = []
+    real = ehraccess.key_algorithm
+    monkeypatch.setattr(ehraccess, "key_algorithm", lambda p: parsed.append(1) or real(p))
+    clients = EhrClients("http://ehr.example", "dev", prefix="writeback", default_scope="system/Task.cu")
+    first = clients.access(tenant)
+    assert clients.access(tenant) is first and len(parsed) == 1          # the same entry, the same key file
+    assert clients.access(_tenant(tmp_path, None)) is first               # an equal entry (a registry reload)
+    assert len(parsed) == 1
+    scoped = clients.access(_tenant(tmp_path, None, writeback_scope="system/Task.r"))
+    assert scoped.credentials.scope == "system/Task.r" and len(parsed) == 2   # the entry changed
+    rotated, _ = new_client_key("RS384")
+    key = tmp_path / "client.pem"
+    key.write_text(rotated, encoding="ascii")
+    os.utime(key, ns=(1, 1))                                              # a new key file (another stamp)
+    assert clients.access(tenant).credentials.alg == "RS384" and len(parsed) == 3
+    key.unlink()
+    with pytest.raises(ConfigError, match="cannot read"):                 # a key file gone: an error each time
+        clients.access(tenant)

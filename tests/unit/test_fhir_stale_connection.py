@@ -41,3 +41,20 @@ async def test_a_write_is_not_sent_twice():
     with pytest.raises(RetryableError):
         await client_with(1, seen).request("POST", "Patient", json_body={"resourceType": "Patient"})
     assert seen == ["POST"]
+
+
+async def test_type_and_system_level_urls_are_parsed_once_and_requests_reach_the_same_urls():
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200, json={"resourceType": "Bundle", "type": "searchset", "entry": []})
+    fhir = FhirClient("http://ehr.test/fhir/t1", transport=httpx.MockTransport(handler))
+    for _ in range(2):
+        await fhir.transaction({"resourceType": "Bundle", "type": "batch", "entry": []})
+        await fhir.search("Task", {"identifier": "s|1"})
+        await fhir.read("Patient", "p1")
+    assert seen == ["http://ehr.test/fhir/t1/", "http://ehr.test/fhir/t1/Task?identifier=s%7C1",
+                    "http://ehr.test/fhir/t1/Patient/p1"] * 2
+    assert set(fhir._urls) == {"", "Task"}  # noqa: SLF001  (instance-level URLs are not kept)
+    await fhir.close()

@@ -142,3 +142,154 @@ def test_outbound_clients_share_one_verifying_tls_context():
     assert tls_context().verify_mode == ssl.CERT_REQUIRED and tls_context().check_hostname
     own = ssl.create_default_context()
     assert async_client(verify=own)._transport._pool._ssl_context is own  # noqa: SLF001  (a caller's own is kept)
+
+
+def test_outbound_clients_connect_through_asyncio_streams_with_httpx_unchanged_above():
+    from services.core import httpnet
+    from services.core.httpclient import async_client, tls_context
+
+    client = async_client(timeout=3)
+    pool = client._transport._pool  # noqa: SLF001
+    assert isinstance(client._transport, httpx.AsyncHTTPTransport)  # noqa: SLF001
+    assert pool._network_backend is httpnet.BACKEND and pool._ssl_context is tls_context()  # noqa: SLF001
+    own = httpx.MockTransport(lambda request: httpx.Response(204))
+    assert async_client(transport=own)._transport is own  # noqa: SLF001  (a caller's transport is kept)
+
+
+async def test_the_asyncio_backend_reuses_keep_alive_connections_and_sees_a_server_close():
+    """Requests share a kept-alive connection; one the server closed while idle is not reused (no error),
+    and a refused connection or a timeout is httpx's own exception."""
+    from services.core.httpclient import async_client
+
+    served: list[int] = []
+    close_next = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served.append(1)
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            if b"/slow" in head:
+                await asyncio.sleep(1)
+            body = b'{"ok": true}'
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                         % (len(body), body))
+            await writer.drain()
+            if close_next.is_set():
+                await asyncio.sleep(0.05)
+                writer.close()   # the server drops the idle keep-alive connection
+                return
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with async_client(timeout=httpx.Timeout(5, read=0.3)) as http:
+            for _ in range(3):
+                assert (await http.get(f"http://127.0.0.1:{port}/a")).json() == {"ok": True}
+            assert len(served) == 1                                    # one connection, kept alive
+            close_next.set()
+            await http.get(f"http://127.0.0.1:{port}/b")
+            await asyncio.sleep(0.2)                                   # the close arrives while idle
+            close_next.clear()
+            assert (await http.get(f"http://127.0.0.1:{port}/c")).status_code == 200
+            assert len(served) == 2                                    # a new connection, no error
+            with pytest.raises(httpx.ReadTimeout):
+                await http.get(f"http://127.0.0.1:{port}/slow")
+    finally:
+        server.close()
+        await server.wait_closed()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    async with async_client(timeout=3) as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get(f"http://127.0.0.1:{free}/")
+
+
+def _self_signed(tmp_path, host: str):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    return tmp_path / "cert.pem", tmp_path / "key.pem"
+
+
+async def test_the_asyncio_backend_speaks_tls_and_verifies_the_server(tmp_path):
+    import ssl
+
+    from services.core.httpclient import async_client
+
+    cert, key = _self_signed(tmp_path, "localhost")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    trusting = ssl.create_default_context(cafile=str(cert))
+    try:
+        async with async_client(verify=trusting, timeout=5) as http:
+            for _ in range(2):
+                assert (await http.get(f"https://localhost:{port}/")).text == "ok"
+        async with async_client(timeout=5) as http:                    # the shared context does not trust it
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await http.get(f"https://localhost:{port}/")
+        async with async_client(verify=trusting, timeout=5) as http:  # the certificate names another host
+            with pytest.raises(httpx.ConnectError):
+                await http.get(f"https://127.0.0.1:{port}/")
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_requests_head_and_body_leave_in_one_write_before_its_answer_is_read():
+    from services.core.httpnet import COALESCE_BYTES, AsyncioStream
+
+    class Transport:
+        def get_write_buffer_size(self) -> int:
+            return 0
+
+    class Writer:
+        transport = Transport()
+
+        def __init__(self) -> None:
+            self.sent: list[bytes] = []
+
+        def is_closing(self) -> bool:
+            return False
+
+        def write(self, data: bytes) -> None:
+            self.sent.append(data)
+
+    reader, writer = asyncio.StreamReader(), Writer()
+    stream = AsyncioStream(reader, writer)  # type: ignore[arg-type]
+    await stream.write(b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n")
+    await stream.write(b"{}")
+    assert writer.sent == []                                   # queued until the answer is awaited
+    reader.feed_data(b"HTTP/1.1 200 OK\r\n")
+    assert await stream.read(100) == b"HTTP/1.1 200 OK\r\n"
+    assert writer.sent == [b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"]
+    await stream.write(b"x" * COALESCE_BYTES)                  # a large body goes out at once
+    assert len(writer.sent) == 2

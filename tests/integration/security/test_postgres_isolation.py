@@ -189,3 +189,24 @@ async def test_enable_tenant_rls_and_installed_tenant_tx(pools, two_tenants, adm
                 await conn.execute("DELETE FROM vigil_security_rls_helper WHERE tenant = $1", a)
     finally:
         tenantdb.install(None)
+
+
+async def test_the_read_connection_sees_only_its_tenant_reads_only_and_survives_a_dropped_connection(
+        pools, two_tenants, admin_pool):
+    a, b = two_tenants
+    await _seed(pools, a, "p1", "a-value")
+    await _seed(pools, b, "p1", "b-value")
+    query = f"SELECT tenant, value FROM {T} ORDER BY patient"
+    assert [tuple(r) for r in await pools.read(a, query)] == [(a, "a-value")]
+    assert [tuple(r) for r in await pools.read(b, query)] == [(b, "b-value")]
+    who = (await pools.read(a, "SELECT session_user AS s, current_setting('app.tenant', true) AS t"))[0]
+    assert (who["s"], who["t"]) == (tenant_role(a), a)
+    with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+        await pools.read(b, f"INSERT INTO {T} (tenant, patient, value) VALUES ($1, 'p2', 'x')", b)
+    await _seed(pools, b, "p3", "committed")              # committed elsewhere: the next read sees it
+    assert [r["value"] for r in await pools.read(b, query)] == ["b-value", "committed"]
+    async with admin_pool.acquire() as conn:              # the server drops the read connection
+        dropped = await conn.fetchval("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                      "WHERE usename = $1 AND state = 'idle'", tenant_role(b))
+    assert dropped >= 1
+    assert [r["value"] for r in await pools.read(b, query)] == ["b-value", "committed"]  # replaced, read again
