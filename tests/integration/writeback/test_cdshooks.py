@@ -65,7 +65,7 @@ async def test_discovery_cards_and_feedback(wb_tenant, cds):
     async with wb.host(stages=CARD_STAGES):
         await wb.publish("actions", [ev])
         await wb.wait(lambda: written(wb, ev.data["decisionId"]))
-        await wb.wait(lambda: _projected(wb, ev.data["decisionId"], task=True))  # cdshooks' read model has it
+        await wb.wait(lambda: projected(wb, ev.data["decisionId"], task=True))  # cdshooks' read model has it
     found = (await cds.get(f"/{wb.tenant}/cds-services")).json()
     assert [s["id"] for s in found["services"]] == ["irae-patient-view"]
     assert found["services"][0]["hook"] == "patient-view"
@@ -194,7 +194,7 @@ async def test_a_tenant_without_fhir_results_gets_one_card_per_open_episode(wb_t
         await wb.publish("actions", list(events))
         await wb.wait(lambda: _all_recorded(wb, [e.data["decisionId"] for e in events]))
         for e in (first, second):
-            await wb.wait(lambda e=e: _projected(wb, e.data["decisionId"]))
+            await wb.wait(lambda e=e: projected(wb, e.data["decisionId"]))
     assert await wb.count("Task", patient=pid) == 0  # nothing written to the EHR
 
     auth = {"Authorization": f"Bearer {token(cds, wb.tenant)}"}
@@ -231,7 +231,7 @@ async def _finding(wb, decision_id: str) -> dict | None:
     return dict(row) if row else None
 
 
-async def _projected(wb, decision_id: str, *, task: bool = False) -> dict | None:
+async def projected(wb, decision_id: str, *, task: bool = False) -> dict | None:
     row = await _finding(wb, decision_id)
     return row if row and row["kind"] and (row["task_id"] or not task) else None
 
@@ -344,7 +344,7 @@ async def test_cards_come_from_the_events_and_replays_change_nothing(wb_tenant, 
     did = ev.data["decisionId"]
     async with wb.host(stages=("writeback", "cdshooks-actions")):
         await _send(wb, "actions", [ev])
-        row = await wb.wait(lambda: _projected(wb, did, task=True))
+        row = await wb.wait(lambda: projected(wb, did, task=True))
     with pytest.raises(NotFoundError):
         await wb.ledger.get(wb.tenant, did)
     (task,) = await wb.ehr.client.search("Task", {"patient": pid})
@@ -372,7 +372,7 @@ async def test_cards_come_from_the_events_and_replays_change_nothing(wb_tenant, 
         await _send(wb, "actions", [ev, fresh, written_again, written_again, sentinel])
         await _send(wb, "feedback", [updated, dataclasses.replace(updated, id=str(uuid.uuid4())), overridden,
                                      _task_updated(wb, pid, "sentinel", "accepted", ["sentinel-" + did])])
-        await wb.wait(lambda: _projected(wb, sentinel.data["decisionId"]))
+        await wb.wait(lambda: projected(wb, sentinel.data["decisionId"]))
         await wb.wait(lambda: _finding(wb, "sentinel-" + did))
     assert await _finding(wb, did) == before
     assert await _cards(cds, wb, pid) == []  # the sentinel has no Task
@@ -395,8 +395,8 @@ async def test_task_and_answer_before_the_decision_end_as_in_order(wb_tenant, cd
         assert row["task_id"] == "task-a" and row["kind"] is None
         assert await _cards(cds, wb, pid) == []  # a Task without its decision is not a card yet
         await _send(wb, "actions", [first, second])
-        await wb.wait(lambda: _projected(wb, first.data["decisionId"], task=True))
-        await wb.wait(lambda: _projected(wb, second.data["decisionId"], task=True))
+        await wb.wait(lambda: projected(wb, first.data["decisionId"], task=True))
+        await wb.wait(lambda: projected(wb, second.data["decisionId"], task=True))
     (card,) = await _cards(cds, wb, pid)
     assert card["summary"] == "[AI] Possible irAE: colitis, grade 3" and card["indicator"] == "critical"
     assert card["extension"]["vigil-task"] == "Task/task-a"
@@ -421,7 +421,7 @@ async def test_the_cdshooks_app_runs_its_read_model_stages(wb_tenant, tmp_path):
             client.key, client.kid = pem, jwk["kid"]
             assert (await client.get("/healthz")).json() == {"status": "ok"}
             await _send(wb, "actions", [ev, _written_event(wb, ev, "task-app")])
-            await wb.wait(lambda: _projected(wb, ev.data["decisionId"], task=True))
+            await wb.wait(lambda: projected(wb, ev.data["decisionId"], task=True))
             (card,) = await _cards(client, wb, pid)
             assert card["extension"]["vigil-task"] == "Task/task-app" and card["indicator"] == "critical"
             await _send(wb, "feedback", [_task_updated(wb, pid, "task-app", "completed", [ev.data["decisionId"]])])

@@ -6,7 +6,7 @@ from services.core.integration import parse as parse_profile
 from services.core.tenancy import Registry, Tenant
 from services.writeback import resources as R
 from tests.fixtures.kafka import wait_idle
-from tests.integration.writeback.test_cdshooks import cds, hook_body, token  # noqa: F401 (cds: a fixture)
+from tests.integration.writeback.test_cdshooks import CARD_STAGES, projected, cds, hook_body, token  # noqa: F401 (cds: a fixture)
 from tests.integration.writeback.test_writeback import counts, patient, written
 
 
@@ -83,9 +83,10 @@ async def test_no_cds_service_when_the_profile_does_not_deliver_cards(wb_tenant,
     settings = dict(wb.deps.directory.get(wb.tenant).settings)
     pid = await patient(wb)
     ev = wb.decision(pid, await wb.note(pid), kind="urgent-task", grade=3)
-    async with wb.host():
+    async with wb.host(stages=CARD_STAGES):
         await wb.publish("actions", [ev])
         await wb.wait(lambda: written(wb, ev.data["decisionId"]))
+        await wb.wait(lambda: projected(wb, ev.data["decisionId"], task=True))  # cdshooks' read model has it
     url = f"/{wb.tenant}/cds-services/irae-patient-view"
     r = await cds.post(url, json=hook_body(pid), headers={"Authorization": f"Bearer {token(cds, wb.tenant)}"})
     assert r.status_code == 200 and len(r.json()["cards"]) == 1, "with the default profile, one card"
