@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-import openai
 
 from services.core.errors import RetryableError, from_http_status
 from services.core.logging import get_logger
@@ -65,6 +64,9 @@ class ChatClient:
     """One ``AsyncOpenAI`` client per tenant endpoint (its own connection pool)."""
 
     def __init__(self, config: LlmConfig, policy: RetryPolicy = RetryPolicy()):
+        import openai  # here, not at module import: a rules-only process never loads the SDK (~0.9 s of CPU)
+
+        self._errors = openai
         self.config = config
         self.policy = policy
         self._client = openai.AsyncOpenAI(base_url=config.base_url, api_key=config.api_key, max_retries=0,
@@ -98,12 +100,12 @@ class ChatClient:
             attempt += 1
             try:
                 return await self._client.chat.completions.create(model=self.config.model, **kwargs), attempt
-            except openai.APIStatusError as exc:
+            except self._errors.APIStatusError as exc:
                 err = from_http_status(exc.status_code, f"LLM endpoint answered HTTP {exc.status_code}",
                                        exc.response.headers.get("retry-after"))
-            except openai.APITimeoutError:
+            except self._errors.APITimeoutError:
                 err = RetryableError("LLM endpoint timed out", code="timeout")
-            except openai.APIConnectionError:
+            except self._errors.APIConnectionError:
                 err = RetryableError("LLM endpoint unreachable", code="connection")
             if not isinstance(err, RetryableError):
                 raise err
