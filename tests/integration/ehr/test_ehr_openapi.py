@@ -6,15 +6,17 @@ import asyncio
 
 import httpx
 import pytest
-import schemathesis
 
-from tests.fixtures.conformance import run_schemathesis
 
 pytestmark = pytest.mark.integration
 EXAMPLES_PER_OPERATION = 10
 
 
 async def test_the_sandbox_conforms_to_its_openapi_document(ehr_server, ehr_tenant):
+    import schemathesis  # here: every worker collects this module, few run it
+
+    from tests.fixtures.conformance import run_schemathesis
+
     token = await ehr_tenant.client.access_token(force=True)
     async with httpx.AsyncClient() as http:
         response = await http.get(f"{ehr_server.url}/openapi.json")

@@ -9,14 +9,12 @@ from dataclasses import replace
 
 import httpx
 import pytest
-import schemathesis
 
 from services.core.integration import parse as parse_profile
 from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry
 from services.ingest.receiver import auth
 from services.ingest.receiver.app import ReceiverContext, create_app
-from tests.fixtures.conformance import run_schemathesis
 
 pytestmark = pytest.mark.integration
 SECRETS = SecretSettings.from_env({"VIGIL_ENV": "test"})
@@ -24,6 +22,10 @@ EXAMPLES_PER_OPERATION = 100
 
 
 async def test_the_receiver_conforms_to_its_openapi_document(ingest, tmp_path):
+    import schemathesis  # here: every worker collects this module, few run it
+
+    from tests.fixtures.conformance import run_schemathesis
+
     # Both subscription styles, so the R4 route runs its handler (and its catch-up search) too.
     profile = parse_profile(ingest.tenant.id, {"triggers": ["backport-topic", "r4-criteria", "hl7v2-feed"]})
     registry = Registry(tmp_path / "tenants.toml", [replace(ingest.tenant, integration=profile)])
