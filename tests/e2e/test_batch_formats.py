@@ -37,7 +37,6 @@ NOTES = 40
 CHUNK = 5
 TOKEN_KEY = "k" * 48
 
-pytestmark = pytest.mark.xdist_group("batch-lane")
 
 
 @pytest.fixture
