@@ -164,30 +164,3 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip(f"shared test data not found at {SHARED_DATA}")
     return SHARED_DATA
-
-
-#: Where each area's modules go in the run (fraction of the order they are spread over): the
-#: end-to-end and integration modules are spread over the first three quarters, the unit modules
-#: over the whole run, so the last tests handed out are mostly short ones.
-SPREAD = {"e2e": 0.75, "integration": 0.75}
-
-
-def pytest_collection_modifyitems(session, config, items) -> None:
-    """Spread the slow areas through the run, a module at a time.
-
-    pytest-xdist gives each worker a run of consecutive tests to start with; in collection order
-    the 14 end-to-end tests came first, so one worker got all of them (about five minutes of work)
-    while the others ran unit tests. Each module's tests stay together and in order (module
-    fixtures are set up once); the order is the same on every worker, as xdist requires."""
-    modules: dict[str, list] = {}
-    for item in items:
-        modules.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
-    areas: dict[str, list[str]] = {}
-    for path in modules:
-        parts = path.split("/")
-        areas.setdefault(parts[1] if len(parts) > 2 and parts[0] == "tests" else "", []).append(path)
-    keyed = []
-    for area, paths in areas.items():
-        span = SPREAD.get(area, 1.0)
-        keyed += [((i + 0.5) / len(paths) * span, area, path) for i, path in enumerate(paths)]
-    items[:] = [item for _, _, path in sorted(keyed) for item in modules[path]]
