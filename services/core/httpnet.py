@@ -7,9 +7,7 @@ and polling the socket. On a service that makes a few small requests per event t
 is a large share of its CPU. This backend does the same work on asyncio's own streams:
 
 - reads and writes: ``asyncio.StreamReader`` / ``StreamWriter`` (a write goes to the transport's
-  buffer; only a full buffer waits), ``asyncio.timeout`` for the request's timeouts; a request's
-  head and body leave in one ``send`` (h11 hands them over separately, which on a loopback or
-  LAN connection costs a second system call and a second wake-up of the server);
+  buffer; only a full buffer waits), ``asyncio.timeout`` for the request's timeouts;
 - "did the server close this idle connection?": the event loop reads every socket as data
   arrives, so a close is already in the stream (EOF or an error) - no system call per check;
 - TLS: ``StreamWriter.start_tls`` with the caller's ``SSLContext`` (certificate verification as
@@ -38,9 +36,6 @@ _TLS_ERRORS = {TimeoutError: httpcore.ConnectTimeout, ssl.SSLError: httpcore.Con
                OSError: httpcore.ConnectError}
 #: Bytes a write may leave in the transport's buffer before it waits for the socket to drain.
 WRITE_HIGH_WATER = 256 * 1024
-#: A request's parts (h11 writes the head and the body separately) are queued and sent together
-#: when its answer is read - one system call instead of two; a queue this large goes out at once.
-COALESCE_BYTES = 64 * 1024
 
 
 def _mapped(exc: BaseException, table: dict) -> BaseException | None:
@@ -51,16 +46,12 @@ def _mapped(exc: BaseException, table: dict) -> BaseException | None:
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):
-    __slots__ = ("_reader", "_writer", "_pending", "_pending_size")
+    __slots__ = ("_reader", "_writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader, self._writer = reader, writer
-        self._pending: list[bytes] = []
-        self._pending_size = 0
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        if self._pending:  # the request goes out before its answer is awaited
-            await self._flush(timeout)
         try:
             if timeout is None:
                 return await self._reader.read(max_bytes)
@@ -70,24 +61,13 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise _mapped(exc, _READ_ERRORS) from exc
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        """Queue ``buffer``; it is sent with the rest of the request (headers and body in one
-        system call) when the answer is read, or at once when the queue reaches ``COALESCE_BYTES``."""
         if not buffer:
             return
-        if self._writer.is_closing():
-            raise httpcore.WriteError("the connection is closed")
-        self._pending.append(buffer)
-        self._pending_size += len(buffer)
-        if self._pending_size >= COALESCE_BYTES:
-            await self._flush(timeout)
-
-    async def _flush(self, timeout: float | None) -> None:
-        pending, self._pending, self._pending_size = self._pending, [], 0
         writer = self._writer
         try:
             if writer.is_closing():
                 raise ConnectionResetError("the connection is closed")
-            writer.write(pending[0] if len(pending) == 1 else b"".join(pending))
+            writer.write(buffer)
             if writer.transport.get_write_buffer_size() <= WRITE_HIGH_WATER:
                 return
             if timeout is None:
@@ -103,8 +83,6 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
     async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
                         timeout: float | None = None) -> httpcore.AsyncNetworkStream:
-        if self._pending:
-            await self._flush(timeout)
         try:
             async with asyncio.timeout(timeout):
                 await self._writer.start_tls(ssl_context, server_hostname=server_hostname)

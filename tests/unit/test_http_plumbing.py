@@ -262,34 +262,3 @@ async def test_the_asyncio_backend_speaks_tls_and_verifies_the_server(tmp_path):
     finally:
         server.close()
         await server.wait_closed()
-
-
-async def test_a_requests_head_and_body_leave_in_one_write_before_its_answer_is_read():
-    from services.core.httpnet import COALESCE_BYTES, AsyncioStream
-
-    class Transport:
-        def get_write_buffer_size(self) -> int:
-            return 0
-
-    class Writer:
-        transport = Transport()
-
-        def __init__(self) -> None:
-            self.sent: list[bytes] = []
-
-        def is_closing(self) -> bool:
-            return False
-
-        def write(self, data: bytes) -> None:
-            self.sent.append(data)
-
-    reader, writer = asyncio.StreamReader(), Writer()
-    stream = AsyncioStream(reader, writer)  # type: ignore[arg-type]
-    await stream.write(b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n")
-    await stream.write(b"{}")
-    assert writer.sent == []                                   # queued until the answer is awaited
-    reader.feed_data(b"HTTP/1.1 200 OK\r\n")
-    assert await stream.read(100) == b"HTTP/1.1 200 OK\r\n"
-    assert writer.sent == [b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"]
-    await stream.write(b"x" * COALESCE_BYTES)                  # a large body goes out at once
-    assert len(writer.sent) == 2
