@@ -36,8 +36,6 @@ from services.core.config import Settings
 from services.core.db import create_pool
 from services.core.events import Event
 from services.core.fhir import FhirClient
-from services.core import httpnet
-from services.core.httpclient import tls_context
 from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry, Tenant, topic_name
 from services.core.tenantdb import TenantPools, provision_tenant_role, quote_ident, tenant_role
@@ -65,8 +63,7 @@ class Counting(httpx.AsyncBaseTransport):
     """Counts the FHIR interactions that reach the EHR (not the token grant or metadata)."""
 
     def __init__(self, limit: int):
-        # The transport every outbound client gets (services.core.httpclient: asyncio streams).
-        self.inner = httpnet.transport(limits=httpx.Limits(max_connections=limit), verify=tls_context())
+        self.inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=limit))
         self.requests = 0
 
     async def handle_async_request(self, request):
