@@ -3,8 +3,7 @@
 httpx builds a new TLS context for every client it creates (loading the CA bundle costs tens of
 milliseconds of CPU each time). The process keeps one verifying context, created on first use,
 and every client shares it; certificate verification stays on. A caller that passes its own
-``verify`` (a context of its own, a CA file) keeps it. Connections run on asyncio streams
-(``services.core.httpnet``) unless the caller passes a transport of its own.
+``verify`` (a context of its own, a CA file) keeps it.
 """
 from __future__ import annotations
 
@@ -12,8 +11,6 @@ import ssl
 import threading
 
 import httpx
-
-from services.core import httpnet
 
 _lock = threading.Lock()
 _context: ssl.SSLContext | None = None
@@ -30,14 +27,8 @@ def tls_context() -> ssl.SSLContext:
 
 
 def async_client(**kwargs) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient``; unless the caller passes a transport of its own, its direct
-    connections run on asyncio streams (``httpnet``: the same pool, limits, TLS context, proxies
-    from the environment and errors, less CPU)."""
     kwargs.setdefault("verify", tls_context())
-    client = httpx.AsyncClient(**kwargs)
-    if kwargs.get("transport") is None:
-        httpnet.use_asyncio(client._transport)  # noqa: SLF001  (the client's default transport)
-    return client
+    return httpx.AsyncClient(**kwargs)
 
 
 __all__ = ["async_client", "tls_context"]
