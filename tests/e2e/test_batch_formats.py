@@ -24,14 +24,14 @@ from services.core.db import create_pool, ensure_schema
 from services.core.grpc.settings import GrpcSettings
 from services.core.lanes import BATCH, LANES
 from services.core.tenancy import Registry, Tenant
-from services.core.tenantdb import TenantPools, provision_tenant_role, quote_ident, tenant_role
+from services.core.tenantdb import TenantPools, provision_tenant_role
 from services.core.topics import ensure_tenant_topics
 from services.extraction import app as extraction_app
 from services.inference import app as inference_app
 from services.ingest.store import schema as ingest_schema
 from services.tools import app as tools_app
 from services.triage import app as triage_app, episodes, ledger
-from tests.fixtures.writeback import FAST_RETRY, FAST_TUNING
+from tests.fixtures.writeback import FAST_RETRY, FAST_TUNING, drop_tenant
 
 NOTES = 40
 CHUNK = 5
@@ -63,13 +63,7 @@ async def two_tenants(stack, wb_secrets, tmp_path):
     finally:
         await pools.close()
         for t in ids:
-            await kv.remove_tenant_user(stack, t)
-            async with admin.acquire() as conn:
-                await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
-                                   tenant_role(t))
-                with contextlib.suppress(Exception):
-                    await conn.execute(f"DROP OWNED BY {quote_ident(tenant_role(t))}")
-                    await conn.execute(f"DROP ROLE IF EXISTS {quote_ident(tenant_role(t))}")
+            await drop_tenant(stack, admin, t)
         await admin.close()
 
 
