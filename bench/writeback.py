@@ -36,6 +36,8 @@ from services.core.config import Settings
 from services.core.db import create_pool
 from services.core.events import Event
 from services.core.fhir import FhirClient
+from services.core.httpclient import tls_context
+from services.core.httptransport import AiohttpTransport
 from services.core.secrets import SecretSettings
 from services.core.tenancy import Registry, Tenant, topic_name
 from services.core.tenantdb import TenantPools, provision_tenant_role, quote_ident, tenant_role
@@ -60,10 +62,11 @@ def decision(run: str, i: int) -> dict:
 
 
 class Counting(httpx.AsyncBaseTransport):
-    """Counts the FHIR interactions that reach the EHR (not the token grant or metadata)."""
+    """Counts the FHIR interactions that reach the EHR (not the token grant or metadata), over the
+    transport every outbound client gets (``async_client``)."""
 
     def __init__(self, limit: int):
-        self.inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=limit))
+        self.inner = AiohttpTransport(verify=tls_context(), limits=httpx.Limits(max_connections=limit))
         self.requests = 0
 
     async def handle_async_request(self, request):

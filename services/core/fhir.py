@@ -26,6 +26,7 @@ import httpx
 import jwt
 
 from services.core.errors import FatalError, RetryableError, VigilError, classify, from_http_status
+from services.core import jsoncodec
 from services.core.httpclient import async_client
 from services.core.tenantcache import TenantCache
 
@@ -243,7 +244,7 @@ class FhirClient:
         headers = dict(headers or {})
         content = None
         if json_body is not None:
-            content = json.dumps(json_body).encode()
+            content = jsoncodec.dumps(json_body)
             headers["Content-Type"] = FHIR_JSON
         for attempt in (1, 2):
             if auth and self.credentials:
@@ -285,13 +286,13 @@ class FhirClient:
     async def _json(self, method: str, path: str, **kwargs) -> dict:
         response = await self.request(method, path, **kwargs)
         try:
-            return response.json()
+            return jsoncodec.loads(response.content)
         except ValueError:
             raise FatalError(f"{method} {path}: response is not JSON", code="bad_response") from None
 
     @staticmethod
     def _write_result(response: httpx.Response) -> WriteResult:
-        body = response.json() if response.content else None
+        body = jsoncodec.loads(response.content) if response.content else None
         return WriteResult(response.status_code, body if isinstance(body, dict) else None,
                            response.headers.get("location"), response.headers.get("etag"))
 

@@ -130,15 +130,3 @@ def test_no_service_hand_rolls_its_serve_loop():
              if needle in path.read_text(encoding="utf-8")]
     assert found == []
 
-
-def test_outbound_clients_share_one_verifying_tls_context():
-    import ssl
-
-    from services.core.httpclient import async_client, tls_context
-
-    first, second = async_client(), async_client(timeout=3)
-    contexts = {id(c._transport._pool._ssl_context) for c in (first, second)}  # noqa: SLF001
-    assert contexts == {id(tls_context())}
-    assert tls_context().verify_mode == ssl.CERT_REQUIRED and tls_context().check_hostname
-    own = ssl.create_default_context()
-    assert async_client(verify=own)._transport._pool._ssl_context is own  # noqa: SLF001  (a caller's own is kept)
