@@ -32,3 +32,24 @@ def test_a_bad_retry_setting_names_the_variable(env):
     with pytest.raises(ConfigError) as exc:
         RetryPolicy().with_env(env)
     assert next(iter(env)) in str(exc.value)
+
+
+def test_session_timeout_from_the_environment(monkeypatch):
+    from services.core.bus.policy import SESSION_TIMEOUT_MS, ConsumerTuning, session_timeout_ms
+
+    assert session_timeout_ms({}) == SESSION_TIMEOUT_MS == 6000
+    assert session_timeout_ms({"VIGIL_KAFKA_SESSION_TIMEOUT_MS": "2000"}) == 2000
+    monkeypatch.setenv("VIGIL_KAFKA_SESSION_TIMEOUT_MS", "4000")
+    assert ConsumerTuning().session_timeout_ms == 4000  # read when a tuning is made
+    assert ConsumerTuning(session_timeout_ms=9000).session_timeout_ms == 9000
+    monkeypatch.delenv("VIGIL_KAFKA_SESSION_TIMEOUT_MS")
+    assert ConsumerTuning().session_timeout_ms == 6000
+
+
+@pytest.mark.parametrize("raw", ["1500", "1s", "-2000", "1800001"])
+def test_a_bad_session_timeout_names_the_variable(raw):
+    from services.core.bus.policy import session_timeout_ms
+
+    with pytest.raises(ConfigError) as exc:
+        session_timeout_ms({"VIGIL_KAFKA_SESSION_TIMEOUT_MS": raw})
+    assert "VIGIL_KAFKA_SESSION_TIMEOUT_MS" in str(exc.value)

@@ -13,11 +13,15 @@ A stage process takes its schedule from the environment (``RetryPolicy.with_env`
 its own process, so these are per stage): ``VIGIL_RETRY_BACKOFF_S`` ("5,30,300": one retry topic
 per entry), ``VIGIL_RETRY_QUICK_ATTEMPTS``. A dead-letter drill runs with "1,2" and 1 quick try:
 a poison event reaches the dead-letter topic in seconds instead of minutes.
+``VIGIL_KAFKA_SESSION_TIMEOUT_MS`` sets a stage consumer's session timeout (``ConsumerTuning``):
+the dev broker (Tansu) holds a group's JoinGroup for about half of it (whole seconds; Apache
+Kafka waits ``group.initial.rebalance.delay.ms`` instead), so the test suite runs with 2000.
 """
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass, replace
+import os
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 QUICK_ATTEMPTS = 3
@@ -37,6 +41,9 @@ POLL_TIMEOUT_MS = 200
 #: Tansu joins groups quickly only with short timeouts; heartbeat < session / 3.
 SESSION_TIMEOUT_MS = 6_000
 HEARTBEAT_INTERVAL_MS = 500
+#: ``VIGIL_KAFKA_SESSION_TIMEOUT_MS`` may not go below three heartbeats, nor above Kafka's
+#: default ``group.max.session.timeout.ms``.
+SESSION_TIMEOUT_RANGE_MS = (3 * HEARTBEAT_INTERVAL_MS + 1, 1_800_000)
 REBALANCE_TIMEOUT_MS = 6_000
 MAX_POLL_INTERVAL_MS = 60_000
 #: A fetch long-polls at most this long for partitions with nothing new. The client keeps one
@@ -102,11 +109,25 @@ class RetryPolicy:
         return policy
 
 
+def session_timeout_ms(env: Mapping[str, str]) -> int:
+    """``VIGIL_KAFKA_SESSION_TIMEOUT_MS`` where set, else ``SESSION_TIMEOUT_MS``."""
+    raw = (env.get("VIGIL_KAFKA_SESSION_TIMEOUT_MS") or "").strip()
+    if not raw:
+        return SESSION_TIMEOUT_MS
+    low, high = SESSION_TIMEOUT_RANGE_MS
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        from services.core.config import ConfigError
+
+        raise ConfigError(f"VIGIL_KAFKA_SESSION_TIMEOUT_MS={raw!r}: expected whole milliseconds, {low}-{high} "
+                          f"(more than three {HEARTBEAT_INTERVAL_MS} ms heartbeats)")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class ConsumerTuning:
     max_batch: int = MAX_BATCH
     poll_timeout_ms: int = POLL_TIMEOUT_MS
-    session_timeout_ms: int = SESSION_TIMEOUT_MS
+    session_timeout_ms: int = field(default_factory=lambda: session_timeout_ms(os.environ))
     heartbeat_interval_ms: int = HEARTBEAT_INTERVAL_MS
     rebalance_timeout_ms: int = REBALANCE_TIMEOUT_MS
     max_poll_interval_ms: int = MAX_POLL_INTERVAL_MS
