@@ -19,10 +19,12 @@ from pathlib import Path
 
 BACKEND = os.environ.get("VIGIL_TEST_BACKEND", "embedded")
 if BACKEND == "embedded":
-    # Tansu holds a consumer group's JoinGroup for about half the session timeout: 1 s instead of
-    # 3 s for every stage a test starts. Set before any tuning is made; stage processes a test
-    # starts inherit it. (Apache Kafka refuses sessions under group.min.session.timeout.ms, 6 s.)
-    os.environ.setdefault("VIGIL_KAFKA_SESSION_TIMEOUT_MS", "2000")
+    # Tansu holds a consumer group's JoinGroup for about half the session timeout, in whole
+    # seconds: 2 s instead of 3 s for every stage a test starts. (2000 would make it 1 s, but a
+    # loaded 2-core machine then missed heartbeats for 2 s and a group rebalanced mid-test.) Set
+    # before any tuning is made; stage processes a test starts inherit it. Apache Kafka refuses
+    # sessions under group.min.session.timeout.ms (6 s), hence the embedded stack only.
+    os.environ.setdefault("VIGIL_KAFKA_SESSION_TIMEOUT_MS", "4000")
 
 import pytest  # noqa: E402
 

@@ -7,7 +7,8 @@ lanes run concurrently, records within a lane strictly in order. Outputs, retry 
 dead-letter records are queued during the lanes and handed to the producer together after
 them (one produce request per broker instead of a trickle; a lane that replays parked events
 sends what is queued first, so a key's outputs keep their order). Then the batch's tail -
-await every produce (acks=all), then mark the ledger and commit - runs in the background while
+await every produce (acks=all), then mark the ledger and commit (the offsets of finished batches
+are committed at most every ``tuning.commit_interval_ms``, and on stop) - runs in the background while
 the next batch is polled and handled (a lane yields every ``YIELD_EVERY`` events so the tail
 advances meanwhile): at most two batches are in flight, tails finish in order
 (a batch's tail starts only after the previous one committed), and the next batch's ledger
@@ -71,6 +72,8 @@ class StageRunner:
         self._topics: dict[str, str] = {}
         self._paused: dict[TopicPartition, float] = {}
         self._positions: dict[TopicPartition, int] = {}
+        self._uncommitted: dict[TopicPartition, int] = {}  # finished batches' offsets, not committed yet
+        self._committed_at = 0.0  # time.monotonic() of the last commit
         self._tail: Tail | None = None  # the previous batch: acks, ledger and commit still running
         self._deadlines = Deadlines(spec.tuning.handler_timeout_s)
         self._consumer: AIOKafkaConsumer | None = None
@@ -128,7 +131,7 @@ class StageRunner:
             while not stop.is_set():
                 self._resume_due()
                 batch = await self._consumer.getmany(timeout_ms=t.poll_timeout_ms, max_records=t.max_batch)
-                work = self._process(batch) if batch else self._finish_tail(wait=False)
+                work = self._process(batch) if batch else self._idle()
                 if not await self._or_rewind(work, batch):
                     continue
                 self._last_progress = time.monotonic()
@@ -142,6 +145,7 @@ class StageRunner:
         """On the way out: the last batch's acks, ledger marks and commit (redelivered if that fails)."""
         try:
             await self._finish_tail(wait=True)
+            await self._commit_due(force=True)
         except Exception as exc:
             log.warning("last_commit_failed", stage=self.spec.name, tenant=self.tenant,
                         error_code=classify(exc).code, error_class=type(exc).__name__)
@@ -226,10 +230,36 @@ class StageRunner:
             await asyncio.gather(*acks)
         if succeeded:
             self._succeeded.inc(succeeded)
-        failures = [r for r in await asyncio.gather(self.ledger.mark_done(done_ids), self._commit(commits),
+        self._uncommitted.update(commits)
+        failures = [r for r in await asyncio.gather(self.ledger.mark_done(done_ids), self._commit_due(),
                                                     return_exceptions=True) if r is not None]
         if failures:
             raise failures[0]
+
+    async def _idle(self) -> None:
+        """An empty poll: reap the previous batch's tail; then commit what is due."""
+        await self._finish_tail(wait=False)
+        if self._tail is None:
+            await self._commit_due()
+
+    async def _commit_due(self, *, force: bool = False) -> None:
+        """Commit the finished batches' offsets if ``tuning.commit_interval_ms`` has passed since the
+        last commit (``force``: now). Offsets of partitions no longer assigned are dropped (their new
+        owner redelivers, the ledger skips); after a failed commit the offsets wait for the next."""
+        if not self._uncommitted:
+            return
+        now = time.monotonic()
+        if not force and (now - self._committed_at) * 1000 < self.spec.tuning.commit_interval_ms:
+            return
+        assigned = self._consumer.assignment()
+        commits = {tp: offset for tp, offset in self._uncommitted.items() if tp in assigned}
+        self._uncommitted, self._committed_at = {}, now
+        try:
+            await self._commit(commits)
+        except BaseException:
+            for tp, offset in commits.items():  # a newer offset queued meanwhile wins
+                self._uncommitted.setdefault(tp, offset)
+            raise
 
     async def _commit(self, commits: dict[TopicPartition, int]) -> None:
         if not commits:

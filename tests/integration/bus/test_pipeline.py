@@ -178,3 +178,37 @@ async def test_batched_produce_keeps_partitions_and_order(stack, tenant_id, topi
 def _record(event):
     record = encode(event)
     return record.key, record.value, record.headers
+
+
+async def test_offsets_are_committed_at_most_every_interval_and_on_stop(stack, tenant_id, topics):
+    """Batches of one event, a second apart or less: their ledger marks are written at once, their
+    offsets wait for the commit interval; an idle stage commits once the interval has passed, and a
+    stopping one commits what is left."""
+    seen, handler = _counting_forwarder()
+    slow = spec("coalesce", handler, tuning=dataclasses.replace(FAST_TUNING, commit_interval_ms=60_000))
+    fast = spec("coalesce2", handler, tuning=dataclasses.replace(FAST_TUNING, commit_interval_ms=300))
+    for s in (slow, fast):
+        await topics(s)
+    topic = topic_name(tenant_id, "ehr-events")
+    events = [resource_event(tenant_id, f"c{n}", 0) for n in range(3)]
+    async with running(stack, tenant_id, slow) as runner, running(stack, tenant_id, fast) as runner2:
+        commits = {runner: 0, runner2: 0}
+        for r in (runner, runner2):
+            real = r._consumer.commit  # noqa: SLF001
+
+            async def counted(offsets, _real=real, _r=r):
+                commits[_r] += 1
+                return await _real(offsets)
+            r._consumer.commit = counted  # noqa: SLF001
+        for n, event in enumerate(events):  # one batch each
+            await publish(stack, tenant_id, [event])
+            await _wait_for(lambda: seen[event.id] == 2)
+            await _wait_for(lambda: runner._tail is None and runner2._tail is None)  # noqa: SLF001
+            done, _ = await runner.ledger.lookup([event.id], [])
+            assert done == {event.id}, "the ledger mark does not wait for the commit"
+        assert commits[runner] == 1  # the first batch's, then nothing for 60 s
+        assert sum((await _committed(stack, tenant_id, slow.name, topic)).values()) == 1
+        await _wait_for(lambda: not runner2._uncommitted, timeout=5)  # noqa: SLF001  (idle: due after 0.3 s)
+        assert sum((await _committed(stack, tenant_id, fast.name, topic)).values()) == 3
+    assert sum((await _committed(stack, tenant_id, slow.name, topic)).values()) == 3  # committed on stop
+    assert commits[runner] == 2
