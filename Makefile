@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find protos -name '*.proto' 2>/dev/null | sort)
+# Python writes its compiled modules (__pycache__) here even where the shell asks it not to: the
+# suite and the demo start hundreds of processes, and without them each one compiles every module
+# it imports again (and pytest rewrites every test module's asserts again in each worker).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install gen test test-unit test-integration demo bench bench-runtime bench-isolation bench-extraction bench-ehr bench-ingest bench-hl7 bench-grpc bench-writeback bench-roundtrips bench-scheduling bench-crawl bench-crawl-formats test-conversations test-urgent chaos browser dev-up dev-down clean
 
