@@ -16,8 +16,9 @@ a rebalance, so each poll also compares the conductor's subscription with the to
 again when they differ. ``vigil_monitor_tenant_monitored{tenant}`` says which tenants are
 subscribed.
 
-Consumer group = the app id (``vigil-platform.monitor``); session timeout 6 s, heartbeat 1 s and
-rebalance timeout 10 s, so a worker joins the embedded broker's group in seconds.
+Consumer group = the app id (``vigil-platform.monitor``); session timeout 6 s (or
+``VIGIL_KAFKA_SESSION_TIMEOUT_MS``, at least four heartbeats), heartbeat 1 s and rebalance
+timeout 10 s, so a worker joins the embedded broker's group in seconds.
 
 HTTP (faust web) on ``VIGIL_METRICS_PORT`` (9000): ``/metrics`` (Prometheus), ``/healthz``
 (200 while the processor's sweep loop runs and, when records wait on a consumed partition, events
@@ -41,6 +42,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from services.core import contracts
 from services.core import probes
+from services.core.bus.policy import session_timeout_ms
 from services.core.bus.service import metrics_host
 from services.core.config import ConfigError, Settings
 from services.core.db import create_pool
@@ -68,6 +70,15 @@ LLM_POLL_S = 60.0
 #: /healthz turns 503 when the flush timer has not run for this long.
 STALL_S = 60.0
 DEFAULT_METRICS_PORT = 9000
+
+
+def session_timeout_s(env: Mapping[str, str] | None = None) -> float:
+    """The stages' session timeout setting (``bus.policy.session_timeout_ms``), in seconds, but never
+    under four of the worker's heartbeats; ``SESSION_TIMEOUT_S`` where it is not set."""
+    env = env if env is not None else os.environ
+    if not (env.get("VIGIL_KAFKA_SESSION_TIMEOUT_MS") or "").strip():
+        return SESSION_TIMEOUT_S
+    return max(session_timeout_ms(env) / 1000, 4 * HEARTBEAT_S)
 
 
 def topics_of(tenant: Tenant) -> list[str]:
@@ -115,7 +126,7 @@ def build_app(settings: Settings, ms: MonitorSettings, tenants: TenantSet, *,
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         ms.app_id, broker=f"kafka://{settings.kafka.bootstrap}", store="memory://",
-        topic_allow_declare=False, topic_disable_leader=True, broker_session_timeout=SESSION_TIMEOUT_S,
+        topic_allow_declare=False, topic_disable_leader=True, broker_session_timeout=session_timeout_s(env),
         broker_heartbeat_interval=HEARTBEAT_S, broker_rebalance_timeout=REBALANCE_TIMEOUT_S,
         consumer_auto_offset_reset="earliest", producer_acks=-1, stream_wait_empty=False,
         web_enabled=True, web_port=port, web_bind=metrics_host(env if env is not None else os.environ),

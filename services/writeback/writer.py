@@ -2,14 +2,13 @@
 
     outcome = await Writer(client).write(decision, guard)      # guard(): raises when writes must stop
 
-1. Already applied? ``Task?identifier=<DECISION_SYSTEM>|<decision id>``: a Task carrying the
-   decision id means the transaction committed (it is atomic), so nothing is written again; the
-   Task, its evidence and Provenance are read back and reported (``outcome.action == "none"``).
-2. Otherwise the open Task of the episode (``Task?identifier=<EPISODE_SYSTEM>|<episode key>``,
-   open status) is updated (``resources.update_bundle``, If-Match its version), or a new Task is
-   created (``resources.create_bundle``, conditional creates on the decision id).
-   (The searches of steps 1 and 2 go in one ``batch`` Bundle when the EHR's CapabilityStatement
-   declares ``batch``; else they run concurrently.)
+1. One search of the episode's Tasks (``Task?identifier=<EPISODE_SYSTEM>|<episode key>&patient=``)
+   answers both questions. Already applied? A Task carrying the decision id means the transaction
+   committed (it is atomic), so nothing is written again; the Task, its evidence and Provenance
+   are read back and reported (``outcome.action == "none"``).
+2. Otherwise the open Task of the episode (open status) is updated (``resources.update_bundle``,
+   If-Match its version), or a new Task is created (``resources.create_bundle``, conditional
+   creates on the decision id).
 3. ``guard()`` runs right before the transaction (the kill switch).
 4. After a timeout or a 5xx the write may have happened: step 1 is repeated before the error
    goes back to the stage runtime (which retries).
@@ -18,19 +17,18 @@
    raises ``RetryableError(code="write_not_verified")`` - never a reported success. After the
    stage's retries the decision is dead-lettered.
 
-EHR round trips for a new decision: 3 with ``batch`` (searches, transaction, read-back), 2 + 1 +
+EHR round trips for a new decision: 3 with ``batch`` (search, transaction, read-back), 1 + 1 +
 one per written resource without it.
 """
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import urlencode
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 from services.core.errors import ConflictError, NotFoundError, RetryableError, VigilError
 from services.core.fhir import FhirClient
-from services.core.fhirbatch import batch_get, entry_resource, searchset, supports_batch
+from services.core.fhirbatch import batch_get, entry_resource, supports_batch
 from services.writeback import resources as R
 
 Guard = Callable[[], Awaitable[None]]
@@ -90,19 +88,13 @@ class Writer:
         found = await self.client.search("Task", self._applied_query(decision))
         return found[0] if found else None
 
-    async def open_episode_task(self, decision: dict) -> dict | None:
-        return self._open(await self.client.search("Task", self._episode_query(decision)))
-
     async def _lookups(self, decision: dict) -> tuple[dict | None, dict | None]:
-        """(the Task that already carries the decision, the episode's open Task): one batch, or two searches."""
-        if self.batches:
-            queries = (self._applied_query(decision), self._episode_query(decision))
-            entries = await batch_get(self.client, [f"Task?{urlencode(q)}" for q in queries])
-            if entries is not None:
-                done, episode = searchset(entries[0]), searchset(entries[1])
-                if done is not None and episode is not None:
-                    return (done[0] if done else None), self._open(episode)
-        return await asyncio.gather(self.applied(decision), self.open_episode_task(decision))
+        """(the Task that already carries the decision, the episode's open Task): one search of the
+        episode's Tasks. A Task written for a decision carries the decision's episode identifier
+        too (``create_bundle`` sets both; ``update_bundle`` adds the decision to the episode's Task)."""
+        found = await self.client.search("Task", self._episode_query(decision))
+        done = next((t for t in found if R.has_identifier(t, R.DECISION_SYSTEM, decision["decisionId"])), None)
+        return done, self._open(found)
 
     async def write(self, decision: dict, guard: Guard) -> WriteOutcome:
         done, current = await self._lookups(decision)

@@ -53,3 +53,11 @@ def test_a_bad_session_timeout_names_the_variable(raw):
     with pytest.raises(ConfigError) as exc:
         session_timeout_ms({"VIGIL_KAFKA_SESSION_TIMEOUT_MS": raw})
     assert "VIGIL_KAFKA_SESSION_TIMEOUT_MS" in str(exc.value)
+
+
+def test_the_monitor_takes_the_session_setting_but_keeps_four_heartbeats():
+    from services.monitor.app import HEARTBEAT_S, SESSION_TIMEOUT_S, session_timeout_s
+
+    assert session_timeout_s({}) == SESSION_TIMEOUT_S == 6.0
+    assert session_timeout_s({"VIGIL_KAFKA_SESSION_TIMEOUT_MS": "5000"}) == 5.0
+    assert session_timeout_s({"VIGIL_KAFKA_SESSION_TIMEOUT_MS": "2000"}) == 4 * HEARTBEAT_S

@@ -333,7 +333,9 @@ class CountingTransport:
 
         class Counting(httpx.AsyncBaseTransport):
             def __init__(self):
-                self.inner, self.calls = httpx.AsyncHTTPTransport(), []
+                from services.core.httptransport import AiohttpTransport
+
+                self.inner, self.calls = AiohttpTransport(), []  # what every outbound client sends over
 
             async def handle_async_request(self, request):
                 path = request.url.path
@@ -348,8 +350,8 @@ class CountingTransport:
 
 
 async def test_a_new_decision_costs_three_ehr_round_trips_and_no_note_read(wb_tenant):
-    """Searches in one batch, the transaction, the read-back in one batch; the note time comes
-    from the decision event. An older event without noteTime still gets it, from the note."""
+    """One search of the episode's Tasks, the transaction, the read-back in one batch; the note
+    time comes from the decision event. An older event without noteTime still gets it, from the note."""
     import json
 
     from services.core.fhir import FhirClient
@@ -373,7 +375,8 @@ async def test_a_new_decision_costs_three_ehr_round_trips_and_no_note_read(wb_te
             await wb.publish("actions", [old])
             await wb.wait(lambda: written(wb, old.data["decisionId"]))
             second = transport.calls[len(first):]
-    assert [c[0] for c in first] == ["POST", "POST", "POST"], first
+    assert [c[0] for c in first] == ["GET", "POST", "POST"], first
+    assert first[0][1].split("?")[0].endswith("/Task"), first
     assert len(second) == 4 and any("DocumentReference" in c[1] for c in second), second
     facts = {json.loads(m.value)["decisionId"]: json.loads(m.value) for m in await _read(wb, "actions")
              if dict(m.headers).get("ce_type") == b"vigil.writeback.task-written"}
