@@ -36,7 +36,7 @@ browser:
 
 # The suite mostly waits on the broker, the EHR and subprocesses, so it runs in TEST_WORKERS
 # parallel workers (pytest-xdist), more than the cores it has; TEST_WORKERS=0 runs it in one process.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 5
 
 test: install browser
 	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup --durations=20 $(PYTEST_ARGS)

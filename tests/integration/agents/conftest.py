@@ -32,7 +32,7 @@ from tests.fixtures.ehr import ehr_server, ehr_tenant  # noqa: F401  (fixtures)
 
 TEST_KEY = "k" * 48
 FAST_RETRY = RetryPolicy(quick_attempts=2, quick_wait_initial_s=0.01, quick_wait_max_s=0.05, retry_backoff_s=(0.3, 0.6))
-FAST_TUNING = ConsumerTuning(poll_timeout_ms=100, handler_timeout_s=10.0, liveness_stall_s=20.0)
+FAST_TUNING = ConsumerTuning(poll_timeout_ms=100, commit_interval_ms=200, handler_timeout_s=10.0, liveness_stall_s=20.0)
 
 
 @pytest.fixture(scope="session")

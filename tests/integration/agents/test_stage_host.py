@@ -41,7 +41,7 @@ async def test_health_follows_progress_and_new_tenants_start_without_restart(sta
         handled.append(ctx.tenant)
 
     spec = StageSpec(name="hosttest", input_stream="ehr-events", handler=handler, retry=FAST_RETRY,
-                     tuning=ConsumerTuning(poll_timeout_ms=100, handler_timeout_s=60.0, liveness_stall_s=1.5))
+                     tuning=ConsumerTuning(poll_timeout_ms=100, commit_interval_ms=200, handler_timeout_s=60.0, liveness_stall_s=1.5))
     path = tmp_path / "tenants.toml"
     Registry(path, [Tenant(id=tenant_id)]).save()
     settings = stack.with_overrides(tenants_file=path)

@@ -15,7 +15,7 @@ from services.core.events import Event
 #: 2 quick tries 10 ms apart, then retry.1 after 0.3 s and retry.2 after 0.6 s: a poison event
 #: is tried 2 x (1 + 2) = 6 times within ~1 s.
 FAST_RETRY = RetryPolicy(quick_attempts=2, quick_wait_initial_s=0.01, quick_wait_max_s=0.05, retry_backoff_s=(0.3, 0.6))
-FAST_TUNING = ConsumerTuning(poll_timeout_ms=100, handler_timeout_s=5.0, liveness_stall_s=10.0)
+FAST_TUNING = ConsumerTuning(poll_timeout_ms=100, commit_interval_ms=200, handler_timeout_s=5.0, liveness_stall_s=10.0)
 
 
 def resource_event(tenant: str, patient: str, n: int) -> Event:

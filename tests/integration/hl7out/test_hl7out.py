@@ -31,7 +31,7 @@ from tests.fixtures.tls import make_self_signed
 from tests.fixtures.writeback import new_patient
 
 MRN_SYSTEM = "urn:oid:2.16.840.1.113883.19.5"
-FAST_TUNING = ConsumerTuning(poll_timeout_ms=100, handler_timeout_s=10.0, liveness_stall_s=20.0)
+FAST_TUNING = ConsumerTuning(poll_timeout_ms=100, commit_interval_ms=200, handler_timeout_s=10.0, liveness_stall_s=20.0)
 #: What the stage process reads from its environment, shrunk for tests: one quick try, then
 #: retry.1 after 1 s and retry.2 after 2 s, then the dead-letter queue (~3 s in all).
 SHORT_ENV = {"VIGIL_RETRY_BACKOFF_S": "1,2", "VIGIL_RETRY_QUICK_ATTEMPTS": "1"}

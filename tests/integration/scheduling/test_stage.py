@@ -19,7 +19,7 @@ from tests.integration.scheduling.conftest import slot_time
 
 FAST = dict(retry=RetryPolicy(quick_attempts=2, quick_wait_initial_s=0.01, quick_wait_max_s=0.05,
                               retry_backoff_s=(0.3, 0.6)),
-            tuning=ConsumerTuning(poll_timeout_ms=100, handler_timeout_s=20.0, liveness_stall_s=30.0))
+            tuning=ConsumerTuning(poll_timeout_ms=100, commit_interval_ms=200, handler_timeout_s=20.0, liveness_stall_s=30.0))
 
 
 async def read_events(settings, topic: str, want: int, timeout: float = 30.0) -> list[Event]:
