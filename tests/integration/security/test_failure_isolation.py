@@ -99,7 +99,7 @@ async def test_aborted_transaction_never_leaks_to_the_next_checkout(one_connecti
     with pytest.raises(TransactionAborted):
         async with pools.tx(tenant) as conn:
             await conn.execute("SET app.tenant = 'tpoisoned'")     # session-level, not LOCAL
-            await conn.execute("SET statement_timeout = '1ms'")    # session-level
+            await conn.execute("SET statement_timeout = '4321ms'")  # session-level (1 ms fired before 1/0 on a loaded machine)
             await conn.execute("SET ROLE vigil_app")
             try:
                 await conn.execute("SELECT 1/0")
@@ -110,7 +110,7 @@ async def test_aborted_transaction_never_leaks_to_the_next_checkout(one_connecti
     assert after == clean                # ... and carries nothing from the failed unit of work
 
     async with pools.tx(tenant) as conn:  # committed session-level changes are undone too
-        await conn.execute("SET ROLE vigil_app; SET app.tenant = 'tpoisoned'; SET statement_timeout = '1ms'")
+        await conn.execute("SET ROLE vigil_app; SET app.tenant = 'tpoisoned'; SET statement_timeout = '4321ms'")
     assert await _session_state(pools, tenant) == clean
 
     with pytest.raises(asyncpg.DivisionByZeroError):
