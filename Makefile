@@ -38,7 +38,10 @@ browser:
 # parallel workers (pytest-xdist), more than the cores it has; TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 5
 
+# Our modules are compiled once, up front (about a second): otherwise the workers and the servers
+# they start at the same moment each compile the same modules.
 test: install browser
+	$(PY) -m compileall -q -j 0 services bench >/dev/null
 	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup --durations=20 $(PYTEST_ARGS)
 
 # The scheduling conversation corpus, every conversation, both engines: figures per engine.
@@ -54,6 +57,7 @@ test-unit: install
 	$(PY) -m pytest -q tests/unit
 
 demo: install
+	$(PY) -m compileall -q -j 0 services >/dev/null
 	$(VENV)/bin/vigil demo $(DEMO_ARGS)
 
 # Benchmarks start the dev servers that are not reachable yet (`make dev-down` stops them).
