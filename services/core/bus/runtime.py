@@ -8,7 +8,7 @@ dead-letter records are queued during the lanes and handed to the producer toget
 them (one produce request per broker instead of a trickle; a lane that replays parked events
 sends what is queued first, so a key's outputs keep their order). Then the batch's tail -
 await every produce (acks=all), then mark the ledger and commit (the offsets of finished batches
-are committed at most every ``tuning.commit_interval_ms``, and on stop) - runs in the background while
+are committed at most every ``tuning.commit_interval_ms``, and on stop: ``commits``) - runs in the background while
 the next batch is polled and handled (a lane yields every ``YIELD_EVERY`` events so the tail
 advances meanwhile): at most two batches are in flight, tails finish in order
 (a batch's tail starts only after the previous one committed), and the next batch's ledger
@@ -25,12 +25,12 @@ from typing import Any, Awaitable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 
 from services.core import schemas
 from services.core.bus import metrics, store
 from services.core.bus.failures import Trail, dlq_headers, fingerprint, retry_headers, short_message, stack_text
 from services.core.bus.batch import BatchState, Tail, retrieve_exception
+from services.core.bus.commits import OffsetCommits
 from services.core.bus.context import Context, Handler, StageSpec
 from services.core.bus.deadline import Deadlines
 from services.core.bus.ledger import Ledger
@@ -72,8 +72,7 @@ class StageRunner:
         self._topics: dict[str, str] = {}
         self._paused: dict[TopicPartition, float] = {}
         self._positions: dict[TopicPartition, int] = {}
-        self._uncommitted: dict[TopicPartition, int] = {}  # finished batches' offsets, not committed yet
-        self._committed_at = 0.0  # time.monotonic() of the last commit
+        self._commits: OffsetCommits | None = None  # made with the consumer
         self._tail: Tail | None = None  # the previous batch: acks, ledger and commit still running
         self._deadlines = Deadlines(spec.tuning.handler_timeout_s)
         self._consumer: AIOKafkaConsumer | None = None
@@ -99,6 +98,7 @@ class StageRunner:
             fetch_max_wait_ms=t.fetch_max_wait_ms,
             partition_assignment_strategy=(RangePartitionAssignor,), **self.settings.kafka.client_kwargs(self.tenant))
         await self._consumer.start()
+        self._commits = OffsetCommits(self._consumer, t.commit_interval_ms, stage=self.spec.name, tenant=self.tenant)
         self._running, self._last_progress = True, time.monotonic()
 
     async def stop(self) -> None:
@@ -145,7 +145,7 @@ class StageRunner:
         """On the way out: the last batch's acks, ledger marks and commit (redelivered if that fails)."""
         try:
             await self._finish_tail(wait=True)
-            await self._commit_due(force=True)
+            await self._commits.due(force=True)
         except Exception as exc:
             log.warning("last_commit_failed", stage=self.spec.name, tenant=self.tenant,
                         error_code=classify(exc).code, error_class=type(exc).__name__)
@@ -230,8 +230,8 @@ class StageRunner:
             await asyncio.gather(*acks)
         if succeeded:
             self._succeeded.inc(succeeded)
-        self._uncommitted.update(commits)
-        failures = [r for r in await asyncio.gather(self.ledger.mark_done(done_ids), self._commit_due(),
+        self._commits.add(commits)
+        failures = [r for r in await asyncio.gather(self.ledger.mark_done(done_ids), self._commits.due(),
                                                     return_exceptions=True) if r is not None]
         if failures:
             raise failures[0]
@@ -240,35 +240,7 @@ class StageRunner:
         """An empty poll: reap the previous batch's tail; then commit what is due."""
         await self._finish_tail(wait=False)
         if self._tail is None:
-            await self._commit_due()
-
-    async def _commit_due(self, *, force: bool = False) -> None:
-        """Commit the finished batches' offsets if ``tuning.commit_interval_ms`` has passed since the
-        last commit (``force``: now). Offsets of partitions no longer assigned are dropped (their new
-        owner redelivers, the ledger skips); after a failed commit the offsets wait for the next."""
-        if not self._uncommitted:
-            return
-        now = time.monotonic()
-        if not force and (now - self._committed_at) * 1000 < self.spec.tuning.commit_interval_ms:
-            return
-        assigned = self._consumer.assignment()
-        commits = {tp: offset for tp, offset in self._uncommitted.items() if tp in assigned}
-        self._uncommitted, self._committed_at = {}, now
-        try:
-            await self._commit(commits)
-        except BaseException:
-            for tp, offset in commits.items():  # a newer offset queued meanwhile wins
-                self._uncommitted.setdefault(tp, offset)
-            raise
-
-    async def _commit(self, commits: dict[TopicPartition, int]) -> None:
-        if not commits:
-            return
-        try:
-            await self._consumer.commit(commits)
-        except (CommitFailedError, IllegalStateError, RebalanceInProgressError) as exc:
-            # Partitions moved to another member mid-batch: it redelivers, the ledger dedupes.
-            log.warning("commit_failed", stage=self.spec.name, tenant=self.tenant, error=type(exc).__name__)
+            await self._commits.due()
 
     async def _finish_tail(self, *, wait: bool) -> None:
         """Reap the previous batch's tail (``wait``: until it is through); its error is raised here."""

@@ -208,7 +208,7 @@ async def test_offsets_are_committed_at_most_every_interval_and_on_stop(stack, t
             assert done == {event.id}, "the ledger mark does not wait for the commit"
         assert commits[runner] == 1  # the first batch's, then nothing for 60 s
         assert sum((await _committed(stack, tenant_id, slow.name, topic)).values()) == 1
-        await _wait_for(lambda: not runner2._uncommitted, timeout=5)  # noqa: SLF001  (idle: due after 0.3 s)
+        await _wait_for(lambda: not runner2._commits.pending, timeout=5)  # noqa: SLF001  (idle: due after 0.3 s)
         assert sum((await _committed(stack, tenant_id, fast.name, topic)).values()) == 3
     assert sum((await _committed(stack, tenant_id, slow.name, topic)).values()) == 3  # committed on stop
     assert commits[runner] == 2
