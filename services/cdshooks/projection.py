@@ -35,7 +35,7 @@ from datetime import datetime
 
 from prometheus_client import Counter
 
-from services.core import clinician, contracts, evidence
+from services.core import clinician, contracts, evidence, vigiltasks
 from services.core.bus import Context
 from services.core.crypto import Keyring
 from services.core.events import Event
@@ -128,15 +128,6 @@ def _time(raw: str) -> datetime:
     return datetime.fromisoformat(raw.replace("Z", "+00:00"))
 
 
-def _task_of(refs: list[str]) -> str | None:
-    """The Task of writeback's read-back refs (``Task/<id>/_history/<v>``), as the ledger takes it."""
-    for ref in refs:
-        parts = ref.split("/")
-        if len(parts) >= 2 and parts[0] == "Task":
-            return parts[1]
-    return None
-
-
 class Actions:
     """``cdshooks-actions``: decisions and the Tasks writeback wrote for them."""
 
@@ -168,7 +159,7 @@ class Actions:
 
     async def _written(self, event: Event, ctx: Context) -> None:
         d = event.data
-        task = _task_of(d["refs"])
+        task = vigiltasks.task_id_of(d["refs"])
         if task is None:
             ctx.log.warning("cdshooks.written_without_task", refs=len(d["refs"]))
             return

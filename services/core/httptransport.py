@@ -96,7 +96,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._session: "aiohttp.ClientSession | None" = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timeouts: dict[tuple, "aiohttp.ClientTimeout"] = {}
-        self._client_error: type[BaseException] = Exception  # aiohttp.ClientError, once imported
 
     def _open(self) -> "aiohttp.ClientSession":
         aiohttp, loop = _aiohttp(), asyncio.get_running_loop()
@@ -109,7 +108,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                                   skip_auto_headers=_NOT_AUTOMATIC, cookie_jar=aiohttp.DummyCookieJar(),
                                                   timeout=aiohttp.ClientTimeout(total=None))
-            self._loop, self._client_error = loop, aiohttp.ClientError
+            self._loop = loop
         return self._session
 
     @staticmethod
@@ -143,7 +142,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             response = await session.request(request.method, self._url(request.url), data=data,
                                              headers=headers, allow_redirects=False,
                                              timeout=self._timeout(request))
-        except (self._client_error, asyncio.TimeoutError) as exc:
+        except (_aiohttp().ClientError, asyncio.TimeoutError) as exc:
             raise _error(exc, request) from None
         return httpx.Response(response.status, headers=list(response.raw_headers),
                               stream=_ResponseStream(response, request),

@@ -13,6 +13,16 @@ DECISION_SYSTEM = "https://vigil.health/fhir/sid/decision"
 INPUT_SYSTEM = "http://vigil.example/fhir/CodeSystem/task-input"   # the inbox contract
 
 
+def task_id_of(refs: list[str]) -> str | None:
+    """The Task id among writeback's read-back refs (``Task/<id>/_history/<v>``, the
+    ``task-written`` event's ``refs``)."""
+    for ref in refs:
+        parts = ref.split("/")
+        if len(parts) >= 2 and parts[0] == "Task":
+            return parts[1]
+    return None
+
+
 def decision_ids(task: dict) -> list[str]:
     return [i["value"] for i in task.get("identifier") or []
             if isinstance(i, dict) and i.get("system") == DECISION_SYSTEM and isinstance(i.get("value"), str)]

@@ -73,12 +73,9 @@ DEFAULT_METRICS_PORT = 9000
 
 
 def session_timeout_s(env: Mapping[str, str] | None = None) -> float:
-    """The stages' session timeout setting (``bus.policy.session_timeout_ms``), in seconds, but never
-    under four of the worker's heartbeats; ``SESSION_TIMEOUT_S`` where it is not set."""
-    env = env if env is not None else os.environ
-    if not (env.get("VIGIL_KAFKA_SESSION_TIMEOUT_MS") or "").strip():
-        return SESSION_TIMEOUT_S
-    return max(session_timeout_ms(env) / 1000, 4 * HEARTBEAT_S)
+    """The stages' session timeout setting (``bus.policy.session_timeout_ms``: 6 s unless set), in
+    seconds, but never under four of the worker's heartbeats."""
+    return max(session_timeout_ms(os.environ if env is None else env) / 1000, 4 * HEARTBEAT_S)
 
 
 def topics_of(tenant: Tenant) -> list[str]:

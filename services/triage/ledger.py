@@ -34,6 +34,7 @@ from typing import Any
 
 import asyncpg
 
+from services.core import vigiltasks
 from services.core.crypto import Keyring
 from services.core.errors import NotFoundError, ValidationError
 from services.core.evidence import LEDGER_PURPOSE as QUOTE_PURPOSE
@@ -160,14 +161,6 @@ def _row(row) -> dict:
     return out
 
 
-def _task_id(refs: list[str]) -> str | None:
-    for ref in refs:
-        parts = ref.split("/")
-        if len(parts) >= 2 and parts[0] == "Task":
-            return parts[1]
-    return None
-
-
 class DecisionLedger:
     def __init__(self, pools: TenantPools, keyring: Keyring | None = None):
         self.pools, self.keyring = pools, keyring
@@ -185,7 +178,8 @@ class DecisionLedger:
         async with self.pools.tx(check_tenant_id(tenant)) as conn:
             status = await conn.execute(
                 "UPDATE vigil_decisions SET written_refs = $2::jsonb, written_at = now(), "
-                "task_id = COALESCE($3, task_id) WHERE id = $1", decision_id, json.dumps(refs), _task_id(refs))
+                "task_id = COALESCE($3, task_id) WHERE id = $1", decision_id, json.dumps(refs),
+                vigiltasks.task_id_of(refs))
         if status.endswith(" 0"):
             raise NotFoundError("no such decision", code="decision_not_found")
 
