@@ -291,9 +291,11 @@ ROUTES = [
 def specs(pools: TenantPools, keyring: Keyring, **kw) -> list[StageSpec]:
     """The read model's stages (``kw``: retry / tuning overrides, for tests)."""
     return [StageSpec(name=ACTIONS_STAGE, input_stream=contracts.ACTIONS,
-                      handler=projection.Actions(pools, keyring), **kw),
+                      handler=projection.Actions(pools, keyring),
+                      types=frozenset({contracts.TRIAGE_DECISION, contracts.TASK_WRITTEN}), **kw),
             StageSpec(name=FEEDBACK_STAGE, input_stream=contracts.FEEDBACK,
-                      handler=projection.Feedback(pools), **kw)]
+                      handler=projection.Feedback(pools),
+                      types=frozenset({contracts.TASK_UPDATED, contracts.CDS_FEEDBACK}), **kw)]
 
 
 async def migrate(settings: Settings) -> None:

@@ -7,6 +7,11 @@ httpx builds a new TLS context for every client it creates (loading the CA bundl
 milliseconds of CPU each time). The process keeps one verifying context, created on first use,
 and every client shares it; certificate verification stays on. A caller that passes its own
 ``verify`` (a context of its own, a CA file) keeps it.
+
+The clients keep no cookies. Every outbound call is server to server (SMART backend services,
+CDS and Subscription endpoints, the model endpoint) and authenticates with its own credential; a
+cookie an endpoint sets is neither stored nor sent back, so no server can pin a session on us.
+httpx would otherwise run every response through ``http.cookiejar``.
 """
 from __future__ import annotations
 
@@ -31,13 +36,41 @@ def tls_context() -> ssl.SSLContext:
     return _context
 
 
+class NoCookies(httpx.Cookies):
+    """A cookie jar that stays empty: ``Set-Cookie`` is ignored."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
+        raise TypeError("outbound clients keep no cookies")
+
+
+class AsyncClient(httpx.AsyncClient):
+    """httpx's client with ``NoCookies``."""
+
+    def __init__(self, **kwargs):
+        if kwargs.get("cookies"):
+            raise TypeError("outbound clients keep no cookies")
+        super().__init__(**kwargs)
+        self._cookies = NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._cookies
+
+    @cookies.setter
+    def cookies(self, cookies) -> None:
+        raise TypeError("outbound clients keep no cookies")
+
+
 def async_client(**kwargs) -> httpx.AsyncClient:
     verify = kwargs.setdefault("verify", tls_context())
     if kwargs.get("transport") is None:
         if isinstance(verify, str):  # a CA file
             verify = ssl.create_default_context(cafile=verify)
         kwargs["transport"] = AiohttpTransport(verify=verify, limits=kwargs.pop("limits", None))
-    return httpx.AsyncClient(**kwargs)
+    return AsyncClient(**kwargs)
 
 
 __all__ = ["async_client", "tls_context"]

@@ -37,7 +37,8 @@ class Hl7OutStage:
 
 def specs(deps: Deps, **kw) -> list[StageSpec]:
     """The stage's spec (``kw``: retry / tuning overrides, for tests)."""
-    return [StageSpec(name=STAGE, input_stream=contracts.ACTIONS, handler=Hl7OutStage(deps), **kw)]
+    return [StageSpec(name=STAGE, input_stream=contracts.ACTIONS, handler=Hl7OutStage(deps),
+                      types=frozenset(HANDLERS), **kw)]
 
 
 async def build(settings: Settings, env: Mapping[str, str]):

@@ -57,8 +57,10 @@ def specs(pools: TenantPools, clients: AgentClients, settings: Settings, lane: L
     if lane.batch:  # clinician feedback concerns live Tasks: the real-time instance handles it
         return [StageSpec(name=BATCH_LANE.stage(AGENT), input_stream=BATCH_LANE.findings, handler=triage, **kw)]
     return [StageSpec(name=AGENT, input_stream=contracts.FINDINGS, handler=triage, **kw),
-            StageSpec(name=f"{AGENT}-writes", input_stream=contracts.ACTIONS, handler=Written(pools), **kw),
-            StageSpec(name=f"{AGENT}-feedback", input_stream=contracts.FEEDBACK, handler=Feedback(pools), **kw)]
+            StageSpec(name=f"{AGENT}-writes", input_stream=contracts.ACTIONS, handler=Written(pools),
+                      types=frozenset({contracts.TASK_WRITTEN}), **kw),
+            StageSpec(name=f"{AGENT}-feedback", input_stream=contracts.FEEDBACK, handler=Feedback(pools),
+                      types=frozenset({contracts.CDS_FEEDBACK, contracts.TASK_UPDATED}), **kw)]
 
 
 async def build(settings: Settings, env: Mapping[str, str], lane: Lane = LANES[REALTIME]):

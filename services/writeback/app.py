@@ -25,7 +25,8 @@ from services.writeback.handler import STAGE, Writeback
 
 def specs(deps: Deps, **kw) -> list[StageSpec]:
     """The stage's spec (``kw``: retry / tuning overrides, for tests)."""
-    return [StageSpec(name=STAGE, input_stream=contracts.ACTIONS, handler=Writeback(deps), **kw)]
+    return [StageSpec(name=STAGE, input_stream=contracts.ACTIONS, handler=Writeback(deps),
+                      types=frozenset({contracts.TRIAGE_DECISION}), **kw)]
 
 
 async def build(settings: Settings, env: Mapping[str, str]):

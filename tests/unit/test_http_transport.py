@@ -156,3 +156,27 @@ def test_verification_stays_on_with_the_shared_context():
     assert transport._ssl is tls_context() and tls_context().verify_mode == ssl.CERT_REQUIRED  # noqa: SLF001
     own = ssl.create_default_context()
     assert async_client(verify=own)._transport._ssl is own  # noqa: SLF001
+
+
+async def test_outbound_clients_keep_no_cookies():
+    """A Set-Cookie from an endpoint is neither stored nor sent back; asking for cookies is an error."""
+    import httpx
+    from services.core.httpclient import async_client
+
+    seen: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("cookie"))
+        return httpx.Response(200, headers={"set-cookie": "session=abc; Path=/"}, json={})
+
+    async with async_client(transport=httpx.MockTransport(answer)) as client:
+        await client.get("http://ehr.test/fhir/metadata")
+        await client.get("http://ehr.test/fhir/metadata")
+        assert len(client.cookies) == 0
+        with pytest.raises(TypeError):
+            client.cookies.set("session", "abc")
+        with pytest.raises(TypeError):
+            client.cookies = {"session": "abc"}
+    assert seen == [None, None]
+    with pytest.raises(TypeError):
+        async_client(cookies={"session": "abc"})

@@ -23,6 +23,10 @@ class StageSpec:
     handler: Handler
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     tuning: ConsumerTuning = field(default_factory=ConsumerTuning)
+    #: The event types the handler acts on (None: all). The runtime passes over the others by their
+    #: ``ce_type`` header, before any decoding, ledger lookup or handler call; their offsets are
+    #: committed with the batch. A record without that header is decoded (and dead-lettered) as before.
+    types: frozenset[str] | None = None
 
 
 class Context:

@@ -49,6 +49,8 @@ log = get_logger("vigil.bus")
 #: would otherwise hold it for a whole batch, and the previous batch's tail (acks, ledger,
 #: commit) would only advance one step per batch, between batches.
 YIELD_EVERY = 50
+#: The decoded row of a record whose type the stage does not handle (``StageSpec.types``).
+PASSED_OVER: tuple[None, None] = (None, None)
 __all__ = ["Context", "Handler", "StageRunner", "StageSpec", "run_stage"]
 
 
@@ -70,6 +72,7 @@ class StageRunner:
         self._consumed, self._succeeded = (metrics.CONSUMED.labels(**self._labels),
                                            metrics.SUCCEEDED.labels(**self._labels))
         self._topics: dict[str, str] = {}
+        self._types = None if spec.types is None else frozenset(t.encode() for t in spec.types)
         self._paused: dict[TopicPartition, float] = {}
         self._positions: dict[TopicPartition, int] = {}
         self._commits: OffsetCommits | None = None  # made with the consumer
@@ -186,9 +189,10 @@ class StageRunner:
         """Handle a batch and hand its records to the producer; its tail (acks, ledger, commit)
         starts once the previous batch's tail is through."""
         decode, decoded, ids, keys, consumed = self._decode, {}, [], set(), 0
+        wanted = self._wanted
         for tp, msgs in batch.items():
             consumed += len(msgs)
-            rows = decoded[tp] = [decode(m) for m in msgs]
+            rows = decoded[tp] = [decode(m) if wanted(m.headers) else PASSED_OVER for m in msgs]
             for event, _error in rows:
                 if event is not None:
                     ids.append(event.id)
@@ -265,8 +269,11 @@ class StageRunner:
         handled, task = 0, asyncio.current_task()  # the lane's task: what a deadline cancels
         for tp in tps:
             level = 0 if tp.topic == self.input_topic else int(tp.topic.rsplit(".", 1)[1])
-            for m, (event, error) in zip(batch[tp], decoded[tp]):
-                if level or event is None or event.id in st.done or (st.blocked and event.key in st.blocked):
+            for m, row in zip(batch[tp], decoded[tp]):
+                event, error = row
+                if row is PASSED_OVER:
+                    pass
+                elif level or event is None or event.id in st.done or (st.blocked and event.key in st.blocked):
                     if level and not self._due(tp, m):
                         break
                     await self._one(st, m, event, error, level, task)
@@ -461,6 +468,18 @@ class StageRunner:
         st.blocked.pop(key, None)
 
     # -- helpers -----------------------------------------------------------------------------
+    def _wanted(self, headers) -> bool:
+        """False for a record of a type the stage does not handle (its last ``ce_type``, as decoding
+        reads it); a record without one is decoded, and dead-lettered if it is no event."""
+        types = self._types
+        if types is None:
+            return True
+        found = None
+        for name, raw in headers:
+            if name == "ce_type":
+                found = raw
+        return found is None or found in types
+
     def _decode(self, m) -> tuple[Event | None, BaseException | None]:
         try:
             event = decode(m.key, m.value, m.headers)

@@ -205,3 +205,41 @@ async def test_infrastructure_failure_mid_batch_rewinds_instead_of_killing_the_r
     assert len(failures) == 2
     assert sorted(set(seen)) == sorted(e.id for e in events) and len(outputs) == 6
     assert await read_topic(stack, dlq_topic(tenant_id), 0, timeout=0.5) == []
+
+
+async def test_a_stage_passes_over_types_it_does_not_handle_without_decoding_them(stack, tenant_id, topics):
+    """``StageSpec.types``: a record of another type is never decoded, handled or marked (a broken
+    one is not dead-lettered either) and its offset is committed; a record with no type header is
+    still decoded and dead-lettered."""
+    from aiokafka import AIOKafkaProducer
+    from tests.fixtures.kafka import wait_idle
+
+    seen = []
+
+    async def handler(event, ctx):
+        seen.append(event.id)
+
+    s = spec("typed", handler, types=frozenset({"vigil.ehr.resource-changed"}))
+    await topics(s)
+    wanted = [resource_event(tenant_id, "p1", n) for n in range(3)]
+    other = encode(resource_event(tenant_id, "p2", 0))
+    other_headers = [(k, b"vigil.scheduling.message" if k == "ce_type" else v) for k, v in other.headers]
+    producer = AIOKafkaProducer(acks="all", **stack.kafka.client_kwargs())
+    await producer.start()
+    try:
+        topic = topic_name(tenant_id, "ehr-events")
+        await producer.send_and_wait(topic, other.value, key=other.key, headers=other_headers)
+        await producer.send_and_wait(topic, b"another type, not even JSON", key=b"p3",
+                                     headers=[("ce_type", b"vigil.scheduling.message")])
+        await producer.send_and_wait(topic, b"no type header", key=b"p4")
+    finally:
+        await producer.stop()
+    await publish(stack, tenant_id, wanted)
+    async with running(stack, tenant_id, s) as runner:
+        await wait_idle(stack, tenant_id, [s])
+        done, _ = await runner.ledger.lookup([e.id for e in wanted] + [resource_event(tenant_id, "p2", 0).id], [])
+    assert sorted(seen) == sorted(e.id for e in wanted)
+    assert done == {e.id for e in wanted}  # the passed-over event is not in the ledger
+    dead = await read_topic(stack, dlq_topic(tenant_id), 1, settle=0.5)
+    assert [m.value for m in dead] == [b"no type header"]
+    assert header_value(dead[0].headers, "dlq-error-code") == "envelope"
