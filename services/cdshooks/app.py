@@ -18,8 +18,8 @@ and every hook / feedback call must carry a JWT of *that* tenant's CDS client (`
 
 The cards come from cdshooks' own read model, ``cdshooks_findings`` (``projection``), which this
 process alone migrates and writes: two stages (``specs``) run in it for every tenant of the
-registry, ``cdshooks-actions`` on ``actions`` (decisions, task-written) and ``cdshooks-feedback``
-on ``feedback`` (task-updated, card feedback), each with its own consumer group
+registry, ``cdshooks-actions`` on ``actions`` (decisions) and ``cdshooks-feedback`` on
+``feedback`` (task-written, task-updated, card feedback), each with its own consumer group
 (``vigil.<tenant>.cdshooks-*``). It never reads triage's decision ledger.
 
 Errors are JSON ``{"error": code, "message": ...}``: 400 malformed request, 401 token refused,
@@ -292,10 +292,10 @@ def specs(pools: TenantPools, keyring: Keyring, **kw) -> list[StageSpec]:
     """The read model's stages (``kw``: retry / tuning overrides, for tests)."""
     return [StageSpec(name=ACTIONS_STAGE, input_stream=contracts.ACTIONS,
                       handler=projection.Actions(pools, keyring),
-                      types=frozenset({contracts.TRIAGE_DECISION, contracts.TASK_WRITTEN}), **kw),
+                      types=projection.Actions.TYPES, **kw),
             StageSpec(name=FEEDBACK_STAGE, input_stream=contracts.FEEDBACK,
                       handler=projection.Feedback(pools),
-                      types=frozenset({contracts.TASK_UPDATED, contracts.CDS_FEEDBACK}), **kw)]
+                      types=projection.Feedback.TYPES, **kw)]
 
 
 async def migrate(settings: Settings) -> None:

@@ -5,8 +5,9 @@ Two stages of the cdshooks process (``app.specs``), each with its own consumer g
 
 - ``cdshooks-actions`` on ``actions``: ``vigil.triage.decision`` -> the finding (category, grade,
   kind, engine version, decision time, episode key, the quote encrypted at rest as the ledger
-  keeps it); ``vigil.writeback.task-written`` -> its Task (the Task of the read-back refs).
-- ``cdshooks-feedback`` on ``feedback``: ``vigil.ehr.task-updated`` -> the clinician's action on
+  keeps it).
+- ``cdshooks-feedback`` on ``feedback``: ``vigil.writeback.task-written`` -> its Task (the Task of
+  the read-back refs); ``vigil.ehr.task-updated`` -> the clinician's action on
   every decision the Task carries (the event's ``decisions``) and on every finding of that Task
   without an action yet; ``vigil.cdshooks.feedback`` -> the action on the card's decisions. The
   action means what it means to triage's ledger (``services.core.clinician``).
@@ -20,9 +21,9 @@ changes nothing and the order of arrival does not matter:
 - a decision fills its row once (a redelivered decision finds it filled and leaves it, sealed
   quote included);
 - task-written and clinician actions that arrive before their decision (the ``feedback`` stream
-  is not ordered with ``actions``; on ``actions`` a decision always precedes its task-written,
-  both keyed by patient, but nothing relies on it) create the row without the decision's fields;
-  the row becomes a card once its decision arrives;
+  is not ordered with ``actions``; on ``feedback`` a Task's task-written precedes the answers to
+  it, both keyed by patient, but nothing relies on it) create the row without the decision's
+  fields; the row becomes a card once its decision arrives;
 - the first clinician action on a decision stays (as in the ledger's per-Task path); a replayed
   or later answer does not change it.
 
@@ -129,7 +130,9 @@ def _time(raw: str) -> datetime:
 
 
 class Actions:
-    """``cdshooks-actions``: decisions and the Tasks writeback wrote for them."""
+    """``cdshooks-actions``: decisions."""
+
+    TYPES = frozenset({contracts.TRIAGE_DECISION})
 
     def __init__(self, pools: TenantPools, keyring: Keyring):
         self.pools, self.keyring = pools, keyring
@@ -137,8 +140,6 @@ class Actions:
     async def __call__(self, event: Event, ctx: Context) -> None:
         if event.type == contracts.TRIAGE_DECISION:
             await self._decided(event, ctx)
-        elif event.type == contracts.TASK_WRITTEN:
-            await self._written(event, ctx)
 
     async def _decided(self, event: Event, ctx: Context) -> None:
         d = event.data
@@ -157,6 +158,30 @@ class Actions:
         if changed:
             UPDATES.labels(ctx.tenant, "decided").inc()
 
+
+class Feedback:
+    """``cdshooks-feedback``: the Tasks writeback wrote, and clinicians' answers, from the inbox (a
+    Task's status) or a card."""
+
+    TYPES = frozenset({contracts.TASK_WRITTEN, contracts.TASK_UPDATED, contracts.CDS_FEEDBACK})
+
+    def __init__(self, pools: TenantPools):
+        self.pools = pools
+
+    async def __call__(self, event: Event, ctx: Context) -> None:
+        d = event.data
+        if event.type == contracts.TASK_WRITTEN:
+            await self._written(event, ctx)
+        elif event.type == contracts.TASK_UPDATED:
+            action = clinician.task_action(d["status"])
+            if action is None:
+                return  # not a clinician's answer (e.g. Vigil's own update of the Task)
+            await self._acted(ctx, d.get("decisions") or [], d["patient"], d["task"]["id"], action,
+                              _time(d["lastUpdated"]), whole_task=True)
+        elif event.type == contracts.CDS_FEEDBACK:
+            await self._acted(ctx, d["decisions"], d["patient"], d.get("task"), d["outcome"], _time(d["time"]),
+                              whole_task=False)
+
     async def _written(self, event: Event, ctx: Context) -> None:
         d = event.data
         task = vigiltasks.task_id_of(d["refs"])
@@ -167,25 +192,6 @@ class Actions:
             changed = await conn.fetchval(_WRITTEN, ctx.tenant, d["decisionId"], d["patient"], task)
         if changed:
             UPDATES.labels(ctx.tenant, "written").inc()
-
-
-class Feedback:
-    """``cdshooks-feedback``: clinicians' answers, from the inbox (a Task's status) or a card."""
-
-    def __init__(self, pools: TenantPools):
-        self.pools = pools
-
-    async def __call__(self, event: Event, ctx: Context) -> None:
-        d = event.data
-        if event.type == contracts.TASK_UPDATED:
-            action = clinician.task_action(d["status"])
-            if action is None:
-                return  # not a clinician's answer (e.g. Vigil's own update of the Task)
-            await self._acted(ctx, d.get("decisions") or [], d["patient"], d["task"]["id"], action,
-                              _time(d["lastUpdated"]), whole_task=True)
-        elif event.type == contracts.CDS_FEEDBACK:
-            await self._acted(ctx, d["decisions"], d["patient"], d.get("task"), d["outcome"], _time(d["time"]),
-                              whole_task=False)
 
     async def _acted(self, ctx: Context, decisions: list[str], patient: str, task: str | None, action: str,
                      when: datetime, *, whole_task: bool) -> None:

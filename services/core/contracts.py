@@ -24,12 +24,14 @@ from __future__ import annotations
 EHR_EVENTS = "ehr-events"
 #: What extraction found in each note (``vigil.extraction.findings``).
 FINDINGS = "findings"
-#: Triage decisions and what writeback wrote (``vigil.triage.decision``, ``vigil.writeback.task-written``,
+#: Results to deliver: triage decisions and patient messages (``vigil.triage.decision``,
 #: ``vigil.scheduling.message``).
 ACTIONS = "actions"
 #: Follow-up requests for the scheduling agent (``vigil.triage.followup-request``).
 SCHEDULING = "scheduling"
-#: What clinicians did with Vigil's tasks (``vigil.ehr.task-updated``).
+#: What became of delivered results, in order per patient: the Task writeback wrote
+#: (``vigil.writeback.task-written``) and what clinicians did with it (``vigil.ehr.task-updated``,
+#: ``vigil.cdshooks.feedback``).
 FEEDBACK = "feedback"
 #: Records a stage gave up on (``services.core.bus.failures``).
 DLQ = "dlq"

@@ -11,7 +11,8 @@ and every client shares it; certificate verification stays on. A caller that pas
 The clients keep no cookies. Every outbound call is server to server (SMART backend services,
 CDS and Subscription endpoints, the model endpoint) and authenticates with its own credential; a
 cookie an endpoint sets is neither stored nor sent back, so no server can pin a session on us.
-httpx would otherwise run every response through ``http.cookiejar``.
+httpx would otherwise run every response through ``http.cookiejar``. Only a stand-in for a
+person's browser (the demo's clinician signing in to the inbox) asks for ``keep_cookies=True``.
 """
 from __future__ import annotations
 
@@ -64,13 +65,13 @@ class AsyncClient(httpx.AsyncClient):
         raise TypeError("outbound clients keep no cookies")
 
 
-def async_client(**kwargs) -> httpx.AsyncClient:
+def async_client(*, keep_cookies: bool = False, **kwargs) -> httpx.AsyncClient:
     verify = kwargs.setdefault("verify", tls_context())
     if kwargs.get("transport") is None:
         if isinstance(verify, str):  # a CA file
             verify = ssl.create_default_context(cafile=verify)
         kwargs["transport"] = AiohttpTransport(verify=verify, limits=kwargs.pop("limits", None))
-    return AsyncClient(**kwargs)
+    return httpx.AsyncClient(**kwargs) if keep_cookies else AsyncClient(**kwargs)
 
 
 __all__ = ["async_client", "tls_context"]

@@ -19,7 +19,7 @@ from services.core.config import Settings
 from services.hl7out.deps import Deps
 from services.hl7out.handler import DECISION_TYPE, STAGE, deliver
 
-#: event type -> handler(deps, event, ctx). Other types on ``actions`` (task-written, scheduling) are ignored.
+#: event type -> handler(deps, event, ctx). Other types on ``actions`` (scheduling) are passed over.
 HANDLERS: dict[str, Callable[..., Awaitable[None]]] = {
     DECISION_TYPE: deliver,
 }

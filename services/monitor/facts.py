@@ -70,6 +70,7 @@ class TaskWritten:
     created: bool
     note_time: datetime | None
     written_time: datetime
+    version: str | None = None  # the decision's engine version (an older event without it: None)
 
     @property
     def tta_seconds(self) -> float | None:
@@ -119,7 +120,8 @@ def task_written(data: dict) -> TaskWritten | None:
         return None
     return TaskWritten(task_id=data["task"]["id"], decision_id=data["decisionId"], category=code(data["category"]),
                        kind=code(data.get("kind")), created=data.get("action") == "created",
-                       note_time=parse_time(data.get("noteTime")), written_time=written)
+                       note_time=parse_time(data.get("noteTime")), written_time=written,
+                       version=code(data["engineVersion"]) if data.get("engineVersion") else None)
 
 
 def task_action(data: dict) -> TaskAction | None:

@@ -15,9 +15,10 @@ it belongs to. The tenant comes from the topic name, never from the payload; an 
 ``tenant`` extension disagrees with its topic, that fails its schema, or whose tenant is not
 monitored (any more) is counted in ``vigil_monitor_rejected_total`` and skipped.
 
-Clinician actions: only the first action on a Task counts. An action consumed before its Task
-(feedback and actions are different topics) is kept on a Task row without a written time and
-counted when the Task arrives.
+Clinician actions: only the first action on a Task counts. Writeback's task-written and the
+clinicians' answers share ``feedback`` (in order per patient), but an action may still come
+first (a replayed task-written, a Task someone else created): it is kept on a Task row without a
+written time and counted when the Task arrives.
 """
 from __future__ import annotations
 
@@ -214,7 +215,7 @@ class Processor:
 
     async def task_written(self, unit: Unit, conn) -> None:
         t, tenant = facts.task_written(unit.event.data), unit.tenant
-        version = await self.store.decision_version(conn, tenant, t.decision_id) or facts.UNKNOWN
+        version = t.version or await self.store.decision_version(conn, tenant, t.decision_id) or facts.UNKNOWN
         if not t.created:
             unit.counts.append(facts.Count("tasks_updated", t.category, version))
             return

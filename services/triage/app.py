@@ -2,11 +2,10 @@
 
     python -m services.triage.app [--lane realtime|batch]
 
-Three stage specs per tenant (``services.core.bus.service``): ``triage`` consumes ``findings``
-and emits decisions on ``actions`` and follow-up requests on ``scheduling``; ``triage-writes``
-consumes ``actions`` and records in the ledger what writeback wrote (``task-written``);
-``triage-feedback`` consumes ``feedback``, records the clinician's action in the ledger and
-closes episodes whose Task the clinician completed or rejected. Triage migrates and alone writes
+Two stage specs per tenant (``services.core.bus.service``): ``triage`` consumes ``findings``
+and emits decisions on ``actions`` and follow-up requests on ``scheduling``; ``triage-feedback``
+consumes ``feedback``: it records in the ledger what writeback wrote (``task-written``) and the
+clinician's action, and closes episodes whose Task the clinician completed or rejected. Triage migrates and alone writes
 the decision ledger (``ledger``).
 Reads and writes PostgreSQL as each tenant's own role (``TenantPools``); calls tools
 (VIGIL_GRPC_TOOLS_ADDR) with its own service credential. ``--lane batch`` runs the batch lane's
@@ -33,7 +32,7 @@ from services.core.secrets import SecretSettings
 from services.core.tenantdb import TenantPools
 from services.core.tenantdir import TenantDirectory
 from services.triage import episodes, ledger
-from services.triage.handler import AGENT, Feedback, Triage, Written
+from services.triage.handler import AGENT, Feedback, Triage
 
 
 async def migrate(settings: Settings) -> None:
@@ -57,10 +56,8 @@ def specs(pools: TenantPools, clients: AgentClients, settings: Settings, lane: L
     if lane.batch:  # clinician feedback concerns live Tasks: the real-time instance handles it
         return [StageSpec(name=BATCH_LANE.stage(AGENT), input_stream=BATCH_LANE.findings, handler=triage, **kw)]
     return [StageSpec(name=AGENT, input_stream=contracts.FINDINGS, handler=triage, **kw),
-            StageSpec(name=f"{AGENT}-writes", input_stream=contracts.ACTIONS, handler=Written(pools),
-                      types=frozenset({contracts.TASK_WRITTEN}), **kw),
             StageSpec(name=f"{AGENT}-feedback", input_stream=contracts.FEEDBACK, handler=Feedback(pools),
-                      types=frozenset({contracts.CDS_FEEDBACK, contracts.TASK_UPDATED}), **kw)]
+                      types=Feedback.TYPES, **kw)]
 
 
 async def build(settings: Settings, env: Mapping[str, str], lane: Lane = LANES[REALTIME]):

@@ -1,7 +1,6 @@
 """Triage handlers: ``findings`` -> decisions on ``actions`` (+ follow-up requests on
-``scheduling``); ``actions`` (``vigil.writeback.task-written``) -> what was written, in the
-ledger (``Written``); ``feedback`` -> the clinician's action in the ledger and closed episodes
-(``Feedback``). Triage alone writes the decision ledger (``services.triage.ledger``).
+``scheduling``); ``feedback`` -> what writeback wrote and the clinician's action, in the ledger,
+and closed episodes (``Feedback``). Triage alone writes the decision ledger (``services.triage.ledger``).
 
 Per findings event: the tenant's mode and kill switch for agent ``triage`` (cached <= 1 s), the
 policy plans (``policy.plan``), the owner (the patient's oncologist from the CareTeam via
@@ -162,37 +161,36 @@ class Triage:
         return out
 
 
-class Written:
-    """Writeback wrote (and read back) a decision's Task: its refs and Task id go to the ledger.
-    Idempotent (the same refs set again); a decision the ledger does not hold is logged, not retried."""
-
-    def __init__(self, pools: TenantPools):
-        self.ledger = ledger.DecisionLedger(pools)
-
-    async def __call__(self, event: Event, ctx: Context) -> None:
-        if event.type != TASK_WRITTEN:
-            return
-        try:
-            await self.ledger.record_writes(ctx.tenant, event.data["decisionId"], event.data["refs"])
-        except NotFoundError:
-            ctx.log.warning("triage.written_unknown_decision")
-            return
-        RECORDED.labels(ctx.tenant, "written").inc()
-
-
 class Feedback:
-    """A clinician answered a Vigil result: the action goes to the ledger (per Task from the inbox,
-    per decision from a CDS Hooks card), and the episodes behind a completed or rejected Task close."""
+    """What became of a decision, from ``feedback`` (in order per patient, so a Task's task-written
+    comes before the clinician's answer to it):
+
+    - writeback wrote (and read back) the decision's Task: its refs and Task id go to the ledger;
+      idempotent (the same refs set again); a decision the ledger does not hold is logged, not retried;
+    - a clinician answered a Vigil result: the action goes to the ledger (per Task from the inbox,
+      per decision from a CDS Hooks card), and the episodes behind a completed or rejected Task close."""
+
+    TYPES = frozenset({TASK_WRITTEN, CDS_FEEDBACK, TASK_UPDATED})
 
     def __init__(self, pools: TenantPools):
         self.pools = pools
         self.ledger = ledger.DecisionLedger(pools)
 
     async def __call__(self, event: Event, ctx: Context) -> None:
-        if event.type == CDS_FEEDBACK:
+        if event.type == TASK_WRITTEN:
+            await self._written(event, ctx)
+        elif event.type == CDS_FEEDBACK:
             await self._card(event, ctx)
         elif event.type == TASK_UPDATED:
             await self._task(event, ctx)
+
+    async def _written(self, event: Event, ctx: Context) -> None:
+        try:
+            await self.ledger.record_writes(ctx.tenant, event.data["decisionId"], event.data["refs"])
+        except NotFoundError:
+            ctx.log.warning("triage.written_unknown_decision")
+            return
+        RECORDED.labels(ctx.tenant, "written").inc()
 
     async def _card(self, event: Event, ctx: Context) -> None:
         d = event.data

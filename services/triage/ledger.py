@@ -1,8 +1,8 @@
 """The decision ledger: what each agent decided, from which inputs, what was written, what the
 clinician did about it. Owned by triage, the only service that migrates and writes it: the triage
-stage records decisions; triage's ``triage-writes`` stage adds what writeback wrote (from the
-``vigil.writeback.task-written`` events on ``actions``) and ``triage-feedback`` adds what the
-clinician did (``vigil.ehr.task-updated`` and ``vigil.cdshooks.feedback`` on ``feedback``).
+stage records decisions; triage's ``triage-feedback`` stage adds what writeback wrote
+(``vigil.writeback.task-written``) and what the clinician did (``vigil.ehr.task-updated`` and
+``vigil.cdshooks.feedback``), all from ``feedback``.
 Other services learn about decisions from those events; only the command layer (``vigil
 decisions``, the demo, the crawl report) reads this module directly.
 

@@ -5,7 +5,8 @@
 Runs the ``writeback`` stage for every tenant in the registry
 (``services.core.bus.service.StageHost``: one runner per tenant, /healthz /readyz /metrics on
 VIGIL_METRICS_PORT): it consumes ``actions`` (``vigil.triage.decision``), writes Tasks into the
-tenant's EHR (``handler.Writeback``) and emits ``vigil.writeback.task-written`` on ``actions``.
+tenant's EHR (``handler.Writeback``) and emits ``vigil.writeback.task-written`` on ``feedback``
+(not on ``actions``: the stage would fetch its own output back).
 (Clinicians' actions become labels in the monitor, ``services.monitor.feedback``.)
 
 Each tenant's EHR client is SMART Backend Services with the tenant's writeback credentials

@@ -17,14 +17,14 @@ Order of checks for a decision of a writable kind (urgent-task, routine-task, re
 4. ``Writer.write``: idempotent by the EHR identifiers (the decision id on the Task and its
    evidence, conditional creates), read-back verified (see ``writer``).
 5. One ``vigil.writeback.task-written`` event (note time -> written time, for time-to-alert; the
-   read-back refs) is emitted on ``actions`` - also when the write was found done already (its
+   read-back refs) is emitted on ``feedback`` - also when the write was found done already (its
    action then says whether the decision created the Task: the Task's first decision id), with
    the same event id for every delivery of the decision, so a redelivery or a DLQ replay of a
    write whose answer was lost still reaches triage's ledger, once. Writeback keeps no table.
 
 The note time comes in the decision event (``noteTime``); only an older event without it costs a
-read of the note. Other event types on ``actions`` (scheduling messages, our own task-written)
-are ignored. The decision's evidence quote arrives sealed with the tenant key
+read of the note. Other event types on ``actions`` (scheduling messages) are passed over by the
+runtime (``StageSpec.types``). The decision's evidence quote arrives sealed with the tenant key
 (``services.core.evidence``) and is opened in memory (a version-1 decision with a plain quote is
 handled too).
 """
@@ -88,7 +88,7 @@ class Writeback:
         # Also when the write was found done ("none": a redelivery, or a replay of a write whose
         # answer was lost): the fact is how triage's ledger learns it. Its event id is the same
         # for every delivery of the decision (``ctx.child``), so consumers take it once.
-        ctx.emit(contracts.ACTIONS, ctx.child(TASK_WRITTEN, await self._written_fact(client, d, outcome)))
+        ctx.emit(contracts.FEEDBACK, ctx.child(TASK_WRITTEN, await self._written_fact(client, d, outcome)))
 
     @staticmethod
     async def _written_fact(client, d: dict, outcome) -> dict:
@@ -99,7 +99,7 @@ class Writeback:
         return {"decisionId": d["decisionId"], "patient": d["patient"], "kind": d["kind"],
                 "category": d["category"], "grade": d.get("grade"), "action": action,
                 "task": {"id": task["id"], "versionId": str(task["meta"]["versionId"])},
-                "owner": d.get("owner"), "noteTime": _rfc3339(note_time),
+                "owner": d.get("owner"), "noteTime": _rfc3339(note_time), "engineVersion": d["engineVersion"],
                 "writtenTime": _rfc3339(task["meta"].get("lastUpdated")) or
                 datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
                 "refs": outcome.refs}

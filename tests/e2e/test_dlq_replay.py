@@ -116,7 +116,7 @@ async def test_writeback_dead_letters_are_replayed_exactly_once(wb_tenant, contr
     replayed = [r for r in await count_records(wb.stack, topic_name(wb.tenant, "actions"))
                 if header_value(r.headers, "vigil-replay-job")]
     assert sorted(header_value(r.headers, "ce_id") for r in replayed) == sorted(d.id for d in decisions)
-    written = [r for r in await count_records(wb.stack, topic_name(wb.tenant, "actions"))
+    written = [r for r in await count_records(wb.stack, topic_name(wb.tenant, "feedback"))
                if header_value(r.headers, "ce_type") == "vigil.writeback.task-written"]
     # the already-committed decision was found by its identifier ("none"): its fact is emitted by the
     # replay (the first attempt's answer was lost), so triage's ledger learns it; one per decision

@@ -180,3 +180,7 @@ async def test_outbound_clients_keep_no_cookies():
     assert seen == [None, None]
     with pytest.raises(TypeError):
         async_client(cookies={"session": "abc"})
+    async with async_client(transport=httpx.MockTransport(answer), keep_cookies=True) as browser:  # a person's stand-in
+        await browser.get("http://ehr.test/inbox/login")
+        await browser.get("http://ehr.test/inbox/tasks")
+    assert seen[-1] == "session=abc"

@@ -255,7 +255,7 @@ _VERSION = re.compile(r'name="version"\s+value="(\d+)"')
 async def clinician_decides(ehr_url: str, admin_secret: str, tenant: str, practitioner: str, task_id: str,
                             decision: str, reason: str | None = None) -> int:
     """Sign in to the tenant's inbox as ``practitioner`` and accept or override one Task."""
-    async with async_client(base_url=ehr_url, timeout=30, follow_redirects=True) as http:
+    async with async_client(base_url=ehr_url, timeout=30, follow_redirects=True, keep_cookies=True) as http:
         token = inbox_session.issue_link(admin_secret, tenant, practitioner)  # the practitioner's own link
         await http.get(f"/inbox/{tenant}/login", params={"token": token})
         page = await http.get(f"/inbox/{tenant}/tasks/{task_id}")

@@ -192,14 +192,16 @@ async def clinician_round(pipe: Pipeline, runs: dict[str, driver.TenantRun], led
 
 
 async def projection_caught_up(pipe: Pipeline, tenant: str, timeout: float = CDS_CATCH_UP_S) -> bool:
-    """Until cdshooks' read model has taken every decision and Task on the tenant's ``actions``
-    stream (its ``cdshooks-actions`` group committed the stream's end): the cards are read from it."""
-    from services.cdshooks.app import ACTIONS_STAGE
+    """Until cdshooks' read model has taken every decision on the tenant's ``actions`` stream and
+    every Task on its ``feedback`` stream (its ``cdshooks-actions`` and ``cdshooks-feedback`` groups
+    committed the streams' ends): the cards are read from it."""
+    from services.cdshooks.app import ACTIONS_STAGE, FEEDBACK_STAGE
     from services.core import contracts
 
     deadline = time.monotonic() + timeout
     while True:
-        if await driver.stage_caught_up(pipe.plan.settings, tenant, ACTIONS_STAGE, contracts.ACTIONS):
+        if (await driver.stage_caught_up(pipe.plan.settings, tenant, ACTIONS_STAGE, contracts.ACTIONS)
+                and await driver.stage_caught_up(pipe.plan.settings, tenant, FEEDBACK_STAGE, contracts.FEEDBACK)):
             return True
         if time.monotonic() > deadline:
             return False

@@ -103,9 +103,9 @@ async def test_second_note_updates_the_open_episode_until_the_task_closes(agents
         assert d1["episodeAction"] == "open" and d2["episodeAction"] == "update"
         assert d2["episodeKey"] == d1["episodeKey"] and d2["decisionId"] != d1["decisionId"]
         assert d2["kind"] == "urgent-task" and d2["grade"] == 3  # escalated by the new evidence
-        # writeback writes the Task (task-written, recorded by triage-writes); the clinician
+        # writeback writes the Task (task-written, recorded by triage-feedback); the clinician
         # completes it (task-updated: the ledger gets the action); the episode closes
-        await agents.publish("actions", [task_written(agents.tenant, d1, "task-9")])
+        await agents.publish("feedback", [task_written(agents.tenant, d1, "task-9")])
         await wait_for(lambda: _row(agents, d1["decisionId"], "task_id"))
         await agents.publish("feedback", [Event.new(
             "vigil.ehr.task-updated", source="/test", tenant=agents.tenant, key=patient, id=str(uuid.uuid4()),
@@ -252,7 +252,7 @@ async def test_card_feedback_and_unknown_writes_reach_the_ledger_once(agents):
                              "task": None, "decisions": [chosen["decisionId"]], "clinician": onc,
                              "category": chosen["category"], "grade": chosen["grade"],
                              "modelVersion": "rules-test", "time": "2026-03-04T10:00:00Z"})
-        await agents.publish("actions", [task_written(agents.tenant, stranger, "task-x")])
+        await agents.publish("feedback", [task_written(agents.tenant, stranger, "task-x")])
         await agents.publish("feedback", [card, card])
         await wait_for(lambda: _row(agents, chosen["decisionId"], "clinician_action"))
         await wait_idle(agents.stack, agents.tenant, host.specs)

@@ -66,11 +66,11 @@ def decision_event(tenant: str, when: datetime, decision_id: str, patient: str, 
 
 
 def written_event(tenant: str, when: datetime, decision_id: str, patient: str, category: str, task_id: str,
-                  note_time: datetime, kind: str = "routine-task") -> Event:
+                  note_time: datetime, kind: str = "routine-task", version: str = VERSION) -> Event:
     data = {"decisionId": decision_id, "patient": patient, "kind": kind, "category": category, "grade": 2,
             "action": "created", "task": {"id": task_id, "versionId": "1"}, "owner": "Practitioner/onc-1",
             "noteTime": note_time.isoformat(), "writtenTime": when.isoformat(),
-            "refs": [f"Task/{task_id}/_history/1"]}
+            "refs": [f"Task/{task_id}/_history/1"], "engineVersion": version}
     return at(Event.new("vigil.writeback.task-written", source=f"/writeback/{tenant}", tenant=tenant, key=patient,
                         data=data, id=deterministic_id("written", task_id)), when)
 
@@ -88,9 +88,8 @@ def task_events(tenant: str, when: datetime, category: str, *, tta: timedelta, a
     """A decision, its Task written ``tta`` after the note, and optionally the clinician's action."""
     patient, decision_id, task_id = (f"p-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex, uuid.uuid4().hex[:12])
     written = when + tta
-    actions = [decision_event(tenant, when, decision_id, patient, category),
-               written_event(tenant, written, decision_id, patient, category, task_id, note_time=when)]
-    feedback = []
+    actions = [decision_event(tenant, when, decision_id, patient, category)]
+    feedback = [written_event(tenant, written, decision_id, patient, category, task_id, note_time=when)]
     if action is not None:
         status = {"accepted": "completed", "overridden": "rejected"}[action]
         feedback.append(updated_event(tenant, written + acted_after, task_id, patient, status, reason))

@@ -25,7 +25,7 @@ from tests.integration.writeback.test_writeback import patient, written
 BASE = "http://cds.test"
 ISS = "https://ehr.example.org"
 #: writeback writes the Task, triage's ledger and cdshooks' read model take the decision and the Task.
-CARD_STAGES = ("writeback", "triage-writes", "cdshooks-actions")
+CARD_STAGES = ("writeback", "triage-feedback", "cdshooks-actions", "cdshooks-feedback")
 #: a clinician's answer: into triage's ledger and into cdshooks' read model.
 ANSWER_STAGES = ("triage-feedback", "cdshooks-feedback")
 
@@ -342,7 +342,7 @@ async def test_cards_come_from_the_events_and_replays_change_nothing(wb_tenant, 
     doc = await wb.note(pid)
     ev = wb.decision(pid, doc, kind="routine-task", grade=2)
     did = ev.data["decisionId"]
-    async with wb.host(stages=("writeback", "cdshooks-actions")):
+    async with wb.host(stages=("writeback", "cdshooks-actions", "cdshooks-feedback")):
         await _send(wb, "actions", [ev])
         row = await wb.wait(lambda: projected(wb, did, task=True))
     with pytest.raises(NotFoundError):
@@ -369,8 +369,8 @@ async def test_cards_come_from_the_events_and_replays_change_nothing(wb_tenant, 
     sentinel = wb.decision(pid, doc, kind="routine-task", grade=1, n=9)  # same patient: same partition, after
     fresh = dataclasses.replace(ev, id=str(uuid.uuid4()))
     async with wb.host(stages=("cdshooks-actions", "cdshooks-feedback")):
-        await _send(wb, "actions", [ev, fresh, written_again, written_again, sentinel])
-        await _send(wb, "feedback", [updated, dataclasses.replace(updated, id=str(uuid.uuid4())), overridden,
+        await _send(wb, "actions", [ev, fresh, sentinel])
+        await _send(wb, "feedback", [written_again, written_again, updated, dataclasses.replace(updated, id=str(uuid.uuid4())), overridden,
                                      _task_updated(wb, pid, "sentinel", "accepted", ["sentinel-" + did])])
         await wb.wait(lambda: projected(wb, sentinel.data["decisionId"]))
         await wb.wait(lambda: _finding(wb, "sentinel-" + did))
@@ -390,7 +390,7 @@ async def test_task_and_answer_before_the_decision_end_as_in_order(wb_tenant, cd
     async with wb.host(stages=("cdshooks-actions", "cdshooks-feedback")):
         await _send(wb, "feedback", [_task_updated(wb, pid, "task-b", "completed", [second.data["decisionId"]])])
         await wb.wait(lambda: _finding(wb, second.data["decisionId"]))
-        await _send(wb, "actions", [_written_event(wb, first, "task-a"), _written_event(wb, second, "task-b")])
+        await _send(wb, "feedback", [_written_event(wb, first, "task-a"), _written_event(wb, second, "task-b")])
         row = await wb.wait(lambda: _finding(wb, first.data["decisionId"]))
         assert row["task_id"] == "task-a" and row["kind"] is None
         assert await _cards(cds, wb, pid) == []  # a Task without its decision is not a card yet
@@ -420,7 +420,8 @@ async def test_the_cdshooks_app_runs_its_read_model_stages(wb_tenant, tmp_path):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
             client.key, client.kid = pem, jwk["kid"]
             assert (await client.get("/healthz")).json() == {"status": "ok"}
-            await _send(wb, "actions", [ev, _written_event(wb, ev, "task-app")])
+            await _send(wb, "actions", [ev])
+            await _send(wb, "feedback", [_written_event(wb, ev, "task-app")])
             await wb.wait(lambda: projected(wb, ev.data["decisionId"], task=True))
             (card,) = await _cards(client, wb, pid)
             assert card["extension"]["vigil-task"] == "Task/task-app" and card["indicator"] == "critical"

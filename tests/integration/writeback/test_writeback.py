@@ -111,7 +111,7 @@ async def test_duplicate_and_replayed_decisions_change_nothing(wb_tenant):
     (task_after,) = await wb.ehr.client.search("Task", {"patient": pid})
     assert task_after["meta"]["versionId"] == task_before["meta"]["versionId"]
     # every delivery restates the fact (so a replay reaches the ledger) under one event id: taken once
-    facts = [m for m in await _read(wb, "actions") if dict(m.headers).get("ce_type") == b"vigil.writeback.task-written"]
+    facts = [m for m in await _read(wb, "feedback") if dict(m.headers).get("ce_type") == b"vigil.writeback.task-written"]
     assert len(facts) >= 1 and len({dict(m.headers)["ce_id"] for m in facts}) == 1
     assert {json.loads(m.value)["action"] for m in facts} == {"created"}
 
@@ -159,7 +159,7 @@ async def test_silent_mode_writes_nothing(wb_tenant):
     assert row["written_refs"] == [] and row["task_id"] is None
     assert (await wb.ledger.get(wb.tenant, ev.data["decisionId"]))["written_refs"] == []
     assert await wb.count("Task", patient=pid) == 0 and await wb.count("Provenance") == 0
-    assert [m for m in await _read(wb, "actions") if dict(m.headers).get("ce_type") ==
+    assert [m for m in await _read(wb, "feedback") if dict(m.headers).get("ce_type") ==
             b"vigil.writeback.task-written"] == []
 
 
@@ -261,7 +261,7 @@ async def test_dropped_writes_are_never_reported_written(wb_tenant):
     assert await wb.count("Task", patient=pid) == 0
     row = await wb.ledger.get(wb.tenant, ev.data["decisionId"])
     assert row["written_refs"] == [] and row["written_at"] is None
-    written_events = [m for m in await _read(wb, "actions") if dict(m.headers).get("ce_type") ==
+    written_events = [m for m in await _read(wb, "feedback") if dict(m.headers).get("ce_type") ==
                       b"vigil.writeback.task-written"]
     assert written_events == []
 
@@ -378,10 +378,10 @@ async def test_a_new_decision_costs_three_ehr_round_trips_and_no_note_read(wb_te
     assert [c[0] for c in first] == ["GET", "POST", "POST"], first
     assert first[0][1].split("?")[0].endswith("/Task"), first
     assert len(second) == 4 and any("DocumentReference" in c[1] for c in second), second
-    facts = {json.loads(m.value)["decisionId"]: json.loads(m.value) for m in await _read(wb, "actions")
+    facts = {json.loads(m.value)["decisionId"]: json.loads(m.value) for m in await _read(wb, "feedback")
              if dict(m.headers).get("ce_type") == b"vigil.writeback.task-written"}
     assert facts[new.data["decisionId"]]["noteTime"] == "2026-11-19T08:00:00+00:00"
     assert facts[old.data["decisionId"]]["noteTime"] == "2026-11-20T09:30:00+00:00"
-    row = await wb.ledger.get(wb.tenant, new.data["decisionId"])   # triage-writes recorded the refs
+    row = await wb.ledger.get(wb.tenant, new.data["decisionId"])   # triage-feedback recorded the refs
     assert row["task_id"] == facts[new.data["decisionId"]]["task"]["id"]
     assert sorted(row["written_refs"]) == sorted(facts[new.data["decisionId"]]["refs"])

@@ -84,7 +84,11 @@ def test_task_facts_time_to_alert_and_actions():
     no_note_time = facts.task_written({"decisionId": "d1", "category": "colitis", "action": "created",
                                        "task": {"id": "t1"}, "noteTime": None,
                                        "writtenTime": "2026-01-01T10:45:30Z"})
-    assert no_note_time.tta_seconds is None
+    assert no_note_time.tta_seconds is None and no_note_time.version is None  # an older event: looked up
+    versioned = facts.task_written({"decisionId": "d1", "category": "colitis", "action": "created",
+                                    "task": {"id": "t1"}, "writtenTime": "2026-01-01T10:45:30Z",
+                                    "engineVersion": "rules-2026.11"})
+    assert written.version is None and versioned.version == "rules-2026.11"
     base = {"task": {"id": "t1", "versionId": "2"}, "lastUpdated": "2026-01-02T00:00:00Z", "note": None}
     assert facts.task_action({**base, "status": "completed", "statusReason": None}).action == "accepted"
     over = facts.task_action({**base, "status": "rejected", "statusReason": "wrong-grade"})
