@@ -81,6 +81,8 @@ class Ledger:
     def __init__(self, redis: aioredis.Redis, tenant: str, stage: str, ttl_s: int):
         self.redis, self.tenant, self.stage, self.ttl_s = redis, tenant, stage, ttl_s
         self._done_prefix, self._blocked_prefix = self._k("done", ""), self._k("blocked", "")
+        # EVALSHA: the script's digest travels, not its text (loaded once when the server lacks it)
+        self._lookup, self._mark_done = redis.register_script(_LOOKUP), redis.register_script(_MARK_DONE)
 
     def _k(self, kind: str, part: str) -> str:
         return kv.key(self.tenant, "bus", self.stage, kind, part)
@@ -89,8 +91,8 @@ class Ledger:
         """One round trip: which ids are done, and which keys are blocked (key -> blocking id)."""
         if not event_ids and not keys:
             return set(), {}
-        flags, pairs = await self.redis.eval(_LOOKUP, 0, self._done_prefix, _joined(event_ids) if event_ids else "",
-                                             self._blocked_prefix, "\n".join([_hash(k) for k in keys]))
+        flags, pairs = await self._lookup(args=(self._done_prefix, _joined(event_ids) if event_ids else "",
+                                                self._blocked_prefix, "\n".join([_hash(k) for k in keys])))
         flags = flags.decode() if isinstance(flags, bytes) else flags
         if len(flags) != len(event_ids):
             raise RuntimeError(f"ledger lookup answered {len(flags)} flags for {len(event_ids)} ids")
@@ -102,7 +104,7 @@ class Ledger:
         if not event_ids:
             return
         # One round trip and one command for the whole batch: SET <prefix><id> 1 EX ttl for each id.
-        marked = await self.redis.eval(_MARK_DONE, 0, self.ttl_s, self._done_prefix, _joined(event_ids))
+        marked = await self._mark_done(args=(self.ttl_s, self._done_prefix, _joined(event_ids)))
         if marked != len(event_ids):
             raise RuntimeError(f"ledger marked {marked} of {len(event_ids)} ids")
 

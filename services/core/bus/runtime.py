@@ -71,6 +71,7 @@ class StageRunner:
         self._latency = metrics.LATENCY.labels(**self._labels)
         self._consumed, self._succeeded = (metrics.CONSUMED.labels(**self._labels),
                                            metrics.SUCCEEDED.labels(**self._labels))
+        self._progress, self._lag = metrics.LAST_PROGRESS.labels(**self._labels), metrics.LAG.labels(**self._labels)
         self._topics: dict[str, str] = {}
         self._types = None if spec.types is None else frozenset(t.encode() for t in spec.types)
         self._paused: dict[TopicPartition, float] = {}
@@ -138,7 +139,7 @@ class StageRunner:
                 if not await self._or_rewind(work, batch):
                     continue
                 self._last_progress = time.monotonic()
-                metrics.LAST_PROGRESS.labels(**self._labels).set(time.time())
+                self._progress.set(time.time())
                 self._update_lag()
         finally:
             await self._drain()
@@ -498,7 +499,7 @@ class StageRunner:
             high, position = self._consumer.highwater(tp), self._positions.get(tp)
             if high is not None and position is not None:
                 lag += max(0, high - position)
-        metrics.LAG.labels(**self._labels).set(lag)
+        self._lag.set(lag)
 
 
 async def run_stage(settings: Settings, tenant_id: str, spec: StageSpec, stop_event: asyncio.Event) -> None:

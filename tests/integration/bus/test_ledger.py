@@ -49,3 +49,16 @@ async def test_marks_expire_and_unusable_ids_are_refused(ledger):
             await ledger.mark_done(bad)
         with pytest.raises(ValueError):
             await ledger.lookup(bad, [])
+
+
+async def test_scripts_go_by_digest_and_survive_a_script_flush(ledger):
+    """The scripts are sent as EVALSHA; a server that lost them (restart, SCRIPT FLUSH) gets them again."""
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    await ledger.mark_done(ids[:1])
+    await ledger.redis.script_flush()
+    assert await ledger.lookup(ids, []) == ({ids[0]}, {})  # loaded again on NOSCRIPT
+    await ledger.redis.script_flush()
+    await ledger.mark_done(ids[1:2])
+    assert await ledger.lookup(ids, []) == (set(ids[:2]), {})
+    commands = await ledger.redis.info("commandstats")
+    assert commands.get("cmdstat_evalsha", {}).get("calls", 0) >= 4
