@@ -27,7 +27,8 @@ import jwt
 
 from services.core.errors import FatalError, RetryableError, VigilError, classify, from_http_status
 from services.core import jsoncodec
-from services.core.httpclient import async_client
+from services.core.httpclient import async_client, tls_context
+from services.core.httptransport import AiohttpTransport
 from services.core.tenantcache import TenantCache
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -153,9 +154,10 @@ class FhirClient:
         self.base_url = base_url.rstrip("/")
         self.credentials = credentials
         self.capabilities: dict | None = None
-        self._http = async_client(timeout=timeout, transport=transport,
-                                       limits=httpx.Limits(max_connections=max_connections),
-                                       headers={"Accept": FHIR_JSON})
+        self._transport = transport if transport is not None else AiohttpTransport(
+            verify=tls_context(), limits=httpx.Limits(max_connections=max_connections))
+        self._http = async_client(timeout=timeout, transport=self._transport, headers={"Accept": FHIR_JSON})
+        self._extensions = {"timeout": self._http.timeout.as_dict()}
         self._token: str | None = None
         self.granted_scope: str | None = None  # known after the first token request
         self._token_expires = 0.0
@@ -231,13 +233,35 @@ class FhirClient:
 
     async def _send(self, method: str, url: str | httpx.URL, resend: bool, **kwargs) -> httpx.Response:
         """One request; a read (or the token grant) that meets a keep-alive connection the server
-        closed while it sat idle in the pool is sent once more, on a fresh connection."""
+        closed while it sat idle in the pool is sent once more, on a fresh connection. The token
+        grant (a form) goes through the httpx client; every FHIR interaction is ``_exchange``."""
+        send = self._http.request if "data" in kwargs else self._exchange
         try:
-            return await self._http.request(method, url, **kwargs)
+            return await send(method, url, **kwargs)
         except STALE_CONNECTION_ERRORS:
             if not resend:
                 raise
-        return await self._http.request(method, url, **kwargs)
+        return await send(method, url, **kwargs)
+
+    async def _exchange(self, method: str, url: str | httpx.URL, *, content: bytes | None = None, params: Any = None,
+                        headers: dict[str, str] | None = None) -> httpx.Response:
+        """One request handed straight to the transport and read whole: httpx's ``Request`` and
+        ``Response`` (URL, query, header and body handling, content decoding), the client's default
+        headers and timeouts, without the client's per-request layers this client does not use
+        (auth and redirect flows, event hooks, cookies): about a third of the CPU of a request."""
+        merged = self._http.headers.copy()
+        if headers:
+            merged.update(headers)
+        request = httpx.Request(method, url, params=params, headers=merged, content=content,
+                                extensions=self._extensions)
+        response = await self._transport.handle_async_request(request)
+        response.request = request
+        try:
+            await response.aread()
+        except BaseException:
+            await response.aclose()
+            raise
+        return response
 
     async def request(self, method: str, path: str, *, json_body: Any = None, params: Any = None,
                       headers: dict[str, str] | None = None, auth: bool = True) -> httpx.Response:

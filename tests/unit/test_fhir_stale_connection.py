@@ -17,9 +17,7 @@ def client_with(failures: int, seen: list) -> FhirClient:
             state["left"] -= 1
             raise httpx.ReadError("connection reset by peer", request=request)
         return httpx.Response(200, json={"resourceType": "Patient", "id": "p1"})
-    fhir = FhirClient("http://ehr.test/fhir/t1")
-    fhir._http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    return fhir
+    return FhirClient("http://ehr.test/fhir/t1", transport=httpx.MockTransport(handler))
 
 
 async def test_a_read_on_a_stale_connection_is_sent_once_more():
@@ -58,3 +56,34 @@ async def test_type_and_system_level_urls_are_parsed_once_and_requests_reach_the
                     "http://ehr.test/fhir/t1/Patient/p1"] * 2
     assert set(fhir._urls) == {"", "Task"}  # noqa: SLF001  (instance-level URLs are not kept)
     await fhir.close()
+
+
+async def test_requests_carry_the_clients_headers_timeouts_and_query_and_errors_name_the_request():
+    """The direct path sends what the httpx client would: its default headers (a caller's header
+    replaces one of the same name), its timeouts, the query; a gzip body is decoded; an error
+    names the method and path, never the query."""
+    import gzip
+    import json as jsonlib
+
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path.endswith("/Gone/1"):
+            return httpx.Response(410, json={"resourceType": "OperationOutcome", "issue": [{"code": "deleted"}]})
+        body = gzip.compress(jsonlib.dumps({"resourceType": "Bundle", "type": "searchset", "entry": []}).encode())
+        return httpx.Response(200, content=body, headers={"content-encoding": "gzip",
+                                                          "content-type": "application/fhir+json"})
+    fhir = FhirClient("http://ehr.test/fhir/t1", transport=httpx.MockTransport(handler), timeout=7.5)
+    assert await fhir.search("Task", {"patient": "Patient/p 1", "status": ["ready", "requested"]}) == []
+    await fhir.request("GET", "Task", headers={"Accept": "application/json", "Prefer": "x"})
+    with pytest.raises(Exception) as failed:
+        await fhir.read("Gone", "1")
+    await fhir.close()
+    first, second = seen[0], seen[1]
+    assert str(first.url) == "http://ehr.test/fhir/t1/Task?patient=Patient%2Fp+1&status=ready&status=requested"
+    assert first.headers["accept"] == "application/fhir+json" and "gzip" in first.headers["accept-encoding"]
+    assert first.headers["user-agent"].startswith("python-httpx/")
+    assert first.extensions["timeout"] == {"connect": 7.5, "read": 7.5, "write": 7.5, "pool": 7.5}
+    assert second.headers.get_list("accept") == ["application/json"] and second.headers["prefer"] == "x"
+    assert "HTTP 410 from GET /fhir/t1/Gone/1" in str(failed.value) and getattr(failed.value, "status") == 410
