@@ -126,7 +126,7 @@ async def test_second_note_updates_the_open_episode_until_the_task_closes(agents
         assert (row["task_id"], row["written_refs"], row["clinician_action"]) == (
             "task-9", ["Task/task-9/_history/1"], "accepted")
         await agents.publish("findings", [third])
-        d3 = [e.data for e in await agents.read("actions", 4) if e.type == "vigil.triage.decision"][2]
+        d3 = [e.data for e in await agents.read("actions", 3)][2]  # task-written goes on feedback
     assert d3["episodeAction"] == "open" and d3["episodeKey"] != d1["episodeKey"]
     assert d3["kind"] == "routine-task" and d3["grade"] == 1
 
