@@ -33,14 +33,15 @@ from services.core.bus.batch import BatchState, Tail, retrieve_exception
 from services.core.bus.commits import OffsetCommits
 from services.core.bus.context import Context, Handler, StageSpec
 from services.core.bus.deadline import Deadlines
+from services.core.bus.intake import PASSED_OVER, Intake, due_ms
 from services.core.bus.ledger import Ledger
 from services.core.bus.parked import ParkedReader
 from services.core.bus.quickretry import retry_quickly
 from services.core.bus.publisher import Publisher
 from services.core.bus.topics import dlq_topic, resolve, retry_topic
 from services.core.config import Settings
-from services.core.errors import ValidationError, classify
-from services.core.events import Event, decode, encode_parts, header_value
+from services.core.errors import classify
+from services.core.events import Event, encode_parts
 from services.core.logging import get_logger
 from services.core.tenancy import check_tenant_id, topic_name
 
@@ -49,8 +50,6 @@ log = get_logger("vigil.bus")
 #: would otherwise hold it for a whole batch, and the previous batch's tail (acks, ledger,
 #: commit) would only advance one step per batch, between batches.
 YIELD_EVERY = 50
-#: The decoded row of a record whose type the stage does not handle (``StageSpec.types``).
-PASSED_OVER: tuple[None, None] = (None, None)
 __all__ = ["Context", "Handler", "StageRunner", "StageSpec", "run_stage"]
 
 
@@ -73,7 +72,7 @@ class StageRunner:
                                            metrics.SUCCEEDED.labels(**self._labels))
         self._progress, self._lag = metrics.LAST_PROGRESS.labels(**self._labels), metrics.LAG.labels(**self._labels)
         self._topics: dict[str, str] = {}
-        self._types = None if spec.types is None else frozenset(t.encode() for t in spec.types)
+        self._intake = Intake(self.tenant, spec.types)
         self._paused: dict[TopicPartition, float] = {}
         self._positions: dict[TopicPartition, int] = {}
         self._commits: OffsetCommits | None = None  # made with the consumer
@@ -189,11 +188,10 @@ class StageRunner:
     async def _process(self, batch: dict[TopicPartition, list]) -> None:
         """Handle a batch and hand its records to the producer; its tail (acks, ledger, commit)
         starts once the previous batch's tail is through."""
-        decode, decoded, ids, keys, consumed = self._decode, {}, [], set(), 0
-        wanted = self._wanted
+        row, decoded, ids, keys, consumed = self._intake.row, {}, [], set(), 0
         for tp, msgs in batch.items():
             consumed += len(msgs)
-            rows = decoded[tp] = [decode(m) if wanted(m.headers) else PASSED_OVER for m in msgs]
+            rows = decoded[tp] = [row(m) for m in msgs]
             for event, _error in rows:
                 if event is not None:
                     ids.append(event.id)
@@ -295,12 +293,12 @@ class StageRunner:
                     await asyncio.sleep(0)  # a handler that never waits would hold the loop all batch
 
     def _due(self, tp: TopicPartition, m) -> bool:
-        due_ms = int(header_value(m.headers, "vigil-due") or 0)
-        if due_ms <= time.time() * 1000:
+        due = due_ms(m.headers)
+        if due <= time.time() * 1000:
             return True
         self._consumer.seek(tp, m.offset)
         self._consumer.pause(tp)
-        self._paused[tp] = due_ms / 1000
+        self._paused[tp] = due / 1000
         return False
 
     def _resume_due(self) -> None:
@@ -446,7 +444,7 @@ class StageRunner:
         await self._flush(st.outbox)  # the blocking event's outputs go out before its successors'
         for partition, offset in await self.ledger.parked(key):
             m = await self._parked.read(TopicPartition(self.input_topic, partition), offset)
-            event, error = self._decode(m)
+            event, error = self._intake.decode(m)
             trail = Trail.from_record(m, 0)
             outbox: list[tuple] = []
             done_ids: list[str] = []
@@ -469,28 +467,6 @@ class StageRunner:
         st.blocked.pop(key, None)
 
     # -- helpers -----------------------------------------------------------------------------
-    def _wanted(self, headers) -> bool:
-        """False for a record of a type the stage does not handle (its last ``ce_type``, as decoding
-        reads it); a record without one is decoded, and dead-lettered if it is no event."""
-        types = self._types
-        if types is None:
-            return True
-        found = None
-        for name, raw in headers:
-            if name == "ce_type":
-                found = raw
-        return found is None or found in types
-
-    def _decode(self, m) -> tuple[Event | None, BaseException | None]:
-        try:
-            event = decode(m.key, m.value, m.headers)
-            if event.tenant != self.tenant:
-                raise ValidationError("event tenant does not match the topic's tenant", code="tenant_mismatch")
-            schemas.validate(event.type, event.data)
-            return event, None
-        except ValidationError as exc:
-            return None, exc
-
     def _update_lag(self) -> None:
         lag = 0
         for tp in self._consumer.assignment():
