@@ -138,7 +138,7 @@ class Actions:
         self.pools, self.keyring = pools, keyring
 
     async def __call__(self, event: Event, ctx: Context) -> None:
-        if event.type == contracts.TRIAGE_DECISION:
+        if event.type in self.TYPES:
             await self._decided(event, ctx)
 
     async def _decided(self, event: Event, ctx: Context) -> None:
@@ -163,24 +163,26 @@ class Feedback:
     """``cdshooks-feedback``: the Tasks writeback wrote, and clinicians' answers, from the inbox (a
     Task's status) or a card."""
 
-    TYPES = frozenset({contracts.TASK_WRITTEN, contracts.TASK_UPDATED, contracts.CDS_FEEDBACK})
-
     def __init__(self, pools: TenantPools):
         self.pools = pools
 
     async def __call__(self, event: Event, ctx: Context) -> None:
+        handler = self.HANDLERS.get(event.type)
+        if handler is not None:
+            await handler(self, event, ctx)
+
+    async def _task_updated(self, event: Event, ctx: Context) -> None:
         d = event.data
-        if event.type == contracts.TASK_WRITTEN:
-            await self._written(event, ctx)
-        elif event.type == contracts.TASK_UPDATED:
-            action = clinician.task_action(d["status"])
-            if action is None:
-                return  # not a clinician's answer (e.g. Vigil's own update of the Task)
-            await self._acted(ctx, d.get("decisions") or [], d["patient"], d["task"]["id"], action,
-                              _time(d["lastUpdated"]), whole_task=True)
-        elif event.type == contracts.CDS_FEEDBACK:
-            await self._acted(ctx, d["decisions"], d["patient"], d.get("task"), d["outcome"], _time(d["time"]),
-                              whole_task=False)
+        action = clinician.task_action(d["status"])
+        if action is None:
+            return  # not a clinician's answer (e.g. Vigil's own update of the Task)
+        await self._acted(ctx, d.get("decisions") or [], d["patient"], d["task"]["id"], action,
+                          _time(d["lastUpdated"]), whole_task=True)
+
+    async def _card_answered(self, event: Event, ctx: Context) -> None:
+        d = event.data
+        await self._acted(ctx, d["decisions"], d["patient"], d.get("task"), d["outcome"], _time(d["time"]),
+                          whole_task=False)
 
     async def _written(self, event: Event, ctx: Context) -> None:
         d = event.data
@@ -203,6 +205,11 @@ class Feedback:
         if done:
             UPDATES.labels(ctx.tenant, "acted").inc(len(done))
         ctx.log.info("cdshooks.feedback_projected", action=action, decisions=len(done))
+
+    #: event type -> handler: the stage's one table (``TYPES``, what the runtime lets through, is its keys).
+    HANDLERS = {contracts.TASK_WRITTEN: _written, contracts.TASK_UPDATED: _task_updated,
+                contracts.CDS_FEEDBACK: _card_answered}
+    TYPES = frozenset(HANDLERS)
 
 
 async def ensure_schema(pool) -> None:

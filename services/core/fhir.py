@@ -26,9 +26,8 @@ import httpx
 import jwt
 
 from services.core.errors import FatalError, RetryableError, VigilError, classify, from_http_status
-from services.core import jsoncodec
-from services.core.httpclient import async_client, tls_context
-from services.core.httptransport import AiohttpTransport
+from services.core import httpclient, jsoncodec
+from services.core.httpclient import async_client
 from services.core.tenantcache import TenantCache
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -154,8 +153,8 @@ class FhirClient:
         self.base_url = base_url.rstrip("/")
         self.credentials = credentials
         self.capabilities: dict | None = None
-        self._transport = transport if transport is not None else AiohttpTransport(
-            verify=tls_context(), limits=httpx.Limits(max_connections=max_connections))
+        self._transport = transport if transport is not None else httpclient.transport(
+            limits=httpx.Limits(max_connections=max_connections))
         self._http = async_client(timeout=timeout, transport=self._transport, headers={"Accept": FHIR_JSON})
         self._extensions = {"timeout": self._http.timeout.as_dict()}
         self._token: str | None = None

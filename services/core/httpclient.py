@@ -65,13 +65,22 @@ class AsyncClient(httpx.AsyncClient):
         raise TypeError("outbound clients keep no cookies")
 
 
+def transport(*, verify: ssl.SSLContext | str | bool | None = None,
+              limits: httpx.Limits | None = None) -> AiohttpTransport:
+    """The transport an outbound client gets: aiohttp, the shared TLS context unless ``verify``
+    says otherwise (a context, a CA file)."""
+    if verify is None:
+        verify = tls_context()
+    elif isinstance(verify, str):  # a CA file
+        verify = ssl.create_default_context(cafile=verify)
+    return AiohttpTransport(verify=verify, limits=limits)
+
+
 def async_client(*, keep_cookies: bool = False, **kwargs) -> httpx.AsyncClient:
     verify = kwargs.setdefault("verify", tls_context())
     if kwargs.get("transport") is None:
-        if isinstance(verify, str):  # a CA file
-            verify = ssl.create_default_context(cafile=verify)
-        kwargs["transport"] = AiohttpTransport(verify=verify, limits=kwargs.pop("limits", None))
+        kwargs["transport"] = transport(verify=verify, limits=kwargs.pop("limits", None))
     return httpx.AsyncClient(**kwargs) if keep_cookies else AsyncClient(**kwargs)
 
 
-__all__ = ["async_client", "tls_context"]
+__all__ = ["async_client", "tls_context", "transport"]

@@ -170,19 +170,14 @@ class Feedback:
     - a clinician answered a Vigil result: the action goes to the ledger (per Task from the inbox,
       per decision from a CDS Hooks card), and the episodes behind a completed or rejected Task close."""
 
-    TYPES = frozenset({TASK_WRITTEN, CDS_FEEDBACK, TASK_UPDATED})
-
     def __init__(self, pools: TenantPools):
         self.pools = pools
         self.ledger = ledger.DecisionLedger(pools)
 
     async def __call__(self, event: Event, ctx: Context) -> None:
-        if event.type == TASK_WRITTEN:
-            await self._written(event, ctx)
-        elif event.type == CDS_FEEDBACK:
-            await self._card(event, ctx)
-        elif event.type == TASK_UPDATED:
-            await self._task(event, ctx)
+        handler = self.HANDLERS.get(event.type)
+        if handler is not None:
+            await handler(self, event, ctx)
 
     async def _written(self, event: Event, ctx: Context) -> None:
         try:
@@ -222,3 +217,7 @@ class Feedback:
             CLOSED.labels(ctx.tenant, status).inc(len(closed))
         ctx.log.info("triage.feedback", status=status, episodes_closed=len(closed), known_task=bool(keys),
                      ledger=len(labelled))
+
+    #: event type -> handler: the stage's one table (``TYPES``, what the runtime lets through, is its keys).
+    HANDLERS = {TASK_WRITTEN: _written, CDS_FEEDBACK: _card, TASK_UPDATED: _task}
+    TYPES = frozenset(HANDLERS)

@@ -21,13 +21,13 @@ from services.core.bus import StageSpec
 from services.core.bus.service import serve_stage
 from services.core.config import Settings
 from services.writeback.deps import Deps
-from services.writeback.handler import STAGE, Writeback
+from services.writeback.handler import DECISION_TYPE, STAGE, Writeback
 
 
 def specs(deps: Deps, **kw) -> list[StageSpec]:
     """The stage's spec (``kw``: retry / tuning overrides, for tests)."""
     return [StageSpec(name=STAGE, input_stream=contracts.ACTIONS, handler=Writeback(deps),
-                      types=frozenset({contracts.TRIAGE_DECISION}), **kw)]
+                      types=frozenset({DECISION_TYPE}), **kw)]
 
 
 async def build(settings: Settings, env: Mapping[str, str]):
