@@ -12,19 +12,23 @@ last third <= ``CLIMB_FACTOR`` x p50 of the first third).
 Baseline (same run, same rates, same EHR): the note create followed directly by a Task create
 and a Task read, i.e. the EHR write + read path alone, with no pipeline in between.
 
-    python -m bench.e2e [--rates 2,3,5,10] [--seconds 12] [--backfill N]
+    python -m bench.e2e [--rates 2,3,5,10] [--seconds 12] [--backfill N [--until-drained]]
 Writes artifacts/bench/e2e.json and artifacts/bench/e2e.png.
 
 ``--backfill N`` also starts the batch lane (``Pipeline(batch_lane=True)``) and, before the rate
 steps, a silent `vigil backfill run` of N realistic notes (``bench/crawl.py``'s NDJSON) for the
 same tenant: the real-time figures are then measured while the batch lane works through its
-backlog, and the result records how many batch notes were decided during the steps.
+backlog, and the result records how many batch notes were decided during the steps. With
+``--until-drained``, real-time notes go on at the first rate, in windows of ``--seconds``, from the
+backfill's start until the batch lane has decided every note of it; every real-time note's latency
+counts (artifacts/bench/e2e-through-backfill.json).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -116,6 +120,7 @@ async def pipeline_step(pipe: Pipeline, rate: float, seconds: float, tag: str) -
     first, last = percentile(latencies[:third], 50), percentile(latencies[-third:], 50)
     complete = len(latencies) == len(notes)
     return {"rate": rate, "notes": len(notes), "tasks_seen": len(latencies), "send_seconds": round(send_s, 2),
+            "latencies": [round(x, 4) for x in latencies],
             "achieved_rate": round(len(notes) / send_s, 2), "latency_s": _stats(latencies),
             "first_third_p50": first, "last_third_p50": last,
             "sustained": complete and last is not None and last <= CLIMB_FACTOR * max(first, 0.5)}
@@ -227,8 +232,6 @@ async def measure(pipe: Pipeline, rates: list[float], seconds: float, backfill: 
         proc = start_backfill(pipe, backfill, tag)
         while await batch_decided(pipe) < 20:  # the batch lane is busy before the first step
             await asyncio.sleep(0.5)
-        import os
-
         results["backfill"] = {"notes": backfill, "decided_before_steps": await batch_decided(pipe),
                                "notes_with_decisions_before_steps": await batch_noted(pipe),
                                "batch_max_rate": os.environ.get("VIGIL_BATCH_MAX_RATE") or "none"}
@@ -253,21 +256,95 @@ async def measure(pipe: Pipeline, rates: list[float], seconds: float, backfill: 
     return results
 
 
+async def backfill_drained(pipe: Pipeline, n: int, start: dict[str, int], proc) -> bool:
+    """The backfill process exited and the batch lane committed this run's ``n`` events and every
+    findings event on its topics (``start``: the committed offsets before the run)."""
+    from bench.crawl import committed
+
+    if proc.poll() is None:
+        return False
+    settings = pipe.plan.settings
+    events_done, events_end = await committed(settings, TENANT.id, "extraction-batch", "batch-events")
+    findings_done, findings_end = await committed(settings, TENANT.id, "triage-batch", "batch-findings")
+    return (events_done - start["events"] >= n and events_done >= events_end
+            and findings_done - start["findings"] >= n and findings_done >= findings_end)
+
+
+async def through_backfill(pipe: Pipeline, n: int, rate: float, seconds: float) -> dict:
+    """Real-time notes at ``rate``/s in windows of ``seconds`` from the start of an ``n``-note
+    backfill until the batch lane has decided all of it; every real-time note's latency counts."""
+    from bench.crawl import committed
+
+    tag = datetime.now(timezone.utc).strftime("%H%M%S")
+    await pipeline_step(pipe, 1.0, WARM_UP_NOTES, f"{tag}-warm")
+    settings = pipe.plan.settings
+    start = {"events": (await committed(settings, TENANT.id, "extraction-batch", "batch-events"))[0],
+             "findings": (await committed(settings, TENANT.id, "triage-batch", "batch-findings"))[0]}
+    started = time.monotonic()
+    proc = start_backfill(pipe, n, tag)
+    windows, latencies = [], []
+    try:
+        while not await backfill_drained(pipe, n, start, proc):
+            if proc.poll() not in (None, 0):
+                raise RuntimeError(f"vigil backfill run exited {proc.returncode} (see its log)")
+            step = await pipeline_step(pipe, rate, seconds, f"{tag}-w{len(windows)}")
+            latencies += step.pop("latencies")
+            decided = (await committed(settings, TENANT.id, "triage-batch", "batch-findings"))[0] - start["findings"]
+            step.update(at_s=round(time.monotonic() - started, 1), batch_decided=decided)
+            windows.append(step)
+            print(f"{step['at_s']:7.1f} s: real time p50 {step['latency_s']['p50']:.3f} s, p99 "
+                  f"{step['latency_s']['p99']:.3f} s, {step['tasks_seen']}/{step['notes']} Tasks; "
+                  f"batch {decided}/{n} decided", flush=True)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait()
+    wall = time.monotonic() - started
+    overall = _stats(latencies)
+    return {"backfill": {"notes": n, "drained_after_s": round(wall, 1), "notes_per_s": round(n / wall, 1),
+                         "batch_max_rate": os.environ.get("VIGIL_BATCH_MAX_RATE") or "none"},
+            "realtime": {"rate": rate, "window_s": seconds, "notes": sum(w["notes"] for w in windows),
+                         "tasks_seen": len(latencies), "latency_s": overall,
+                         "worst_window_p99": max((w["latency_s"]["p99"] or 0) for w in windows) if windows else None,
+                         "all_windows_sustained": all(w["sustained"] for w in windows)},
+            "windows": windows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", default="2,3,5,10", help="notes per second, comma-separated")
     parser.add_argument("--seconds", type=float, default=12.0, help="duration of each rate step")
     parser.add_argument("--backfill", type=int, default=0, help="notes of a batch run going on meanwhile")
+    parser.add_argument("--until-drained", action="store_true",
+                        help="with --backfill: real time at the first rate, in windows of --seconds, from the "
+                             "backfill's start until the batch lane has decided all of it")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
+    if args.until_drained and not args.backfill:
+        parser.error("--until-drained needs --backfill N")
     configure("warning")
     plan = DemoPlan.create("bench", port_base=BENCH_PORT_BASE)
     pipe = Pipeline(plan, (TENANT,), log=print, optional=False, batch_lane=args.backfill > 0)
     try:
         pipe.up()
-        results = asyncio.run(measure(pipe, rates, args.seconds, args.backfill))
+        if args.until_drained:
+            results = asyncio.run(through_backfill(pipe, args.backfill, rates[0], args.seconds))
+        else:
+            results = asyncio.run(measure(pipe, rates, args.seconds, args.backfill))
     finally:
         pipe.down()
+    if args.until_drained:
+        results.update(engine="rules", measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        OUT_DIR.mkdir(parents=True, exist_ok=True)
+        (OUT_DIR / "e2e-through-backfill.json").write_text(json.dumps(results, indent=2, default=str))
+        rt, bf = results["realtime"], results["backfill"]
+        lat = rt["latency_s"]
+        print(f"backfill of {bf['notes']} notes drained in {bf['drained_after_s']} s ({bf['notes_per_s']} notes/s); "
+              f"real time at {rt['rate']:g}/s meanwhile: {rt['tasks_seen']}/{rt['notes']} Tasks, p50 {lat['p50']:.3f} s, "
+              f"p95 {lat['p95']:.3f} s, p99 {lat['p99']:.3f} s, max {lat['max']:.3f} s; worst window p99 "
+              f"{rt['worst_window_p99']:.3f} s")
+        print(f"wrote {OUT_DIR / 'e2e-through-backfill.json'}")
+        return
     results.update({"engine": "rules", "step_seconds": args.seconds, "services": [s.name for s in pipe.services()],
                     "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     OUT_DIR.mkdir(parents=True, exist_ok=True)
