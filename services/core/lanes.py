@@ -48,6 +48,10 @@ LANES: dict[str, Lane] = {
 #: A batch-lane stage process lowers its CPU priority by this much (``os.nice``; 19 is the lowest
 #: priority): on a shared host the real-time stages get the processor first whenever both have work.
 BATCH_NICE = 19
+#: Key lanes per input partition of the batch lane's extraction (``ConsumerTuning.key_lanes``): a
+#: backfill's notes of one partition go through tools and inference this many at a time, so the
+#: inference server's worker processes are not left waiting on one note per partition.
+BATCH_KEY_LANES = 4
 #: ``VIGIL_BATCH_MAX_RATE``: notes per second one batch extraction process starts at most (0 or
 #: unset: no limit). The CPU budget of a backfill where the real-time lane shares the processors.
 RATE_VARIABLE = "VIGIL_BATCH_MAX_RATE"

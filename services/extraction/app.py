@@ -25,7 +25,9 @@ from services.core.config import Settings
 from services.core.crypto import Keyring
 from services.core.db import create_pool, ensure_schema
 from services.core.grpc.settings import GrpcSettings
-from services.core.lanes import BATCH, LANES, REALTIME, Lane, Pacer, deprioritise, from_argv, max_rate
+from services.core.bus.policy import ConsumerTuning
+from services.core.lanes import (BATCH, BATCH_KEY_LANES, LANES, REALTIME, Lane, Pacer, deprioritise, from_argv,
+                                max_rate)
 from services.core.secrets import SecretSettings
 from services.core.tenantdb import TenantPools
 from services.extraction.handler import STAGE, Extraction
@@ -39,6 +41,7 @@ def specs(clients: AgentClients, pools: TenantPools, lane: Lane = LANES[REALTIME
     ``kw``: retry / tuning overrides, for tests)."""
     keyring = Keyring(pools)
     if lane.batch:
+        kw.setdefault("tuning", ConsumerTuning(key_lanes=BATCH_KEY_LANES))
         return [StageSpec(name=BATCH_LANE.stage(STAGE), input_stream=BATCH_LANE.events,
                           handler=Extraction(clients, keyring, BATCH_LANE, Pacer(rate)), **kw)]
     return [StageSpec(name=STAGE, input_stream=contracts.EHR_EVENTS, handler=Extraction(clients, keyring), **kw)]

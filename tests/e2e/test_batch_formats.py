@@ -22,7 +22,7 @@ from services.core.bus import ensure_stage_topics
 from services.core.bus.service import StageHost
 from services.core.db import create_pool, ensure_schema
 from services.core.grpc.settings import GrpcSettings
-from services.core.lanes import BATCH, LANES
+from services.core.lanes import BATCH, BATCH_KEY_LANES, LANES
 from services.core.tenancy import Registry, Tenant
 from services.core.tenantdb import TenantPools, provision_tenant_role
 from services.core.topics import ensure_tenant_topics
@@ -76,7 +76,8 @@ async def batch_lane(settings, pools, tenants: list[str]):
     clients = AgentClients(grpc, sub="formats", targets={"tools": f"127.0.0.1:{tools.port}",
                                                         "inference": f"127.0.0.1:{inference.port}"})
     lane = LANES[BATCH]
-    specs = [*extraction_app.specs(clients, pools, lane, retry=FAST_RETRY, tuning=FAST_TUNING),
+    specs = [*extraction_app.specs(clients, pools, lane, retry=FAST_RETRY,
+                                   tuning=dataclasses.replace(FAST_TUNING, key_lanes=BATCH_KEY_LANES)),
              *triage_app.specs(pools, clients, settings, lane, retry=FAST_RETRY, tuning=FAST_TUNING)]
     for t in tenants:
         await ensure_stage_topics(settings, Tenant(id=t), specs)

@@ -23,7 +23,7 @@ from services.core import crypto
 from services.core.bus import ensure_stage_topics
 from services.core.bus.service import StageHost
 from services.triage.ledger import DecisionLedger
-from services.core.lanes import BATCH, LANES
+from services.core.lanes import BATCH, BATCH_KEY_LANES, LANES
 from services.core.tenancy import Registry, Tenant
 from services.extraction import app as extraction_app
 from services.ingest.batch import job as batch_job
@@ -51,7 +51,8 @@ pytestmark = pytest.mark.xdist_group("batch-lane")
 
 
 def batch_specs(pipe, wb) -> list:
-    return [*extraction_app.specs(pipe.agent_clients, wb.pools, BATCH_LANE, retry=FAST_RETRY, tuning=FAST_TUNING),
+    return [*extraction_app.specs(pipe.agent_clients, wb.pools, BATCH_LANE, retry=FAST_RETRY,
+                                  tuning=dataclasses.replace(FAST_TUNING, key_lanes=BATCH_KEY_LANES)),
             *triage_app.specs(wb.pools, pipe.agent_clients, wb.settings, BATCH_LANE, retry=FAST_RETRY,
                               tuning=FAST_TUNING)]
 

@@ -141,3 +141,7 @@ class ConsumerTuning:
     liveness_stall_s: float = LIVENESS_STALL_S
     ledger_ttl_s: int = LEDGER_TTL_S
     commit_interval_ms: int = COMMIT_INTERVAL_MS
+    #: Lanes per input partition: a batch's records of one input partition are split by record key
+    #: into this many lanes that run concurrently (each key's records in one lane, in offset order).
+    #: 1 = one lane per partition. A partition with retry records in the batch is never split.
+    key_lanes: int = 1

@@ -3,7 +3,8 @@
 One poll returns a batch (at most ``tuning.max_batch`` records: bounded in-flight work).
 Records are grouped into lanes by partition number (input partition p and retry-topic
 partition p hold the same patients, and the range assignor gives them to the same member);
-lanes run concurrently, records within a lane strictly in order. Outputs, retry and
+lanes run concurrently, records within a lane strictly in order. A stage may split an input
+partition's records further by key (``tuning.key_lanes``: ``batch.split_lanes``). Outputs, retry and
 dead-letter records are queued during the lanes and handed to the producer together after
 them (one produce request per broker instead of a trickle; a lane that replays parked events
 sends what is queued first, so a key's outputs keep their order). Then the batch's tail -
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
 from typing import Any, Awaitable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -29,7 +29,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from services.core import schemas
 from services.core.bus import metrics, store
 from services.core.bus.failures import Trail, dlq_headers, fingerprint, retry_headers, short_message, stack_text
-from services.core.bus.batch import BatchState, Tail, retrieve_exception
+from services.core.bus.batch import BatchState, Tail, retrieve_exception, split_lanes
 from services.core.bus.commits import OffsetCommits
 from services.core.bus.context import Context, Handler, StageSpec
 from services.core.bus.deadline import Deadlines
@@ -198,14 +198,12 @@ class StageRunner:
                     keys.add(event.key)
         self._consumed.inc(consumed)
         done, blocked = await self._lookup(ids, list(keys))
-        lanes: dict[int, list] = defaultdict(list)
-        for tp in sorted(batch, key=lambda tp: (tp.topic == self.input_topic, tp.topic)):  # retries first
-            lanes[tp.partition].append(tp)
+        lanes = split_lanes(batch, decoded, self.input_topic, self.spec.tuning.key_lanes)
         state = BatchState([], [], {}, done, blocked)
         if len(lanes) == 1:
-            await self._lane(state, batch, decoded, next(iter(lanes.values())))
+            await self._lane(state, lanes[0])
         else:
-            await asyncio.gather(*(self._lane(state, batch, decoded, tps) for tps in lanes.values()))
+            await asyncio.gather(*(self._lane(state, parts) for parts in lanes))
         acks = await self._send(state.outbox)
         try:
             await self._finish_tail(wait=True)
@@ -264,11 +262,11 @@ class StageRunner:
         if outbox:
             await asyncio.gather(*await self._send(outbox))
 
-    async def _lane(self, st: BatchState, batch, decoded, tps: list[TopicPartition]) -> None:
+    async def _lane(self, st: BatchState, parts: list[tuple[TopicPartition, list, list]]) -> None:
         handled, task = 0, asyncio.current_task()  # the lane's task: what a deadline cancels
-        for tp in tps:
+        for tp, records, rows in parts:
             level = 0 if tp.topic == self.input_topic else int(tp.topic.rsplit(".", 1)[1])
-            for m, row in zip(batch[tp], decoded[tp]):
+            for m, row in zip(records, rows):
                 event, error = row
                 if row is PASSED_OVER:
                     pass
@@ -287,7 +285,8 @@ class StageRunner:
                     else:
                         st.succeeded += 1
                         self._queue_outputs(st.outbox, st.done_ids, event, ctx)
-                st.commits[tp] = self._positions[tp] = m.offset + 1
+                if m.offset + 1 > st.commits.get(tp, 0):  # key lanes of one partition end in any order
+                    st.commits[tp] = self._positions[tp] = m.offset + 1
                 handled += 1
                 if handled % YIELD_EVERY == 0:
                     await asyncio.sleep(0)  # a handler that never waits would hold the loop all batch

@@ -243,3 +243,46 @@ async def test_a_stage_passes_over_types_it_does_not_handle_without_decoding_the
     dead = await read_topic(stack, dlq_topic(tenant_id), 1, settle=0.5)
     assert [m.value for m in dead] == [b"no type header"]
     assert header_value(dead[0].headers, "dlq-error-code") == "envelope"
+
+
+async def test_key_lanes_run_one_partitions_patients_side_by_side_and_each_patient_in_order(stack, tenant_id, topics):
+    """``key_lanes``: a partition's records are split by key into concurrent lanes. More events are
+    in the handler at once than there are partitions; every patient's events still arrive in
+    order (including one whose first event waits in a retry topic while its later ones park),
+    each event is handled once, and the group commits every offset."""
+    from dataclasses import replace
+
+    from bench.crawl import committed
+    from tests.integration.bus.conftest import FAST_TUNING
+
+    order, calls = collections.defaultdict(list), collections.Counter()
+    inflight, most = 0, 0
+
+    async def handler(event, ctx):
+        nonlocal inflight, most
+        calls[event.id] += 1
+        if event.key == "held" and event.data["versionId"] == "0" and calls[event.id] <= 2:
+            raise RetryableError("busy", code="http_429")  # both quick tries fail: retry.1, later ones park
+        inflight += 1
+        most = max(most, inflight)
+        try:
+            await asyncio.sleep(0.02)
+        finally:
+            inflight -= 1
+        order[event.key].append(int(event.data["versionId"]))
+        ctx.emit("findings", findings_for(event, ctx))
+
+    s = spec("keylanes", handler, tuning=replace(FAST_TUNING, key_lanes=4))
+    await topics(s)
+    patients = ["held", *(f"k{i}" for i in range(23))]
+    events = [resource_event(tenant_id, p, n) for n in range(4) for p in patients]  # interleaved
+    await publish(stack, tenant_id, events)
+    async with running(stack, tenant_id, s):
+        await read_topic(stack, topic_name(tenant_id, "findings"), len(events), timeout=60)
+    partitions = 4
+    assert most > partitions, f"at most {most} events in the handler at once"
+    assert all(order[p] == [0, 1, 2, 3] for p in patients), {p: order[p] for p in patients if order[p] != [0, 1, 2, 3]}
+    assert sum(1 for e in events if calls[e.id]) == len(events)
+    assert all(n == 1 for i, n in calls.items() if i != events[0].id) and calls[events[0].id] == 3
+    done, _ = await committed(stack, tenant_id, "keylanes", "ehr-events")  # the dev broker's end offsets lag
+    assert done == len(events)
