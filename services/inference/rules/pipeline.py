@@ -23,6 +23,7 @@ from services.inference.rules.context import quicken
 from services.inference.rules.modifiers import MODIFIER_RULES, TERMINATING_TYPES
 from services.inference.rules.scan import Scanner, fold
 from services.inference.rules.sections import section_rules
+from services.inference.rules.tokencache import TokenCache
 from services.inference.rules.vocabulary import target_table
 
 #: Tokens before a "." that does not end a sentence ("vs.", "Dr."); a single letter counts
@@ -315,11 +316,18 @@ def get_pipeline() -> Language:
     return build_pipeline()
 
 
+@functools.lru_cache(maxsize=1)
+def _token_cache() -> TokenCache:
+    return TokenCache(get_pipeline().tokenizer)
+
+
 def parse(text: str) -> Doc:
     """Run the shared pipeline; serialised because spaCy matchers are not thread-safe. The note
-    text rides along in ``doc.user_data`` (``note_text``) so no component rebuilds it."""
+    text rides along in ``doc.user_data`` (``note_text``) so no component rebuilds it. The
+    tokenizer's cache is primed with the note's new chunks first (``tokencache``)."""
     nlp = get_pipeline()
     with _LOCK:
+        _token_cache().prime(text)
         doc = nlp.make_doc(text)
         doc.user_data[TEXT_KEY] = text
         return nlp(doc)
