@@ -21,7 +21,7 @@ from spacy.tokens import Doc
 from services.inference.rules import context as context_module
 from services.inference.rules.context import quicken
 from services.inference.rules.modifiers import MODIFIER_RULES, TERMINATING_TYPES
-from services.inference.rules.scan import Scanner, fold
+from services.inference.rules.scan import Scanner, ScanSet, fold
 from services.inference.rules.sections import section_rules
 from services.inference.rules.tokencache import TokenCache
 from services.inference.rules.vocabulary import target_table
@@ -162,6 +162,7 @@ class TargetSpans:
             body = term_body(terms[strength]) if strength in terms else None
             full = re.compile(rule.pattern, re.IGNORECASE)
             self.rules.append((rule, Scanner(re.compile(body, re.IGNORECASE) if body else full), full if body else None))
+        self.scans = ScanSet([scanner for _, scanner, _ in self.rules])  # one pass for every rule's start strings
 
     def __call__(self, doc: Doc) -> Doc:
         from medspacy.common.util import prune_overlapping_matches
@@ -172,9 +173,10 @@ class TargetSpans:
         text = note_text(doc)
         folded = fold(text)
         matches: list[tuple[int, int, int]] = []
+        candidates = self.scans.candidates(folded)
         for index, (_, scanner, full) in enumerate(self.rules):
             previous_end = 0
-            for found in scanner.finditer(text, folded):
+            for found in scanner.finditer_at(text, candidates[index]):
                 start, end = found.start(), found.end()
                 if start < previous_end:
                     continue

@@ -133,9 +133,9 @@ class Scanner:
 
     def __init__(self, pattern: re.Pattern[str]):
         self.pattern = pattern
-        starts = start_strings(pattern)
-        self.gate = re.compile("|".join(re.escape(s) for s in sorted(starts, key=lambda s: (-len(s), s)))) \
-            if starts else None
+        self.starts = start_strings(pattern) or []
+        self.gate = re.compile("|".join(re.escape(s) for s in sorted(self.starts, key=lambda s: (-len(s), s)))) \
+            if self.starts else None
 
     def finditer(self, text: str, folded: str) -> Iterator[re.Match[str]]:
         if self.gate is None:
@@ -154,3 +154,79 @@ class Scanner:
                 continue
             yield found
             pos = found.end()  # never empty (start_strings refuses patterns that can match "")
+
+    def finditer_at(self, text: str, candidates: list[int]) -> Iterator[re.Match[str]]:
+        """``finditer`` with the note's candidate positions already found (``ScanSet``): the
+        positions, ascending, where one of this pattern's start strings begins."""
+        if self.gate is None:
+            yield from self.pattern.finditer(text)
+            return
+        match, pos = self.pattern.match, 0
+        for at in candidates:
+            if at < pos:
+                continue
+            found = match(text, at)
+            if found is not None:
+                yield found
+                pos = found.end()
+
+
+class ScanSet:
+    """Many ``Scanner``s' candidate positions from one pass over the note.
+
+    Each scanner searching the note for its own start strings is one pass per rule (56 passes
+    over a 3 KB note, ~3.4 ms). Here one regular expression built as a trie of every rule's start
+    strings (``imm(?:une)?|pem(?:b)?...``) finds, left to right, each position where any of them
+    begins; the strings that begin there (at most one per length) name the scanners it is a
+    candidate for. Each scanner then gets exactly the positions its own gate would have found,
+    in the same order, so ``finditer_at`` yields exactly its ``finditer``'s matches.
+    """
+
+    def __init__(self, scanners: list[Scanner]):
+        self.scanners = scanners
+        self._by_start: dict[str, list[int]] = {}
+        for index, scanner in enumerate(scanners):
+            for start in scanner.starts if scanner.gate is not None else ():
+                self._by_start.setdefault(start, []).append(index)
+        self._lengths = sorted({len(start) for start in self._by_start}, reverse=True)
+        self._gate = re.compile(_trie_pattern(list(self._by_start))) if self._by_start else None
+
+    def candidates(self, folded: str) -> list[list[int]]:
+        """Per scanner (by index), the ascending positions of ``folded`` where one of its start
+        strings begins."""
+        found: list[list[int]] = [[] for _ in self.scanners]
+        if self._gate is None:
+            return found
+        search, by_start, lengths = self._gate.search, self._by_start, self._lengths
+        pos = 0
+        while True:
+            hit = search(folded, pos)
+            if hit is None:
+                return found
+            at = hit.start()
+            for length in lengths:
+                for index in by_start.get(folded[at:at + length], ()):
+                    positions = found[index]
+                    if not positions or positions[-1] != at:
+                        positions.append(at)
+            pos = at + 1
+
+
+def _trie_pattern(words: list[str]) -> str:
+    """An alternation of ``words`` (non-empty) factored by common prefixes: it matches at a
+    position exactly when one of the words begins there."""
+    trie: dict = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def build(node: dict) -> str:
+        branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        group = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{group})?" if "" in node else group
+
+    return build(trie)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.inference.rules.pipeline import get_pipeline, TARGETS
-from services.inference.rules.scan import Scanner, fold, start_strings
+from services.inference.rules.scan import Scanner, ScanSet, fold, start_strings
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 
@@ -65,3 +65,21 @@ def test_underivable_beginnings_scan_as_they_are(pattern):
 def test_start_strings_cover_optional_and_alternative_beginnings():
     assert start_strings(re.compile(r"\b(?:(?:acute\s+)?nephritis|(?-i:AIN))\b", re.IGNORECASE)) == \
         ["acut", "ain", "neph"]
+
+
+def test_one_pass_for_every_rule_finds_each_rules_own_matches():
+    """``ScanSet``: the candidate positions of every rule from one trie search, then each rule's
+    matches from them: the same as the rule's own ``finditer``, for all the tables' patterns
+    at once (with underivable and overlapping beginnings among them)."""
+    patterns = [*_patterns(), re.compile(r"\s*colitis", re.IGNORECASE), re.compile(r"immune|imm", re.IGNORECASE),
+                re.compile(r"mune\w*", re.IGNORECASE), re.compile(r"mmu\w*", re.IGNORECASE),
+                re.compile(r"(?:i|im)mu", re.IGNORECASE)]
+    scanners = [Scanner(p) for p in patterns]
+    scans = ScanSet(scanners)
+    texts = [*_texts(), "IMMUNE immune-mediated \u0130mmune imMUne \u212aolitis"]
+    for text in texts:
+        candidates = scans.candidates(fold(text))
+        for pattern, scanner, positions in zip(patterns, scanners, candidates):
+            assert positions == sorted(set(positions))
+            expected = [m.span() for m in pattern.finditer(text)]
+            assert [m.span() for m in scanner.finditer_at(text, positions)] == expected, pattern.pattern[:60]
