@@ -19,13 +19,12 @@ from typing import Mapping
 from services.core import contracts
 from services.core import crypto
 from services.core.agentclients import AgentClients
-from services.core.bus import StageSpec
+from services.core.bus import ConsumerTuning, StageSpec
 from services.core.bus.service import serve_stage
 from services.core.config import Settings
 from services.core.crypto import Keyring
 from services.core.db import create_pool, ensure_schema
 from services.core.grpc.settings import GrpcSettings
-from services.core.bus.policy import ConsumerTuning
 from services.core.lanes import (BATCH, BATCH_KEY_LANES, LANES, REALTIME, Lane, Pacer, deprioritise, from_argv,
                                 max_rate)
 from services.core.secrets import SecretSettings

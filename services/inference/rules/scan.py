@@ -19,7 +19,7 @@ to lower case, one character for one, so offsets in the folded text are offsets 
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from typing import Iterable, Iterator
 
 try:  # Python 3.11+
     from re import _constants as sre_constants, _parser as sre_parse
@@ -138,26 +138,22 @@ class Scanner:
             if self.starts else None
 
     def finditer(self, text: str, folded: str) -> Iterator[re.Match[str]]:
-        if self.gate is None:
-            yield from self.pattern.finditer(text)
-            return
-        match, search = self.pattern.match, self.gate.search
-        pos, end = 0, len(text)
-        while pos < end:
-            candidate = search(folded, pos)
-            if candidate is None:
-                return
-            at = candidate.start()
-            found = match(text, at)
-            if found is None:
-                pos = at + 1
-                continue
-            yield found
-            pos = found.end()  # never empty (start_strings refuses patterns that can match "")
+        return self.finditer_at(text, self._positions(folded))
 
-    def finditer_at(self, text: str, candidates: list[int]) -> Iterator[re.Match[str]]:
-        """``finditer`` with the note's candidate positions already found (``ScanSet``): the
-        positions, ascending, where one of this pattern's start strings begins."""
+    def _positions(self, folded: str) -> Iterator[int]:
+        """Each position of ``folded`` where one of the start strings begins, ascending."""
+        if self.gate is None:
+            return
+        search, pos = self.gate.search, 0
+        while (candidate := search(folded, pos)) is not None:
+            yield candidate.start()
+            pos = candidate.start() + 1
+
+    def finditer_at(self, text: str, candidates: Iterable[int]) -> Iterator[re.Match[str]]:
+        """The matches, tried only at ``candidates``: the positions, ascending, where one of this
+        pattern's start strings begins (its own gate's, or ``ScanSet``'s for many scanners at once).
+        Candidates are tried in text order, resuming after each match (never empty: start_strings
+        refuses patterns that can match "")."""
         if self.gate is None:
             yield from self.pattern.finditer(text)
             return

@@ -5,8 +5,9 @@ it keeps one "a special case was used" flag per document and saves nothing once 
 (spaCy issue #1250). Nearly every note uses a special case in its first lines (a newline, "Dr."),
 so the cache stayed cold and every note paid the full affix search: about 3 ms of a 3 KB note.
 
-``TokenCache.prime(text)`` tokenizes each chunk of the note not seen before on its own (the flag
-is fresh for each call), so spaCy saves it under the same key it looks up inside a note. The
+``TokenCache.prime(text)`` tokenizes the note's chunks not seen before apart from the note, a few
+to a call (the flag is fresh for each call), so spaCy saves them under the keys it looks up
+inside a note. The
 note is then tokenized by spaCy as before: the result is spaCy's own, a cache hit returns what
 its affix rules gave for that chunk, and special cases are applied as before. The cache is
 spaCy's; its size is bounded here by flushing it (and the seen set) past ``limit`` chunks.
