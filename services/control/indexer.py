@@ -2,7 +2,9 @@
 
 No consumer group: the indexer assigns the partitions of each tenant's dlq topic itself and
 keeps its positions in ``vigil_dlq_index_offsets`` (platform table), advanced only after the
-rows are committed. Rows are keyed by dlq id (``ON CONFLICT DO NOTHING``), so re-reading a
+rows are committed, with the dlq id of the record before each position: a topic deleted and created
+again (a tenant onboarded again under its id, a dev broker restarted) starts at offset 0, and a
+position past its end, or a different record before it, makes the indexer read it from the start. Rows are keyed by dlq id (``ON CONFLICT DO NOTHING``), so re-reading a
 record after a crash changes nothing. The record is the whole dead letter: the stage runtime
 writes no table, and puts the stack trace and the attempt history in the ``dlq-stack`` and
 ``dlq-history`` headers (``services.core.bus.failures``); the stack is stored encrypted, the
@@ -37,6 +39,8 @@ log = get_logger("vigil.control.indexer")
 SYNC_INTERVAL_S = 1.0
 FETCH_TIMEOUT_MS = 200
 MAX_RECORDS = 500
+#: Fetches to wait for the record before a stored position (the check of a topic created again).
+CHECK_FETCHES = 10
 PURPOSE = "dlq"
 
 
@@ -111,16 +115,24 @@ class DlqIndexer:
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         ends = await self._consumer.end_offsets(tps)
         async with self.admin.acquire() as conn:
-            stored = {r["partition"]: r["next_offset"] for r in await conn.fetch(
-                "SELECT partition, next_offset FROM vigil_dlq_index_offsets WHERE topic = $1", topic)}
-        todo = [tp for tp in tps if stored.get(tp.partition, 0) < ends[tp]]
-        if not todo:
+            stored = {r["partition"]: (r["next_offset"], r["last_id"]) for r in await conn.fetch(
+                "SELECT partition, next_offset, last_id FROM vigil_dlq_index_offsets WHERE topic = $1", topic)}
+        starts = {}
+        for tp in tps:
+            start, last_id = stored.get(tp.partition, (0, None))
+            if start and not await self._same_topic(tp, start, last_id, ends[tp]):
+                log.warning("dlq_index.topic_created_again", topic=topic, partition=tp.partition, stored=start,
+                            end=ends[tp])
+                start = 0  # index it from its start: rows already there are kept (ON CONFLICT DO NOTHING)
+            if start < ends[tp]:
+                starts[tp] = start
+        if not starts:
             return 0
-        self._consumer.assign(todo)
-        for tp in todo:
-            self._consumer.seek(tp, stored.get(tp.partition, 0))
+        self._consumer.assign(list(starts))
+        for tp, start in starts.items():
+            self._consumer.seek(tp, start)
         added = 0
-        remaining = set(todo)
+        remaining = set(starts)
         while remaining:
             batch = await self._consumer.getmany(*remaining, timeout_ms=FETCH_TIMEOUT_MS, max_records=MAX_RECORDS)
             for tp, records in batch.items():
@@ -128,15 +140,34 @@ class DlqIndexer:
                     added += await self._index(tenant, records)
                     async with self.admin.acquire() as conn:
                         await conn.execute(
-                            "INSERT INTO vigil_dlq_index_offsets (topic, partition, next_offset) VALUES ($1, $2, $3) "
-                            "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
-                            topic, tp.partition, records[-1].offset + 1)
+                            "INSERT INTO vigil_dlq_index_offsets (topic, partition, next_offset, last_id) "
+                            "VALUES ($1, $2, $3, $4) ON CONFLICT (topic, partition) DO UPDATE "
+                            "SET next_offset = EXCLUDED.next_offset, last_id = EXCLUDED.last_id",
+                            topic, tp.partition, records[-1].offset + 1, header_value(records[-1].headers, "dlq-id"))
             for tp in list(remaining):
                 # done at the end offset listed at the start, or the fetch's high watermark if later
                 # (the broker's listed end can trail what a fetch already returns)
                 if await self._consumer.position(tp) >= max(ends[tp], self._consumer.highwater(tp) or 0):
                     remaining.discard(tp)
         return added
+
+    async def _same_topic(self, tp: TopicPartition, start: int, last_id: str | None, end: int) -> bool:
+        """Whether the partition is still the one indexed up to ``start``: not past its end, and (when
+        there is more to read) the record before ``start`` is the one indexed last. A topic deleted and
+        created again starts at offset 0, so the stored position alone would skip its first records.
+        Checked only when there is something to read: a topic created again with exactly as many
+        records as were indexed is caught at its next dead letter."""
+        if start > end:
+            return False
+        if start == end or not last_id:
+            return True
+        self._consumer.assign([tp])
+        self._consumer.seek(tp, start - 1)
+        for _ in range(CHECK_FETCHES):
+            records = (await self._consumer.getmany(tp, timeout_ms=FETCH_TIMEOUT_MS, max_records=1)).get(tp)
+            if records:  # past start - 1: removed by retention, nothing to tell by
+                return records[0].offset != start - 1 or header_value(records[0].headers, "dlq-id") == last_id
+        return False  # no answer: read it again from the start (a re-read costs time, a skip loses rows)
 
     async def _index(self, tenant: str, records) -> int:
         rows = []

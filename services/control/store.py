@@ -105,6 +105,8 @@ REVOKE ALL ON vigil_dlq_index_offsets FROM PUBLIC;
     tenant_rls_sql("vigil_dlq_replay_counts", ("SELECT", "INSERT", "UPDATE")),
     tenant_rls_sql("vigil_dlq_replay_jobs", ("SELECT", "INSERT", "UPDATE")),
     tenant_rls_sql("vigil_dlq_fingerprints", ("SELECT", "INSERT")),
+    # the dlq id of the record just before next_offset: tells a topic created again from the one indexed
+    "ALTER TABLE vigil_dlq_index_offsets ADD COLUMN IF NOT EXISTS last_id text",
 ]
 
 #: Listing page size bounds.

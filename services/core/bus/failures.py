@@ -82,7 +82,11 @@ class Trail:
                                          "code": code, "fingerprint": fp, "level": self.level}])[-HISTORY_MAX:]
 
     def dead_letter_id(self, stage: str) -> str:
-        return deterministic_id("dlq", stage, self.origin_topic, self.origin_partition, self.origin_offset)
+        """The same for every redelivery of one record; the origin's timestamp tells it from a record
+        at the same coordinates of a topic created again (a dev broker restarted, a tenant onboarded
+        again under its id)."""
+        return deterministic_id("dlq", stage, self.origin_topic, self.origin_partition, self.origin_offset,
+                                self.origin_timestamp)
 
 
 #: Headers a retry or dead-letter record keeps from its input: the envelope, and the replay

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
+from aiokafka.admin import AIOKafkaAdminClient
+
 from services.commands.demo.summary import RunPeriod, dead_letter_count
 from services.core.bus.failures import DLQ_DETAIL_HEADERS
 from services.core.events import header_value
@@ -49,3 +51,41 @@ async def test_runtime_publishes_the_whole_dead_letter_and_control_serves_it(sta
         assert await dead_letter_count(cc, tenant, RunPeriod(since)) == 2
         later = RunPeriod(datetime.now(timezone.utc) + timedelta(seconds=5))
         assert await dead_letter_count(cc, tenant, later) == 0
+
+
+async def _delete_topics(settings, tenant: str) -> None:
+    """Delete the tenant's input and dlq topics, as offboarding does (the stage creates them again)."""
+    admin = AIOKafkaAdminClient(**settings.kafka.client_kwargs())
+    await admin.start()
+    try:
+        answer = await admin.delete_topics([topic_name(tenant, "ehr-events"), topic_name(tenant, "dlq")])
+    finally:
+        await admin.close()
+    assert [code for _, code in answer.topic_error_codes] == [0, 0]
+
+
+async def test_a_dlq_topic_created_again_is_indexed_from_its_start(stack, control, provision, admin_pool):
+    """A tenant's topics deleted and created again (onboarded again under its id; a dev broker
+    restarted) start at offset 0: the index reads the new topic from its start, and a dead letter
+    at an old record's coordinates is a row of its own."""
+    tenant = await provision()
+    control.tenants.append(tenant)
+
+    async def listed() -> set[str]:
+        await control.app.indexer.sync([tenant])
+        async with control.client(control.token(tenant)) as cc:
+            page = await cc.call("ListDeadLetters", pb.ListDeadLettersRequest(page_size=100))
+        return {item.event_id for item in page.items}
+
+    runs: dict[str, list] = {}
+    # one patient: every event in one partition, so the second run passes the first run's position
+    # (5 records against 3) and the third stops short of it (1 against 5)
+    for run, n in (("first", 3), ("again", 5), ("shorter", 1)):
+        if runs:
+            await _delete_topics(stack, tenant)
+        runs[run] = [probe_event(tenant, i, patient="pat-A", run=run) for i in range(n)]
+        await dead_letter(stack, tenant, runs[run])
+        assert await listed() == {e.id for events in runs.values() for e in events}, run
+    rows = await admin_pool.fetch("SELECT original_offset, dlq_offset FROM vigil_dlq_entries WHERE tenant = $1",
+                                  tenant)
+    assert sorted(r["original_offset"] for r in rows) == [0, 0, 0, 1, 1, 2, 2, 3, 4]
