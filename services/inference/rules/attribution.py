@@ -31,6 +31,7 @@ from services.inference.rules.layout import Layout, education_sentence, negated_
 from services.inference.rules.pipeline import section_at
 from services.inference.rules.modifiers import DIFFERENTIAL_PHRASES, FAM, HIST, HYPO, NEG, ONGOING, POSS
 from services.inference.rules.sections import SECTION_POLICY
+from services.inference.rules.sentences import sentence_of, sentence_text
 from services.inference.rules.temporality import family_subject, first_year_near, predates, resolved_in
 from services.inference.rules.vocabulary import GENERIC_IMMUNOTHERAPY, ICI_DRUGS, is_qualified, is_symptom
 
@@ -52,18 +53,9 @@ def text_of(doc: Doc) -> str:
     return text if text is not None else doc.text
 
 
-_SENTENCE_STARTS = "vigil_sentence_starts"
-
-
 def sentence_start(span: Span) -> int:
-    """``span.sent.start``, computed once per span of a parsed note (spaCy walks the tokens to
-    find the sentence on every access)."""
-    cache = span.doc.user_data.setdefault(_SENTENCE_STARTS, {})
-    key = (span.start, span.end)
-    start = cache.get(key)
-    if start is None:
-        start = cache[key] = span.sent.start
-    return start
+    """``span.sent.start`` (see ``sentences``)."""
+    return sentence_of(span).start
 
 
 def ents_of(doc: Doc) -> tuple[Span, ...]:
@@ -121,7 +113,21 @@ def _section_policy(ent: Span) -> str | None:
     return policy
 
 
+_ASSERTIONS = "vigil_assertions"
+
+
 def assertion(ent: Span) -> Assertion:
+    """What ConText, the section and the layout say about the span; worked out once per span of a
+    parsed note (the note's attribution and then the decision on each mention ask again)."""
+    cache = ent.doc.user_data.setdefault(_ASSERTIONS, {})
+    key = (ent.start, ent.end, ent.label)
+    state = cache.get(key)
+    if state is None:
+        state = cache[key] = _assertion(ent)
+    return state
+
+
+def _assertion(ent: Span) -> Assertion:
     categories = {modifier.category for modifier in ent._.modifiers}
     policy = _section_policy(ent)
     layout = layout_of(ent.doc)
@@ -130,9 +136,9 @@ def assertion(ent: Span) -> Assertion:
     family = FAM in categories or policy == "family"
     if layout is not None and ent.label_ not in (ICI, NON_ICI) and not ent.label_.startswith(ALT_PREFIX):
         negated = negated or layout.in_negative_list(ent.start_char) or negated_by_list(
-            text_of(ent.doc), ent.sent.start_char, ent.start_char)
-        hypothetical = hypothetical or layout.in_education(ent.start_char) or education_sentence(ent.sent.text)
-        family = family or family_subject(text_of(ent.doc), ent.sent.start_char, ent.start_char)
+            text_of(ent.doc), sentence_of(ent).start_char, ent.start_char)
+        hypothetical = hypothetical or layout.in_education(ent.start_char) or education_sentence(sentence_text(ent))
+        family = family or family_subject(text_of(ent.doc), sentence_of(ent).start_char, ent.start_char)
     historical = HIST in categories or policy == "historical"
     ongoing = ONGOING in categories
     if ent.label_ in REPLACEMENT_CATEGORIES and historical:
@@ -142,15 +148,15 @@ def assertion(ent: Span) -> Assertion:
                       if e.start_char > ent.end_char and e.label_ not in (ICI, IMMUNE, NON_ICI)
                       and (e.label_ != ent.label_ or sentence_start(e) != sentence_start(ent))
                       and not e.label_.startswith(ALT_PREFIX)), None)
-        if resolved_in(text_of(ent.doc), ent.start_char, ent.end_char, ent.sent.end_char, layout, limit):
+        if resolved_in(text_of(ent.doc), ent.start_char, ent.end_char, sentence_of(ent).end_char, layout, limit):
             negated = True
-    uncertain = POSS in categories or (_is_mention(ent) and (ent.sent.text.rstrip().endswith("?") or bool(
+    uncertain = POSS in categories or (_is_mention(ent) and (sentence_text(ent).rstrip().endswith("?") or bool(
         _QUESTIONED.search(text_of(ent.doc), max(0, ent.start_char - 20), ent.start_char))))
-    if _is_mention(ent) and _CONSIDERED_REJECTED.match(text_of(ent.doc), ent.end_char, ent.sent.end_char):
+    if _is_mention(ent) and _CONSIDERED_REJECTED.match(text_of(ent.doc), ent.end_char, sentence_of(ent).end_char):
         negated = True
-    if uncertain and _treated(ent.sent.text):
+    if uncertain and _treated(sentence_text(ent)):
         uncertain = False  # a working diagnosis being treated (taxonomy notes, rule 10)
-    if ent.label_ not in (ICI, NON_ICI) and not ent.label_.startswith(ALT_PREFIX) and _DIFFERENTIAL.search(ent.sent.text):
+    if ent.label_ not in (ICI, NON_ICI) and not ent.label_.startswith(ALT_PREFIX) and _DIFFERENTIAL.search(sentence_text(ent)):
         uncertain = True
     return Assertion(
         negated=negated, uncertain=uncertain, hypothetical=hypothetical, family=family,
@@ -201,7 +207,7 @@ def scope(ent: Span) -> int:
     sentence (a bullet or a paragraph of prose is not one problem; keys are character offsets)."""
     layout = layout_of(ent.doc)
     if layout is None or not layout.is_problem(ent.start_char):
-        return ent.sent.start_char
+        return sentence_of(ent).start_char
     return layout.item(ent.start_char)[0]
 
 
@@ -235,7 +241,7 @@ def note_context(doc: Doc) -> NoteContext:
                 named = True
             if state.affirmed:  # a past condition's cause is still its cause
                 attributed.add(where)
-                own.add(ent.sent.start_char)
+                own.add(sentence_of(ent).start_char)
                 starts.append(ent.start_char)
         elif label.startswith(ALT_PREFIX):
             for category, kind in alternative_kinds(ent.text, label[len(ALT_PREFIX):], _strength(ent)):
@@ -246,7 +252,7 @@ def note_context(doc: Doc) -> NoteContext:
                 counts = state.affirmed if kind == "chronic" else state.current
                 if not counts:
                     continue
-                local.setdefault(where if kind == "drug" else ent.sent.start_char, set()).add(category)
+                local.setdefault(where if kind == "drug" else sentence_of(ent).start_char, set()).add(category)
                 if kind in ("acute", "chronic"):
                     alternatives.add(category)
         else:
@@ -307,14 +313,14 @@ def judge(ent: Span, context: NoteContext, state: Assertion | None = None) -> Ve
         return Verdict(False, False, "local_alternative")
     if named_other_cause(ent):
         return Verdict(False, False, "named_cause")
-    if category in context.local_alternatives.get(ent.sent.start_char, frozenset()):
+    if category in context.local_alternatives.get(sentence_of(ent).start_char, frozenset()):
         if not _directly_attributed(ent, context):
             return Verdict(False, False, "local_alternative")
     strong = _strength(ent) == "strong"
     if category == "adrenal_insufficiency" and (_pituitary_cause(ent) or (
             context.pituitary_cause and not _PRIMARY.search(text_of(ent.doc), max(0, ent.start_char - 12), ent.end_char))):
         return Verdict(False, False, "secondary_ai")
-    if ent.sent.start_char in context.attributed_own_sentences or (strong and sentence in context.attributed_sentences):
+    if sentence_of(ent).start_char in context.attributed_own_sentences or (strong and sentence in context.attributed_sentences):
         return Verdict(True, True, "attributed")
     if not strong:
         return Verdict(False, False, "weak_term")
@@ -347,7 +353,7 @@ def _pituitary_cause(ent: Span) -> bool:
     sentence is hypophysitis, not ``adrenal_insufficiency`` (taxonomy notes, rule 3)."""
     text = text_of(ent.doc)
     before = text[max(0, ent.start_char - 30):ent.start_char]
-    return bool(_SECONDARY.search(before) or _PITUITARY_CAUSE.search(ent.sent.text))
+    return bool(_SECONDARY.search(before) or _PITUITARY_CAUSE.search(sentence_text(ent)))
 
 
 #: A cause stated right after a mention in its sentence ("AKI due to dehydration", "rash
@@ -371,7 +377,7 @@ def named_other_cause(ent: Span) -> bool:
     the first causal phrase after it, before the next mention, unhedged, whose object names no
     checkpoint inhibitor, immunotherapy or irAE."""
     text = text_of(ent.doc)
-    stop = ent.sent.end_char
+    stop = sentence_of(ent).end_char
     following = next((e.start_char for e in ents_of(ent.doc) if e.start_char >= ent.end_char and _is_mention(e)), None)
     if following is not None:
         stop = min(stop, following)
@@ -393,7 +399,7 @@ DIRECT_REACH = 40
 def _directly_attributed(ent: Span, context: NoteContext) -> bool:
     """An attribution phrase follows the mention closely in its sentence: it beats a bare drug
     or circumstance named elsewhere in the sentence ("... as prednisone tapers")."""
-    return any(0 <= start - ent.end_char <= DIRECT_REACH and start < ent.sent.end_char
+    return any(0 <= start - ent.end_char <= DIRECT_REACH and start < sentence_of(ent).end_char
                for start in context.attribution_starts)
 
 
@@ -437,7 +443,7 @@ _PLANNED = re.compile(
 
 
 def _planned(ent: Span) -> bool:
-    return bool(_PLANNED.search(ent.sent.text))
+    return bool(_PLANNED.search(sentence_text(ent)))
 
 
 _DIFFERENTIAL = re.compile(r"\b(?:differential|ddx)\b", re.IGNORECASE)

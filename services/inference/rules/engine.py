@@ -17,6 +17,7 @@ from services.inference.rules import alternatives, grades, modifiers, sections, 
 from services.inference.rules.attribution import Assertion, Verdict, assertion, judge, note_context, text_of
 from services.inference.rules.layout import build_layout
 from services.inference.rules.pipeline import header_regex, parse, section_at
+from services.inference.rules.sentences import sentence_of, sentence_text
 
 RULES_SEMVER = "1.0.0"
 
@@ -195,7 +196,7 @@ def _stale_problem_list(mentions: list[Span], verdicts: list[Verdict]) -> set[st
     for category in {ent.label_ for ent in mentions}:
         present = [ent for ent, v in zip(mentions, verdicts) if ent.label_ == category and v.present]
         resolved = [ent for ent, v in zip(mentions, verdicts) if ent.label_ == category and not v.present
-                    and v.reason == "negated" and _RESOLVED_WORD.search(ent.sent.text)]
+                    and v.reason == "negated" and _RESOLVED_WORD.search(sentence_text(ent))]
         if present and resolved and all((section_at(e.doc, e.start)[0] or "") == "problem_list" for e in present) \
                 and not any((section_at(e.doc, e.start)[0] or "") == "problem_list" for e in resolved):
             stale.add(category)
@@ -206,18 +207,18 @@ def _heading_state(doc: Doc, ent: Span, state: Assertion) -> Assertion:
     """A problem heading ("Colitis:") takes its status from the line that follows it: when that
     line negates the same category ("No further diarrhea.", "Resolved.") the heading is negated."""
     after = doc[ent.end:ent.end + 2]
-    if not any(t.text == ":" for t in after) or ent.sent.end >= len(doc):
+    if not any(t.text == ":" for t in after) or sentence_of(ent).end >= len(doc):
         return state
     text = text_of(doc)
-    if _NORMAL_AFTER_HEADING.match(text, ent.end_char, ent.sent.end_char):  # "Hepatotoxicity: baseline LFTs normal."
+    if _NORMAL_AFTER_HEADING.match(text, ent.end_char, sentence_of(ent).end_char):  # "Hepatotoxicity: baseline LFTs normal."
         return Assertion(True, state.uncertain, state.hypothetical, state.family, state.historical, False, state.ignored)
-    following = _next_sentence(doc, ent.sent)
+    following = _next_sentence(doc, sentence_of(ent))
     if following is None:
         return state
     same = [e for e in following.ents if e.label_ == ent.label_]
     body_negated = any(assertion(e).negated for e in same) or any(
         m.category == modifiers.NEG and m.direction in ("BACKWARD", "BIDIRECTIONAL") for e in same for m in e._.modifiers)
-    starts_resolved = following.text.strip().lower().startswith(("resolved", "now resolved", "none", "no longer"))
+    starts_resolved = sentence_text(following).strip().lower().startswith(("resolved", "now resolved", "none", "no longer"))
     if (body_negated or starts_resolved) and not any(modifiers.ONGOING == m.category for e in same for m in e._.modifiers):
         return Assertion(True, state.uncertain, state.hypothetical, state.family, state.historical, False, state.ignored)
     return state
@@ -233,7 +234,7 @@ def _next_sentence(doc: Doc, sentence: Span) -> Span | None:
     i = sentence.end
     while i < len(doc) and doc[i].is_space:
         i += 1
-    return doc[i].sent if i < len(doc) else None
+    return sentence_of(doc[i]) if i < len(doc) else None
 
 
 def _assign_grades(doc: Doc, mentions: list[Span]) -> dict[int, tuple[int, bool]]:
@@ -244,11 +245,11 @@ def _assign_grades(doc: Doc, mentions: list[Span]) -> dict[int, tuple[int, bool]
     count. Returns mention start token -> (grade, stated as current)."""
     by_sentence: dict[int, list[Span]] = {}
     for ent in mentions:
-        by_sentence.setdefault(ent.sent.start, []).append(ent)
+        by_sentence.setdefault(sentence_of(ent).start, []).append(ent)
     assigned: dict[int, tuple[int, int, bool]] = {}  # mention start token -> (distance, grade, current)
     for sent_start, ents in by_sentence.items():
-        sentence = ents[0].sent
-        stated = grades.find_grades(sentence.text, offset=sentence.start_char)
+        sentence = sentence_of(ents[0])
+        stated = grades.find_grades(sentence_text(sentence), offset=sentence.start_char)
         if not stated:
             following = sentence
             for _ in range(2):
@@ -256,7 +257,7 @@ def _assign_grades(doc: Doc, mentions: list[Span]) -> dict[int, tuple[int, bool]
                 if following is None or any(e.label_ in CATEGORIES for e in following.ents) \
                         or "\n\n" in text_of(doc)[sentence.end_char:following.start_char]:
                     break
-                borrowed = grades.find_grades(following.text, offset=following.start_char)
+                borrowed = grades.find_grades(sentence_text(following), offset=following.start_char)
                 if borrowed:
                     stated = [grades.GradeMention(g.grade, sentence.end_char, sentence.end_char, g.when)
                               for g in borrowed][:1]
@@ -281,7 +282,7 @@ def _assign_grades(doc: Doc, mentions: list[Span]) -> dict[int, tuple[int, bool]
 
 def _quote_bounds(text: str, ent: Span) -> tuple[int, int]:
     """The mention's sentence without list markers and surrounding space; its clause if long."""
-    sentence = ent.sent
+    sentence = sentence_of(ent)
     start, end = sentence.start_char, sentence.end_char
     if end - start > MAX_QUOTE_CHARS:
         left = [m.end() for m in _CLAUSE_BREAK.finditer(text, start, ent.start_char)]
