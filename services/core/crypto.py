@@ -162,10 +162,14 @@ class Keyring:
         cached = self._active.get(tenant)
         if cached and time.monotonic() - cached[1] < ACTIVE_KEY_CACHE_S:
             return cached[0]
-        async with self.pools.tx(tenant) as conn:
-            row = await conn.fetchrow("SELECT key_id, wrapped_key, kek_id FROM vigil_tenant_keys "
-                                      "WHERE tenant = $1 AND active", tenant)
-            if row is None:
+        # the tenant's read connection, not a unit of work from its pool: callers encrypt inside
+        # their own unit of work, and as many of them as the pool holds would wait for a checkout
+        # none of them gives back
+        rows = await self.pools.read(tenant, "SELECT key_id, wrapped_key, kek_id FROM vigil_tenant_keys "
+                                             "WHERE tenant = $1 AND active", tenant)
+        row = rows[0] if rows else None
+        if row is None:  # the tenant's first key, once in its life
+            async with self.pools.tx(tenant) as conn:
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext('vigil_tenant_keys:' || $1))", tenant)
                 row = await conn.fetchrow("SELECT key_id, wrapped_key, kek_id FROM vigil_tenant_keys "
                                           "WHERE tenant = $1 AND active", tenant)
@@ -193,9 +197,9 @@ class Keyring:
         dek = self._deks.get((tenant, key_id))
         if dek is not None:
             return dek
-        async with self.pools.tx(tenant, readonly=True) as conn:
-            row = await conn.fetchrow("SELECT key_id, wrapped_key, kek_id FROM vigil_tenant_keys "
-                                      "WHERE tenant = $1 AND key_id = $2", tenant, key_id)
+        rows = await self.pools.read(tenant, "SELECT key_id, wrapped_key, kek_id FROM vigil_tenant_keys "
+                                             "WHERE tenant = $1 AND key_id = $2", tenant, key_id)  # as above
+        row = rows[0] if rows else None
         if row is None:
             raise DecryptionError("ciphertext does not authenticate for this tenant and purpose")
         return self._remember(tenant, row)

@@ -37,7 +37,9 @@ Small reads
   connected as the tenant's role, ``app.tenant`` and the statement timeout set for the whole
   session, every transaction read-only): no checkout, no BEGIN / COMMIT, no reset on release.
   Each statement sees what was committed before it started. For frequent tiny reads such as
-  the mode and kill-switch rows.
+  the mode and kill-switch rows, and for reads made while a unit of work is open: the keyring's
+  key lookups run inside its callers' units of work, and a second checkout from the same pool
+  would wait for ever once every connection is held by a caller waiting for it.
 """
 from __future__ import annotations
 

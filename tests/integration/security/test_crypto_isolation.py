@@ -130,3 +130,41 @@ async def test_keys_rotate_command(stack, provision, monkeypatch):
     assert '"key_id": 2, "active": true' in listed.output and '"key_id": 1, "active": false' in listed.output
     bad = await asyncio.to_thread(runner.invoke, app, ["keys", "rotate", "--tenant", "Not A Tenant"])
     assert bad.exit_code == 2 and "invalid tenant id" in bad.output
+
+
+async def test_encrypting_inside_units_of_work_that_hold_the_whole_pool(stack, secrets, provision):
+    """Units of work that encrypt (the decision ledger's quotes) hold a connection each; with a
+    cold keyring, as many of them as the tenant's pool holds must not wait for a checkout none of
+    them gives back: the key lookups use the tenant's read connection."""
+    tenant = await provision()
+    first = TenantPools(stack, secrets)
+    try:
+        await Keyring(first).encrypt(tenant, NOTE, "ledger-quote")  # the tenant's key exists
+    finally:
+        await first.close()
+    pools = TenantPools(stack, secrets, max_size=3)
+    keyring = Keyring(pools)  # a new process: nothing cached
+    held = asyncio.Barrier(3)
+
+    async def unit() -> bytes:
+        async with pools.tx(tenant) as conn:
+            await conn.execute("SELECT 1")
+            await held.wait()  # every connection of the pool is checked out now
+            return await keyring.encrypt(tenant, NOTE, "ledger-quote")
+
+    try:
+        blobs = await asyncio.wait_for(asyncio.gather(*(unit() for _ in range(3))), timeout=10)
+        assert len({key_id_of(b) for b in blobs}) == 1
+        rotated = await keyring.rotate(tenant)
+        other = Keyring(pools)
+        newer = await asyncio.wait_for(asyncio.gather(*(unit() for _ in range(3))), timeout=10)
+
+        async def decrypt_in_unit(blob: bytes) -> bytes:
+            async with pools.tx(tenant) as conn:
+                await conn.execute("SELECT 1")
+                await held.wait()
+                return await other.decrypt(tenant, blob, "ledger-quote")
+        assert await asyncio.wait_for(asyncio.gather(*(decrypt_in_unit(b) for b in newer)), timeout=10) == [NOTE] * 3
+        assert {key_id_of(b) for b in newer} <= {rotated, key_id_of(blobs[0])}
+    finally:
+        await pools.close()
