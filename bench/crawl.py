@@ -6,7 +6,9 @@ document store, sealed text, checkpoints, ``batch-events``) through the batch la
 production: ``extraction --lane batch`` (GetNote from the store and Extract with the rules engine,
 on the batch lane's own tools and inference servers) and ``triage --lane batch`` (silent decisions
 to the ledger and ``batch-decisions``), every service its own process (``Pipeline(batch_lane=True)``).
-The clock runs from the backfill's start until triage-batch has committed every note's findings.
+The clock runs from the backfill's start until triage-batch has committed every note's findings; it
+starts once both batch stages hold their partitions (``assigned``: the dev broker can keep a new
+member of a group waiting for 10-30 s).
 
 Baseline (same run, same notes): ``nlp(text)`` of bare medspaCy in this process: medspaCy's
 tokenizer, spaCy's sentencizer, medspaCy's TargetMatcher and ConText with the engine's target and
@@ -97,18 +99,22 @@ def bare_rate(texts: list[str]) -> tuple[float, float]:
 def cpu(pid: int) -> float:
     """User + system CPU seconds of the process and its live children (the inference server's
     rules-engine worker processes)."""
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(the process's own CPU seconds, its live children's)."""
+    def used(p) -> float:
+        try:
+            times = p.cpu_times()
+            return times.user + times.system
+        except psutil.Error:
+            return 0.0
     try:
         process = psutil.Process(pid)
-        total = 0.0
-        for p in (process, *process.children(recursive=True)):
-            try:
-                times = p.cpu_times()
-                total += times.user + times.system
-            except psutil.Error:
-                pass
-        return total
+        return used(process), sum(used(p) for p in process.children(recursive=True))
     except psutil.Error:
-        return 0.0
+        return 0.0, 0.0
 
 
 async def committed(settings, tenant: str, group: str, stream: str) -> tuple[int, int]:
@@ -138,53 +144,113 @@ async def committed_with(consumer, admin, tenant: str, group: str, stream: str) 
     return (sum(max(0, done[tp].offset) for tp in tps if tp in done), sum(ends.values()))
 
 
-async def wait_done(settings, n: int, backfill: subprocess.Popen, reniced=()) -> tuple[int, float, int]:
+class Progress:
+    """The two batch stages' committed and end offsets of the tenant's batch topics, polled on one
+    consumer and one admin client kept open for the run."""
+
+    def __init__(self, settings):
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        kwargs = settings.kafka.client_kwargs()
+        self.consumer, self.admin = AIOKafkaConsumer(enable_auto_commit=False, **kwargs), AIOKafkaAdminClient(**kwargs)
+
+    async def __aenter__(self) -> "Progress":
+        await self.consumer.start()
+        await self.admin.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.admin.close()
+        await self.consumer.stop()
+
+    async def read(self) -> tuple[int, int, int, int]:
+        """(events committed, events end, findings committed, findings end)."""
+        events = await committed_with(self.consumer, self.admin, TENANT.id, "extraction-batch", "batch-events")
+        findings = await committed_with(self.consumer, self.admin, TENANT.id, "triage-batch", "batch-findings")
+        return (*events, *findings)
+
+
+async def wait_done(settings, n: int, backfill: subprocess.Popen, reniced=()) -> tuple[int, float, int, list]:
     """Until the backfill exited, extraction-batch committed every batch event and triage-batch
     every finding event (counted from the offsets before the run: the tenant's topics outlive a
     run); returns the backfill's exit status, its CPU seconds (reaped here with its resource
-    usage) and the number of notes decided in this run."""
-    findings_start, _ = await committed(settings, TENANT.id, "triage-batch", "batch-findings")
-    events_start, _ = await committed(settings, TENANT.id, "extraction-batch", "batch-events")
-    last, last_change = -1, time.monotonic()
-    exited: tuple[int, float] | None = None
-    while True:
-        if exited is None:
-            renice(reniced)  # the backfill lowers its own priority when it starts
-            pid, status, usage = os.wait4(backfill.pid, os.WNOHANG)
-            if pid:
-                exited = (os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime)
-                if exited[0] != 0:
-                    raise RuntimeError(f"vigil backfill run exited {exited[0]}: {backfill.stderr.read()[-800:]!r}")
-        findings_done, findings_end = await committed(settings, TENANT.id, "triage-batch", "batch-findings")
-        events_done, events_end = await committed(settings, TENANT.id, "extraction-batch", "batch-events")
-        decided = findings_done - findings_start
-        # Done when this run's n batch events and their n findings events are committed. The
-        # broker's end offsets alone are not enough: the dev broker (Tansu) can report end offsets
-        # below offsets already committed, which ended runs early with notes still queued.
-        if (exited is not None and events_done - events_start >= n and decided >= n
-                and events_done >= events_end and findings_done >= findings_end):
-            return (*exited, decided)
-        if (findings_done, events_done) != last:
-            last, last_change = (findings_done, events_done), time.monotonic()
-        elif time.monotonic() - last_change > STALL_S:
-            raise RuntimeError(f"no progress for {STALL_S:.0f} s ({decided}/{n} notes decided)")
-        await asyncio.sleep(POLL_S)
+    usage), the number of notes decided in this run, and the progress samples (seconds from the
+    start, events committed, findings events in, notes decided, all of this run)."""
+    started = time.monotonic()
+    async with Progress(settings) as progress:
+        events_start, _, findings_start, _ = await progress.read()
+        samples: list[tuple[float, int, int, int]] = []
+        last, last_change = None, time.monotonic()
+        exited: tuple[int, float] | None = None
+        while True:
+            if exited is None:
+                renice(reniced)  # the backfill lowers its own priority when it starts
+                pid, status, usage = os.wait4(backfill.pid, os.WNOHANG)
+                if pid:
+                    exited = (os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime)
+                    if exited[0] != 0:
+                        raise RuntimeError(f"vigil backfill run exited {exited[0]}: {backfill.stderr.read()[-800:]!r}")
+            events_done, events_end, findings_done, findings_end = await progress.read()
+            decided = findings_done - findings_start
+            samples.append((round(time.monotonic() - started, 2), events_done - events_start,
+                            findings_end - findings_start, decided))
+            # Done when this run's n batch events and their n findings events are committed. The
+            # broker's end offsets alone are not enough: the dev broker (Tansu) can report end offsets
+            # below offsets already committed, which ended runs early with notes still queued.
+            if (exited is not None and events_done - events_start >= n and decided >= n
+                    and events_done >= events_end and findings_done >= findings_end):
+                return (*exited, decided, samples)
+            if (findings_done, events_done) != last:
+                last, last_change = (findings_done, events_done), time.monotonic()
+            elif time.monotonic() - last_change > STALL_S:
+                raise RuntimeError(f"no progress for {STALL_S:.0f} s ({decided}/{n} notes decided)")
+            await asyncio.sleep(POLL_S)
 
 
 async def drain(settings) -> None:
     """Until the batch lane has no backlog (events of an earlier, interrupted run): the clock and
     the CPU counters start on an idle lane."""
     last, last_change = None, time.monotonic()
-    while True:
-        findings_done, findings_end = await committed(settings, TENANT.id, "triage-batch", "batch-findings")
-        events_done, events_end = await committed(settings, TENANT.id, "extraction-batch", "batch-events")
-        if events_done >= events_end and findings_done >= findings_end:
-            return
-        if (findings_done, events_done) != last:
-            last, last_change = (findings_done, events_done), time.monotonic()
-        elif time.monotonic() - last_change > STALL_S:
-            raise RuntimeError(f"the batch lane's backlog does not drain ({events_end - events_done} events left)")
-        await asyncio.sleep(POLL_S)
+    async with Progress(settings) as progress:
+        while True:
+            events_done, events_end, findings_done, findings_end = await progress.read()
+            if events_done >= events_end and findings_done >= findings_end:
+                return
+            if (findings_done, events_done) != last:
+                last, last_change = (findings_done, events_done), time.monotonic()
+            elif time.monotonic() - last_change > STALL_S:
+                raise RuntimeError(f"the batch lane's backlog does not drain ({events_end - events_done} events left)")
+            await asyncio.sleep(POLL_S)
+
+
+def assigned(plan, stages: tuple[str, ...] = ("extraction-batch", "triage-batch"), timeout_s: float = 90.0) -> float:
+    """Until each batch stage holds partitions of its input topic (its
+    ``vigil_stage_assigned_partitions``); returns the seconds waited. The dev broker (Tansu) can
+    answer a new member's JoinGroup naming as leader a member that has left the group (the stage's
+    previous process): the new one then holds no partition until the departed member's session
+    ends, 10-30 s in which a run's notes wait. Apache Kafka elects a current member."""
+    import urllib.request
+
+    services = {s.name: s for s in SERVICES}
+    started = time.monotonic()
+    waiting = set(stages)
+    while waiting and time.monotonic() - started < timeout_s:
+        for stage in list(waiting):
+            url = f"http://127.0.0.1:{plan.port(services[stage].port_key)}/metrics"
+            try:
+                body = urllib.request.urlopen(url, timeout=2).read().decode()
+            except OSError:
+                continue
+            held = [line for line in body.splitlines() if line.startswith("vigil_stage_assigned_partitions{")
+                    and f'tenant="{TENANT.id}"' in line and not line.endswith(" 0.0")]
+            if held:
+                waiting.discard(stage)
+        if waiting:
+            time.sleep(POLL_S / 5)
+    if waiting:
+        print(f"WARNING: {', '.join(sorted(waiting))} still without partitions after {timeout_s:.0f} s")
+    return time.monotonic() - started
 
 
 def renice(pids, value: int = 0) -> None:
@@ -219,7 +285,8 @@ def main(argv: list[str]) -> None:
         if reniced:
             renice(procs.values())
         asyncio.run(drain(plan.settings))
-        before = {name: cpu(pid) for name, pid in procs.items()}
+        join_s = assigned(plan)
+        before = {name: cpu_split(pid) for name, pid in procs.items()}
         env = plan.service_env(next(s for s in SERVICES if s.name == "ingest"))
         started = time.perf_counter()
         backfill = subprocess.Popen(
@@ -228,23 +295,28 @@ def main(argv: list[str]) -> None:
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if reniced:
             renice(procs.values())
-        _, backfill_cpu, decided = asyncio.run(wait_done(plan.settings, n, backfill,
+        _, backfill_cpu, decided, samples = asyncio.run(wait_done(plan.settings, n, backfill,
                                                          (backfill.pid, *procs.values()) if reniced else ()))
         elapsed = time.perf_counter() - started
-        after = {name: cpu(pid) for name, pid in procs.items()}
+        after = {name: cpu_split(pid) for name, pid in procs.items()}
     finally:
         pipe.down()
     rate = n / elapsed
     bare, bare_cpu_ms = bare_rate(texts)
-    per_note = {name: (after[name] - before[name]) / n * 1000 for name in procs}
+    per_note = {name: (sum(after[name]) - sum(before[name])) / n * 1000 for name in procs}
+    workers = {name: (after[name][1] - before[name][1]) / n * 1000 for name in procs if after[name][1]}
     per_note["backfill (vigil backfill run)"] = backfill_cpu / n * 1000
     lane = {k: v for k, v in per_note.items() if k.endswith("-batch") or k.startswith("backfill")}
     lane_cpu_ms = sum(lane.values())
     results = {"notes": n, "decided": decided, "median_chars": sizes[len(sizes) // 2], "elapsed_s": round(elapsed, 2),
                "notes_per_s": round(rate, 1), "bare_medspacy_notes_per_s": round(bare, 1),
                "ratio": round(rate / bare, 3), "cpu_ms_per_note": {k: round(v, 2) for k, v in per_note.items()},
+               "of_which_worker_processes_ms_per_note": {k: round(v, 2) for k, v in workers.items()},
                "batch_lane_cpu_ms_per_note": round(lane_cpu_ms, 2), "bare_cpu_ms_per_note": round(bare_cpu_ms, 2),
                "cpu_ratio": round(bare_cpu_ms / lane_cpu_ms, 3),
+               "progress": {"columns": ["seconds", "events_extracted", "findings_events", "notes_decided"],
+                            "samples": samples},
+               "waited_for_partitions_s": round(join_s, 1),
                "load_average": os.getloadavg(), "batch_lane_reniced_to_0": reniced,
                "cores": psutil.cpu_count(), "goal": {"notes_per_s": GOAL_RATE, "ratio": GOAL_RATIO},
                "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -259,7 +331,7 @@ def main(argv: list[str]) -> None:
           f"load average {os.getloadavg()[0]:.1f} on {psutil.cpu_count()} cores")
     print("CPU per note (ms, user + system):")
     for name, ms in sorted(per_note.items(), key=lambda kv: -kv[1]):
-        print(f"  {name:32s} {ms:7.2f}")
+        print(f"  {name:32s} {ms:7.2f}" + (f"   (worker processes {workers[name]:.2f})" if name in workers else ""))
     print(f"  {'total (our processes)':32s} {sum(per_note.values()):7.2f}   on {psutil.cpu_count()} cores")
     print(f"wrote {OUT_DIR / 'crawl.json'}")
 

@@ -71,4 +71,5 @@ PARKED = Counter("vigil_stage_parked_total", "Events parked behind an earlier ev
 LATENCY = LatencyHistogram("vigil_stage_handler_seconds", "Handler latency per attempt", LABELS,
                            buckets=(0.001, 0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 LAG = Gauge("vigil_stage_consumer_lag", "Records behind the high watermark on the input topic", LABELS)
+ASSIGNED = Gauge("vigil_stage_assigned_partitions", "Partitions of the input topic this consumer holds", LABELS)
 LAST_PROGRESS = Gauge("vigil_stage_last_progress_timestamp", "Unix time of the last completed poll loop", LABELS)

@@ -71,6 +71,7 @@ class StageRunner:
         self._consumed, self._succeeded = (metrics.CONSUMED.labels(**self._labels),
                                            metrics.SUCCEEDED.labels(**self._labels))
         self._progress, self._lag = metrics.LAST_PROGRESS.labels(**self._labels), metrics.LAG.labels(**self._labels)
+        self._assigned = metrics.ASSIGNED.labels(**self._labels)
         self._topics: dict[str, str] = {}
         self._intake = Intake(self.tenant, spec.types)
         self._paused: dict[TopicPartition, float] = {}
@@ -467,14 +468,16 @@ class StageRunner:
 
     # -- helpers -----------------------------------------------------------------------------
     def _update_lag(self) -> None:
-        lag = 0
+        lag, inputs = 0, 0
         for tp in self._consumer.assignment():
             if tp.topic != self.input_topic:
                 continue
+            inputs += 1
             high, position = self._consumer.highwater(tp), self._positions.get(tp)
             if high is not None and position is not None:
                 lag += max(0, high - position)
         self._lag.set(lag)
+        self._assigned.set(inputs)
 
 
 async def run_stage(settings: Settings, tenant_id: str, spec: StageSpec, stop_event: asyncio.Event) -> None:
