@@ -86,6 +86,21 @@ async def test_a_dlq_topic_created_again_is_indexed_from_its_start(stack, contro
         runs[run] = [probe_event(tenant, i, patient="pat-A", run=run) for i in range(n)]
         await dead_letter(stack, tenant, runs[run])
         assert await listed() == {e.id for events in runs.values() for e in events}, run
+        # nothing new: another sync reads no record again (the dev broker's end offsets can lie
+        # below the indexed position, which alone must not look like a new topic)
+        read_again = []
+        indexer = control.app.indexer
+        index = indexer._index
+
+        async def counting(tenant_id, records):
+            read_again.extend(records)
+            return await index(tenant_id, records)
+        indexer._index = counting
+        try:
+            assert await indexer.sync([tenant]) == 0 and await indexer.sync([tenant]) == 0
+        finally:
+            indexer._index = index
+        assert read_again == [], run
     rows = await admin_pool.fetch("SELECT original_offset, dlq_offset FROM vigil_dlq_entries WHERE tenant = $1",
                                   tenant)
     assert sorted(r["original_offset"] for r in rows) == [0, 0, 0, 1, 1, 2, 2, 3, 4]
