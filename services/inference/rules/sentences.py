@@ -17,8 +17,7 @@ from spacy.tokens import Doc, Span, Token
 from services.inference.rules.context import TEXT_KEY
 
 _STARTS = "vigil_sentence_starts"
-_SPANS = "vigil_sentence_spans"
-_TEXTS = "vigil_sentence_texts"
+_SENTENCES = "vigil_sentences"
 
 
 def _starts(doc: Doc) -> list[int]:
@@ -29,30 +28,24 @@ def _starts(doc: Doc) -> list[int]:
     return starts
 
 
-def _index(item: Span | Token) -> tuple[Doc, int]:
+def _sentence(item: Span | Token) -> tuple[Span, str]:
     doc = item.doc
-    first = item.i if isinstance(item, Token) else item.start
-    return doc, bisect_right(_starts(doc), first) - 1
+    starts = _starts(doc)
+    k = bisect_right(starts, item.i if isinstance(item, Token) else item.start) - 1
+    cache = doc.user_data.setdefault(_SENTENCES, {})
+    found = cache.get(k)
+    if found is None:
+        span = doc[starts[k]:starts[k + 1] if k + 1 < len(starts) else len(doc)]
+        note = doc.user_data.get(TEXT_KEY)
+        found = cache[k] = (span, note[span.start_char:span.end_char] if note is not None else span.text)
+    return found
 
 
 def sentence_of(item: Span | Token) -> Span:
     """``item.sent``: the sentence that holds the span's first token (or the token)."""
-    doc, k = _index(item)
-    spans = doc.user_data.setdefault(_SPANS, {})
-    sentence = spans.get(k)
-    if sentence is None:
-        starts = _starts(doc)
-        sentence = spans[k] = doc[starts[k]:starts[k + 1] if k + 1 < len(starts) else len(doc)]
-    return sentence
+    return _sentence(item)[0]
 
 
 def sentence_text(item: Span | Token) -> str:
     """``item.sent.text``."""
-    doc, k = _index(item)
-    texts = doc.user_data.setdefault(_TEXTS, {})
-    text = texts.get(k)
-    if text is None:
-        sentence = sentence_of(item)
-        note = doc.user_data.get(TEXT_KEY)
-        text = texts[k] = note[sentence.start_char:sentence.end_char] if note is not None else sentence.text
-    return text
+    return _sentence(item)[1]
