@@ -8,7 +8,7 @@ on the batch lane's own tools and inference servers) and ``triage --lane batch``
 to the ledger and ``batch-decisions``), every service its own process (``Pipeline(batch_lane=True)``).
 The clock runs from the backfill's start until triage-batch has committed every note's findings; it
 starts once both batch stages hold their partitions (``assigned``: the dev broker can keep a new
-member of a group waiting for 10-30 s).
+member of a group waiting ~10 s).
 
 Baseline (same run, same notes): ``nlp(text)`` of bare medspaCy in this process: medspaCy's
 tokenizer, spaCy's sentencizer, medspaCy's TargetMatcher and ConText with the engine's target and
@@ -176,11 +176,12 @@ async def wait_done(settings, n: int, backfill: subprocess.Popen, reniced=()) ->
     every finding event (counted from the offsets before the run: the tenant's topics outlive a
     run); returns the backfill's exit status, its CPU seconds (reaped here with its resource
     usage), the number of notes decided in this run, and the progress samples (seconds from the
-    start, events committed, findings events in, notes decided, all of this run)."""
+    start, batch events and findings events committed in this run; the dev broker's listed end
+    offsets trail the real ones, so they are not sampled)."""
     started = time.monotonic()
     async with Progress(settings) as progress:
         events_start, _, findings_start, _ = await progress.read()
-        samples: list[tuple[float, int, int, int]] = []
+        samples: list[tuple[float, int, int]] = []
         last, last_change = None, time.monotonic()
         exited: tuple[int, float] | None = None
         while True:
@@ -193,8 +194,7 @@ async def wait_done(settings, n: int, backfill: subprocess.Popen, reniced=()) ->
                         raise RuntimeError(f"vigil backfill run exited {exited[0]}: {backfill.stderr.read()[-800:]!r}")
             events_done, events_end, findings_done, findings_end = await progress.read()
             decided = findings_done - findings_start
-            samples.append((round(time.monotonic() - started, 2), events_done - events_start,
-                            findings_end - findings_start, decided))
+            samples.append((round(time.monotonic() - started, 2), events_done - events_start, decided))
             # Done when this run's n batch events and their n findings events are committed. The
             # broker's end offsets alone are not enough: the dev broker (Tansu) can report end offsets
             # below offsets already committed, which ended runs early with notes still queued.
@@ -229,7 +229,7 @@ def assigned(plan, stages: tuple[str, ...] = ("extraction-batch", "triage-batch"
     ``vigil_stage_assigned_partitions``); returns the seconds waited. The dev broker (Tansu) can
     answer a new member's JoinGroup naming as leader a member that has left the group (the stage's
     previous process): the new one then holds no partition until the departed member's session
-    ends, 10-30 s in which a run's notes wait. Apache Kafka elects a current member."""
+    ends (~10 s with a bare consumer), in which a run's notes wait. Apache Kafka elects a current member."""
     import urllib.request
 
     services = {s.name: s for s in SERVICES}
@@ -314,7 +314,7 @@ def main(argv: list[str]) -> None:
                "of_which_worker_processes_ms_per_note": {k: round(v, 2) for k, v in workers.items()},
                "batch_lane_cpu_ms_per_note": round(lane_cpu_ms, 2), "bare_cpu_ms_per_note": round(bare_cpu_ms, 2),
                "cpu_ratio": round(bare_cpu_ms / lane_cpu_ms, 3),
-               "progress": {"columns": ["seconds", "events_extracted", "findings_events", "notes_decided"],
+               "progress": {"columns": ["seconds", "events_extracted", "notes_decided"],
                             "samples": samples},
                "waited_for_partitions_s": round(join_s, 1),
                "load_average": os.getloadavg(), "batch_lane_reniced_to_0": reniced,

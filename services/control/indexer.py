@@ -2,10 +2,11 @@
 
 No consumer group: the indexer assigns the partitions of each tenant's dlq topic itself and
 keeps its positions in ``vigil_dlq_index_offsets`` (platform table), advanced only after the
-rows are committed, with the dlq id of the record before each position: a topic deleted and created
-again (a tenant onboarded again under its id, a dev broker restarted) starts at offset 0, and a
-different record before the position (or none) makes the indexer read it from the start. Rows are keyed by dlq id (``ON CONFLICT DO NOTHING``), so re-reading a
-record after a crash changes nothing. The record is the whole dead letter: the stage runtime
+rows are committed, with the dlq id of the record before each position: a topic deleted and
+created again (a tenant onboarded again under its id, a dev broker restarted) starts at offset
+0, and a different record before the position (or none) makes the indexer read it from the
+start. Rows are keyed by dlq id (``ON CONFLICT DO NOTHING``), so re-reading a record after a
+crash changes nothing. The record is the whole dead letter: the stage runtime
 writes no table, and puts the stack trace and the attempt history in the ``dlq-stack`` and
 ``dlq-history`` headers (``services.core.bus.failures``); the stack is stored encrypted, the
 history in its own column, and neither among the headers kept in clear. This index is the one
