@@ -140,7 +140,7 @@ class StageRunner:
                     continue
                 self._last_progress = time.monotonic()
                 self._progress.set(time.time())
-                self._update_lag()
+                self._update_gauges()
         finally:
             await self._drain()
             watchdog.cancel()
@@ -467,7 +467,8 @@ class StageRunner:
         st.blocked.pop(key, None)
 
     # -- helpers -----------------------------------------------------------------------------
-    def _update_lag(self) -> None:
+    def _update_gauges(self) -> None:
+        """Consumer lag and partitions held, on the input topic."""
         lag, inputs = 0, 0
         for tp in self._consumer.assignment():
             if tp.topic != self.input_topic:

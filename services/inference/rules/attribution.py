@@ -53,11 +53,6 @@ def text_of(doc: Doc) -> str:
     return text if text is not None else doc.text
 
 
-def sentence_start(span: Span) -> int:
-    """``span.sent.start`` (see ``sentences``)."""
-    return sentence_of(span).start
-
-
 def ents_of(doc: Doc) -> tuple[Span, ...]:
     """The target spans (spaCy rebuilds ``doc.ents`` on every access)."""
     ents = doc.user_data.get("vigil_ents")
@@ -146,7 +141,7 @@ def _assertion(ent: Span) -> Assertion:
     if layout is not None and ent.label_ not in (ICI, IMMUNE, NON_ICI) and not ent.label_.startswith(ALT_PREFIX):
         limit = next((e.start_char for e in ents_of(ent.doc)
                       if e.start_char > ent.end_char and e.label_ not in (ICI, IMMUNE, NON_ICI)
-                      and (e.label_ != ent.label_ or sentence_start(e) != sentence_start(ent))
+                      and (e.label_ != ent.label_ or sentence_of(e).start != sentence_of(ent).start)
                       and not e.label_.startswith(ALT_PREFIX)), None)
         if resolved_in(text_of(ent.doc), ent.start_char, ent.end_char, sentence_of(ent).end_char, layout, limit):
             negated = True
