@@ -5,6 +5,8 @@ A quote is verbatim note text (PHI). Since version 2 of ``vigil.extraction.findi
 ``crypto.seal`` under the tenant's data key, purpose ``event-quote`` - never as ``quote``,
 so a record read from the broker without the tenant key (an unauthenticated embedded broker, a
 misconfigured ACL, a copied topic) shows offsets, categories and references but no note text.
+A batch run's ``vigil.ehr.resource-changed`` carries its whole note the same way
+(``note.textSealed``, purpose ``event-note``: ``seal_note`` / ``open_note``).
 
     data = await seal_findings(keyring, tenant, data)     # before ctx.emit (extraction)
     data = await open_findings(keyring, tenant, data)     # on receipt (triage): "quote" back in memory
@@ -28,18 +30,32 @@ from services.core.events import Event
 PURPOSE = "event-quote"
 #: Purpose of quotes at rest: triage's decision ledger and cdshooks' read model (``cdshooks_findings``).
 LEDGER_PURPOSE = "ledger-quote"
+#: Purpose of a whole note's text on the bus (a batch run's events carry their notes: ``seal_note``).
+NOTE_PURPOSE = "event-note"
+#: A batch run's note up to this many characters travels sealed in its event; a longer one by
+#: reference only (read through ``tools.GetNote``), well within the broker's record size.
+CARRIED_NOTE_MAX_CHARS = 64_000
 
 
-async def seal_text(keyring: Keyring, tenant: str, text: str) -> str:
-    return base64.b64encode(await keyring.encrypt(tenant, text.encode("utf-8"), PURPOSE)).decode("ascii")
+async def seal_text(keyring: Keyring, tenant: str, text: str, purpose: str = PURPOSE) -> str:
+    return base64.b64encode(await keyring.encrypt(tenant, text.encode("utf-8"), purpose)).decode("ascii")
 
 
-async def open_text(keyring: Keyring, tenant: str, sealed: str) -> str:
+async def open_text(keyring: Keyring, tenant: str, sealed: str, purpose: str = PURPOSE) -> str:
     try:
         blob = base64.b64decode(sealed.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, AttributeError):
-        raise DecryptionError("sealed quote is not base64") from None
-    return (await keyring.decrypt(tenant, blob, PURPOSE)).decode("utf-8")
+        raise DecryptionError("sealed text is not base64") from None
+    return (await keyring.decrypt(tenant, blob, purpose)).decode("utf-8")
+
+
+async def seal_note(keyring: Keyring, tenant: str, text: str) -> str:
+    """A note's whole text for its event (``vigil.ehr.resource-changed``'s ``note.textSealed``)."""
+    return await seal_text(keyring, tenant, text, NOTE_PURPOSE)
+
+
+async def open_note(keyring: Keyring, tenant: str, sealed: str) -> str:
+    return await open_text(keyring, tenant, sealed, NOTE_PURPOSE)
 
 
 async def _sealed(keyring: Keyring, tenant: str, item: dict) -> dict:

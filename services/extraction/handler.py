@@ -2,7 +2,8 @@
 becomes exactly one ``vigil.extraction.findings`` event (possibly with no findings).
 
 The note version named by the event is read through ``tools.GetNote`` (exact version, from the
-EHR or from Vigil's document store as the event's ``source`` says) and sent
+EHR or from Vigil's document store as the event's ``source`` says), or opened from the event when
+it carries the note (a batch run's, sealed: ``evidence.seal_note``), and sent
 to ``inference.Extract``; both calls carry the stage's own credential for the event's tenant.
 Every other resource type, and deletions, are skipped (committed and counted). The note text
 never leaves this function except to inference; the event carries its sha256, not the text,
@@ -101,19 +102,8 @@ class Extraction:
             SKIPPED.labels(ctx.tenant, "action").inc()
             return
         await self.pacer.wait()  # the batch lane's budget (no limit on the real-time lane)
-        source = data.get("source") or "ehr"
-        try:
-            note = await self.clients.call("tools", ctx.tenant, "GetNote", tools_pb2.GetNoteRequest(
-                document_id=data["id"], version=str(data["versionId"]), source=source))
-        except NotFoundError as exc:
-            if source != "store" or exc.code != "note_not_found":
-                raise
-            # A writer publishes a chunk's events before its transaction commits (a batch run:
-            # store, publish, checkpoint, commit): the version may not be visible yet. Retried
-            # (quick retries, then the retry topics); a chunk rolled back by a crash ends in the
-            # DLQ once the retries are spent, and the resumed run publishes its notes again.
-            raise RetryableError("the note version is not in the document store (yet)",
-                                 code="note_not_visible") from None
+        carried = data.get("note")
+        note = await (self._carried(ctx.tenant, data, carried) if carried else self._read(ctx.tenant, data))
         result = await self.clients.call("inference", ctx.tenant, "Extract", inference_pb2.ExtractRequest(
             document_id=note.document_id, version=note.version, text=note.text))
         out = findings_data(event, note, result)
@@ -130,3 +120,30 @@ class Extraction:
             REVIEW.labels(ctx.tenant).inc()
         ctx.log.info("extraction.note_done", findings=len(out["findings"]), engine=result.engine,
                      review=out["reviewRequired"])
+
+    async def _read(self, tenant: str, data: dict) -> tools_pb2.Note:
+        """The note version named by the event, through ``tools.GetNote``."""
+        source = data.get("source") or "ehr"
+        try:
+            return await self.clients.call("tools", tenant, "GetNote", tools_pb2.GetNoteRequest(
+                document_id=data["id"], version=str(data["versionId"]), source=source))
+        except NotFoundError as exc:
+            if source != "store" or exc.code != "note_not_found":
+                raise
+            # A writer publishes a chunk's events before its transaction commits (a batch run:
+            # store, publish, checkpoint, commit): the version may not be visible yet. Retried
+            # (quick retries, then the retry topics); a chunk rolled back by a crash ends in the
+            # DLQ once the retries are spent, and the resumed run publishes its notes again.
+            raise RetryableError("the note version is not in the document store (yet)",
+                                 code="note_not_visible") from None
+
+    async def _carried(self, tenant: str, data: dict, carried: dict) -> tools_pb2.Note:
+        """The note a batch run's event carries (``note``), as ``tools.GetNote`` reads it from the
+        store: a text that does not open with the tenant's key is a ``DecryptionError`` (dead letter)."""
+        identifier = carried.get("identifier") or {}
+        return tools_pb2.Note(
+            document_id=data["id"], version=str(data["versionId"]),
+            text=await evidence.open_note(self.keyring, tenant, carried["textSealed"]),
+            note_time=carried.get("time") or "", note_type=carried.get("type") or "",
+            note_type_display=carried.get("typeDisplay") or "", source=data.get("source") or "store",
+            identifier_system=identifier.get("system") or "", identifier_value=identifier.get("value") or "")

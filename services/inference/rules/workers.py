@@ -10,6 +10,7 @@ its note with it: the pool is replaced and the note is run again once on the new
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -48,6 +49,7 @@ def _start_worker() -> None:
 
     _ENGINE = RulesEngine()
     get_pipeline()  # built before the first note, not during it
+    gc.freeze()  # the pipeline's many long-lived objects: out of every later collection's walk
 
 
 def _extract(text: str) -> list[Finding]:

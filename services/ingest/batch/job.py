@@ -8,7 +8,9 @@ Notes are taken in chunks of ``CHUNK`` (source order). Each chunk is one tenant 
 2. a stored version is claimed in the shared version ledger (``ledger.claim_version``, origin
    ``batch``) and gets a ``vigil.ehr.resource-changed`` event (``source: store``, ``run: NAME``)
    whose id is deterministic in (tenant, document id, version) - the id the real-time path gives
-   the same version;
+   the same version; a note of at most ``evidence.CARRIED_NOTE_MAX_CHARS`` rides along in it
+   (``note``: the text sealed with the tenant key, purpose ``event-note``, and the fields
+   ``tools.GetNote`` would read from the store), so the batch extraction does not read the store;
 3. the chunk's events are published and acknowledged by the broker;
 4. the job row takes the position of the chunk's last note and the counts; commit.
 
@@ -30,7 +32,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator
 
-from services.core import contracts
+from services.core import contracts, evidence
 from services.core.events import Event
 from services.core.logging import get_logger
 from services.core.tenancy import check_tenant_id
@@ -258,6 +260,13 @@ class BatchJob:
                                     origin=ORIGIN)
         event.data["source"] = "store"
         event.data["run"] = self.name
+        if len(note.text) <= evidence.CARRIED_NOTE_MAX_CHARS:
+            # the note rides along, sealed: the batch extraction needs no read of the store
+            event.data["note"] = {
+                "textSealed": await evidence.seal_note(self.keyring, self.tenant, note.text),
+                "time": when.astimezone(timezone.utc).isoformat() if when else "",
+                "type": note.note_type or "", "typeDisplay": note.note_type_display or "",
+                "identifier": {"system": note.identifier_system, "value": note.identifier_value}}
         return event
 
     async def _same_as_stored(self, conn, doc_id: str, text: str) -> bool:
