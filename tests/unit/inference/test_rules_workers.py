@@ -1,5 +1,6 @@
 """Rules-engine worker processes: the same findings as the engine in-process, a dead worker is
-replaced, and VIGIL_RULES_WORKERS is checked."""
+replaced (idle, or with a note in hand), a cancelled call's answer goes to no other caller, and
+VIGIL_RULES_WORKERS is checked."""
 from __future__ import annotations
 
 import asyncio
@@ -33,12 +34,39 @@ def test_pool_answers_what_the_engine_answers_and_survives_a_dead_worker():
             return await asyncio.gather(*(pool.extract(t) for t in texts))
 
         assert asyncio.run(run()) == [engine.extract(t) for t in texts]
-        for pid in list(pool._executor._processes):  # noqa: SLF001 - the test kills a worker on purpose
+        for pid in pool.pids:  # the test kills a worker on purpose
             os.kill(pid, signal.SIGKILL)
             break
-        # the note in flight when the worker died is run again on a new pool
+        # the next note finds the worker dead: a new worker takes its place and runs it
         assert asyncio.run(pool.extract(texts[0])) == engine.extract(texts[0])
         assert asyncio.run(pool.extract(texts[1])) == engine.extract(texts[1])
+    finally:
+        pool.close()
+
+
+def test_a_worker_killed_with_a_note_in_hand_and_a_cancelled_caller_lose_and_mix_up_nothing():
+    texts = _texts(24)
+    engine = RulesEngine()
+    expected = [engine.extract(t) for t in texts]
+    pool = RulesPool(2)
+    try:
+        pool.warm()
+
+        async def killed_mid_run() -> list:
+            calls = [asyncio.ensure_future(pool.extract(t)) for t in texts]
+            await asyncio.sleep(0.02)  # both workers hold a note
+            os.kill(pool.pids[0], signal.SIGKILL)
+            return await asyncio.gather(*calls)
+
+        assert asyncio.run(killed_mid_run()) == expected
+
+        async def cancelled() -> list:
+            first = asyncio.ensure_future(pool.extract(texts[0]))
+            await asyncio.sleep(0.001)
+            first.cancel()  # its answer still comes back on that worker's pipe: read, not handed to the next
+            return await asyncio.gather(*(pool.extract(t) for t in texts[1:]))
+
+        assert asyncio.run(cancelled()) == expected[1:]
     finally:
         pool.close()
 
