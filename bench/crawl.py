@@ -3,10 +3,13 @@
 N realistic notes (the texts of ``tests/data/realistic/tune.jsonl``, about 3 KB median, repeated
 with new ids) are written to an NDJSON file and run as `vigil backfill run` (its own process:
 document store, sealed text, checkpoints, ``batch-events``) through the batch lane as in
-production: ``extraction --lane batch`` (GetNote from the store and Extract with the rules engine,
-on the batch lane's own tools and inference servers) and ``triage --lane batch`` (silent decisions
+production: ``extraction --lane batch`` (the note opened from its event - GetNote from the store
+for a note too long to carry - and Extract with the rules engine, on the batch lane's own tools and
+inference servers) and ``triage --lane batch`` (silent decisions
 to the ledger and ``batch-decisions``), every service its own process (``Pipeline(batch_lane=True)``).
-The clock runs from the backfill's start until triage-batch has committed every note's findings; it
+The clock runs from the backfill's start until triage-batch has handled every note's findings
+event (its counters: the note's decisions are in the ledger); the run then waits, off the clock,
+until every offset is committed (at most once a second; printed too). The clock
 starts once both batch stages hold their partitions (``assigned``: the dev broker can keep a new
 member of a group waiting ~10 s).
 
@@ -48,6 +51,8 @@ TENANT = DemoTenant("bench-crawl", "Benchmark Crawl", "silent", {"engine": "rule
 DEFAULT_N = 2000
 OUT_DIR = Path("artifacts/bench")
 POLL_S = 0.5
+#: triage-batch's counters are read this often (the clock's resolution).
+HANDLED_POLL_S = 0.1
 #: Give up when no note was finished for this long.
 STALL_S = 120.0
 GOAL_RATE = 150.0
@@ -171,19 +176,43 @@ class Progress:
         return (*events, *findings)
 
 
-async def wait_done(settings, n: int, backfill: subprocess.Popen, reniced=()) -> tuple[int, float, int, list]:
-    """Until the backfill exited, extraction-batch committed every batch event and triage-batch
-    every finding event (counted from the offsets before the run: the tenant's topics outlive a
-    run); returns the backfill's exit status, its CPU seconds (reaped here with its resource
-    usage), the number of notes decided in this run, and the progress samples (seconds from the
-    start, batch events and findings events committed in this run; the dev broker's listed end
-    offsets trail the real ones, so they are not sampled)."""
+def metric_sum(body: str, names: tuple[str, ...], stage: str) -> float:
+    """The sum of the named counters of ``stage`` for the benchmark's tenant in a /metrics page."""
+    total = 0.0
+    for line in body.splitlines():
+        if line.startswith(names) and f'stage="{stage}"' in line and f'tenant="{TENANT.id}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def handled(url: str) -> float:
+    """Findings events triage-batch is through with (its handler succeeded - the note's decisions
+    are in the ledger - or the event was dead-lettered), from its own counters."""
+    import urllib.request
+
+    body = urllib.request.urlopen(url, timeout=2).read().decode()
+    return metric_sum(body, ("vigil_stage_succeeded_total{", "vigil_stage_dead_lettered_total{"), "triage-batch")
+
+
+async def wait_done(settings, n: int, backfill: subprocess.Popen, triage_metrics: str,
+                    reniced=()) -> tuple[int, float, int, float, list]:
+    """Until the backfill exited, triage-batch handled every note's findings event, extraction-batch
+    committed every batch event and triage-batch every finding event (counted from the offsets
+    before the run: the tenant's topics outlive a run); returns the backfill's exit status, its CPU
+    seconds (reaped here with its resource usage), the number of notes decided in this run, the
+    seconds until the last was decided (its decisions in the ledger: the clock), and the progress
+    samples (seconds from the start, batch events and findings events committed in this run,
+    findings events handled; the dev broker's listed end offsets trail the real ones, so they are
+    not sampled). Offsets are committed at most once a second, so "committed" trails "decided"."""
     started = time.monotonic()
+    handled_start = handled(triage_metrics)
     async with Progress(settings) as progress:
         events_start, _, findings_start, _ = await progress.read()
-        samples: list[tuple[float, int, int]] = []
+        samples: list[tuple[float, int, int, int]] = []
         last, last_change = None, time.monotonic()
         exited: tuple[int, float] | None = None
+        decided_s: float | None = None
+        tick = 0
         while True:
             if exited is None:
                 renice(reniced)  # the backfill lowers its own priority when it starts
@@ -192,20 +221,28 @@ async def wait_done(settings, n: int, backfill: subprocess.Popen, reniced=()) ->
                     exited = (os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime)
                     if exited[0] != 0:
                         raise RuntimeError(f"vigil backfill run exited {exited[0]}: {backfill.stderr.read()[-800:]!r}")
+            done_handling = handled(triage_metrics) - handled_start
+            if decided_s is None and done_handling >= n:
+                decided_s = time.monotonic() - started
+            tick += 1
+            if tick % round(POLL_S / HANDLED_POLL_S) and decided_s is None:
+                await asyncio.sleep(HANDLED_POLL_S)
+                continue
             events_done, events_end, findings_done, findings_end = await progress.read()
             decided = findings_done - findings_start
-            samples.append((round(time.monotonic() - started, 2), events_done - events_start, decided))
+            samples.append((round(time.monotonic() - started, 2), events_done - events_start, decided,
+                            int(done_handling)))
             # Done when this run's n batch events and their n findings events are committed. The
             # broker's end offsets alone are not enough: the dev broker (Tansu) can report end offsets
             # below offsets already committed, which ended runs early with notes still queued.
-            if (exited is not None and events_done - events_start >= n and decided >= n
+            if (exited is not None and decided_s is not None and events_done - events_start >= n and decided >= n
                     and events_done >= events_end and findings_done >= findings_end):
-                return (*exited, decided, samples)
+                return (*exited, decided, decided_s, samples)
             if (findings_done, events_done) != last:
                 last, last_change = (findings_done, events_done), time.monotonic()
             elif time.monotonic() - last_change > STALL_S:
                 raise RuntimeError(f"no progress for {STALL_S:.0f} s ({decided}/{n} notes decided)")
-            await asyncio.sleep(POLL_S)
+            await asyncio.sleep(HANDLED_POLL_S)
 
 
 async def drain(settings) -> None:
@@ -288,6 +325,7 @@ def main(argv: list[str]) -> None:
         join_s = assigned(plan)
         before = {name: cpu_split(pid) for name, pid in procs.items()}
         env = plan.service_env(next(s for s in SERVICES if s.name == "ingest"))
+        triage_metrics = f"http://127.0.0.1:{plan.port(next(s for s in SERVICES if s.name == 'triage-batch').port_key)}/metrics"
         started = time.perf_counter()
         backfill = subprocess.Popen(
             [sys.executable, "-m", "tests.fixtures.batch_cli", "backfill", "run", "--tenant", TENANT.id, "--source",
@@ -295,9 +333,9 @@ def main(argv: list[str]) -> None:
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if reniced:
             renice(procs.values())
-        _, backfill_cpu, decided, samples = asyncio.run(wait_done(plan.settings, n, backfill,
-                                                         (backfill.pid, *procs.values()) if reniced else ()))
-        elapsed = time.perf_counter() - started
+        _, backfill_cpu, decided, elapsed, samples = asyncio.run(wait_done(
+            plan.settings, n, backfill, triage_metrics, (backfill.pid, *procs.values()) if reniced else ()))
+        committed_s = time.perf_counter() - started
         after = {name: cpu_split(pid) for name, pid in procs.items()}
     finally:
         pipe.down()
@@ -309,20 +347,21 @@ def main(argv: list[str]) -> None:
     lane = {k: v for k, v in per_note.items() if k.endswith("-batch") or k.startswith("backfill")}
     lane_cpu_ms = sum(lane.values())
     results = {"notes": n, "decided": decided, "median_chars": sizes[len(sizes) // 2], "elapsed_s": round(elapsed, 2),
+               "offsets_committed_s": round(committed_s, 2),
                "notes_per_s": round(rate, 1), "bare_medspacy_notes_per_s": round(bare, 1),
                "ratio": round(rate / bare, 3), "cpu_ms_per_note": {k: round(v, 2) for k, v in per_note.items()},
                "of_which_worker_processes_ms_per_note": {k: round(v, 2) for k, v in workers.items()},
                "batch_lane_cpu_ms_per_note": round(lane_cpu_ms, 2), "bare_cpu_ms_per_note": round(bare_cpu_ms, 2),
                "cpu_ratio": round(bare_cpu_ms / lane_cpu_ms, 3),
-               "progress": {"columns": ["seconds", "events_extracted", "notes_decided"],
+               "progress": {"columns": ["seconds", "events_committed", "findings_committed", "findings_handled"],
                             "samples": samples},
                "waited_for_partitions_s": round(join_s, 1),
                "load_average": os.getloadavg(), "batch_lane_reniced_to_0": reniced,
                "cores": psutil.cpu_count(), "goal": {"notes_per_s": GOAL_RATE, "ratio": GOAL_RATIO},
                "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     (OUT_DIR / "crawl.json").write_text(json.dumps(results, indent=2))
-    print(f"{n} notes (median {results['median_chars']} chars) through the batch lane in {elapsed:.1f} s: "
-          f"{rate:.1f} notes/s (goal {GOAL_RATE:.0f})")
+    print(f"{n} notes (median {results['median_chars']} chars) through the batch lane, decided in {elapsed:.1f} s: "
+          f"{rate:.1f} notes/s (goal {GOAL_RATE:.0f}); every offset committed at {committed_s:.1f} s")
     if decided != n:
         print(f"WARNING: {n - decided} of {n} notes were not decided (dead-lettered or skipped: see the logs)")
     print(f"bare medspaCy on the same notes: {bare:.1f} notes/s; ratio {rate / bare:.3f} (goal {GOAL_RATIO})")
