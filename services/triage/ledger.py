@@ -28,7 +28,7 @@ run a silent retrospective decision belongs to; null on the real-time lane), wri
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
@@ -140,7 +140,9 @@ async def insert(conn: asyncpg.Connection, tenant: str, d: Decision, keyring: Ke
             raise ValidationError("a decision with a quote needs a keyring (quotes are stored encrypted)",
                                   code="no_keyring")
         blob = await keyring.encrypt(tenant, quote.encode("utf-8"), QUOTE_PURPOSE)
-    values = {**asdict(d), "output": json.dumps(output, sort_keys=True), "quote": blob}
+    # the fields as they are (``asdict`` would deep-copy the output only to replace it)
+    values = {**{f.name: getattr(d, f.name) for f in fields(d)}, "output": json.dumps(output, sort_keys=True),
+              "quote": blob}
     got = await conn.fetchval(
         f"INSERT INTO vigil_decisions (tenant, {', '.join(_COLUMNS)}) "
         f"VALUES ($1, {', '.join(f'${i}' for i in range(2, len(_COLUMNS) + 2))}) "
