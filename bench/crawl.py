@@ -176,22 +176,23 @@ class Progress:
         return (*events, *findings)
 
 
-def metric_sum(body: str, names: tuple[str, ...], stage: str) -> float:
-    """The sum of the named counters of ``stage`` for the benchmark's tenant in a /metrics page."""
-    total = 0.0
-    for line in body.splitlines():
-        if line.startswith(names) and f'stage="{stage}"' in line and f'tenant="{TENANT.id}"' in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+def metrics_url(plan, stage: str) -> str:
+    return f"http://127.0.0.1:{plan.port(next(s for s in SERVICES if s.name == stage).port_key)}/metrics"
+
+
+def stage_metric(url: str, names: tuple[str, ...], stage: str) -> float:
+    """The sum of the named metrics of ``stage`` for the benchmark's tenant, from its /metrics page."""
+    import urllib.request
+
+    body = urllib.request.urlopen(url, timeout=2).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+               if line.startswith(names) and f'stage="{stage}"' in line and f'tenant="{TENANT.id}"' in line)
 
 
 def handled(url: str) -> float:
     """Findings events triage-batch is through with (its handler succeeded - the note's decisions
     are in the ledger - or the event was dead-lettered), from its own counters."""
-    import urllib.request
-
-    body = urllib.request.urlopen(url, timeout=2).read().decode()
-    return metric_sum(body, ("vigil_stage_succeeded_total{", "vigil_stage_dead_lettered_total{"), "triage-batch")
+    return stage_metric(url, ("vigil_stage_succeeded_total{", "vigil_stage_dead_lettered_total{"), "triage-batch")
 
 
 async def wait_done(settings, n: int, backfill: subprocess.Popen, triage_metrics: str,
@@ -212,7 +213,7 @@ async def wait_done(settings, n: int, backfill: subprocess.Popen, triage_metrics
         last, last_change = None, time.monotonic()
         exited: tuple[int, float] | None = None
         decided_s: float | None = None
-        tick = 0
+        next_read = 0.0  # committed offsets are read every POLL_S, triage-batch's counters every HANDLED_POLL_S
         while True:
             if exited is None:
                 renice(reniced)  # the backfill lowers its own priority when it starts
@@ -224,10 +225,10 @@ async def wait_done(settings, n: int, backfill: subprocess.Popen, triage_metrics
             done_handling = handled(triage_metrics) - handled_start
             if decided_s is None and done_handling >= n:
                 decided_s = time.monotonic() - started
-            tick += 1
-            if tick % round(POLL_S / HANDLED_POLL_S) and decided_s is None:
+            if decided_s is None and time.monotonic() < next_read:
                 await asyncio.sleep(HANDLED_POLL_S)
                 continue
+            next_read = time.monotonic() + POLL_S
             events_done, events_end, findings_done, findings_end = await progress.read()
             decided = findings_done - findings_start
             samples.append((round(time.monotonic() - started, 2), events_done - events_start, decided,
@@ -267,20 +268,14 @@ def assigned(plan, stages: tuple[str, ...] = ("extraction-batch", "triage-batch"
     answer a new member's JoinGroup naming as leader a member that has left the group (the stage's
     previous process): the new one then holds no partition until the departed member's session
     ends (~10 s with a bare consumer), in which a run's notes wait. Apache Kafka elects a current member."""
-    import urllib.request
-
-    services = {s.name: s for s in SERVICES}
     started = time.monotonic()
     waiting = set(stages)
     while waiting and time.monotonic() - started < timeout_s:
         for stage in list(waiting):
-            url = f"http://127.0.0.1:{plan.port(services[stage].port_key)}/metrics"
             try:
-                body = urllib.request.urlopen(url, timeout=2).read().decode()
+                held = stage_metric(metrics_url(plan, stage), ("vigil_stage_assigned_partitions{",), stage)
             except OSError:
                 continue
-            held = [line for line in body.splitlines() if line.startswith("vigil_stage_assigned_partitions{")
-                    and f'tenant="{TENANT.id}"' in line and not line.endswith(" 0.0")]
             if held:
                 waiting.discard(stage)
         if waiting:
@@ -325,7 +320,7 @@ def main(argv: list[str]) -> None:
         join_s = assigned(plan)
         before = {name: cpu_split(pid) for name, pid in procs.items()}
         env = plan.service_env(next(s for s in SERVICES if s.name == "ingest"))
-        triage_metrics = f"http://127.0.0.1:{plan.port(next(s for s in SERVICES if s.name == 'triage-batch').port_key)}/metrics"
+        triage_metrics = metrics_url(plan, "triage-batch")
         started = time.perf_counter()
         backfill = subprocess.Popen(
             [sys.executable, "-m", "tests.fixtures.batch_cli", "backfill", "run", "--tenant", TENANT.id, "--source",
